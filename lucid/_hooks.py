@@ -1,0 +1,55 @@
+"""The one seam between eager lucid and the tracer.
+
+Eager code calls `record` after every primitive op and `unsupported` wherever a value would
+leave the graph (``bool(t)``, ``t.item()``, ``t.numpy()``...). Both are no-ops unless a tracer
+has installed itself as `active`, so eager execution pays one global lookup per op.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+
+if TYPE_CHECKING:
+    from lucid.nn.module import Module
+    from lucid.tensor import Tensor
+
+
+class TraceHook(Protocol):
+    """What the tracer implements; see lucid/ir/trace.py."""
+
+    def record(
+        self, op: str, inputs: Sequence[Tensor], attrs: dict[str, Any], output: Tensor
+    ) -> None: ...
+
+    def unsupported(self, what: str, inputs: Sequence[Tensor]) -> None: ...
+
+    def module_scope(self, module: Module) -> Any: ...  # a context manager
+
+
+active: TraceHook | None = None
+
+
+def record(op: str, inputs: Sequence[Tensor], attrs: dict[str, Any], output: Tensor) -> None:
+    """Tell the active tracer (if any) that `op` produced `output` from `inputs`."""
+    if active is not None:
+        active.record(op, inputs, attrs, output)
+
+
+def unsupported(what: str, inputs: Sequence[Tensor]) -> None:
+    """Tell the active tracer (if any) that an op with no IR form ran on `inputs`."""
+    if active is not None:
+        active.unsupported(what, inputs)
+
+
+@contextmanager
+def installed(hook: TraceHook) -> Iterator[TraceHook]:
+    """Make `hook` the active tracer for the duration of the block (not reentrant)."""
+    global active
+    if active is not None:
+        raise RuntimeError("a trace is already in progress; lucid does not trace re-entrantly")
+    active = hook
+    try:
+        yield hook
+    finally:
+        active = None
