@@ -1,0 +1,49 @@
+"""Suite-wide fixtures: a private compile cache per run and the --update-goldens switch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="rewrite tests/golden/* from the current output instead of comparing",
+    )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Point lucid's compile cache at a directory of this run, so runs never share builds."""
+    os.environ["LUCID_CACHE_DIR"] = str(tmp_path_factory.mktemp("lucid-cache"))
+
+
+@pytest.fixture
+def update_goldens(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-goldens"))
+
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+
+@pytest.fixture
+def golden(update_goldens: bool):
+    """golden(name, text): compare text with tests/golden/NAME, or rewrite it with --update-goldens."""
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN_DIR / name
+        if update_goldens or not path.exists():
+            if not update_goldens:
+                pytest.fail(f"golden file {path} is missing; run pytest --update-goldens and review it")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            return
+        expected = path.read_text()
+        assert text == expected, f"output differs from golden {path} (rerun with --update-goldens to accept)"
+
+    return check
