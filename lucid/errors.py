@@ -1,0 +1,107 @@
+"""The LucidError family, source locations, and the `file:line: error:` diagnostic format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from lucid.ir.core import Graph, Node
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLoc:
+    """Where user code created a node: the first stack frame outside lucid at trace time."""
+
+    file: str
+    line: int
+    function: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class LucidError(Exception):
+    """Base class of every error lucid raises on purpose."""
+
+
+class IRError(LucidError):
+    """A graph or builder was used in a way the IR does not allow."""
+
+
+class IRTypeError(IRError, TypeError):
+    """An op's inputs or attributes do not fit its type rule."""
+
+
+class VerifyError(IRError):
+    """`verify` found a broken invariant; the message shows the IR around the node."""
+
+
+class ParseError(IRError):
+    """The IR text is malformed; the message shows the line and a caret under the column."""
+
+    def __init__(self, message: str, line: int, column: int, source_line: str) -> None:
+        self.line = line
+        self.column = column
+        self.source_line = source_line
+        self.reason = message
+        caret = " " * (column - 1) + "^"
+        super().__init__(f"{line}:{column}: error: {message}\n  {source_line}\n  {caret}")
+
+
+class TraceError(LucidError):
+    """Tracing met operations that cannot be captured in a static graph."""
+
+
+class AutodiffError(LucidError):
+    """Reverse-mode differentiation failed (e.g. an op has no VJP rule)."""
+
+
+class CompileError(LucidError):
+    """The graph cannot be lowered to C."""
+
+
+class BuildError(LucidError):
+    """The C compiler failed; the message carries its stderr."""
+
+
+class CompilerNotFoundError(BuildError):
+    """No working C compiler was found."""
+
+
+class InputError(LucidError, ValueError):
+    """A call received inputs of the wrong count, shape or dtype."""
+
+
+def format_diagnostic(
+    message: str,
+    loc: SourceLoc | None = None,
+    lines: Sequence[str] = (),
+    mark: int | None = None,
+    context: int = 2,
+) -> str:
+    """`file:line: error: message`, then `lines` around index `mark` with a `>` marker."""
+    head = f"{loc}: error: {message}" if loc is not None else f"error: {message}"
+    if mark is None or not lines:
+        return head
+    lo, hi = max(0, mark - context), min(len(lines), mark + context + 1)
+    shown = [("  > " if i == mark else "    ") + lines[i].strip() for i in range(lo, hi)]
+    return "\n".join([head, *shown])
+
+
+def diagnose(
+    message: str,
+    graph: Graph | None = None,
+    node: Node | None = None,
+    loc: SourceLoc | None = None,
+    context: int = 2,
+) -> str:
+    """A diagnostic for `node` of `graph`: its SourceLoc, then the IR lines around it."""
+    if loc is None and node is not None:
+        loc = node.loc
+    if graph is None or node is None:
+        return format_diagnostic(message, loc)
+    from lucid.ir.printer import format_lines  # the printer depends on the IR, not vice versa
+
+    lines, where = format_lines(graph)
+    return format_diagnostic(message, loc, lines, where.get(node), context)

@@ -1,0 +1,176 @@
+"""Element types and tensor types; shapes may hold symbolic dims such as "N"."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Mapping, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from lucid.errors import IRError, IRTypeError
+
+Dim = Union[int, str]
+SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class DType(enum.Enum):
+    """The element types lucid computes in; the value is the short name printed in IR text."""
+
+    F32 = "f32"
+    F64 = "f64"
+    I64 = "i64"
+    BOOL = "bool"
+
+    @property
+    def np(self) -> np.dtype[np.generic]:
+        """The NumPy dtype."""
+        return _NP[self]
+
+    @property
+    def c(self) -> str:
+        """The C element type."""
+        return _C[self]
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element."""
+        return int(_NP[self].itemsize)
+
+    @property
+    def is_float(self) -> bool:
+        """True for f32 and f64."""
+        return self in (DType.F32, DType.F64)
+
+    @classmethod
+    def from_numpy(cls, dt: npt.DTypeLike) -> DType:
+        """The DType of a NumPy dtype; IRTypeError for dtypes lucid does not support."""
+        found = _FROM_NP.get(np.dtype(dt))
+        if found is None:
+            raise IRTypeError(f"unsupported dtype {np.dtype(dt)}; lucid supports {_NAMES}")
+        return found
+
+    @classmethod
+    def parse(cls, text: str) -> DType:
+        """The DType named `text` ("f32", "f64", "i64", "bool")."""
+        try:
+            return cls(text)
+        except ValueError:
+            raise IRError(f"unknown dtype {text!r}; expected one of {_NAMES}") from None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_NP: dict[DType, np.dtype[np.generic]] = {
+    DType.F32: np.dtype(np.float32),
+    DType.F64: np.dtype(np.float64),
+    DType.I64: np.dtype(np.int64),
+    DType.BOOL: np.dtype(np.bool_),
+}
+_C = {DType.F32: "float", DType.F64: "double", DType.I64: "int64_t", DType.BOOL: "uint8_t"}
+_FROM_NP = {v: k for k, v in _NP.items()}
+_NAMES = ", ".join(d.value for d in DType)
+
+
+def is_symbol(dim: object) -> bool:
+    """True if `dim` is a symbolic dim (an identifier string)."""
+    return isinstance(dim, str) and SYMBOL_RE.match(dim) is not None
+
+
+def format_shape(shape: tuple[Dim, ...]) -> str:
+    """`[N,5]`, the shape part of a printed type."""
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorType:
+    """A dtype and a shape. Invariant: every dim is an int >= 0 or an identifier symbol."""
+
+    dtype: DType
+    shape: tuple[Dim, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dtype, DType):
+            raise IRError(f"TensorType dtype must be a DType, got {self.dtype!r}")
+        dims: list[Dim] = []
+        for d in self.shape:
+            if isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0:
+                dims.append(int(d))
+            elif is_symbol(d):
+                dims.append(str(d))
+            else:
+                raise IRError(f"bad dim {d!r} in shape {self.shape!r}: need an int >= 0 or a symbol")
+        object.__setattr__(self, "shape", tuple(dims))
+
+    def __str__(self) -> str:
+        return f"{self.dtype.value}{format_shape(self.shape)}"
+
+    def __repr__(self) -> str:
+        return f"TensorType({self})"
+
+    @property
+    def rank(self) -> int:
+        """Number of dims."""
+        return len(self.shape)
+
+    @property
+    def is_static(self) -> bool:
+        """True if no dim is symbolic."""
+        return all(isinstance(d, int) for d in self.shape)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The distinct symbolic dims, in order of first appearance."""
+        return tuple(dict.fromkeys(d for d in self.shape if isinstance(d, str)))
+
+    def concrete(self, bindings: Mapping[str, int] | None = None) -> TensorType:
+        """This type with every symbol replaced by its binding; IRError if one is unbound."""
+        return TensorType(self.dtype, concrete_shape(self.shape, bindings))
+
+    def numel(self, bindings: Mapping[str, int] | None = None) -> int:
+        """Number of elements, with symbols taken from `bindings`."""
+        n = 1
+        for d in concrete_shape(self.shape, bindings):
+            n *= d
+        return n
+
+    def with_shape(self, shape: tuple[Dim, ...]) -> TensorType:
+        """Same dtype, another shape."""
+        return TensorType(self.dtype, tuple(shape))
+
+    def with_dtype(self, dtype: DType) -> TensorType:
+        """Same shape, another dtype."""
+        return TensorType(dtype, self.shape)
+
+
+def concrete_shape(shape: tuple[Dim, ...], bindings: Mapping[str, int] | None) -> tuple[int, ...]:
+    """`shape` with symbols replaced from `bindings`; IRError naming an unbound symbol."""
+    out: list[int] = []
+    for d in shape:
+        if isinstance(d, int):
+            out.append(d)
+        elif bindings is not None and d in bindings:
+            out.append(int(bindings[d]))
+        else:
+            raise IRError(f"symbolic dim {d} of shape {format_shape(shape)} is not bound")
+    return tuple(out)
+
+
+def broadcast_shapes(*shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:
+    """NumPy broadcasting over shapes with symbols: a symbol broadcasts only with itself or 1."""
+    rank = max((len(s) for s in shapes), default=0)
+    out: list[Dim] = []
+    for axis in range(rank):
+        dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            listed = " and ".join(format_shape(s) for s in shapes)
+            raise IRTypeError(
+                f"shapes {listed} do not broadcast: axis {axis} (from the right: "
+                f"{rank - axis}) has dims {', '.join(sorted(map(str, dims)))}"
+            )
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
