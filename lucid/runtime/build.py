@@ -1,0 +1,355 @@
+"""Build C into a loadable module: cffi API mode, lucid's own compiler call, an on-disk cache.
+
+cffi writes the wrapper C (`set_source` + `emit_c_code`); lucid compiles it itself with the
+flags of `BuildOptions` instead of cffi's `compile()`, which goes through setuptools/distutils:
+that would add the interpreter's own CFLAGS (-fwrapv, -g, whatever Python was configured with),
+its RUNPATH and linker choice, cost a setuptools import per build, and hide the exact command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import cffi
+
+import lucid
+from lucid.errors import BuildError, CompilerNotFoundError
+from lucid.runtime import cache as _cache
+from lucid.runtime.cache import cache_clear, cache_info
+
+__all__ = ["BuildOptions", "BuiltModule", "build", "cache_clear", "cache_info"]
+
+DEFAULT_FLAGS: tuple[str, ...] = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno")
+DEFAULT_LINK: tuple[str, ...] = ("-lm", "-lpthread")
+
+# Flags that change floating-point results (lucid's compiled code must agree with NumPy, see
+# docs/DESIGN.md "Numerics") or the whole process's FP mode: with -ffast-math, -Ofast or
+# -funsafe-math-optimizations gcc links crtfastmath.o even into a -shared object, whose
+# constructor turns on flush-to-zero for every thread of the process that loads it; -mpc32/64
+# link crtprec*.o, which lower x87 precision the same way.
+_FORBIDDEN_FLAGS = frozenset(
+    {
+        "-ffast-math",
+        "-Ofast",
+        "-funsafe-math-optimizations",
+        "-ffinite-math-only",
+        "-fassociative-math",
+        "-freciprocal-math",
+        "-fno-signed-zeros",
+        "-ffp-contract=fast",
+        "-mpc32",
+        "-mpc64",
+        "-mdaz-ftz",
+    }
+)
+# Always on: the object is a Python extension; hidden visibility keeps its kernels from
+# binding to (or being interposed by) same-named symbols of other modules in the process.
+_BASE_ARGS: tuple[str, ...] = ("-shared", "-fPIC", "-fvisibility=hidden")
+# macOS does not let a shared object leave Python's symbols undefined unless told to.
+_PLATFORM_LINK: tuple[str, ...] = ("-undefined", "dynamic_lookup") if sys.platform == "darwin" else ()
+_NO_COMPILER_HELP = "install gcc or clang (e.g. `apt-get install gcc`), or set CC to a C compiler"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Compiler and flags for a build; never holds a flag that breaks lucid's numerics."""
+
+    cc: str | None = None  # None: $CC (split like a shell word list) or "cc", found on PATH
+    flags: tuple[str, ...] = DEFAULT_FLAGS
+    extra_link: tuple[str, ...] = DEFAULT_LINK
+
+    def __post_init__(self) -> None:
+        for field in ("flags", "extra_link"):
+            value = getattr(self, field)
+            if isinstance(value, str) or not all(isinstance(f, str) for f in value):
+                raise TypeError(
+                    f"BuildOptions.{field} must be a tuple of strings, one argument each "
+                    f"(e.g. ('-O2', '-g')), not {value!r}"
+                )
+            object.__setattr__(self, field, tuple(value))
+            for flag in value:
+                bad = [word for word in flag.split() if word in _FORBIDDEN_FLAGS]
+                if bad:
+                    raise ValueError(
+                        f"BuildOptions.{field}: {bad[0]} is not allowed. lucid's compiled code "
+                        "must give NumPy's results (NaN and inf handling, signed zeros, no "
+                        "reassociation or contraction) and must not switch the process to "
+                        "flush-to-zero: gcc links crtfastmath.o into the module for fast-math "
+                        "flags, which changes the FP mode of the whole process on load. "
+                        f"Use the default flags {' '.join(DEFAULT_FLAGS)} or a subset of them."
+                    )
+
+
+@dataclass(frozen=True)
+class BuiltModule:
+    """A loaded cffi module; `command` runs in path.parent, `seconds` is build or load time."""
+
+    ffi: Any
+    lib: Any
+    path: Path
+    key: str
+    from_cache: bool
+    seconds: float
+    command: list[str]
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    ffi: Any
+    lib: Any
+    path: Path
+    command: list[str]
+    module: ModuleType  # keeps the extension alive for the life of the process
+
+
+_LOADED: dict[str, _Loaded] = {}  # key -> module: the same key is never loaded twice
+_KEY_LOCKS: dict[str, threading.Lock] = {}
+_KEY_LOCKS_GUARD = threading.Lock()
+_VERSIONS: dict[tuple[Any, ...], str] = {}
+
+
+def build(
+    source: str,
+    cdef: str,
+    *,
+    options: BuildOptions | None = None,
+    cache_dir: Path | None = None,
+    debug_dir: Path | None = None,
+) -> BuiltModule:
+    """Compile C `source` exposing the declarations `cdef`, or load it from the cache."""
+    start = time.perf_counter()
+    options = options if options is not None else BuildOptions()
+    compiler = _resolve_compiler(options.cc)
+    version = _compiler_version(compiler)
+    key = _cache_key(source, cdef, compiler, version, options)
+    module_name = f"_lucid_{key[:16]}"
+    command = _command(compiler, options, module_name)
+    if debug_dir is not None:
+        _write_inputs(Path(debug_dir), source, cdef, module_name, command)
+
+    with _process_lock(key):
+        loaded = _LOADED.get(key)
+        from_cache = True
+        if loaded is None:
+            root = _cache.cache_root(cache_dir)
+            entry = root / key
+            with _cache.key_lock(root, key, shared=True):
+                meta = _cache.valid_meta(entry, key)
+                if meta is not None:
+                    loaded = _load(module_name, entry / meta["so"], meta["command"])
+            if loaded is None:
+                with _cache.key_lock(root, key):
+                    # Re-check: another process may have built it while we waited.
+                    meta = _cache.valid_meta(entry, key)
+                    if meta is None:
+                        from_cache = False
+                        meta = _build_entry(root, key, module_name, source, cdef, command, version,
+                                            options, debug_dir)
+                    loaded = _load(module_name, entry / meta["so"], meta["command"])
+            _LOADED[key] = loaded
+    seconds = time.perf_counter() - start
+    return BuiltModule(loaded.ffi, loaded.lib, loaded.path, key, from_cache, seconds,
+                       list(loaded.command))
+
+
+def _process_lock(key: str) -> threading.Lock:
+    """One lock per key, so threads of one process neither build nor load a key twice."""
+    with _KEY_LOCKS_GUARD:
+        return _KEY_LOCKS.setdefault(key, threading.Lock())
+
+
+def _resolve_compiler(cc: str | None) -> tuple[str, ...]:
+    """The compiler as an argv prefix whose first word is an absolute path."""
+    if cc is not None:
+        words, origin = [cc], f"BuildOptions.cc={cc!r}"
+    elif os.environ.get("CC", "").strip():
+        words, origin = shlex.split(os.environ["CC"]), f"$CC={os.environ['CC']!r}"
+    else:
+        words, origin = ["cc"], "the default 'cc'"
+    exe = shutil.which(words[0])
+    if exe is None:
+        raise CompilerNotFoundError(
+            f"no C compiler found: {origin} is not an executable on PATH. lucid compiles "
+            f"graphs to C at run time; {_NO_COMPILER_HELP}."
+        )
+    return (os.path.abspath(exe), *words[1:])
+
+
+def _compiler_version(compiler: tuple[str, ...]) -> str:
+    """`<compiler> --version`, once per process (and again if the binary changes)."""
+    st = os.stat(compiler[0])
+    memo = (compiler, st.st_ino, st.st_mtime_ns, st.st_size)
+    if memo not in _VERSIONS:
+        try:
+            run = subprocess.run([*compiler, "--version"], capture_output=True, text=True,
+                                 errors="replace", timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise CompilerNotFoundError(
+                f"C compiler {shlex.join(compiler)} does not run ({exc}); {_NO_COMPILER_HELP}"
+            ) from exc
+        if run.returncode != 0:
+            raise CompilerNotFoundError(
+                f"`{shlex.join(compiler)} --version` failed with exit {run.returncode}: "
+                f"{run.stderr.strip()}; {_NO_COMPILER_HELP}"
+            )
+        _VERSIONS[memo] = run.stdout.strip()
+    return _VERSIONS[memo]
+
+
+@cache
+def _cpu_id() -> str:
+    """What -march=native resolves against: a cache on a shared home must not SIGILL elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+        info = "".join(dict.fromkeys(lines))  # every core repeats the same lines
+    except OSError:
+        info = platform.processor()
+    return hashlib.sha256(info.encode()).hexdigest()
+
+
+def _cache_key(
+    source: str, cdef: str, compiler: tuple[str, ...], version: str, options: BuildOptions
+) -> str:
+    """sha256 over everything that can change the built module or whether it loads."""
+    native = any("native" in flag for flag in options.flags)
+    parts = {
+        "format": _cache.FORMAT,
+        "source": source,
+        "cdef": cdef,
+        "compiler": list(compiler),
+        "compiler_version": version,
+        "flags": list(options.flags),
+        "extra_link": list(options.extra_link),
+        "lucid": lucid.__version__,
+        "cffi": cffi.__version__,  # the emitted wrapper C changes with cffi
+        "cache_tag": sys.implementation.cache_tag,
+        "ext_suffix": sysconfig.get_config_var("EXT_SUFFIX"),
+        "machine": platform.machine(),
+        "cpu": _cpu_id() if native else None,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _so_name(module_name: str) -> str:
+    return module_name + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
+
+
+def _command(compiler: tuple[str, ...], options: BuildOptions, module_name: str) -> list[str]:
+    """The compiler command line; file names are relative to the entry directory."""
+    paths = sysconfig.get_paths()
+    includes = dict.fromkeys((paths["include"], paths["platinclude"]))
+    return [
+        *compiler,
+        *_BASE_ARGS,
+        *options.flags,
+        *(f"-I{d}" for d in includes),
+        f"{module_name}.c",
+        "-o",
+        _so_name(module_name),
+        *options.extra_link,
+        *_PLATFORM_LINK,
+    ]
+
+
+def _write_inputs(directory: Path, source: str, cdef: str, module_name: str,
+                  command: list[str]) -> None:
+    """Write source.c, cdef.h, cffi's full <module>.c and build.sh (the command) to directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "source.c").write_text(source, encoding="utf-8")
+    (directory / "cdef.h").write_text(cdef, encoding="utf-8")
+    (directory / "build.sh").write_text(f"#!/bin/sh\n{shlex.join(command)}\n", encoding="utf-8")
+    ffi = cffi.FFI()
+    try:
+        ffi.cdef(cdef)
+        ffi.set_source(module_name, source, compiler_verbose=False)  # no "generating" print
+        ffi.emit_c_code(str(directory / f"{module_name}.c"))
+    except (cffi.CDefError, cffi.VerificationError) as exc:
+        raise BuildError(f"cffi rejected the cdef of module {module_name}: {exc}") from exc
+
+
+def _build_entry(
+    root: Path,
+    key: str,
+    module_name: str,
+    source: str,
+    cdef: str,
+    command: list[str],
+    version: str,
+    options: BuildOptions,
+    debug_dir: Path | None,
+) -> dict[str, Any]:
+    """Compile into a temp dir in the cache, record meta.json, and move it into place."""
+    work = _cache.new_workdir(root, key)
+    try:
+        start = time.perf_counter()
+        _write_inputs(work, source, cdef, module_name, command)
+        try:
+            run = subprocess.run(command, cwd=work, capture_output=True, text=True,
+                                 errors="replace", timeout=1800)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BuildError(f"could not run the C compiler: {exc}\n  command: "
+                             f"{shlex.join(command)}") from exc
+        if run.returncode != 0:
+            where = f"sources in {debug_dir}" if debug_dir else "pass debug_dir= to keep sources"
+            raise BuildError(
+                f"C compilation of {module_name} failed (exit {run.returncode}); {where}\n"
+                f"  command: {shlex.join(command)}\n{run.stderr.rstrip()}"
+            )
+        so = work / _so_name(module_name)
+        meta = {
+            "format": _cache.FORMAT,
+            "key": key,
+            "module": module_name,
+            "so": so.name,
+            "so_bytes": so.stat().st_size,
+            "so_sha256": _cache.file_sha256(so),
+            "command": command,
+            "compiler_version": version,
+            "flags": list(options.flags),
+            "extra_link": list(options.extra_link),
+            "compiler_stderr": run.stderr,  # warnings, kept for inspection
+            "source_bytes": len(source.encode()),
+            "lucid_version": lucid.__version__,
+            "python": sys.implementation.cache_tag,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "build_seconds": round(time.perf_counter() - start, 4),
+        }
+        (work / _cache.META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        _cache.install(root, key, work)
+        return meta
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _load(module_name: str, so: Path, command: list[str]) -> _Loaded:
+    """Import the extension at `so` through importlib, leaving sys.path and sys.modules alone."""
+    spec = importlib.util.spec_from_file_location(module_name, so)
+    if spec is None or spec.loader is None:
+        raise BuildError(f"{so} is not loadable as a Python extension module")
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except ImportError as exc:
+        # e.g. a cdef'd function the C never defines: linking a -shared object allows it,
+        # the dynamic loader does not.
+        raise BuildError(f"compiled module {so} failed to load: {exc}") from exc
+    return _Loaded(module.ffi, module.lib, so, list(command), module)

@@ -1,0 +1,215 @@
+"""The on-disk compile cache: where it lives, who may write it, per-key locks, entry integrity.
+
+Layout of the cache root (one directory per key, nothing else is ever deleted by lucid):
+
+    <root>/<key>/          a finished entry: meta.json, source.c, cdef.h, <module>.c, <module>.so
+    <root>/<key>.lock      flock'ed by builders (exclusive) and loaders (shared)
+    <root>/.tmp-<key>-*    a build in progress, renamed to <root>/<key> when complete
+    <root>/.trash-<key>-*  a replaced or cleared entry on its way out
+
+An entry appears in one `os.rename`, so a reader sees either nothing or a complete entry; its
+meta.json stores the sha256 of the .so, checked before every load, so a truncated or altered
+file (disk full, crash before writeback, tampering) is rebuilt instead of mapped: mapping a
+truncated .so kills the process with SIGBUS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lucid.errors import LucidError
+
+META = "meta.json"
+FORMAT = 1  # bump when the entry layout or meta.json schema changes; part of every key
+_KEY_RE = re.compile(r"[0-9a-f]{64}")
+_WORK_RE = re.compile(r"\.(tmp|trash)-([0-9a-f]{64})-")
+
+
+def default_cache_dir() -> Path:
+    """The cache root: $LUCID_CACHE_DIR, else $XDG_CACHE_HOME/lucid, else ~/.cache/lucid."""
+    env = os.environ.get("LUCID_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    # The XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored.
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "lucid"
+    return Path.home() / ".cache" / "lucid"
+
+
+def cache_root(cache_dir: Path | str | None = None, *, create: bool = True) -> Path:
+    """Resolve the cache root, create it 0700 if asked, and refuse one other users can write."""
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root = root.absolute()
+    if create and not os.path.lexists(root):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(root, 0o700)
+            os.chmod(root, 0o700)  # mkdir's mode passes through the umask; make it exact
+        except FileExistsError:
+            pass  # another process created it first; it is checked below like any existing dir
+    if os.path.lexists(root):
+        _check_private(root)
+    return root
+
+
+def _check_private(root: Path) -> None:
+    """Raise unless root is a directory owned by us that no other user can write."""
+    uid = os.getuid()
+    advice = "set LUCID_CACHE_DIR (or pass cache_dir=) to a private directory"
+    if root.is_symlink():
+        link = os.lstat(root)
+        # Whoever owns the link can point it elsewhere between our check and our load.
+        if link.st_uid not in (uid, 0):
+            raise LucidError(
+                f"lucid cache directory {root} is a symlink owned by uid {link.st_uid}; "
+                f"refusing to load compiled code through it; {advice}"
+            )
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        raise LucidError(f"lucid cache directory {root} is not usable: {exc}; {advice}") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise LucidError(f"lucid cache path {root} exists but is not a directory; {advice}")
+    if st.st_uid != uid:
+        raise LucidError(
+            f"lucid cache directory {root} is owned by uid {st.st_uid}, not by you (uid {uid}); "
+            f"lucid loads compiled code from it, so it must be yours alone; {advice}"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise LucidError(
+            f"lucid cache directory {root} is writable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):o}); another user could plant code that lucid "
+            f"would load; run `chmod 700 {root}` or {advice}"
+        )
+
+
+@contextlib.contextmanager
+def key_lock(root: Path, key: str, *, shared: bool = False) -> Iterator[None]:
+    """Hold flock on <root>/<key>.lock (exclusive to build or delete, shared to load)."""
+    path = root / f"{key}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            # cache_clear unlinks lock files while holding them; a waiter that opened the old
+            # file must not believe it holds the lock of the new one, so compare inodes.
+            try:
+                now = os.stat(path)
+                held = os.fstat(fd)
+                if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                    break
+            except FileNotFoundError:
+                pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read with read() (never mmap: a truncated file must not SIGBUS)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def valid_meta(entry: Path, key: str) -> dict[str, Any] | None:
+    """meta.json of a complete entry whose .so matches its recorded size and sha256, else None."""
+    try:
+        meta = json.loads((entry / META).read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("key") != key:
+            return None
+        so_name = meta["so"]
+        if not isinstance(so_name, str) or Path(so_name).name != so_name:
+            return None  # a path escaping the entry is tampering, not a cache entry
+        so = entry / so_name
+        if so.stat().st_size != meta["so_bytes"] or file_sha256(so) != meta["so_sha256"]:
+            return None
+        return meta
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def new_workdir(root: Path, key: str) -> Path:
+    """A private (0700) temp dir in the cache root, on the same filesystem as the entries."""
+    return Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
+
+
+def install(root: Path, key: str, workdir: Path) -> Path:
+    """Move a finished workdir to <root>/<key> atomically; the caller holds the key's lock."""
+    entry = root / key
+    if os.path.lexists(entry):
+        _discard(root, key, entry)  # a bad entry: rename() cannot replace a non-empty dir
+    os.rename(workdir, entry)
+    return entry
+
+
+def _discard(root: Path, key: str, path: Path) -> None:
+    """Rename path out of the way, then delete it, so no reader ever sees it half-deleted."""
+    trash = Path(tempfile.mkdtemp(prefix=f".trash-{key}-", dir=root))
+    os.rename(path, trash / "old")
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def cache_info(cache_dir: Path | str | None = None) -> dict[str, Any]:
+    """Summary of the cache: {"path", "entries", "total_bytes"} (the dir is not created)."""
+    root = cache_root(cache_dir, create=False)
+    entries = 0
+    total = 0
+    if root.is_dir():
+        for child in root.iterdir():
+            if _KEY_RE.fullmatch(child.name) and child.is_dir():
+                entries += 1
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                with contextlib.suppress(OSError):  # a concurrent build may move files away
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+    return {"path": str(root), "entries": entries, "total_bytes": total}
+
+
+def cache_clear(cache_dir: Path | str | None = None) -> int:
+    """Delete every entry (waiting for builds in progress); return how many were removed.
+
+    Only names lucid creates are touched, so a cache dir pointed at the wrong place by
+    mistake loses nothing else. Modules already loaded by running processes keep working.
+    """
+    root = cache_root(cache_dir, create=False)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    keys = set()
+    for child in root.iterdir():
+        work = _WORK_RE.match(child.name)
+        if _KEY_RE.fullmatch(child.name) or child.name.endswith(".lock") or work:
+            keys.add(work.group(2) if work else child.name.removesuffix(".lock"))
+    for key in sorted(k for k in keys if _KEY_RE.fullmatch(k)):
+        with key_lock(root, key):
+            # Holding the exclusive lock, no build of this key is running: its temp dirs are
+            # leftovers of killed processes.
+            for child in root.glob(f".*-{key}-*"):
+                if _WORK_RE.match(child.name):
+                    shutil.rmtree(child, ignore_errors=True)
+            entry = root / key
+            if entry.is_dir() and not entry.is_symlink():
+                _discard(root, key, entry)
+                removed += 1
+            os.unlink(root / f"{key}.lock")  # waiters notice the new inode (see key_lock)
+    return removed
