@@ -162,7 +162,11 @@ def build(
                         from_cache = False
                         meta = _build_entry(root, key, module_name, source, cdef, command, version,
                                             options, debug_dir)
-                    loaded = _load(module_name, entry / meta["so"], meta["command"])
+                    try:
+                        loaded = _load(module_name, entry / meta["so"], meta["command"])
+                    except BuildError:
+                        _cache.remove_entry(root, key)  # keep no entry that cannot load
+                        raise
             _LOADED[key] = loaded
     seconds = time.perf_counter() - start
     return BuiltModule(loaded.ffi, loaded.lib, loaded.path, key, from_cache, seconds,

@@ -155,11 +155,15 @@ def new_workdir(root: Path, key: str) -> Path:
 
 def install(root: Path, key: str, workdir: Path) -> Path:
     """Move a finished workdir to <root>/<key> atomically; the caller holds the key's lock."""
-    entry = root / key
-    if os.path.lexists(entry):
-        _discard(root, key, entry)  # a bad entry: rename() cannot replace a non-empty dir
-    os.rename(workdir, entry)
-    return entry
+    remove_entry(root, key)  # a bad entry: rename() cannot replace a non-empty directory
+    os.rename(workdir, root / key)
+    return root / key
+
+
+def remove_entry(root: Path, key: str) -> None:
+    """Delete <root>/<key> if present; the caller holds the key's exclusive lock."""
+    if os.path.lexists(root / key):
+        _discard(root, key, root / key)
 
 
 def _discard(root: Path, key: str, path: Path) -> None:

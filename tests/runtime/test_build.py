@@ -155,6 +155,13 @@ def test_compile_error_raises_with_stderr_and_command(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [next(tmp_path.glob("*.lock"))]  # temp dir removed
 
 
+def test_unloadable_module_raises_and_is_not_kept(tmp_path: Path) -> None:
+    # The cdef promises g(); a -shared link accepts the missing symbol, dlopen does not.
+    with pytest.raises(BuildError, match="undefined symbol: g"):
+        build("int probe(int x) { return x; }", PROBE_CDEF + " int g(void);", cache_dir=tmp_path)
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+
+
 def test_bad_cdef_raises_build_error(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="cdef"):
         build("int probe(int x) { return x; }", "int probe(int x", cache_dir=tmp_path)
