@@ -1,3 +1,56 @@
 """lucid: a small PyTorch-like library on NumPy, and a compiler for it."""
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+from lucid import random
+from lucid._eager_factory import arange, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from lucid._eager_math import abs, clip, exp, log, maximum, minimum, sqrt, tanh, where
+from lucid._eager_nn import matmul, sigmoid
+from lucid._eager_shape import astype, broadcast_to, detach, reshape, transpose
+from lucid.tensor import Tensor, grad_enabled, no_grad
+
+
+def sum(x: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    """Sum of x over `axis` (all axes when None)."""
+    return x.sum(axis, keepdims)
+
+
+def mean(x: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    """Mean of x over `axis` (all axes when None)."""
+    return x.mean(axis, keepdims)
+
+
+__all__ = [
+    "Tensor",
+    "abs",
+    "arange",
+    "astype",
+    "broadcast_to",
+    "clip",
+    "detach",
+    "exp",
+    "grad_enabled",
+    "log",
+    "matmul",
+    "maximum",
+    "mean",
+    "minimum",
+    "no_grad",
+    "ones",
+    "ones_like",
+    "rand",
+    "randn",
+    "random",
+    "reshape",
+    "sigmoid",
+    "sqrt",
+    "sum",
+    "tanh",
+    "tensor",
+    "transpose",
+    "where",
+    "zeros",
+    "zeros_like",
+]

@@ -1,0 +1,40 @@
+"""lucid.nn: modules, parameters, layers and losses."""
+
+from __future__ import annotations
+
+from lucid.nn import functional
+from lucid.nn.layers import (
+    CrossEntropyLoss,
+    Dropout,
+    Flatten,
+    HardSigmoid,
+    HardSwish,
+    Identity,
+    Linear,
+    MSELoss,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    Tanh,
+)
+from lucid.nn.module import LoadResult, Module, Parameter, Sequential
+
+__all__ = [
+    "CrossEntropyLoss",
+    "Dropout",
+    "Flatten",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "Linear",
+    "LoadResult",
+    "MSELoss",
+    "Module",
+    "Parameter",
+    "ReLU",
+    "ReLU6",
+    "Sequential",
+    "Sigmoid",
+    "Tanh",
+    "functional",
+]

@@ -1,0 +1,165 @@
+"""Layers: Linear, the activations, Identity, Flatten, Dropout, and the two losses."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from lucid import _eager_nn as F
+from lucid import random as _random
+from lucid._eager_shape import reshape
+from lucid.nn.module import Module, Parameter
+from lucid.tensor import Tensor
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias, weight [out, in], bias [out]; init uniform(+-1/sqrt(in))."""
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, dtype: Any = None
+    ) -> None:
+        super().__init__()
+        if in_features <= 0 or out_features <= 0:
+            raise ValueError(
+                f"Linear: feature counts must be positive, got in_features={in_features}, "
+                f"out_features={out_features}"
+            )
+        self.in_features = in_features
+        self.out_features = out_features
+        dt = np.dtype(np.float32 if dtype is None else dtype)
+        bound = 1.0 / math.sqrt(in_features)
+        rng = _random.generator()
+        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)), dtype=dt)
+        self.bias = Parameter(rng.uniform(-bound, bound, out_features), dtype=dt) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the affine map to the last axis of x."""
+        if x.shape[-1:] != (self.in_features,):
+            where = f" at '{self.path}'" if self.path else ""
+            raise ValueError(
+                f"{self!r}{where}: expected input of shape [..., {self.in_features}], got {x.shape}"
+            )
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+class HardSwish(Module):
+    """x * clip(x/6 + 1/2, 0, 1) elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply HardSwish."""
+        return F.hardswish(x)
+
+
+class HardSigmoid(Module):
+    """clip(x/6 + 1/2, 0, 1) elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply HardSigmoid."""
+        return F.hardsigmoid(x)
+
+
+class ReLU(Module):
+    """max(x, 0) elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply ReLU."""
+        return F.relu(x)
+
+
+class ReLU6(Module):
+    """min(max(x, 0), 6) elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply ReLU6."""
+        return F.relu6(x)
+
+
+class Sigmoid(Module):
+    """1 / (1 + exp(-x)) elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the logistic sigmoid."""
+        return F.sigmoid(x)
+
+
+class Tanh(Module):
+    """tanh(x) elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply tanh."""
+        return F.tanh(x)
+
+
+class Identity(Module):
+    """Returns its input unchanged (records nothing)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return x."""
+        return x
+
+
+class Flatten(Module):
+    """Flattens every axis after the first: [N, d1, d2, ...] -> [N, d1*d2*...]."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Reshape to (-1, prod(x.shape[1:])), so a symbolic batch size survives tracing."""
+        if x.ndim < 2:
+            raise ValueError(
+                f"Flatten: expected a tensor with a batch axis and more, got {x.shape}"
+            )
+        return reshape(x, -1, math.prod(x.shape[1:]))
+
+
+class Dropout(Module):
+    """Zeros elements with probability p while training (scaling the rest); identity in eval."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must lie in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply dropout when training, else return x."""
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class MSELoss(Module):
+    """Mean (or summed) squared error between prediction and target."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, pred: Tensor, target: Any) -> Tensor:
+        """The loss of pred against target."""
+        return F.mse_loss(pred, target, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class CrossEntropyLoss(Module):
+    """Softmax cross-entropy of logits [N, C] against int64 class indices [N]."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, logits: Tensor, target: Any) -> Tensor:
+        """The loss of logits against target classes."""
+        return F.cross_entropy(logits, target, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"

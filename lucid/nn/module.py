@@ -1,0 +1,242 @@
+"""Module, Parameter and Sequential: the containers every lucid model is built from."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from lucid import _hooks
+from lucid.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module registers as trainable; always requires grad.
+
+    Invariant: `_version` grows by one each time the data is changed in place by an optimizer,
+    `load_state_dict` or item assignment, so a compiled model can tell its packed copy is stale.
+    """
+
+    def __init__(self, data: Any, dtype: Any = None) -> None:
+        super().__init__(data, requires_grad=True, dtype=dtype)
+        self._version = 0
+
+
+class LoadResult(NamedTuple):
+    """What `load_state_dict(strict=False)` skipped."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class Module:
+    """Base class of all layers and models.
+
+    Invariants: assigning a Parameter or Module to an attribute registers it under that name
+    (in assignment order) in `_parameters` / `_modules` as well as setting the attribute;
+    assigning anything else (None excepted) unregisters the name. A registered child knows its
+    owner (weakly) and its name there, which gives it a dotted `path` for error messages.
+    """
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_owner", None)
+        object.__setattr__(self, "_name", "")
+
+    # ------------------------------------------------------------ registration
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        params = self.__dict__.get("_parameters")
+        if params is None:
+            raise AttributeError(
+                f"cannot assign {name!r} before Module.__init__(): call super().__init__() "
+                f"first in {type(self).__name__}.__init__"
+            )
+        modules = self._modules
+        if isinstance(value, Parameter):
+            modules.pop(name, None)
+            params[name] = value
+        elif isinstance(value, Module):
+            params.pop(name, None)
+            modules[name] = value
+            object.__setattr__(value, "_owner", weakref.ref(self))
+            object.__setattr__(value, "_name", name)
+        elif value is None and (name in params or name in modules):
+            # A deliberately absent parameter (e.g. Linear(bias=False)) keeps its slot.
+            (params if name in params else modules)[name] = None
+        else:
+            params.pop(name, None)
+            modules.pop(name, None)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    @property
+    def path(self) -> str:
+        """This module's dotted name from the outermost module that owns it ('' for a root)."""
+        names: list[str] = []
+        node: Module | None = self
+        while node is not None and node._owner is not None:
+            names.append(node._name)
+            node = node._owner()
+        return ".".join(reversed(names))
+
+    # ------------------------------------------------------------ traversal
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module and every descendant, pre-order, each once."""
+        seen: set[int] = set()
+        stack: list[tuple[str, Module]] = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{n}" if name else n, m) for n, m in module.named_children()]
+            stack.extend(reversed(children))
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every descendant."""
+        for _, module in self.named_modules():
+            yield module
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """(name, module) for each direct submodule."""
+        for name, module in self._modules.items():
+            if module is not None:
+                yield name, module
+
+    def children(self) -> Iterator[Module]:
+        """Each direct submodule."""
+        for _, module in self.named_children():
+            yield module
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """(dotted path such as 'fc1.weight', parameter) for every parameter, each once."""
+        seen: set[int] = set()
+        for mod_name, module in self.named_modules(prefix):
+            for name, p in module._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        """Every parameter of this module and its descendants, each once."""
+        for _, p in self.named_parameters():
+            yield p
+
+    # ------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A copy of every parameter's data, keyed by dotted path."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> LoadResult:
+        """Copy `state` into the parameters in place; nothing changes if any check fails."""
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys: {', '.join(missing)}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        arrays = {}
+        for key, value in state.items():
+            if key not in own:
+                continue
+            arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+            if arr.shape != own[key].shape:
+                problems.append(
+                    f"shape mismatch for {key}: state has {arr.shape}, model has {own[key].shape}"
+                )
+            arrays[key] = arr
+        if problems:
+            raise ValueError(
+                f"load_state_dict into {type(self).__name__} failed: " + "; ".join(problems)
+            )
+        for key, arr in arrays.items():
+            p = own[key]
+            p.data[...] = arr  # in place: optimizers and compiled models hold this array
+            p._version += 1
+        return LoadResult(missing, unexpected)
+
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode on this module and all descendants; returns self."""
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        """Set evaluation mode (Dropout becomes the identity); returns self."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        """Forget every parameter's gradient."""
+        for p in self.parameters():
+            p.grad = None
+
+    # ------------------------------------------------------------ calling and printing
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation; subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        tracer = _hooks.active
+        if tracer is None:
+            return self.forward(*args, **kwargs)
+        with tracer.module_scope(self):
+            return self.forward(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        """The text inside this module's parentheses in its repr."""
+        return ""
+
+    def __repr__(self) -> str:
+        lines = []
+        for name, child in self.named_children():
+            text = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {text}")
+        if not lines:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        extra = self.extra_repr()
+        head = f"{type(self).__name__}(" + (f"\n  {extra}" if extra else "")
+        return head + "\n" + "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Applies its modules in order; they are registered as '0', '1', ..."""
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        for i, module in enumerate(modules):
+            if not isinstance(module, Module):
+                raise TypeError(
+                    f"Sequential: argument {i} is a {type(module).__name__}, expected a Module"
+                )
+            setattr(self, str(i), module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def forward(self, x: Any) -> Any:
+        """Feed x through each module in turn."""
+        for module in self._modules.values():
+            x = module(x)
+        return x

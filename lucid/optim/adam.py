@@ -1,0 +1,53 @@
+"""Adam (Kingma and Ba, 2015) with bias correction and optional L2 weight decay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from lucid.optim.optimizer import Optimizer
+from lucid.tensor import Tensor
+
+
+class Adam(Optimizer):
+    """Per-parameter first and second moment estimates; `t` counts steps since construction."""
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr)
+        b1, b2 = betas
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ValueError(f"Adam: betas must lie in [0, 1), got {betas}")
+        if eps <= 0 or weight_decay < 0:
+            raise ValueError(f"Adam: need eps > 0 and weight_decay >= 0, got {eps}, {weight_decay}")
+        self.betas = (b1, b2)
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.t = 0
+        self._m = [np.zeros_like(p.data) for p in self.params]
+        self._v = [np.zeros_like(p.data) for p in self.params]
+
+    def step(self) -> None:
+        """One Adam update of every parameter that has a gradient."""
+        self.t += 1
+        super().step()
+
+    def _update(self, i: int, p: Tensor) -> None:
+        assert p.grad is not None
+        b1, b2 = self.betas
+        g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
+        m, v = self._m[i], self._v[i]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        m_hat = m / (1 - b1**self.t)
+        v_hat = v / (1 - b2**self.t)
+        p.data -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)

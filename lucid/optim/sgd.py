@@ -1,0 +1,36 @@
+"""Stochastic gradient descent with optional momentum and weight decay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from lucid.optim.optimizer import Optimizer
+from lucid.tensor import Tensor
+
+
+class SGD(Optimizer):
+    """p -= lr * v with v = momentum * v + (grad + weight_decay * p) (PyTorch's convention)."""
+
+    def __init__(
+        self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+    ) -> None:
+        super().__init__(params, lr)
+        if momentum < 0 or weight_decay < 0:
+            raise ValueError(
+                f"SGD: momentum and weight_decay must be >= 0, got {momentum} and {weight_decay}"
+            )
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self._velocity: list[np.ndarray | None] = [None] * len(self.params)
+
+    def _update(self, i: int, p: Tensor) -> None:
+        assert p.grad is not None
+        g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
+        if self.momentum:
+            v = self._velocity[i]
+            v = g.copy() if v is None else self.momentum * v + g
+            self._velocity[i] = v
+            g = v
+        p.data -= self.lr * g
