@@ -21,7 +21,7 @@ import sysconfig
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -63,7 +63,9 @@ _FORBIDDEN_FLAGS = frozenset(
 # binding to (or being interposed by) same-named symbols of other modules in the process.
 _BASE_ARGS: tuple[str, ...] = ("-shared", "-fPIC", "-fvisibility=hidden")
 # macOS does not let a shared object leave Python's symbols undefined unless told to.
-_PLATFORM_LINK: tuple[str, ...] = ("-undefined", "dynamic_lookup") if sys.platform == "darwin" else ()
+_PLATFORM_LINK: tuple[str, ...] = (
+    ("-undefined", "dynamic_lookup") if sys.platform == "darwin" else ()
+)
 _NO_COMPILER_HELP = "install gcc or clang (e.g. `apt-get install gcc`), or set CC to a C compiler"
 
 
@@ -160,8 +162,17 @@ def build(
                     meta = _cache.valid_meta(entry, key)
                     if meta is None:
                         from_cache = False
-                        meta = _build_entry(root, key, module_name, source, cdef, command, version,
-                                            options, debug_dir)
+                        meta = _build_entry(
+                            root,
+                            key,
+                            module_name,
+                            source,
+                            cdef,
+                            command,
+                            version,
+                            options,
+                            debug_dir,
+                        )
                     try:
                         loaded = _load(module_name, entry / meta["so"], meta["command"])
                     except BuildError:
@@ -169,8 +180,9 @@ def build(
                         raise
             _LOADED[key] = loaded
     seconds = time.perf_counter() - start
-    return BuiltModule(loaded.ffi, loaded.lib, loaded.path, key, from_cache, seconds,
-                       list(loaded.command))
+    return BuiltModule(
+        loaded.ffi, loaded.lib, loaded.path, key, from_cache, seconds, list(loaded.command)
+    )
 
 
 def _process_lock(key: str) -> threading.Lock:
@@ -202,8 +214,14 @@ def _compiler_version(compiler: tuple[str, ...]) -> str:
     memo = (compiler, st.st_ino, st.st_mtime_ns, st.st_size)
     if memo not in _VERSIONS:
         try:
-            run = subprocess.run([*compiler, "--version"], capture_output=True, text=True,
-                                 errors="replace", timeout=60)
+            run = subprocess.run(
+                [*compiler, "--version"],
+                check=False,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=60,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise CompilerNotFoundError(
                 f"C compiler {shlex.join(compiler)} does not run ({exc}); {_NO_COMPILER_HELP}"
@@ -222,7 +240,9 @@ def _cpu_id() -> str:
     """What -march=native resolves against: a cache on a shared home must not SIGILL elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+            lines = [
+                ln for ln in f if ln.startswith(("model name", "flags", "Features", "CPU part"))
+            ]
         info = "".join(dict.fromkeys(lines))  # every core repeats the same lines
     except OSError:
         info = platform.processor()
@@ -273,8 +293,9 @@ def _command(compiler: tuple[str, ...], options: BuildOptions, module_name: str)
     ]
 
 
-def _write_inputs(directory: Path, source: str, cdef: str, module_name: str,
-                  command: list[str]) -> None:
+def _write_inputs(
+    directory: Path, source: str, cdef: str, module_name: str, command: list[str]
+) -> None:
     """Write source.c, cdef.h, cffi's full <module>.c and build.sh (the command) to directory."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "source.c").write_text(source, encoding="utf-8")
@@ -306,11 +327,19 @@ def _build_entry(
         start = time.perf_counter()
         _write_inputs(work, source, cdef, module_name, command)
         try:
-            run = subprocess.run(command, cwd=work, capture_output=True, text=True,
-                                 errors="replace", timeout=1800)
+            run = subprocess.run(
+                command,
+                check=False,
+                cwd=work,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=1800,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BuildError(f"could not run the C compiler: {exc}\n  command: "
-                             f"{shlex.join(command)}") from exc
+            raise BuildError(
+                f"could not run the C compiler: {exc}\n  command: {shlex.join(command)}"
+            ) from exc
         if run.returncode != 0:
             where = f"sources in {debug_dir}" if debug_dir else "pass debug_dir= to keep sources"
             raise BuildError(
@@ -333,7 +362,7 @@ def _build_entry(
             "source_bytes": len(source.encode()),
             "lucid_version": lucid.__version__,
             "python": sys.implementation.cache_tag,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "build_seconds": round(time.perf_counter() - start, 4),
         }
         (work / _cache.META).write_text(json.dumps(meta, indent=2), encoding="utf-8")

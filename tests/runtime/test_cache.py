@@ -18,8 +18,11 @@ from lucid.runtime.cache import cache_clear, cache_info, cache_root, default_cac
 
 def tiny(cache_dir: Path) -> Path:
     """Build a unique one-function module into cache_dir; return its entry directory."""
-    m = build(f"/* {uuid.uuid4().hex} */ int one(void) {{ return 1; }}", "int one(void);",
-              cache_dir=cache_dir)
+    m = build(
+        f"/* {uuid.uuid4().hex} */ int one(void) {{ return 1; }}",
+        "int one(void);",
+        cache_dir=cache_dir,
+    )
     assert m.lib.one() == 1
     return m.path.parent
 
