@@ -1,0 +1,454 @@
+"""GEMM kernel generator: one specialised, reentrant C function per (fused) matmul/linear node.
+
+API
+---
+``emit_gemm(spec: GemmSpec) -> str`` returns a self-contained C fragment (it includes its own
+headers; several fragments may share one translation unit) defining::
+
+    static int NAME(const T *A, const T *B, T *C, int64_t M, int64_t N, int64_t K,
+                    <one `const T *e_<operand>` per distinct epilogue operand, in step order>,
+                    <`T *colsum` when epilogue.colsum>, int nthreads);
+
+``gemm_prototype(spec)`` returns that declaration (for a cffi cdef or a forward declaration),
+``gemm_params(spec)`` the parameter list as (C type, name) pairs.
+
+Semantics: ``C[M,N] = epilogue(op(A) @ op(B))`` with ``op(A) = A.T`` when ``trans_a`` (A stored
+[K,M]) and ``op(B) = B.T`` when ``trans_b`` (B stored [N,K]: the Linear weight layout). All arrays
+are C-contiguous, dense, and operands must not alias C. Operand shapes by ``broadcast``: "col"
+[N] (e.g. a bias), "row" [M], "full" [M,N], "scalar" [1]. ``colsum`` (when the epilogue asks for
+it) receives ``sum_i C[i, j]`` of the final values (overwritten, not accumulated); the sum order
+is fixed, so it is bitwise identical for every ``nthreads``. Static dims (``spec.m/n/k`` not
+None) are checked against the runtime arguments. Returns 0, ``-1`` on allocation failure,
+``-2`` on bad arguments (negative or mismatching dims, NULL pointers). M == 0 or N == 0 returns
+0 at once (colsum zeroed); K == 0 gives ``epilogue(0)``.
+
+Threads: ``nthreads`` pthreads are created for the call and joined before it returns (no pool,
+no global state: fork-safe), only when M*N*K is above ``Blocking.par_min_work`` per thread. The
+work is split over rows and/or columns of C (never over K), so every C element is computed by
+the same sequence of operations whatever the thread count: results are bitwise identical.
+
+Kernel (BLIS/GotoBLAS): loops jc (nc columns) -> pc (kc of K) -> ic (mc rows) -> jr (NR) -> ir
+(MR); B panels (kc x nc) and A blocks (mc x kc) are packed per thread into 64-byte aligned
+zero-padded buffers (transposes are absorbed by the packing); a register-blocked micro-kernel
+(FMA intrinsics for "avx512"/"avx2", plain vectorisable loops for "scalar") computes an MR x NR
+tile into a small L1 tile buffer, which is written back once per K block; after the last K
+block the epilogue runs on the tile before its single store. Block sizes come from
+``choose_blocking`` (a cost model on cache sizes, passed in the spec so output is deterministic).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from lucid.codegen._jinja import render
+
+DTypeName = Literal["float", "double"]
+Isa = Literal["avx512", "avx2", "scalar"]
+Broadcast = Literal["scalar", "row", "col", "full"]
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+# ------------------------------------------------------------------------------- epilogue
+
+
+@dataclass(frozen=True)
+class EpilogueStep:
+    """One C statement block on the scalar `v` (element (i, j)); `x` is the operand's element."""
+
+    code: str  # e.g. "v = v + x;" -- must assign v, may read v and x (when operand is set)
+    operand: str | None = None  # C identifier of the extra input (becomes parameter e_<operand>)
+    broadcast: Broadcast = "col"
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """Elementwise steps applied in order to each finished tile, then an optional column sum."""
+
+    steps: tuple[EpilogueStep, ...] = ()
+    colsum: bool = False  # also write colsum[j] = sum over i of the final C[i, j]
+
+
+def _lit(value: float, dtype: DTypeName) -> str:
+    """A C literal of `value` in `dtype` (so float arithmetic stays float, as in NumPy)."""
+    text = repr(float(value))
+    return text + ("f" if dtype == "float" else "")
+
+
+def bias_add(operand: str) -> EpilogueStep:
+    """v + bias[j]: the Linear bias."""
+    return EpilogueStep("v = v + x;", operand, "col")
+
+
+def binary(op: str, operand: str, broadcast: Broadcast, dtype: DTypeName) -> EpilogueStep:
+    """v (op) x for op in add, sub, mul, div, maximum, minimum (NaN rules of DESIGN.md)."""
+    del dtype  # the selects below need no literals
+    codes = {
+        "add": "v = v + x;",
+        "sub": "v = v - x;",
+        "mul": "v = v * x;",
+        "div": "v = v / x;",
+        "maximum": "v = (v > x || v != v) ? v : x;",
+        "minimum": "v = (v < x || v != v) ? v : x;",
+    }
+    return EpilogueStep(codes[op], operand, broadcast)
+
+
+def unary(op: str, dtype: DTypeName) -> EpilogueStep:
+    """An activation with exactly the selects of lucid/_np_kernels.py (relu, relu6, hardswish...)."""
+    z, one, six, half = (_lit(c, dtype) for c in (0.0, 1.0, 6.0, 0.5))
+    t = f"const {dtype} t = v / {six} + {half};"
+    hsig = f"(t < {z} ? {z} : (t > {one} ? {one} : t))"
+    codes = {
+        "relu": f"v = v < {z} ? {z} : v;",
+        "relu6": f"v = v < {z} ? {z} : (v > {six} ? {six} : v);",
+        "hardsigmoid": f"{{ {t} v = {hsig}; }}",
+        "hardswish": f"{{ {t} v = v * {hsig}; }}",
+    }
+    return EpilogueStep(codes[op])
+
+
+# ------------------------------------------------------------------------------- blocking
+
+
+@dataclass(frozen=True)
+class CacheSizes:
+    """Per-core data cache sizes in bytes (L3 is the whole shared cache)."""
+
+    l1d: int = 32 * 1024
+    l2: int = 1024 * 1024
+    l3: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """Register tile (mr x nr) and cache blocks; invariants: mc % mr == 0, nc % nr == 0."""
+
+    mr: int
+    nr: int
+    mc: int
+    kc: int
+    nc: int
+    par_min_work: int = 1 << 21  # M*N*K per extra thread before threads pay for their start
+
+
+# (mr, nr) of the micro-kernel per (isa, dtype): accumulators use mr * nr / lanes registers.
+_TILES: dict[tuple[str, str], tuple[int, int]] = {
+    ("avx512", "float"): (14, 32),
+    ("avx512", "double"): (14, 16),
+    ("avx2", "float"): (6, 16),
+    ("avx2", "double"): (6, 8),
+    ("scalar", "float"): (4, 16),
+    ("scalar", "double"): (4, 8),
+}
+
+
+def _parse_size(text: str) -> int:
+    """Parse a sysfs cache size such as '48K' or '2048K' or '1M'."""
+    text = text.strip().upper()
+    scale = {"K": 1024, "M": 1024 * 1024, "G": 1024**3}.get(text[-1:], 1)
+    return int(text.rstrip("KMG")) * scale
+
+
+def detect_caches(root: str = "/sys/devices/system/cpu/cpu0/cache") -> CacheSizes:
+    """Read cpu0's cache sizes from sysfs; fall back to CacheSizes() defaults per level."""
+    found: dict[str, int] = {}
+    for index in sorted(Path(root).glob("index*")) if Path(root).is_dir() else []:
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = _parse_size((index / "size").read_text())
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified"):
+            found[{"1": "l1d", "2": "l2", "3": "l3"}.get(level, "")] = size
+    found.pop("", None)
+    return replace(CacheSizes(), **found)
+
+
+def detect_isa(cpuinfo: str = "/proc/cpuinfo") -> Isa:
+    """The best GEMM isa this machine runs (for a -march=native build target)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return "scalar"
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    if {"avx512f", "fma"} <= flags:
+        return "avx512"
+    if {"avx2", "fma"} <= flags:
+        return "avx2"
+    return "scalar"
+
+
+def _round_down(x: int, unit: int) -> int:
+    """x rounded down to a multiple of unit, at least unit."""
+    return max(unit, x // unit * unit)
+
+
+def choose_blocking(dtype: DTypeName, isa: Isa, caches: CacheSizes | None = None) -> Blocking:
+    """Cache blocks from a small cost model: the B micro-panel (kc x nr) stays in L1 while the
+    A micro-panels stream past it, the A block (mc x kc) stays in L2, a B panel in part of L3."""
+    caches = caches or CacheSizes()
+    mr, nr = _TILES[(isa, dtype)]
+    elem = 4 if dtype == "float" else 8
+    # ~2/3 of L1 for the reused B micro-panel; the rest for the streaming A micro-panel and C.
+    kc = min(512, _round_down(caches.l1d * 2 // 3 // (nr * elem), 16))
+    # Half of L2 for the A block, so B panel lines and the tile buffer still fit beside it.
+    mc = min(1024, _round_down(caches.l2 // 2 // (kc * elem), mr))
+    # A B panel is reused across ic blocks; a quarter of L3, capped (the L3 is shared).
+    nc = min(4096, _round_down(caches.l3 // 4 // (kc * elem), nr))
+    return Blocking(mr=mr, nr=nr, mc=mc, kc=kc, nc=nc)
+
+
+# ------------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class GemmSpec:
+    """What to generate; `name` and operand names must already be C identifiers."""
+
+    name: str
+    dtype: DTypeName
+    trans_a: bool
+    trans_b: bool
+    m: int | None  # None: runtime (the symbolic batch)
+    n: int | None
+    k: int | None
+    epilogue: Epilogue | None = None
+    isa: Isa = "scalar"
+    blocking: Blocking | None = None  # None: choose_blocking(dtype, isa) with default caches
+    ir_comment: str = ""  # the IR line(s) this kernel implements, copied into the C comment
+
+    def resolved_blocking(self) -> Blocking:
+        """The blocking actually used."""
+        return self.blocking or choose_blocking(self.dtype, self.isa)
+
+
+# ------------------------------------------------------------------------------- template data
+
+
+@dataclass(frozen=True)
+class Vec:
+    """The intrinsic vocabulary of one isa and dtype."""
+
+    type: str
+    lanes: int
+    zero: str
+    load: str
+    store: str
+    bcast: str
+    fma: str
+
+
+_VECS: dict[tuple[str, str], Vec] = {
+    ("avx512", "float"): Vec("__m512", 16, "_mm512_setzero_ps()", "_mm512_load_ps",
+                             "_mm512_store_ps", "_mm512_set1_ps", "_mm512_fmadd_ps"),
+    ("avx512", "double"): Vec("__m512d", 8, "_mm512_setzero_pd()", "_mm512_load_pd",
+                              "_mm512_store_pd", "_mm512_set1_pd", "_mm512_fmadd_pd"),
+    ("avx2", "float"): Vec("__m256", 8, "_mm256_setzero_ps()", "_mm256_load_ps",
+                           "_mm256_store_ps", "_mm256_set1_ps", "_mm256_fmadd_ps"),
+    ("avx2", "double"): Vec("__m256d", 4, "_mm256_setzero_pd()", "_mm256_load_pd",
+                            "_mm256_store_pd", "_mm256_set1_pd", "_mm256_fmadd_pd"),
+}
+_ISA_MACRO = {"avx512": "__AVX512F__", "avx2": "__AVX2__"}
+
+
+@dataclass(frozen=True)
+class UkRow:
+    """One row of a micro-kernel: its A element index and its accumulator names."""
+
+    index: int
+    acc: tuple[str, ...]
+    tile_offsets: tuple[int, ...]  # where each accumulator is spilled in the MR x NR tile
+
+
+@dataclass(frozen=True)
+class Ukernel:
+    """A micro-kernel computing `rows` rows (<= MR) of an MR x NR tile."""
+
+    fname: str
+    rows: int
+    above: int  # used for remainders of more than `above` rows (the next shorter kernel's height)
+    acc_rows: tuple[UkRow, ...]
+    b_offsets: tuple[int, ...]  # element offset of each B vector in a packed row of NR
+
+
+@dataclass(frozen=True)
+class Operand:
+    """An epilogue input as the C code sees it."""
+
+    param: str  # e_<name>
+    load: str  # C expression of its element for tile element (i, j)
+
+
+@dataclass(frozen=True)
+class GemmTemplate:
+    """Everything the gemm template lays out; every choice is already made here."""
+
+    name: str
+    T: str
+    isa: str
+    isa_macro: str  # "" for scalar
+    header_comment: str
+    formula: str
+    params: str  # the C parameter list
+    mr: int
+    nr: int
+    mc: int
+    kc: int
+    nc: int
+    par_min_work: int
+    static_dims: tuple[tuple[str, int], ...]
+    a_index: str  # element (row r, k p) of op(A)
+    b_index: str  # element (k p, column c) of op(B)
+    a_rows_outer: bool  # pack A row by row (A not transposed: contiguous along k)
+    b_cols_outer: bool  # pack B column by column (B transposed: contiguous along k)
+    vec: Vec | None
+    fma: str  # scalar FMA macro for the scalar micro-kernel
+    ukernels: tuple[Ukernel, ...]  # largest first; ukernels[0].rows == mr
+    operands: tuple[Operand, ...]
+    steps: tuple[str, ...]  # C statements, operand loads already in place
+    colsum: bool
+    m_unit: str  # C expression: rows per M split unit
+
+
+def _check_ident(name: str, what: str) -> None:
+    if not _IDENT.match(name):
+        raise ValueError(f"{what} {name!r} is not a C identifier")
+
+
+def _operands(ep: Epilogue) -> tuple[tuple[Operand, ...], tuple[str, ...]]:
+    """Distinct operands (first use order) and the step statements with `x` bound."""
+    loads = {
+        "col": "{p}[j0 + j]",
+        "row": "{p}[i0 + i]",
+        "full": "{p}[(i0 + i) * N + j0 + j]",
+        "scalar": "{p}[0]",
+    }
+    seen: dict[str, Operand] = {}
+    kinds: dict[str, str] = {}
+    steps = []
+    for step in ep.steps:
+        if step.operand is None:
+            steps.append(step.code)
+            continue
+        _check_ident(step.operand, "epilogue operand")
+        if kinds.setdefault(step.operand, step.broadcast) != step.broadcast:
+            raise ValueError(f"operand {step.operand!r} used with two broadcasts")
+        param = f"e_{step.operand}"
+        op = seen.setdefault(step.operand, Operand(param, loads[step.broadcast].format(p=param)))
+        steps.append(f"{{ const T x = {op.load}; {step.code} }}")
+    return tuple(seen.values()), tuple(steps)
+
+
+def gemm_params(spec: GemmSpec) -> list[tuple[str, str]]:
+    """The C parameters of the generated function, as (type, name)."""
+    t = spec.dtype
+    params = [(f"const {t} *", "A"), (f"const {t} *", "B"), (f"{t} *", "C"),
+              ("int64_t", "M"), ("int64_t", "N"), ("int64_t", "K")]
+    if spec.epilogue is not None:
+        ops, _ = _operands(spec.epilogue)
+        params += [(f"const {t} *", op.param) for op in ops]
+        if spec.epilogue.colsum:
+            params.append((f"{t} *", "colsum"))
+    params.append(("int", "nthreads"))
+    return params
+
+
+def gemm_prototype(spec: GemmSpec) -> str:
+    """`int NAME(...);` -- the declaration a cffi cdef needs."""
+    args = ", ".join(f"{t}{'' if t.endswith('*') else ' '}{n}" for t, n in gemm_params(spec))
+    return f"int {spec.name}({args});"
+
+
+def _ukernels(name: str, blk: Blocking, vec: Vec | None) -> tuple[Ukernel, ...]:
+    """The full-height micro-kernel plus shorter ones for the last rows of M (small batches)."""
+    heights = [blk.mr] + [h for h in (8, 4, 2, 1) if h < blk.mr]
+    lanes = vec.lanes if vec else blk.nr
+    nvec = blk.nr // lanes
+    out = []
+    for h, above in zip(heights, heights[1:] + [0]):
+        rows = tuple(
+            UkRow(
+                i,
+                tuple(f"c{i}_{v}" for v in range(nvec)),
+                tuple(i * blk.nr + v * lanes for v in range(nvec)),
+            )
+            for i in range(h)
+        )
+        offsets = tuple(v * lanes for v in range(nvec))
+        out.append(Ukernel(f"{name}_ukernel_{h}", h, above, rows, offsets))
+    return tuple(out)
+
+
+def template_data(spec: GemmSpec) -> GemmTemplate:
+    """Make every generation decision for `spec` and return it as plain data."""
+    _check_ident(spec.name, "GEMM name")
+    if spec.dtype not in ("float", "double"):
+        raise ValueError(f"unsupported GEMM dtype {spec.dtype!r}")
+    blk = spec.resolved_blocking()
+    vec = _VECS.get((spec.isa, spec.dtype)) if spec.isa != "scalar" else None
+    if spec.isa != "scalar" and vec is None:
+        raise ValueError(f"unknown isa {spec.isa!r}")
+    if vec and blk.nr % vec.lanes:
+        raise ValueError(f"nr={blk.nr} is not a multiple of {vec.lanes} lanes")
+    if blk.mc % blk.mr or blk.nc % blk.nr or blk.kc <= 0:
+        raise ValueError(f"inconsistent blocking {blk}")
+    ep = spec.epilogue or Epilogue()
+    operands, steps = _operands(ep)
+    static = tuple((d, v) for d, v in (("M", spec.m), ("N", spec.n), ("K", spec.k)) if v is not None)
+    opa = "A^T" if spec.trans_a else "A"
+    opb = "B^T" if spec.trans_b else "B"
+    args = ", ".join(f"{t}{'' if t.endswith('*') else ' '}{n}" for t, n in gemm_params(spec))
+    dims = "x".join(str(d) if d is not None else s for d, s in ((spec.m, "M"), (spec.n, "N"), (spec.k, "K")))
+    fma = "LUCID_GEMM_FMAF" if spec.dtype == "float" else "LUCID_GEMM_FMAD"
+    return GemmTemplate(
+        name=spec.name,
+        T=spec.dtype,
+        isa=spec.isa,
+        isa_macro=_ISA_MACRO.get(spec.isa, ""),
+        header_comment=spec.ir_comment.replace("*/", "* /"),
+        formula=f"C = {opa} @ {opb} ({dims}, {spec.dtype}, {spec.isa})",
+        params=args,
+        mr=blk.mr, nr=blk.nr, mc=blk.mc, kc=blk.kc, nc=blk.nc,
+        par_min_work=blk.par_min_work,
+        static_dims=static,
+        a_index="(p) * M + (r)" if spec.trans_a else "(r) * K + (p)",
+        b_index="(c) * K + (p)" if spec.trans_b else "(p) * N + (c)",
+        a_rows_outer=not spec.trans_a,
+        b_cols_outer=spec.trans_b,
+        vec=vec,
+        fma=fma,
+        ukernels=_ukernels(spec.name, blk, vec),
+        operands=operands,
+        steps=steps,
+        colsum=ep.colsum,
+        m_unit=str(blk.mc) if ep.colsum else str(blk.mr),
+    )
+
+
+def emit_gemm(spec: GemmSpec) -> str:
+    """C text of the specialised GEMM function described by `spec`."""
+    return render("gemm.c.j2", g=template_data(spec), parallel=render("parallel.c.j2"))
+
+
+def default_spec(**kw: object) -> GemmSpec:
+    """A GemmSpec for this machine: detected isa and cache-tuned blocking unless given."""
+    isa = kw.pop("isa", None) or detect_isa()
+    dtype = kw["dtype"]
+    blocking = kw.pop("blocking", None) or choose_blocking(dtype, isa, detect_caches())  # type: ignore[arg-type]
+    return GemmSpec(isa=isa, blocking=blocking, **kw)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "Blocking", "CacheSizes", "Epilogue", "EpilogueStep", "GemmSpec", "bias_add", "binary",
+    "choose_blocking", "default_spec", "detect_caches", "detect_isa", "emit_gemm",
+    "gemm_params", "gemm_prototype", "unary",
+]

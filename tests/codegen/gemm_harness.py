@@ -1,0 +1,172 @@
+"""Test helper: compile generated GEMM C with cffi + gcc (no lucid.runtime) and call it on arrays."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import subprocess
+import sysconfig
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import cffi
+import numpy as np
+
+from lucid.codegen.gemm import Blocking, GemmSpec, emit_gemm, gemm_params, gemm_prototype
+
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno")
+
+
+@dataclass
+class Built:
+    """A compiled extension holding one or more generated GEMMs."""
+
+    ffi: cffi.FFI
+    lib: object
+    path: Path
+
+
+def build(specs: Sequence[GemmSpec], workdir: Path, extra_c: str = "", extra_cdef: str = "") -> Built:
+    """Compile the GEMMs of `specs` (plus extra C) into one extension module under workdir."""
+    source = "\n".join(emit_gemm(s) for s in specs) + "\n" + extra_c
+    cdef = "\n".join(gemm_prototype(s) for s in specs) + "\n" + extra_cdef
+    key = hashlib.sha256((source + cdef + " ".join(FLAGS)).encode()).hexdigest()[:16]
+    name = f"_lucid_gemm_{key}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    so = workdir / f"{name}.so"
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    if not so.exists():
+        ffi.set_source(name, source)
+        c_path = workdir / f"{name}.c"
+        ffi.emit_c_code(str(c_path))
+        inc = sysconfig.get_paths()["include"]
+        tmp = so.with_suffix(".so.tmp")
+        cmd = ["gcc", *FLAGS, "-shared", "-fPIC", "-pthread", f"-I{inc}", str(c_path), "-o", str(tmp)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"gcc failed:\n{proc.stderr}")
+        tmp.rename(so)
+    loader = importlib.machinery.ExtensionFileLoader(name, str(so))
+    spec = importlib.util.spec_from_file_location(name, so, loader=loader)
+    assert spec is not None
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return Built(module.ffi, module.lib, so)  # type: ignore[attr-defined]
+
+
+def run(
+    built: Built,
+    spec: GemmSpec,
+    a: np.ndarray,
+    b: np.ndarray,
+    operands: dict[str, np.ndarray] | None = None,
+    nthreads: int = 1,
+    out: np.ndarray | None = None,
+) -> tuple[int, np.ndarray, np.ndarray | None]:
+    """Call spec's function on a, b: returns (status, C, colsum or None)."""
+    dt = np.float32 if spec.dtype == "float" else np.float64
+    a = np.ascontiguousarray(a, dtype=dt)
+    b = np.ascontiguousarray(b, dtype=dt)
+    m, k = (a.shape[1], a.shape[0]) if spec.trans_a else a.shape
+    n = b.shape[0] if spec.trans_b else b.shape[1]
+    c = out if out is not None else np.full((m, n), np.nan, dtype=dt)
+    operands = {key: np.ascontiguousarray(v, dtype=dt) for key, v in (operands or {}).items()}
+    colsum = np.full(n, np.nan, dtype=dt) if spec.epilogue and spec.epilogue.colsum else None
+    ffi, tp = built.ffi, spec.dtype + " *"
+
+    def ptr(x: np.ndarray) -> object:
+        return ffi.cast(tp, ffi.from_buffer(x)) if x.size else ffi.NULL
+
+    args: list[object] = []
+    for _, pname in gemm_params(spec):
+        if pname in ("A", "B", "C"):
+            args.append(ptr({"A": a, "B": b, "C": c}[pname]))
+        elif pname in ("M", "N", "K"):
+            args.append({"M": m, "N": n, "K": k}[pname])
+        elif pname == "colsum":
+            assert colsum is not None
+            args.append(ptr(colsum))
+        elif pname == "nthreads":
+            args.append(nthreads)
+        else:
+            args.append(ptr(operands[pname.removeprefix("e_")]))
+    status = getattr(built.lib, spec.name)(*args)
+    return status, c, colsum
+
+
+# ------------------------------------------------------------------------------ test catalogue
+
+_BUILT: dict[tuple[str, str], Built] = {}
+
+
+def available_isas() -> list[str]:
+    """The isas this machine can run, best first."""
+    from lucid.codegen.gemm import detect_isa
+
+    order = ["avx512", "avx2", "scalar"]
+    return order[order.index(detect_isa()) :]
+
+
+def small_blocking(dtype: str, isa: str) -> Blocking:
+    """Tiny cache blocks and no thread threshold, so small shapes cross every block edge."""
+    from lucid.codegen.gemm import choose_blocking
+
+    base = choose_blocking(dtype, isa)  # type: ignore[arg-type]
+    return Blocking(base.mr, base.nr, mc=2 * base.mr, kc=48, nc=3 * base.nr, par_min_work=1)
+
+
+def catalogue(isa: str) -> list[GemmSpec]:
+    """The GEMMs the tests use for one isa: plain ones per dtype/transposition, and epilogues."""
+    from lucid.codegen.gemm import Epilogue, bias_add, binary, unary
+
+    specs = []
+    for dtype in ("float", "double"):
+        small = small_blocking(dtype, isa)
+        for ta in (False, True):
+            for tb in (False, True):
+                tag = f"{isa}_{dtype}_{int(ta)}{int(tb)}"
+                specs.append(GemmSpec(f"plain_{tag}", dtype, ta, tb, None, None, None, None, isa))  # type: ignore[arg-type]
+                specs.append(GemmSpec(f"small_{tag}", dtype, ta, tb, None, None, None, None, isa, small))  # type: ignore[arg-type]
+                # bias + hardswish + column sums: the fused Linear forward/backward shape
+                ep = Epilogue((bias_add("bias"), unary("hardswish", dtype)), colsum=True)  # type: ignore[arg-type]
+                specs.append(GemmSpec(f"hsw_{tag}", dtype, ta, tb, None, None, None, ep, isa, small))  # type: ignore[arg-type]
+        ep2 = Epilogue(
+            (
+                unary("relu", dtype),  # type: ignore[arg-type]
+                binary("add", "res", "full", dtype),  # type: ignore[arg-type]
+                binary("mul", "rowscale", "row", dtype),  # type: ignore[arg-type]
+                binary("sub", "shift", "scalar", dtype),  # type: ignore[arg-type]
+                binary("maximum", "floor", "col", dtype),  # type: ignore[arg-type]
+            ),
+            colsum=True,
+        )
+        specs.append(GemmSpec(f"mix_{isa}_{dtype}", dtype, False, True, None, None, None, ep2, isa, small))  # type: ignore[arg-type]
+        specs.append(GemmSpec(f"static_{isa}_{dtype}", dtype, False, True, None, 19, 23, None, isa))  # type: ignore[arg-type]
+    return specs
+
+
+def built_for(isa: str, workdir: Path) -> Built:
+    """The compiled catalogue of one isa (compiled once per process and workdir)."""
+    key = (isa, str(workdir))
+    if key not in _BUILT:
+        _BUILT[key] = build(catalogue(isa), workdir)
+    return _BUILT[key]
+
+
+def build_all(workdir: Path) -> dict[str, Built]:
+    """Compile every available isa's catalogue in parallel (gcc runs outside the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    isas = available_isas()
+    with ThreadPoolExecutor(len(isas)) as pool:
+        mods = list(pool.map(lambda isa: built_for(isa, workdir), isas))
+    return dict(zip(isas, mods))
+
+
+def spec_named(isa: str, name: str) -> GemmSpec:
+    """The catalogue spec called name."""
+    return next(s for s in catalogue(isa) if s.name == name)
