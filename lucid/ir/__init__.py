@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from lucid.ir.core import Attr, Builder, Graph, Node, Value
+from lucid.ir.interpret import interpret
 from lucid.ir.ops import OPS, OpDef, register
+from lucid.ir.parser import parse, parse_module
+from lucid.ir.printer import format, format_module, to_dot
 from lucid.ir.types import DType, TensorType, broadcast_shapes
+from lucid.ir.verify import verify
+
+format_graph = format  # an alias that does not shadow the builtin in `from lucid.ir import *`
 
 __all__ = [
     "Attr",
@@ -19,8 +25,15 @@ __all__ = [
     "TensorType",
     "Value",
     "broadcast_shapes",
+    "format_graph",
+    "format_module",
+    "interpret",
+    "parse",
+    "parse_module",
     "register",
+    "to_dot",
     "trace",
+    "verify",
 ]
 
 

@@ -81,10 +81,10 @@ def _float_infer(name: str) -> Callable[[Types, Attrs], Types]:
 
 
 def _pow_reference(xs: Sequence[Array], attrs: Attrs) -> tuple[Array, ...]:
-    # the same expression eager uses: a Python float exponent keeps the array's dtype (NEP 50)
-    exponent = attrs["exponent"]
+    # the same expression eager uses: the exponent in x's dtype, so f32 stays f32
+    x, exponent = xs[0], attrs["exponent"]
     assert isinstance(exponent, float)
-    return (arr(xs[0] ** exponent),)
+    return (arr(x ** x.dtype.type(exponent)),)
 
 
 register(

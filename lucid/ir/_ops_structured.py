@@ -52,19 +52,15 @@ def _matmul_infer(ts: Types, attrs: Attrs) -> Types:
     a, b = ts
     expect_same_dtype("matmul", ts, ("a", "b"))
     expect_float("matmul", a, "a")
-    if a.rank < 2 or b.rank < 2:
-        raise IRTypeError(f"matmul: expected a [..., m, k] and b [k, n] of rank >= 2, got {a} @ {b}")
-    if b.rank > 2 and b.shape[:-2] != a.shape[:-2]:
-        raise IRTypeError(
-            f"matmul: a batched b must have a's batch dims {format_shape(a.shape[:-2])} "
-            f"(no batch broadcasting), got {a} @ {b}"
-        )
-    if a.shape[-1] != b.shape[-2]:
+    # the eager contract: a [..., m, k] or [k], b [k, n]; no batched b (use linear or reshape)
+    if a.rank < 1 or b.rank != 2:
+        raise IRTypeError(f"matmul: expected a [..., m, k] (or [k]) and b [k, n], got {a} @ {b}")
+    if a.shape[-1] != b.shape[0]:
         raise IRTypeError(
             f"matmul: expected b of shape [{a.shape[-1]}, n] matching a's last dim "
             f"{a.shape[-1]}, got {b}"
         )
-    return (TensorType(a.dtype, (*a.shape[:-1], b.shape[-1])),)
+    return (TensorType(a.dtype, (*a.shape[:-1], b.shape[1])),)
 
 
 register(
@@ -74,7 +70,7 @@ register(
         {},
         _matmul_infer,
         lambda xs, attrs: (arr(np.matmul(xs[0], xs[1])),),
-        doc="a [..., m, k] @ b [k, n] -> [..., m, n]; or b [..., k, n] with a's exact batch dims",
+        doc="a [..., m, k] @ b [k, n] -> [..., m, n] (a [k] gives [n])",
     )
 )
 
@@ -408,7 +404,8 @@ def _const_prepare(attrs: dict[str, Attr], ts: Types) -> dict[str, Attr]:
     value = attrs.get("value")
     if isinstance(dtype, DType) and value is not None:
         try:
-            out["value"] = np.asarray(value, dtype=dtype.np).tolist()
+            with np.errstate(over="ignore"):  # a float beyond f32's range rounds to inf, as in C
+                out["value"] = np.asarray(value, dtype=dtype.np).tolist()
         except (TypeError, ValueError) as e:
             raise IRTypeError(f"constant: value does not fit {dtype}: {e}") from None
     return out

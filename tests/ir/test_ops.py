@@ -1,0 +1,217 @@
+"""The op table: type rules (and their messages), attr normal forms, references vs NumPy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lucid import _np_kernels as K
+from lucid.errors import IRTypeError
+from lucid.ir import OPS, Builder, DType, TensorType, interpret
+from tests.ir.graphs import f32
+
+I64 = DType.I64
+
+
+def _infer(op: str, *types: TensorType, **attrs: Any) -> tuple[TensorType, ...]:
+    b = Builder()
+    vals = [b.input(t) for t in types]
+    return tuple(v.type for v in b.op_multi(op, vals, attrs))
+
+
+def test_every_op_has_doc_and_a_reference_or_a_body() -> None:
+    for name, opdef in OPS.items():
+        assert opdef.name == name and opdef.doc
+        assert (opdef.reference is None) == opdef.region, name
+
+
+def test_elementwise_flags() -> None:
+    flagged = {n for n, d in OPS.items() if d.elementwise}
+    assert {"add", "hardswish", "where", "relu_grad", "cast", "clip"} <= flagged
+    assert not flagged & {"linear", "matmul", "sum", "reshape", "fused_gemm", "maximum_grad"}
+
+
+@pytest.mark.parametrize(
+    ("op", "types", "attrs", "expected"),
+    [
+        ("add", (f32("N", 5), f32(5)), {}, f32("N", 5)),
+        ("less", (f32(3, 1), f32(4)), {}, TensorType(DType.BOOL, (3, 4))),
+        ("where", (TensorType(DType.BOOL, ("N", 1)), f32(1, 3), f32()), {}, f32("N", 3)),
+        ("matmul", (f32(2, "N", 4), f32(4, 7)), {}, f32(2, "N", 7)),
+        ("matmul", (f32(4), f32(4, 7)), {}, f32(7)),
+        ("linear", (f32("N", 3), f32(5, 3), f32(5)), {}, f32("N", 5)),
+        ("linear", (f32(3), f32(5, 3)), {}, f32(5)),
+        ("sum", (f32("N", 4, 5),), {"axes": (1,), "keepdims": True}, f32("N", 1, 5)),
+        ("mean", (f32("N", 4),), {"axes": None}, f32()),
+        ("reshape", (f32("N", 4, 5),), {"shape": (-1, 20)}, f32("N", 20)),
+        ("reshape", (f32(6, 4),), {"shape": (3, -1, 2)}, f32(3, 4, 2)),
+        ("reshape", (f32(6, 4),), {"shape": (24,)}, f32(24)),
+        ("transpose", (f32("N", 4, 5),), {"perm": (2, 0, 1)}, f32(5, "N", 4)),
+        ("transpose", (f32("N", 4),), {}, f32(4, "N")),
+        ("broadcast", (f32(1, 5),), {"shape": ("N", 3, 5)}, f32("N", 3, 5)),
+        ("sum_to", (f32("N", 3, 5),), {"shape": (1, 5)}, f32(1, 5)),
+        ("sum_to", (f32("N", 3, 5),), {"shape": ("N", 1, 5)}, f32("N", 1, 5)),
+        ("cast", (f32(3),), {"dtype": "i64"}, TensorType(I64, (3,))),
+        ("mse_loss", (f32("N", 2), f32("N", 2)), {}, f32()),
+        ("cross_entropy", (f32("N", 4), TensorType(I64, ("N",))), {}, f32()),
+        ("constant", (), {"value": ((1, 2, 3), (4, 5, 6))}, f32(2, 3)),
+        ("constant", (), {"value": 2, "dtype": I64}, TensorType(I64, ())),
+        ("maximum_grad", (f32("N", 1), f32(3), f32("N", 3)), {}, f32("N", 3)),
+    ],
+)
+def test_type_rules(op: str, types: tuple[TensorType, ...], attrs: dict[str, Any], expected: TensorType) -> None:
+    assert _infer(op, *types, **attrs)[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("op", "types", "attrs", "message"),
+    [
+        ("linear", (f32("N", 3), f32(5, 4)), {},
+         r"linear: expected w of shape \[out, 3\] matching x's last dim 3, got f32\[5,4\]"),
+        ("linear", (f32("N", 3), f32(5, 3), f32(4)), {},
+         r"linear: expected b of shape \[5\] matching w's out dim, got f32\[4\]"),
+        ("add", (f32(3), TensorType(DType.F64, (3,))), {},
+         r"add: inputs must have the same dtype \(insert a cast\), got a: f32\[3\], b: f64\[3\]"),
+        ("add", (f32("N", 3), f32(4, 3)), {}, r"add: shapes \[N,3\] and \[4,3\] do not broadcast"),
+        ("div", (TensorType(I64, (2,)), TensorType(I64, (2,))), {},
+         r"div: expected a float tensor for a, got i64\[2\]"),
+        ("hardswish", (TensorType(I64, (2,)),), {}, r"hardswish: expected a float tensor for x"),
+        ("neg", (TensorType(DType.BOOL, (2,)),), {}, r"neg: expected a numeric tensor for x"),
+        ("matmul", (f32(2, 3), f32(4, 5)), {}, r"matmul: expected b of shape \[3, n\]"),
+        ("matmul", (f32(2, 3), f32(2, 3, 5)), {}, r"matmul: expected a \[..., m, k\] \(or \[k\]\) and b \[k, n\]"),
+        ("where", (f32(3), f32(3), f32(3)), {}, r"where: expected a bool condition, got f32\[3\]"),
+        ("sum", (f32(3, 4),), {"axes": (2,)}, r"sum: axes must be sorted, distinct and in \[0, 2\)"),
+        ("reshape", (f32(6, 4),), {"shape": (5, -1)}, r"reshape: cannot reshape f32\[6,4\] \(24 elements\)"),
+        ("reshape", (f32(6, 4),), {"shape": (-1, -1)}, r"reshape: shape may hold one -1"),
+        ("reshape", (f32("N", 4, 5),), {"shape": (-1, 10)}, r"reshape: a symbolic shape reshapes only with one -1"),
+        ("reshape", (f32("N", 4),), {"shape": (8, 4)}, r"standing for exactly its one symbolic dim"),
+        ("reshape", (f32("N", "M"),), {"shape": (-1,)}, r"cannot reshape f32\[N,M\] to \(-1,\)"),
+        ("transpose", (f32(2, 3),), {"perm": (0, 0)}, r"transpose: perm must be a permutation of 0..1"),
+        ("broadcast", (f32(2, 5),), {"shape": ("N", 5)}, r"broadcast: cannot broadcast f32\[2,5\] to \[N,5\]"),
+        ("broadcast", (f32(1, 5),), {"shape": (5,)}, r"broadcast: cannot broadcast f32\[1,5\] to \[5\]"),
+        ("sum_to", (f32(3, 5),), {"shape": (2, 5)}, r"sum_to: f32\[3,5\] is not a broadcast of the shape \[2,5\]"),
+        ("mse_loss", (f32(3), f32(3)), {"reduction": "max"}, r"mse_loss: reduction must be \"mean\" or \"sum\", got 'max'"),
+        ("cross_entropy", (f32("N", 4), f32("N")), {}, r"cross_entropy: expected target i64\[N\] \(one class per row\), got f32\[N\]"),
+        ("cross_entropy", (f32(4),), {}, r"cross_entropy: expected 2 inputs, got 1"),
+        ("relu_grad", (f32(3), f32(4)), {}, r"relu_grad: expected the cotangent g to have x's type f32\[3\], got f32\[4\]"),
+        ("cross_entropy_grad", (f32(2, 4), TensorType(I64, (2,)), f32(2)), {}, r"expected g f32\[\], got f32\[2\]"),
+        ("constant", (), {"value": ((1, 2), (3,))}, r"constant: value (is ragged|does not fit)"),
+        ("maximum_grad", (f32(3), f32(3), f32(4)), {}, r"maximum_grad: expected g of the broadcast shape f32\[3\]"),
+    ],
+)
+def test_type_rule_errors(op: str, types: tuple[TensorType, ...], attrs: dict[str, Any], message: str) -> None:
+    with pytest.raises(IRTypeError, match=message):
+        _infer(op, *types, **attrs)
+
+
+def test_type_errors_are_type_errors() -> None:
+    with pytest.raises(TypeError):
+        _infer("add", f32(2), f32(3))
+
+
+def test_constant_values_are_rounded_to_their_dtype() -> None:
+    b = Builder()
+    b.constant([0.1, 1e40])
+    assert b.nodes[-1].attrs["value"] == (float(np.float32(0.1)), float("inf"))
+    b.constant([1, 0], DType.BOOL)
+    assert b.nodes[-1].attrs["value"] == (True, False)
+
+
+# ---------------------------------------------------------------- references vs NumPy
+
+RNG = np.random.default_rng(1234)
+X = RNG.standard_normal((4, 5)).astype(np.float32) * 4
+X[0, :4] = [np.nan, -np.inf, np.inf, -0.0]
+Y = RNG.standard_normal((4, 5)).astype(np.float32)
+
+
+def _run(op: str, arrays: list[np.ndarray], **attrs: Any) -> tuple[np.ndarray, ...]:
+    b = Builder()
+    vals = [b.input(TensorType(DType.from_numpy(a.dtype), a.shape)) for a in arrays]
+    b.output(*b.op_multi(op, vals, attrs))
+    return interpret(b.build(), *arrays)
+
+
+@pytest.mark.parametrize(
+    ("op", "fn"),
+    [
+        ("hardswish", K.hardswish), ("hardsigmoid", K.hardsigmoid), ("relu", K.relu),
+        ("relu6", K.relu6), ("sigmoid", K.sigmoid), ("tanh", np.tanh), ("exp", np.exp),
+        ("abs", np.abs), ("sign", np.sign), ("neg", np.negative),
+    ],
+)
+def test_unary_references_match_kernels(op: str, fn: Any) -> None:
+    with np.errstate(all="ignore"):
+        (got,) = _run(op, [X])
+        want = fn(X)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))  # -0.0 is kept where eager keeps it
+
+
+def test_binary_and_grad_references_match_kernels() -> None:
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(_run("maximum", [X, Y])[0], np.maximum(X, Y))
+        np.testing.assert_array_equal(_run("div", [X, Y[:1]])[0], X / Y[:1])
+        np.testing.assert_array_equal(_run("hardswish_grad", [X, Y])[0], K.hardswish_grad(X, Y))
+        np.testing.assert_array_equal(_run("relu6_grad", [X, Y])[0], K.relu6_grad(X, Y))
+        np.testing.assert_array_equal(
+            _run("clip_grad", [X, Y], min=-1.0, max=2.0)[0], K.clip_grad(X, Y, -1.0, 2.0)
+        )
+        np.testing.assert_array_equal(
+            _run("clip", [X], min=None, max=2.5)[0], K.clip(X, -np.inf, 2.5)
+        )
+        ga, gb = _run("minimum_grad", [X, Y, Y])
+    wa, wb = K.minimum_grad(X, Y, Y)
+    np.testing.assert_array_equal(ga, wa)
+    np.testing.assert_array_equal(gb, wb)
+    (p,) = _run("pow", [np.abs(Y)], exponent=0.5)
+    np.testing.assert_array_equal(p, np.abs(Y) ** np.float32(0.5))
+    assert p.dtype == np.float32
+
+
+def test_structured_references_match_numpy() -> None:
+    w, bias = Y[:3], Y[0, :3]
+    np.testing.assert_array_equal(_run("linear", [Y, w, bias])[0], Y @ w.T + bias)
+    np.testing.assert_array_equal(_run("matmul", [Y, w.T.copy()])[0], Y @ w.T)
+    (s,) = _run("sum", [Y], axes=(0,), keepdims=True)
+    np.testing.assert_array_equal(s, Y.sum(axis=0, keepdims=True))
+    (m,) = _run("mean", [Y], axes=None)
+    assert m.shape == () and m.dtype == np.float32 and m == Y.mean()
+    (r,) = _run("reshape", [Y], shape=(-1, 2, 5))
+    assert r.shape == (2, 2, 5)
+    np.testing.assert_array_equal(_run("transpose", [Y])[0], Y.T)
+    np.testing.assert_array_equal(_run("sum_to", [Y], shape=(1, 5))[0], Y.sum(0, keepdims=True))
+    (c,) = _run("cast", [Y], dtype=DType.F64)
+    assert c.dtype == np.float64
+    target = np.array([0, 4, 2, 1], dtype=np.int64)
+    (ce,) = _run("cross_entropy", [Y, target], reduction="sum")
+    assert ce == K.cross_entropy(Y, target, "sum") and ce.dtype == np.float32
+    g = np.array(0.5, dtype=np.float32)
+    np.testing.assert_array_equal(
+        _run("cross_entropy_grad", [Y, target, g])[0], K.cross_entropy_grad(Y, target, g)
+    )
+    (mse,) = _run("mse_loss", [Y, Y * 2])
+    assert mse == K.mse_loss(Y, Y * 2) and mse.shape == ()
+    (lt,) = _run("less", [X, Y])
+    assert lt.dtype == np.bool_ and np.array_equal(lt, X < Y)
+    (wh,) = _run("where", [lt, X, Y])
+    np.testing.assert_array_equal(wh, np.where(lt, X, Y))
+
+
+def test_symbolic_shape_attrs_are_bound_by_the_interpreter() -> None:
+    b = Builder()
+    x = b.input(f32("N", 4, 5))
+    row = b.input(f32(1, 5))
+    flat = b.op("reshape", [x], {"shape": (-1, 20)})
+    wide = b.op("broadcast", [row], {"shape": ("N", 5)})
+    back = b.op("sum_to", [b.op("broadcast", [row], {"shape": ("N", 4, 5)})], {"shape": ("N", 1, 5)})
+    b.output(flat, wide, back)
+    xs = RNG.standard_normal((3, 4, 5)).astype(np.float32)
+    r = RNG.standard_normal((1, 5)).astype(np.float32)
+    got_flat, got_wide, got_back = interpret(b.build(), xs, r)
+    np.testing.assert_array_equal(got_flat, xs.reshape(3, 20))
+    np.testing.assert_array_equal(got_wide, np.broadcast_to(r, (3, 5)))
+    np.testing.assert_array_equal(got_back, np.broadcast_to(r, (3, 4, 5)).sum(1, keepdims=True))
