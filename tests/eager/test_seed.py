@@ -32,7 +32,7 @@ def seed_blocks() -> list[str]:
 def run_block(i: int, capsys: pytest.CaptureFixture[str]) -> tuple[dict, list[str]]:
     """Exec example i as the page assumes (Tensor imported); returns its namespace and printout."""
     ns: dict = {"__name__": f"seed_example_{i}"}
-    exec("from lucid import Tensor\n" + seed_blocks()[i], ns)
+    exec("from lucid import Tensor\n" + seed_blocks()[i], ns)  # noqa: S102 -- our own test data
     return ns, capsys.readouterr().out.splitlines()
 
 
