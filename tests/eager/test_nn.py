@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 import lucid
-import lucid.nn as nn
 import lucid.nn.functional as F
-from lucid import Tensor
+from lucid import Tensor, nn
 
 
 class Block(nn.Module):
@@ -49,7 +48,7 @@ def test_registration_and_dotted_names() -> None:
         "head",
     ]
     assert [n for n, _ in net.named_children()] == ["block", "drop", "head"]
-    assert list(net.children())[0] is net.block
+    assert next(iter(net.children())) is net.block
     assert len(list(net.modules())) == 6 and len(list(net.parameters())) == 3
     assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in net.parameters())
     assert net.head.bias is None
@@ -200,7 +199,7 @@ def test_flatten_and_sequential() -> None:
     seq = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
     assert seq(lucid.ones(5, 3, 4)).shape == (5, 2)
     assert (
-        len(seq) == 2 and isinstance(seq[1], nn.Linear) and [type(m) for m in seq][0] is nn.Flatten
+        len(seq) == 2 and isinstance(seq[1], nn.Linear) and next(type(m) for m in seq) is nn.Flatten
     )
     with pytest.raises(TypeError, match="Sequential: argument 0 is a int, expected a Module"):
         nn.Sequential(3)

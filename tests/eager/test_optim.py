@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 import lucid
-import lucid.nn as nn
-import lucid.optim as optim
-from lucid import Tensor
+from lucid import Tensor, nn, optim
 
 
 def param(values) -> nn.Parameter:
