@@ -15,12 +15,12 @@ from lucid.ir.verify import verify
 format_graph = format  # an alias that does not shadow the builtin in `from lucid.ir import *`
 
 __all__ = [
+    "OPS",
     "Attr",
     "Builder",
     "DType",
     "Graph",
     "Node",
-    "OPS",
     "OpDef",
     "TensorType",
     "Value",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -28,9 +28,7 @@ Types = tuple[TensorType, ...]
 Attrs = Mapping[str, Attr]
 
 
-def _unary(
-    name: str, fn: Callable[[Array], Array], doc: str, *, float_only: bool = True
-) -> None:
+def _unary(name: str, fn: Callable[[Array], Array], doc: str, *, float_only: bool = True) -> None:
     def infer(ts: Types, attrs: Attrs) -> Types:
         (expect_float if float_only else expect_numeric)(name, ts[0], "x")
         return (ts[0],)
@@ -89,8 +87,13 @@ def _pow_reference(xs: Sequence[Array], attrs: Attrs) -> tuple[Array, ...]:
 
 register(
     OpDef(
-        "pow", 1, {"exponent": (FLOAT, REQUIRED)}, _float_infer("pow"), _pow_reference,
-        elementwise=True, doc="x ** exponent",
+        "pow",
+        1,
+        {"exponent": (FLOAT, REQUIRED)},
+        _float_infer("pow"),
+        _pow_reference,
+        elementwise=True,
+        doc="x ** exponent",
     )
 )
 
@@ -134,7 +137,7 @@ def _binary(
     result: DType | None = None,
 ) -> None:
     def infer(ts: Types, attrs: Attrs) -> Types:
-        a, b = ts
+        a = ts[0]
         expect_same_dtype(name, ts, ("a", "b"))
         check(name, a, "a")
         return (TensorType(result or a.dtype, broadcast_types(name, ts)),)
@@ -201,8 +204,13 @@ def _grad_infer(name: str) -> Callable[[Types, Attrs], Types]:
 def _grad(name: str, fn: Callable[[Array, Array], Array], doc: str) -> None:
     register(
         OpDef(
-            name, 2, {}, _grad_infer(name), lambda xs, attrs: (arr(fn(xs[0], xs[1])),),
-            elementwise=True, doc=doc,
+            name,
+            2,
+            {},
+            _grad_infer(name),
+            lambda xs, attrs: (arr(fn(xs[0], xs[1])),),
+            elementwise=True,
+            doc=doc,
         )
     )
 

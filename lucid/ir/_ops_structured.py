@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -137,9 +137,7 @@ def _reduce_infer(name: str, float_only: bool):  # type: ignore[no-untyped-def]
                 f"{name}: axes must be sorted, distinct and in [0, {x.rank}) for {x}, got {axes}"
             )
         keep = attrs["keepdims"]
-        shape = tuple(
-            1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes
-        )
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes)
         return (TensorType(x.dtype, shape),)
 
     return infer
@@ -305,7 +303,7 @@ register(
 def _reduction(name: str, attrs: Attrs) -> str:
     r = attrs["reduction"]
     if r not in ("mean", "sum"):
-        raise IRTypeError(f"{name}: reduction must be \"mean\" or \"sum\", got {r!r}")
+        raise IRTypeError(f'{name}: reduction must be "mean" or "sum", got {r!r}')
     return str(r)
 
 

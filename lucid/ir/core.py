@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterator, Mapping, Sequence, Union
+from typing import TypeAlias
 
 import numpy as np
 
 from lucid.errors import IRError, IRTypeError, SourceLoc
 from lucid.ir.types import DType, TensorType
 
-Attr = Union[int, float, bool, str, DType, None, tuple["Attr", ...]]
+Attr: TypeAlias = int | float | bool | str | DType | None | tuple["Attr", ...]
 
 
 def freeze_attr(value: object) -> Attr:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def interpret(
 def _params_by_hint(graph: Graph, params: Mapping[str, Any]) -> list[Any]:
     hints = [p.hint for p in graph.params]
     missing = [h for h in hints if h not in params]
-    extra = sorted(set(params) - set(h for h in hints if h is not None))
+    extra = sorted(set(params) - {h for h in hints if h is not None})
     if missing or extra or None in hints:
         raise InputError(
             f"@{graph.name}: params must be given by hint {hints}; "

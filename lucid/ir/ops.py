@@ -8,14 +8,15 @@ register into the one `OPS` dict defined here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from lucid.errors import IRTypeError
 from lucid.ir.core import Attr
-from lucid.ir.types import DType, TensorType, broadcast_shapes, is_symbol
+from lucid.ir.types import Dim, DType, TensorType, broadcast_shapes, is_symbol
 
 Array = np.ndarray[Any, Any]
 InferFn = Callable[[tuple[TensorType, ...], Mapping[str, Attr]], tuple[TensorType, ...]]
@@ -53,7 +54,9 @@ def _is_num(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _coerce_with(check: Callable[[Attr], bool], convert: Callable[[Any], Attr]) -> Callable[[Any], Attr]:
+def _coerce_with(
+    check: Callable[[Attr], bool], convert: Callable[[Any], Attr]
+) -> Callable[[Any], Attr]:
     def coerce(v: Any) -> Attr:
         out = convert(v)
         if not check(out):
@@ -85,12 +88,18 @@ FLOAT = AttrKind(
     lambda v: isinstance(v, float),
     _coerce_with(lambda v: isinstance(v, float), lambda v: float(v) if _is_num(v) else v),
 )
-BOOL = AttrKind("bool", lambda v: isinstance(v, bool), _coerce_with(lambda v: isinstance(v, bool), lambda v: v))
-STR = AttrKind("str", lambda v: isinstance(v, str), _coerce_with(lambda v: isinstance(v, str), lambda v: v))
+BOOL = AttrKind(
+    "bool", lambda v: isinstance(v, bool), _coerce_with(lambda v: isinstance(v, bool), lambda v: v)
+)
+STR = AttrKind(
+    "str", lambda v: isinstance(v, str), _coerce_with(lambda v: isinstance(v, str), lambda v: v)
+)
 DTYPE = AttrKind(
     "dtype",
     lambda v: isinstance(v, DType),
-    _coerce_with(lambda v: isinstance(v, DType), lambda v: DType.parse(v) if isinstance(v, str) else v),
+    _coerce_with(
+        lambda v: isinstance(v, DType), lambda v: DType.parse(v) if isinstance(v, str) else v
+    ),
 )
 
 
@@ -104,7 +113,11 @@ def _is_dims(v: Attr) -> bool:
 
 INTS = AttrKind("tuple[int, ...]", _is_ints, _coerce_with(_is_ints, _to_tuple))
 DIMS = AttrKind("tuple[int | symbol, ...]", _is_dims, _coerce_with(_is_dims, _to_tuple))
-NUMBERS = AttrKind("number or nested tuple of numbers", _is_nested_number, _coerce_with(_is_nested_number, lambda v: v))
+NUMBERS = AttrKind(
+    "number or nested tuple of numbers",
+    _is_nested_number,
+    _coerce_with(_is_nested_number, lambda v: v),
+)
 
 
 @dataclass
@@ -248,5 +261,5 @@ def float_attr_or_inf(v: object, sign: float) -> object:
     return sign * math.inf if v is None else v
 
 
-from lucid.ir.types import Dim  # noqa: E402  (re-exported for the op modules)
-from lucid.ir import _ops_elementwise, _ops_structured  # noqa: E402,F401  (fill OPS)
+# The tables register themselves into OPS; they import this module, so they come last.
+from lucid.ir import _ops_elementwise, _ops_structured  # noqa: F401

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 from lucid.errors import SourceLoc
 from lucid.ir.core import Attr, Graph, Node, Value
@@ -122,7 +122,11 @@ class _Printer:
         results = ", ".join(self._define(v, hinted=False) for v in node.results)
         line = f"{results} = {node.op}{self._uses(node.inputs)}"
         if node.attrs:
-            line += " {" + ", ".join(f"{k}={format_attr(v)}" for k, v in sorted(node.attrs.items())) + "}"
+            line += (
+                " {"
+                + ", ".join(f"{k}={format_attr(v)}" for k, v in sorted(node.attrs.items()))
+                + "}"
+            )
         line += " : " + ", ".join(str(v.type) for v in node.results)
         if self.locs and node.loc is not None:
             line += " " + format_loc(node.loc)
@@ -178,7 +182,9 @@ def to_dot(graph: Graph) -> str:
             ids[r] = f"n{i}"
     out.append('  ret [shape=doublecircle, label="return"];')
     for v in graph.outputs:
-        out.append(f"  {ids.get(v, 'undefined')} -> ret [label={_dot_str(names.get(v, UNDEFINED))}];")
+        out.append(
+            f"  {ids.get(v, 'undefined')} -> ret [label={_dot_str(names.get(v, UNDEFINED))}];"
+        )
     out.append("}")
     return "\n".join(out) + "\n"
 

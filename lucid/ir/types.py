@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Union
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
 from lucid.errors import IRError, IRTypeError
 
-Dim = Union[int, str]
+Dim: TypeAlias = int | str
 SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -102,7 +103,9 @@ class TensorType:
             elif is_symbol(d):
                 dims.append(str(d))
             else:
-                raise IRError(f"bad dim {d!r} in shape {self.shape!r}: need an int >= 0 or a symbol")
+                raise IRError(
+                    f"bad dim {d!r} in shape {self.shape!r}: need an int >= 0 or a symbol"
+                )
         object.__setattr__(self, "shape", tuple(dims))
 
     def __str__(self) -> str:

@@ -39,7 +39,10 @@ def _check_graph(g: Graph, work: list[tuple[Graph, Node | None]]) -> tuple[Node 
             return node, f"{node.op}: {message}"
         for r in node.results:
             if r in defined:
-                return node, f"{node.op}: result {r} is already defined (each value is defined once)"
+                return (
+                    node,
+                    f"{node.op}: result {r} is already defined (each value is defined once)",
+                )
             defined.add(r)
         if node.body is not None:
             work.append((node.body, node))

@@ -61,47 +61,137 @@ def test_elementwise_flags() -> None:
         ("maximum_grad", (f32("N", 1), f32(3), f32("N", 3)), {}, f32("N", 3)),
     ],
 )
-def test_type_rules(op: str, types: tuple[TensorType, ...], attrs: dict[str, Any], expected: TensorType) -> None:
+def test_type_rules(
+    op: str, types: tuple[TensorType, ...], attrs: dict[str, Any], expected: TensorType
+) -> None:
     assert _infer(op, *types, **attrs)[0] == expected
 
 
 @pytest.mark.parametrize(
     ("op", "types", "attrs", "message"),
     [
-        ("linear", (f32("N", 3), f32(5, 4)), {},
-         r"linear: expected w of shape \[out, 3\] matching x's last dim 3, got f32\[5,4\]"),
-        ("linear", (f32("N", 3), f32(5, 3), f32(4)), {},
-         r"linear: expected b of shape \[5\] matching w's out dim, got f32\[4\]"),
-        ("add", (f32(3), TensorType(DType.F64, (3,))), {},
-         r"add: inputs must have the same dtype \(insert a cast\), got a: f32\[3\], b: f64\[3\]"),
+        (
+            "linear",
+            (f32("N", 3), f32(5, 4)),
+            {},
+            r"linear: expected w of shape \[out, 3\] matching x's last dim 3, got f32\[5,4\]",
+        ),
+        (
+            "linear",
+            (f32("N", 3), f32(5, 3), f32(4)),
+            {},
+            r"linear: expected b of shape \[5\] matching w's out dim, got f32\[4\]",
+        ),
+        (
+            "add",
+            (f32(3), TensorType(DType.F64, (3,))),
+            {},
+            r"add: inputs must have the same dtype \(insert a cast\), got a: f32\[3\], b: f64\[3\]",
+        ),
         ("add", (f32("N", 3), f32(4, 3)), {}, r"add: shapes \[N,3\] and \[4,3\] do not broadcast"),
-        ("div", (TensorType(I64, (2,)), TensorType(I64, (2,))), {},
-         r"div: expected a float tensor for a, got i64\[2\]"),
+        (
+            "div",
+            (TensorType(I64, (2,)), TensorType(I64, (2,))),
+            {},
+            r"div: expected a float tensor for a, got i64\[2\]",
+        ),
         ("hardswish", (TensorType(I64, (2,)),), {}, r"hardswish: expected a float tensor for x"),
         ("neg", (TensorType(DType.BOOL, (2,)),), {}, r"neg: expected a numeric tensor for x"),
         ("matmul", (f32(2, 3), f32(4, 5)), {}, r"matmul: expected b of shape \[3, n\]"),
-        ("matmul", (f32(2, 3), f32(2, 3, 5)), {}, r"matmul: expected a \[..., m, k\] \(or \[k\]\) and b \[k, n\]"),
+        (
+            "matmul",
+            (f32(2, 3), f32(2, 3, 5)),
+            {},
+            r"matmul: expected a \[..., m, k\] \(or \[k\]\) and b \[k, n\]",
+        ),
         ("where", (f32(3), f32(3), f32(3)), {}, r"where: expected a bool condition, got f32\[3\]"),
-        ("sum", (f32(3, 4),), {"axes": (2,)}, r"sum: axes must be sorted, distinct and in \[0, 2\)"),
-        ("reshape", (f32(6, 4),), {"shape": (5, -1)}, r"reshape: cannot reshape f32\[6,4\] \(24 elements\)"),
+        (
+            "sum",
+            (f32(3, 4),),
+            {"axes": (2,)},
+            r"sum: axes must be sorted, distinct and in \[0, 2\)",
+        ),
+        (
+            "reshape",
+            (f32(6, 4),),
+            {"shape": (5, -1)},
+            r"reshape: cannot reshape f32\[6,4\] \(24 elements\)",
+        ),
         ("reshape", (f32(6, 4),), {"shape": (-1, -1)}, r"reshape: shape may hold one -1"),
-        ("reshape", (f32("N", 4, 5),), {"shape": (-1, 10)}, r"reshape: a symbolic shape reshapes only with one -1"),
-        ("reshape", (f32("N", 4),), {"shape": (8, 4)}, r"standing for exactly its one symbolic dim"),
+        (
+            "reshape",
+            (f32("N", 4, 5),),
+            {"shape": (-1, 10)},
+            r"reshape: a symbolic shape reshapes only with one -1",
+        ),
+        (
+            "reshape",
+            (f32("N", 4),),
+            {"shape": (8, 4)},
+            r"standing for exactly its one symbolic dim",
+        ),
         ("reshape", (f32("N", "M"),), {"shape": (-1,)}, r"cannot reshape f32\[N,M\] to \(-1,\)"),
-        ("transpose", (f32(2, 3),), {"perm": (0, 0)}, r"transpose: perm must be a permutation of 0..1"),
-        ("broadcast", (f32(2, 5),), {"shape": ("N", 5)}, r"broadcast: cannot broadcast f32\[2,5\] to \[N,5\]"),
-        ("broadcast", (f32(1, 5),), {"shape": (5,)}, r"broadcast: cannot broadcast f32\[1,5\] to \[5\]"),
-        ("sum_to", (f32(3, 5),), {"shape": (2, 5)}, r"sum_to: f32\[3,5\] is not a broadcast of the shape \[2,5\]"),
-        ("mse_loss", (f32(3), f32(3)), {"reduction": "max"}, r"mse_loss: reduction must be \"mean\" or \"sum\", got 'max'"),
-        ("cross_entropy", (f32("N", 4), f32("N")), {}, r"cross_entropy: expected target i64\[N\] \(one class per row\), got f32\[N\]"),
+        (
+            "transpose",
+            (f32(2, 3),),
+            {"perm": (0, 0)},
+            r"transpose: perm must be a permutation of 0..1",
+        ),
+        (
+            "broadcast",
+            (f32(2, 5),),
+            {"shape": ("N", 5)},
+            r"broadcast: cannot broadcast f32\[2,5\] to \[N,5\]",
+        ),
+        (
+            "broadcast",
+            (f32(1, 5),),
+            {"shape": (5,)},
+            r"broadcast: cannot broadcast f32\[1,5\] to \[5\]",
+        ),
+        (
+            "sum_to",
+            (f32(3, 5),),
+            {"shape": (2, 5)},
+            r"sum_to: f32\[3,5\] is not a broadcast of the shape \[2,5\]",
+        ),
+        (
+            "mse_loss",
+            (f32(3), f32(3)),
+            {"reduction": "max"},
+            r"mse_loss: reduction must be \"mean\" or \"sum\", got 'max'",
+        ),
+        (
+            "cross_entropy",
+            (f32("N", 4), f32("N")),
+            {},
+            r"cross_entropy: expected target i64\[N\] \(one class per row\), got f32\[N\]",
+        ),
         ("cross_entropy", (f32(4),), {}, r"cross_entropy: expected 2 inputs, got 1"),
-        ("relu_grad", (f32(3), f32(4)), {}, r"relu_grad: expected the cotangent g to have x's type f32\[3\], got f32\[4\]"),
-        ("cross_entropy_grad", (f32(2, 4), TensorType(I64, (2,)), f32(2)), {}, r"expected g f32\[\], got f32\[2\]"),
+        (
+            "relu_grad",
+            (f32(3), f32(4)),
+            {},
+            r"relu_grad: expected the cotangent g to have x's type f32\[3\], got f32\[4\]",
+        ),
+        (
+            "cross_entropy_grad",
+            (f32(2, 4), TensorType(I64, (2,)), f32(2)),
+            {},
+            r"expected g f32\[\], got f32\[2\]",
+        ),
         ("constant", (), {"value": ((1, 2), (3,))}, r"constant: value (is ragged|does not fit)"),
-        ("maximum_grad", (f32(3), f32(3), f32(4)), {}, r"maximum_grad: expected g of the broadcast shape f32\[3\]"),
+        (
+            "maximum_grad",
+            (f32(3), f32(3), f32(4)),
+            {},
+            r"maximum_grad: expected g of the broadcast shape f32\[3\]",
+        ),
     ],
 )
-def test_type_rule_errors(op: str, types: tuple[TensorType, ...], attrs: dict[str, Any], message: str) -> None:
+def test_type_rule_errors(
+    op: str, types: tuple[TensorType, ...], attrs: dict[str, Any], message: str
+) -> None:
     with pytest.raises(IRTypeError, match=message):
         _infer(op, *types, **attrs)
 
@@ -137,9 +227,16 @@ def _run(op: str, arrays: list[np.ndarray], **attrs: Any) -> tuple[np.ndarray, .
 @pytest.mark.parametrize(
     ("op", "fn"),
     [
-        ("hardswish", K.hardswish), ("hardsigmoid", K.hardsigmoid), ("relu", K.relu),
-        ("relu6", K.relu6), ("sigmoid", K.sigmoid), ("tanh", np.tanh), ("exp", np.exp),
-        ("abs", np.abs), ("sign", np.sign), ("neg", np.negative),
+        ("hardswish", K.hardswish),
+        ("hardsigmoid", K.hardsigmoid),
+        ("relu", K.relu),
+        ("relu6", K.relu6),
+        ("sigmoid", K.sigmoid),
+        ("tanh", np.tanh),
+        ("exp", np.exp),
+        ("abs", np.abs),
+        ("sign", np.sign),
+        ("neg", np.negative),
     ],
 )
 def test_unary_references_match_kernels(op: str, fn: Any) -> None:
@@ -207,7 +304,9 @@ def test_symbolic_shape_attrs_are_bound_by_the_interpreter() -> None:
     row = b.input(f32(1, 5))
     flat = b.op("reshape", [x], {"shape": (-1, 20)})
     wide = b.op("broadcast", [row], {"shape": ("N", 5)})
-    back = b.op("sum_to", [b.op("broadcast", [row], {"shape": ("N", 4, 5)})], {"shape": ("N", 1, 5)})
+    back = b.op(
+        "sum_to", [b.op("broadcast", [row], {"shape": ("N", 4, 5)})], {"shape": ("N", 1, 5)}
+    )
     b.output(flat, wide, back)
     xs = RNG.standard_normal((3, 4, 5)).astype(np.float32)
     r = RNG.standard_normal((1, 5)).astype(np.float32)

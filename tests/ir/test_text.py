@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,7 +60,10 @@ def test_round_trip_keeps_locs_hints_and_constants() -> None:
     assert g.nodes[1].loc == SourceLoc('dir with "quotes"/m.py', 3)
     assert [v.hint for v in (*g.inputs, *g.params)] == ["x", "target", "fc.weight", 'head "bias"']
     const = next(n for n in g.nodes if n.op == "constant")
-    assert const.attrs["value"] == ((float(np.float32(0.1)), float(np.float32(-2.5e-08))), (float("inf"), -0.0))
+    assert const.attrs["value"] == (
+        (float(np.float32(0.1)), float(np.float32(-2.5e-08))),
+        (float("inf"), -0.0),
+    )
     assert np.signbit(const.attrs["value"][1][1])  # type: ignore[index]
 
 
@@ -114,23 +118,61 @@ def _parse_error(text: str) -> ParseError:
     ("text", "message", "line", "column"),
     [
         ("graph @g(%a: f32[3]) -> (f32[3]) {\n  return $a\n}", "unexpected character '$'", 2, 10),
-        ("graph @g(%a: f32[3]) -> (f32[3]) {\n  %0 = neg %7 : f32[3]\n  return %0\n}",
-         "use of undefined value %7", 2, 12),
-        ("graph @g(%a: f32[3]) -> (f32[3]) {\n  %a = neg %a : f32[3]\n  return %a\n}",
-         "value %a is defined twice", 2, 3),
-        ("graph @g(%a: f32[3]) -> (f32[3]) {\n  %0, %1 = neg %a : f32[3]\n  return %0\n}",
-         "2 result names but 1 result types", 2, 12),
+        (
+            "graph @g(%a: f32[3]) -> (f32[3]) {\n  %0 = neg %7 : f32[3]\n  return %0\n}",
+            "use of undefined value %7",
+            2,
+            12,
+        ),
+        (
+            "graph @g(%a: f32[3]) -> (f32[3]) {\n  %a = neg %a : f32[3]\n  return %a\n}",
+            "value %a is defined twice",
+            2,
+            3,
+        ),
+        (
+            "graph @g(%a: f32[3]) -> (f32[3]) {\n  %0, %1 = neg %a : f32[3]\n  return %0\n}",
+            "2 result names but 1 result types",
+            2,
+            12,
+        ),
         ("graph @g(%a: f16[3]) -> (f32[3]) {\n  return %a\n}", "unknown dtype 'f16'", 1, 14),
-        ("graph @g(%a: f32[3]) -> (f32[4]) {\n  return %a\n}",
-         r"return types (f32[3]) differ from the header's (f32[4])", 2, 3),
-        ("graph @g(%a: f32[3]) -> (f32[3]) {\n  %0 = neg %a f32[3]\n  return %0\n}",
-         "expected ':' before the result types, found 'f32'", 2, 15),
-        ("graph @g(%a: f32[3]) -> (f32[3]) {\n  %0 = pow %a {exponent=} : f32[3]\n  return %0\n}",
-         "expected an attribute value", 2, 25),
-        ("graph @g(%a: f32[-1]) -> (f32[3]) {\n  return %a\n}", "expected a dim (an int >= 0 or a symbol)", 1, 18),
-        ("graph @g(%a: f32[3]) -> (f32[3]) {\n  return %a\n", "expected '}' closing the graph, found the end of the text", 3, 1),
-        ("graph @g() -> () {\n  return\n}\ngraph @h() -> () {\n  return\n}",
-         "expected the end of the text after the graph", 4, 1),
+        (
+            "graph @g(%a: f32[3]) -> (f32[4]) {\n  return %a\n}",
+            r"return types (f32[3]) differ from the header's (f32[4])",
+            2,
+            3,
+        ),
+        (
+            "graph @g(%a: f32[3]) -> (f32[3]) {\n  %0 = neg %a f32[3]\n  return %0\n}",
+            "expected ':' before the result types, found 'f32'",
+            2,
+            15,
+        ),
+        (
+            "graph @g(%a: f32[3]) -> (f32[3]) {\n  %0 = pow %a {exponent=} : f32[3]\n  return %0\n}",
+            "expected an attribute value",
+            2,
+            25,
+        ),
+        (
+            "graph @g(%a: f32[-1]) -> (f32[3]) {\n  return %a\n}",
+            "expected a dim (an int >= 0 or a symbol)",
+            1,
+            18,
+        ),
+        (
+            "graph @g(%a: f32[3]) -> (f32[3]) {\n  return %a\n",
+            "expected '}' closing the graph, found the end of the text",
+            3,
+            1,
+        ),
+        (
+            "graph @g() -> () {\n  return\n}\ngraph @h() -> () {\n  return\n}",
+            "expected the end of the text after the graph",
+            4,
+            1,
+        ),
     ],
 )
 def test_parse_errors_point_at_the_problem(text: str, message: str, line: int, column: int) -> None:
@@ -152,9 +194,9 @@ def test_to_dot_sanity() -> None:
     assert "v0 -> n0" in dot and "v2 -> n0" in dot
     # every IR node is one DOT node; every input use one edge; every output one edge into ret
     g = showcase()
-    assert len(re.findall(r"^  n\d+ \[", dot, re.M)) == len(g.nodes)
+    assert len(re.findall(r"^  n\d+ \[", dot, re.MULTILINE)) == len(g.nodes)
     uses = sum(len(n.inputs) for n in g.nodes) + len(g.outputs)
-    assert len(re.findall(r"^  \w+ -> \w+ \[label=", dot, re.M)) == uses
+    assert len(re.findall(r"^  \w+ -> \w+ \[label=", dot, re.MULTILINE)) == uses
     assert dot.count('"') % 2 == 0
 
 
@@ -162,10 +204,38 @@ def test_to_dot_sanity() -> None:
 
 SHAPES = [("N", 3), (3,), (1, 3), ("N", 1), (2, 3), ()]
 FLOATS = st.floats(width=32, allow_nan=True, allow_infinity=True)
-UNARY = ["neg", "abs", "sign", "hardswish", "hardsigmoid", "relu", "relu6", "sigmoid", "tanh",
-         "exp", "log", "sqrt", "stop_gradient"]
-BINARY = ["add", "sub", "mul", "div", "maximum", "minimum", "less", "less_equal", "greater",
-          "greater_equal", "equal", "not_equal", "relu_grad", "hardswish_grad", "mse_loss"]
+UNARY = [
+    "neg",
+    "abs",
+    "sign",
+    "hardswish",
+    "hardsigmoid",
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "exp",
+    "log",
+    "sqrt",
+    "stop_gradient",
+]
+BINARY = [
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "maximum",
+    "minimum",
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "equal",
+    "not_equal",
+    "relu_grad",
+    "hardswish_grad",
+    "mse_loss",
+]
 
 
 def _attrs_for(draw: Any, op: str, t: TensorType) -> dict[str, Any]:
@@ -201,12 +271,33 @@ def random_graphs(draw: Any) -> Graph:
     if draw(st.booleans()):
         pool.append(b.param(f32(*draw(st.sampled_from(SHAPES[1:]))), "p.w"))
     for step in range(draw(st.integers(0, 10))):
-        op = draw(st.sampled_from(UNARY + BINARY + ["pow", "clip", "sum", "mean", "reshape",
-                                                   "transpose", "broadcast", "sum_to", "cast",
-                                                   "where", "linear", "matmul", "constant",
-                                                   "fused_elementwise", "maximum_grad"]))
-        loc = draw(st.none() | st.builds(SourceLoc, st.sampled_from(["a.py", 'b "c".py']),
-                                         st.integers(1, 999)))
+        op = draw(
+            st.sampled_from(
+                UNARY
+                + BINARY
+                + [
+                    "pow",
+                    "clip",
+                    "sum",
+                    "mean",
+                    "reshape",
+                    "transpose",
+                    "broadcast",
+                    "sum_to",
+                    "cast",
+                    "where",
+                    "linear",
+                    "matmul",
+                    "constant",
+                    "fused_elementwise",
+                    "maximum_grad",
+                ]
+            )
+        )
+        loc = draw(
+            st.none()
+            | st.builds(SourceLoc, st.sampled_from(["a.py", 'b "c".py']), st.integers(1, 999))
+        )
         try:
             if op == "constant":
                 value = draw(st.one_of(FLOATS, st.lists(FLOATS, min_size=1, max_size=3)))
@@ -219,7 +310,13 @@ def random_graphs(draw: Any) -> Graph:
                 body.output(body.op("relu", [bx]), body.op("neg", [bx]))
                 pool.extend(b.op_multi(op, [x], body=body.build(), loc=loc))
                 continue
-            n = 3 if op in ("where", "maximum_grad") else 2 if op in BINARY + ["linear", "matmul"] else 1
+            n = (
+                3
+                if op in ("where", "maximum_grad")
+                else 2
+                if op in BINARY + ["linear", "matmul"]
+                else 1
+            )
             ins = [draw(st.sampled_from(pool)) for _ in range(n)]
             attrs = _attrs_for(draw, op, ins[0].type)
             pool.extend(b.op_multi(op, ins, attrs, loc=loc))
@@ -229,7 +326,9 @@ def random_graphs(draw: Any) -> Graph:
     return b.build()
 
 
-@settings(derandomize=True, max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    derandomize=True, max_examples=100, deadline=None, suppress_health_check=list(HealthCheck)
+)
 @given(random_graphs())
 def test_random_graphs_round_trip(g: Graph) -> None:
     verify(g)
