@@ -261,9 +261,12 @@ def test_binary_and_grad_references_match_kernels() -> None:
             _run("clip", [X], min=None, max=2.5)[0], K.clip(X, -np.inf, 2.5)
         )
         ga, gb = _run("minimum_grad", [X, Y, Y])
-    wa, wb = K.minimum_grad(X, Y, Y)
+    wa, wb = K.maximum_grad(Y, X, Y)  # as eager: minimum's cotangents are (d/da, d/db)
     np.testing.assert_array_equal(ga, wa)
     np.testing.assert_array_equal(gb, wb)
+    a, b, g = (np.array(v, np.float32) for v in ([1, 2, 3], [3, 2, 1], [10, 10, 10]))
+    ga, gb = _run("minimum_grad", [a, b, g])
+    assert ga.tolist() == [10, 5, 0] and gb.tolist() == [0, 5, 10]
     (p,) = _run("pow", [np.abs(Y)], exponent=0.5)
     np.testing.assert_array_equal(p, np.abs(Y) ** np.float32(0.5))
     assert p.dtype == np.float32
