@@ -113,7 +113,9 @@ def maximum_grad(a: Array, b: Array, g: Array) -> tuple[Array, Array]:
 
 def minimum_grad(a: Array, b: Array, g: Array) -> tuple[Array, Array]:
     """Cotangents of minimum(a, b): the smaller side gets g, a tie splits it in halves."""
-    return maximum_grad(b, a, g)[::-1]  # type: ignore[return-value]
+    # a is the smaller side exactly where b is the larger one, so maximum's rule with the
+    # arguments swapped yields (d/da, d/db) of minimum in that order.
+    return maximum_grad(b, a, g)
 
 
 def abs_grad(x: Array, g: Array) -> Array:

@@ -254,6 +254,4 @@ def _extremum_grad(name: str, fn: Callable[[Array, Array, Array], tuple[Array, A
 
 
 _extremum_grad("maximum_grad", K.maximum_grad)
-# _np_kernels.minimum_grad returns its pair as (d/db, d/da); eager differentiates minimum as
-# maximum_grad(b, a), which gives (d/da, d/db), and the IR follows eager.
-_extremum_grad("minimum_grad", lambda a, b, g: K.maximum_grad(b, a, g))
+_extremum_grad("minimum_grad", K.minimum_grad)

@@ -133,11 +133,6 @@ def _wrong_square(a: Tensor) -> Tensor:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_np_kernels.minimum_grad returns (d/db, d/da); "
-    "eager minimum uses maximum_grad(b, a) instead. Remove once fixed.",
-)
 def test_kernel_minimum_grad_order() -> None:
     from lucid import _np_kernels as K
 
