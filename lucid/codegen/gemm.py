@@ -245,17 +245,24 @@ class Vec:
     store: str
     bcast: str
     fma: str
+    loadu: str
+    storeu: str
+    add: str
 
 
 _VECS: dict[tuple[str, str], Vec] = {
     ("avx512", "float"): Vec("__m512", 16, "_mm512_setzero_ps()", "_mm512_load_ps",
-                             "_mm512_store_ps", "_mm512_set1_ps", "_mm512_fmadd_ps"),
+                             "_mm512_store_ps", "_mm512_set1_ps", "_mm512_fmadd_ps",
+                             "_mm512_loadu_ps", "_mm512_storeu_ps", "_mm512_add_ps"),
     ("avx512", "double"): Vec("__m512d", 8, "_mm512_setzero_pd()", "_mm512_load_pd",
-                              "_mm512_store_pd", "_mm512_set1_pd", "_mm512_fmadd_pd"),
+                              "_mm512_store_pd", "_mm512_set1_pd", "_mm512_fmadd_pd",
+                              "_mm512_loadu_pd", "_mm512_storeu_pd", "_mm512_add_pd"),
     ("avx2", "float"): Vec("__m256", 8, "_mm256_setzero_ps()", "_mm256_load_ps",
-                           "_mm256_store_ps", "_mm256_set1_ps", "_mm256_fmadd_ps"),
+                           "_mm256_store_ps", "_mm256_set1_ps", "_mm256_fmadd_ps",
+                           "_mm256_loadu_ps", "_mm256_storeu_ps", "_mm256_add_ps"),
     ("avx2", "double"): Vec("__m256d", 4, "_mm256_setzero_pd()", "_mm256_load_pd",
-                            "_mm256_store_pd", "_mm256_set1_pd", "_mm256_fmadd_pd"),
+                            "_mm256_store_pd", "_mm256_set1_pd", "_mm256_fmadd_pd",
+                            "_mm256_loadu_pd", "_mm256_storeu_pd", "_mm256_add_pd"),
 }
 _ISA_MACRO = {"avx512": "__AVX512F__", "avx2": "__AVX2__"}
 
@@ -308,7 +315,6 @@ class GemmTemplate:
     static_dims: tuple[tuple[str, int], ...]
     a_index: str  # element (row r, k p) of op(A)
     b_index: str  # element (k p, column c) of op(B)
-    a_rows_outer: bool  # pack A row by row (A not transposed: contiguous along k)
     b_cols_outer: bool  # pack B column by column (B transposed: contiguous along k)
     vec: Vec | None
     fma: str  # scalar FMA macro for the scalar micro-kernel
@@ -316,7 +322,9 @@ class GemmTemplate:
     operands: tuple[Operand, ...]
     steps: tuple[str, ...]  # C statements, operand loads already in place
     colsum: bool
+    plain: bool  # no epilogue steps and no column sums: full tiles never need the tile buffer
     m_unit: str  # C expression: rows per M split unit
+    c_line_offsets: tuple[int, ...]  # element offsets of the 64-byte lines in one tile row of C
 
 
 def _check_ident(name: str, what: str) -> None:
@@ -401,6 +409,7 @@ def template_data(spec: GemmSpec) -> GemmTemplate:
         raise ValueError(f"nr={blk.nr} is not a multiple of {vec.lanes} lanes")
     if blk.mc % blk.mr or blk.nc % blk.nr or blk.kc <= 0:
         raise ValueError(f"inconsistent blocking {blk}")
+    elem = 4 if spec.dtype == "float" else 8
     ep = spec.epilogue or Epilogue()
     operands, steps = _operands(ep)
     static = tuple((d, v) for d, v in (("M", spec.m), ("N", spec.n), ("K", spec.k)) if v is not None)
@@ -422,7 +431,6 @@ def template_data(spec: GemmSpec) -> GemmTemplate:
         static_dims=static,
         a_index="(p) * M + (r)" if spec.trans_a else "(r) * K + (p)",
         b_index="(c) * K + (p)" if spec.trans_b else "(p) * N + (c)",
-        a_rows_outer=not spec.trans_a,
         b_cols_outer=spec.trans_b,
         vec=vec,
         fma=fma,
@@ -430,7 +438,9 @@ def template_data(spec: GemmSpec) -> GemmTemplate:
         operands=operands,
         steps=steps,
         colsum=ep.colsum,
+        plain=not steps and not ep.colsum,
         m_unit=str(blk.mc) if ep.colsum else str(blk.mr),
+        c_line_offsets=tuple(range(0, blk.nr, 64 // elem)),
     )
 
 

@@ -1,0 +1,180 @@
+"""Benchmark lucid's generated GEMM against this machine's FMA peak and NumPy (OpenBLAS).
+
+Run (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, if set on this machine, slow NumPy down; unset them
+for a fair comparison):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /work/venv/bin/python benchmarks/bench_gemm.py
+
+NumPy's thread count is set per measurement by running it in a child process with
+OPENBLAS_NUM_THREADS (this process' environment is not modified).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "codegen"))
+
+import gemm_harness as H  # noqa: E402
+
+from lucid import _np_kernels as nk  # noqa: E402
+from lucid.codegen.gemm import (  # noqa: E402
+    Epilogue,
+    GemmSpec,
+    bias_add,
+    choose_blocking,
+    detect_caches,
+    detect_isa,
+    unary,
+)
+
+# A tight loop of independent FMA chains: enough accumulators to cover latency x 2 ports.
+PEAK_C = r"""
+#include <immintrin.h>
+#include <stdint.h>
+static double peak_f32(int64_t iters)
+{
+    __m512 acc[24];
+    const __m512 x = _mm512_set1_ps(1.0000001f), y = _mm512_set1_ps(0.9999999f);
+    for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps((float)i);
+    for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
+        for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+    }
+    __m512 s = acc[0];
+    for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
+    return (double)_mm512_reduce_add_ps(s);
+}
+"""
+PEAK_CDEF = "double peak_f32(int64_t iters);"
+PEAK_ITERS = 20_000_000
+PEAK_FLOPS = PEAK_ITERS * 24 * 16 * 2
+
+
+def median_time(fn, repeat: int) -> float:
+    """Median wall time of fn() over `repeat` runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure_peak(built: H.Built, nthreads: int) -> float:
+    """f32 GFLOP/s of the FMA loop on nthreads threads at once (cffi releases the GIL)."""
+
+    def once() -> None:
+        threads = [
+            threading.Thread(target=built.lib.peak_f32, args=(PEAK_ITERS,)) for _ in range(nthreads)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    return PEAK_FLOPS * nthreads / median_time(once, 5) / 1e9
+
+
+def numpy_child(case: str, threads: int, repeat: int) -> float:
+    """Median seconds of NumPy's version of `case`, in a child with OPENBLAS_NUM_THREADS."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    cmd = [sys.executable, __file__, "--numpy-case", case, "--repeat", str(repeat)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["seconds"])
+
+
+def make_case(case: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Inputs of a benchmark case: 'sq32', 'sq64' (1024^3) or 'linear' (256x1024x1024, f32)."""
+    if case in ("sq32", "sq64"):
+        dt = np.float32 if case == "sq32" else np.float64
+        return {"a": rng.standard_normal((1024, 1024)).astype(dt),
+                "b": rng.standard_normal((1024, 1024)).astype(dt)}
+    return {"a": rng.standard_normal((256, 1024)).astype(np.float32),
+            "b": (rng.standard_normal((1024, 1024)) / 32).astype(np.float32),
+            "bias": rng.standard_normal(1024).astype(np.float32)}
+
+
+def numpy_fn(case: str, x: dict[str, np.ndarray]):
+    """NumPy's computation of the case."""
+    if case == "linear":
+        return lambda: nk.hardswish(x["a"] @ x["b"].T + x["bias"])
+    return lambda: x["a"] @ x["b"]
+
+
+def main() -> int:
+    """Print the peak, and lucid vs NumPy for each case and thread count."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--numpy-case")
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    if args.numpy_case:  # child mode: time NumPy only
+        x = make_case(args.numpy_case, rng)
+        print(json.dumps({"seconds": median_time(numpy_fn(args.numpy_case, x), args.repeat)}))
+        return 0
+
+    isa = detect_isa()
+    caches = detect_caches()
+    specs = {
+        "sq32": GemmSpec("bench_sq32", "float", False, False, None, 1024, 1024, None, isa,
+                         choose_blocking("float", isa, caches)),
+        "sq64": GemmSpec("bench_sq64", "double", False, False, None, 1024, 1024, None, isa,
+                         choose_blocking("double", isa, caches)),
+        "linear": GemmSpec("bench_linear", "float", False, True, None, 1024, 1024,
+                           Epilogue((bias_add("bias"), unary("hardswish", "float"))), isa,
+                           choose_blocking("float", isa, caches)),
+    }
+    workdir = Path(tempfile.gettempdir()) / "lucid-bench-gemm"
+    built = H.build(list(specs.values()), workdir,
+                    extra_c=PEAK_C if isa == "avx512" else "",
+                    extra_cdef=PEAK_CDEF if isa == "avx512" else "")
+    print(f"isa={isa} caches={caches} OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+    for s in specs.values():
+        print(f"  {s.name}: {s.resolved_blocking()}")
+    peaks = {}
+    if isa == "avx512":
+        for t in (1, 2):
+            peaks[t] = measure_peak(built, t)
+            print(f"peak f32 FMA loop, {t} thread(s): {peaks[t]:.1f} GFLOP/s "
+                  f"(f64: {peaks[t] / 2:.1f})")
+    shapes = {"sq32": (1024, 1024, 1024), "sq64": (1024, 1024, 1024), "linear": (256, 1024, 1024)}
+    print(f"{'case':8} {'thr':>3} {'lucid ms':>9} {'GFLOP/s':>8} {'%peak':>6} "
+          f"{'numpy ms':>9} {'GFLOP/s':>8} {'lucid/numpy speedup':>20}")
+    for case, spec in specs.items():
+        x = make_case(case, rng)
+        m, n, k = shapes[case]
+        flops = 2.0 * m * n * k
+        ops = {"bias": x["bias"]} if case == "linear" else {}
+        out = np.empty((m, n), dtype=x["a"].dtype)
+        status, c, _ = H.run(built, spec, x["a"], x["b"], ops, nthreads=1, out=out)
+        assert status == 0
+        ref = numpy_fn(case, x)()
+        err = float(np.abs(c.astype(np.float64) - ref).max())
+        for t in (1, 2):
+            mine = median_time(lambda: H.run(built, spec, x["a"], x["b"], ops, t, out), args.repeat)
+            theirs = numpy_child(case, t, args.repeat)
+            peak = peaks.get(t, float("nan")) / (2 if case == "sq64" else 1)
+            gf, gf_np = flops / mine / 1e9, flops / theirs / 1e9
+            print(f"{case:8} {t:>3} {mine * 1e3:9.2f} {gf:8.1f} {100 * gf / peak:5.0f}% "
+                  f"{theirs * 1e3:9.2f} {gf_np:8.1f} {theirs / mine:19.2f}x")
+        print(f"{'':8} max |lucid - numpy| = {err:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
