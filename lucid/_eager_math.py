@@ -170,12 +170,10 @@ def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tenso
 def _extremum(op: str, a: Any, b: Any) -> Tensor:
     a, b = operands(op, a, b)
     x, y = a.data, b.data
-    kernel = K.maximum if op == "maximum" else K.minimum
+    kernel, rule = (K.maximum, K.maximum_grad) if op == "maximum" else (K.minimum, K.minimum_grad)
 
     def backward(g: Array) -> tuple[Array, Array]:
-        # minimum's cotangents are maximum's with the operands swapped: d/da = [b > a]. Not
-        # K.minimum_grad, which returns the pair in swapped order (reported; see its test).
-        ga, gb = K.maximum_grad(x, y, g) if op == "maximum" else K.maximum_grad(y, x, g)
+        ga, gb = rule(x, y, g)
         return _unbroadcast(ga, x.shape), _unbroadcast(gb, y.shape)
 
     return _result(kernel(x, y), op, (a, b), {}, backward)
