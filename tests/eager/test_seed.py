@@ -78,3 +78,13 @@ def test_example_3_linear_hardswish_linear(capsys: pytest.CaptureFixture[str]) -
         "fc2.bias",
     ]
     assert printed[0] == str(out.data)
+
+
+def test_eager_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+
+    script = Path(__file__).parents[2] / "examples" / "seed_eager.py"
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    mses = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("step")]
+    assert len(mses) == 5 and mses[-1] < mses[0] / 2
