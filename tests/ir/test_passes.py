@@ -1,0 +1,163 @@
+"""The pass registry, PassManager and default pipeline; helpers shared by the pass tests."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from lucid.errors import VerifyError
+from lucid.ir import Builder, Graph, Node, format_graph, interpret
+from lucid.ir import passes
+from lucid.ir.passes import (
+    FUSION_PASSES,
+    PASSES,
+    PassError,
+    PassManager,
+    default_pipeline,
+    get_pass,
+    ir_header,
+    register_pass,
+)
+from tests.ir.graphs import f32, seed_model
+
+
+def run_both(before: Graph, after: Graph, seed: int = 0) -> None:
+    """The two graphs compute the same outputs on the same random inputs (N bound to 4)."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for v in (*before.inputs, *before.params):
+        shape = tuple(4 if isinstance(d, str) else d for d in v.type.shape)
+        arrays.append(rng.standard_normal(shape).astype(v.type.dtype.np))
+    for a, b in zip(interpret(before, *arrays), interpret(after, *arrays)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def ops(graph: Graph) -> list[str]:
+    """The top-level op names of `graph`, in order."""
+    return [n.op for n in graph.nodes]
+
+
+def test_builtin_passes_are_registered() -> None:
+    for name in ("dce", "cse", "constfold", "canonicalize"):
+        assert get_pass(name).name == name
+        assert get_pass(name).doc
+
+
+def test_unknown_pass_fails_before_running_anything() -> None:
+    with pytest.raises(PassError, match="unknown pass 'nope'; known passes: .*dce"):
+        PassManager(["dce", "nope"])
+
+
+def test_registering_a_name_twice_is_an_error() -> None:
+    with pytest.raises(PassError, match="already registered"):
+        register_pass("dce")(lambda g: g)
+
+
+def test_default_pipeline_leaves_out_fusion_passes_not_registered(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for name in FUSION_PASSES:
+        monkeypatch.delitem(PASSES, name, raising=False)
+    assert default_pipeline() == ["canonicalize", "constfold", "cse", "dce"]
+    assert default_pipeline(fusion=False) == ["canonicalize", "constfold", "cse", "dce"]
+
+
+def test_registered_fusion_passes_join_the_default_pipeline_in_order(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for name in FUSION_PASSES:
+        monkeypatch.delitem(PASSES, name, raising=False)
+    register_pass("fuse_elementwise")(lambda g: g)
+    register_pass("fuse_mlp")(lambda g: g)
+    try:
+        assert default_pipeline() == [
+            "canonicalize", "constfold", "cse", "dce", "fuse_mlp", "fuse_elementwise", "dce"
+        ]
+        assert default_pipeline(fusion=False) == ["canonicalize", "constfold", "cse", "dce"]
+        PassManager(default_pipeline())  # every name resolves
+    finally:
+        del PASSES["fuse_elementwise"], PASSES["fuse_mlp"]
+
+
+def test_run_returns_new_graph_and_report(seed: Graph) -> None:
+    text = format_graph(seed)
+    out, report = PassManager(default_pipeline()).run(seed)
+    assert format_graph(seed) == text  # the input graph is untouched
+    assert [t.name for t in report.timings] == default_pipeline()
+    assert all(t.seconds >= 0 for t in report.timings)
+    assert report.timings[0].nodes_before == 3
+    assert "total" in report.format() and "canonicalize" in report.format()
+    run_both(seed, out)
+
+
+def test_print_after_all_writes_a_header_and_the_ir_after_each_pass(seed: Graph) -> None:
+    stream = io.StringIO()
+    PassManager(["cse", "dce"], print_after_all=True, out=stream).run(seed)
+    text = stream.getvalue()
+    assert text.count("// -----// IR after") == 2
+    assert text.index(ir_header("cse")) < text.index(ir_header("dce"))
+    assert ir_header("dce") == "// -----// IR after dce //----- //"
+    assert format_graph(seed) in text
+
+
+def test_verify_each_catches_a_broken_pass(seed: Graph) -> None:
+    def broken(g: Graph) -> Graph:
+        """Drops the first node but keeps its users: an invalid graph."""
+        return Graph(g.name, g.inputs, g.params, g.nodes[1:], g.outputs)
+
+    register_pass("broken_for_test")(broken)
+    try:
+        with pytest.raises(VerifyError, match="after pass 'broken_for_test'"):
+            PassManager(["broken_for_test"]).run(seed)
+        out, _ = PassManager(["broken_for_test"], verify_each=False).run(seed)
+        assert len(out.nodes) == 2
+    finally:
+        del PASSES["broken_for_test"]
+
+
+# -------------------------------------------------------------- graphs every pass must handle
+
+
+def fused_graph() -> Graph:
+    """Two identical fused_elementwise nodes and a third with a different body."""
+
+    def body(op: str) -> Graph:
+        b = Builder("body")
+        x = b.input(f32("N", 5))
+        b.output(b.op(op, [x]))
+        return b.build()
+
+    b = Builder("forward")
+    x = b.input(f32("N", 5), "x")
+    y1 = b.op("fused_elementwise", [x], body=body("relu"))
+    y2 = b.op("fused_elementwise", [x], body=body("relu"))
+    y3 = b.op("fused_elementwise", [x], body=body("tanh"))
+    b.output(b.op("add", [b.op("add", [y1, y2]), y3]))
+    return b.build()
+
+
+def backward_graph() -> Graph:
+    """A backward-style graph: gradient ops, a two-result op and sum_to with a symbol."""
+    b = Builder("backward")
+    x = b.input(f32("N", 5), "x")
+    w = b.input(f32(5), "w")
+    g = b.input(f32("N", 5), "g")
+    ga, gb = b.op_multi("maximum_grad", [x, w, g])
+    gx = b.op("hardswish_grad", [x, ga])
+    gw = b.op("sum_to", [gb], {"shape": (5,)})
+    b.output(gx, gw)
+    return b.build()
+
+
+@pytest.mark.parametrize("name", ["dce", "cse", "constfold", "canonicalize"])
+@pytest.mark.parametrize("make", [seed_model, fused_graph, backward_graph])
+def test_every_pass_keeps_meaning_and_input(name: str, make) -> None:  # type: ignore[no-untyped-def]
+    graph = make()
+    text = format_graph(graph)
+    nodes = graph.nodes
+    out, _ = PassManager([name]).run(graph)
+    assert format_graph(graph) == text and graph.nodes == nodes
+    assert all(isinstance(n, Node) for n in out.nodes)
+    run_both(graph, out)
+
+
+def test_passes_package_lists_its_modules() -> None:
+    assert set(passes.PASS_MODULES) >= {"dce", "cse", "constfold", "canonicalize"}
