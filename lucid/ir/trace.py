@@ -1,0 +1,230 @@
+"""Module -> Graph: run the module eagerly once and record every primitive op it performs.
+
+Python control flow runs at trace time, so the graph is static. Anything that would make the
+graph depend on data (``bool(t)``, ``t.item()``, indexing, ...) or an op with no IR definition
+is collected; the trace then fails with one `TraceError` that lists every such place with its
+module path and source line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+
+import lucid
+from lucid import _hooks
+from lucid.errors import LucidError, SourceLoc, TraceError
+from lucid.ir.core import Builder, Graph, Value
+from lucid.ir.ops import OPS
+from lucid.ir.types import DType, TensorType
+
+if TYPE_CHECKING:
+    from lucid.nn import Module
+    from lucid.tensor import Tensor
+
+_LUCID_DIR = os.path.dirname(os.path.abspath(lucid.__file__)) + os.sep
+BATCH = "N"
+
+
+def user_location() -> SourceLoc | None:
+    """The first stack frame outside the lucid package: the user's line that caused an op."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not os.path.abspath(filename).startswith(_LUCID_DIR):
+            return SourceLoc(filename, frame.f_lineno, frame.f_code.co_name)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+@dataclass(frozen=True)
+class _Problem:
+    what: str
+    module_path: str
+    loc: SourceLoc | None
+
+    def __str__(self) -> str:
+        where = str(self.loc) if self.loc else "<unknown>"
+        return f"  {where}: in {self.module_path}: {self.what}"
+
+
+class _Tracer:
+    """Implements lucid._hooks.TraceHook: maps eager tensors to IR values while forward runs.
+
+    Invariant: every tensor in `values` is kept alive in `_keep`, so ids are never reused.
+    """
+
+    def __init__(self, root: Module, builder: Builder) -> None:
+        self.builder = builder
+        self.values: dict[int, Value] = {}
+        self._keep: list[Tensor] = []
+        self.problems: list[_Problem] = []
+        self._paths = {id(m): (p or type(root).__name__) for p, m in root.named_modules()}
+        self._scope: list[str] = [type(root).__name__]
+
+    def bind(self, tensor: Tensor, value: Value) -> None:
+        """Declare that `tensor` stands for `value` in the graph."""
+        self.values[id(tensor)] = value
+        self._keep.append(tensor)
+
+    def value_of(self, tensor: Tensor) -> Value:
+        """The IR value of `tensor`; a tensor never seen before becomes a constant node."""
+        known = self.values.get(id(tensor))
+        if known is not None:
+            return known
+        data = tensor.data
+        literal = float(data) if data.ndim == 0 else data.tolist()
+        value = self.builder.constant(literal, DType.from_numpy(data.dtype), loc=user_location())
+        self.bind(tensor, value)
+        return value
+
+    def scope_path(self) -> str:
+        """The module path of the innermost module running now."""
+        return self._scope[-1]
+
+    def _problem(self, what: str) -> None:
+        self.problems.append(_Problem(what, self._scope[-1], user_location()))
+
+    # -- TraceHook -------------------------------------------------------------------------
+    def record(
+        self, op: str, inputs: Sequence[Tensor], attrs: dict[str, Any], output: Tensor
+    ) -> None:
+        if op not in OPS:
+            self._problem(f"op '{op}' has no IR definition")
+            return
+        args = [self.value_of(t) for t in inputs]
+        try:
+            value = self.builder.op(op, args, _ir_attrs(attrs), loc=user_location())
+        except LucidError as exc:
+            self._problem(f"{op}: {exc}")
+            return
+        self.bind(output, value)
+
+    def unsupported(self, what: str, inputs: Sequence[Tensor]) -> None:
+        # Only values that depend on the graph's inputs or parameters make the graph dynamic;
+        # reading a constant (a hyper-parameter tensor, say) at trace time is harmless.
+        if any(id(t) in self.values for t in inputs):
+            self._problem(f"{what} cannot be traced into a static graph")
+
+    @contextmanager
+    def module_scope(self, module: Module) -> Iterator[None]:
+        self._scope.append(self._paths.get(id(module), type(module).__name__))
+        try:
+            yield
+        finally:
+            self._scope.pop()
+
+
+def _ir_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Eager attrs in IR form: NumPy dtypes become DType, None clip bounds become infinities."""
+    out: dict[str, Any] = {}
+    for key, val in attrs.items():
+        if key == "dtype" and not isinstance(val, DType):
+            val = DType.from_numpy(np.dtype(val))
+        elif key == "min" and val is None:
+            val = float("-inf")
+        elif key == "max" and val is None:
+            val = float("inf")
+        elif isinstance(val, list):
+            val = tuple(val)
+        out[key] = val
+    return out
+
+
+def _input_names(module: Module, count: int) -> list[str]:
+    """Hints for runtime inputs: forward's parameter names when they line up, else x0, x1..."""
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(module.forward).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) >= count:
+        return params[:count]
+    return ["x"] if count == 1 else [f"x{i}" for i in range(count)]
+
+
+def _as_tensor(x: Any) -> Tensor:
+    from lucid.tensor import Tensor
+
+    return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+
+
+def input_type(t: Tensor, dynamic_batch: bool) -> TensorType:
+    """The IR type of an example input; with dynamic_batch its first dim (if any) is N."""
+    shape: list[int | str] = list(t.shape)
+    if dynamic_batch and shape:  # a scalar input (a temperature, say) has no batch to vary
+        shape[0] = BATCH
+    return TensorType(DType.from_numpy(t.data.dtype), tuple(shape))
+
+
+def trace(
+    module: Module, *example_inputs: Any, dynamic_batch: bool = False, name: str = "forward"
+) -> Graph:
+    """Trace `module` called on `example_inputs` into a Graph (inputs, then parameters)."""
+    from lucid.tensor import Tensor
+
+    inputs = [_as_tensor(x) for x in example_inputs]
+    builder = Builder(name)
+    tracer = _Tracer(module, builder)
+    for hint, tensor in zip(_input_names(module, len(inputs)), inputs):
+        tracer.bind(tensor, builder.input(input_type(tensor, dynamic_batch), hint))
+    for pname, param in module.named_parameters():
+        if id(param) not in tracer.values:  # a parameter shared by two modules is one value
+            ptype = TensorType(DType.from_numpy(param.data.dtype), tuple(param.shape))
+            tracer.bind(param, builder.param(ptype, pname))
+
+    try:
+        with _hooks.installed(tracer), lucid.no_grad():
+            result = module(*inputs)
+    except Exception as exc:
+        # An unsupported op lets eager code run on (e.g. `bool(t)` returns the eager answer),
+        # but what follows may still fail; then the problems found so far explain why.
+        if not tracer.problems:
+            raise
+        tracer.problems.append(
+            _Problem(f"tracing stopped: {type(exc).__name__}: {exc}", tracer.scope_path(),
+                     _exception_location(exc))
+        )
+        raise _trace_error(module, tracer.problems) from exc
+
+    outputs = list(result) if isinstance(result, (tuple, list)) else [result]
+    for i, out in enumerate(outputs):
+        if not isinstance(out, Tensor):
+            tracer.problems.append(
+                _Problem(f"forward returned {type(out).__name__} as output {i}; expected Tensors",
+                         type(module).__name__, None)
+            )
+    if tracer.problems:
+        raise _trace_error(module, tracer.problems)
+    builder.output(*(tracer.value_of(out) for out in outputs))
+    return builder.build()
+
+
+def _trace_error(module: Module, problems: list[_Problem]) -> TraceError:
+    """One error listing every problem, each with its source line and module path."""
+    lines = "\n".join(str(p) for p in problems)
+    return TraceError(
+        f"cannot trace {type(module).__name__}: {len(problems)} unsupported "
+        f"operation(s):\n{lines}"
+    )
+
+
+def _exception_location(exc: BaseException) -> SourceLoc | None:
+    """The innermost frame of `exc`'s traceback that lies outside lucid."""
+    found: SourceLoc | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not os.path.abspath(filename).startswith(_LUCID_DIR):
+            found = SourceLoc(filename, tb.tb_lineno, tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    return found
