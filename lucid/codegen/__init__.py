@@ -1,0 +1,17 @@
+"""Graph -> C: `emit_c` (one translation unit per graph) and the lowering registry."""
+
+from __future__ import annotations
+
+from lucid.codegen._lower import Kernel, LowerCtx, register_lowering
+from lucid.codegen.emit_c import ERRORS, CodegenOptions, CProgram, emit_c, error_for
+
+__all__ = [
+    "CProgram",
+    "CodegenOptions",
+    "ERRORS",
+    "Kernel",
+    "LowerCtx",
+    "emit_c",
+    "error_for",
+    "register_lowering",
+]

@@ -1,0 +1,169 @@
+"""The lowering registry: op name -> function that turns one node into one C kernel.
+
+Adding a lowering (e.g. the fusion engineer's `fused_gemm`) needs no change here::
+
+    from lucid.codegen import Kernel, LowerCtx, register_lowering
+
+    @register_lowering("fused_gemm")
+    def _lower_fused_gemm(ctx: LowerCtx) -> Kernel:
+        ...
+        return ctx.kernel(body, support=gemm_text, threads=True)
+
+Calling convention of every kernel (made by `LowerCtx.kernel`): the node's inputs as
+`const T *restrict x0, x1, ...`, its results as `T *restrict y0, y1, ...` (never aliasing an
+input), then `int64_t batch` if any of its types holds the batch symbol, then `int nthreads`
+if the lowering asked for threads. It returns 0 or a LUCID_E_* code; inputs are C-contiguous.
+An elementwise op needs no lowering function: its `OpDef.c` scalar expression is enough
+(see _scalar_c.py), and a registered function wins over it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from lucid.codegen.gemm import CacheSizes, Isa
+from lucid.ir.core import Node, Value
+from lucid.ir.types import Dim, DType
+
+LowerFn = Callable[["LowerCtx"], "Kernel"]
+LOWERINGS: dict[str, LowerFn] = {}
+
+
+def register_lowering(op: str, *, replace: bool = False) -> Callable[[LowerFn], LowerFn]:
+    """Decorator: register the C lowering of `op` (an error if it has one, unless `replace`)."""
+
+    def deco(fn: LowerFn) -> LowerFn:
+        if op in LOWERINGS and not replace:
+            raise ValueError(f"op {op!r} already has a C lowering")
+        LOWERINGS[op] = fn
+        return fn
+
+    return deco
+
+
+def c_comment(text: str) -> str:
+    """`text` made safe inside a /* */ comment: no `*/` or `/*`, printable ASCII only."""
+    safe = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
+    while "*/" in safe or "/*" in safe:
+        safe = safe.replace("*/", "* /").replace("/*", "/ *")
+    return safe
+
+
+def c_ident(text: str) -> str:
+    """A C identifier fragment from an internal name (op names are registry keys, not user
+    strings, but a stray character must still never reach the C text)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+def dim_c(d: Dim) -> str:
+    """A dim as C: its int, or `batch` for the (one) symbol."""
+    return str(d) if isinstance(d, int) else "batch"
+
+
+def prod_c(dims: tuple[Dim, ...] | list[Dim]) -> str:
+    """The product of `dims` as a C int64 expression, static parts folded: `batch * 15`."""
+    static = 1
+    syms = 0
+    for d in dims:
+        if isinstance(d, int):
+            static *= d
+        else:
+            syms += 1
+    if static == 0:
+        return "0"
+    parts = ["batch"] * syms + ([str(static)] if static != 1 or not syms else [])
+    return " * ".join(parts)
+
+
+def strides_c(shape: tuple[Dim, ...]) -> list[str]:
+    """C-contiguous element strides of `shape` as C expressions."""
+    return [prod_c(shape[i + 1 :]) for i in range(len(shape))]
+
+
+def index_c(terms: list[tuple[str, str]]) -> str:
+    """`i0 * 15 + i1 * 5 + i2` from (loop variable, stride) pairs; "0" when empty."""
+    parts = [v if s == "1" else f"{v} * {s}" for v, s in terms if s != "0"]
+    return " + ".join(parts) or "0"
+
+
+def broadcast_index(in_shape: tuple[Dim, ...], out_shape: tuple[Dim, ...], loop_vars: list[str]) -> str:
+    """Index into a C-contiguous input of `in_shape` broadcast to `out_shape`, whose loop
+    variables are `loop_vars`: size-1 (and missing) axes contribute nothing."""
+    offset = len(out_shape) - len(in_shape)
+    strides = strides_c(in_shape)
+    terms = []
+    for k, d in enumerate(in_shape):
+        if d == 1:
+            continue  # broadcast (or size 1 on both sides): the index along it is always 0
+        terms.append((loop_vars[k + offset], strides[k]))
+    return index_c(terms)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One static C function: the text the program template lays out (every choice made)."""
+
+    name: str
+    comment: str  # sanitised IR line(s)
+    params: str  # the C parameter list
+    body: str  # C statements, indented by 4
+    support: str = ""  # top-level C emitted before the kernel (e.g. a GEMM function)
+    uses_batch: bool = False
+    uses_threads: bool = False
+
+
+@dataclass(frozen=True)
+class LowerCtx:
+    """What a lowering function sees: the node, its index, naming, options and the IR text."""
+
+    node: Node
+    index: int
+    ir_line: str  # the node's IR line, already sanitised for a C comment
+    isa: Isa
+    caches: CacheSizes
+    threads_min_work: int
+
+    @property
+    def name(self) -> str:
+        """The kernel's C name, from the node index and op: `k3_hardswish`."""
+        return f"k{self.index}_{c_ident(self.node.op)}"
+
+    @property
+    def inputs(self) -> tuple[Value, ...]:
+        """The node's inputs (parameters x0, x1, ...)."""
+        return self.node.inputs
+
+    @property
+    def results(self) -> tuple[Value, ...]:
+        """The node's results (parameters y0, y1, ...)."""
+        return self.node.results
+
+    def uses_batch(self) -> bool:
+        """True if a type of the node holds the batch symbol."""
+        return any(not v.type.is_static for v in (*self.node.inputs, *self.node.results))
+
+    def kernel(self, body: str, *, support: str = "", threads: bool = False) -> Kernel:
+        """The Kernel of this node with the standard calling convention."""
+        params = [f"const {v.type.dtype.c} *restrict x{i}" for i, v in enumerate(self.inputs)]
+        params += [f"{v.type.dtype.c} *restrict y{i}" for i, v in enumerate(self.results)]
+        batch = self.uses_batch()
+        if batch:
+            params.append("int64_t batch")
+        if threads:
+            params.append("int nthreads")
+        return Kernel(
+            name=self.name,
+            comment=self.ir_line,
+            params=", ".join(params) or "void",
+            body=body.rstrip("\n"),
+            support=support,
+            uses_batch=batch,
+            uses_threads=threads,
+        )
+
+
+def ctype(dtype: DType) -> str:
+    """The C element type of `dtype`."""
+    return dtype.c

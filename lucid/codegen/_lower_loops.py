@@ -1,0 +1,247 @@
+"""Loop-nest lowerings: elementwise ops (with broadcasting), shape copies, reductions, mse_loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lucid.codegen._jinja import render
+from lucid.codegen._lower import (
+    Kernel,
+    LowerCtx,
+    broadcast_index,
+    index_c,
+    prod_c,
+    register_lowering,
+    strides_c,
+)
+from lucid.codegen._scalar_c import scalar_exprs
+from lucid.errors import CompileError
+from lucid.ir.core import Value
+from lucid.ir.types import Dim, DType, broadcast_shapes
+
+INDENT = "    "
+
+
+@dataclass(frozen=True)
+class Loop:
+    """`for (int64_t var = 0; var < extent; ++var) {` at `indent`."""
+
+    var: str
+    extent: str
+    indent: str
+
+
+@dataclass(frozen=True)
+class Load:
+    """`const ctype var = src[index];`."""
+
+    ctype: str
+    var: str
+    src: str
+    index: str
+
+
+@dataclass(frozen=True)
+class Store:
+    """`dst[index] = expr;`."""
+
+    dst: str
+    index: str
+    expr: str
+
+
+@dataclass(frozen=True)
+class LoopNest:
+    """Loops over an output shape, a load per input, a store per result (loopnest.c.j2)."""
+
+    loops: tuple[Loop, ...]
+    loads: tuple[Load, ...]
+    stores: tuple[Store, ...]
+    indent: str
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """Outer loops over the kept axes, inner loops over the reduced ones (reduce.c.j2)."""
+
+    outer: tuple[Loop, ...]
+    inner: tuple[Loop, ...]
+    loads: tuple[Load, ...]
+    pre: tuple[str, ...]
+    term: str
+    acc_type: str
+    acc_why: str
+    acc_indent: str
+    indent: str
+    out_index: str
+    final: str
+
+
+def _loops(shape: tuple[Dim, ...], names: list[str], depth: int = 1) -> tuple[Loop, ...]:
+    return tuple(
+        Loop(v, "batch" if isinstance(d, str) else str(d), INDENT * (depth + k))
+        for k, (v, d) in enumerate(zip(names, shape))
+    )
+
+
+def _is_scalar(v: Value) -> bool:
+    return v.type.is_static and v.type.numel() == 1
+
+
+def loop_nest(
+    out_shape: tuple[Dim, ...],
+    inputs: tuple[Value, ...],
+    exprs: tuple[str, ...],
+    index_of: dict[int, str] | None = None,
+) -> LoopNest:
+    """Loads of every input (broadcast to `out_shape`), stores of `exprs` into y0, y1, ...
+
+    Inputs of the output's shape or with a single element make one flat loop (the fast,
+    vectorisable path); otherwise one loop per output axis with strided indices. `index_of`
+    overrides the index of input k (transpose)."""
+    index_of = index_of or {}
+    flat = not index_of and all(v.type.shape == out_shape or _is_scalar(v) for v in inputs)
+    if flat:
+        loops = (Loop("i", prod_c(out_shape), INDENT),) if out_shape else ()
+        out_index = "i" if out_shape else "0"
+        in_index = [out_index if v.type.shape == out_shape else "0" for v in inputs]
+    else:
+        names = [f"i{k}" for k in range(len(out_shape))]
+        loops = _loops(out_shape, names)
+        out_index = index_c(list(zip(names, strides_c(out_shape))))
+        in_index = [
+            index_of.get(k) or broadcast_index(v.type.shape, out_shape, names)
+            for k, v in enumerate(inputs)
+        ]
+    loads = tuple(
+        Load(v.type.dtype.c, f"a{k}", f"x{k}", in_index[k]) for k, v in enumerate(inputs)
+    )
+    stores = tuple(Store(f"y{j}", out_index, e) for j, e in enumerate(exprs))
+    return LoopNest(loops, loads, stores, INDENT * (len(loops) + 1))
+
+
+def lower_elementwise(ctx: LowerCtx) -> Kernel:
+    """An elementwise op from its OpDef.c scalar expression (the default lowering)."""
+    args = [f"a{k}" for k in range(len(ctx.inputs))]
+    exprs = scalar_exprs(ctx.node, args)
+    if exprs is None:
+        raise CompileError(f"op {ctx.node.op!r} has no C lowering")
+    nest = loop_nest(ctx.results[0].type.shape, ctx.inputs, exprs)
+    return ctx.kernel(render("loopnest.c.j2", n=nest))
+
+
+@register_lowering("reshape")
+@register_lowering("stop_gradient")
+def _lower_copy(ctx: LowerCtx) -> Kernel:
+    """A plain copy: only emitted when the result must land in an output buffer (else alias)."""
+    shape = ctx.results[0].type.shape
+    nest = loop_nest(shape, (), ("x0[i]" if shape else "x0[0]",))
+    return ctx.kernel(render("loopnest.c.j2", n=nest))
+
+
+@register_lowering("broadcast")
+def _lower_broadcast(ctx: LowerCtx) -> Kernel:
+    """broadcast_to: an elementwise identity over the broadcast shape."""
+    out = ctx.results[0].type.shape
+    names = [f"i{k}" for k in range(len(out))]
+    index = broadcast_index(ctx.inputs[0].type.shape, out, names)
+    nest = loop_nest(out, ctx.inputs, ("a0",), index_of={0: index})
+    return ctx.kernel(render("loopnest.c.j2", n=nest))
+
+
+@register_lowering("transpose")
+def _lower_transpose(ctx: LowerCtx) -> Kernel:
+    """y[i0, i1, ...] = x[index permuted by perm]."""
+    perm = ctx.node.attrs["perm"]
+    assert isinstance(perm, tuple)
+    out = ctx.results[0].type.shape
+    names = [f"i{k}" for k in range(len(out))]
+    in_strides = strides_c(ctx.inputs[0].type.shape)
+    index = index_c([(names[k], in_strides[int(p)]) for k, p in enumerate(perm)])  # type: ignore[arg-type]
+    nest = loop_nest(out, ctx.inputs, ("a0",), index_of={0: index})
+    return ctx.kernel(render("loopnest.c.j2", n=nest))
+
+
+def _acc(dtype: DType) -> tuple[str, str]:
+    """The accumulator type of a sum in `dtype`, and why."""
+    if dtype is DType.F32:
+        return "double", "float sums accumulate in double: closer to the exact sum than NumPy's"
+    if dtype is DType.F64:
+        return "double", "the sum order differs from NumPy's pairwise sum, within tolerance"
+    return "uint64_t", "int64 sums wrap like NumPy's; unsigned overflow is defined in C"
+
+
+def reduction(
+    in_shape: tuple[Dim, ...],
+    axes: set[int],
+    inputs: tuple[Value, ...],
+    term: str,
+    final: str,
+    dtype: DType,
+    pre: tuple[str, ...] = (),
+) -> Reduction:
+    """Sum `term` over `axes` of `in_shape` (inputs broadcast to it) into y0 over the kept axes."""
+    kept = [k for k in range(len(in_shape)) if k not in axes]
+    gone = [k for k in range(len(in_shape)) if k in axes]
+    names = [f"i{k}" for k in range(len(in_shape))]
+    outer = tuple(
+        Loop(names[k], "batch" if isinstance(in_shape[k], str) else str(in_shape[k]), INDENT * (1 + n))
+        for n, k in enumerate(kept)
+    )
+    inner = tuple(
+        Loop(names[k], "batch" if isinstance(in_shape[k], str) else str(in_shape[k]),
+             INDENT * (1 + len(kept) + n))
+        for n, k in enumerate(gone)
+    )
+    kept_shape = tuple(in_shape[k] for k in kept)
+    out_index = index_c([(names[k], s) for k, s in zip(kept, strides_c(kept_shape))])
+    loads = tuple(
+        Load(v.type.dtype.c, f"a{k}", f"x{k}", broadcast_index(v.type.shape, in_shape, names))
+        for k, v in enumerate(inputs)
+    )
+    acc_type, why = _acc(dtype)
+    return Reduction(
+        outer, inner, loads, pre, term, acc_type, why,
+        INDENT * (1 + len(kept)), INDENT * (1 + len(kept) + len(gone)), out_index, final,
+    )
+
+
+@register_lowering("sum")
+@register_lowering("mean")
+def _lower_sum(ctx: LowerCtx) -> Kernel:
+    """sum/mean over `axes`; mean = the sum in the dtype divided by the count in the dtype."""
+    x = ctx.inputs[0]
+    axes = {int(a) for a in ctx.node.attrs["axes"]}  # type: ignore[union-attr]
+    t = x.type.dtype.c
+    count = prod_c([x.type.shape[a] for a in sorted(axes)])
+    final = f"({t})acc" if ctx.node.op == "sum" else f"({t})acc / ({t})({count})"
+    red = reduction(x.type.shape, axes, (x,), "a0", final, x.type.dtype)
+    return ctx.kernel(render("reduce.c.j2", r=red))
+
+
+@register_lowering("sum_to")
+def _lower_sum_to(ctx: LowerCtx) -> Kernel:
+    """Sum a broadcast cotangent back: over the leading axes and the stretched size-1 axes."""
+    g, target = ctx.inputs[0].type, ctx.results[0].type.shape
+    extra = g.rank - len(target)
+    axes = set(range(extra)) | {
+        k + extra for k, d in enumerate(target) if d == 1 and g.shape[k + extra] != 1
+    }
+    red = reduction(g.shape, axes, ctx.inputs, "a0", f"({g.dtype.c})acc", g.dtype)
+    return ctx.kernel(render("reduce.c.j2", r=red))
+
+
+@register_lowering("mse_loss")
+def _lower_mse(ctx: LowerCtx) -> Kernel:
+    """sum((p - t)^2) (/ count): the square in the dtype, as NumPy rounds it, then summed."""
+    p, tgt = ctx.inputs
+    t = p.type.dtype.c
+    shape = broadcast_shapes(p.type.shape, tgt.type.shape)
+    count = prod_c(shape)
+    mean = ctx.node.attrs["reduction"] == "mean"
+    final = f"({t})acc / ({t})({count})" if mean else f"({t})acc"
+    red = reduction(
+        shape, set(range(len(shape))), ctx.inputs, "d * d", final, p.type.dtype,
+        pre=(f"const {t} d = a0 - a1;",),
+    )
+    return ctx.kernel(render("reduce.c.j2", r=red))

@@ -1,0 +1,419 @@
+"""Graph -> one C translation unit: kernel specs and a memory plan as plain data, then templates.
+
+`emit_c(graph, options)` returns a `CProgram` whose `source` defines (PREFIX defaults to lucid)::
+
+    int PREFIX_run(const void *const *inputs, void *const *outputs, int64_t batch, int nthreads);
+    int PREFIX_call(intptr_t a0, ..., intptr_t a{n-1}, int64_t batch, int nthreads);
+    const char *PREFIX_strerror(int code);
+
+`inputs` are the runtime inputs then the params in graph order, `outputs` the graph outputs,
+all C-contiguous; `PREFIX_call` takes the same pointers (inputs, then outputs) as integers.
+Return codes and their Python exceptions are in `ERRORS` (see `error_for`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from lucid.codegen import _lower_loops, _lower_special  # noqa: F401  (register lowerings)
+from lucid.codegen import _scalar_c
+from lucid.codegen._jinja import render
+from lucid.codegen._lower import LOWERINGS, Kernel, LowerCtx, c_comment, prod_c
+from lucid.codegen._memplan import MemoryPlan, Poly, plan_memory
+from lucid.codegen.gemm import CacheSizes, detect_caches, detect_isa
+from lucid.errors import CompileError, diagnose
+from lucid.ir.core import Graph, Node, Value
+from lucid.ir.ops import OPS
+from lucid.ir.printer import format_lines
+from lucid.ir.types import TensorType
+
+_scalar_c.install()
+
+IsaOption = Literal["auto", "avx512", "avx2", "scalar"]
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_MAX_COMMENT = 240  # IR lines longer than this (big constants) are cut in C comments
+
+
+@dataclass(frozen=True)
+class CError:
+    """One return code of PREFIX_run: C macro, number, message, Python exception kind."""
+
+    name: str
+    code: int
+    message: str
+    kind: type[Exception] | None
+
+
+ERROR_LIST: tuple[CError, ...] = (
+    CError("LUCID_OK", 0, "ok", None),
+    CError("LUCID_E_NULL", 1, "a NULL pointer was passed for an input or output buffer", ValueError),
+    CError("LUCID_E_BATCH", 2, "the batch size must be positive", ValueError),
+    CError("LUCID_E_NOMEM", 3, "out of memory", MemoryError),
+    CError("LUCID_E_OVERFLOW", 4, "tensor sizes overflow int64 at this batch size", OverflowError),
+    CError("LUCID_E_INDEX", 5, "cross_entropy: a target class index is out of range", IndexError),
+    CError("LUCID_E_INTERNAL", 6, "internal error: a kernel rejected its arguments", RuntimeError),
+)
+ERRORS: dict[int, tuple[type[Exception], str]] = {
+    e.code: (e.kind, e.message) for e in ERROR_LIST if e.kind is not None
+}
+
+
+def error_for(code: int) -> Exception:
+    """The Python exception for a nonzero return code of PREFIX_run."""
+    kind, message = ERRORS.get(code, (RuntimeError, f"unknown error code {code}"))
+    return kind(message)
+
+
+@dataclass(frozen=True)
+class CodegenOptions:
+    """How to generate: GEMM isa ("auto" detects), C symbol prefix, GEMM threading threshold."""
+
+    isa: IsaOption = "auto"
+    prefix: str = "lucid"
+    threads_min_work: int = 0  # M*N*K per extra GEMM thread; 0 keeps the GEMM default
+    caches: CacheSizes | None = None  # None: read this machine's cache sizes (GEMM blocking)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prefix, str) or not _IDENT.match(self.prefix) or len(self.prefix) > 64:
+            raise CompileError(
+                f"prefix {self.prefix!r} is not a C identifier of at most 64 characters"
+            )
+        if self.isa not in ("auto", "avx512", "avx2", "scalar"):
+            raise CompileError(f"isa must be auto, avx512, avx2 or scalar, got {self.isa!r}")
+
+
+@dataclass(frozen=True)
+class CProgram:
+    """A generated translation unit and what a caller needs to know to run it."""
+
+    source: str
+    cdef: str
+    prefix: str
+    batch_symbol: str | None
+    input_types: tuple[TensorType, ...]
+    param_types: tuple[TensorType, ...]
+    output_types: tuple[TensorType, ...]
+    arena_slots: tuple[tuple[int, ...], ...]  # bytes of each slot: coefs of 1, batch, ...
+    arena_summary: str
+    isa: str
+    kernels: tuple[str, ...] = field(default=())
+
+    @property
+    def run_symbol(self) -> str:
+        """`PREFIX_run`."""
+        return f"{self.prefix}_run"
+
+    @property
+    def call_symbol(self) -> str:
+        """`PREFIX_call`."""
+        return f"{self.prefix}_call"
+
+    @property
+    def strerror_symbol(self) -> str:
+        """`PREFIX_strerror`."""
+        return f"{self.prefix}_strerror"
+
+    def arena_bytes(self, batch: int = 1) -> int:
+        """The arena size one call allocates at `batch` (before the 64 bytes of alignment)."""
+        total = 0
+        for coefs in self.arena_slots:
+            total += sum(c * batch**d for d, c in enumerate(coefs))
+            total = (total + 63) // 64 * 64
+        return total
+
+
+# ---------------------------------------------------------------- template data
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A constant node's data as a static const array."""
+
+    name: str
+    ctype: str
+    length: int
+    values: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Decl:
+    """A pointer variable of the run function, with a comment saying which value it holds."""
+
+    decl: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class SizeRow:
+    """One row of the size table: byte-size coefficients of a slot or a tensor."""
+
+    coefs: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Copy:
+    """An output that is not written in place (an input, a constant, a repeated output)."""
+
+    out: int
+    src: str
+    nbytes: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Program:
+    """Everything program.c.j2 lays out."""
+
+    graph_name: str
+    prefix: str
+    batch_note: str
+    arena_note: str
+    ir_lines: tuple[str, ...]
+    errors: tuple[CError, ...]
+    types: tuple[dict[str, str], ...]
+    constants: tuple[Constant, ...]
+    kernels: tuple[Kernel, ...]
+    n_inputs: int
+    n_outputs: int
+    symbolic: bool
+    size_rows: tuple[SizeRow, ...]
+    size_degree: int
+    n_slots: int
+    decls: tuple[Decl, ...]
+    calls: tuple[str, ...]
+    copies: tuple[Copy, ...]
+    call_params: str
+    in_len: int
+    out_len: int
+    call_inputs: str
+    call_outputs: str
+
+
+# ---------------------------------------------------------------- emit_c
+
+
+def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
+    """Lower `graph` to one C translation unit (see the module docstring for the entry points)."""
+    options = options or CodegenOptions()
+    isa = detect_isa() if options.isa == "auto" else options.isa
+    caches = options.caches or detect_caches()
+    symbol = _batch_symbol(graph)
+    lines, where = format_lines(graph)
+    plan = plan_memory(graph)
+    names = {v: f"v{i}" for i, v in enumerate(graph.all_values())}
+
+    kernels: list[Kernel] = []
+    calls: list[str] = []
+    constants: list[Constant] = []
+    for index, node in enumerate(graph.nodes):
+        ir_line = _ir_comment(lines, where, node)
+        if node.op == "constant":
+            constants.append(_constant(index, node, ir_line))
+            continue
+        if plan.storage[node.results[0]].kind == "alias":
+            continue
+        ctx = LowerCtx(node, index, ir_line, isa, caches, options.threads_min_work)
+        kernel = _lower(graph, ctx)
+        kernels.append(kernel)
+        args = [names[v] for v in (*node.inputs, *node.results)]
+        args += ["batch"] * kernel.uses_batch + ["nthreads"] * kernel.uses_threads
+        calls.append(f"{kernel.name}({', '.join(args)})")
+
+    size_rows, degree = _size_rows(graph, plan)
+    n_in, n_out = len(graph.inputs) + len(graph.params), len(graph.outputs)
+    all_args = [f"a{i}" for i in range(n_in + n_out)]
+    program = Program(
+        graph_name=c_comment("@" + graph.name),
+        prefix=options.prefix,
+        batch_note=f"the symbol {c_comment(symbol)} is the argument `batch`" if symbol else
+        "static shapes (the `batch` argument is ignored)",
+        arena_note=c_comment(plan.summary().replace("\n", "; ")),
+        ir_lines=tuple(_cut(c_comment(line)) for line in lines),
+        errors=ERROR_LIST,
+        types=({"T": "float", "s": "f"}, {"T": "double", "s": ""}),
+        constants=tuple(constants),
+        kernels=tuple(kernels),
+        n_inputs=n_in,
+        n_outputs=n_out,
+        symbolic=symbol is not None,
+        size_rows=size_rows,
+        size_degree=degree,
+        n_slots=len(plan.slots),
+        decls=_decls(graph, plan, names, constants),
+        calls=tuple(calls),
+        copies=_copies(graph, plan, names),
+        call_params=", ".join([*(f"intptr_t {a}" for a in all_args), "int64_t batch", "int nthreads"]),
+        in_len=max(1, n_in),
+        out_len=max(1, n_out),
+        call_inputs=", ".join(f"(const void *){a}" for a in all_args[:n_in]) or "NULL",
+        call_outputs=", ".join(f"(void *){a}" for a in all_args[n_in:]) or "NULL",
+    )
+    source = render("program.c.j2", p=program)
+    return CProgram(
+        source=source,
+        cdef=_cdef(options.prefix, n_in + n_out),
+        prefix=options.prefix,
+        batch_symbol=symbol,
+        input_types=graph.input_types,
+        param_types=graph.param_types,
+        output_types=graph.output_types,
+        arena_slots=tuple(s.size.trimmed().coefs for s in plan.slots),
+        arena_summary=plan.summary(),
+        isa=isa,
+        kernels=tuple(k.name for k in kernels),
+    )
+
+
+def _cdef(prefix: str, n_pointers: int) -> str:
+    """The cffi declarations of the three entry points."""
+    flat = "".join(f"intptr_t a{i}, " for i in range(n_pointers))
+    return (
+        f"int {prefix}_run(const void *const *inputs, void *const *outputs, int64_t batch, "
+        "int nthreads);\n"
+        f"int {prefix}_call({flat}int64_t batch, int nthreads);\n"
+        f"const char *{prefix}_strerror(int code);\n"
+    )
+
+
+def _lower(graph: Graph, ctx: LowerCtx) -> Kernel:
+    """Dispatch: a registered lowering, else the op's scalar C expression, else CompileError."""
+    node = ctx.node
+    fn = LOWERINGS.get(node.op)
+    if fn is not None:
+        return fn(ctx)
+    opdef = OPS.get(node.op)
+    if opdef is not None and opdef.c is not None and not opdef.region:
+        return _lower_loops.lower_elementwise(ctx)
+    raise CompileError(diagnose(f"op {node.op!r} has no C lowering", graph, node))
+
+
+def _batch_symbol(graph: Graph) -> str | None:
+    """The one symbolic dim of the graph, or None; CompileError if there are several."""
+    found: dict[str, None] = {}
+    types = [*graph.input_types, *graph.param_types]
+    types += [r.type for _, node in graph.walk() for r in node.results]
+    for t in types:
+        found.update(dict.fromkeys(t.symbols))
+    if len(found) > 1:
+        listed = ", ".join(sorted(found))
+        raise CompileError(
+            f"graph @{graph.name} has the symbolic dims {listed}; compiled code binds only one "
+            "(the batch): make the others static"
+        )
+    return next(iter(found), None)
+
+
+def _ir_comment(lines: list[str], where: dict[Node, int], node: Node) -> str:
+    """The node's IR line (and its region's lines, for a fused node), safe for a C comment."""
+    start = where[node]
+    text = [lines[start].strip()]
+    if node.body is not None:
+        indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
+        for line in lines[start + 1 :]:
+            text.append(line.strip())
+            if line == indent + "}":
+                break
+    return "\n * ".join(_cut(c_comment(t)) for t in text)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _MAX_COMMENT else text[: _MAX_COMMENT - 4] + " ..."
+
+
+def _constant(index: int, node: Node, ir_line: str) -> Constant:
+    """A constant's values as C literals of its dtype (exact round trip)."""
+    t = node.result.type
+    data = np.asarray(node.attrs["value"], dtype=t.dtype.np).reshape(-1)
+    values = ", ".join(_scalar_c.c_literal(x, t.dtype) for x in data.tolist()) or "0"
+    return Constant(f"k{index}_constant_data", t.dtype.c, max(1, data.size), values, ir_line)
+
+
+def _type_note(v: Value, role: str) -> str:
+    hint = f" {v.hint}" if v.hint else ""
+    return c_comment(f"{role}{hint}: {v.type}")
+
+
+def _decls(
+    graph: Graph, plan: MemoryPlan, names: dict[Value, str], constants: list[Constant]
+) -> tuple[Decl, ...]:
+    """A typed pointer for every value, pointing at its planned storage."""
+    const_data = {}
+    for node in graph.nodes:
+        if node.op == "constant":
+            const_data[node.result] = f"k{graph.nodes.index(node)}_constant_data"
+    roles = {v: f"input {i}" for i, v in enumerate(graph.inputs)}
+    roles.update({v: f"param {i}" for i, v in enumerate(graph.params)})
+    out = []
+    for v in graph.all_values():
+        st, t, n = plan.storage[v], v.type.dtype.c, names[v]
+        if st.kind == "input":
+            decl = f"const {t} *{n} = (const {t} *)inputs[{st.index}];"
+            note = _type_note(v, roles[v])
+        elif st.kind == "output":
+            decl = f"{t} *{n} = ({t} *)outputs[{st.index}];"
+            note = _type_note(v, f"output {st.index}")
+        elif st.kind == "arena":
+            decl = f"{t} *{n} = ({t} *)(arena + slot_off[{st.index}]);"
+            note = _type_note(v, f"slot {st.index}")
+        elif st.kind == "const":
+            decl = f"const {t} *{n} = {const_data[v]};"
+            note = _type_note(v, "constant")
+        else:
+            assert st.base is not None
+            decl = f"const {t} *{n} = {names[st.base]};"
+            note = _type_note(v, "alias, no copy")
+        out.append(Decl(decl, note))
+    return tuple(out)
+
+
+def _nbytes(t: TensorType) -> str:
+    return f"(size_t)({prod_c(t.shape)}) * sizeof({t.dtype.c})"
+
+
+def _copies(graph: Graph, plan: MemoryPlan, names: dict[Value, str]) -> tuple[Copy, ...]:
+    """Outputs copied at exit: inputs, params, constants and repeated outputs."""
+    out = []
+    for j, v in plan.copies:
+        st = plan.storage[v]
+        src = f"outputs[{st.index}]" if st.kind == "output" else names[v]
+        out.append(Copy(j, src, _nbytes(v.type), c_comment(f"output {j}: {v.type}")))
+    return tuple(out)
+
+
+def _size_rows(graph: Graph, plan: MemoryPlan) -> tuple[tuple[SizeRow, ...], int]:
+    """The arena slots' byte sizes, then every other distinct batch-dependent size (checked so
+    that no index computed in a kernel can overflow int64)."""
+    rows: list[tuple[Poly, str]] = [(s.size, f"slot {s.index}") for s in plan.slots]
+    seen = {p.trimmed() for p, _ in rows}
+    for v in graph.all_values():
+        if v.type.is_static:
+            _check_static(v.type)
+            continue
+        nonzero = tuple(d for d in v.type.shape if d != 0)
+        poly = Poly.of_dims(nonzero, v.type.dtype.itemsize).trimmed()
+        if poly not in seen:
+            seen.add(poly)
+            rows.append((poly, f"{v.type}"))
+    degree = max((len(p.trimmed().coefs) for p, _ in rows), default=1)
+    return (
+        tuple(
+            SizeRow(", ".join(str(p.coef(d)) for d in range(degree)), c_comment(note))
+            for p, note in rows
+        ),
+        degree,
+    )
+
+
+def _check_static(t: TensorType) -> None:
+    nbytes = t.numel() * t.dtype.itemsize
+    if nbytes >= 2**62:
+        raise CompileError(f"a tensor of type {t} needs {nbytes} bytes, more than lucid supports")
+
+
+__all__ = ["CProgram", "CodegenOptions", "ERRORS", "emit_c", "error_for"]

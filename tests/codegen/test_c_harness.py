@@ -1,0 +1,91 @@
+"""Helpers shared by the emit_c tests (compile a graph, call it on arrays), and their own tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from lucid.codegen import CodegenOptions, CProgram, emit_c, error_for
+from lucid.codegen.gemm import CacheSizes
+from lucid.ir.core import Graph
+from lucid.runtime.build import BuiltModule, build
+
+# Fixed blocking inputs, so generated text never depends on the machine's caches.
+FIXED = dict(caches=CacheSizes())
+
+
+@dataclass
+class Compiled:
+    """A graph, its generated program and the loaded module."""
+
+    graph: Graph
+    program: CProgram
+    module: BuiltModule
+
+    def call(
+        self,
+        arrays: Sequence[np.ndarray],
+        batch: int | None = None,
+        nthreads: int = 1,
+        flat: bool = True,
+    ) -> tuple[int, list[np.ndarray]]:
+        """Run with `arrays` (inputs then params); returns (code, output arrays)."""
+        if batch is None:
+            batch = _infer_batch(self.graph, arrays)
+        nb = batch if 0 < batch < 2**31 else 1  # an invalid batch is refused before any write
+        outs = [
+            np.empty(tuple(nb if isinstance(d, str) else d for d in t.shape), t.dtype.np)
+            for t in self.program.output_types
+        ]
+        arrays = [np.ascontiguousarray(a) for a in arrays]
+        ptrs = [_ptr(a) for a in (*arrays, *outs)]
+        lib, ffi = self.module.lib, self.module.ffi
+        if flat:
+            rc = getattr(lib, self.program.call_symbol)(*ptrs, batch, nthreads)
+        else:
+            ins = ffi.new("const void *[]", [ffi.cast("const void *", p) for p in ptrs[: len(arrays)]] or [ffi.NULL])
+            out = ffi.new("void *[]", [ffi.cast("void *", p) for p in ptrs[len(arrays):]] or [ffi.NULL])
+            rc = getattr(lib, self.program.run_symbol)(ins, out, batch, nthreads)
+        return rc, outs
+
+    def run(self, arrays: Sequence[np.ndarray], **kw: Any) -> list[np.ndarray]:
+        """Run and raise the mapped Python exception on a nonzero code."""
+        rc, outs = self.call(arrays, **kw)
+        if rc != 0:
+            raise error_for(rc)
+        return outs
+
+    def strerror(self, code: int) -> str:
+        """The C message of `code`."""
+        lib, ffi = self.module.lib, self.module.ffi
+        return ffi.string(getattr(lib, self.program.strerror_symbol)(code)).decode()
+
+
+def _ptr(a: np.ndarray) -> int:
+    # a zero-size array may have a NULL-ish data pointer; the C rejects NULL, so give it a byte
+    return int(a.ctypes.data) if a.size else int(np.empty(1, np.uint8).ctypes.data) or 1
+
+
+def _infer_batch(graph: Graph, arrays: Sequence[np.ndarray]) -> int:
+    for v, a in zip((*graph.inputs, *graph.params), arrays):
+        for d, n in zip(v.type.shape, np.shape(a)):
+            if isinstance(d, str):
+                return int(n)
+    return 1
+
+
+def compile_graph(graph: Graph, **options: Any) -> Compiled:
+    """emit_c + lucid.runtime.build (cached per test run)."""
+    program = emit_c(graph, CodegenOptions(**{**FIXED, **options}))
+    return Compiled(graph, program, build(program.source, program.cdef))
+
+
+def test_error_mapping_covers_every_c_code() -> None:
+    from lucid.codegen.emit_c import ERROR_LIST, ERRORS
+
+    assert [e.code for e in ERROR_LIST] == list(range(len(ERROR_LIST)))
+    assert set(ERRORS) == {e.code for e in ERROR_LIST if e.code}
+    assert isinstance(error_for(5), IndexError) and isinstance(error_for(3), MemoryError)
+    assert isinstance(error_for(99), RuntimeError)
