@@ -1,0 +1,61 @@
+"""GEMM epilogue fusion: linear/matmul + its elementwise tail (+ a column sum) -> `fused_gemm`.
+
+Pattern (on any graph, forward or backward):
+
+    [transpose] -> linear | matmul -> elementwise step* -> [sum over axis 0]
+
+- A 2-D `transpose` feeding the GEMM is absorbed (the GEMM reads its input transposed:
+  trans_a / trans_b) when the transposed value has no other reader.
+- Each step is an elementwise op of the running value and at most one other tensor that the
+  epilogue can index: whole [M, N], a row [M, 1], a column [N] (e.g. a bias) or a scalar.
+  The chain stops at a materialised value (several readers, or a graph output: this includes
+  values saved for the backward pass); that value is the GEMM's stored result.
+- A `sum` over axis 0 of the stored 2-D result becomes the kernel's column sum, a second
+  result (the bias gradient of a backward graph).
+
+The body of the fused node holds the original nodes in order, so the interpreter computes
+exactly what the unfused graph did; a GEMM with nothing to absorb is left alone.
+"""
+
+from __future__ import annotations
+
+from lucid.ir.core import Graph, Node
+from lucid.ir.passes._fusion_common import (
+    Grouping,
+    absorbable_transpose,
+    grow_epilogue,
+    is_gemm,
+)
+from lucid.ir.passes.manager import register_pass
+
+
+def _is_colsum(node: Node) -> bool:
+    """sum over axis 0 of a 2-D value: the column sum the GEMM kernel can produce."""
+    return (
+        node.op == "sum" and node.inputs[0].type.rank == 2 and tuple(node.attrs["axes"]) == (0,)  # type: ignore[arg-type]
+    )
+
+
+@register_pass("fuse_epilogue")
+def fuse_epilogue(graph: Graph) -> Graph:
+    """Fold each GEMM's transposed inputs, elementwise tail and column sum into one fused_gemm."""
+    grouping = Grouping(graph)
+    for node in graph.nodes:
+        if node in grouping.group_of or not is_gemm(node):
+            continue
+        gid = grouping.new("fused_gemm", node)
+        for slot in (0, 1):
+            t = absorbable_transpose(node.inputs[slot], grouping)
+            if t is not None and grouping.can_join(gid, t):
+                grouping.add(gid, t)
+        stored = grow_epilogue(grouping, gid, node.result)
+        if stored.type.rank == 2:
+            for reader in grouping.uses.readers.get(stored, []):
+                if _is_colsum(reader) and grouping.can_join(gid, reader):
+                    grouping.add(gid, reader)
+                    # the stored result is the kernel's C even if only the sum reads it
+                    grouping.groups[gid].force = [stored, reader.result]
+                    break
+        if len(grouping.groups[gid].nodes) == 1:
+            grouping.drop(gid)  # a bare GEMM: its own lowering already handles the bias
+    return grouping.rebuild()
