@@ -19,7 +19,7 @@ import numpy as np
 
 import lucid
 from lucid import _hooks
-from lucid.errors import LucidError, SourceLoc, TraceError
+from lucid.errors import LucidError, SourceLoc, TraceError, format_diagnostic
 from lucid.ir.core import Builder, Graph, Value
 from lucid.ir.ops import OPS
 from lucid.ir.types import DType, TensorType
@@ -44,7 +44,9 @@ def user_location() -> SourceLoc | None:
 
 
 @dataclass(frozen=True)
-class _Problem:
+class TraceProblem:
+    """One operation that cannot be traced: what it was, in which module, at which line."""
+
     what: str
     module_path: str
     loc: SourceLoc | None
@@ -52,6 +54,11 @@ class _Problem:
     def __str__(self) -> str:
         where = str(self.loc) if self.loc else "<unknown>"
         return f"  {where}: in {self.module_path}: {self.what}"
+
+    def diagnostic(self) -> str:
+        """`file:line: error: in MODULE: what` (`error: ...` when the line is unknown)."""
+        return format_diagnostic(f"in {self.module_path}: {self.what}", self.loc)
+
 
 
 class _Tracer:
@@ -64,7 +71,7 @@ class _Tracer:
         self.builder = builder
         self.values: dict[int, Value] = {}
         self._keep: list[Tensor] = []
-        self.problems: list[_Problem] = []
+        self.problems: list[TraceProblem] = []
         self._paths = {id(m): (p or type(root).__name__) for p, m in root.named_modules()}
         self._scope: list[str] = [type(root).__name__]
 
@@ -89,7 +96,7 @@ class _Tracer:
         return self._scope[-1]
 
     def _problem(self, what: str) -> None:
-        self.problems.append(_Problem(what, self._scope[-1], user_location()))
+        self.problems.append(TraceProblem(what, self._scope[-1], user_location()))
 
     # -- TraceHook -------------------------------------------------------------------------
     def record(
@@ -191,7 +198,7 @@ def trace(
         if not tracer.problems:
             raise
         tracer.problems.append(
-            _Problem(f"tracing stopped: {type(exc).__name__}: {exc}", tracer.scope_path(),
+            TraceProblem(f"tracing stopped: {type(exc).__name__}: {exc}", tracer.scope_path(),
                      _exception_location(exc))
         )
         raise _trace_error(module, tracer.problems) from exc
@@ -200,7 +207,7 @@ def trace(
     for i, out in enumerate(outputs):
         if not isinstance(out, Tensor):
             tracer.problems.append(
-                _Problem(f"forward returned {type(out).__name__} as output {i}; expected Tensors",
+                TraceProblem(f"forward returned {type(out).__name__} as output {i}; expected Tensors",
                          type(module).__name__, None)
             )
     if tracer.problems:
@@ -209,13 +216,15 @@ def trace(
     return builder.build()
 
 
-def _trace_error(module: Module, problems: list[_Problem]) -> TraceError:
+def _trace_error(module: Module, problems: list[TraceProblem]) -> TraceError:
     """One error listing every problem, each with its source line and module path."""
     lines = "\n".join(str(p) for p in problems)
-    return TraceError(
+    error = TraceError(
         f"cannot trace {type(module).__name__}: {len(problems)} unsupported "
         f"operation(s):\n{lines}"
     )
+    error.problems = tuple(problems)  # type: ignore[attr-defined]  # for tools (lucid-ir)
+    return error
 
 
 def _exception_location(exc: BaseException) -> SourceLoc | None:
