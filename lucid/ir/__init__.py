@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lucid.ir.autodiff import GradResult, Saved, autodiff, grad
 from lucid.ir.core import Attr, Builder, Graph, Node, Value
 from lucid.ir.interpret import interpret
 from lucid.ir.ops import OPS, OpDef, register
@@ -19,14 +20,18 @@ __all__ = [
     "Attr",
     "Builder",
     "DType",
+    "GradResult",
     "Graph",
     "Node",
     "OpDef",
+    "Saved",
     "TensorType",
     "Value",
+    "autodiff",
     "broadcast_shapes",
     "format_graph",
     "format_module",
+    "grad",
     "interpret",
     "parse",
     "parse_module",

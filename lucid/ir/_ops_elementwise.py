@@ -8,7 +8,8 @@ import numpy as np
 
 from lucid import _np_kernels as K
 from lucid.errors import IRTypeError
-from lucid.ir.core import Attr
+from lucid.ir import _vjp as V
+from lucid.ir.core import Attr, Builder, Node, Value
 from lucid.ir.ops import (
     FLOAT,
     REQUIRED,
@@ -16,10 +17,12 @@ from lucid.ir.ops import (
     OpDef,
     arr,
     broadcast_types,
+    defvjp,
     expect_float,
     expect_numeric,
     expect_same_dtype,
     float_attr_or_inf,
+    no_gradient,
     register,
 )
 from lucid.ir.types import DType, TensorType
@@ -52,6 +55,78 @@ _unary("exp", np.exp, "e ** x")
 _unary("log", np.log, "natural log")
 _unary("sqrt", np.sqrt, "square root")
 
+# VJP rules of the unary ops above. Where the derivative is a function of the result (relu,
+# sigmoid, tanh, exp, sqrt) the rule reads the output y, so the forward saves y, which the next
+# layer's weight gradient needs anyway, instead of a second buffer for x.
+defvjp("sign")(no_gradient)
+
+
+@defvjp("neg")
+@V.unary
+def _neg_vjp(b: Builder, x: Value, y: Value, g: Value) -> Value:
+    return b.op("neg", [g])
+
+
+@defvjp("abs")
+@V.unary
+def _abs_vjp(b: Builder, x: Value, y: Value, g: Value) -> Value:
+    return b.op("mul", [g, b.op("sign", [x])])  # sign(0) = 0, as K.abs_grad
+
+
+@defvjp("hardswish")
+@V.unary
+def _hardswish_vjp(b: Builder, x: Value, y: Value, g: Value) -> Value:
+    # recomputed from the pre-activation: one select in the GEMM epilogue of dY @ W
+    return b.op("hardswish_grad", [x, g])
+
+
+@defvjp("hardsigmoid")
+@V.unary
+def _hardsigmoid_vjp(b: Builder, x: Value, y: Value, g: Value) -> Value:
+    return b.op("hardsigmoid_grad", [x, g])
+
+
+@defvjp("relu")
+@V.unary
+def _relu_vjp(b: Builder, x: Value, y: Value, g: Value) -> Value:
+    return b.op("relu_grad", [y, g])  # y > 0 exactly where x > 0 (NaN included)
+
+
+@defvjp("relu6")
+@V.unary
+def _relu6_vjp(b: Builder, x: Value, y: Value, g: Value) -> Value:
+    return b.op("relu6_grad", [y, g])  # 0 < y < 6 exactly where 0 < x < 6
+
+
+@defvjp("sigmoid")
+@V.unary
+def _sigmoid_vjp(b: Builder, x: Value, y: Value, g: Value) -> Value:
+    return b.op("mul", [b.op("mul", [g, y]), b.op("sub", [V.const(b, 1.0, y), y])])
+
+
+@defvjp("tanh")
+@V.unary
+def _tanh_vjp(b: Builder, x: Value, y: Value, g: Value) -> Value:
+    return b.op("mul", [g, b.op("sub", [V.const(b, 1.0, y), b.op("mul", [y, y])])])
+
+
+@defvjp("exp")
+@V.unary
+def _exp_vjp(b: Builder, x: Value, y: Value, g: Value) -> Value:
+    return b.op("mul", [g, y])
+
+
+@defvjp("log")
+@V.unary
+def _log_vjp(b: Builder, x: Value, y: Value, g: Value) -> Value:
+    return b.op("div", [g, x])
+
+
+@defvjp("sqrt")
+@V.unary
+def _sqrt_vjp(b: Builder, x: Value, y: Value, g: Value) -> Value:
+    return b.op("div", [g, b.op("add", [y, y])])
+
 
 def _identity_infer(ts: Types, attrs: Attrs) -> Types:
     return (ts[0],)
@@ -68,6 +143,7 @@ register(
         doc="x, with no gradient flowing back (detach)",
     )
 )
+defvjp("stop_gradient")(no_gradient)
 
 
 def _float_infer(name: str) -> Callable[[Types, Attrs], Types]:
@@ -98,6 +174,16 @@ register(
 )
 
 
+@defvjp("pow")
+def _pow_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    (x,), g, p = xs, gs[0], float(node.attrs["exponent"])  # type: ignore[arg-type]
+    assert g is not None
+    slope = b.op("mul", [V.const(b, p, x), b.op("pow", [x], {"exponent": p - 1.0})])
+    return (b.op("mul", [g, slope]),)
+
+
 def _clip_prepare(attrs: dict[str, Attr], ts: Types) -> dict[str, Attr]:
     out = dict(attrs)
     out["min"] = float_attr_or_inf(attrs.get("min"), -1.0)  # type: ignore[assignment]
@@ -123,6 +209,14 @@ register(
         prepare=_clip_prepare,
     )
 )
+
+
+@defvjp("clip")
+def _clip_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    # reads x, not y: y lies in [min, max] everywhere, so it cannot tell a clipped element
+    return (b.op("clip_grad", [xs[0], gs[0]], dict(node.attrs)),)
 
 
 # ---------------------------------------------------------------- binary, broadcasting
@@ -165,6 +259,65 @@ _binary("greater_equal", np.greater_equal, "a >= b", result=DType.BOOL)
 _binary("equal", np.equal, "a == b", check=_any, result=DType.BOOL)
 _binary("not_equal", np.not_equal, "a != b", check=_any, result=DType.BOOL)
 
+# VJP rules of the arithmetic ops above; each cotangent is summed back to its input's shape
+# (sum_to) when broadcasting stretched that input. Comparisons have bool results: no gradient.
+
+
+@defvjp("add")
+def _add_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    g = gs[0]
+    assert g is not None
+    return V.sum_to(b, g, xs[0].type), V.sum_to(b, g, xs[1].type)
+
+
+@defvjp("sub")
+def _sub_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    g = gs[0]
+    assert g is not None
+    gb = V.sum_to(b, b.op("neg", [g]), xs[1].type) if needs[1] else None
+    return V.sum_to(b, g, xs[0].type), gb
+
+
+@defvjp("mul")
+def _mul_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    (lhs, rhs), g = xs, gs[0]
+    assert g is not None
+    ga = V.sum_to(b, b.op("mul", [g, rhs]), lhs.type) if needs[0] else None
+    gb = V.sum_to(b, b.op("mul", [g, lhs]), rhs.type) if needs[1] else None
+    return ga, gb
+
+
+@defvjp("div")
+def _div_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    (lhs, rhs), g = xs, gs[0]
+    assert g is not None
+    t = b.op("div", [g, rhs])  # shared by both sides, as eager computes it: -(g/b) * a / b
+    gb = b.op("neg", [b.op("div", [b.op("mul", [t, lhs]), rhs])]) if needs[1] else None
+    return V.sum_to(b, t, lhs.type), None if gb is None else V.sum_to(b, gb, rhs.type)
+
+
+def _extremum_vjp(grad_op: str) -> V.VjpFn:
+    def vjp(
+        b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+    ) -> V.Grads:
+        # a tie splits the cotangent in halves (DESIGN.md, "Numerics")
+        ga, gb = b.op_multi(grad_op, [xs[0], xs[1], gs[0]])  # type: ignore[list-item]
+        return V.sum_to(b, ga, xs[0].type), V.sum_to(b, gb, xs[1].type)
+
+    return vjp
+
+
+defvjp("maximum")(_extremum_vjp("maximum_grad"))
+defvjp("minimum")(_extremum_vjp("minimum_grad"))
+
 
 def _where_infer(ts: Types, attrs: Attrs) -> Types:
     c, a, b = ts
@@ -185,6 +338,18 @@ register(
         doc="c ? a : b, broadcasting all three",
     )
 )
+
+
+@defvjp("where")
+def _where_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    (c, lhs, rhs), g = xs, gs[0]
+    assert g is not None
+    zero = V.const(b, 0.0, g)
+    ga = V.sum_to(b, b.op("where", [c, g, zero]), lhs.type) if needs[1] else None
+    gb = V.sum_to(b, b.op("where", [c, zero, g]), rhs.type) if needs[2] else None
+    return None, ga, gb  # the condition is bool: no gradient
 
 
 # ---------------------------------------------------------------- gradient-only ops

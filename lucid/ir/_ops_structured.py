@@ -8,7 +8,8 @@ import numpy as np
 
 from lucid import _np_kernels as K
 from lucid.errors import IRTypeError
-from lucid.ir.core import Attr
+from lucid.ir import _vjp as V
+from lucid.ir.core import Attr, Builder, Node, Value
 from lucid.ir.ops import (
     BOOL,
     DIMS,
@@ -21,6 +22,7 @@ from lucid.ir.ops import (
     OpDef,
     arr,
     broadcast_types,
+    defvjp,
     expect_float,
     expect_numeric,
     expect_same_dtype,
@@ -75,6 +77,25 @@ register(
 )
 
 
+def _transposed(b: Builder, v: Value) -> Value:
+    return b.op("transpose", [v], {"perm": (1, 0)})
+
+
+@defvjp("matmul")
+def _matmul_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    (lhs, rhs), g = xs, gs[0]
+    assert g is not None
+    ga = b.op("matmul", [g, _transposed(b, rhs)]) if needs[0] else None
+    gb = None
+    if needs[1]:
+        # rows(a)^T @ rows(g): one GEMM over every leading axis, transpose folded into packing
+        a2 = V.rows(b, lhs) if lhs.type.rank != 1 else V.reshape_to(b, lhs, (lhs.type.shape[0], 1))
+        gb = b.op("matmul", [_transposed(b, a2) if lhs.type.rank != 1 else a2, V.rows(b, g)])
+    return ga, gb
+
+
 def _linear_infer(ts: Types, attrs: Attrs) -> Types:
     x, w = ts[0], ts[1]
     expect_same_dtype("linear", ts, ("x", "w", "b")[: len(ts)])
@@ -108,6 +129,23 @@ register(
         doc="x [..., in] @ w[out, in].T (+ b [out]) -> [..., out]",
     )
 )
+
+
+@defvjp("linear")
+def _linear_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    # dw = g2^T @ x2 is kept a matmul of a transpose so GEMM packing can fold the transpose;
+    # db sums g over every leading axis (the bias-grad column sum fusion folds into the GEMM).
+    x, w, g = xs[0], xs[1], gs[0]
+    assert g is not None
+    gw = b.op("matmul", [_transposed(b, V.rows(b, g)), V.rows(b, x)]) if needs[1] else None
+    gbias = None
+    if len(xs) == 3 and needs[2]:
+        lead = tuple(range(g.type.rank - 1))
+        gbias = b.op("sum", [g], {"axes": lead}) if lead else g
+    gx = b.op("matmul", [g, w]) if needs[0] else None
+    return (gx, gw, gbias)[: len(xs)]
 
 
 # ---------------------------------------------------------------- reductions
@@ -166,6 +204,26 @@ for _name, _float_only in (("sum", False), ("mean", True)):
     )
 
 
+@defvjp("sum")
+def _sum_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    g = gs[0]
+    assert g is not None
+    return (V.unreduce(b, g, xs[0].type, _ints(node.attrs, "axes"), bool(node.attrs["keepdims"])),)
+
+
+@defvjp("mean")
+def _mean_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    (x,), g, axes = xs, gs[0], _ints(node.attrs, "axes")
+    assert g is not None
+    if axes:  # eager divides the cotangent by the count first, then broadcasts it
+        g = b.op("div", [g, V.count(b, [x.type.shape[a] for a in axes], g)])
+    return (V.unreduce(b, g, x.type, axes, bool(node.attrs["keepdims"])),)
+
+
 def _sum_to_infer(ts: Types, attrs: Attrs) -> Types:
     (g,) = ts
     shape = _dims(attrs, "shape")
@@ -188,6 +246,13 @@ register(
         doc="sum a broadcast cotangent back to `shape` (symbols bound by the interpreter)",
     )
 )
+
+
+@defvjp("sum_to")
+def _sum_to_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    return (b.op("broadcast", [gs[0]], {"shape": xs[0].type.shape}),)  # type: ignore[list-item]
 
 
 # ---------------------------------------------------------------- shape ops
@@ -232,6 +297,13 @@ register(
 )
 
 
+@defvjp("reshape")
+def _reshape_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    return (V.reshape_to(b, gs[0], xs[0].type.shape),)  # type: ignore[arg-type]
+
+
 def _perm_prepare(attrs: dict[str, Attr], ts: Types) -> dict[str, Attr]:
     out = dict(attrs)
     if attrs.get("perm", None) is None:
@@ -260,6 +332,15 @@ register(
 )
 
 
+@defvjp("transpose")
+def _transpose_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    perm = _ints(node.attrs, "perm")
+    inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
+    return (b.op("transpose", [gs[0]], {"perm": inverse}),)  # type: ignore[list-item]
+
+
 def _broadcast_infer(ts: Types, attrs: Attrs) -> Types:
     (x,) = ts
     shape = _dims(attrs, "shape")
@@ -284,6 +365,13 @@ register(
 )
 
 
+@defvjp("broadcast")
+def _broadcast_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    return (V.sum_to(b, gs[0], xs[0].type),)  # type: ignore[arg-type]
+
+
 register(
     OpDef(
         "cast",
@@ -295,6 +383,14 @@ register(
         doc="x.astype(dtype)",
     )
 )
+
+
+@defvjp("cast")
+def _cast_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    # autodiff only asks when x is a float (a cast from int or bool starts a constant)
+    return (b.op("cast", [gs[0]], {"dtype": xs[0].type.dtype}),)  # type: ignore[list-item]
 
 
 # ---------------------------------------------------------------- losses
@@ -325,6 +421,21 @@ register(
         doc="mean (or sum) of (pred - target)^2 -> scalar",
     )
 )
+
+
+@defvjp("mse_loss")
+def _mse_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    (p, t), g = xs, gs[0]
+    assert g is not None
+    scale = b.op("mul", [g, V.const(b, 2.0, g)])  # eager: (p - t) * (g * 2 / size)
+    d = b.op("sub", [p, t])
+    if node.attrs["reduction"] == "mean":
+        scale = b.op("div", [scale, V.count(b, d.type.shape, g)])
+    gp = b.op("mul", [d, scale])
+    gt = V.sum_to(b, b.op("neg", [gp]), t.type) if needs[1] else None
+    return V.sum_to(b, gp, p.type), gt
 
 
 def _check_ce(name: str, logits: TensorType, target: TensorType, attrs: Attrs) -> None:
@@ -361,6 +472,16 @@ register(
         doc="logits [N, C], target i64 [N] -> mean (or sum) of -log_softmax[row, target]",
     )
 )
+
+
+@defvjp("cross_entropy")
+def _ce_vjp(
+    b: Builder, node: Node, xs: V.Values, ys: V.Values, gs: V.Cotangents, needs: V.Needs
+) -> V.Grads:
+    # recomputes softmax from the saved logits; the i64 target has no gradient
+    return (b.op("cross_entropy_grad", [xs[0], xs[1], gs[0]], dict(node.attrs)), None)  # type: ignore[list-item]
+
+
 register(
     OpDef(
         "cross_entropy_grad",

@@ -216,6 +216,32 @@ def register(opdef: OpDef, *, replace: bool = False) -> OpDef:
     return opdef
 
 
+# A VJP rule: (builder, node, inputs, outputs, cotangents, needs) -> one cotangent (or None)
+# per input; the contract is documented in lucid/ir/autodiff.py.
+VjpRule = Callable[..., tuple[Any, ...]]
+
+
+def defvjp(name: str) -> Callable[[VjpRule], VjpRule]:
+    """Decorator: make `rule` the VJP of the registered op `name` (placed beside the op)."""
+
+    def attach(rule: VjpRule) -> VjpRule:
+        OPS[name].vjp = rule
+        return rule
+
+    return attach
+
+
+def no_gradient(
+    b: Any, node: Any, inputs: Any, outputs: Any, cts: Any, needs: Any
+) -> tuple[None, ...]:
+    """The VJP of an op whose result carries no gradient (stop_gradient, sign): nothing flows back.
+
+    Autodiff also treats the results of such ops as constants, so no work upstream is spent
+    on cotangents that would stop here.
+    """
+    return (None,) * len(inputs)
+
+
 # ---------------------------------------------------------------- helpers for type rules
 
 
