@@ -18,9 +18,10 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -135,7 +136,7 @@ def _load_file(path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as e:  # the user's file failed: say so in one line, not a traceback
+    except Exception as e:  # noqa: BLE001  (any failure of the user's file: one line, no traceback)
         raise CLIError(f"{path}: error while running the file: {type(e).__name__}: {e}") from None
     return module
 
@@ -220,8 +221,12 @@ def load_graph(args: argparse.Namespace) -> tuple[Any, Any]:
     try:
         return None, parse(text)
     except ParseError as e:
-        raise CLIError(f"{e.line}:{e.column}: error: {e.reason}\n  {e.source_line}\n  "
-                       + " " * (e.column - 1) + "^", where=str(path)) from None
+        raise CLIError(
+            f"{e.line}:{e.column}: error: {e.reason}\n  {e.source_line}\n  "
+            + " " * (e.column - 1)
+            + "^",
+            where=str(path),
+        ) from None
 
 
 # ---------------------------------------------------------------- output
@@ -237,10 +242,13 @@ def render(graph: Any, args: argparse.Namespace) -> str | bytes:
         return to_dot(graph)
     dot = shutil.which("dot")
     if dot is None:
-        raise CLIError("--format svg needs Graphviz's `dot` program on PATH; install graphviz "
-                       "(e.g. apt-get install graphviz) or use --format dot")
-    done = subprocess.run([dot, "-Tsvg"], input=to_dot(graph).encode(), capture_output=True,
-                          check=False)
+        raise CLIError(
+            "--format svg needs Graphviz's `dot` program on PATH; install graphviz "
+            "(e.g. apt-get install graphviz) or use --format dot"
+        )
+    done = subprocess.run(
+        [dot, "-Tsvg"], input=to_dot(graph).encode(), capture_output=True, check=False
+    )
     if done.returncode != 0:
         raise CLIError(f"dot failed (exit {done.returncode}): {done.stderr.decode().strip()}")
     return done.stdout
@@ -259,11 +267,18 @@ def emit(data: str | bytes, output: str | None) -> None:
 
 def _target_args(p: argparse.ArgumentParser, *, lir: bool) -> None:
     what = "FILE.lir or TARGET" if lir else "TARGET"
-    p.add_argument("target", metavar="FILE.lir|TARGET" if lir else "TARGET",
-                   help=f"{what}: 'seed', path/to/file.py:Name or package.module:Name")
-    p.add_argument("--input", action="append", metavar="SHAPE",
-                   help="an input shape such as 1x3 or Nx3 (symbolic batch), repeat per input; "
-                   "append :i64 etc. for another dtype")
+    p.add_argument(
+        "target",
+        metavar="FILE.lir|TARGET" if lir else "TARGET",
+        help=f"{what}: 'seed', path/to/file.py:Name or package.module:Name",
+    )
+    p.add_argument(
+        "--input",
+        action="append",
+        metavar="SHAPE",
+        help="an input shape such as 1x3 or Nx3 (symbolic batch), repeat per input; "
+        "append :i64 etc. for another dtype",
+    )
     p.add_argument("--dtype", choices=["f32", "f64"], default="f32", help="float dtype")
     p.add_argument("--dynamic-batch", action="store_true", help="make every first dim N")
     p.add_argument("--batch", type=int, default=4, help="the size a symbolic dim gets")
@@ -297,8 +312,12 @@ def _opt_args(p: argparse.ArgumentParser) -> None:
     _output_args(p)
     p.add_argument("-p", "--passes", metavar="P1,P2", help="passes to run (default pipeline)")
     p.add_argument("--print-after-all", action="store_true", help="IR after each pass, to stderr")
-    p.add_argument("--verify-each", action=argparse.BooleanOptionalAction, default=True,
-                   help="verify the IR after each pass (default: on)")
+    p.add_argument(
+        "--verify-each",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="verify the IR after each pass (default: on)",
+    )
     p.add_argument("--timings", action="store_true", help="per-pass wall time, to stderr")
 
 
@@ -309,8 +328,9 @@ def cmd_opt(args: argparse.Namespace) -> int:
 
     _, graph = load_graph(args)
     names = [n for n in args.passes.split(",") if n] if args.passes else default_pipeline()
-    manager = PassManager(names, verify_each=args.verify_each,
-                          print_after_all=args.print_after_all, out=sys.stderr)
+    manager = PassManager(
+        names, verify_each=args.verify_each, print_after_all=args.print_after_all, out=sys.stderr
+    )
     graph, report = manager.run(graph)
     emit(render(graph, args), args.output)
     if args.timings:
@@ -318,8 +338,11 @@ def cmd_opt(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("run", "interpret a graph on random inputs and print its outputs",
-         lambda p: _target_args(p, lir=True))
+@command(
+    "run",
+    "interpret a graph on random inputs and print its outputs",
+    lambda p: _target_args(p, lir=True),
+)
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the reference interpreter; a target runs with its own parameters."""
     from lucid.ir import interpret
@@ -405,8 +428,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LucidError as e:
         text = str(e)
         located = re.match(r"\S+:\d+: error: ", text) is not None
-        print(text if located else f"{PROG}: " + (text if text.startswith("error: ")
-                                                  else f"error: {text}"), file=sys.stderr)
+        print(
+            text
+            if located
+            else f"{PROG}: " + (text if text.startswith("error: ") else f"error: {text}"),
+            file=sys.stderr,
+        )
     return 1
 
 

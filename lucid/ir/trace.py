@@ -11,9 +11,10 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,7 +59,6 @@ class TraceProblem:
     def diagnostic(self) -> str:
         """`file:line: error: in MODULE: what` (`error: ...` when the line is unknown)."""
         return format_diagnostic(f"in {self.module_path}: {self.what}", self.loc)
-
 
 
 class _Tracer:
@@ -198,8 +198,11 @@ def trace(
         if not tracer.problems:
             raise
         tracer.problems.append(
-            TraceProblem(f"tracing stopped: {type(exc).__name__}: {exc}", tracer.scope_path(),
-                     _exception_location(exc))
+            TraceProblem(
+                f"tracing stopped: {type(exc).__name__}: {exc}",
+                tracer.scope_path(),
+                _exception_location(exc),
+            )
         )
         raise _trace_error(module, tracer.problems) from exc
 
@@ -207,8 +210,11 @@ def trace(
     for i, out in enumerate(outputs):
         if not isinstance(out, Tensor):
             tracer.problems.append(
-                TraceProblem(f"forward returned {type(out).__name__} as output {i}; expected Tensors",
-                         type(module).__name__, None)
+                TraceProblem(
+                    f"forward returned {type(out).__name__} as output {i}; expected Tensors",
+                    type(module).__name__,
+                    None,
+                )
             )
     if tracer.problems:
         raise _trace_error(module, tracer.problems)
@@ -220,8 +226,7 @@ def _trace_error(module: Module, problems: list[TraceProblem]) -> TraceError:
     """One error listing every problem, each with its source line and module path."""
     lines = "\n".join(str(p) for p in problems)
     error = TraceError(
-        f"cannot trace {type(module).__name__}: {len(problems)} unsupported "
-        f"operation(s):\n{lines}"
+        f"cannot trace {type(module).__name__}: {len(problems)} unsupported operation(s):\n{lines}"
     )
     error.problems = tuple(problems)  # type: ignore[attr-defined]  # for tools (lucid-ir)
     return error

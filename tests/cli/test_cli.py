@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-import lucid
-from lucid.cli import COMMANDS, main, seed_model
+from lucid.cli import main
 from lucid.ir import parse
 
 SEED_IR = "graph @forward(%x: f32[1,3]) params(%fc1.weight: f32[5,3]"
@@ -27,7 +23,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 @pytest.fixture
 def model_file(tmp_path: Path) -> Path:
     path = tmp_path / "models.py"
-    path.write_text(textwrap.dedent('''
+    path.write_text(
+        textwrap.dedent("""
         import lucid
         from lucid import nn
 
@@ -61,7 +58,8 @@ def model_file(tmp_path: Path) -> Path:
                 if y.sum() > 0:
                     y = -y
                 return y * float(y.mean())
-    '''))
+    """)
+    )
     return path
 
 
@@ -166,8 +164,10 @@ def test_svg_without_graphviz_is_a_clear_error(capsys, monkeypatch, tmp_path: Pa
 
 def test_svg_goes_through_dot(capsys, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     fake = tmp_path / "dot"
-    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stdout.write('<svg>' + "
-                    "str(len(sys.stdin.read())) + ' ' + sys.argv[1] + '</svg>')\n")
+    fake.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.stdout.write('<svg>' + "
+        "str(len(sys.stdin.read())) + ' ' + sys.argv[1] + '</svg>')\n"
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     out_file = tmp_path / "g.svg"

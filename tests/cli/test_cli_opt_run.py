@@ -56,8 +56,7 @@ def test_opt_without_p_runs_the_default_pipeline(capsys, lir: Path) -> None:  # 
 
 
 def test_opt_named_passes_print_after_all_and_timings(capsys, lir: Path) -> None:  # type: ignore[no-untyped-def]
-    code, out, err = run(capsys, "opt", str(lir), "-p", "cse,dce", "--print-after-all",
-                         "--timings")
+    code, out, err = run(capsys, "opt", str(lir), "-p", "cse,dce", "--print-after-all", "--timings")
     assert code == 0
     assert err.count("// -----// IR after") == 2
     assert err.index("// -----// IR after cse //----- //") < err.index("IR after dce")
@@ -84,7 +83,7 @@ def test_parse_error_shows_file_line_column_and_caret(capsys, tmp_path: Path) ->
     code, out, err = run(capsys, "opt", str(bad))
     lines = err.splitlines()
     assert code == 1 and not out
-    assert lines[0].startswith(f"{bad}:3:")  and ": error: " in lines[0]
+    assert lines[0].startswith(f"{bad}:3:") and ": error: " in lines[0]
     col = int(lines[0].split(":")[2])
     assert lines[1].strip() == "%1 = matmul %x %0 : f32[N,5]"
     assert lines[2].index("^") - lines[1].index("%1") == col - 3  # caret under the column
@@ -112,7 +111,9 @@ def test_run_target_uses_the_models_own_weights(capsys) -> None:  # type: ignore
         # with no --input, seed runs on random data of the seed's shape [1, 3]
         x = np.random.default_rng(0).standard_normal((1, 3)).astype(np.float32)
         want = seed_model()(lucid.tensor(x)).data
-    got = np.array([float(t) for t in out.split("=")[-1].replace("[", " ").replace("]", " ").split()])
+    got = np.array(
+        [float(t) for t in out.split("=")[-1].replace("[", " ").replace("]", " ").split()]
+    )
     np.testing.assert_allclose(got, want.ravel(), atol=1e-5)
 
 
@@ -135,8 +136,9 @@ def test_demo_runs_the_seed_model_eagerly(capsys) -> None:  # type: ignore[no-un
     assert "SeedModel(" in out
 
 
-@pytest.mark.parametrize("argv", [[], ["grad"], ["emit-c"], ["export"], ["trace"],
-                                  ["opt", "x.lir", "--format", "pdf"]])
+@pytest.mark.parametrize(
+    "argv", [[], ["grad"], ["emit-c"], ["export"], ["trace"], ["opt", "x.lir", "--format", "pdf"]]
+)
 def test_usage_errors_exit_2(capsys, argv: list[str]) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -156,15 +158,22 @@ def test_commands_table_is_the_parser() -> None:
 
 def test_console_script_and_python_m() -> None:
     env = {**os.environ, "PYTHONPATH": ""}
-    done = subprocess.run([sys.executable, "-m", "lucid.ir", "--version"], capture_output=True,
-                          text=True, check=False, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "lucid.ir", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
     assert done.returncode == 0 and done.stdout.startswith("lucid-ir ")
     script = Path(sys.executable).with_name("lucid-ir")
     if not script.exists():
         pytest.skip("the package is not installed with its console script")
-    done = subprocess.run([str(script), "demo"], capture_output=True, text=True, check=False,
-                          env=env)
+    done = subprocess.run(
+        [str(script), "demo"], capture_output=True, text=True, check=False, env=env
+    )
     assert done.returncode == 0 and "output (eager)" in done.stdout
-    done = subprocess.run([str(script), "opt", "missing.lir"], capture_output=True, text=True,
-                          check=False, env=env)
+    done = subprocess.run(
+        [str(script), "opt", "missing.lir"], capture_output=True, text=True, check=False, env=env
+    )
     assert done.returncode == 1 and done.stderr.startswith("lucid-ir: error: cannot read")

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from lucid.errors import VerifyError
-from lucid.ir import Builder, Graph, Node, format_graph, interpret
-from lucid.ir import passes
+from lucid.ir import Builder, Graph, Node, format_graph, interpret, passes
 from lucid.ir.passes import (
     FUSION_PASSES,
     PASSES,
@@ -69,7 +68,13 @@ def test_registered_fusion_passes_join_the_default_pipeline_in_order(monkeypatch
     register_pass("fuse_mlp")(lambda g: g)
     try:
         assert default_pipeline() == [
-            "canonicalize", "constfold", "cse", "dce", "fuse_mlp", "fuse_elementwise", "dce"
+            "canonicalize",
+            "constfold",
+            "cse",
+            "dce",
+            "fuse_mlp",
+            "fuse_elementwise",
+            "dce",
         ]
         assert default_pipeline(fusion=False) == ["canonicalize", "constfold", "cse", "dce"]
         PassManager(default_pipeline())  # every name resolves

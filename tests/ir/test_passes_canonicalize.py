@@ -10,8 +10,10 @@ from lucid.ir.passes.canonicalize import canonicalize
 from tests.ir.graphs import f32
 from tests.ir.test_passes import ops, run_both
 
+XN3 = f32("N", 3)
 
-def unary(op_chain, in_type: TensorType = f32("N", 3)) -> Graph:  # type: ignore[no-untyped-def]
+
+def unary(op_chain, in_type: TensorType = XN3) -> Graph:  # type: ignore[no-untyped-def]
     """x -> op_chain(builder, x) -> output."""
     b = Builder()
     x = b.input(in_type, "x")
@@ -89,8 +91,12 @@ def test_transposes_compose_and_identity_goes() -> None:
     g3 = f32(2, 3, 4)
     check(unary(lambda b, x: b.op("transpose", [b.op("transpose", [x])]), g3), [])
     out = check(
-        unary(lambda b, x: b.op("transpose", [b.op("transpose", [x], {"perm": (1, 2, 0)})],
-                                {"perm": (1, 0, 2)}), g3),
+        unary(
+            lambda b, x: b.op(
+                "transpose", [b.op("transpose", [x], {"perm": (1, 2, 0)})], {"perm": (1, 0, 2)}
+            ),
+            g3,
+        ),
         ["transpose"],
     )
     assert out.nodes[0].attrs["perm"] == (2, 1, 0)
@@ -103,13 +109,24 @@ def test_single_transpose_is_kept() -> None:
 
 def test_reshapes_merge_and_same_shape_goes() -> None:
     out = check(
-        unary(lambda b, x: b.op("reshape", [b.op("reshape", [x], {"shape": (6,)})],
-                                {"shape": (3, 2)}), f32(2, 3)),
+        unary(
+            lambda b, x: b.op(
+                "reshape", [b.op("reshape", [x], {"shape": (6,)})], {"shape": (3, 2)}
+            ),
+            f32(2, 3),
+        ),
         ["reshape"],
     )
     assert out.nodes[0].attrs["shape"] == (3, 2)
-    check(unary(lambda b, x: b.op("reshape", [b.op("reshape", [x], {"shape": (6,)})],
-                                  {"shape": (2, 3)}), f32(2, 3)), [])
+    check(
+        unary(
+            lambda b, x: b.op(
+                "reshape", [b.op("reshape", [x], {"shape": (6,)})], {"shape": (2, 3)}
+            ),
+            f32(2, 3),
+        ),
+        [],
+    )
     check(unary(lambda b, x: b.op("reshape", [x], {"shape": (-1, 3)})), [])  # f32[N,3] stays
 
 
@@ -136,8 +153,9 @@ def test_noop_cast_and_broadcast_go_real_ones_stay() -> None:
 # ---------------------------------------------------------------- matmul + transposed weight + bias
 
 
-def gemm(*, bias_shape: tuple[int | str, ...] = (5,), perm=(1, 0), also_output=False,
-         bias_first=False) -> Graph:  # type: ignore[no-untyped-def]
+def gemm(
+    *, bias_shape: tuple[int | str, ...] = (5,), perm=(1, 0), also_output=False, bias_first=False
+) -> Graph:  # type: ignore[no-untyped-def]
     b = Builder()
     x = b.input(f32("N", 3), "x")
     w = b.param(f32(5, 3) if perm == (1, 0) else f32(3, 5), "fc.weight")

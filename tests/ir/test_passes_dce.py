@@ -62,5 +62,3 @@ def test_deep_chain_does_not_recurse() -> None:
     b.op("exp", [v])  # dead
     b.output(v)
     assert len(eliminate_dead_code(b.build()).nodes) == 5000
-
-

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -128,8 +129,16 @@ CASES: list[tuple[str, Callable[[], nn.Module], tuple[Any, ...], bool]] = [
     (
         "trace_sequential_activations.lir",
         lambda: nn.Sequential(
-            nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU6(), nn.Linear(6, 6),
-            nn.Sigmoid(), nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 2), nn.HardSigmoid(),
+            nn.Linear(3, 6),
+            nn.ReLU(),
+            nn.Linear(6, 6),
+            nn.ReLU6(),
+            nn.Linear(6, 6),
+            nn.Sigmoid(),
+            nn.Linear(6, 6),
+            nn.Tanh(),
+            nn.Linear(6, 2),
+            nn.HardSigmoid(),
         ),
         (rand(4, 3),),
         True,
@@ -147,7 +156,9 @@ CASES: list[tuple[str, Callable[[], nn.Module], tuple[Any, ...], bool]] = [
 ]
 
 
-def traced(case: tuple[str, Callable[[], nn.Module], tuple[Any, ...], bool]) -> tuple[nn.Module, Graph]:
+def traced(
+    case: tuple[str, Callable[[], nn.Module], tuple[Any, ...], bool],
+) -> tuple[nn.Module, Graph]:
     _, make, inputs, dynamic = case
     model = seeded(make)
     return model, trace(model, *inputs, dynamic_batch=dynamic)
@@ -178,8 +189,10 @@ def test_interpreter_on_the_trace_equals_eager(case) -> None:  # type: ignore[no
     assert len(got) == len(eager)
     for g, e in zip(got, eager):
         assert g.dtype == e.data.dtype and g.shape == e.data.shape
-        if graph.nodes and all(n.op not in ("linear", "matmul", "sum", "mean", "mse_loss",
-                                            "cross_entropy") for n in graph.nodes):
+        if graph.nodes and all(
+            n.op not in ("linear", "matmul", "sum", "mean", "mse_loss", "cross_entropy")
+            for n in graph.nodes
+        ):
             np.testing.assert_array_equal(g, e.data)
         else:
             np.testing.assert_allclose(g, e.data, rtol=1e-6, atol=1e-6)
@@ -209,8 +222,12 @@ def test_params_are_named_by_module_path_and_shared_params_appear_once() -> None
     model = seeded(Nested)
     graph = trace(model, rand(2, 4))
     assert [p.hint for p in graph.params] == [
-        "encoder.0.lin.weight", "encoder.0.lin.bias", "encoder.1.lin.weight",
-        "encoder.1.lin.bias", "head.lin.weight", "head.lin.bias",
+        "encoder.0.lin.weight",
+        "encoder.0.lin.bias",
+        "encoder.1.lin.weight",
+        "encoder.1.lin.bias",
+        "head.lin.weight",
+        "head.lin.bias",
     ]
     shared = nn.Linear(3, 3)
     twice = nn.Sequential(shared, nn.ReLU(), shared)

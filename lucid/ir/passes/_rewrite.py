@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from lucid.errors import IRError, SourceLoc
 from lucid.ir.core import Attr, Builder, Graph, Node, Value, freeze_attrs

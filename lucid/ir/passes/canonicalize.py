@@ -15,7 +15,7 @@ A rule fires only when the replacement has exactly the old value's type.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -87,7 +87,9 @@ class _Sweep:
             and old not in self.rw.graph.outputs
         )
 
-    def make(self, op: str, inputs: list[Value], attrs: dict[str, object], node: Node) -> Value | None:
+    def make(
+        self, op: str, inputs: list[Value], attrs: dict[str, object], node: Node
+    ) -> Value | None:
         """A new `op` node standing for node's result, if the type rule gives the same type."""
         try:
             got = OPS[op].infer(
