@@ -1,0 +1,286 @@
+"""Execution backends: one small interface (`Backend.prepare(graph) -> Executable`) and a registry.
+
+`lucid.compile` never looks inside a backend beyond this interface, except for the fast path:
+an Executable that has `call_objects` (the C backend) is called directly from the compiled
+module's `__call__` with its arrays passed as object addresses (see `_SHIM`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from lucid.errors import LucidError
+from lucid.ir.core import Graph
+from lucid.runtime import threads as _threads
+from lucid.runtime.build import BuildOptions
+
+__all__ = [
+    "Backend",
+    "BackendOptions",
+    "BuildInfo",
+    "CBackend",
+    "Executable",
+    "InterpreterBackend",
+    "available_backends",
+    "get_backend",
+    "register_backend",
+]
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How to prepare one graph: target ISA, compiler options, where to keep debug output."""
+
+    isa: str = "auto"
+    build: BuildOptions = field(default_factory=BuildOptions)
+    debug_dir: Path | None = None
+    prefix: str = "lucid"
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """How the C of one graph was obtained: built (`from_cache=False`) or loaded from the cache."""
+
+    path: Path
+    key: str
+    from_cache: bool
+    seconds: float  # build or load time
+    codegen_seconds: float
+    command: list[str]
+
+
+@runtime_checkable
+class Executable(Protocol):
+    """A prepared graph. `run` takes inputs then params, already checked against the graph's
+    types by the caller, and returns fresh arrays that alias none of them."""
+
+    backend: str
+    graph: Graph
+    source: str | None  # generated code, if any
+    build_info: BuildInfo | None
+
+    def run(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]: ...
+
+    def describe(self) -> str: ...
+
+
+class Backend(Protocol):
+    """Turns a graph into an Executable; `name` is its key in the registry."""
+
+    name: str
+
+    def prepare(self, graph: Graph, options: BackendOptions) -> Executable: ...
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend, *, replace: bool = False) -> Backend:
+    """Make `backend` available to `lucid.compile(backend=backend.name)`."""
+    if backend.name in _BACKENDS and not replace:
+        raise LucidError(f"backend {backend.name!r} is already registered")
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def get_backend(name: str) -> Backend:
+    """The backend registered as `name`; an error listing the registered names otherwise."""
+    found = _BACKENDS.get(name)
+    if found is None:
+        raise ValueError(
+            f"unknown backend {name!r}; available backends: {', '.join(available_backends())}"
+        )
+    return found
+
+
+def available_backends() -> list[str]:
+    """Names of the registered backends, sorted."""
+    return sorted(_BACKENDS)
+
+
+def _owned(outs: tuple[np.ndarray, ...], given: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """`outs` with any array that is, or is a view of, a given array replaced by a copy."""
+    ids = {id(a) for a in given}
+    return tuple(
+        o.copy() if id(o) in ids or o.base is not None or not o.flags.c_contiguous else o
+        for o in outs
+    )
+
+
+# ------------------------------------------------------------------------------ interpreter
+
+
+@dataclass
+class InterpreterExecutable:
+    """Runs the graph with lucid.ir.interpret (the op table's NumPy references): the oracle."""
+
+    graph: Graph
+    backend: str = "interpreter"
+    source: str | None = None
+    build_info: BuildInfo | None = None
+
+    def run(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Interpret the graph on `arrays` (inputs then params)."""
+        from lucid.ir.interpret import interpret
+
+        return _owned(interpret(self.graph, *arrays), arrays)
+
+    def describe(self) -> str:
+        """One line: backend and graph size."""
+        return f"interpreter: @{self.graph.name}, {len(self.graph.nodes)} nodes"
+
+
+class InterpreterBackend:
+    """Needs no compiler: for debugging, and as the oracle the C backend is tested against."""
+
+    name = "interpreter"
+
+    def prepare(self, graph: Graph, options: BackendOptions) -> Executable:
+        """Nothing to build: the graph is interpreted at every call."""
+        return InterpreterExecutable(graph)
+
+
+# ------------------------------------------------------------------------------ C
+
+
+# Appended to the generated translation unit. `PREFIX_call` takes data pointers as integers;
+# getting one from Python costs 0.4-0.9 us per array (`a.ctypes.data`, `__array_interface__`,
+# `int(ffi.cast("intptr_t", ffi.from_buffer(a)))`), while `id(a)` costs 30 ns. So Python passes
+# the address of each ndarray object and this shim reads its data pointer, which NumPy's ABI
+# keeps right after PyObject_HEAD (PyArrayObject_fields.data). The cffi module includes
+# Python.h before this text. Python has checked every array's type, dtype, shape, contiguity.
+_SHIM = """
+/* lucid runtime: {prefix}_call with each array passed as the address of its ndarray object. */
+typedef struct {{ PyObject_HEAD char *data; }} {prefix}_ndarray_head;
+#define {prefix}_DATA(o) ((intptr_t)(({prefix}_ndarray_head *)(o))->data)
+intptr_t {prefix}_array_data(intptr_t obj) {{ return {prefix}_DATA(obj); }}
+int {prefix}_call_objects({params}, int64_t batch, int nthreads) {{
+    return {prefix}_call({args}, batch, nthreads);
+}}
+"""
+
+
+def _shim(prefix: str, arity: int) -> tuple[str, str]:
+    """C text and cdef of `PREFIX_call_objects` for a graph with `arity` arrays."""
+    params = ", ".join(f"intptr_t a{i}" for i in range(arity))
+    args = ", ".join(f"{prefix}_DATA(a{i})" for i in range(arity))
+    source = _SHIM.format(prefix=prefix, params=params, args=args)
+    cdef = (
+        f"intptr_t {prefix}_array_data(intptr_t obj);\n"
+        f"int {prefix}_call_objects({params}, int64_t batch, int nthreads);\n"
+    )
+    return source, cdef
+
+
+class CExecutable:
+    """A graph compiled to C and loaded.
+
+    Invariants: `call_objects(*ids, batch, nthreads)` takes id() of inputs, params, outputs
+    (in that order), each a C-contiguous aligned ndarray of its declared type; `dynamic` says
+    whether `batch` binds a symbol (else the C ignores it).
+    """
+
+    backend = "c"
+
+    def __init__(
+        self, graph: Graph, program: Any, source: str, built: Any, codegen_seconds: float
+    ) -> None:
+        self.graph = graph
+        self.program = program
+        self.source: str | None = source  # what was compiled: the program and the shim
+        self.lib = built.lib
+        self.ffi = built.ffi
+        self.call_objects: Callable[..., int] = getattr(built.lib, f"{program.prefix}_call_objects")
+        self.array_data: Callable[[int], int] = getattr(built.lib, f"{program.prefix}_array_data")
+        self.dynamic = program.batch_symbol is not None
+        self.batch_symbol: str | None = program.batch_symbol
+        self.build_info: BuildInfo | None = BuildInfo(
+            built.path,
+            built.key,
+            built.from_cache,
+            built.seconds,
+            codegen_seconds,
+            list(built.command),
+        )
+        self.n_in = len(graph.inputs)
+        self._outs = [(t.dtype.np, t.shape) for t in graph.output_types]
+
+    def error(self, code: int) -> Exception:
+        """The exception for C return code `code` (codegen's mapping), naming the graph."""
+        from lucid.codegen.emit_c import error_for
+
+        exc = error_for(code)
+        return type(exc)(f"compiled @{self.graph.name} failed (code {code}): {exc}")
+
+    def run(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Run on checked arrays (inputs then params); makes them contiguous if they are not."""
+        arrays = tuple(
+            a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
+            for a in arrays
+        )
+        batch = arrays[0].shape[0] if self.dynamic and self.n_in else 1
+        bind = {self.batch_symbol: batch}
+        outs = tuple(
+            np.empty(tuple(bind.get(d, d) for d in shape), dt)  # type: ignore[misc]
+            for dt, shape in self._outs
+        )
+        code = self.call_objects(*map(id, arrays), *map(id, outs), batch, _threads.num_threads)
+        if code:
+            raise self.error(code)
+        return outs
+
+    def describe(self) -> str:
+        """One line: backend, graph size, where the module came from."""
+        info = self.build_info
+        where = f"{'cache' if info and info.from_cache else 'built'} {info.path}" if info else ""
+        return f"c: @{self.graph.name}, {len(self.graph.nodes)} nodes, {where}"
+
+
+# The op each fusion pass creates. The C backend leaves a fusion out of the default pipeline
+# until codegen has a lowering for its op, so fusion and codegen can land independently.
+_FUSED_OP = {
+    "fuse_mlp": "fused_mlp",
+    "fuse_epilogue": "fused_gemm",
+    "fuse_elementwise": "fused_elementwise",
+}
+
+
+class CBackend:
+    """Generates C with lucid.codegen.emit_c and builds it with lucid.runtime.build (cached)."""
+
+    name = "c"
+
+    def pipeline(self, names: list[str]) -> list[str]:
+        """The default pipeline without fusions whose op codegen cannot lower yet."""
+        from lucid.codegen._lower import LOWERINGS
+
+        return [n for n in names if n not in _FUSED_OP or _FUSED_OP[n] in LOWERINGS]
+
+    def prepare(self, graph: Graph, options: BackendOptions) -> Executable:
+        """Generate, build (or load from the cache) and load the C for `graph`."""
+        from lucid.codegen.emit_c import CodegenOptions, emit_c
+        from lucid.runtime.build import build
+
+        start = time.perf_counter()
+        program = emit_c(graph, CodegenOptions(isa=options.isa, prefix=options.prefix))
+        arity = len(graph.inputs) + len(graph.params) + len(graph.outputs)
+        shim_source, shim_cdef = _shim(program.prefix, arity)
+        codegen_seconds = time.perf_counter() - start
+        source = program.source + shim_source
+        built = build(
+            source,
+            program.cdef + "\n" + shim_cdef,
+            options=options.build,
+            debug_dir=options.debug_dir,
+        )
+        return CExecutable(graph, program, source, built, codegen_seconds)
+
+
+register_backend(CBackend())
+register_backend(InterpreterBackend())

@@ -1,0 +1,45 @@
+"""Models shared by the compile tests (no tests here): the seed model and small MLPs."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+
+import numpy as np
+import pytest
+
+from lucid import nn
+
+HAS_EMIT_C = importlib.util.find_spec("lucid.codegen.emit_c") is not None
+needs_c = pytest.mark.skipif(not HAS_EMIT_C, reason="lucid.codegen.emit_c has not landed yet")
+BACKENDS = ["interpreter", pytest.param("c", marks=needs_c)]
+
+
+class Seed(nn.Module):
+    """The seed page's NeuralNetwork: Linear(3,5) -> HardSwish -> Linear(5,2)."""
+
+    def __init__(self, dtype: object = np.float32) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(3, 5, dtype=dtype)
+        self.hardswish = nn.HardSwish()
+        self.fc2 = nn.Linear(5, 2, dtype=dtype)
+
+    def forward(self, x):
+        return self.fc2(self.hardswish(self.fc1(x)))
+
+
+def mlp(widths: list[int], act: type = nn.HardSwish, dtype: object = np.float32) -> nn.Module:
+    """Linear -> act -> ... -> Linear over `widths`."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
+        layers.append(nn.Linear(a, b, dtype=dtype))
+        if i < len(widths) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def as_f64(model: nn.Module, make) -> nn.Module:
+    """A float64 twin of `model` built by `make(dtype)`, holding the same parameter values."""
+    twin = make(np.float64)
+    twin.load_state_dict({k: v.astype(np.float64) for k, v in model.state_dict().items()})
+    return twin
