@@ -11,6 +11,22 @@ from lucid._eager_nn import matmul, sigmoid
 from lucid._eager_shape import astype, broadcast_to, detach, reshape, transpose
 from lucid.tensor import Tensor, grad_enabled, no_grad
 
+# Not in __all__: `from lucid import *` must not shadow the builtin compile().
+_LAZY = {
+    "compile": "lucid.runtime.compiled",
+    "set_num_threads": "lucid.runtime.threads",
+    "get_num_threads": "lucid.runtime.threads",
+}
+
+
+def __getattr__(name: str) -> object:
+    """`lucid.compile` and the thread setters, imported on first use to keep `import lucid` light."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lucid' has no attribute {name!r}")
+
 
 def sum(x: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
     """Sum of x over `axis` (all axes when None)."""
@@ -31,6 +47,7 @@ __all__ = [
     "clip",
     "detach",
     "exp",
+    "get_num_threads",
     "grad_enabled",
     "log",
     "matmul",
@@ -44,6 +61,7 @@ __all__ = [
     "randn",
     "random",
     "reshape",
+    "set_num_threads",
     "sigmoid",
     "sqrt",
     "sum",
