@@ -79,7 +79,8 @@ def count(b: Builder, shape: Sequence[Dim], like: Value) -> Value:
 
 def unreduce(b: Builder, g: Value, x: TensorType, axes: Sequence[int], keepdims: bool) -> Value:
     """The cotangent of a reduction over `axes` of `x`, broadcast back to `x`'s shape."""
-    if not keepdims:
+    # reducing leading axes leaves trailing ones, which broadcast aligns by itself: no reshape
+    if not keepdims and tuple(axes) != tuple(range(len(axes))):
         kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
         g = reshape_to(b, g, kept)
     if g.type.shape == x.shape:

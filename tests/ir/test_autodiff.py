@@ -362,3 +362,19 @@ def test_symbolic_batch_mean_counts_rows_at_run_time() -> None:
         _, got = ir_grads(graph, [x], [m.w.data])
         for g, e in zip(got, eager_grads(m, [x], [True])):
             np.testing.assert_allclose(g, e, rtol=1e-14)
+
+
+def test_reducing_leading_axes_broadcasts_back_without_a_reshape() -> None:
+    b = Builder("forward")
+    x = b.input(f64("N", 4), "x")
+    b.output(b.op("sum", [x], {"axes": (0,)}), b.op("sum", [x], {"axes": (1,)}))
+    ops = [n.op for n in grad(b.build()).backward.nodes]
+    # axis 0 leaves [4], which broadcast aligns with [N, 4]; axis 1 leaves [N], which must
+    # become [N, 1] first
+    assert ops.count("reshape") == 1 and ops.count("broadcast") == 2
+    xs = np.arange(6.0).reshape(3, 2)
+    bb = Builder("forward")
+    x = bb.input(f64("N", 2), "x")
+    bb.output(bb.op("sum", [x], {"axes": (0,)}), bb.op("sum", [x], {"axes": (1,)}))
+    _, (dx,) = ir_grads(bb.build(), [xs], [], [np.array([1.0, 2.0]), np.array([10.0, 20.0, 30.0])])
+    np.testing.assert_array_equal(dx, [[11.0, 12.0], [21.0, 22.0], [31.0, 32.0]])
