@@ -135,7 +135,42 @@ class Blocking:
     mc: int
     kc: int
     nc: int
-    par_min_work: int = 1 << 21  # M*N*K per extra thread before threads pay for their start
+    # M*N*K per thread before a thread pays for itself: creating and joining one costs ~50 us
+    # on the 2-core KVM guest measured, about 8M multiply-adds of single-core work.
+    par_min_work: int = 1 << 23
+
+
+@dataclass(frozen=True)
+class Vec:
+    """The intrinsic vocabulary of one isa and dtype."""
+
+    type: str
+    lanes: int
+    zero: str
+    load: str
+    store: str
+    bcast: str
+    fma: str
+    loadu: str
+    storeu: str
+    add: str
+
+
+_VECS: dict[tuple[str, str], Vec] = {
+    ("avx512", "float"): Vec("__m512", 16, "_mm512_setzero_ps()", "_mm512_load_ps",
+                             "_mm512_store_ps", "_mm512_set1_ps", "_mm512_fmadd_ps",
+                             "_mm512_loadu_ps", "_mm512_storeu_ps", "_mm512_add_ps"),
+    ("avx512", "double"): Vec("__m512d", 8, "_mm512_setzero_pd()", "_mm512_load_pd",
+                              "_mm512_store_pd", "_mm512_set1_pd", "_mm512_fmadd_pd",
+                              "_mm512_loadu_pd", "_mm512_storeu_pd", "_mm512_add_pd"),
+    ("avx2", "float"): Vec("__m256", 8, "_mm256_setzero_ps()", "_mm256_load_ps",
+                           "_mm256_store_ps", "_mm256_set1_ps", "_mm256_fmadd_ps",
+                           "_mm256_loadu_ps", "_mm256_storeu_ps", "_mm256_add_ps"),
+    ("avx2", "double"): Vec("__m256d", 4, "_mm256_setzero_pd()", "_mm256_load_pd",
+                            "_mm256_store_pd", "_mm256_set1_pd", "_mm256_fmadd_pd",
+                            "_mm256_loadu_pd", "_mm256_storeu_pd", "_mm256_add_pd"),
+}
+_ISA_MACRO = {"avx512": "__AVX512F__", "avx2": "__AVX2__"}
 
 
 # (mr, nr) of the micro-kernel per (isa, dtype): accumulators use mr * nr / lanes registers.
@@ -195,12 +230,18 @@ def _round_down(x: int, unit: int) -> int:
     return max(unit, x // unit * unit)
 
 
-def choose_blocking(dtype: DTypeName, isa: Isa, caches: CacheSizes | None = None) -> Blocking:
+def choose_blocking(
+    dtype: DTypeName, isa: Isa, caches: CacheSizes | None = None, n: int | None = None
+) -> Blocking:
     """Cache blocks from a small cost model: the B micro-panel (kc x nr) stays in L1 while the
-    A micro-panels stream past it, the A block (mc x kc) in L2, a B panel in part of L3."""
+    A micro-panels stream past it, the A block (mc x kc) in L2, a B panel in part of L3.
+    A static N narrower than the tile shrinks nr to whole vectors, so less of each tile is pad."""
     caches = caches or CacheSizes()
     mr, nr = _TILES[(isa, dtype)]
     elem = 4 if dtype == "float" else 8
+    vec = _VECS.get((isa, dtype))
+    if vec is not None and n is not None and 0 < n < nr:
+        nr = -(-n // vec.lanes) * vec.lanes
     # ~2/3 of L1 for the reused B micro-panel; the rest for the streaming A micro-panel and C.
     kc = min(512, _round_down(caches.l1d * 2 // 3 // (nr * elem), 16))
     # A quarter of L2 for the A block: measured best for both dtypes on a 2 MB L2 (B panel
@@ -232,43 +273,12 @@ class GemmSpec:
 
     def resolved_blocking(self) -> Blocking:
         """The blocking actually used."""
-        return self.blocking or choose_blocking(self.dtype, self.isa)
+        return self.blocking or choose_blocking(self.dtype, self.isa, n=self.n)
 
 
 # ------------------------------------------------------------------------------- template data
 
 
-@dataclass(frozen=True)
-class Vec:
-    """The intrinsic vocabulary of one isa and dtype."""
-
-    type: str
-    lanes: int
-    zero: str
-    load: str
-    store: str
-    bcast: str
-    fma: str
-    loadu: str
-    storeu: str
-    add: str
-
-
-_VECS: dict[tuple[str, str], Vec] = {
-    ("avx512", "float"): Vec("__m512", 16, "_mm512_setzero_ps()", "_mm512_load_ps",
-                             "_mm512_store_ps", "_mm512_set1_ps", "_mm512_fmadd_ps",
-                             "_mm512_loadu_ps", "_mm512_storeu_ps", "_mm512_add_ps"),
-    ("avx512", "double"): Vec("__m512d", 8, "_mm512_setzero_pd()", "_mm512_load_pd",
-                              "_mm512_store_pd", "_mm512_set1_pd", "_mm512_fmadd_pd",
-                              "_mm512_loadu_pd", "_mm512_storeu_pd", "_mm512_add_pd"),
-    ("avx2", "float"): Vec("__m256", 8, "_mm256_setzero_ps()", "_mm256_load_ps",
-                           "_mm256_store_ps", "_mm256_set1_ps", "_mm256_fmadd_ps",
-                           "_mm256_loadu_ps", "_mm256_storeu_ps", "_mm256_add_ps"),
-    ("avx2", "double"): Vec("__m256d", 4, "_mm256_setzero_pd()", "_mm256_load_pd",
-                            "_mm256_store_pd", "_mm256_set1_pd", "_mm256_fmadd_pd",
-                            "_mm256_loadu_pd", "_mm256_storeu_pd", "_mm256_add_pd"),
-}
-_ISA_MACRO = {"avx512": "__AVX512F__", "avx2": "__AVX2__"}
 
 
 @dataclass(frozen=True)
@@ -459,7 +469,9 @@ def default_spec(**kw: object) -> GemmSpec:
     """A GemmSpec for this machine: detected isa and cache-tuned blocking unless given."""
     isa = kw.pop("isa", None) or detect_isa()
     dtype = kw["dtype"]
-    blocking = kw.pop("blocking", None) or choose_blocking(dtype, isa, detect_caches())  # type: ignore[arg-type]
+    blocking = kw.pop("blocking", None) or choose_blocking(
+        dtype, isa, detect_caches(), n=kw.get("n")  # type: ignore[arg-type]
+    )
     return GemmSpec(isa=isa, blocking=blocking, **kw)  # type: ignore[arg-type]
 
 
