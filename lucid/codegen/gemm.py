@@ -302,6 +302,52 @@ class Ukernel:
 
 
 @dataclass(frozen=True)
+class TransposeStage:
+    """One round of the register transpose: swap h-wide blocks between rows i and i + h."""
+
+    h: int
+    pairs: tuple[tuple[int, int], ...]
+    idx_lo: str  # C constant: permute indices giving the new row i
+    idx_hi: str  # ... and the new row i + h
+
+
+@dataclass(frozen=True)
+class Transpose:
+    """A lanes x lanes in-register transpose used to pack a transposed B (AVX-512 only)."""
+
+    lanes: int
+    permute: str  # the two-source permute intrinsic
+    rows: tuple[int, ...]
+    groups: tuple[int, ...]  # column offsets of the transposed blocks within an NR panel
+    stages: tuple[TransposeStage, ...]
+
+
+def _transpose(vec: Vec | None, isa: str, nr: int) -> Transpose | None:
+    """Index vectors of the recursive block transpose (AVX-512 has the two-source permute)."""
+    if vec is None or isa != "avx512":
+        return None
+    lanes = vec.lanes
+    setter = "_mm512_set_epi32" if lanes == 16 else "_mm512_set_epi64"
+    stages = []
+    h = lanes // 2
+    while h >= 1:
+        # new row i takes (a[j], b[j - h]) and new row i + h takes (a[j + h], b[j]) per h-block;
+        # indices >= lanes select from the second source b.
+        lo = [j if not j & h else lanes + j - h for j in range(lanes)]
+        hi = [j + h if not j & h else lanes + j for j in range(lanes)]
+        pairs = tuple((i, i + h) for i in range(lanes) if not i & h)
+        # _mm512_set_* lists the highest lane first
+        stages.append(TransposeStage(
+            h, pairs,
+            f"{setter}({', '.join(map(str, reversed(lo)))})",
+            f"{setter}({', '.join(map(str, reversed(hi)))})",
+        ))
+        h //= 2
+    permute = "_mm512_permutex2var_ps" if lanes == 16 else "_mm512_permutex2var_pd"
+    return Transpose(lanes, permute, tuple(range(lanes)), tuple(range(0, nr, lanes)), tuple(stages))
+
+
+@dataclass(frozen=True)
 class Operand:
     """An epilogue input as the C code sees it."""
 
@@ -330,6 +376,7 @@ class GemmTemplate:
     a_index: str  # element (row r, k p) of op(A)
     b_index: str  # element (k p, column c) of op(B)
     b_cols_outer: bool  # pack B column by column (B transposed: contiguous along k)
+    tr: Transpose | None  # register transpose for full panels of a transposed B
     vec: Vec | None
     fma: str  # scalar FMA macro for the scalar micro-kernel
     ukernels: tuple[Ukernel, ...]  # largest first; ukernels[0].rows == mr
@@ -447,6 +494,7 @@ def template_data(spec: GemmSpec) -> GemmTemplate:
         a_index="(p) * M + (r)" if spec.trans_a else "(r) * K + (p)",
         b_index="(c) * K + (p)" if spec.trans_b else "(p) * N + (c)",
         b_cols_outer=spec.trans_b,
+        tr=_transpose(vec, spec.isa, blk.nr) if spec.trans_b else None,
         vec=vec,
         fma=fma,
         ukernels=_ukernels(spec.name, blk, vec),
