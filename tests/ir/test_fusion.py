@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -247,7 +249,7 @@ def mlps(draw: st.DrawFn) -> tuple[Graph, list[tuple[str, list[str]]]]:
     v = b.input(f32("N", widths[0]), "x")
     extra = []
     runs: list[list[str]] = [[]]
-    for k, (i, o) in enumerate(zip(widths, widths[1:])):
+    for k, (i, o) in enumerate(itertools.pairwise(widths)):
         w = b.param(f32(o, i), f"fc{k}.weight")
         args = [v, w, b.param(f32(o), f"fc{k}.bias")] if draw(st.booleans()) else [v, w]
         v = b.op("linear", args)

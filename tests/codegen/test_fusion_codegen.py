@@ -1,0 +1,166 @@
+"""C lowerings of fused nodes: goldens, one kernel per region, and fused == unfused == interpreter."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_c_harness import compile_graph
+
+from lucid.codegen import CodegenOptions, emit_c
+from lucid.codegen.fused import rows_per_tile
+from lucid.codegen.gemm import CacheSizes
+from lucid.ir import Builder, Graph, interpret
+from lucid.ir.passes import default_pipeline, run_passes
+from lucid.ir.passes._fusion_common import body_summary
+from tests.ir.graphs import f32, seed_model
+from tests.ir.test_fusion import (
+    backward_graph,
+    mlps,
+    random_arrays,
+    training_forward,
+)
+
+FUSED = default_pipeline()
+UNFUSED = default_pipeline(fusion=False)
+
+
+def elide_gemms(source: str) -> str:
+    """The source with each GEMM fragment (golden-tested by the GEMM generator's tests) cut."""
+    return re.sub(
+        r"/\* begin GEMM (\w+) .*?/\* end GEMM \1 \*/",
+        r"/* GEMM \1: see lucid/codegen/gemm.py */",
+        source,
+        flags=re.DOTALL,
+    )
+
+
+def kernel_functions(source: str) -> list[str]:
+    """Names of the per-node kernels (`static int kN_op(`), GEMM internals excluded."""
+    return re.findall(r"^static int (k\d+_[a-z_]+)\(", elide_gemms(source), flags=re.MULTILINE)
+
+
+def program(graph: Graph) -> str:
+    """The C of the optimised graph, with machine-independent choices."""
+    return emit_c(run_passes(graph, FUSED), CodegenOptions(isa="avx2", caches=CacheSizes())).source
+
+
+def test_seed_c_golden_one_mlp_kernel_and_no_hidden_buffer(golden) -> None:
+    opt = run_passes(seed_model(), FUSED)
+    prog = emit_c(opt, CodegenOptions(isa="avx2", caches=CacheSizes()))
+    assert kernel_functions(prog.source) == ["k0_fused_mlp"]
+    # the hidden [N, 5] activation never gets a buffer: not in the arena (no arena at all),
+    # and the tile buffer is sized by the tile's rows, never by the batch
+    assert prog.arena_slots == ()
+    assert "malloc((size_t)job->tile * 5 * 1" in prog.source
+    assert not re.search(r"alloc\([^;]*batch", elide_gemms(prog.source))
+    # each kernel starts with the IR it implements
+    assert "/* %0 = fused_mlp %x, %fc1.weight" in prog.source
+    golden("fused_seed.c", elide_gemms(prog.source))
+
+
+def test_backward_c_golden_colsum_and_transposed_gemm(golden) -> None:
+    src = program(backward_graph())
+    assert kernel_functions(src) == ["k0_fused_gemm", "k1_fused_gemm", "k2_matmul"]
+    assert "y1 = column sums of y0" in src
+    assert "x0^T @ x1" in src  # dW = transpose(dZ) @ x read in place
+    golden("fused_backward.c", elide_gemms(src))
+
+
+def elementwise_graph() -> Graph:
+    b = Builder("g")
+    x, y = b.input(f32("N", 4), "x"), b.input(f32(4), "y")
+    a = b.op("exp", [b.op("neg", [x])])
+    c = b.op("mul", [a, y])
+    b.output(b.op("tanh", [b.op("add", [a, c])]), c)
+    return b.build()
+
+
+def test_elementwise_c_golden_one_loop(golden) -> None:
+    src = program(elementwise_graph())
+    assert kernel_functions(src) == ["k0_fused_elementwise"]
+    body = src[src.index("static int k0_fused_elementwise(") :]
+    body = body[: body.index("\n}\n")]
+    # one loop nest over [N, 4] (y broadcasts along N), every body op inside it
+    assert body.count("for (") == 2
+    assert all(f in body for f in ("-a0", "expf(", "tanhf(", "y0[", "y1["))
+    golden("fused_elementwise.c", elide_gemms(src))
+
+
+def run_c(graph: Graph, pipeline: list[str], arrays: list[np.ndarray], nthreads: int = 1):
+    """Optimise `graph` with `pipeline`, compile, run."""
+    return compile_graph(run_passes(graph, pipeline)).run(arrays, nthreads=nthreads)
+
+
+CASES = {
+    "seed": seed_model,
+    "training_forward": training_forward,
+    "backward": backward_graph,
+    "elementwise": elementwise_graph,
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("batch", [1, 37, 1000])
+def test_fused_equals_unfused_bit_for_bit(name: str, batch: int) -> None:
+    g = CASES[name]()
+    arrays = random_arrays(g, batch, batch=batch)
+    fused = run_c(g, FUSED, arrays)
+    unfused = run_c(g, UNFUSED, arrays)
+    ref = interpret(g, *arrays)
+    for f, u, r in zip(fused, unfused, ref, strict=True):
+        if name == "backward" and f.ndim == 1:
+            # the GEMM's column sum adds in another order than the `sum` kernel
+            np.testing.assert_allclose(f, u, rtol=1e-5, atol=1e-4 * np.sqrt(batch))
+        else:
+            # same GEMM kernel (same blocking, same K order) + the same scalar C per element
+            np.testing.assert_array_equal(f, u)
+        np.testing.assert_allclose(f, r, rtol=1e-4, atol=1e-4 * np.sqrt(batch))
+
+
+def test_mlp_tiles_and_threads_do_not_change_results() -> None:
+    # hidden 200 wide: with a small L2 the tile is 24 rows, so batch 1000 walks many tiles,
+    # split over 1 and 3 threads; every element must come out identical
+    b = Builder("forward")
+    x = b.input(f32("N", 16), "x")
+    w1, b1 = b.param(f32(200, 16), "w1"), b.param(f32(200), "b1")
+    w2 = b.param(f32(8, 200), "w2")
+    h = b.op("hardswish", [b.op("linear", [x, w1, b1])])
+    b.output(b.op("relu", [b.op("linear", [h, w2])]))
+    g = b.build()
+    opt = run_passes(g, FUSED)
+    assert body_summary(opt) == [("fused_mlp", ["linear", "hardswish", "linear", "relu"])]
+    small = CacheSizes(l2=64 * 1024)
+    assert rows_per_tile(200, 1, 4, small.l2, 6) == 36
+    mod = compile_graph(opt, caches=small, isa="avx2", threads_min_work=1)
+    arrays = random_arrays(g, 3, batch=1000)
+    one = mod.run(arrays, nthreads=1)
+    three = mod.run(arrays, nthreads=3)
+    unfused = compile_graph(run_passes(g, UNFUSED), caches=small, isa="avx2").run(arrays)
+    np.testing.assert_array_equal(one[0], three[0])
+    np.testing.assert_array_equal(one[0], unfused[0])
+
+
+@settings(
+    derandomize=True,
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(mlps(), st.integers(1, 300))
+def test_random_mlps_compiled_fused_equals_unfused_and_interpreter(case, batch: int) -> None:
+    g, expected = case
+    assert body_summary(run_passes(g, FUSED)) == expected
+    arrays = random_arrays(g, batch, batch=batch)
+    fused = run_c(g, FUSED, arrays, nthreads=2)
+    unfused = run_c(g, UNFUSED, arrays, nthreads=2)
+    for f, u, r in zip(fused, unfused, interpret(g, *arrays), strict=True):
+        np.testing.assert_array_equal(f, u)
+        np.testing.assert_allclose(f, r, rtol=1e-4, atol=1e-4)
