@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 
 from lucid.codegen import _lower_loops, _lower_special  # noqa: F401  (register lowerings)
+from lucid.codegen import fused  # noqa: F401  (lowerings of the fused ops)
 from lucid.codegen import _scalar_c
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import LOWERINGS, Kernel, LowerCtx, c_comment, prod_c
