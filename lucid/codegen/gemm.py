@@ -29,11 +29,19 @@ the same sequence of operations whatever the thread count: results are bitwise i
 
 Kernel (BLIS/GotoBLAS): loops jc (nc columns) -> pc (kc of K) -> ic (mc rows) -> jr (NR) -> ir
 (MR); B panels (kc x nc) and A blocks (mc x kc) are packed per thread into 64-byte aligned
-zero-padded buffers (transposes are absorbed by the packing); a register-blocked micro-kernel
-(FMA intrinsics for "avx512"/"avx2", plain vectorisable loops for "scalar") computes an MR x NR
-tile into a small L1 tile buffer, which is written back once per K block; after the last K
-block the epilogue runs on the tile before its single store. Block sizes come from
-``choose_blocking`` (a cost model on cache sizes, passed in the spec so output is deterministic).
+zero-padded buffers (transposes are absorbed by the packing: AVX-512 packs a transposed B with
+in-register 16x16 / 8x8 transposes); a register-blocked micro-kernel (FMA intrinsics for
+"avx512"/"avx2", plain vectorisable loops for "scalar") keeps an MR x NR tile in registers for a
+whole K block. Full tiles with nothing left to apply go straight from registers to C; the last K
+block of an epilogue GEMM (and every edge tile) goes through a small L1 tile buffer, where the
+epilogue runs before the single store of the valid part. Block sizes come from
+``choose_blocking(dtype, isa, caches, n=static N)`` (a cost model on cache sizes, passed in the
+spec so output is deterministic); ``detect_caches()`` / ``detect_isa()`` read this machine.
+
+Epilogue steps are C statements on ``v`` (the element, of the GEMM's type ``T``); a step with an
+operand also sees ``x``, that operand's element. ``bias_add``, ``unary`` (relu, relu6,
+hardsigmoid, hardswish, with the selects of ``lucid/_np_kernels.py``) and ``binary`` (add, sub,
+mul, div, maximum, minimum) build the common ones.
 """
 
 from __future__ import annotations
