@@ -139,7 +139,8 @@ def plan_memory(graph: Graph) -> MemoryPlan:
             storage[node.result] = Storage("const")
         elif node.op in ALIAS_OPS and node.result not in out_pos:
             src = node.inputs[0]
-            base = storage[src].base if storage[src].kind == "alias" else src
+            known = storage.get(src)  # None: an arena value, placed by _plan_arena below
+            base = known.base if known is not None and known.kind == "alias" else src
             storage[node.result] = Storage("alias", base=base)
         else:
             for r in node.results:
