@@ -37,53 +37,77 @@ class ApiFunction:
     doc: tuple[str, ...]
 
 
-# (return type, name suffix, parameters, doc lines, embedded builds only); `{p}` is the prefix.
-_TABLE: tuple[tuple[str, str, str, tuple[str, ...], bool], ...] = (
-    ("int", "abi_version", "void",
-     ("The ABI version of this library (this header was written for ABI {abi}).",), False),
-    ("const char *", "lucid_version", "void",
-     ("The version of lucid that exported this library.",), False),
-    ("const char *", "strerror", "int code",
-     ("A static message for a return code of this API; never NULL, \"ok\" for 0.",), False),
-    ("int", "num_inputs", "void", ("Number of runtime inputs (weights are not inputs).",), False),
-    ("int", "num_outputs", "void", ("Number of outputs.",), False),
-    ("const char *", "input_name", "int i", ("Name of input i; NULL if i is out of range.",), False),
-    ("const char *", "output_name", "int i", ("Name of output i; NULL if out of range.",), False),
-    ("int", "input_dtype", "int i", ("{p}_dtype of input i; -1 if out of range.",), False),
-    ("int", "output_dtype", "int i", ("{p}_dtype of output i; -1 if out of range.",), False),
-    ("int", "input_rank", "int i", ("Rank of input i; -1 if out of range.",), False),
-    ("int", "output_rank", "int i", ("Rank of output i; -1 if out of range.",), False),
-    ("const int64_t *", "input_shape", "int i",
-     ("Shape of input i (input_rank(i) entries, {p}_DYNAMIC for the batch dimension);",
-      "static read-only data; NULL if out of range."), False),
-    ("const int64_t *", "output_shape", "int i",
-     ("Shape of output i, as input_shape.",), False),
-    ("int", "has_embedded_weights", "void",
-     ("1 if the weights are inside this library ({p}_open(NULL, ...) and {p}_run work), else 0.",),
-     False),
-    ("{p}_model *", "open", "const char *weights_path, int *err",
-     ("A model handle. weights_path: a .weights file written by lucid.export for this model,",
-      "or NULL for the embedded weights. Returns NULL on failure and sets *err (if err is",
-      "not NULL) to {p}_E_NULL, {p}_E_NOMEM, {p}_E_IO or {p}_E_WEIGHTS; 0 on success.",
-      "A handle is read-only once opened: any number of threads may run it at once."), False),
-    ("void", "close", "{p}_model *model", ("Free a handle from {p}_open; NULL is a no-op.",), False),
-    ("int", "model_run", "const {p}_model *model, const void *const *inputs, "
-     "void *const *outputs, int64_t batch",
-     ("Run the model on one thread. inputs: num_inputs() pointers, outputs: num_outputs()",
-      "pointers, caller-allocated, C-contiguous, in the declared order, dtypes and shapes",
-      "with the batch dimension equal to `batch` (>= 1; ignored beyond that check when no",
-      "shape is dynamic). Returns 0 or an error code; reentrant, no global state."), False),
-    ("int", "model_run_threads", "const {p}_model *model, const void *const *inputs, "
-     "void *const *outputs, int64_t batch, int nthreads",
-     ("{p}_model_run splitting large kernels over up to nthreads threads created for this",
-      "call (0: one per online core; < 0: {p}_E_ARG). Results do not depend on nthreads."),
-     False),
-    ("int", "run", "const void *const *inputs, void *const *outputs, int64_t batch",
-     ("{p}_model_run with the embedded weights, no handle needed; one thread.",), True),
-    ("int", "run_threads", "const void *const *inputs, void *const *outputs, int64_t batch, "
-     "int nthreads",
-     ("{p}_model_run_threads with the embedded weights.",), True),
-)
+# The API as C, `{p}` standing for the model name: a declaration line, then its comment lines
+# (indented). "[embedded]" marks functions only libraries with embedded weights define. A
+# backslash at a line end continues a declaration (the string literal joins the lines).
+_SPEC = """
+int {p}_abi_version(void)
+    The ABI version of this library (this header was written for ABI {abi}).
+const char *{p}_lucid_version(void)
+    The version of lucid that exported this library.
+const char *{p}_strerror(int code)
+    A static message for a return code of this API; never NULL, "ok" for 0.
+int {p}_num_inputs(void)
+    Number of runtime inputs (weights are not inputs).
+int {p}_num_outputs(void)
+    Number of outputs.
+const char *{p}_input_name(int i)
+    Name of input i; NULL if i is out of range.
+const char *{p}_output_name(int i)
+    Name of output i; NULL if out of range.
+int {p}_input_dtype(int i)
+    {p}_dtype of input i; -1 if out of range.
+int {p}_output_dtype(int i)
+    {p}_dtype of output i; -1 if out of range.
+int {p}_input_rank(int i)
+    Rank of input i; -1 if out of range.
+int {p}_output_rank(int i)
+    Rank of output i; -1 if out of range.
+const int64_t *{p}_input_shape(int i)
+    Shape of input i (input_rank(i) entries, {p}_DYNAMIC for the batch dimension);
+    static read-only data; NULL if out of range.
+const int64_t *{p}_output_shape(int i)
+    Shape of output i, as input_shape.
+int {p}_has_embedded_weights(void)
+    1 if the weights are inside this library ({p}_open(NULL, ...) and {p}_run work), else 0.
+{p}_model *{p}_open(const char *weights_path, int *err)
+    A model handle. weights_path: a .weights file written by lucid.export for this model,
+    or NULL for the embedded weights. Returns NULL on failure and sets *err (if err is
+    not NULL) to {p}_E_NULL, {p}_E_NOMEM, {p}_E_IO or {p}_E_WEIGHTS; 0 on success.
+    A handle is read-only once opened: any number of threads may run it at once.
+void {p}_close({p}_model *model)
+    Free a handle from {p}_open; NULL is a no-op.
+int {p}_model_run(const {p}_model *model, const void *const *inputs, void *const *outputs, \
+int64_t batch)
+    Run the model on one thread. inputs: num_inputs() pointers, outputs: num_outputs()
+    pointers, caller-allocated, C-contiguous, in the declared order, dtypes and shapes
+    with the batch dimension equal to `batch` (>= 1; ignored beyond that check when no
+    shape is dynamic). Returns 0 or an error code; reentrant, no global state.
+int {p}_model_run_threads(const {p}_model *model, const void *const *inputs, \
+void *const *outputs, int64_t batch, int nthreads)
+    {p}_model_run splitting large kernels over up to nthreads threads created for this
+    call (0: one per online core; < 0: {p}_E_ARG). Results do not depend on nthreads.
+int {p}_run(const void *const *inputs, void *const *outputs, int64_t batch) [embedded]
+    {p}_model_run with the embedded weights, no handle needed; one thread.
+int {p}_run_threads(const void *const *inputs, void *const *outputs, int64_t batch, \
+int nthreads) [embedded]
+    {p}_model_run_threads with the embedded weights.
+"""
+
+
+def _parse_spec() -> list[tuple[str, list[str], bool]]:
+    """(declaration, comment lines, embedded only) for each function of _SPEC."""
+    entries: list[tuple[str, list[str], bool]] = []
+    for line in _SPEC.strip().splitlines():
+        if line.startswith(" "):
+            entries[-1][1].append(line.strip())
+        else:
+            decl, marked = line.removesuffix(" [embedded]"), line.endswith(" [embedded]")
+            entries.append((decl, [], marked))
+    return entries
+
+
+_ENTRIES = _parse_spec()
 
 
 def check_prefix(prefix: str) -> str:
@@ -96,19 +120,19 @@ def check_prefix(prefix: str) -> str:
 def api(prefix: str, *, embedded: bool) -> list[ApiFunction]:
     """The exported functions of a library with model name `prefix`, in header order."""
     p = check_prefix(prefix)
-    out = []
-    for ret, suffix, params, doc, embedded_only in _TABLE:
-        if embedded_only and not embedded:
-            continue
-        sep = "" if ret.endswith("*") else " "
-        decl = f"{ret}{sep}{p}_{suffix}({params})".replace("{p}", p)
-        out.append(ApiFunction(decl, tuple(d.format(p=p, abi=ABI_VERSION) for d in doc)))
-    return out
+    return [
+        ApiFunction(decl.format(p=p), tuple(d.format(p=p, abi=ABI_VERSION) for d in doc))
+        for decl, doc, embedded_only in _ENTRIES
+        if embedded or not embedded_only
+    ]
 
 
 def cdef(prefix: str, *, embedded: bool) -> str:
     """Declarations for `cffi.FFI.cdef` (ABI mode) of one exported library."""
     p = check_prefix(prefix)
-    lines = [f"typedef struct {p}_model {p}_model;", f"extern const char {p}{MAGIC_SUFFIX}[{MAGIC_SIZE}];"]
+    lines = [
+        f"typedef struct {p}_model {p}_model;",
+        f"extern const char {p}{MAGIC_SUFFIX}[{MAGIC_SIZE}];",
+    ]
     lines += [f.decl + ";" for f in api(p, embedded=embedded)]
     return "\n".join(lines) + "\n"

@@ -41,13 +41,13 @@ def _dynamic_objects(path: Path) -> dict[str, int]:
         if ident[4] != 2 or ident[5] != 1:
             raise NotAnExportError(f"{path} is not a 64-bit little-endian ELF file")
         f.seek(0x28)
-        shoff, = struct.unpack("<Q", f.read(8))
+        (shoff,) = struct.unpack("<Q", f.read(8))
         f.seek(0x3A)
         shentsize, shnum = struct.unpack("<HH", f.read(4))
         sections = []
         for i in range(shnum):
             f.seek(shoff + i * shentsize)
-            name, kind, _, _, off, size, link, _, _, entsize = struct.unpack("<IIQQQQIIQQ", f.read(64))
+            _, kind, _, _, off, size, link, _, _, entsize = struct.unpack("<IIQQQQIIQQ", f.read(64))
             sections.append((kind, off, size, link, entsize))
         found: dict[str, int] = {}
         for kind, off, size, link, entsize in sections:
@@ -79,7 +79,9 @@ def _find_name(path: Path, name: str | None) -> str:
     )
     if name is not None:
         if name not in names:
-            raise NotAnExportError(f"{path} holds no lucid export named {name!r} (found: {names or 'none'})")
+            raise NotAnExportError(
+                f"{path} holds no lucid export named {name!r} (found: {names or 'none'})"
+            )
         return name
     if not names:
         raise NotAnExportError(
@@ -108,7 +110,9 @@ class LoadedModel:
         magic = ffi.buffer(getattr(lib, name + abi.MAGIC_SUFFIX), abi.MAGIC_SIZE)[:]
         magic = magic.rstrip(b"\0")
         if not magic.startswith(abi.MAGIC_PREFIX):
-            raise NotAnExportError(f"{path}: {name}{abi.MAGIC_SUFFIX} is not lucid's magic ({magic!r})")
+            raise NotAnExportError(
+                f"{path}: {name}{abi.MAGIC_SUFFIX} is not lucid's magic ({magic!r})"
+            )
         if magic != abi.MAGIC:
             raise NotAnExportError(
                 f"{path} was exported for {magic.decode('ascii', 'replace')}; this lucid reads "
@@ -126,8 +130,10 @@ class LoadedModel:
         wpath = ffi.NULL if weights is None else os.fsencode(weights)
         handle = fn("open")(wpath, err)
         if handle == ffi.NULL:
-            raise LucidError(f"{path}: cannot open the weights{f' {weights}' if weights else ''}: "
-                             f"{self._message(err[0])}")
+            raise LucidError(
+                f"{path}: cannot open the weights{f' {weights}' if weights else ''}: "
+                f"{self._message(err[0])}"
+            )
         self._handle = ffi.gc(handle, fn("close"))
         self._run = fn("model_run_threads")
 
@@ -173,7 +179,9 @@ class LoadedModel:
             for d, n in zip(shape, a.shape):
                 if d == abi.DYNAMIC_DIM:
                     if batch is not None and batch != n:
-                        raise InputError(f"{self.name} input {i} ({name}): batch {n}, but {batch} in an earlier input")
+                        raise InputError(
+                            f"{self.name} input {i} ({name}): batch {n}, but {batch} in an earlier input"
+                        )
                     batch = n
                 elif d != n:
                     raise InputError(f"{self.name} input {i} ({name}): expected {want}, got {got}")
@@ -198,8 +206,12 @@ class LoadedModel:
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
-def load(path: str | os.PathLike[str], *, name: str | None = None,
-         weights: str | os.PathLike[str] | None = None) -> LoadedModel:
+def load(
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    weights: str | os.PathLike[str] | None = None,
+) -> LoadedModel:
     """Load a library written by lucid.export; `weights` defaults to PATH.weights when needed."""
     p = Path(os.fspath(path))
     if not p.is_file():

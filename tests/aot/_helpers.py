@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,13 +10,15 @@ from pathlib import Path
 import numpy as np
 
 import lucid
-import lucid.nn as nn
 import lucid.nn.functional as F
+from lucid import nn
 from lucid.runtime.aot import ExportResult
 
 HERE = Path(__file__).parent
 CC = shutil.which("gcc") or shutil.which("cc")
 RTOL, ATOL = 1.3e-6, 1e-5  # float32 vs eager lucid (GEMMs may sum in another order)
+# For tests about structure rather than speed: a third of -O3's compile time, same numerics.
+QUICK = ("-O1", "-ffp-contract=off", "-fno-math-errno")
 
 
 def seed_model() -> nn.Module:
@@ -29,7 +32,7 @@ def random_mlp(rng: np.random.Generator) -> tuple[nn.Module, int]:
     acts = [nn.HardSwish, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.ReLU6]
     widths = [int(w) for w in rng.integers(1, 40, size=int(rng.integers(2, 5)))]
     layers: list[nn.Module] = []
-    for a, b in zip(widths, widths[1:]):
+    for a, b in itertools.pairwise(widths):
         layers += [nn.Linear(a, b), acts[int(rng.integers(len(acts)))]()]
     return nn.Sequential(*layers), widths[0]
 
@@ -56,10 +59,25 @@ def build_caller(result: ExportResult, out_dir: Path, *, extra: tuple[str, ...] 
     exe = out_dir / f"caller_{result.name}"
     has_run = ("-DHAS_RUN",) if result.weights is None else ()
     cmd = [
-        CC, "-std=c99", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror", "-g", "-O1",
-        f"-DMODEL={result.name}", f'-DHEADER="{result.header.name}"', *has_run, *extra,
-        f"-I{result.header.parent}", str(HERE / "c_caller.c"), str(result.library),
-        f"-Wl,-rpath,{result.library.parent}", "-lpthread", "-o", str(exe),
+        CC,
+        "-std=c99",
+        "-D_POSIX_C_SOURCE=200809L",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-g",
+        "-O1",
+        f"-DMODEL={result.name}",
+        f'-DHEADER="{result.header.name}"',
+        *has_run,
+        *extra,
+        f"-I{result.header.parent}",
+        str(HERE / "c_caller.c"),
+        str(result.library),
+        f"-Wl,-rpath,{result.library.parent}",
+        "-lpthread",
+        "-o",
+        str(exe),
     ]
     run = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert run.returncode == 0, f"{' '.join(cmd)}\n{run.stderr}"
@@ -70,8 +88,7 @@ def write_inputs(path: Path, batches: list[list[np.ndarray]]) -> None:
     """The caller's INPUTS.bin: for each batch, each input's raw bytes."""
     with open(path, "wb") as f:
         for arrays in batches:
-            for a in arrays:
-                f.write(np.ascontiguousarray(a).tobytes())
+            f.writelines(np.ascontiguousarray(a).tobytes() for a in arrays)
 
 
 def run_caller(argv: list[str], *, prefix: tuple[str, ...] = ()) -> str:
@@ -94,4 +111,6 @@ def parse_outputs(stdout: str) -> dict[tuple[int, int], np.ndarray]:
 
 def return_codes(stdout: str) -> dict[int, int]:
     """{batch: return code} from the caller's `rc` lines."""
-    return {int(ln.split()[1]): int(ln.split()[2]) for ln in stdout.splitlines() if ln.startswith("rc ")}
+    return {
+        int(ln.split()[1]): int(ln.split()[2]) for ln in stdout.splitlines() if ln.startswith("rc ")
+    }

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lucid.runtime.aot import ExportResult, export
+from lucid.runtime.aot import export
 
 from ._helpers import (
     ATOL,
@@ -26,21 +26,6 @@ from ._helpers import (
 
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
 BATCHES = [257, 1, 3, 7, 64]  # the first one also runs from two threads at once
-
-
-@pytest.fixture(scope="module")
-def seed_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExportResult]:
-    out = tmp_path_factory.mktemp("aot_seed")
-    model = seed_model()
-    example = (np.zeros((2, 3), np.float32),)
-    import lucid
-
-    ex = tuple(lucid.tensor(a) for a in example)
-    return {
-        "embedded": export(model, ex, out / "seed"),
-        "file": export(model, ex, out / "seed-file", weights="file"),
-        "model": model,  # type: ignore[dict-item]
-    }
 
 
 def _seed_inputs(tmp: Path) -> tuple[Path, list[np.ndarray]]:
@@ -66,7 +51,7 @@ def test_embedded_from_c_matches_eager_at_several_batches(seed_exports, tmp_path
     stdout = run_caller([str(exe), str(inputs), "--threads", *map(str, BATCHES)])
     assert "input 0 x 0 -1,3" in stdout and "output 0 output0 0 -1,2" in stdout
     assert "embedded 1" in stdout and "threads ok" in stdout
-    _check_against_eager(stdout, seed_exports["model"], xs)
+    _check_against_eager(stdout, seed_model(), xs)
 
 
 def test_file_weights_from_c_and_bad_weights_files(seed_exports, tmp_path: Path) -> None:
@@ -88,11 +73,18 @@ def test_file_weights_from_c_and_bad_weights_files(seed_exports, tmp_path: Path)
     exe = build_caller(result, tmp_path)
     inputs, xs = _seed_inputs(tmp_path)
     stdout = run_caller(
-        [str(exe), str(inputs), "--weights", str(result.weights), *args, "--threads",
-         *map(str, BATCHES)]
+        [
+            str(exe),
+            str(inputs),
+            "--weights",
+            str(result.weights),
+            *args,
+            "--threads",
+            *map(str, BATCHES),
+        ]
     )
     assert "embedded 0" in stdout and stdout.count("bad-weights") == len(bad)
-    _check_against_eager(stdout, seed_exports["model"], xs)
+    _check_against_eager(stdout, seed_model(), xs)
 
 
 def test_class_index_out_of_range_is_an_error_code(tmp_path: Path) -> None:
@@ -110,8 +102,9 @@ def test_class_index_out_of_range_is_an_error_code(tmp_path: Path) -> None:
     index_code = int(stdout.split("INDEX=")[1].split()[0])
     assert return_codes(stdout) == {5: 0, 4: index_code}
     assert "class index is out of range" in stdout
-    np.testing.assert_allclose(parse_outputs(stdout)[(5, 0)], eager(model, x, good).reshape(-1),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        parse_outputs(stdout)[(5, 0)], eager(model, x, good).reshape(-1), rtol=RTOL, atol=ATOL
+    )
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
@@ -125,9 +118,23 @@ def test_valgrind_memcheck_clean(seed_exports, tmp_path: Path, mode: str) -> Non
     weights = ["--weights", str(result.weights)] if result.weights else []
     (tmp_path / "bad.weights").write_bytes(b"LUCIDWTS" + bytes(100))
     stdout = run_caller(
-        [str(exe), str(tmp_path / "in.bin"), *weights, "--bad-weights", str(tmp_path / "bad.weights"),
-         "--threads", "33", "1", "4"],
-        prefix=("valgrind", "--error-exitcode=1", "--leak-check=full", "--errors-for-leak-kinds=all",
-                "--quiet"),
+        [
+            str(exe),
+            str(tmp_path / "in.bin"),
+            *weights,
+            "--bad-weights",
+            str(tmp_path / "bad.weights"),
+            "--threads",
+            "33",
+            "1",
+            "4",
+        ],
+        prefix=(
+            "valgrind",
+            "--error-exitcode=1",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=all",
+            "--quiet",
+        ),
     )
     assert parse_outputs(stdout)[(33, 0)].shape == (66,)
