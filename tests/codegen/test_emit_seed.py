@@ -142,3 +142,13 @@ def test_two_symbols_rejected() -> None:
     b.output(b.op("relu", [x]), b.op("relu", [y]))
     with pytest.raises(CompileError, match="symbolic dims M, N"):
         emit_c(b.build())
+
+
+def test_loading_and_calling_keeps_the_fp_mode() -> None:
+    """No flush-to-zero/denormals-are-zero after the module runs (no crtfastmath, no -ffast-math)."""
+    c = compile_graph(seed_graph())
+    rng = np.random.default_rng(7)
+    c.run([rng.standard_normal((5, 3)).astype(np.float32), *_params(rng)])
+    tiny = np.array([1e-40], np.float32)
+    assert (tiny * np.float32(1.0))[0] == tiny[0] != 0
+    assert "-ffast-math" not in c.module.command and "-Ofast" not in c.module.command
