@@ -396,6 +396,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_args(p: argparse.ArgumentParser) -> None:
+    _target_args(p, lir=False)
+    p.add_argument("-o", "--output", metavar="STEM", required=True, help="writes STEM.so/.h/.c")
+    p.add_argument("--name", help="C symbol prefix (default: STEM's base name, sanitised)")
+    p.add_argument("--weights", choices=["embedded", "file"], default="embedded")
+    p.add_argument("--march", default="x86-64-v3", help="-march of the build (e.g. native)")
+    p.add_argument("--cc", help="C compiler (default: $CC or cc)")
+
+
+@command("export", "compile a model into a shared library + C header (no Python)", _export_args)
+def cmd_export(args: argparse.Namespace) -> int:
+    """Trace the target on --input shapes and export it with lucid.export."""
+    from lucid.runtime.aot import export
+    from lucid.tensor import Tensor
+
+    model, graph = traced_target(args)
+    bind = {s: args.batch for v in graph.inputs for s in v.type.symbols}
+    rng = np.random.default_rng(args.seed)
+    inputs = [
+        Tensor(random_array(v.type.concrete(bind).shape, v.type.dtype.np, rng))
+        for v in graph.inputs
+    ]
+    result = export(
+        model,
+        tuple(inputs),
+        args.output,
+        dynamic_batch=bool(bind),
+        name=args.name,
+        weights=args.weights,
+        march=args.march,
+        cc=args.cc,
+    )
+    for path in (result.library, result.header, result.source, result.weights):
+        if path is not None:
+            print(path)
+    print(f"model {result.name}: {result.seconds:.2f} s", file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
 
 

@@ -153,7 +153,7 @@ def test_version(capsys) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_commands_table_is_the_parser() -> None:
-    assert list(COMMANDS) == ["trace", "opt", "run", "cache", "demo"]
+    assert list(COMMANDS) == ["trace", "opt", "run", "cache", "demo", "export"]
 
 
 def test_console_script_and_python_m() -> None:
