@@ -16,11 +16,12 @@ _LAZY = {
     "compile": "lucid.runtime.compiled",
     "set_num_threads": "lucid.runtime.threads",
     "get_num_threads": "lucid.runtime.threads",
+    "export": "lucid.runtime.aot",
 }
 
 
 def __getattr__(name: str) -> object:
-    """`lucid.compile` and the thread setters, imported on first use to keep `import lucid` light."""
+    """`lucid.compile`, `lucid.export` and the thread setters, imported on first use (light import)."""
     if name in _LAZY:
         import importlib
 

@@ -167,3 +167,10 @@ def test_embedded_library_can_load_a_weights_file(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         load(emb.library, weights=fil.weights)(x), eager(model, x), rtol=RTOL, atol=ATOL
     )
+
+
+def test_public_names() -> None:
+    import lucid.runtime
+    from lucid.runtime import aot
+
+    assert lucid.export is aot.export and lucid.runtime.load is load
