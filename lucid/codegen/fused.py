@@ -141,8 +141,11 @@ def _add_step(stage: Stage, node: Node, index: dict[Value, int]) -> None:
     stage.value = node.result
 
 
-def _spec(ctx: LowerCtx, stage: Stage, name: str, comment: str) -> gemm.GemmSpec:
-    """The GemmSpec of a stage, with the blocking the unfused GEMM would get (same kernel)."""
+def _spec(
+    ctx: LowerCtx, stage: Stage, name: str, comment: str, *, tiled: bool = False
+) -> gemm.GemmSpec:
+    """The GemmSpec of a stage, with the blocking the unfused GEMM would get (same kernel);
+    `tiled` GEMMs run on row tiles, so their M is a runtime argument even for a static batch."""
     dtype = stage.node.result.type.dtype.c
     blocking = gemm.choose_blocking(dtype, ctx.isa, ctx.caches)  # type: ignore[arg-type]
     if ctx.threads_min_work > 0:
@@ -153,7 +156,7 @@ def _spec(ctx: LowerCtx, stage: Stage, name: str, comment: str) -> gemm.GemmSpec
         dtype=dtype,  # type: ignore[arg-type]
         trans_a=stage.trans_a,
         trans_b=stage.trans_b,
-        m=_static(stage.m),
+        m=None if tiled else _static(stage.m),
         n=_static(stage.n),
         k=_static(stage.k),
         epilogue=ep,
@@ -253,7 +256,7 @@ class Layer:
     """One GEMM call of a row tile (fused_mlp.c.j2): pointers already offset to the tile."""
 
     fn: str
-    args: str  # A, B, C, rows, N, K, epilogue operands, 1 thread
+    args: str  # A, B, C, rows, N, K, epilogue operands, threads
     what: str
     steps: tuple[str, ...]
 
@@ -277,10 +280,10 @@ class MlpData:
 
 
 def rows_per_tile(hidden: int, nbuf: int, elem: int, l2: int, mr: int) -> int:
-    """Rows of a tile whose hidden buffers take at most half of L2 (the GEMM's packed
-    panels need the rest), a multiple of the micro-kernel height, at least one micro-tile."""
+    """Most rows of a tile whose hidden buffers take at most half of L2 (the GEMM's packed
+    panels need the rest); at least one micro-tile of `mr` rows, at most 4096."""
     rows = (l2 // 2) // max(1, nbuf * hidden * elem)
-    return max(mr, min(1024, rows // mr * mr))
+    return max(mr, min(4096, rows))
 
 
 @register_lowering("fused_mlp")
@@ -301,7 +304,7 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
     widths = [int(s.n) for s in stages[:-1]]
     nbuf = 1 if len(stages) == 2 else 2
     specs = [
-        _spec(ctx, s, f"{ctx.name}_layer{i}", f"layer {i} of {ctx.name}: {s.node.op}")
+        _spec(ctx, s, f"{ctx.name}_layer{i}", f"layer {i} of {ctx.name}: {s.node.op}", tiled=True)
         for i, s in enumerate(stages)
     ]
     blk = specs[0].resolved_blocking()
@@ -313,8 +316,7 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
         a = f"job->x{stages[0].a} + r * {s.k}" if i == 0 else f"buf[{(i - 1) % nbuf}]"
         c = f"job->y0 + r * {s.n}" if i == last else f"buf[{i % nbuf}]"
         ops = [_tile_operand(f"job->x{idx}", kind, s.n) for idx, kind in s.operands]
-        # one thread per GEMM call: the threads are already split over the row tiles
-        args = ", ".join([a, f"job->x{s.b}", c, "rows", s.n, s.k, *ops, "1"])
+        args = ", ".join([a, f"job->x{s.b}", c, "rows", s.n, s.k, *ops, "job->gemm_threads"])
         what = f"layer {i}: {c.split(' ')[0]}[rows, {s.n}] = epilogue({a.split(' ')[0]}[rows, {s.k}] @ W)"
         layers.append(Layer(spec.name, args, what, _step_notes(s)))
         work += int(s.n) * int(s.k) if s.n.isdigit() and s.k.isdigit() else 1 << 20

@@ -125,11 +125,13 @@ def test_fused_equals_unfused_bit_for_bit(name: str, batch: int) -> None:
         np.testing.assert_allclose(f, r, rtol=1e-4, atol=1e-4 * np.sqrt(batch))
 
 
-def test_mlp_tiles_and_threads_do_not_change_results() -> None:
-    # hidden 200 wide: with a small L2 the tile is 24 rows, so batch 1000 walks many tiles,
-    # split over 1 and 3 threads; every element must come out identical
+@pytest.mark.parametrize("batch", ["N", 1000])
+def test_mlp_tiles_and_threads_do_not_change_results(batch: int | str) -> None:
+    # hidden 200 wide: with a small L2 a tile is at most 40 rows, so batch 1000 walks 25 tiles
+    # split over 1 and 3 threads, and batch 50 two tiles in turn with threaded GEMMs; every element must come out identical. A static batch
+    # still gives the per-tile GEMMs a runtime M (a tile is not the batch).
     b = Builder("forward")
-    x = b.input(f32("N", 16), "x")
+    x = b.input(f32(batch, 16), "x")
     w1, b1 = b.param(f32(200, 16), "w1"), b.param(f32(200), "b1")
     w2 = b.param(f32(8, 200), "w2")
     h = b.op("hardswish", [b.op("linear", [x, w1, b1])])
@@ -138,14 +140,15 @@ def test_mlp_tiles_and_threads_do_not_change_results() -> None:
     opt = run_passes(g, FUSED)
     assert body_summary(opt) == [("fused_mlp", ["linear", "hardswish", "linear", "relu"])]
     small = CacheSizes(l2=64 * 1024)
-    assert rows_per_tile(200, 1, 4, small.l2, 6) == 36
+    assert rows_per_tile(200, 1, 4, small.l2, 6) == 40
     mod = compile_graph(opt, caches=small, isa="avx2", threads_min_work=1)
-    arrays = random_arrays(g, 3, batch=1000)
-    one = mod.run(arrays, nthreads=1)
-    three = mod.run(arrays, nthreads=3)
-    unfused = compile_graph(run_passes(g, UNFUSED), caches=small, isa="avx2").run(arrays)
-    np.testing.assert_array_equal(one[0], three[0])
-    np.testing.assert_array_equal(one[0], unfused[0])
+    unfused = compile_graph(run_passes(g, UNFUSED), caches=small, isa="avx2")
+    for rows in [1000] if batch == 1000 else [1000, 50, 1]:
+        arrays = random_arrays(g, 3, batch=rows)
+        one = mod.run(arrays, nthreads=1)
+        three = mod.run(arrays, nthreads=3)
+        np.testing.assert_array_equal(one[0], three[0])
+        np.testing.assert_array_equal(one[0], unfused.run(arrays)[0])
 
 
 @settings(

@@ -118,9 +118,9 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
 
 /* GEMM k0_fused_mlp_layer0: see lucid/codegen/gemm.py */
 /* GEMM k0_fused_mlp_layer1: see lucid/codegen/gemm.py */
-/* One thread's share of k0_fused_mlp: the batch rows [r0, r1), in tiles of `tile` rows.
+/* One job of k0_fused_mlp: the batch rows [r0, r1), in tiles of `tile` rows.
  * Each tile's hidden activations live only in this thread's tile buffers
- * (1 x 1024 x 5 x 4 B <= L2/2 (1048576 B L2)), so the full hidden tensor is never written to memory. */
+ * (1 x 4096 x 5 x 4 B <= L2/2 (1048576 B L2)), so the full hidden tensor is never written to memory. */
 typedef struct {
     const float *x0;
     const float *x1;
@@ -129,6 +129,7 @@ typedef struct {
     const float *x4;
     float *y0;
     int64_t tile, r0, r1;
+    int gemm_threads; /* 1 when threads split the tiles, else all of them */
     int status;
 } k0_fused_mlp_job;
 
@@ -148,12 +149,12 @@ static void k0_fused_mlp_rows(void *arg)
         /* layer 0: buf[0][rows, 5] = epilogue(job->x0[rows, 3] @ W)
          *   v = v + x; [x = x2, col]
          *   v = lucid_hardswishf(v); */
-        job->status = k0_fused_mlp_layer0(job->x0 + r * 3, job->x1, buf[0], rows, 5, 3, job->x2, 1);
+        job->status = k0_fused_mlp_layer0(job->x0 + r * 3, job->x1, buf[0], rows, 5, 3, job->x2, job->gemm_threads);
         if (job->status != 0)
             break;
         /* layer 1: job->y0[rows, 2] = epilogue(buf[0][rows, 5] @ W)
          *   v = v + x; [x = x4, col] */
-        job->status = k0_fused_mlp_layer1(buf[0], job->x3, job->y0 + r * 2, rows, 2, 5, job->x4, 1);
+        job->status = k0_fused_mlp_layer1(buf[0], job->x3, job->y0 + r * 2, rows, 2, 5, job->x4, job->gemm_threads);
     }
     free(mem);
 }
@@ -180,18 +181,25 @@ static int k0_fused_mlp(const float *restrict x0, const float *restrict x1, cons
         nt = (M + 5) / 6;
     if (nt < 1)
         nt = 1;
-    /* at most 1024 rows per tile (the L2 budget), a multiple of nt tiles so
-     * every thread gets the same number, rows rounded up to whole micro-tiles */
-    int64_t tiles = (M + 1023) / 1024;
-    tiles = (tiles + nt - 1) / nt * nt;
+    /* at most 4096 rows per tile (the L2 budget) */
+    int64_t tiles = (M + 4095) / 4096;
+    /* Few tiles (a small batch): threads splitting tiles would idle or each repack all the
+     * weights, so the tiles run in turn and every GEMM splits its own work over the threads.
+     * Many tiles: one thread per run of tiles, a multiple of nt tiles so all get the same. */
+    const int split_tiles = tiles >= 2 * nt;
+    if (split_tiles)
+        tiles = (tiles + nt - 1) / nt * nt;
     int64_t tile = (M + tiles - 1) / tiles;
-    tile = (tile + 5) / 6 * 6;
+    tile = (tile + 5) / 6 * 6; /* whole micro-tiles */
+    if (tile > 4096)
+        tile = 4096;
     tiles = (M + tile - 1) / tile;
-    k0_fused_mlp_job *jobs = (k0_fused_mlp_job *)calloc((size_t)nt, sizeof(k0_fused_mlp_job));
+    const int64_t njobs = split_tiles ? nt : 1;
+    k0_fused_mlp_job *jobs = (k0_fused_mlp_job *)calloc((size_t)njobs, sizeof(k0_fused_mlp_job));
     if (jobs == NULL)
         return LUCID_E_NOMEM;
-    for (int64_t t = 0; t < nt; ++t) {
-        const int64_t t0 = t * tiles / nt, t1 = (t + 1) * tiles / nt;
+    for (int64_t t = 0; t < njobs; ++t) {
+        const int64_t t0 = t * tiles / njobs, t1 = (t + 1) * tiles / njobs;
         jobs[t].x0 = x0;
         jobs[t].x1 = x1;
         jobs[t].x2 = x2;
@@ -201,10 +209,11 @@ static int k0_fused_mlp(const float *restrict x0, const float *restrict x1, cons
         jobs[t].tile = tile;
         jobs[t].r0 = t0 * tile < M ? t0 * tile : M;
         jobs[t].r1 = t1 * tile < M ? t1 * tile : M;
+        jobs[t].gemm_threads = split_tiles ? 1 : (int)nt;
     }
-    lucid_parallel_run((int)nt, k0_fused_mlp_rows, jobs, sizeof(k0_fused_mlp_job));
+    lucid_parallel_run((int)njobs, k0_fused_mlp_rows, jobs, sizeof(k0_fused_mlp_job));
     int status = 0;
-    for (int64_t t = 0; t < nt; ++t)
+    for (int64_t t = 0; t < njobs; ++t)
         if (jobs[t].status != 0 && status == 0)
             status = jobs[t].status == -1 ? LUCID_E_NOMEM : LUCID_E_INTERNAL;
     free(jobs);
