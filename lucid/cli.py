@@ -2,7 +2,8 @@
 
 Each subcommand is one function registered with `@command(name, help, arguments)` in the
 `COMMANDS` table; `main` builds the argparse parser from the table. A later subcommand
-(`grad`, `emit-c`, `export`) is one more registered function here, nothing else.
+(`grad`, `export`) is one more registered function here; the commands that need the C
+compiler (`emit-c`, `demo`) are in lucid/_cli_compile.py.
 
 Results go to stdout; diagnostics (errors, --timings, --print-after-all) to stderr. Errors
 print as `file:line: error: message` when they have a location, else `lucid-ir: error: ...`,
@@ -383,19 +384,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("demo", "run the seed model (eagerly for now) and print its output and gradient")
-def cmd_demo(args: argparse.Namespace) -> int:
-    """The quick-start: the seed model forward and backward on the seed page's input."""
-    model = seed_model()
-    x = lucid.tensor(SEED_INPUT, requires_grad=True)
-    y = model(x)
-    y.sum().backward()
-    with np.printoptions(precision=6, suppress=True):
-        print(f"model: {model!r}\ninput: {x.data}")
-        print(f"output (eager): {y.data}\ninput grad of output.sum(): {x.grad}")
-    return 0
-
-
 def _export_args(p: argparse.ArgumentParser) -> None:
     _target_args(p, lir=False)
     p.add_argument("-o", "--output", metavar="STEM", required=True, help="writes STEM.so/.h/.c")
@@ -440,6 +428,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser with one subparser per registered command."""
+    import lucid._cli_compile  # registers emit-c and demo, which need the codegen
+
     parser = argparse.ArgumentParser(prog=PROG, description="lucid's IR tool")
     parser.add_argument("--version", action="version", version=f"{PROG} {lucid.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
