@@ -64,15 +64,15 @@ PEAK_ITERS = 20_000_000
 PEAK_FLOPS = PEAK_ITERS * 24 * 16 * 2
 
 
-def median_time(fn, repeat: int) -> float:
-    """Median wall time of fn() over `repeat` runs after one warm-up."""
+def times_of(fn, repeat: int) -> tuple[float, float]:
+    """(median, best) wall time of fn() over `repeat` runs after one warm-up."""
     fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def measure_peak(built: H.Built, nthreads: int) -> float:
@@ -87,15 +87,17 @@ def measure_peak(built: H.Built, nthreads: int) -> float:
         for t in threads:
             t.join()
 
-    return PEAK_FLOPS * nthreads / median_time(once, 5) / 1e9
+    # best of several: the peak is a property of the machine, not of one noisy run
+    return PEAK_FLOPS * nthreads / times_of(once, 5)[1] / 1e9
 
 
-def numpy_child(case: str, threads: int, repeat: int) -> float:
-    """Median seconds of NumPy's version of `case`, in a child with OPENBLAS_NUM_THREADS."""
+def numpy_child(case: str, threads: int, repeat: int) -> tuple[float, float]:
+    """(median, best) seconds of NumPy's `case`, in a child with OPENBLAS_NUM_THREADS."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     cmd = [sys.executable, __file__, "--numpy-case", case, "--repeat", str(repeat)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["seconds"])
+    result = json.loads(out.strip().splitlines()[-1])
+    return float(result["median"]), float(result["best"])
 
 
 def make_case(case: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -120,12 +122,13 @@ def main() -> int:
     """Print the peak, and lucid vs NumPy for each case and thread count."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--numpy-case")
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=11)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     if args.numpy_case:  # child mode: time NumPy only
         x = make_case(args.numpy_case, rng)
-        print(json.dumps({"seconds": median_time(numpy_fn(args.numpy_case, x), args.repeat)}))
+        med, best = times_of(numpy_fn(args.numpy_case, x), args.repeat)
+        print(json.dumps({"median": med, "best": best}))
         return 0
 
     isa = detect_isa()
@@ -144,6 +147,8 @@ def main() -> int:
                     extra_c=PEAK_C if isa == "avx512" else "",
                     extra_cdef=PEAK_CDEF if isa == "avx512" else "")
     print(f"isa={isa} caches={caches} OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+    # the machine is shared: a load average near the core count makes every number here noisy
+    print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
     for s in specs.values():
         print(f"  {s.name}: {s.resolved_blocking()}")
     peaks = {}
@@ -153,8 +158,9 @@ def main() -> int:
             print(f"peak f32 FMA loop, {t} thread(s): {peaks[t]:.1f} GFLOP/s "
                   f"(f64: {peaks[t] / 2:.1f})")
     shapes = {"sq32": (1024, 1024, 1024), "sq64": (1024, 1024, 1024), "linear": (256, 1024, 1024)}
-    print(f"{'case':8} {'thr':>3} {'lucid ms':>9} {'GFLOP/s':>8} {'%peak':>6} "
-          f"{'numpy ms':>9} {'GFLOP/s':>8} {'lucid/numpy speedup':>20}")
+    print("medians (best of the runs in brackets); %peak and speedup use the medians")
+    print(f"{'case':8} {'thr':>3} {'lucid ms':>15} {'GFLOP/s':>8} {'%peak':>6} "
+          f"{'numpy ms':>15} {'GFLOP/s':>8} {'lucid/numpy':>12}")
     for case, spec in specs.items():
         x = make_case(case, rng)
         m, n, k = shapes[case]
@@ -166,13 +172,16 @@ def main() -> int:
         ref = numpy_fn(case, x)()
         err = float(np.abs(c.astype(np.float64) - ref).max())
         for t in (1, 2):
-            mine = median_time(lambda: H.run(built, spec, x["a"], x["b"], ops, t, out), args.repeat)
-            theirs = numpy_child(case, t, args.repeat)
+            mine, mine_best = times_of(
+                lambda: H.run(built, spec, x["a"], x["b"], ops, t, out), args.repeat)
+            theirs, theirs_best = numpy_child(case, t, args.repeat)
             peak = peaks.get(t, float("nan")) / (2 if case == "sq64" else 1)
             gf, gf_np = flops / mine / 1e9, flops / theirs / 1e9
-            print(f"{case:8} {t:>3} {mine * 1e3:9.2f} {gf:8.1f} {100 * gf / peak:5.0f}% "
-                  f"{theirs * 1e3:9.2f} {gf_np:8.1f} {theirs / mine:19.2f}x")
+            print(f"{case:8} {t:>3} {mine * 1e3:6.2f} [{mine_best * 1e3:6.2f}] {gf:8.1f} "
+                  f"{100 * gf / peak:5.0f}% {theirs * 1e3:6.2f} [{theirs_best * 1e3:6.2f}] "
+                  f"{gf_np:8.1f} {theirs / mine:11.2f}x")
         print(f"{'':8} max |lucid - numpy| = {err:.3g}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
 
