@@ -320,20 +320,36 @@ class TransposeStage:
 
 
 @dataclass(frozen=True)
+class TransposeVariant:
+    """A transpose function that loads only its first `rows` rows and stores that many columns."""
+
+    fname: str
+    rows: int
+    load_rows: tuple[int, ...]
+    zero_rows: tuple[int, ...]  # never loaded: they may lie past the end of the matrix
+    store_mask: str  # "" for full stores, else the C mask of the `rows` stored lanes
+
+
+@dataclass(frozen=True)
 class Transpose:
-    """A lanes x lanes in-register transpose used to pack a transposed B (AVX-512 only)."""
+    """lanes x lanes in-register transposes used by the packing routines (AVX-512 only)."""
 
     lanes: int
     permute: str  # the two-source permute intrinsic
+    mask_store: str
     rows: tuple[int, ...]
-    groups: tuple[int, ...]  # column offsets of the transposed blocks within an NR panel
     stages: tuple[TransposeStage, ...]
+    variants: tuple[TransposeVariant, ...]
 
 
-def _transpose(vec: Vec | None, isa: str, nr: int) -> Transpose | None:
-    """Index vectors of the recursive block transpose (AVX-512 has the two-source permute)."""
-    if vec is None or isa != "avx512":
-        return None
+def _transpose(
+    name: str, vec: Vec | None, isa: str, dtype: str, mr: int, nr: int, trans_a: bool, trans_b: bool
+) -> tuple[Transpose | None, str, tuple[tuple[int, str], ...], tuple[int, ...]]:
+    """The transposes (index vectors of the recursive block transpose) and where packing uses
+    them: (data, B's full-block function or "", A's (row offset, function) groups, B's column
+    offsets). Only AVX-512 has the two-source permute; others pack with plain loops."""
+    if vec is None or isa != "avx512" or (trans_a and not trans_b):
+        return None, "", (), ()
     lanes = vec.lanes
     setter = "_mm512_set_epi32" if lanes == 16 else "_mm512_set_epi64"
     stages = []
@@ -351,8 +367,27 @@ def _transpose(vec: Vec | None, isa: str, nr: int) -> Transpose | None:
             f"{setter}({', '.join(map(str, reversed(hi)))})",
         ))
         h //= 2
-    permute = "_mm512_permutex2var_ps" if lanes == 16 else "_mm512_permutex2var_pd"
-    return Transpose(lanes, permute, tuple(range(lanes)), tuple(range(0, nr, lanes)), tuple(stages))
+    # B needs full blocks; a non-transposed A needs groups of `lanes` rows covering mr.
+    counts = {lanes} if trans_b else set()
+    a_groups = []
+    if not trans_a:
+        for off in range(0, mr, lanes):
+            rows = min(lanes, mr - off)
+            counts.add(rows)
+            a_groups.append((off, f"{name}_transpose_{rows}"))
+    mask_t = "__mmask16" if lanes == 16 else "__mmask8"
+    variants = tuple(
+        TransposeVariant(
+            f"{name}_transpose_{rows}", rows, tuple(range(rows)), tuple(range(rows, lanes)),
+            "" if rows == lanes else f"({mask_t}){hex((1 << rows) - 1)}",
+        )
+        for rows in sorted(counts, reverse=True)
+    )
+    suffix = "ps" if dtype == "float" else "pd"
+    tr = Transpose(lanes, f"_mm512_permutex2var_{suffix}", f"_mm512_mask_storeu_{suffix}",
+                   tuple(range(lanes)), tuple(stages), variants)
+    b_fn = f"{name}_transpose_{lanes}" if trans_b else ""
+    return tr, b_fn, tuple(a_groups), tuple(range(0, nr, lanes)) if trans_b else ()
 
 
 @dataclass(frozen=True)
@@ -384,7 +419,10 @@ class GemmTemplate:
     a_index: str  # element (row r, k p) of op(A)
     b_index: str  # element (k p, column c) of op(B)
     b_cols_outer: bool  # pack B column by column (B transposed: contiguous along k)
-    tr: Transpose | None  # register transpose for full panels of a transposed B
+    tr: Transpose | None  # register transposes used by the packing routines
+    tr_b: str  # transpose function for full panels of a transposed B, or ""
+    tr_a: tuple[tuple[int, str], ...]  # (row offset, function) covering a full A micro-panel
+    tr_b_groups: tuple[int, ...]  # column offsets of B's transposed blocks within a panel
     vec: Vec | None
     fma: str  # scalar FMA macro for the scalar micro-kernel
     ukernels: tuple[Ukernel, ...]  # largest first; ukernels[0].rows == mr
@@ -482,6 +520,9 @@ def template_data(spec: GemmSpec) -> GemmTemplate:
     elem = 4 if spec.dtype == "float" else 8
     ep = spec.epilogue or Epilogue()
     operands, steps = _operands(ep)
+    tr, tr_b, tr_a, tr_b_groups = _transpose(
+        spec.name, vec, spec.isa, spec.dtype, blk.mr, blk.nr, spec.trans_a, spec.trans_b
+    )
     static = tuple((d, v) for d, v in (("M", spec.m), ("N", spec.n), ("K", spec.k)) if v is not None)
     opa = "A^T" if spec.trans_a else "A"
     opb = "B^T" if spec.trans_b else "B"
@@ -502,7 +543,10 @@ def template_data(spec: GemmSpec) -> GemmTemplate:
         a_index="(p) * M + (r)" if spec.trans_a else "(r) * K + (p)",
         b_index="(c) * K + (p)" if spec.trans_b else "(p) * N + (c)",
         b_cols_outer=spec.trans_b,
-        tr=_transpose(vec, spec.isa, blk.nr) if spec.trans_b else None,
+        tr=tr,
+        tr_b=tr_b,
+        tr_a=tr_a,
+        tr_b_groups=tr_b_groups,
         vec=vec,
         fma=fma,
         ukernels=_ukernels(spec.name, blk, vec),
