@@ -208,7 +208,17 @@ class CExecutable:
             codegen_seconds,
             list(built.command),
         )
-        self.n_in = len(graph.inputs)
+        # (input, axis) whose size binds the batch: axis 0 of input 0 for a traced forward, but
+        # a backward graph's first inputs may be saved values of static shape.
+        self._batch_from = next(
+            (
+                (i, axis)
+                for i, t in enumerate(graph.input_types)
+                for axis, d in enumerate(t.shape)
+                if d == self.batch_symbol
+            ),
+            None,
+        )
         self._outs = [(t.dtype.np, t.shape) for t in graph.output_types]
 
     def error(self, code: int) -> Exception:
@@ -224,7 +234,8 @@ class CExecutable:
             a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
             for a in arrays
         )
-        batch = arrays[0].shape[0] if self.dynamic and self.n_in else 1
+        where = self._batch_from
+        batch = arrays[where[0]].shape[where[1]] if self.dynamic and where is not None else 1
         bind = {self.batch_symbol: batch}
         outs = tuple(
             np.empty(tuple(bind.get(d, d) for d in shape), dt)  # type: ignore[misc]

@@ -1,0 +1,222 @@
+"""Pieces of `lucid.compile` shared by the forward and the grad entries: one signature's
+compiled state (`_Entry`), tracing with the return-kind spy, the pass pipeline, debug dumps."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lucid.errors import InputError, LucidError
+from lucid.ir.core import Graph
+from lucid.ir.types import DType
+from lucid.runtime.backends import Executable
+from lucid.tensor import Tensor
+
+if TYPE_CHECKING:
+    from lucid.runtime._training import GradProgram
+    from lucid.runtime.compiled import CompileOptions, Signature
+
+_BATCH = "N"
+
+
+def _type_of(a: np.ndarray) -> str:
+    """`f64[2,3]` for an array (its numpy dtype when lucid has no name for it)."""
+    try:
+        name = str(DType.from_numpy(a.dtype))
+    except (LucidError, KeyError, TypeError, ValueError):
+        name = str(a.dtype)
+    return f"{name}[{','.join(map(str, a.shape))}]"
+
+
+def _wrap(a: np.ndarray) -> Tensor:
+    """A Tensor around `a` without the copy Tensor() makes; it never requires grad."""
+    t = Tensor.__new__(Tensor)
+    t.data, t.requires_grad, t.keep_grad, t.grad = a, False, False, None
+    t._parents, t._backward = (), None
+    return t
+
+
+def _label(role: str, i: int, hint: str | None) -> str:
+    return f"{role} {i} ({hint})" if hint else f"{role} {i}"
+
+
+class _Entry:
+    """Everything compiled for one signature.
+
+    Invariants: `forward` runs `stages['optimized']`; `param_slots[i]` finds the live Parameter
+    of graph param i; `pcache` is None or (arrays, ids) where every array was validated against
+    its graph param type and is C-contiguous (so its id may go to the C). `grad` is None for a
+    forward-only entry (`signature.grad is None`); otherwise `forward` runs the augmented
+    forward (original outputs, then saved values) and `grad` holds the compiled backward.
+    """
+
+    def __init__(
+        self,
+        module: Any,
+        signature: Signature,
+        stages: dict[str, Graph],
+        forward: Executable,
+        out_kind: type | None,
+        debug_path: Path | None,
+    ) -> None:
+        self.signature = signature
+        self.stages = stages
+        self.forward = forward
+        self.grad: GradProgram | None = None
+        self.out_kind = out_kind
+        self.debug_path = debug_path
+        graph = forward.graph
+        self.graph = graph
+        owners = {name: m for name, m in module.named_modules()}
+        self.param_slots: list[tuple[dict[str, Any], str, str]] = []
+        for p in graph.params:
+            hint = p.hint or ""
+            owner_path, _, leaf = hint.rpartition(".")
+            owner = owners.get(owner_path)
+            if owner is None or leaf not in owner._parameters:
+                raise LucidError(f"compiled graph param {hint!r} is not a parameter of the model")
+            self.param_slots.append((owner._parameters, leaf, hint))
+        self.pcache: tuple[tuple[np.ndarray, ...], tuple[int, ...]] | None = None
+        self.fast: Any = None
+
+    @property
+    def backward(self) -> Executable | None:
+        """The compiled backward graph (None for a forward-only entry)."""
+        return self.grad.executable if self.grad is not None else None
+
+    def param_objects(self) -> tuple[Any, ...]:
+        """The live Parameter object of each graph param (the tape parents of a grad call)."""
+        return tuple(slots[leaf] for slots, leaf, _ in self.param_slots)
+
+    def params(self) -> tuple[np.ndarray, ...]:
+        """The live parameter arrays, validated; refreshes `pcache` when all can go to C as is."""
+        arrays = []
+        direct = True
+        for i, ((slots, leaf, hint), value) in enumerate(zip(self.param_slots, self.graph.params)):
+            p = slots.get(leaf)
+            a = getattr(p, "data", None)
+            want = value.type
+            if not isinstance(a, np.ndarray):
+                raise InputError(
+                    f"{_label('param', i, hint)}: expected {want}, but the model "
+                    f"no longer has an array there (got {type(p).__name__})"
+                )
+            if a.dtype != want.dtype.np or a.shape != want.shape:
+                raise InputError(
+                    f"{_label('param', i, hint)}: expected {want}, got {_type_of(a)}; the "
+                    "parameter changed since compilation: call lucid.compile(model) again"
+                )
+            if not (a.flags.c_contiguous and a.flags.aligned):
+                a, direct = np.ascontiguousarray(a), False  # a copy per call: never cached
+            arrays.append(a)
+        if direct:
+            self.pcache = (tuple(arrays), tuple(map(id, arrays)))
+        return tuple(arrays)
+
+    def check_inputs(self, arrays: tuple[np.ndarray, ...]) -> int:
+        """Check arrays against the graph's input types; return the batch (1 when static)."""
+        bound: dict[str, int] = {}
+        for i, (a, value) in enumerate(zip(arrays, self.graph.inputs)):
+            want = value.type
+            if a.dtype != want.dtype.np or a.ndim != want.rank:
+                raise InputError(
+                    f"{_label('input', i, value.hint)}: expected {want}, got {_type_of(a)}"
+                )
+            for dim, n in zip(want.shape, a.shape):
+                if isinstance(dim, int) and dim != n:
+                    raise InputError(
+                        f"{_label('input', i, value.hint)}: expected {want}, got {_type_of(a)}"
+                    )
+                if isinstance(dim, str) and bound.setdefault(dim, n) != n:
+                    raise InputError(
+                        f"{_label('input', i, value.hint)}: expected {want}, got {_type_of(a)}: "
+                        f"{dim} is {n} here but {bound[dim]} in an earlier input"
+                    )
+        return bound.get(_BATCH, 1)
+
+    def run(self, arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        """The checked slow path: validate everything, then run the executable."""
+        batch = self.check_inputs(arrays)
+        arrays = tuple(
+            a if a.flags.c_contiguous and a.flags.aligned else np.ascontiguousarray(a)
+            for a in arrays
+        )
+        params = self.params()
+        if batch == 0 or any(a.size == 0 for a in arrays):
+            from lucid.ir.interpret import interpret  # the C asks for batch >= 1
+
+            return tuple(np.array(o) for o in interpret(self.graph, *arrays, *params))
+        return self.forward.run(*arrays, *params)
+
+
+class _ReturnSpy:
+    """Stands in for the model while it is traced, to see whether forward returned a tuple or
+    list (the graph only has a list of outputs). Subclassed per model class so that trace
+    errors name the model's own class."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+        self.kind: type | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+    def __call__(self, *args: Any) -> Any:
+        out = self._module(*args)
+        self.kind = type(out) if isinstance(out, (tuple, list)) else None
+        return out
+
+
+_SPIES: dict[str, type] = {}
+
+
+def _spy(module: Any) -> _ReturnSpy:
+    name = type(module).__name__
+    cls = _SPIES.setdefault(name, type(name, (_ReturnSpy,), {}))
+    return cls(module)  # type: ignore[no-any-return]
+
+
+def _pipeline(options: CompileOptions) -> list[str]:
+    """Pass names to run: the explicit list, else the default pipeline."""
+    from lucid.ir.passes import default_pipeline
+
+    return (
+        list(options.passes)
+        if options.passes is not None
+        else default_pipeline(fusion=options.fusion)
+    )
+
+
+def _optimize(graph: Graph, names: list[str], first: str = "traced") -> dict[str, Graph]:
+    """`first` (the graph given), the graph after each pass (one verified PassManager per pass,
+    so each stage is kept), and 'optimized'."""
+    stages = {first: graph}
+    if names:
+        from lucid.ir.passes import PassManager
+
+        for name in names:
+            graph = PassManager([name]).run(graph)[0]
+            key, k = name, 2
+            while key in stages:
+                key, k = f"{name}#{k}", k + 1
+            stages[key] = graph
+    stages["optimized"] = graph
+    return stages
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:80] or "graph"
+
+
+def _dump(directory: Path, signature: Signature, stages: dict[str, Graph]) -> None:
+    """Write the signature and the IR after each stage, numbered in order."""
+    from lucid.ir.printer import format as format_graph
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "signature.txt").write_text(str(signature) + "\n", encoding="utf-8")
+    for i, (name, graph) in enumerate(stages.items()):
+        path = directory / f"{i:02d}-{_slug(name)}.lir"
+        path.write_text(format_graph(graph, locs=True) + "\n", encoding="utf-8")

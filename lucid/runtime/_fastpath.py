@@ -1,0 +1,186 @@
+"""The generated per-signature fast path of a compiled module's `__call__`.
+
+For a signature seen before, `CompiledModule.__call__` calls a small Python function generated
+for it (`fast_source`): it checks every input against the graph types, checks each parameter's
+array identity against the last validated one, allocates the outputs and calls the C with the
+arrays passed as object addresses. It returns None whenever anything is unusual (a new
+signature, a non-contiguous input, a replaced parameter array, an empty batch, a change of grad
+mode), and the caller then takes the slow path, which validates completely.
+
+Grad mode is part of the entry (`entry.signature.grad`): a forward-only entry's fast path
+returns None when the call needs gradients (grad enabled and an input requiring grad, or train
+mode with a parameter requiring grad), and a grad entry's returns None when it does not or
+when the pattern of inputs requiring grad differs; a grad entry hands its outputs (the
+original ones then the saved values) to `entry.grad.attach`, which hooks them into the tape.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lucid.runtime import threads as _threads
+from lucid.tensor import Tensor
+
+# the module, not `lucid.tensor` the factory function that shadows it as an attribute
+_tensor = sys.modules["lucid.tensor"]
+
+if TYPE_CHECKING:
+    from lucid.runtime.compiled import _Entry
+
+BATCH = "N"
+
+
+def fast_source(entry: _Entry) -> str:
+    """Python source of `fast(args)` for a C entry: the result, or None to take the slow path.
+
+    Only indices and fixed names go into the text (never hints or other user strings); the
+    values it needs are bound in its namespace by `make_fast`.
+    """
+    g = entry.graph
+    wrt = entry.signature.grad  # None: forward only; else which inputs get gradients
+    training = entry.signature.training
+    dynamic = any(not t.is_static for t in g.input_types)
+    n_in, n_par, n_out = len(g.inputs), len(g.params), len(g.outputs)
+    lines = [
+        "def fast(args):",
+        f"    if len(args) != {n_in} or module.training is not training:",
+        "        return None",
+        "    grad_on = T._grad_enabled",
+    ]
+    if wrt is not None:
+        lines += ["    if not grad_on:", "        return None"]
+    for i in range(n_in):
+        lines += [f"    x{i} = args[{i}]"]
+        if wrt is not None and wrt[i]:  # must be a Tensor that requires grad (a tape parent)
+            lines += [
+                f"    if type(x{i}) is not Tensor or not x{i}.requires_grad:",
+                "        return None",
+                f"    x{i} = x{i}.data",
+            ]
+        else:
+            lines += [
+                f"    if type(x{i}) is Tensor:",
+                f"        if x{i}.requires_grad and grad_on:",
+                "            return None",
+                f"        x{i} = x{i}.data",
+            ]
+        lines += [
+            f"    if type(x{i}) is not ndarray or x{i}.dtype is not dt{i} or x{i}.strides != st{i}:",
+            "        return None",
+        ]
+        if dynamic and i == 0:
+            lines += [
+                "    s0 = x0.shape",
+                "    n = s0[0]",
+                "    if n < 1 or s0[1:] != shape0:",
+                "        return None",
+            ]
+        elif dynamic:
+            lines += [
+                f"    s{i} = x{i}.shape",
+                f"    if s{i}[0] != n or s{i}[1:] != shape{i}:",
+                "        return None",
+            ]
+        else:
+            lines += [f"    if x{i}.shape != shape{i}:", "        return None"]
+    if not dynamic:
+        lines.append("    n = 1")
+    lines.append("    cached = entry.pcache")
+    if n_par:
+        lines += ["    if cached is None:", "        return None", "    arrays, ids = cached"]
+        for j in range(n_par):  # identity and shape: `a.shape = ...` keeps the identity
+            lines += [
+                f"    P{j} = slot{j}[leaf{j}]",
+                f"    p{j} = P{j}.data",
+                f"    if p{j} is not arrays[{j}] or p{j}.shape != pshape{j}:",
+                "        return None",
+            ]
+    if training and n_par:
+        any_param = " or ".join(f"P{j}.requires_grad" for j in range(n_par))
+        if wrt is None:  # train mode + a param requiring grad: the grad entry serves the call
+            lines += [f"    if grad_on and ({any_param}):", "        return None"]
+        elif not any(wrt):  # only the params make this a grad call
+            lines += [f"    if not ({any_param}):", "        return None"]
+    for k, t in enumerate(g.output_types):
+        shape = f"(n,) + oshape{k}" if t.shape[:1] == (BATCH,) else f"oshape{k}"
+        lines.append(f"    y{k} = empty({shape}, odt{k})")
+    args = [
+        *(f"id(x{i})" for i in range(n_in)),
+        *(["*ids"] if n_par else []),
+        *(f"id(y{k})" for k in range(n_out)),
+        "n",
+        "threads.num_threads",
+    ]
+    lines += [
+        f"    code = call({', '.join(args)})",
+        "    if code:",
+        "        raise forward.error(code)",
+    ]
+    if wrt is not None:
+        xs = "".join(f"x{i}, " for i in range(n_in))
+        ps = "".join(f"P{j}, " for j in range(n_par))
+        ys = "".join(f"y{k}, " for k in range(n_out))
+        lines.append(f"    return attach(args, ({xs}), ({ps}), ({ys}))")
+        return "\n".join(lines) + "\n"
+    for k in range(n_out):
+        lines += [
+            f"    t{k} = new(Tensor)",
+            f"    t{k}.data = y{k}",
+            f"    t{k}.requires_grad = False",
+            f"    t{k}.keep_grad = False",
+            f"    t{k}.grad = None",
+            f"    t{k}._parents = ()",
+            f"    t{k}._backward = None",
+        ]
+    outs = ", ".join(f"t{k}" for k in range(n_out))
+    if entry.out_kind is None:
+        lines.append(f"    return {outs}")
+    elif entry.out_kind is tuple:
+        lines.append(f"    return ({outs},)")
+    else:
+        lines.append(f"    return out_kind(({outs},))")
+    return "\n".join(lines) + "\n"
+
+
+def make_fast(entry: _Entry, module: Any) -> Any:
+    """Compile `fast_source(entry)` with its constants bound; None if the entry has no C."""
+    g, forward = entry.graph, entry.forward
+    call = getattr(forward, "call_objects", None)
+    if call is None or any(0 in t.shape for t in (*g.input_types, *g.output_types)):
+        return None
+    ns: dict[str, Any] = {
+        "module": module,
+        "training": entry.signature.training,
+        "T": _tensor,  # grad mode is the module global `_grad_enabled`, read at every call
+        "Tensor": Tensor,
+        "ndarray": np.ndarray,
+        "empty": np.empty,
+        "new": Tensor.__new__,
+        "entry": entry,
+        "call": call,
+        "forward": forward,
+        "threads": _threads,
+        "out_kind": entry.out_kind,
+        "attach": entry.grad.attach if entry.grad is not None else None,
+    }
+    for i, t in enumerate(g.input_types):
+        dt = t.dtype.np
+        static = tuple(1 if isinstance(d, str) else d for d in t.shape)
+        ns[f"dt{i}"] = np.empty(0, dt).dtype  # the dtype instance arrays carry, for `is`
+        ns[f"st{i}"] = np.empty(static, dt).strides
+        ns[f"shape{i}"] = t.shape[1:] if not t.is_static else t.shape
+    for j, (slots, leaf, _) in enumerate(entry.param_slots):
+        ns[f"slot{j}"], ns[f"leaf{j}"] = slots, leaf
+        ns[f"pshape{j}"] = g.params[j].type.shape
+    for k, t in enumerate(g.output_types):
+        ns[f"odt{k}"] = t.dtype.np
+        ns[f"oshape{k}"] = t.shape[1:] if t.shape[:1] == (BATCH,) else t.shape
+        if any(isinstance(d, str) for d in ns[f"oshape{k}"]):
+            return None  # a symbol past axis 0: leave it to the generic path
+    code = builtins.compile(fast_source(entry), f"<lucid fast path @{g.name}>", "exec")
+    exec(code, ns)  # noqa: S102  (text from fast_source: indices and fixed names only)
+    return ns["fast"]

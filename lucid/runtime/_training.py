@@ -1,0 +1,226 @@
+"""Training through `lucid.compile`: a compiled backward graph hooked into the eager tape.
+
+A compiled call that needs gradients runs the augmented forward (`lucid.ir.autodiff.grad`:
+the original outputs, then the saved values) and returns ordinary Tensors whose tape entry
+runs the compiled backward graph, so `loss.backward()` works whether the loss is computed by
+the model itself or eagerly on its outputs, and the tape does the accumulation into `.grad`
+exactly as for eager ops (`+=` into an existing grad, a new array for None, keep_grad).
+
+How the outputs join the tape:
+- Sources: the inputs that require grad, then every parameter of the graph (in graph order).
+  A forward sweep over the traced graph (`dependencies`) finds which sources each output
+  depends on differentiably, so that, as in eager, a parameter an output does not reach gets
+  no gradient at all (its `.grad` stays None rather than becoming zeros: optimizers skip None,
+  but momentum and weight decay would move a parameter whose grad is zeros), and an output
+  that reaches no source does not require grad.
+- One output: its `_parents` are the sources it reaches, and its `_backward` maps the
+  output's cotangent to their gradients with one call of the backward graph. The tape skips
+  parents that do not require grad (frozen parameters): their gradients are computed, dropped.
+- Several outputs: the backward graph takes all cotangents at once and must run once, so the
+  outputs share one hidden join Tensor (shape (), the only parent of each output that reaches
+  a source) whose `_parents` are the sources any output reaches. Each output's `_backward`
+  wraps its cotangent in a `_Cotangents` value with one slot per output; the tape sums the
+  values reaching the join (slot-wise) and, because it visits nodes in reverse topological
+  order, calls the join's `_backward` once, after every output's cotangent has arrived. Slots
+  no cotangent reached are zeros, and sources that no arrived output reaches get None. Nothing
+  is stashed between tape steps, so an aborted backward leaves no state behind.
+
+Saved values are the forward's extra outputs and, for `Saved("input", k)`, the caller's own
+input arrays (not copies: eager's closures keep references to input arrays too, so an input
+mutated in place before backward is seen the same way). Parameters are read by the backward
+from the arrays the forward read: optimizers update them in place, so, as in eager, a step
+between forward and backward is seen and nothing is recompiled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from lucid.ir.autodiff import GradResult, Saved
+from lucid.ir.core import Graph, Value
+from lucid.ir.ops import OPS, no_gradient
+from lucid.runtime.backends import Executable
+from lucid.tensor import Tensor
+
+Array = np.ndarray
+
+
+class _Cotangents:
+    """Cotangents of the outputs of one compiled call on their way to its join node.
+
+    Invariants: `shape == ()` (the join Tensor's shape, which the tape checks);
+    `parts[k]` is the summed cotangent of output k, or None if none arrived yet.
+    """
+
+    __slots__ = ("parts",)
+    shape: tuple[int, ...] = ()
+
+    def __init__(self, parts: tuple[Array | None, ...]) -> None:
+        self.parts = parts
+
+    def __add__(self, other: _Cotangents) -> _Cotangents:
+        return _Cotangents(
+            tuple(
+                b if a is None else a if b is None else a + b
+                for a, b in zip(self.parts, other.parts)
+            )
+        )
+
+
+def dependencies(graph: Graph, wrt: Sequence[bool]) -> tuple[frozenset[int], ...]:
+    """Per output, the sources it depends on differentiably: index i < sum(wrt) is the i-th
+    input requiring grad, then one index per param (the rule of lucid.ir.autodiff)."""
+    empty: frozenset[int] = frozenset()
+    deps: dict[Value, frozenset[int]] = {}
+    selected = [v for v, w in zip(graph.inputs, wrt) if w]
+    for i, v in enumerate([*selected, *graph.params]):
+        deps[v] = frozenset((i,))
+    for node in graph.nodes:
+        opdef = OPS.get(node.op)
+        if opdef is not None and opdef.vjp is no_gradient:
+            continue
+        reached = empty.union(*(deps.get(v, empty) for v in node.inputs))
+        if reached:
+            deps.update((r, reached) for r in node.results if r.type.dtype.is_float)
+    return tuple(deps.get(v, empty) for v in graph.outputs)
+
+
+def _slot(k: int, n: int, g: Array) -> tuple[_Cotangents]:
+    """Output k's `_backward` in a multi-output call: its cotangent, in slot k."""
+    return (_Cotangents(tuple(g if i == k else None for i in range(n))),)
+
+
+def _plain(data: Array) -> Tensor:
+    """A Tensor off the tape around `data` (an output that reaches no source)."""
+    t = Tensor.__new__(Tensor)
+    t.data, t.grad, t.keep_grad = data, None, False
+    t.requires_grad, t._parents, t._backward = False, (), None
+    return t
+
+
+def _tensor(data: Array, parents: tuple[Tensor, ...], backward: Any) -> Tensor:
+    """A non-leaf Tensor on the tape, built without Tensor()'s copy."""
+    t = Tensor.__new__(Tensor)
+    t.data, t.grad, t.keep_grad = data, None, False
+    t.requires_grad, t._parents, t._backward = True, parents, backward
+    return t
+
+
+class GradProgram:
+    """The backward half of a compiled grad entry, and the glue to the tape.
+
+    Invariants: `executable` runs `stages['optimized']`, whose runtime inputs are
+    `len(saved)` saved values then `num_outputs` cotangents and whose params are the forward
+    params `bw_params` (indices into the forward graph's params); its outputs are the grads of
+    the sources (forward inputs `grad_inputs`, then every forward param, in forward order).
+    `deps[k]` are the sources output k reaches; `reached` is their union, sorted.
+    """
+
+    def __init__(
+        self,
+        result: GradResult,
+        stages: dict[str, Graph],
+        executable: Executable,
+        forward_params: Sequence[str | None],
+        out_kind: type | None,
+        wrt: Sequence[bool],
+    ) -> None:
+        self.stages = stages
+        self.executable = executable
+        self.graph = executable.graph
+        self.saved: tuple[Saved, ...] = result.saved
+        self.num_outputs = result.num_outputs
+        self.grad_inputs = result.grad_inputs
+        self.out_kind = out_kind
+        # Map by hint: a pass may drop a param the optimised backward no longer reads.
+        where = {hint: i for i, hint in enumerate(forward_params)}
+        self.bw_params = tuple(where[p.hint] for p in self.graph.params)
+        n_in = len(self.saved) + self.num_outputs
+        if len(self.graph.inputs) != n_in:
+            raise AssertionError(f"backward has {len(self.graph.inputs)} inputs, want {n_in}")
+        self.out_dtypes = tuple(t.dtype.np for t in self.graph.input_types[len(self.saved) :])
+        forward = result.forward
+        self.deps = dependencies(forward, wrt)[: self.num_outputs]
+        self.hooked = tuple(k for k, d in enumerate(self.deps) if d)  # outputs on the tape
+        self.reached = tuple(sorted(frozenset().union(*self.deps)))  # sources on the tape
+
+    def attach(
+        self,
+        args: Sequence[Any],
+        xs: Sequence[Array],
+        params: Sequence[Tensor],
+        ys: Sequence[Array],
+    ) -> Any:
+        """The call's result: Tensors for the first `num_outputs` of `ys`, hooked into the tape.
+
+        `args` are the call's arguments (a Tensor at each index of `grad_inputs`), `xs` their
+        arrays as passed to the forward, `params` the Parameter objects of the forward graph's
+        params, `ys` every output of the augmented forward.
+        """
+        n = self.num_outputs
+        saved = tuple(xs[s.index] if s.source == "input" else ys[s.index] for s in self.saved)
+        arrays = tuple(params[i].data for i in self.bw_params)
+        sources = (*(args[i] for i in self.grad_inputs), *params)
+        outs = [_plain(y) for y in ys[:n]]
+        if n == 1 and self.hooked:
+            picked = self.reached
+            back = partial(self._backward_one, saved, arrays, picked)
+            outs[0] = _tensor(ys[0], tuple(sources[i] for i in picked), back)
+        elif self.hooked:
+            shapes = tuple(y.shape for y in ys[:n])
+            back = partial(self._backward_all, saved, arrays, shapes)
+            join = _tensor(np.empty(()), tuple(sources[i] for i in self.reached), back)
+            for k in self.hooked:
+                outs[k] = _tensor(ys[k], (join,), partial(_slot, k, n))
+        if self.out_kind is None:
+            return outs[0]
+        return tuple(outs) if self.out_kind is tuple else self.out_kind(outs)
+
+    def _backward_one(
+        self,
+        saved: tuple[Array, ...],
+        params: tuple[Array, ...],
+        picked: tuple[int, ...],
+        g: Array,
+    ) -> tuple[Array, ...]:
+        """The single output's `_backward`: its cotangent in, one gradient per parent out."""
+        dt = self.out_dtypes[0]
+        grads = self.run(saved, (g if g.dtype == dt else g.astype(dt),), params)
+        return tuple(grads[i] for i in picked)
+
+    def _backward_all(
+        self,
+        saved: tuple[Array, ...],
+        params: tuple[Array, ...],
+        shapes: tuple[tuple[int, ...], ...],
+        token: _Cotangents,
+    ) -> tuple[Array | None, ...]:
+        """The join node's `_backward`: every output's cotangent (zeros where none came) in,
+        one gradient per parent out (None for a source no arrived cotangent reaches)."""
+        cts = tuple(
+            np.zeros(shape, dt) if g is None else g if g.dtype == dt else g.astype(dt)
+            for g, shape, dt in zip(token.parts, shapes, self.out_dtypes)
+        )
+        grads = self.run(saved, cts, params)
+        live = frozenset().union(*(d for d, g in zip(self.deps, token.parts) if g is not None))
+        return tuple(grads[i] if i in live else None for i in self.reached)
+
+    def run(
+        self, saved: Sequence[Array], cotangents: Sequence[Array], params: Sequence[Array]
+    ) -> tuple[Array, ...]:
+        """Run the backward graph: the grads of the selected inputs, then of every param."""
+        arrays = (*saved, *cotangents, *params)
+        if any(a.size == 0 for a in arrays):  # the C asks for batch >= 1
+            from lucid.ir.interpret import interpret
+
+            return tuple(np.array(o) for o in interpret(self.graph, *arrays))
+        return self.executable.run(*arrays)
+
+    @property
+    def source(self) -> str | None:
+        """The generated C of the backward graph (None for the interpreter)."""
+        return self.executable.source
