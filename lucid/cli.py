@@ -367,6 +367,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grad_args(p: argparse.ArgumentParser) -> None:
+    _target_args(p, lir=True)
+    _output_args(p)
+    p.add_argument(
+        "-O", "--optimize", action="store_true", help="run the default pipeline (fusion too)"
+    )
+    p.add_argument(
+        "--no-input-grads", action="store_true", help="params' gradients only (as in training)"
+    )
+
+
+@command("grad", "print the backward graph of a graph (reverse-mode autodiff)", _grad_args)
+def cmd_grad(args: argparse.Namespace) -> int:
+    """Differentiate with lucid.ir.autodiff.grad and print the backward (-O: optimised)."""
+    from lucid.ir.autodiff import grad
+
+    _, graph = load_graph(args)
+    wrt = [False] * len(graph.inputs) if args.no_input_grads else None
+    backward = grad(graph, wrt_inputs=wrt).backward
+    if args.optimize:
+        from lucid.ir.passes import PassManager, default_pipeline
+
+        backward, _ = PassManager(default_pipeline()).run(backward)
+    emit(render(backward, args), args.output)
+    return 0
+
+
 def _cache_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["info", "clear"])
 
