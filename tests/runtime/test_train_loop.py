@@ -60,3 +60,19 @@ def test_loss_curves_match_eager(dtype, rtol):
         assert eager[-1] < 0.7 * eager[0], name  # it learns: the comparison is not vacuous
         np.testing.assert_allclose(compiled, eager, rtol=rtol, err_msg=name)
     assert len(cm.signatures) == 1  # both optimizers, all steps: one grad build
+
+
+def test_train_digits_example_learns(capsys):
+    pytest.importorskip("sklearn")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "examples" / "train_digits.py"
+    spec = importlib.util.spec_from_file_location("train_digits", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    accuracy = example.main(["--epochs", "4"])
+    out = capsys.readouterr().out
+    assert "epoch   4/4" in out and "test accuracy" in out
+    assert accuracy > 0.85
