@@ -12,6 +12,7 @@ OPENBLAS_NUM_THREADS (this process' environment is not modified).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -28,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "codegen"))
 
-import gemm_harness as H  # noqa: E402
+import gemm_harness as H
 
-from lucid import _np_kernels as nk  # noqa: E402
-from lucid.codegen.gemm import (  # noqa: E402
+from lucid import _np_kernels as nk
+from lucid.codegen.gemm import (
     Epilogue,
     GemmSpec,
     bias_add,
@@ -104,11 +105,15 @@ def make_case(case: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Inputs of a benchmark case: 'sq32', 'sq64' (1024^3) or 'linear' (256x1024x1024, f32)."""
     if case in ("sq32", "sq64"):
         dt = np.float32 if case == "sq32" else np.float64
-        return {"a": rng.standard_normal((1024, 1024)).astype(dt),
-                "b": rng.standard_normal((1024, 1024)).astype(dt)}
-    return {"a": rng.standard_normal((256, 1024)).astype(np.float32),
-            "b": (rng.standard_normal((1024, 1024)) / 32).astype(np.float32),
-            "bias": rng.standard_normal(1024).astype(np.float32)}
+        return {
+            "a": rng.standard_normal((1024, 1024)).astype(dt),
+            "b": rng.standard_normal((1024, 1024)).astype(dt),
+        }
+    return {
+        "a": rng.standard_normal((256, 1024)).astype(np.float32),
+        "b": (rng.standard_normal((1024, 1024)) / 32).astype(np.float32),
+        "bias": rng.standard_normal(1024).astype(np.float32),
+    }
 
 
 def numpy_fn(case: str, x: dict[str, np.ndarray]):
@@ -134,18 +139,50 @@ def main() -> int:
     isa = detect_isa()
     caches = detect_caches()
     specs = {
-        "sq32": GemmSpec("bench_sq32", "float", False, False, None, 1024, 1024, None, isa,
-                         choose_blocking("float", isa, caches)),
-        "sq64": GemmSpec("bench_sq64", "double", False, False, None, 1024, 1024, None, isa,
-                         choose_blocking("double", isa, caches)),
-        "linear": GemmSpec("bench_linear", "float", False, True, None, 1024, 1024,
-                           Epilogue((bias_add("bias"), unary("hardswish", "float"))), isa,
-                           choose_blocking("float", isa, caches)),
+        "sq32": GemmSpec(
+            "bench_sq32",
+            "float",
+            False,
+            False,
+            None,
+            1024,
+            1024,
+            None,
+            isa,
+            choose_blocking("float", isa, caches),
+        ),
+        "sq64": GemmSpec(
+            "bench_sq64",
+            "double",
+            False,
+            False,
+            None,
+            1024,
+            1024,
+            None,
+            isa,
+            choose_blocking("double", isa, caches),
+        ),
+        "linear": GemmSpec(
+            "bench_linear",
+            "float",
+            False,
+            True,
+            None,
+            1024,
+            1024,
+            Epilogue((bias_add("bias"), unary("hardswish", "float"))),
+            isa,
+            choose_blocking("float", isa, caches),
+        ),
     }
     workdir = Path(tempfile.gettempdir()) / "lucid-bench-gemm"
-    built = H.build(list(specs.values()), workdir,
-                    extra_c=PEAK_C if isa == "avx512" else "",
-                    extra_cdef=PEAK_CDEF if isa == "avx512" else "")
+    built = H.build(
+        list(specs.values()),
+        workdir,
+        extra_c=PEAK_C if isa == "avx512" else "",
+        extra_cdef=PEAK_CDEF if isa == "avx512" else "",
+    )
     print(f"isa={isa} caches={caches} OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
     # the machine is shared: a load average near the core count makes every number here noisy
     print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
@@ -155,12 +192,16 @@ def main() -> int:
     if isa == "avx512":
         for t in (1, 2):
             peaks[t] = measure_peak(built, t)
-            print(f"peak f32 FMA loop, {t} thread(s): {peaks[t]:.1f} GFLOP/s "
-                  f"(f64: {peaks[t] / 2:.1f})")
+            print(
+                f"peak f32 FMA loop, {t} thread(s): {peaks[t]:.1f} GFLOP/s "
+                f"(f64: {peaks[t] / 2:.1f})"
+            )
     shapes = {"sq32": (1024, 1024, 1024), "sq64": (1024, 1024, 1024), "linear": (256, 1024, 1024)}
     print("medians (best of the runs in brackets); %peak and speedup use the medians")
-    print(f"{'case':8} {'thr':>3} {'lucid ms':>15} {'GFLOP/s':>8} {'%peak':>6} "
-          f"{'numpy ms':>15} {'GFLOP/s':>8} {'lucid/numpy':>12}")
+    print(
+        f"{'case':8} {'thr':>3} {'lucid ms':>15} {'GFLOP/s':>8} {'%peak':>6} "
+        f"{'numpy ms':>15} {'GFLOP/s':>8} {'lucid/numpy':>12}"
+    )
     for case, spec in specs.items():
         x = make_case(case, rng)
         m, n, k = shapes[case]
@@ -172,14 +213,16 @@ def main() -> int:
         ref = numpy_fn(case, x)()
         err = float(np.abs(c.astype(np.float64) - ref).max())
         for t in (1, 2):
-            mine, mine_best = times_of(
-                lambda: H.run(built, spec, x["a"], x["b"], ops, t, out), args.repeat)
+            call = functools.partial(H.run, built, spec, x["a"], x["b"], ops, t, out)
+            mine, mine_best = times_of(call, args.repeat)
             theirs, theirs_best = numpy_child(case, t, args.repeat)
             peak = peaks.get(t, float("nan")) / (2 if case == "sq64" else 1)
             gf, gf_np = flops / mine / 1e9, flops / theirs / 1e9
-            print(f"{case:8} {t:>3} {mine * 1e3:6.2f} [{mine_best * 1e3:6.2f}] {gf:8.1f} "
-                  f"{100 * gf / peak:5.0f}% {theirs * 1e3:6.2f} [{theirs_best * 1e3:6.2f}] "
-                  f"{gf_np:8.1f} {theirs / mine:11.2f}x")
+            print(
+                f"{case:8} {t:>3} {mine * 1e3:6.2f} [{mine_best * 1e3:6.2f}] {gf:8.1f} "
+                f"{100 * gf / peak:5.0f}% {theirs * 1e3:6.2f} [{theirs_best * 1e3:6.2f}] "
+                f"{gf_np:8.1f} {theirs / mine:11.2f}x"
+            )
         print(f"{'':8} max |lucid - numpy| = {err:.3g}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0

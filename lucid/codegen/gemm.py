@@ -164,20 +164,19 @@ class Vec:
     add: str
 
 
-_VECS: dict[tuple[str, str], Vec] = {
-    ("avx512", "float"): Vec("__m512", 16, "_mm512_setzero_ps()", "_mm512_load_ps",
-                             "_mm512_store_ps", "_mm512_set1_ps", "_mm512_fmadd_ps",
-                             "_mm512_loadu_ps", "_mm512_storeu_ps", "_mm512_add_ps"),
-    ("avx512", "double"): Vec("__m512d", 8, "_mm512_setzero_pd()", "_mm512_load_pd",
-                              "_mm512_store_pd", "_mm512_set1_pd", "_mm512_fmadd_pd",
-                              "_mm512_loadu_pd", "_mm512_storeu_pd", "_mm512_add_pd"),
-    ("avx2", "float"): Vec("__m256", 8, "_mm256_setzero_ps()", "_mm256_load_ps",
-                           "_mm256_store_ps", "_mm256_set1_ps", "_mm256_fmadd_ps",
-                           "_mm256_loadu_ps", "_mm256_storeu_ps", "_mm256_add_ps"),
-    ("avx2", "double"): Vec("__m256d", 4, "_mm256_setzero_pd()", "_mm256_load_pd",
-                            "_mm256_store_pd", "_mm256_set1_pd", "_mm256_fmadd_pd",
-                            "_mm256_loadu_pd", "_mm256_storeu_pd", "_mm256_add_pd"),
-}
+def _vec(isa: str, dtype: str) -> Vec | None:
+    """The intrinsics of `isa` for `dtype`; None for the scalar path (plain C loops)."""
+    if isa not in ("avx512", "avx2"):
+        return None
+    width = 512 if isa == "avx512" else 256
+    sfx, lanes = ("ps", width // 32) if dtype == "float" else ("pd", width // 64)
+    p = f"_mm{width}_"
+    vtype = f"__m{width}" + ("" if dtype == "float" else "d")
+    ops = ("load", "store", "set1", "fmadd", "loadu", "storeu", "add")
+    load, store, set1, fmadd, loadu, storeu, add = (f"{p}{op}_{sfx}" for op in ops)
+    return Vec(vtype, lanes, f"{p}setzero_{sfx}()", load, store, set1, fmadd, loadu, storeu, add)
+
+
 _ISA_MACRO = {"avx512": "__AVX512F__", "avx2": "__AVX2__"}
 
 
@@ -247,7 +246,7 @@ def choose_blocking(
     caches = caches or CacheSizes()
     mr, nr = _TILES[(isa, dtype)]
     elem = 4 if dtype == "float" else 8
-    vec = _VECS.get((isa, dtype))
+    vec = _vec(isa, dtype)
     if vec is not None and n is not None and 0 < n < nr:
         nr = -(-n // vec.lanes) * vec.lanes
     # ~2/3 of L1 for the reused B micro-panel; the rest for the streaming A micro-panel and C.
@@ -285,8 +284,6 @@ class GemmSpec:
 
 
 # ------------------------------------------------------------------------------- template data
-
-
 
 
 @dataclass(frozen=True)
@@ -361,11 +358,14 @@ def _transpose(
         hi = [j + h if not j & h else lanes + j for j in range(lanes)]
         pairs = tuple((i, i + h) for i in range(lanes) if not i & h)
         # _mm512_set_* lists the highest lane first
-        stages.append(TransposeStage(
-            h, pairs,
-            f"{setter}({', '.join(map(str, reversed(lo)))})",
-            f"{setter}({', '.join(map(str, reversed(hi)))})",
-        ))
+        stages.append(
+            TransposeStage(
+                h,
+                pairs,
+                f"{setter}({', '.join(map(str, reversed(lo)))})",
+                f"{setter}({', '.join(map(str, reversed(hi)))})",
+            )
+        )
         h //= 2
     # B needs full blocks; a non-transposed A needs groups of `lanes` rows covering mr.
     counts = {lanes} if trans_b else set()
@@ -378,14 +378,23 @@ def _transpose(
     mask_t = "__mmask16" if lanes == 16 else "__mmask8"
     variants = tuple(
         TransposeVariant(
-            f"{name}_transpose_{rows}", rows, tuple(range(rows)), tuple(range(rows, lanes)),
+            f"{name}_transpose_{rows}",
+            rows,
+            tuple(range(rows)),
+            tuple(range(rows, lanes)),
             "" if rows == lanes else f"({mask_t}){hex((1 << rows) - 1)}",
         )
         for rows in sorted(counts, reverse=True)
     )
     suffix = "ps" if dtype == "float" else "pd"
-    tr = Transpose(lanes, f"_mm512_permutex2var_{suffix}", f"_mm512_mask_storeu_{suffix}",
-                   tuple(range(lanes)), tuple(stages), variants)
+    tr = Transpose(
+        lanes,
+        f"_mm512_permutex2var_{suffix}",
+        f"_mm512_mask_storeu_{suffix}",
+        tuple(range(lanes)),
+        tuple(stages),
+        variants,
+    )
     b_fn = f"{name}_transpose_{lanes}" if trans_b else ""
     return tr, b_fn, tuple(a_groups), tuple(range(0, nr, lanes)) if trans_b else ()
 
@@ -467,8 +476,14 @@ def _operands(ep: Epilogue) -> tuple[tuple[Operand, ...], tuple[str, ...]]:
 def gemm_params(spec: GemmSpec) -> list[tuple[str, str]]:
     """The C parameters of the generated function, as (type, name)."""
     t = spec.dtype
-    params = [(f"const {t} *", "A"), (f"const {t} *", "B"), (f"{t} *", "C"),
-              ("int64_t", "M"), ("int64_t", "N"), ("int64_t", "K")]
+    params = [
+        (f"const {t} *", "A"),
+        (f"const {t} *", "B"),
+        (f"{t} *", "C"),
+        ("int64_t", "M"),
+        ("int64_t", "N"),
+        ("int64_t", "K"),
+    ]
     if spec.epilogue is not None:
         ops, _ = _operands(spec.epilogue)
         params += [(f"const {t} *", op.param) for op in ops]
@@ -510,9 +525,9 @@ def template_data(spec: GemmSpec) -> GemmTemplate:
     if spec.dtype not in ("float", "double"):
         raise ValueError(f"unsupported GEMM dtype {spec.dtype!r}")
     blk = spec.resolved_blocking()
-    vec = _VECS.get((spec.isa, spec.dtype)) if spec.isa != "scalar" else None
-    if spec.isa != "scalar" and vec is None:
+    if spec.isa not in ("avx512", "avx2", "scalar"):
         raise ValueError(f"unknown isa {spec.isa!r}")
+    vec = _vec(spec.isa, spec.dtype)
     if vec and blk.nr % vec.lanes:
         raise ValueError(f"nr={blk.nr} is not a multiple of {vec.lanes} lanes")
     if blk.mc % blk.mr or blk.nc % blk.nr or blk.kc <= 0 or blk.kc % 8:
@@ -523,11 +538,15 @@ def template_data(spec: GemmSpec) -> GemmTemplate:
     tr, tr_b, tr_a, tr_b_groups = _transpose(
         spec.name, vec, spec.isa, spec.dtype, blk.mr, blk.nr, spec.trans_a, spec.trans_b
     )
-    static = tuple((d, v) for d, v in (("M", spec.m), ("N", spec.n), ("K", spec.k)) if v is not None)
+    static = tuple(
+        (d, v) for d, v in (("M", spec.m), ("N", spec.n), ("K", spec.k)) if v is not None
+    )
     opa = "A^T" if spec.trans_a else "A"
     opb = "B^T" if spec.trans_b else "B"
     args = ", ".join(f"{t}{'' if t.endswith('*') else ' '}{n}" for t, n in gemm_params(spec))
-    dims = "x".join(str(d) if d is not None else s for d, s in ((spec.m, "M"), (spec.n, "N"), (spec.k, "K")))
+    dims = "x".join(
+        str(d) if d is not None else s for d, s in ((spec.m, "M"), (spec.n, "N"), (spec.k, "K"))
+    )
     fma = "LUCID_GEMM_FMAF" if spec.dtype == "float" else "LUCID_GEMM_FMAD"
     return GemmTemplate(
         name=spec.name,
@@ -537,7 +556,11 @@ def template_data(spec: GemmSpec) -> GemmTemplate:
         header_comment=spec.ir_comment.replace("*/", "* /"),
         formula=f"C = {opa} @ {opb} ({dims}, {spec.dtype}, {spec.isa})",
         params=args,
-        mr=blk.mr, nr=blk.nr, mc=blk.mc, kc=blk.kc, nc=blk.nc,
+        mr=blk.mr,
+        nr=blk.nr,
+        mc=blk.mc,
+        kc=blk.kc,
+        nc=blk.nc,
         par_min_work=blk.par_min_work,
         static_dims=static,
         a_index="(p) * M + (r)" if spec.trans_a else "(r) * K + (p)",
@@ -565,18 +588,37 @@ def emit_gemm(spec: GemmSpec) -> str:
     return render("gemm.c.j2", g=template_data(spec), parallel=render("parallel.c.j2"))
 
 
-def default_spec(**kw: object) -> GemmSpec:
-    """A GemmSpec for this machine: detected isa and cache-tuned blocking unless given."""
-    isa = kw.pop("isa", None) or detect_isa()
-    dtype = kw["dtype"]
-    blocking = kw.pop("blocking", None) or choose_blocking(
-        dtype, isa, detect_caches(), n=kw.get("n")  # type: ignore[arg-type]
-    )
-    return GemmSpec(isa=isa, blocking=blocking, **kw)  # type: ignore[arg-type]
+def default_spec(
+    name: str,
+    dtype: DTypeName,
+    trans_a: bool,
+    trans_b: bool,
+    m: int | None,
+    n: int | None,
+    k: int | None,
+    epilogue: Epilogue | None = None,
+    ir_comment: str = "",
+) -> GemmSpec:
+    """A GemmSpec for this machine: the detected isa and blocking from its cache sizes."""
+    isa = detect_isa()
+    blocking = choose_blocking(dtype, isa, detect_caches(), n=n)
+    return GemmSpec(name, dtype, trans_a, trans_b, m, n, k, epilogue, isa, blocking, ir_comment)
 
 
 __all__ = [
-    "Blocking", "CacheSizes", "Epilogue", "EpilogueStep", "GemmSpec", "bias_add", "binary",
-    "choose_blocking", "default_spec", "detect_caches", "detect_isa", "emit_gemm",
-    "gemm_params", "gemm_prototype", "unary",
+    "Blocking",
+    "CacheSizes",
+    "Epilogue",
+    "EpilogueStep",
+    "GemmSpec",
+    "bias_add",
+    "binary",
+    "choose_blocking",
+    "default_spec",
+    "detect_caches",
+    "detect_isa",
+    "emit_gemm",
+    "gemm_params",
+    "gemm_prototype",
+    "unary",
 ]

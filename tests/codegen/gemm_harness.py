@@ -15,7 +15,15 @@ from types import ModuleType
 import cffi
 import numpy as np
 
-from lucid.codegen.gemm import Blocking, GemmSpec, emit_gemm, gemm_params, gemm_prototype
+from lucid.codegen.gemm import (
+    Blocking,
+    DTypeName,
+    GemmSpec,
+    Isa,
+    emit_gemm,
+    gemm_params,
+    gemm_prototype,
+)
 
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno")
 
@@ -29,7 +37,9 @@ class Built:
     path: Path
 
 
-def build(specs: Sequence[GemmSpec], workdir: Path, extra_c: str = "", extra_cdef: str = "") -> Built:
+def build(
+    specs: Sequence[GemmSpec], workdir: Path, extra_c: str = "", extra_cdef: str = ""
+) -> Built:
     """Compile the GEMMs of `specs` (plus extra C) into one extension module under workdir."""
     source = "\n".join(emit_gemm(s) for s in specs) + "\n" + extra_c
     cdef = "\n".join(gemm_prototype(s) for s in specs) + "\n" + extra_cdef
@@ -45,8 +55,18 @@ def build(specs: Sequence[GemmSpec], workdir: Path, extra_c: str = "", extra_cde
         ffi.emit_c_code(str(c_path))
         inc = sysconfig.get_paths()["include"]
         tmp = so.with_suffix(".so.tmp")
-        cmd = ["gcc", *FLAGS, "-shared", "-fPIC", "-pthread", f"-I{inc}", str(c_path), "-o", str(tmp)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        cmd = [
+            "gcc",
+            *FLAGS,
+            "-shared",
+            "-fPIC",
+            "-pthread",
+            f"-I{inc}",
+            str(c_path),
+            "-o",
+            str(tmp),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"gcc failed:\n{proc.stderr}")
         tmp.rename(so)
@@ -103,19 +123,19 @@ def run(
 _BUILT: dict[str, dict[str, Built]] = {}
 
 
-def available_isas() -> list[str]:
+def available_isas() -> list[Isa]:
     """The isas this machine can run, best first."""
     from lucid.codegen.gemm import detect_isa
 
-    order = ["avx512", "avx2", "scalar"]
+    order: list[Isa] = ["avx512", "avx2", "scalar"]
     return order[order.index(detect_isa()) :]
 
 
-def small_blocking(dtype: str, isa: str) -> Blocking:
+def small_blocking(dtype: DTypeName, isa: Isa) -> Blocking:
     """Tiny cache blocks and no thread threshold, so small shapes cross every block edge."""
     from lucid.codegen.gemm import choose_blocking
 
-    base = choose_blocking(dtype, isa)  # type: ignore[arg-type]
+    base = choose_blocking(dtype, isa)
     return Blocking(base.mr, base.nr, mc=2 * base.mr, kc=48, nc=3 * base.nr, par_min_work=1)
 
 
@@ -123,38 +143,47 @@ PLAIN_TRANS = [(False, False), (False, True)]  # default-blocking kernels (slow 
 EPILOGUE_TRANS = [(False, True), (True, False)]  # bias + hardswish + colsum kernels
 
 
-def catalogue(isa: str) -> list[GemmSpec]:
+def catalogue(isa: Isa) -> list[GemmSpec]:
     """The GEMMs the tests use for one isa: plain ones per dtype/transposition, and epilogues."""
     from lucid.codegen.gemm import Epilogue, bias_add, binary, unary
 
     specs = []
-    for dtype in ("float", "double"):
+    dtypes: tuple[DTypeName, ...] = ("float", "double")
+    for dtype in dtypes:
         small = small_blocking(dtype, isa)
         for ta in (False, True):
             for tb in (False, True):
                 tag = f"{isa}_{dtype}_{int(ta)}{int(tb)}"
-                specs.append(GemmSpec(f"small_{tag}", dtype, ta, tb, None, None, None, None, isa, small))  # type: ignore[arg-type]
+                specs.append(
+                    GemmSpec(f"small_{tag}", dtype, ta, tb, None, None, None, None, isa, small)
+                )
                 if (ta, tb) in PLAIN_TRANS:
-                    specs.append(GemmSpec(f"plain_{tag}", dtype, ta, tb, None, None, None, None, isa))  # type: ignore[arg-type]
+                    specs.append(
+                        GemmSpec(f"plain_{tag}", dtype, ta, tb, None, None, None, None, isa)
+                    )
                 if (ta, tb) in EPILOGUE_TRANS:
                     # bias + hardswish + column sums: the fused Linear forward/backward shape
-                    ep = Epilogue((bias_add("bias"), unary("hardswish", dtype)), colsum=True)  # type: ignore[arg-type]
-                    specs.append(GemmSpec(f"hsw_{tag}", dtype, ta, tb, None, None, None, ep, isa, small))  # type: ignore[arg-type]
+                    ep = Epilogue((bias_add("bias"), unary("hardswish", dtype)), colsum=True)
+                    specs.append(
+                        GemmSpec(f"hsw_{tag}", dtype, ta, tb, None, None, None, ep, isa, small)
+                    )
         ep2 = Epilogue(
             (
-                unary("relu", dtype),  # type: ignore[arg-type]
-                binary("add", "res", "full", dtype),  # type: ignore[arg-type]
-                binary("mul", "rowscale", "row", dtype),  # type: ignore[arg-type]
-                binary("sub", "shift", "scalar", dtype),  # type: ignore[arg-type]
-                binary("maximum", "floor", "col", dtype),  # type: ignore[arg-type]
+                unary("relu", dtype),
+                binary("add", "res", "full", dtype),
+                binary("mul", "rowscale", "row", dtype),
+                binary("sub", "shift", "scalar", dtype),
+                binary("maximum", "floor", "col", dtype),
             ),
             colsum=True,
         )
-        specs.append(GemmSpec(f"mix_{isa}_{dtype}", dtype, False, True, None, None, None, ep2, isa, small))  # type: ignore[arg-type]
-        specs.append(GemmSpec(f"static_{isa}_{dtype}", dtype, False, True, None, 19, 23, None, isa))  # type: ignore[arg-type]
+        specs.append(
+            GemmSpec(f"mix_{isa}_{dtype}", dtype, False, True, None, None, None, ep2, isa, small)
+        )
+        specs.append(GemmSpec(f"static_{isa}_{dtype}", dtype, False, True, None, 19, 23, None, isa))
         # a static N narrower than the register tile: nr shrinks to whole vectors
-        ep3 = Epilogue((bias_add("bias"), unary("relu", dtype)))  # type: ignore[arg-type]
-        specs.append(GemmSpec(f"narrow_{isa}_{dtype}", dtype, False, True, None, 5, None, ep3, isa))  # type: ignore[arg-type]
+        ep3 = Epilogue((bias_add("bias"), unary("relu", dtype)))
+        specs.append(GemmSpec(f"narrow_{isa}_{dtype}", dtype, False, True, None, 5, None, ep3, isa))
     return specs
 
 
@@ -174,6 +203,6 @@ def build_all(workdir: Path, chunk: int = 4) -> dict[str, Built]:
     return _BUILT[key]
 
 
-def spec_named(isa: str, name: str) -> GemmSpec:
+def spec_named(isa: Isa, name: str) -> GemmSpec:
     """The catalogue spec called name."""
     return next(s for s in catalogue(isa) if s.name == name)

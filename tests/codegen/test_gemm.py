@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import gemm_harness as H  # noqa: E402
+import gemm_harness as H
 
-from lucid import _np_kernels as nk  # noqa: E402
+from lucid import _np_kernels as nk
 
 ISAS = H.available_isas()
 DTYPES = ["float", "double"]
@@ -55,7 +55,9 @@ KERNELS = [("small", t) for t in TRANS] + [("plain", t) for t in H.PLAIN_TRANS]
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind,trans", KERNELS)
-def test_error_within_twice_numpy(mods, isa: str, dtype: str, kind: str, trans: tuple[bool, bool]) -> None:
+def test_error_within_twice_numpy(
+    mods, isa: str, dtype: str, kind: str, trans: tuple[bool, bool]
+) -> None:
     """Every edge shape: error vs a wider reference is at most twice NumPy's (plus one ulp)."""
     ta, tb = trans
     tag = f"{isa}_{dtype}_{int(ta)}{int(tb)}"
@@ -75,15 +77,21 @@ def test_error_within_twice_numpy(mods, isa: str, dtype: str, kind: str, trans: 
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kind,ta,tb", [("small", *t) for t in TRANS] + [("hsw", *t) for t in H.EPILOGUE_TRANS])
-def test_threads_bitwise_identical(mods, isa: str, dtype: str, kind: str, ta: bool, tb: bool) -> None:
+@pytest.mark.parametrize(
+    "kind,ta,tb", [("small", *t) for t in TRANS] + [("hsw", *t) for t in H.EPILOGUE_TRANS]
+)
+def test_threads_bitwise_identical(
+    mods, isa: str, dtype: str, kind: str, ta: bool, tb: bool
+) -> None:
     """Splitting over rows/columns only: 1, 2 and 3 threads give identical bits, colsum too."""
     spec = H.spec_named(isa, f"{kind}_{isa}_{dtype}_{int(ta)}{int(tb)}")
     rng = np.random.default_rng(7)
     for m, n, k in [(97, 131, 101), (5, 300, 64), (300, 5, 64)]:
         a, b = _operands(rng, dtype, m, n, k, ta, tb)
         bias = rng.standard_normal(n).astype(_np_dtype(dtype))
-        results = [H.run(mods[spec.name], spec, a, b, {"bias": bias}, nthreads=t) for t in (1, 2, 3)]
+        results = [
+            H.run(mods[spec.name], spec, a, b, {"bias": bias}, nthreads=t) for t in (1, 2, 3)
+        ]
         for status, c, cs in results:
             assert status == 0
             assert np.array_equal(c, results[0][1])

@@ -45,8 +45,9 @@ def test_narrow_static_n_shrinks_tile() -> None:
 
 def test_detect_caches_reads_sysfs(tmp_path: Path) -> None:
     """Levels and sizes come from index*/{level,type,size}; missing levels keep defaults."""
-    for i, (level, kind, size) in enumerate([("1", "Data", "48K"), ("1", "Instruction", "32K"),
-                                             ("2", "Unified", "2048K")]):
+    for i, (level, kind, size) in enumerate(
+        [("1", "Data", "48K"), ("1", "Instruction", "32K"), ("2", "Unified", "2048K")]
+    ):
         d = tmp_path / f"index{i}"
         d.mkdir()
         (d / "level").write_text(level + "\n")
@@ -71,13 +72,27 @@ def test_detect_isa_from_flags(tmp_path: Path) -> None:
 def test_prototype_lists_operands_in_step_order() -> None:
     """A, B, C, M, N, K, distinct operands (first use), colsum, nthreads."""
     ep = Epilogue(
-        (bias_add("b"), unary("relu", "float"), binary("add", "r", "full", "float"),
-         binary("mul", "b", "col", "float")),
+        (
+            bias_add("b"),
+            unary("relu", "float"),
+            binary("add", "r", "full", "float"),
+            binary("mul", "b", "col", "float"),
+        ),
         colsum=True,
     )
     spec = GemmSpec("k0", "float", False, True, None, 8, 4, ep, "scalar")
     assert [n for _, n in gemm_params(spec)] == [
-        "A", "B", "C", "M", "N", "K", "e_b", "e_r", "colsum", "nthreads"]
+        "A",
+        "B",
+        "C",
+        "M",
+        "N",
+        "K",
+        "e_b",
+        "e_r",
+        "colsum",
+        "nthreads",
+    ]
     assert gemm_prototype(spec) == (
         "int k0(const float *A, const float *B, float *C, int64_t M, int64_t N, int64_t K, "
         "const float *e_b, const float *e_r, float *colsum, int nthreads);"
@@ -87,8 +102,18 @@ def test_prototype_lists_operands_in_step_order() -> None:
 def test_emit_is_deterministic_and_commented() -> None:
     """Same spec, same text; the IR line and the formula appear in the header comment."""
     ep = Epilogue((bias_add("fc1_bias"), unary("hardswish", "float")))
-    spec = GemmSpec("fc1", "float", False, True, None, 5, 3, ep, "avx512",
-                    ir_comment="%0 = linear %x, %fc1.weight, %fc1.bias : f32[N,5]")
+    spec = GemmSpec(
+        "fc1",
+        "float",
+        False,
+        True,
+        None,
+        5,
+        3,
+        ep,
+        "avx512",
+        ir_comment="%0 = linear %x, %fc1.weight, %fc1.bias : f32[N,5]",
+    )
     text = emit_gemm(spec)
     assert text == emit_gemm(spec)
     assert "implements: %0 = linear %x, %fc1.weight, %fc1.bias : f32[N,5]" in text
@@ -101,11 +126,25 @@ def test_invalid_specs_are_rejected() -> None:
     with pytest.raises(ValueError):
         emit_gemm(GemmSpec("bad name", "float", False, False, None, 4, 4, None, "scalar"))
     with pytest.raises(ValueError):
-        emit_gemm(GemmSpec("g", "float", False, False, None, 4, 4,
-                           Epilogue((EpilogueStep("v = x;", "x; system(1)", "col"),)), "scalar"))
+        emit_gemm(
+            GemmSpec(
+                "g",
+                "float",
+                False,
+                False,
+                None,
+                4,
+                4,
+                Epilogue((EpilogueStep("v = x;", "x; system(1)", "col"),)),
+                "scalar",
+            )
+        )
     ep = Epilogue((binary("add", "e", "col", "float"), binary("add", "e", "row", "float")))
     with pytest.raises(ValueError):
         emit_gemm(GemmSpec("g", "float", False, False, None, 4, 4, ep, "scalar"))
     with pytest.raises(ValueError):
-        emit_gemm(GemmSpec("g", "float", False, False, None, 4, 4, None, "avx512",
-                           Blocking(14, 24, 28, 64, 48)))  # nr not whole vectors
+        emit_gemm(
+            GemmSpec(
+                "g", "float", False, False, None, 4, 4, None, "avx512", Blocking(14, 24, 28, 64, 48)
+            )
+        )  # nr not whole vectors
