@@ -8,7 +8,14 @@ from collections.abc import Callable
 
 
 def per_call(fn: Callable[[], object], *, budget: float = 0.3, repeat: int = 15) -> float:
-    """Median seconds per call of `fn` over `repeat` timed batches, after a warmup batch.
+    """Median seconds per call of `fn` over `repeat` timed batches, after a warmup batch."""
+    return statistics.median(per_call_samples(fn, budget=budget, repeat=repeat))
+
+
+def per_call_samples(
+    fn: Callable[[], object], *, budget: float = 0.3, repeat: int = 15
+) -> list[float]:
+    """Seconds per call of `fn` in each of `repeat` timed batches, after a warmup batch.
 
     The batch size is chosen so that one batch takes about budget/repeat seconds, which keeps
     timer resolution and loop overhead negligible even for microsecond calls."""
@@ -29,7 +36,7 @@ def per_call(fn: Callable[[], object], *, budget: float = 0.3, repeat: int = 15)
         for _ in range(number):
             fn()
         samples.append((time.perf_counter() - start) / number)
-    return statistics.median(samples)
+    return samples
 
 
 def fmt_time(seconds: float) -> str:

@@ -1,0 +1,102 @@
+"""The systems the suite compares: each builds a timed forward and a timed training step.
+
+A system's `forward(workload, data)` returns a `Forward`, its `train(workload, data)` a `Train`;
+either may raise `Unavailable(reason)` (not installed, not supported for this workload, ...),
+which the suite prints as "not available: reason" instead of a number.
+
+A training step is the same everywhere: forward, mean squared error against `data.target`,
+backward producing every parameter gradient, then one plain SGD update (lr = workloads.LR).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from workloads import Data, Workload
+
+
+class Unavailable(Exception):
+    """This system cannot run this row; the message says why."""
+
+
+@dataclass
+class Forward:
+    """One forward call, and how to turn its result into an ndarray for the output check."""
+
+    call: Callable[[], object]
+    result: Callable[[object], np.ndarray]
+    first_call_s: float | None = None  # compile + first call, for systems that compile
+
+
+@dataclass
+class Train:
+    """One training step, and the current weights [W1, b1, W2, b2, ...] for the update check."""
+
+    step: Callable[[], object]
+    params: Callable[[], list[np.ndarray]]
+    first_call_s: float | None = None
+
+
+class System(Protocol):
+    """What run_all needs from a system."""
+
+    name: str
+
+    def forward(self, w: Workload, d: Data) -> Forward: ...
+
+    def train(self, w: Workload, d: Data) -> Train: ...
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported (without importing it)."""
+    return importlib.util.find_spec(module) is not None
+
+
+def flat(weights: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """[(W1, b1), (W2, b2)] -> [W1, b1, W2, b2]."""
+    return [a for pair in weights for a in pair]
+
+
+def systems(threads: int, quick: bool, no_peers: bool) -> tuple[list[System], dict[str, str]]:
+    """The systems to run, lucid compiled first; and name -> reason for those left out.
+
+    `quick` leaves out torch.compile (its compiles take minutes); `no_peers` every peer."""
+    from peers.lucid_systems import LucidCompiled, LucidEager
+    from peers.numpy_hand import NumpyHand
+
+    chosen: list[System] = [LucidCompiled(), LucidEager(), NumpyHand()]
+    skipped: dict[str, str] = {}
+    peers = {
+        "pytorch eager": "torch",
+        "torch.compile": "torch",
+        "onnxruntime": "onnxruntime",
+        "jax jit": "jax",
+    }
+    for name, module in peers.items():
+        if no_peers:
+            skipped[name] = "skipped by --no-peers"
+        elif quick and name == "torch.compile":
+            skipped[name] = "skipped by --quick (slow to compile)"
+        elif not installed(module) or (name == "onnxruntime" and not installed("onnx")):
+            skipped[name] = f"{module} not installed (pip install '.[bench]')"
+        elif name == "pytorch eager":
+            from peers.torch_systems import TorchEager
+
+            chosen.append(TorchEager(threads))
+        elif name == "torch.compile":
+            from peers.torch_systems import TorchCompile
+
+            chosen.append(TorchCompile(threads))
+        elif name == "onnxruntime":
+            from peers.onnxrt import OnnxRuntime
+
+            chosen.append(OnnxRuntime(threads))
+        else:
+            from peers.jax_system import JaxJit
+
+            chosen.append(JaxJit())
+    return chosen, skipped

@@ -1,0 +1,114 @@
+"""lucid itself: `lucid.compile` (generated C, compiled backward) and the eager NumPy library."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from workloads import LR, Data, Workload, load_into_lucid, lucid_matmul, lucid_mlp
+
+from peers import Forward, Train, Unavailable, flat
+
+
+def _model(w: Workload, d: Data, training: bool):
+    """A fresh lucid model holding a private copy of the workload's weights."""
+    model = lucid_mlp(w)
+    load_into_lucid(model, d.weights_copy())
+    return model.train(training)
+
+
+def _lucid_train(w: Workload, d: Data, compiled: bool) -> Train:
+    """Zero grads, forward (compiled or eager), MSE, backward, SGD step on lucid's own model."""
+    import lucid
+    from lucid import optim
+    from lucid.nn import functional as F
+
+    if w.kind == "gemm":
+        raise Unavailable("forward only")
+    model = _model(w, d, training=True)
+    run = lucid.compile(model) if compiled else model
+    opt = optim.SGD(model.parameters(), lr=LR)
+    x, target = lucid.Tensor(d.x), lucid.Tensor(d.target)
+
+    def step() -> object:
+        opt.zero_grad()
+        loss = F.mse_loss(run(x), target)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def params() -> list[np.ndarray]:
+        return [p.data for p in model.parameters()]
+
+    start = time.perf_counter()
+    out = run(x)
+    if not out.requires_grad:  # a checkout whose lucid.compile has no compiled backward yet
+        raise Unavailable("lucid.compile output does not support backward in this checkout")
+    out.sum().backward()  # builds (compiled: forward + backward C) and runs once; grads dropped
+    first = time.perf_counter() - start
+    opt.zero_grad()
+    return Train(step, params, first_call_s=first if compiled else None)
+
+
+class LucidCompiled:
+    """`lucid.compile(model)` with the default options (fusion on, the machine's isa)."""
+
+    name = "lucid compiled"
+
+    def forward(self, w: Workload, d: Data) -> Forward:
+        """Forward-only build (eval mode, plain arrays in), called on NumPy arrays."""
+        import lucid
+
+        if w.kind == "gemm":
+            cm = lucid.compile(lucid_matmul().eval())
+            args: tuple[np.ndarray, ...] = (d.x, d.b_matrix)
+        else:
+            cm = lucid.compile(_model(w, d, training=False))
+            args = (d.x,)
+        start = time.perf_counter()
+        cm(*args)
+        first = time.perf_counter() - start
+        return Forward(lambda: cm(*args), lambda out: out.data, first_call_s=first)
+
+    def train(self, w: Workload, d: Data) -> Train:
+        """The compiled augmented forward and backward (lucid.compile in grad mode)."""
+        return _lucid_train(w, d, compiled=True)
+
+
+class LucidEager:
+    """lucid's eager library (NumPy underneath, tape-based autograd)."""
+
+    name = "lucid eager"
+
+    def forward(self, w: Workload, d: Data) -> Forward:
+        """model(x) under no_grad in eval mode."""
+        import lucid
+
+        if w.kind == "gemm":
+            a, b = lucid.Tensor(d.x), lucid.Tensor(d.b_matrix)
+
+            def gemm() -> object:
+                with lucid.no_grad():
+                    return a @ b
+
+            return Forward(gemm, lambda out: out.data)
+        model = _model(w, d, training=False)
+        x = lucid.Tensor(d.x)
+
+        def call() -> object:
+            with lucid.no_grad():
+                return model(x)
+
+        return Forward(call, lambda out: out.data)
+
+    def train(self, w: Workload, d: Data) -> Train:
+        """Eager forward, tape backward, lucid.optim.SGD."""
+        return _lucid_train(w, d, compiled=False)
+
+
+def reference_step(w: Workload, d: Data) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(initial weights, weights after one lucid eager training step): the update reference."""
+    before = [a.copy() for a in flat(d.weights)]
+    t = _lucid_train(w, d, compiled=False)
+    t.step()
+    return before, [a.copy() for a in t.params()]

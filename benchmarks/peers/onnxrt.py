@@ -1,0 +1,75 @@
+"""ONNX Runtime (CPU execution provider), forward only, on a graph built with onnx.helper.
+
+Building the graph directly (Gemm with transB=1, HardSwish) keeps torch out of this row, and
+the graph is exactly lucid's model: no exporter decides how to lower anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from workloads import Data, Workload
+
+from peers import Forward, Train, Unavailable
+
+OPSET = 17  # HardSwish is in opset 14 and later
+
+
+def _graph(w: Workload, d: Data):
+    """The ModelProto of the workload, weights as initializers."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    if w.kind == "gemm":
+        m, k, n = w.sizes
+        nodes = [helper.make_node("MatMul", ["a", "b"], ["y"])]
+        inputs = [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [k, n]),
+        ]
+        inits = []
+        out_shape = [m, n]
+    else:
+        nodes, inits, h = [], [], "x"
+        for j, (wt, b) in enumerate(d.weights):
+            if j:
+                nodes.append(helper.make_node("HardSwish", [h], [f"a{j}"]))
+                h = f"a{j}"
+            inits += [numpy_helper.from_array(wt, f"w{j}"), numpy_helper.from_array(b, f"b{j}")]
+            out = "y" if j == len(d.weights) - 1 else f"z{j}"
+            nodes.append(helper.make_node("Gemm", [h, f"w{j}", f"b{j}"], [out], transB=1))
+            h = out
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(d.x.shape))]
+        out_shape = [w.batch, w.sizes[-1]]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)]
+    graph = helper.make_graph(nodes, w.name, inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8  # readable by every onnxruntime since 1.10
+    onnx.checker.check_model(model)
+    return model
+
+
+class OnnxRuntime:
+    """onnxruntime.InferenceSession, all graph optimisations, intra_op_num_threads = --threads."""
+
+    name = "onnxruntime"
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def forward(self, w: Workload, d: Data) -> Forward:
+        """sess.run on the workload's input (the output is a list of one array)."""
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(
+            _graph(w, d).SerializeToString(), opts, providers=["CPUExecutionProvider"]
+        )
+        feed = {"a": d.x, "b": d.b_matrix} if w.kind == "gemm" else {"x": d.x}
+        return Forward(lambda: sess.run(None, feed), lambda out: np.asarray(out[0]))
+
+    def train(self, w: Workload, d: Data) -> Train:
+        """ONNX Runtime's training API is a separate package; inference is what it is for."""
+        raise Unavailable("forward only (inference runtime)")

@@ -1,0 +1,130 @@
+"""PyTorch eager and torch.compile (inductor, CPU) with lucid's weights."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from workloads import LR, Data, Workload
+
+from peers import Forward, Train, Unavailable
+
+
+def _torch():
+    """torch, imported on first use (it is slow to import and optional)."""
+    import torch
+
+    return torch
+
+
+def _model(w: Workload, d: Data):
+    """torch.nn.Sequential of Linear/Hardswish holding a copy of lucid's weights."""
+    torch = _torch()
+    mods: list = []
+    for j, ((i, o), (wt, b)) in enumerate(zip(w.layers, d.weights_copy())):
+        if j:
+            mods.append(torch.nn.Hardswish())
+        lin = torch.nn.Linear(i, o)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(wt))
+            lin.bias.copy_(torch.from_numpy(b))
+        mods.append(lin)
+    return torch.nn.Sequential(*mods)
+
+
+def _train(w: Workload, d: Data, wrap) -> Train:
+    """zero_grad, forward through `wrap(model)`, MSE, backward, torch.optim.SGD step."""
+    torch = _torch()
+    if w.kind == "gemm":
+        raise Unavailable("forward only")
+    model = _model(w, d).train()
+    run = wrap(model)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    x, target = torch.from_numpy(d.x), torch.from_numpy(d.target)
+
+    def step() -> object:
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(run(x), target)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def params() -> list[np.ndarray]:
+        return [p.detach().numpy() for p in model.parameters()]
+
+    start = time.perf_counter()
+    run(x).sum().backward()  # compiles forward and backward; the grads are dropped below
+    first = time.perf_counter() - start
+    opt.zero_grad(set_to_none=True)
+    return Train(step, params, first_call_s=first)
+
+
+class TorchEager:
+    """PyTorch eager on CPU, inference_mode for the forward."""
+
+    name = "pytorch eager"
+
+    def __init__(self, threads: int) -> None:
+        _torch().set_num_threads(threads)
+
+    def forward(self, w: Workload, d: Data) -> Forward:
+        """model(x) (or a @ b) under torch.inference_mode."""
+        torch = _torch()
+        if w.kind == "gemm":
+            a, b = torch.from_numpy(d.x), torch.from_numpy(d.b_matrix)
+
+            def gemm() -> object:
+                with torch.inference_mode():
+                    return a @ b
+
+            return Forward(gemm, lambda out: out.numpy())
+        model, x = _model(w, d).eval(), torch.from_numpy(d.x)
+
+        def call() -> object:
+            with torch.inference_mode():
+                return model(x)
+
+        return Forward(call, lambda out: out.numpy())
+
+    def train(self, w: Workload, d: Data) -> Train:
+        """Autograd backward and torch.optim.SGD."""
+        return _train(w, d, lambda m: m)
+
+
+class TorchCompile:
+    """torch.compile (mode default, inductor on CPU); frozen weights for inference."""
+
+    name = "torch.compile"
+
+    def __init__(self, threads: int) -> None:
+        _torch().set_num_threads(threads)
+
+    def forward(self, w: Workload, d: Data) -> Forward:
+        """Compiled under no_grad with inductor's freezing (weights as constants)."""
+        torch = _torch()
+        import torch._inductor.config as inductor_config
+
+        if w.kind == "gemm":
+            a, b = torch.from_numpy(d.x), torch.from_numpy(d.b_matrix)
+            fn = torch.compile(lambda p, q: p @ q)
+            args: tuple = (a, b)
+        else:
+            fn, args = torch.compile(_model(w, d).eval()), (torch.from_numpy(d.x),)
+        inductor_config.freezing = True
+        try:
+            with torch.no_grad():
+                start = time.perf_counter()
+                fn(*args)
+                first = time.perf_counter() - start
+        finally:
+            inductor_config.freezing = False  # training graphs must not freeze their weights
+
+        def call() -> object:
+            with torch.no_grad():
+                return fn(*args)
+
+        return Forward(call, lambda out: out.numpy(), first_call_s=first)
+
+    def train(self, w: Workload, d: Data) -> Train:
+        """The model compiled (forward + AOT-autograd backward); the optimizer step eager."""
+        return _train(w, d, lambda m: _torch().compile(m))

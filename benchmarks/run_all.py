@@ -1,0 +1,287 @@
+"""lucid's benchmark suite: every workload, every system, one process, one table.
+
+    /work/venv/bin/python benchmarks/run_all.py [--threads 2] [--quick] [--only seed,gemm]
+                                               [--json bench-results/results.json] [--png PATH]
+
+Systems: lucid compiled, lucid eager, NumPy by hand, and when installed PyTorch eager,
+torch.compile, ONNX Runtime and JAX (see peers/). Workloads: see workloads.py. The process
+re-executes itself once without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (they slow OpenBLAS, and
+so NumPy, on this machine); benchmarks/README.md says how each system's threads are set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import gc
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+SLOW_OPENBLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+REEXEC_MARK = "LUCID_BENCH_REEXEC"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (see the module doc)."""
+    ap = argparse.ArgumentParser(description="lucid benchmark suite against its peers")
+    ap.add_argument("--threads", type=int, default=2, help="threads for every system (default 2)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="few repetitions, no torch.compile, compile times of one model only",
+    )
+    ap.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="lucid and NumPy only (the smoke test: no peer imports)",
+    )
+    ap.add_argument("--only", default="", help="comma-separated workloads (seed,wide,deep,gemm)")
+    ap.add_argument("--json", default="bench-results/results.json", help="results file")
+    ap.add_argument("--png", default="bench-results/results.png", help="bar chart ('' = none)")
+    ap.add_argument(
+        "--no-compile-times",
+        action="store_true",
+        help="skip the cold/warm first-call measurements in child processes",
+    )
+    return ap.parse_args(argv)
+
+
+def prepare_environment(args: argparse.Namespace, argv: list[str]) -> list[str]:
+    """Fix the environment before numpy/torch/jax are imported; re-exec if only that works.
+
+    Returns notes for the header. Environment variables read at library load time cannot be
+    changed afterwards, hence the re-exec (once: the mark stops a loop)."""
+    notes = []
+    env = dict(os.environ)
+    fix = {k: env.pop(k) for k in SLOW_OPENBLAS_ENV if k in env}
+    try:
+        import threadpoolctl  # noqa: F401  (limits OpenBLAS at runtime: no env needed)
+    except ImportError:
+        if env.get("OPENBLAS_NUM_THREADS") != str(args.threads):
+            env["OPENBLAS_NUM_THREADS"] = str(args.threads)
+            fix["OPENBLAS_NUM_THREADS"] = "(unset)"
+    if fix and os.environ.get(REEXEC_MARK) != "1":
+        env[REEXEC_MARK] = "1"
+        print(f"re-executing without/with fixed {sorted(fix)} (was {fix})", flush=True)
+        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv], env)
+    if os.environ.get(REEXEC_MARK) == "1":
+        notes.append("re-executed without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE")
+    # XLA reads its flags when the CPU backend starts, so this works without a re-exec; it can
+    # only choose between one thread and all cores
+    if args.threads == 1 and "intra_op_parallelism_threads" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "")
+            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        ).strip()
+    # fresh compile caches: lucid's first builds and inductor's first compile are cold
+    for var, prefix in (
+        ("LUCID_CACHE_DIR", "lucid-bench-cache-"),
+        ("TORCHINDUCTOR_CACHE_DIR", "lucid-bench-inductor-"),
+    ):
+        os.environ[var] = tempfile.mkdtemp(prefix=prefix)
+        atexit.register(shutil.rmtree, os.environ[var], ignore_errors=True)
+    return notes
+
+
+def set_threads(threads: int) -> tuple[object | None, str]:
+    """lucid and OpenBLAS (threadpoolctl) thread counts; returns the limiter and a description."""
+    import numpy as np  # noqa: F401  (loads OpenBLAS so threadpoolctl can see it)
+
+    import lucid
+
+    lucid.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        return None, f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}"
+    limiter = threadpool_limits(limits=threads)
+    pools = ", ".join(
+        f"{p['internal_api']} {p.get('version')} {p['num_threads']} thr ({p.get('architecture')})"
+        for p in threadpool_info()
+    )
+    return limiter, pools
+
+
+def measure(fn, quick: bool, heavy: bool) -> dict[str, float]:
+    """median, p10 and p90 seconds per call (the budget grows for heavy calls)."""
+    from _common import per_call_samples
+
+    if quick:
+        samples = per_call_samples(fn, budget=0.02, repeat=3)
+    else:
+        samples = per_call_samples(fn, budget=3.0 if heavy else 1.0, repeat=11)
+    deciles = statistics.quantiles(samples, n=10, method="inclusive")
+    return {"median": statistics.median(samples), "p10": deciles[0], "p90": deciles[-1]}
+
+
+def forward_check(out, ref) -> dict[str, object]:
+    """Max abs difference to lucid eager's output; ok within 1e-3 of max(1, |ref|)."""
+    import numpy as np
+
+    diff = float(np.max(np.abs(np.asarray(out, np.float64) - ref)))
+    return {"max_abs_diff": diff, "ok": diff <= 1e-3 * max(1.0, float(np.max(np.abs(ref))))}
+
+
+def update_check(before, after, ref_after) -> dict[str, object]:
+    """The SGD update of one step against lucid eager's, relative to the largest update."""
+    import numpy as np
+
+    ref_delta = max(float(np.max(np.abs(r - b))) for r, b in zip(ref_after, before))
+    diff = max(float(np.max(np.abs(a - r))) for a, r in zip(after, ref_after))
+    rel = diff / max(ref_delta, 1e-30)
+    return {"max_abs_diff": diff, "rel_to_update": rel, "ok": rel <= 5e-2}
+
+
+def run_system(system, w, d, mode: str, reference, args) -> dict[str, object]:
+    """Build, check and time one (system, workload, mode); never raises."""
+    from peers import Unavailable
+
+    heavy = w.name != "seed"
+    try:
+        if mode == "forward":
+            fwd = system.forward(w, d)
+            rec: dict[str, object] = {"check": forward_check(fwd.result(fwd.call()), reference)}
+            fn, first = fwd.call, fwd.first_call_s
+            flops = w.forward_flops()
+        else:
+            tr = system.train(w, d)
+            tr.step()
+            rec = {"check": update_check(reference[0], tr.params(), reference[1])}
+            fn, first = tr.step, tr.first_call_s
+            flops = w.train_flops()
+        rec.update(measure(fn, args.quick, heavy))
+    except Unavailable as exc:
+        return {"status": f"not available: {exc}"}
+    except Exception as exc:  # noqa: BLE001  one broken peer must not lose the other rows
+        return {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"}
+    rec["status"] = "ok" if rec["check"]["ok"] else "MISMATCH"
+    rec["gflops"] = flops / rec["median"] / 1e9
+    if first is not None:
+        rec["first_call_s"] = first
+    return rec
+
+
+def reference_for(w, d, mode: str):
+    """lucid eager's forward output (float64), or its weights before and after one step."""
+    import numpy as np
+    from peers.lucid_systems import LucidEager, reference_step
+
+    if mode == "forward":
+        fwd = LucidEager().forward(w, d)
+        return np.asarray(fwd.result(fwd.call()), np.float64)
+    return reference_step(w, d)
+
+
+def peak_gflops(threads: int) -> float | None:
+    """The FMA-loop peak of bench_gemm.py on `threads` threads (None without AVX-512)."""
+    import bench_gemm
+
+    if bench_gemm.detect_isa() != "avx512":
+        return None
+    workdir = Path(tempfile.gettempdir()) / "lucid-bench-gemm"
+    built = bench_gemm.H.build(
+        [], workdir, extra_c=bench_gemm.PEAK_C, extra_cdef=bench_gemm.PEAK_CDEF
+    )
+    return bench_gemm.measure_peak(built, threads)
+
+
+def header(args: argparse.Namespace, notes: list[str], pools: str) -> dict[str, object]:
+    """What the run was: machine, threads, lucid's flags and isa, versions, load."""
+    import numpy as np
+
+    from lucid.codegen.gemm import detect_isa
+    from lucid.runtime.build import DEFAULT_FLAGS
+
+    meta = {
+        "threads": args.threads,
+        "lucid_isa": detect_isa(),
+        "lucid_cflags": " ".join(DEFAULT_FLAGS),
+        "openblas": pools,
+        "xla_flags": os.environ.get("XLA_FLAGS", "(default: all cores)"),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "cpu_count": os.cpu_count(),
+        "load_before": round(os.getloadavg()[0], 2),
+        "quick": args.quick,
+        "notes": notes,
+        "training_step": "forward + MSE(mean) + backward (all param grads) + plain SGD "
+        "update (lr 1e-3, no momentum), identical in every system",
+    }
+    for k, v in meta.items():
+        print(f"{k:>14}: {v}")
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite; exit 0 even when targets miss (the table says so), 2 on bad arguments."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    from workloads import WORKLOADS, make_data
+
+    names = [n for n in args.only.split(",") if n] or list(WORKLOADS)
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        print(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}", file=sys.stderr)
+        return 2
+    notes = prepare_environment(args, argv)
+    from suite_compile import compile_times
+    from suite_report import print_results, print_targets, targets, write_json, write_png
+
+    _limiter, pools = set_threads(args.threads)
+    meta = header(args, notes, pools)
+    peak = peak_gflops(args.threads)
+    print(f"{'peak':>14}: {f'{peak:.1f} GFLOP/s f32 FMA loop' if peak else 'n/a (no AVX-512)'}")
+
+    compile_s: dict[str, dict[str, float | str]] = {}
+    if not args.no_compile_times:
+        jobs = [
+            (n, m)
+            for n in names
+            for m in ("forward", "train")
+            if not (WORKLOADS[n].kind == "gemm" and m == "train")
+        ]
+        if args.quick:
+            jobs = jobs[:1]  # the code path, not the numbers
+        compile_s = compile_times(jobs, Path(os.environ["LUCID_CACHE_DIR"]))
+
+    from peers import systems
+
+    chosen, skipped = systems(args.threads, args.quick, args.no_peers)
+    results: dict[str, dict[str, dict[str, object]]] = {}
+    for name in names:
+        w = WORKLOADS[name]
+        d = make_data(w)
+        for mode in ("forward", "train"):
+            if w.kind == "gemm" and mode == "train":
+                continue
+            ref = reference_for(w, d, mode)
+            rows = results.setdefault(f"{name}/{mode}", {})
+            for system in chosen:
+                rows[system.name] = run_system(system, w, d, mode, ref, args)
+                gc.collect()  # drop the last system's sessions and thread pools before the next
+            for sname, why in skipped.items():
+                rows[sname] = {"status": f"not available: {why}"}
+            print_results(w, mode, rows, peak)
+    meta["load_after"] = round(os.getloadavg()[0], 2)
+    print(
+        f"\nload average: {meta['load_before']:.2f} before, {meta['load_after']:.2f} after "
+        f"({os.cpu_count()} cores)"
+    )
+    checks = targets(results, compile_s, peak)
+    print_targets(checks, compile_s)
+    write_json(Path(args.json), meta, peak, results, compile_s, checks)
+    if args.png:
+        write_png(Path(args.png), results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

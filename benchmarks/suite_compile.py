@@ -1,0 +1,66 @@
+"""First-call compile times of lucid.compile, each in a fresh process: cold and warm cache.
+
+Cold: a cache directory no process has built these graphs into. Warm: a second fresh process
+on the same directory, so the C is loaded from disk and only tracing and loading remain. Each
+child imports numpy, lucid and builds the model and data before its clock starts; the clock
+covers `lucid.compile(model)` and the first call (the lazy runtime imports included), and for
+training the first forward + backward.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+CHILD = """
+import json, sys
+sys.path[:0] = [{here!r}, {root!r}]
+from workloads import WORKLOADS, make_data
+from peers.lucid_systems import LucidCompiled
+w = WORKLOADS[{workload!r}]
+d = make_data(w)
+system = LucidCompiled()
+run = system.forward(w, d) if {mode!r} == "forward" else system.train(w, d)
+print(json.dumps({{"seconds": run.first_call_s}}))
+"""
+
+
+def first_call(workload: str, mode: str, cache_dir: Path, env: dict[str, str]) -> float:
+    """Seconds of compile + first call of `workload`'s `mode` in a fresh child process."""
+    code = CHILD.format(here=str(HERE), root=str(HERE.parent), workload=workload, mode=mode)
+    child_env = dict(env, LUCID_CACHE_DIR=str(cache_dir))
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"compile-time child failed:\n{proc.stderr[-2000:]}")
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def compile_times(
+    jobs: list[tuple[str, str]], cache_dir: Path
+) -> dict[str, dict[str, float | str]]:
+    """'workload/mode' -> {"cold": s, "warm": s} (or {"error": text}) for each (workload, mode).
+
+    Every graph has its own cache key, so one empty directory keeps each first build cold."""
+    env = dict(os.environ)
+    out: dict[str, dict[str, float | str]] = {}
+    for workload, mode in jobs:
+        key = f"{workload}/{mode}"
+        try:
+            cold = first_call(workload, mode, cache_dir, env)
+            warm = first_call(workload, mode, cache_dir, env)
+            out[key] = {"cold": cold, "warm": warm}
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+            out[key] = {"error": str(exc).strip().splitlines()[-1]}
+    return out

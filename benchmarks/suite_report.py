@@ -1,0 +1,184 @@
+"""Printing, target checks, JSON and the bar chart of run_all.py's results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from _common import fmt_time
+
+LUCID = "lucid compiled"
+Rows = dict[str, dict[str, object]]
+
+
+def _ok(row: dict[str, object] | None) -> bool:
+    """A row with a time (a mismatch still has one, flagged)."""
+    return bool(row) and "median" in row
+
+
+def print_results(w, mode: str, rows: Rows, peak: float | None) -> None:
+    """One table: median [p10, p90], GFLOP/s, % of peak, lucid's time / this system's, check."""
+    flops = w.forward_flops() if mode == "forward" else w.train_flops()
+    print(f"\n== {w.name} {mode}: {w.title}  ({flops / 1e9:.3g} GFLOP per call)")
+    print(
+        f"  {'system':<15} {'median':>9} {'p10':>9} {'p90':>9} {'GFLOP/s':>8} {'%peak':>6} "
+        f"{'lucid/this':>10}  check vs lucid eager"
+    )
+    base = rows.get(LUCID, {}).get("median") if _ok(rows.get(LUCID)) else None
+    for name, r in rows.items():
+        if not _ok(r):
+            print(f"  {name:<15} {r['status']}")
+            continue
+        pct = f"{100 * r['gflops'] / peak:5.0f}%" if peak and w.name != "seed" else "     -"
+        ratio = f"{base / r['median']:9.2f}x" if base else "         -"
+        c = r["check"]
+        check = f"max|diff| {c['max_abs_diff']:.2g}"
+        if "rel_to_update" in c:
+            check += f" ({c['rel_to_update']:.1g} of the update)"
+        flag = "" if r["status"] == "ok" else "  <-- MISMATCH: output differs"
+        print(
+            f"  {name:<15} {fmt_time(r['median']):>9} {fmt_time(r['p10']):>9} "
+            f"{fmt_time(r['p90']):>9} {r['gflops']:8.1f} {pct} {ratio}  {check}{flag}"
+        )
+
+
+def _median(results: dict[str, Rows], key: str, system: str) -> float | None:
+    """The median seconds of a timed row, else None."""
+    row = results.get(key, {}).get(system)
+    return row["median"] if _ok(row) else None  # type: ignore[index,return-value]
+
+
+def targets(results: dict[str, Rows], compile_s: dict, peak: float | None) -> list[dict]:
+    """The issue's targets: each {"target", "status" PASS/MISS/n/a, "value", "detail"}."""
+    out: list[dict] = []
+
+    def add(target: str, key: str, value: float | None, passed: bool | None, detail: str) -> None:
+        lucid_row = results.get(key, {}).get(LUCID, {})
+        if passed is not None and lucid_row.get("status") == "MISMATCH":
+            passed, detail = False, detail + "; lucid's output MISMATCHES"
+        status = "n/a" if passed is None else ("PASS" if passed else "MISS")
+        out.append({"target": target, "status": status, "value": value, "detail": detail})
+
+    def vs(key: str, peers: list[str], target: str, limit: float, speedup: bool = False) -> None:
+        """lucid's time / the fastest peer's <= limit (shown as peer/lucid when `speedup`)."""
+        if key not in results:
+            return
+        mine = _median(results, key, LUCID)
+        theirs = {p: _median(results, key, p) for p in peers}
+        theirs = {p: t for p, t in theirs.items() if t is not None}
+        if mine is None or not theirs:
+            add(target, key, None, None, "not measured (peer or lucid unavailable)")
+            return
+        best = min(theirs, key=theirs.get)  # type: ignore[arg-type]
+        ratio = mine / theirs[best]
+        if speedup:
+            detail = f"{best}/lucid = {1 / ratio:.2f}x (need >= {1 / limit:.3g})"
+        else:
+            detail = f"lucid/{best} = {ratio:.2f}x (need <= {limit:.3g})"
+        add(target, key, ratio, ratio <= limit, detail)
+
+    vs("seed/forward", ["onnxruntime"], "seed forward b1 <= 0.5x ONNX Runtime", 0.5)
+    vs("seed/train", ["jax jit"], "seed train step <= 0.5x JAX", 0.5)
+    for wl in ("wide", "deep"):
+        vs(
+            f"{wl}/forward",
+            ["pytorch eager", "torch.compile", "onnxruntime"],
+            f"{wl} forward faster than the fastest of torch/torch.compile/ORT",
+            1.0,
+        )
+    for wl in ("seed", "wide", "deep"):
+        vs(
+            f"{wl}/train",
+            ["pytorch eager"],
+            f"{wl} train step >= 1.15x faster than PyTorch",
+            1 / 1.15,
+            speedup=True,
+        )
+    if "gemm/forward" in results:
+        gf = results["gemm/forward"].get(LUCID, {}).get("gflops")
+        frac = gf / peak if gf and peak else None
+        add(
+            "GEMM 1024^3 >= 80% of measured peak",
+            "gemm/forward",
+            frac,
+            None if frac is None else frac >= 0.8,
+            f"{gf:.1f} of {peak:.1f} GFLOP/s = {100 * frac:.0f}%" if frac else "no peak/no row",
+        )
+    for key, t in compile_s.items():
+        if "error" in t:
+            add(f"{key} compile", key, None, False, f"failed: {t['error']}")
+            continue
+        add(
+            f"{key} cold compile + first call < 1 s",
+            key,
+            t["cold"],
+            t["cold"] < 1.0,
+            f"{fmt_time(t['cold'])}",
+        )
+        add(
+            f"{key} warm-cache first call < 50 ms",
+            key,
+            t["warm"],
+            t["warm"] < 0.05,
+            f"{fmt_time(t['warm'])}",
+        )
+    return out
+
+
+def print_targets(checks: list[dict], compile_s: dict) -> None:
+    """PASS/MISS per target with the measured value."""
+    print("\nTargets (ratios are lucid compiled's time over the peer's; < 1 = lucid faster)")
+    for c in checks:
+        print(f"  {c['status']:<4}  {c['target']:<64} {c['detail']}")
+    if not compile_s:
+        print("  (compile times not measured: --no-compile-times)")
+
+
+def write_json(
+    path: Path, meta: dict, peak: float | None, results: dict, compile_s: dict, checks: list[dict]
+) -> None:
+    """Everything measured, for tools and for comparing runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "meta": meta,
+        "peak_gflops": peak,
+        "results": results,
+        "compile_first_call_s": compile_s,
+        "targets": checks,
+    }
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    print(f"\nwrote {path}")
+
+
+def write_png(path: Path, results: dict[str, Rows]) -> None:
+    """Grouped bars, one group per workload/mode, log-scale median time (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display: write the file only
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart")
+        return
+    systems = list(dict.fromkeys(s for rows in results.values() for s in rows))
+    groups = list(results)
+    width = 0.8 / max(1, len(systems))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4.5))
+    for i, s in enumerate(systems):
+        xs, ys = [], []
+        for g, key in enumerate(groups):
+            t = _median(results, key, s)
+            if t is not None:
+                xs.append(g + (i - (len(systems) - 1) / 2) * width)
+                ys.append(t)
+        ax.bar(xs, ys, width, label=s)
+    ax.set_yscale("log")
+    ax.set_ylabel("median seconds per call (log)")
+    ax.set_xticks(range(len(groups)), groups, rotation=20)
+    ax.legend(fontsize=8)
+    ax.set_title("lucid benchmark suite (lower is better)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
