@@ -3,27 +3,30 @@
 A compiled call that needs gradients runs the augmented forward (`lucid.ir.autodiff.grad`:
 the original outputs, then the saved values) and returns ordinary Tensors whose tape entry
 runs the compiled backward graph, so `loss.backward()` works whether the loss is computed by
-the model itself or eagerly on its outputs, and the tape does the accumulation into `.grad`
-exactly as for eager ops (`+=` into an existing grad, a new array for None, keep_grad).
+the model itself or eagerly on its outputs, and gradients accumulate exactly as for eager ops
+(None -> a new array, else grad + g, keep_grad on outputs, frozen params skipped).
+
+Sources are the inputs that require grad, then every parameter of the graph. A forward sweep
+over the traced graph (`dependencies`) finds which sources each output depends on
+differentiably, so that, as in eager, a parameter an output does not reach gets no gradient
+(`.grad` stays None rather than zeros: optimizers skip None, but momentum and weight decay
+would move a parameter whose grad is zeros), and an output reaching no source needs no grad.
 
 How the outputs join the tape:
-- Sources: the inputs that require grad, then every parameter of the graph (in graph order).
-  A forward sweep over the traced graph (`dependencies`) finds which sources each output
-  depends on differentiably, so that, as in eager, a parameter an output does not reach gets
-  no gradient at all (its `.grad` stays None rather than becoming zeros: optimizers skip None,
-  but momentum and weight decay would move a parameter whose grad is zeros), and an output
-  that reaches no source does not require grad.
-- One output: its `_parents` are the sources it reaches, and its `_backward` maps the
-  output's cotangent to their gradients with one call of the backward graph. The tape skips
-  parents that do not require grad (frozen parameters): their gradients are computed, dropped.
+- One output: its `_parents` are the inputs requiring grad that it reaches; its `_backward`
+  runs the backward graph once on the output's cotangent, accumulates into the `.grad` of the
+  parameters it reaches (leaves, always: the tape's rule is applied there directly, without
+  the tape's copy-on-first-store, since these gradients are fresh arrays; it saves a copy
+  and a tape step per parameter, which is most of a small model's backward), and returns
+  the input parents' gradients to the tape, which carries them on (inputs may be non-leaves).
 - Several outputs: the backward graph takes all cotangents at once and must run once, so the
   outputs share one hidden join Tensor (shape (), the only parent of each output that reaches
-  a source) whose `_parents` are the sources any output reaches. Each output's `_backward`
+  a source) that holds the input parents and the `_backward` above. Each output's `_backward`
   wraps its cotangent in a `_Cotangents` value with one slot per output; the tape sums the
   values reaching the join (slot-wise) and, because it visits nodes in reverse topological
   order, calls the join's `_backward` once, after every output's cotangent has arrived. Slots
-  no cotangent reached are zeros, and sources that no arrived output reaches get None. Nothing
-  is stashed between tape steps, so an aborted backward leaves no state behind.
+  no cotangent reached are zeros, and sources that no arrived output reaches get nothing.
+  Nothing is stashed between tape steps, so an aborted backward leaves no state behind.
 
 Saved values are the forward's extra outputs and, for `Saved("input", k)`, the caller's own
 input arrays (not copies: eager's closures keep references to input arrays too, so an input
@@ -43,6 +46,7 @@ import numpy as np
 from lucid.ir.autodiff import GradResult, Saved
 from lucid.ir.core import Graph, Value
 from lucid.ir.ops import OPS, no_gradient
+from lucid.runtime import threads as _threads
 from lucid.runtime.backends import Executable
 from lucid.tensor import Tensor
 
@@ -117,7 +121,8 @@ class GradProgram:
     `len(saved)` saved values then `num_outputs` cotangents and whose params are the forward
     params `bw_params` (indices into the forward graph's params); its outputs are the grads of
     the sources (forward inputs `grad_inputs`, then every forward param, in forward order).
-    `deps[k]` are the sources output k reaches; `reached` is their union, sorted.
+    `deps[k]` are the sources output k reaches (indices of backward outputs); `_input_grads`
+    and `_param_grads` split their union at `_first_param`.
     """
 
     def __init__(
@@ -146,7 +151,22 @@ class GradProgram:
         forward = result.forward
         self.deps = dependencies(forward, wrt)[: self.num_outputs]
         self.hooked = tuple(k for k, d in enumerate(self.deps) if d)  # outputs on the tape
-        self.reached = tuple(sorted(frozenset().union(*self.deps)))  # sources on the tape
+        reached = sorted(frozenset().union(*self.deps))  # sources any output reaches
+        self._first_param = first = len(self.grad_inputs)  # backward output of param 0
+        self._input_grads = tuple(i for i in reached if i < first)
+        self._input_args = tuple(self.grad_inputs[i] for i in self._input_grads)
+        self._param_grads = tuple(i for i in reached if i >= first)
+        self._saved_at = tuple((s.source == "input", s.index) for s in self.saved)
+        # The lean C call of `run` (a per-step cost at small sizes): the object-address entry,
+        # where the batch comes from, and each output's shape with None for the batch.
+        self._call = getattr(executable, "call_objects", None)
+        self._batch_from = getattr(executable, "batch_from", None) if self._call else None
+        symbol = getattr(executable, "batch_symbol", None)
+        self._outs = tuple(
+            (t.dtype.np, tuple(None if d == symbol else d for d in t.shape))
+            for t in self.graph.output_types
+        )
+        self._static = all(t.is_static for t in self.graph.output_types)
 
     def attach(
         self,
@@ -162,63 +182,102 @@ class GradProgram:
         params, `ys` every output of the augmented forward.
         """
         n = self.num_outputs
-        saved = tuple(xs[s.index] if s.source == "input" else ys[s.index] for s in self.saved)
-        arrays = tuple(params[i].data for i in self.bw_params)
-        sources = (*(args[i] for i in self.grad_inputs), *params)
-        outs = [_plain(y) for y in ys[:n]]
-        if n == 1 and self.hooked:
-            picked = self.reached
-            back = partial(self._backward_one, saved, arrays, picked)
-            outs[0] = _tensor(ys[0], tuple(sources[i] for i in picked), back)
-        elif self.hooked:
-            shapes = tuple(y.shape for y in ys[:n])
-            back = partial(self._backward_all, saved, arrays, shapes)
-            join = _tensor(np.empty(()), tuple(sources[i] for i in self.reached), back)
-            for k in self.hooked:
-                outs[k] = _tensor(ys[k], (join,), partial(_slot, k, n))
+        saved = tuple([xs[i] if from_input else ys[i] for from_input, i in self._saved_at])
+        arrays = tuple([params[i].data for i in self.bw_params])
+        inputs = tuple([args[i] for i in self._input_args])
+        if n == 1:
+            if not self.hooked:
+                out = _plain(ys[0])
+            else:
+                out = _tensor(ys[0], inputs, partial(self._backward_one, saved, arrays, params))
+            outs = [out]
+        else:
+            outs = [_plain(y) for y in ys[:n]]
+            if self.hooked:
+                shapes = tuple(y.shape for y in ys[:n])
+                back = partial(self._backward_all, saved, arrays, params, shapes)
+                join = _tensor(np.empty(()), inputs, back)
+                for k in self.hooked:
+                    outs[k] = _tensor(ys[k], (join,), partial(_slot, k, n))
         if self.out_kind is None:
             return outs[0]
         return tuple(outs) if self.out_kind is tuple else self.out_kind(outs)
 
     def _backward_one(
-        self,
-        saved: tuple[Array, ...],
-        params: tuple[Array, ...],
-        picked: tuple[int, ...],
-        g: Array,
+        self, saved: tuple[Array, ...], arrays: tuple[Array, ...], params: Any, g: Array
     ) -> tuple[Array, ...]:
-        """The single output's `_backward`: its cotangent in, one gradient per parent out."""
+        """The single output's `_backward`: its cotangent in; the params' grads accumulated,
+        one gradient per input parent returned."""
         dt = self.out_dtypes[0]
-        grads = self.run(saved, (g if g.dtype == dt else g.astype(dt),), params)
-        return tuple(grads[i] for i in picked)
+        grads = self.run(saved, (g if g.dtype == dt else g.astype(dt),), arrays)
+        self._accumulate(grads, params, self._param_grads)
+        return tuple([grads[i] for i in self._input_grads])
 
     def _backward_all(
         self,
         saved: tuple[Array, ...],
-        params: tuple[Array, ...],
+        arrays: tuple[Array, ...],
+        params: Any,
         shapes: tuple[tuple[int, ...], ...],
         token: _Cotangents,
     ) -> tuple[Array | None, ...]:
-        """The join node's `_backward`: every output's cotangent (zeros where none came) in,
-        one gradient per parent out (None for a source no arrived cotangent reaches)."""
+        """The join node's `_backward`: every output's cotangent (zeros where none came) in;
+        sources no arrived cotangent reaches get nothing (None), as in eager."""
         cts = tuple(
             np.zeros(shape, dt) if g is None else g if g.dtype == dt else g.astype(dt)
             for g, shape, dt in zip(token.parts, shapes, self.out_dtypes)
         )
-        grads = self.run(saved, cts, params)
+        grads = self.run(saved, cts, arrays)
         live = frozenset().union(*(d for d, g in zip(self.deps, token.parts) if g is not None))
-        return tuple(grads[i] if i in live else None for i in self.reached)
+        self._accumulate(grads, params, tuple(i for i in self._param_grads if i in live))
+        return tuple(grads[i] if i in live else None for i in self._input_grads)
+
+    def _accumulate(self, grads: Sequence[Array], params: Any, which: Sequence[int]) -> None:
+        """`.grad` of each param at backward-output index in `which`, by the tape's own rule
+        (None -> the gradient, else grad + gradient; skipped when it does not require grad).
+        The tape copies on first store because an eager cotangent may alias other arrays;
+        these gradients are fresh arrays of this call, so they are stored as they are."""
+        first = self._first_param
+        for i in which:
+            p = params[i - first]
+            if p.requires_grad:
+                p.grad = grads[i] if p.grad is None else p.grad + grads[i]
 
     def run(
         self, saved: Sequence[Array], cotangents: Sequence[Array], params: Sequence[Array]
     ) -> tuple[Array, ...]:
         """Run the backward graph: the grads of the selected inputs, then of every param."""
         arrays = (*saved, *cotangents, *params)
+        call = self._call
+        if call is not None and all(a.flags.c_contiguous for a in arrays):
+            where = self._batch_from
+            batch = arrays[where[0]].shape[where[1]] if where is not None else 1
+            if batch > 0:
+                outs = tuple(
+                    np.empty(
+                        shape if self._static else tuple(batch if d is None else d for d in shape),  # type: ignore[misc]
+                        dt,
+                    )
+                    for dt, shape in self._outs
+                )
+                code = call(*map(id, arrays), *map(id, outs), batch, _threads.num_threads)
+                if code:
+                    raise self.executable.error(code)  # type: ignore[attr-defined]
+                return outs
         if any(a.size == 0 for a in arrays):  # the C asks for batch >= 1
             from lucid.ir.interpret import interpret
 
-            return tuple(np.array(o) for o in interpret(self.graph, *arrays))
-        return self.executable.run(*arrays)
+            outs = tuple(np.array(o) for o in interpret(self.graph, *arrays))
+        else:
+            outs = self.executable.run(*arrays)
+        # Gradients are stored without a copy (`_accumulate`): no two may share a buffer (an
+        # interpreter may return one array for two outputs that CSE made one value).
+        seen: set[int] = set()
+        fresh = []
+        for o in outs:
+            fresh.append(o.copy() if id(o) in seen else o)
+            seen.add(id(o))
+        return tuple(fresh)
 
     @property
     def source(self) -> str | None:

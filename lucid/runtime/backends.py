@@ -183,7 +183,8 @@ class CExecutable:
 
     Invariants: `call_objects(*ids, batch, nthreads)` takes id() of inputs, params, outputs
     (in that order), each a C-contiguous aligned ndarray of its declared type; `dynamic` says
-    whether `batch` binds a symbol (else the C ignores it).
+    whether `batch` binds a symbol (else the C ignores it); `batch_from` is the (input, axis)
+    whose size is the batch (None when no input has the symbol).
     """
 
     backend = "c"
@@ -210,7 +211,7 @@ class CExecutable:
         )
         # (input, axis) whose size binds the batch: axis 0 of input 0 for a traced forward, but
         # a backward graph's first inputs may be saved values of static shape.
-        self._batch_from = next(
+        self.batch_from = next(
             (
                 (i, axis)
                 for i, t in enumerate(graph.input_types)
@@ -234,7 +235,7 @@ class CExecutable:
             a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
             for a in arrays
         )
-        where = self._batch_from
+        where = self.batch_from
         batch = arrays[where[0]].shape[where[1]] if self.dynamic and where is not None else 1
         bind = {self.batch_symbol: batch}
         outs = tuple(
