@@ -11,6 +11,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
@@ -23,6 +24,11 @@ from lucid.cli import (
     load_graph,
     seed_model,
 )
+
+if TYPE_CHECKING:
+    from lucid.nn import Module
+    from lucid.runtime.compiled import CompiledModule
+    from lucid.tensor import Tensor
 
 
 def _emit_c_args(p: argparse.ArgumentParser) -> None:
@@ -79,12 +85,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     compiled = lucid.compile(model, dynamic_batch=True)
-    y = compiled(x)
+    with lucid.no_grad():  # inference: the forward-only build
+        y = compiled(x)
     first_call = time.perf_counter() - start
     info = compiled.build_info
     stages = compiled.stages()
 
-    expected = model(x).data
+    with lucid.no_grad():
+        expected = model(x).data
     err = float(np.max(np.abs(y.data - expected)))
     ok = np.allclose(y.data, expected, rtol=1.3e-6, atol=1e-5)
 
@@ -96,8 +104,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         out.write(f"eager output:     {expected}\n")
     out.write(f"max |compiled - eager| = {err:.3g}  ({'ok' if ok else 'MISMATCH'})\n\n")
 
-    compiled_us = _median_us(lambda: compiled(x))
     with lucid.no_grad():
+        compiled_us = _median_us(lambda: compiled(x))
         eager_us = _median_us(lambda: model(x))
     origin = "loaded from the cache" if info and info.from_cache else "built"
     out.write(f"first call (trace + optimize + codegen + {origin}): {first_call * 1e3:.1f} ms\n")
@@ -114,5 +122,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if info is not None:
         out.write(f"C library: {info.path}\n")
         out.write(f"C source:  {info.path.parent / 'source.c'}\n")
-    out.write("see the generated C with: lucid-ir emit-c seed\n")
-    return 0 if ok else 1
+    out.write("see the generated C with: lucid-ir emit-c seed\n\n")
+    grads_ok = _demo_training_step(compiled, model, x, out)
+    return 0 if ok and grads_ok else 1
+
+
+def _demo_training_step(compiled: CompiledModule, model: Module, x: Tensor, out: TextIO) -> bool:
+    """One backward through the compiled forward+backward graphs, checked against eager."""
+    start = time.perf_counter()
+    compiled(x).sum().backward()
+    seconds = time.perf_counter() - start
+    got = {name: p.grad.copy() for name, p in model.named_parameters()}
+    model.zero_grad()
+    model(x).sum().backward()
+    ok = True
+    for name, p in model.named_parameters():
+        match = np.allclose(got[name], p.grad, rtol=1e-5, atol=1e-6)
+        ok = ok and match
+    model.zero_grad()
+    out.write(
+        f"training step (forward + compiled backward, first call {seconds * 1e3:.0f} ms): "
+        f"parameter gradients {'match' if ok else 'DO NOT MATCH'} eager lucid\n"
+    )
+    return ok
