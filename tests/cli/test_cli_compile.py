@@ -53,8 +53,4 @@ def test_demo_compiles_the_seed_model_and_matches_eager(capsys: pytest.CaptureFi
     assert "(ok)" in out and "MISMATCH" not in out
     assert "optimized IR:" in out and "per call, batch 1" in out
     assert "C library: " in out
-
-
-def test_demo_checks_a_compiled_training_step(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
-    assert "parameter gradients match eager lucid" in capsys.readouterr().out
+    assert "parameter gradients match eager lucid" in out
