@@ -233,7 +233,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     notes = prepare_environment(args, argv)
     from suite_compile import compile_times
-    from suite_report import print_results, print_targets, targets, write_json, write_png
+    from suite_report import (
+        print_first_calls,
+        print_results,
+        print_targets,
+        targets,
+        write_json,
+        write_png,
+    )
 
     _limiter, pools = set_threads(args.threads)
     meta = header(args, notes, pools)
@@ -282,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nload average: {meta['load_before']:.2f} before, {meta['load_after']:.2f} after "
         f"({os.cpu_count()} cores)"
     )
+    print_first_calls(results, compile_s)
     checks = targets(results, compile_s, peak)
     print_targets(checks, compile_s)
     write_json(Path(args.json), meta, peak, results, compile_s, checks)

@@ -125,6 +125,20 @@ def targets(results: dict[str, Rows], compile_s: dict, peak: float | None) -> li
     return out
 
 
+def print_first_calls(results: dict[str, Rows], compile_s: dict) -> None:
+    """Compile + first call: lucid cold/warm (fresh processes), torch.compile cold (in process)."""
+    print("\nFirst call (compile + run): lucid cold / warm cache, torch.compile cold")
+    for key, rows in results.items():
+        lucid = compile_s.get(key, {})
+        tc = rows.get("torch.compile", {}).get("first_call_s")
+        cold = fmt_time(lucid["cold"]) if "cold" in lucid else "-"
+        warm = fmt_time(lucid["warm"]) if "warm" in lucid else "-"
+        print(
+            f"  {key:<14} lucid {cold:>9} / {warm:>9}   torch.compile "
+            f"{fmt_time(tc) if tc else '-':>9}"
+        )
+
+
 def print_targets(checks: list[dict], compile_s: dict) -> None:
     """PASS/MISS per target with the measured value."""
     print("\nTargets (ratios are lucid compiled's time over the peer's; < 1 = lucid faster)")
