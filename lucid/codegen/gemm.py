@@ -146,6 +146,10 @@ class Blocking:
     # M*N*K per thread before a thread pays for itself: creating and joining one costs ~50 us
     # on the 2-core KVM guest measured, about 8M multiply-adds of single-core work.
     par_min_work: int = 1 << 23
+    # Jobs per thread, claimed dynamically: on a shared machine one core is often busy, and a
+    # static half each then runs at the slower core's pace. Each extra job re-packs its A (or
+    # B) block, ~1% of a 1024^3 GEMM.
+    jobs_per_thread: int = 3
 
 
 @dataclass(frozen=True)
@@ -424,6 +428,7 @@ class GemmTemplate:
     kc: int
     nc: int
     par_min_work: int
+    jobs_per_thread: int
     static_dims: tuple[tuple[str, int], ...]
     a_index: str  # element (row r, k p) of op(A)
     b_index: str  # element (k p, column c) of op(B)
@@ -562,6 +567,7 @@ def template_data(spec: GemmSpec) -> GemmTemplate:
         kc=blk.kc,
         nc=blk.nc,
         par_min_work=blk.par_min_work,
+        jobs_per_thread=max(1, blk.jobs_per_thread),
         static_dims=static,
         a_index="(p) * M + (r)" if spec.trans_a else "(r) * K + (p)",
         b_index="(c) * K + (p)" if spec.trans_b else "(p) * N + (c)",
