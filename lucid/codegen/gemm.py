@@ -23,9 +23,11 @@ None) are checked against the runtime arguments. Returns 0, ``-1`` on allocation
 0 at once (colsum zeroed); K == 0 gives ``epilogue(0)``.
 
 Threads: ``nthreads`` pthreads are created for the call and joined before it returns (no pool,
-no global state: fork-safe), only when M*N*K is above ``Blocking.par_min_work`` per thread. The
-work is split over rows and/or columns of C (never over K), so every C element is computed by
-the same sequence of operations whatever the thread count: results are bitwise identical.
+no global state: fork-safe), only when M*N*K is above ``Blocking.par_min_work`` per thread. C is
+cut into ``Blocking.jobs_per_thread`` x nthreads rectangles of whole tiles (rows and/or columns,
+never K), which the threads claim from an atomic counter, each packing into its own buffers; so
+every C element is computed by the same operations whatever the thread count (results are
+bitwise identical) and a thread on a busy core just takes fewer jobs.
 
 Kernel (BLIS/GotoBLAS): loops jc (nc columns) -> pc (kc of K) -> ic (mc rows) -> jr (NR) -> ir
 (MR); B panels (kc x nc) and A blocks (mc x kc) are packed per thread into 64-byte aligned
