@@ -190,17 +190,25 @@ class CExecutable:
     backend = "c"
 
     def __init__(
-        self, graph: Graph, program: Any, source: str, built: Any, codegen_seconds: float
+        self,
+        graph: Graph,
+        prefix: str,
+        batch_symbol: str | None,
+        source: str | None,
+        built: Any,
+        codegen_seconds: float,
+        program: Any = None,
     ) -> None:
         self.graph = graph
-        self.program = program
-        self.source: str | None = source  # what was compiled: the program and the shim
+        self.program = program  # codegen's CProgram; None when served by the warm-start index
+        self.prefix = prefix
+        self._source = source  # what was compiled (the program and the shim); None: read lazily
         self.lib = built.lib
         self.ffi = built.ffi
-        self.call_objects: Callable[..., int] = getattr(built.lib, f"{program.prefix}_call_objects")
-        self.array_data: Callable[[int], int] = getattr(built.lib, f"{program.prefix}_array_data")
-        self.dynamic = program.batch_symbol is not None
-        self.batch_symbol: str | None = program.batch_symbol
+        self.call_objects: Callable[..., int] = getattr(built.lib, f"{prefix}_call_objects")
+        self.array_data: Callable[[int], int] = getattr(built.lib, f"{prefix}_array_data")
+        self.dynamic = batch_symbol is not None
+        self.batch_symbol: str | None = batch_symbol
         self.build_info: BuildInfo | None = BuildInfo(
             built.path,
             built.key,
@@ -221,6 +229,17 @@ class CExecutable:
             None,
         )
         self._outs = [(t.dtype.np, t.shape) for t in graph.output_types]
+
+    @property
+    def source(self) -> str | None:
+        """The C that was compiled; after an index hit, the cache entry's source.c (read once)."""
+        if self._source is None:
+            try:
+                text = (self.build_info.path.parent / "source.c").read_text(encoding="utf-8")  # type: ignore[union-attr]
+            except OSError:
+                return None  # the entry was cleared since it was loaded
+            self._source = text
+        return self._source
 
     def error(self, code: int) -> Exception:
         """The exception for C return code `code` (codegen's mapping), naming the graph."""
@@ -270,12 +289,43 @@ class CBackend:
 
     def pipeline(self, names: list[str]) -> list[str]:
         """The default pipeline without fusions whose op codegen cannot lower yet."""
-        from lucid.codegen._lower import LOWERINGS
+        from lucid.runtime import _index
+        from lucid.runtime.cache import cache_root
 
-        return [n for n in names if n not in _FUSED_OP or _FUSED_OP[n] in LOWERINGS]
+        root = cache_root()
+        lowered = _index.fused_ops_with_lowering(root)
+        if lowered is None:  # asking codegen imports it: once per version of lucid's code
+            from lucid.codegen._lower import LOWERINGS
+
+            lowered = frozenset(op for op in _FUSED_OP.values() if op in LOWERINGS)
+            _index.record_fused_ops(root, lowered)
+        return [n for n in names if n not in _FUSED_OP or _FUSED_OP[n] in lowered]
 
     def prepare(self, graph: Graph, options: BackendOptions) -> Executable:
-        """Generate, build (or load from the cache) and load the C for `graph`."""
+        """Load the C for `graph` through the warm-start index, else generate and build it."""
+        from lucid.ir.printer import format as format_graph
+        from lucid.runtime import _index
+        from lucid.runtime.build import load_cached
+        from lucid.runtime.cache import cache_root
+
+        root = cache_root()
+        ikey = None
+        if options.debug_dir is None:  # a debug build writes its sources: take the full path
+            ikey = _index.index_key(format_graph(graph), options.isa, options.prefix, options.build)
+            found = _index.lookup(root, ikey)
+            if found is not None and found["prefix"] == options.prefix:
+                built = load_cached(found["build_key"], cache_dir=root)
+                if built is not None:
+                    return CExecutable(graph, options.prefix, found["batch_symbol"], None, built, 0.0)
+        executable = self._generate(graph, options)
+        if ikey is not None:
+            info = executable.build_info
+            assert info is not None
+            _index.record(root, ikey, info.key, executable.prefix, executable.batch_symbol)
+        return executable
+
+    def _generate(self, graph: Graph, options: BackendOptions) -> CExecutable:
+        """Generate the C for `graph` with codegen, then build it (or load it from the cache)."""
         from lucid.codegen.emit_c import CodegenOptions, emit_c
         from lucid.runtime.build import build
 
@@ -291,7 +341,9 @@ class CBackend:
             options=options.build,
             debug_dir=options.debug_dir,
         )
-        return CExecutable(graph, program, source, built, codegen_seconds)
+        return CExecutable(
+            graph, program.prefix, program.batch_symbol, source, built, codegen_seconds, program
+        )
 
 
 register_backend(CBackend())

@@ -27,14 +27,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import cffi
-
 import lucid
 from lucid.errors import BuildError, CompilerNotFoundError
 from lucid.runtime import cache as _cache
 from lucid.runtime.cache import cache_clear, cache_info
 
-__all__ = ["BuildOptions", "BuiltModule", "build", "cache_clear", "cache_info"]
+__all__ = ["BuildOptions", "BuiltModule", "build", "cache_clear", "cache_info", "load_cached"]
 
 DEFAULT_FLAGS: tuple[str, ...] = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno")
 DEFAULT_LINK: tuple[str, ...] = ("-lm", "-lpthread")
@@ -185,6 +183,34 @@ def build(
     )
 
 
+def load_cached(key: str, *, cache_dir: Path | None = None) -> BuiltModule | None:
+    """Load the cache entry `key` if it is complete and its .so matches its sha256; never builds.
+
+    For callers that know the key without the C (the warm-start index): None on any miss, a
+    corrupt entry or a module that does not load, so the caller falls back to `build`."""
+    if not _cache.is_key(key):
+        return None
+    start = time.perf_counter()
+    module_name = f"_lucid_{key[:16]}"
+    with _process_lock(key):
+        loaded = _LOADED.get(key)
+        if loaded is None:
+            root = _cache.cache_root(cache_dir)
+            if not os.path.isdir(root / key):
+                return None  # checked first so a stale index leaves no lock file behind
+            with _cache.key_lock(root, key, shared=True):
+                meta = _cache.valid_meta(root / key, key)
+                if meta is None or meta.get("module") != module_name:
+                    return None
+                try:
+                    loaded = _load(module_name, root / key / meta["so"], meta["command"])
+                except BuildError:
+                    return None  # `build` rebuilds it, and reports a failure to load again
+            _LOADED[key] = loaded
+    seconds = time.perf_counter() - start
+    return BuiltModule(loaded.ffi, loaded.lib, loaded.path, key, True, seconds, list(loaded.command))
+
+
 def _process_lock(key: str) -> threading.Lock:
     """One lock per key, so threads of one process neither build nor load a key twice."""
     with _KEY_LOCKS_GUARD:
@@ -253,6 +279,8 @@ def _cache_key(
     source: str, cdef: str, compiler: tuple[str, ...], version: str, options: BuildOptions
 ) -> str:
     """sha256 over everything that can change the built module or whether it loads."""
+    import cffi  # imported only where used: a warm start through the index never needs it
+
     native = any("native" in flag for flag in options.flags)
     parts = {
         "format": _cache.FORMAT,
@@ -301,6 +329,8 @@ def _write_inputs(
     (directory / "source.c").write_text(source, encoding="utf-8")
     (directory / "cdef.h").write_text(cdef, encoding="utf-8")
     (directory / "build.sh").write_text(f"#!/bin/sh\n{shlex.join(command)}\n", encoding="utf-8")
+    import cffi
+
     ffi = cffi.FFI()
     try:
         ffi.cdef(cdef)

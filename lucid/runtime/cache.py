@@ -6,6 +6,7 @@ Layout of the cache root (one directory per key, nothing else is ever deleted by
     <root>/<key>.lock      flock'ed by builders (exclusive) and loaders (shared)
     <root>/.tmp-<key>-*    a build in progress, renamed to <root>/<key> when complete
     <root>/.trash-<key>-*  a replaced or cleared entry on its way out
+    <root>/index/          the warm-start index (_index.py): small JSON files naming build keys
 
 An entry appears in one `os.rename`, so a reader sees either nothing or a complete entry; its
 meta.json stores the sha256 of the .so, checked before every load, so a truncated or altered
@@ -32,8 +33,14 @@ from lucid.errors import LucidError
 
 META = "meta.json"
 FORMAT = 1  # bump when the entry layout or meta.json schema changes; part of every key
+INDEX_DIR = "index"
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
 _WORK_RE = re.compile(r"\.(tmp|trash)-([0-9a-f]{64})-")
+
+
+def is_key(name: str) -> bool:
+    """Whether `name` has the form of a cache key (64 lowercase hex digits)."""
+    return _KEY_RE.fullmatch(name) is not None
 
 
 def default_cache_dir() -> Path:
@@ -174,19 +181,30 @@ def _discard(root: Path, key: str, path: Path) -> None:
 
 
 def cache_info(cache_dir: Path | str | None = None) -> dict[str, Any]:
-    """Summary of the cache: {"path", "entries", "total_bytes"} (the dir is not created)."""
+    """Summary of the cache: {"path", "entries", "index_entries", "total_bytes"} (the dir is
+    not created)."""
     root = cache_root(cache_dir, create=False)
     entries = 0
+    index_entries = 0
     total = 0
     if root.is_dir():
         for child in root.iterdir():
             if _KEY_RE.fullmatch(child.name) and child.is_dir():
                 entries += 1
+        with contextlib.suppress(OSError):
+            index_entries = sum(
+                1 for n in os.listdir(root / INDEX_DIR) if _KEY_RE.fullmatch(n.removesuffix(".json"))
+            )
         for dirpath, _dirs, files in os.walk(root):
             for name in files:
                 with contextlib.suppress(OSError):  # a concurrent build may move files away
                     total += os.lstat(os.path.join(dirpath, name)).st_size
-    return {"path": str(root), "entries": entries, "total_bytes": total}
+    return {
+        "path": str(root),
+        "entries": entries,
+        "index_entries": index_entries,
+        "total_bytes": total,
+    }
 
 
 def cache_clear(cache_dir: Path | str | None = None) -> int:
@@ -216,4 +234,20 @@ def cache_clear(cache_dir: Path | str | None = None) -> int:
                 _discard(root, key, entry)
                 removed += 1
             os.unlink(root / f"{key}.lock")  # waiters notice the new inode (see key_lock)
+    _clear_index(root)
     return removed
+
+
+def _clear_index(root: Path) -> None:
+    """Delete the index files lucid writes (records, lowerings, temp files) and the index dir."""
+    index = root / INDEX_DIR
+    if index.is_symlink() or not index.is_dir():
+        return
+    for name in os.listdir(index):
+        stem = name.removesuffix(".json")
+        ours = _KEY_RE.fullmatch(stem.removeprefix("lowerings-")) or name.startswith(".tmp-")
+        if ours:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(index / name)
+    with contextlib.suppress(OSError):
+        os.rmdir(index)  # only if empty: nothing lucid did not write is touched

@@ -80,7 +80,8 @@ def test_a_file_is_not_a_cache_dir(tmp_path: Path) -> None:
 
 def test_info_and_clear(tmp_path: Path) -> None:
     root = tmp_path / "cache"
-    assert cache_info(root) == {"path": str(root), "entries": 0, "total_bytes": 0}
+    empty = {"path": str(root), "entries": 0, "index_entries": 0, "total_bytes": 0}
+    assert cache_info(root) == empty
     assert cache_clear(root) == 0 and not root.exists()  # neither creates the dir
     entries = [tiny(root), tiny(root)]
     key = "f" * 64

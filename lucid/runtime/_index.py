@@ -1,0 +1,174 @@
+"""The warm-start index: a cheap key from what codegen reads -> the build key of its C.
+
+A build key (build.py) hashes the generated C, so finding a cached module that way means
+running codegen (Jinja template compilation alone is ~150 ms per process) and `cc --version`.
+The index key hashes the inputs of that computation instead: the optimised IR text (what
+codegen reads; locations are not part of it), the codegen and build options, a fingerprint
+of lucid's own code (a changed code generator must not be served old C), what codegen reads
+from the machine (/proc/cpuinfo for isa "auto" and -march=native, cpu0's cache sizes for GEMM
+blocking), the compiler's identity (path, inode, size, mtime, ctime of the resolved binary:
+a stand-in for `--version`) and the Python ABI. It names a build key in
+`<root>/index/<index key>.json`; the entry itself is still loaded through build.py's verified
+path (sha256 of the .so), so a stale or wrong index file costs a rebuild, never a bad load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import sysconfig
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import lucid
+from lucid.runtime import cache as _cache
+
+FORMAT = 1  # bump when the index key's parts or the index file's schema change
+_CACHES = "/sys/devices/system/cpu/cpu0/cache"
+
+
+@cache
+def code_fingerprint() -> str:
+    """sha256 of every .py and template file of the lucid package, once per process."""
+    top = Path(lucid.__file__).parent
+    digest = hashlib.sha256()
+    for dirpath, dirnames, files in os.walk(top):
+        dirnames.sort()  # a fixed walk order: the digest must not depend on the directory
+        for name in sorted(files):
+            if name.endswith((".py", ".j2")):
+                path = os.path.join(dirpath, name)
+                digest.update(os.path.relpath(path, top).encode() + b"\0")
+                with open(path, "rb") as f:
+                    digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
+
+
+@cache
+def _cache_sizes() -> str:
+    """The raw sysfs description of cpu0's caches (codegen's GEMM blocking reads it)."""
+    parts = []
+    try:
+        indices = sorted(n for n in os.listdir(_CACHES) if n.startswith("index"))
+    except OSError:
+        return ""
+    for index in indices:
+        for field in ("level", "type", "size", "coherency_line_size", "ways_of_associativity"):
+            try:
+                with open(os.path.join(_CACHES, index, field), encoding="utf-8") as f:
+                    parts.append(f"{index}/{field}={f.read().strip()}")
+            except OSError:
+                parts.append(f"{index}/{field}=?")
+    return "\n".join(parts)
+
+
+def _compiler_identity(cc: str | None) -> list[Any]:
+    """The resolved compiler argv and its binary's stat: changes when the compiler does."""
+    from lucid.runtime.build import _resolve_compiler
+
+    compiler = _resolve_compiler(cc)
+    real = os.path.realpath(compiler[0])  # /usr/bin/cc -> alternatives -> the real binary
+    st = os.stat(real)
+    return [list(compiler), real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def index_key(ir_text: str, isa: str, prefix: str, build: Any) -> str:
+    """sha256 over everything that decides the build key of the C generated for `ir_text`."""
+    import _cffi_backend  # what every cffi module loads anyway; cffi checks it matches cffi
+
+    from lucid.runtime.build import _cpu_id
+
+    parts = {
+        "format": FORMAT,
+        "cache_format": _cache.FORMAT,
+        "ir": ir_text,
+        "isa": isa,
+        "prefix": prefix,
+        "compiler": _compiler_identity(build.cc),
+        "flags": list(build.flags),
+        "extra_link": list(build.extra_link),
+        "lucid": lucid.__version__,
+        "code": code_fingerprint(),
+        "cffi": _cffi_backend.__version__,
+        "cache_tag": sys.implementation.cache_tag,
+        "ext_suffix": sysconfig.get_config_var("EXT_SUFFIX"),
+        "machine": os.uname().machine,
+        # codegen reads the cpu for isa "auto" even without -march=native, so always included
+        "cpu": _cpu_id(),
+        "caches": _cache_sizes(),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _index_dir(root: Path) -> Path:
+    return root / _cache.INDEX_DIR
+
+
+def lookup(root: Path, ikey: str) -> dict[str, Any] | None:
+    """The index record of `ikey` (build key, prefix, batch symbol), or None if absent/invalid."""
+    try:
+        with open(_index_dir(root) / f"{ikey}.json", encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(record, dict)
+        or record.get("format") != FORMAT
+        or record.get("index_key") != ikey
+        or not isinstance(record.get("build_key"), str)
+        or not _cache.is_key(record["build_key"])
+        or not isinstance(record.get("prefix"), str)
+        or not isinstance(record.get("batch_symbol"), (str, type(None)))
+    ):
+        return None
+    return record
+
+
+def record(root: Path, ikey: str, build_key: str, prefix: str, batch_symbol: str | None) -> None:
+    """Write the index record of `ikey` atomically (a reader sees the old file or the new)."""
+    data = {
+        "format": FORMAT,
+        "index_key": ikey,
+        "build_key": build_key,
+        "prefix": prefix,
+        "batch_symbol": batch_symbol,
+    }
+    _write_json(_index_dir(root), f"{ikey}.json", data)
+
+
+def _write_json(directory: Path, name: str, data: Any) -> None:
+    """Write directory/name atomically (a reader sees the old file or the new, never half)."""
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, directory / name)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def fused_ops_with_lowering(root: Path) -> frozenset[str] | None:
+    """The fused ops codegen can lower, as recorded for this code fingerprint (None: unknown).
+
+    Asking codegen imports it (~50 ms with Jinja2); the answer depends only on lucid's code."""
+    try:
+        with open(_index_dir(root) / f"lowerings-{code_fingerprint()}.json", encoding="utf-8") as f:
+            ops = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
+        return None
+    return frozenset(ops)
+
+
+def record_fused_ops(root: Path, ops: frozenset[str]) -> None:
+    """Record `fused_ops_with_lowering` for this code fingerprint (atomically)."""
+    _write_json(_index_dir(root), f"lowerings-{code_fingerprint()}.json", sorted(ops))
