@@ -12,8 +12,6 @@ from __future__ import annotations
 import keyword
 import os
 import re
-import shlex
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -24,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from lucid.codegen.emit_c import CodegenOptions, emit_c
-from lucid.errors import BuildError, LucidError
+from lucid.errors import LucidError
 from lucid.ir.core import Graph
 from lucid.runtime import _aot_weights as wts
 from lucid.runtime._aot_source import BLOB_FILE, render_files
-from lucid.runtime.build import BuildOptions, _resolve_compiler
+from lucid.runtime.build import BuildOptions, _resolve_compiler, run_compiler
 
 __all__ = ["ExportResult", "export", "model_name"]
 
@@ -197,24 +195,6 @@ def _compile(
             "model.so",
             *options.extra_link,
         ]
-        try:
-            run = subprocess.run(
-                command,
-                cwd=work,
-                check=False,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=1800,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BuildError(
-                f"could not run the C compiler: {exc}\n  command: {shlex.join(command)}"
-            ) from exc
-        if run.returncode != 0:
-            raise BuildError(
-                f"C compilation of {so.name} failed (exit {run.returncode}); the source is "
-                f"{so.with_suffix('.c')}\n  command: {shlex.join(command)}\n{run.stderr.rstrip()}"
-            )
+        run_compiler(command, work, what=so.name, where=f"the source is {so.with_suffix('.c')}")
         os.replace(work / "model.so", so)  # atomic: a running program never sees half a file
     return command

@@ -208,7 +208,9 @@ def load_cached(key: str, *, cache_dir: Path | None = None) -> BuiltModule | Non
                     return None  # `build` rebuilds it, and reports a failure to load again
             _LOADED[key] = loaded
     seconds = time.perf_counter() - start
-    return BuiltModule(loaded.ffi, loaded.lib, loaded.path, key, True, seconds, list(loaded.command))
+    return BuiltModule(
+        loaded.ffi, loaded.lib, loaded.path, key, True, seconds, list(loaded.command)
+    )
 
 
 def _process_lock(key: str) -> threading.Lock:
@@ -340,6 +342,33 @@ def _write_inputs(
         raise BuildError(f"cffi rejected the cdef of module {module_name}: {exc}") from exc
 
 
+def run_compiler(command: list[str], cwd: Path, *, what: str, where: str) -> str:
+    """Run one compiler command in `cwd` and return its stderr (warnings); BuildError if it fails.
+
+    `what` names the artifact and `where` tells the user where the sources are kept.
+    """
+    try:
+        run = subprocess.run(
+            command,
+            check=False,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=1800,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(
+            f"could not run the C compiler: {exc}\n  command: {shlex.join(command)}"
+        ) from exc
+    if run.returncode != 0:
+        raise BuildError(
+            f"C compilation of {what} failed (exit {run.returncode}); {where}\n"
+            f"  command: {shlex.join(command)}\n{run.stderr.rstrip()}"
+        )
+    return run.stderr
+
+
 def _build_entry(
     root: Path,
     key: str,
@@ -356,26 +385,8 @@ def _build_entry(
     try:
         start = time.perf_counter()
         _write_inputs(work, source, cdef, module_name, command)
-        try:
-            run = subprocess.run(
-                command,
-                check=False,
-                cwd=work,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=1800,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BuildError(
-                f"could not run the C compiler: {exc}\n  command: {shlex.join(command)}"
-            ) from exc
-        if run.returncode != 0:
-            where = f"sources in {debug_dir}" if debug_dir else "pass debug_dir= to keep sources"
-            raise BuildError(
-                f"C compilation of {module_name} failed (exit {run.returncode}); {where}\n"
-                f"  command: {shlex.join(command)}\n{run.stderr.rstrip()}"
-            )
+        where = f"sources in {debug_dir}" if debug_dir else "pass debug_dir= to keep sources"
+        warnings = run_compiler(command, work, what=module_name, where=where)
         so = work / _so_name(module_name)
         meta = {
             "format": _cache.FORMAT,
@@ -388,7 +399,7 @@ def _build_entry(
             "compiler_version": version,
             "flags": list(options.flags),
             "extra_link": list(options.extra_link),
-            "compiler_stderr": run.stderr,  # warnings, kept for inspection
+            "compiler_stderr": warnings,  # kept for inspection
             "source_bytes": len(source.encode()),
             "lucid_version": lucid.__version__,
             "python": sys.implementation.cache_tag,
