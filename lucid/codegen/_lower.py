@@ -20,10 +20,11 @@ An elementwise op needs no lowering function: its `OpDef.c` scalar expression is
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from lucid.codegen.gemm import CacheSizes, Isa
+from lucid.codegen._gemm_blocking import CacheSizes, Isa
+from lucid.codegen._gemm_shared import SharedBlock
 from lucid.ir.core import Node, Value
 from lucid.ir.types import Dim, DType
 
@@ -88,7 +89,9 @@ def index_c(terms: list[tuple[str, str]]) -> str:
     return " + ".join(parts) or "0"
 
 
-def broadcast_index(in_shape: tuple[Dim, ...], out_shape: tuple[Dim, ...], loop_vars: list[str]) -> str:
+def broadcast_index(
+    in_shape: tuple[Dim, ...], out_shape: tuple[Dim, ...], loop_vars: list[str]
+) -> str:
     """Index into a C-contiguous input of `in_shape` broadcast to `out_shape`, whose loop
     variables are `loop_vars`: size-1 (and missing) axes contribute nothing."""
     offset = len(out_shape) - len(in_shape)
@@ -110,6 +113,7 @@ class Kernel:
     params: str  # the C parameter list
     body: str  # C statements, indented by 4
     support: str = ""  # top-level C emitted before the kernel (e.g. a GEMM function)
+    shared: tuple[SharedBlock, ...] = ()  # top-level C laid out once per file, before all kernels
     uses_batch: bool = False
     uses_threads: bool = False
 
@@ -144,7 +148,14 @@ class LowerCtx:
         """True if a type of the node holds the batch symbol."""
         return any(not v.type.is_static for v in (*self.node.inputs, *self.node.results))
 
-    def kernel(self, body: str, *, support: str = "", threads: bool = False) -> Kernel:
+    def kernel(
+        self,
+        body: str,
+        *,
+        support: str = "",
+        shared: tuple[SharedBlock, ...] = (),
+        threads: bool = False,
+    ) -> Kernel:
         """The Kernel of this node with the standard calling convention."""
         params = [f"const {v.type.dtype.c} *restrict x{i}" for i, v in enumerate(self.inputs)]
         params += [f"{v.type.dtype.c} *restrict y{i}" for i, v in enumerate(self.results)]
@@ -159,6 +170,7 @@ class LowerCtx:
             params=", ".join(params) or "void",
             body=body.rstrip("\n"),
             support=support,
+            shared=shared,
             uses_batch=batch,
             uses_threads=threads,
         )

@@ -19,13 +19,16 @@ from typing import Literal
 
 import numpy as np
 
-from lucid.codegen import _lower_loops, _lower_special  # noqa: F401  (register lowerings)
-from lucid.codegen import fused  # noqa: F401  (lowerings of the fused ops)
-from lucid.codegen import _scalar_c
+from lucid.codegen import (  # noqa: F401  (register lowerings)
+    _lower_loops,
+    _lower_special,
+    _scalar_c,
+    fused,
+)
+from lucid.codegen._gemm_blocking import CacheSizes, detect_caches, detect_isa
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import LOWERINGS, Kernel, LowerCtx, c_comment, prod_c
 from lucid.codegen._memplan import MemoryPlan, Poly, plan_memory
-from lucid.codegen.gemm import CacheSizes, detect_caches, detect_isa
 from lucid.errors import CompileError, diagnose
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.ops import OPS
@@ -51,7 +54,9 @@ class CError:
 
 ERROR_LIST: tuple[CError, ...] = (
     CError("LUCID_OK", 0, "ok", None),
-    CError("LUCID_E_NULL", 1, "a NULL pointer was passed for an input or output buffer", ValueError),
+    CError(
+        "LUCID_E_NULL", 1, "a NULL pointer was passed for an input or output buffer", ValueError
+    ),
     CError("LUCID_E_BATCH", 2, "the batch size must be positive", ValueError),
     CError("LUCID_E_NOMEM", 3, "out of memory", MemoryError),
     CError("LUCID_E_OVERFLOW", 4, "tensor sizes overflow int64 at this batch size", OverflowError),
@@ -79,7 +84,11 @@ class CodegenOptions:
     caches: CacheSizes | None = None  # None: read this machine's cache sizes (GEMM blocking)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.prefix, str) or not _IDENT.match(self.prefix) or len(self.prefix) > 64:
+        if (
+            not isinstance(self.prefix, str)
+            or not _IDENT.match(self.prefix)
+            or len(self.prefix) > 64
+        ):
             raise CompileError(
                 f"prefix {self.prefix!r} is not a C identifier of at most 64 characters"
             )
@@ -179,6 +188,7 @@ class Program:
     errors: tuple[CError, ...]
     types: tuple[dict[str, str], ...]
     constants: tuple[Constant, ...]
+    shared: tuple[str, ...]  # GEMM machinery and helpers used by several kernels, once each
     kernels: tuple[Kernel, ...]
     n_inputs: int
     n_outputs: int
@@ -232,13 +242,15 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
     program = Program(
         graph_name=c_comment("@" + graph.name),
         prefix=options.prefix,
-        batch_note=f"the symbol {c_comment(symbol)} is the argument `batch`" if symbol else
-        "static shapes (the `batch` argument is ignored)",
+        batch_note=f"the symbol {c_comment(symbol)} is the argument `batch`"
+        if symbol
+        else "static shapes (the `batch` argument is ignored)",
         arena_note=c_comment(plan.summary().replace("\n", "; ")),
         ir_lines=tuple(_cut(c_comment(line)) for line in lines),
         errors=ERROR_LIST,
         types=({"T": "float", "s": "f"}, {"T": "double", "s": ""}),
         constants=tuple(constants),
+        shared=tuple({b.key: b.text.rstrip() for k in kernels for b in k.shared}.values()),
         kernels=tuple(kernels),
         n_inputs=n_in,
         n_outputs=n_out,
@@ -249,7 +261,9 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         decls=_decls(graph, plan, names, constants),
         calls=tuple(calls),
         copies=_copies(graph, plan, names),
-        call_params=", ".join([*(f"intptr_t {a}" for a in all_args), "int64_t batch", "int nthreads"]),
+        call_params=", ".join(
+            [*(f"intptr_t {a}" for a in all_args), "int64_t batch", "int nthreads"]
+        ),
         in_len=max(1, n_in),
         out_len=max(1, n_out),
         call_inputs=", ".join(f"(const void *){a}" for a in all_args[:n_in]) or "NULL",
@@ -417,4 +431,4 @@ def _check_static(t: TensorType) -> None:
         raise CompileError(f"a tensor of type {t} needs {nbytes} bytes, more than lucid supports")
 
 
-__all__ = ["CProgram", "CodegenOptions", "ERRORS", "emit_c", "error_for"]
+__all__ = ["ERRORS", "CProgram", "CodegenOptions", "emit_c", "error_for"]

@@ -10,7 +10,11 @@ headers; several fragments may share one translation unit) defining::
                     <`T *colsum` when epilogue.colsum>, int nthreads);
 
 ``gemm_prototype(spec)`` returns that declaration (for a cffi cdef or a forward declaration),
-``gemm_params(spec)`` the parameter list as (C type, name) pairs.
+``gemm_params(spec)`` the parameter list as (C type, name) pairs. ``gemm_parts(spec)`` splits the
+fragment into the shared machinery (``SharedBlock``s named by dtype, isa, register tile and
+transposition, see ``_gemm_shared.py``) and the node's own text (its epilogue ``finish``, small
+path and entry function), so a translation unit with many GEMMs holds one copy of the packing
+routines, micro-kernels and driver per distinct parameter set.
 
 Semantics: ``C[M,N] = epilogue(op(A) @ op(B))`` with ``op(A) = A.T`` when ``trans_a`` (A stored
 [K,M]) and ``op(B) = B.T`` when ``trans_b`` (B stored [N,K]: the Linear weight layout). All arrays
@@ -29,6 +33,12 @@ never K), which the threads claim from an atomic counter, each packing into its 
 every C element is computed by the same operations whatever the thread count (results are
 bitwise identical) and a thread on a busy core just takes fewer jobs.
 
+Small path (``plan_paths``): when static shapes make the GEMM tiny (N*K or M*N at most
+``Blocking.small_elems``) only a plain loop nest is emitted: a few rows of C summed in locals,
+K in order with one FMA per product (the blocked path's rounding while K fits one block), no
+packing, allocation or threads. Otherwise, with N static, a runtime check sends calls of at
+most ``Blocking.small_work`` multiply-adds to that loop and the rest to the blocked path.
+
 Kernel (BLIS/GotoBLAS): loops jc (nc columns) -> pc (kc of K) -> ic (mc rows) -> jr (NR) -> ir
 (MR); B panels (kc x nc) and A blocks (mc x kc) are packed per thread into 64-byte aligned
 zero-padded buffers (transposes are absorbed by the packing: AVX-512 packs a transposed B with
@@ -38,7 +48,9 @@ whole K block. Full tiles with nothing left to apply go straight from registers 
 block of an epilogue GEMM (and every edge tile) goes through a small L1 tile buffer, where the
 epilogue runs before the single store of the valid part. Block sizes come from
 ``choose_blocking(dtype, isa, caches, n=static N)`` (a cost model on cache sizes, passed in the
-spec so output is deterministic); ``detect_caches()`` / ``detect_isa()`` read this machine.
+spec so output is deterministic; ``_gemm_blocking.py``); ``detect_caches()`` / ``detect_isa()``
+read this machine. The driver calls the node's ``finish`` (epilogue and store of a finished tile)
+and the packing routines through pointers: once per tile or block, never per element.
 
 Epilogue steps are C statements on ``v`` (the element, of the GEMM's type ``T``); a step with an
 operand also sees ``x``, that operand's element. ``bias_add``, ``unary`` (relu, relu6,
@@ -49,19 +61,25 @@ mul, div, maximum, minimum) build the common ones.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Literal
 
+from lucid.codegen import _gemm_shared as shared
+from lucid.codegen._gemm_blocking import (
+    Blocking,
+    CacheSizes,
+    DTypeName,
+    Isa,
+    choose_blocking,
+    detect_caches,
+    detect_isa,
+    vec_of,
+)
+from lucid.codegen._gemm_shared import SharedBlock
 from lucid.codegen._jinja import render
 
-DTypeName = Literal["float", "double"]
-Isa = Literal["avx512", "avx2", "scalar"]
 Broadcast = Literal["scalar", "row", "col", "full"]
 
-# k steps of A the micro-kernel prefetches ahead, per dtype. f64 panels use 1.75 lines per k and
-# gain ~10% from it; f32 (under one line per k) measured no gain, so it issues none.
-_A_PREFETCH_K = {"float": 0, "double": 16}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -124,147 +142,6 @@ def unary(op: str, dtype: DTypeName) -> EpilogueStep:
     return EpilogueStep(codes[op])
 
 
-# ------------------------------------------------------------------------------- blocking
-
-
-@dataclass(frozen=True)
-class CacheSizes:
-    """Per-core data cache sizes in bytes (L3 is the whole shared cache)."""
-
-    l1d: int = 32 * 1024
-    l2: int = 1024 * 1024
-    l3: int = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Blocking:
-    """Register tile (mr x nr) and cache blocks; invariants: mc % mr == 0, nc % nr == 0."""
-
-    mr: int
-    nr: int
-    mc: int
-    kc: int
-    nc: int
-    # M*N*K per thread before a thread pays for itself: creating and joining one costs ~50 us
-    # on the 2-core KVM guest measured, about 8M multiply-adds of single-core work.
-    par_min_work: int = 1 << 23
-    # Jobs per thread, claimed dynamically: on a shared machine one core is often busy, and a
-    # static half each then runs at the slower core's pace. Each extra job re-packs its A (or
-    # B) block, ~1% of a 1024^3 GEMM.
-    jobs_per_thread: int = 3
-
-
-@dataclass(frozen=True)
-class Vec:
-    """The intrinsic vocabulary of one isa and dtype."""
-
-    type: str
-    lanes: int
-    zero: str
-    load: str
-    store: str
-    bcast: str
-    fma: str
-    loadu: str
-    storeu: str
-    add: str
-
-
-def _vec(isa: str, dtype: str) -> Vec | None:
-    """The intrinsics of `isa` for `dtype`; None for the scalar path (plain C loops)."""
-    if isa not in ("avx512", "avx2"):
-        return None
-    width = 512 if isa == "avx512" else 256
-    sfx, lanes = ("ps", width // 32) if dtype == "float" else ("pd", width // 64)
-    p = f"_mm{width}_"
-    vtype = f"__m{width}" + ("" if dtype == "float" else "d")
-    ops = ("load", "store", "set1", "fmadd", "loadu", "storeu", "add")
-    load, store, set1, fmadd, loadu, storeu, add = (f"{p}{op}_{sfx}" for op in ops)
-    return Vec(vtype, lanes, f"{p}setzero_{sfx}()", load, store, set1, fmadd, loadu, storeu, add)
-
-
-_ISA_MACRO = {"avx512": "__AVX512F__", "avx2": "__AVX2__"}
-
-
-# (mr, nr) of the micro-kernel per (isa, dtype): accumulators use mr * nr / lanes registers.
-_TILES: dict[tuple[str, str], tuple[int, int]] = {
-    ("avx512", "float"): (14, 32),
-    ("avx512", "double"): (14, 16),
-    ("avx2", "float"): (6, 16),
-    ("avx2", "double"): (6, 8),
-    ("scalar", "float"): (4, 16),
-    ("scalar", "double"): (4, 8),
-}
-
-
-def _parse_size(text: str) -> int:
-    """Parse a sysfs cache size such as '48K' or '2048K' or '1M'."""
-    text = text.strip().upper()
-    scale = {"K": 1024, "M": 1024 * 1024, "G": 1024**3}.get(text[-1:], 1)
-    return int(text.rstrip("KMG")) * scale
-
-
-def detect_caches(root: str = "/sys/devices/system/cpu/cpu0/cache") -> CacheSizes:
-    """Read cpu0's cache sizes from sysfs; fall back to CacheSizes() defaults per level."""
-    found: dict[str, int] = {}
-    for index in sorted(Path(root).glob("index*")) if Path(root).is_dir() else []:
-        try:
-            level = (index / "level").read_text().strip()
-            kind = (index / "type").read_text().strip()
-            size = _parse_size((index / "size").read_text())
-        except (OSError, ValueError):
-            continue
-        if kind in ("Data", "Unified"):
-            found[{"1": "l1d", "2": "l2", "3": "l3"}.get(level, "")] = size
-    found.pop("", None)
-    return replace(CacheSizes(), **found)
-
-
-def detect_isa(cpuinfo: str = "/proc/cpuinfo") -> Isa:
-    """The best GEMM isa this machine runs (for a -march=native build target)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return "scalar"
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    if {"avx512f", "fma"} <= flags:
-        return "avx512"
-    if {"avx2", "fma"} <= flags:
-        return "avx2"
-    return "scalar"
-
-
-def _round_down(x: int, unit: int) -> int:
-    """x rounded down to a multiple of unit, at least unit."""
-    return max(unit, x // unit * unit)
-
-
-def choose_blocking(
-    dtype: DTypeName, isa: Isa, caches: CacheSizes | None = None, n: int | None = None
-) -> Blocking:
-    """Cache blocks from a small cost model: the B micro-panel (kc x nr) stays in L1 while the
-    A micro-panels stream past it, the A block (mc x kc) in L2, a B panel in part of L3.
-    A static N narrower than the tile shrinks nr to whole vectors, so less of each tile is pad."""
-    caches = caches or CacheSizes()
-    mr, nr = _TILES[(isa, dtype)]
-    elem = 4 if dtype == "float" else 8
-    vec = _vec(isa, dtype)
-    if vec is not None and n is not None and 0 < n < nr:
-        nr = -(-n // vec.lanes) * vec.lanes
-    # ~2/3 of L1 for the reused B micro-panel; the rest for the streaming A micro-panel and C.
-    kc = min(512, _round_down(caches.l1d * 2 // 3 // (nr * elem), 16))
-    # A quarter of L2 for the A block: measured best for both dtypes on a 2 MB L2 (B panel
-    # lines and C tiles stream through the rest).
-    mc = min(1024, _round_down(caches.l2 // 4 // (kc * elem), mr))
-    # A B panel is reused across ic blocks; a quarter of L3, capped (the L3 is shared).
-    nc = min(4096, _round_down(caches.l3 // 4 // (kc * elem), nr))
-    return Blocking(mr=mr, nr=nr, mc=mc, kc=kc, nc=nc)
-
-
 # ------------------------------------------------------------------------------- spec
 
 
@@ -293,162 +170,11 @@ class GemmSpec:
 
 
 @dataclass(frozen=True)
-class UkRow:
-    """One row of a micro-kernel: its A element index and its accumulator names."""
-
-    index: int
-    acc: tuple[str, ...]
-    tile_offsets: tuple[int, ...]  # where each accumulator is spilled in the MR x NR tile
-
-
-@dataclass(frozen=True)
-class Ukernel:
-    """A micro-kernel computing `rows` rows (<= MR) of an MR x NR tile."""
-
-    fname: str
-    rows: int
-    above: int  # used for remainders of more than `above` rows (the next shorter kernel's height)
-    acc_rows: tuple[UkRow, ...]
-    b_offsets: tuple[int, ...]  # element offset of each B vector in a packed row of NR
-
-
-@dataclass(frozen=True)
-class TransposeStage:
-    """One round of the register transpose: swap h-wide blocks between rows i and i + h."""
-
-    h: int
-    pairs: tuple[tuple[int, int], ...]
-    idx_lo: str  # C constant: permute indices giving the new row i
-    idx_hi: str  # ... and the new row i + h
-
-
-@dataclass(frozen=True)
-class TransposeVariant:
-    """A transpose function that loads only its first `rows` rows and stores that many columns."""
-
-    fname: str
-    rows: int
-    load_rows: tuple[int, ...]
-    zero_rows: tuple[int, ...]  # never loaded: they may lie past the end of the matrix
-    store_mask: str  # "" for full stores, else the C mask of the `rows` stored lanes
-
-
-@dataclass(frozen=True)
-class Transpose:
-    """lanes x lanes in-register transposes used by the packing routines (AVX-512 only)."""
-
-    lanes: int
-    permute: str  # the two-source permute intrinsic
-    mask_store: str
-    rows: tuple[int, ...]
-    stages: tuple[TransposeStage, ...]
-    variants: tuple[TransposeVariant, ...]
-
-
-def _transpose(
-    name: str, vec: Vec | None, isa: str, dtype: str, mr: int, nr: int, trans_a: bool, trans_b: bool
-) -> tuple[Transpose | None, str, tuple[tuple[int, str], ...], tuple[int, ...]]:
-    """The transposes (index vectors of the recursive block transpose) and where packing uses
-    them: (data, B's full-block function or "", A's (row offset, function) groups, B's column
-    offsets). Only AVX-512 has the two-source permute; others pack with plain loops."""
-    if vec is None or isa != "avx512" or (trans_a and not trans_b):
-        return None, "", (), ()
-    lanes = vec.lanes
-    setter = "_mm512_set_epi32" if lanes == 16 else "_mm512_set_epi64"
-    stages = []
-    h = lanes // 2
-    while h >= 1:
-        # new row i takes (a[j], b[j - h]) and new row i + h takes (a[j + h], b[j]) per h-block;
-        # indices >= lanes select from the second source b.
-        lo = [j if not j & h else lanes + j - h for j in range(lanes)]
-        hi = [j + h if not j & h else lanes + j for j in range(lanes)]
-        pairs = tuple((i, i + h) for i in range(lanes) if not i & h)
-        # _mm512_set_* lists the highest lane first
-        stages.append(
-            TransposeStage(
-                h,
-                pairs,
-                f"{setter}({', '.join(map(str, reversed(lo)))})",
-                f"{setter}({', '.join(map(str, reversed(hi)))})",
-            )
-        )
-        h //= 2
-    # B needs full blocks; a non-transposed A needs groups of `lanes` rows covering mr.
-    counts = {lanes} if trans_b else set()
-    a_groups = []
-    if not trans_a:
-        for off in range(0, mr, lanes):
-            rows = min(lanes, mr - off)
-            counts.add(rows)
-            a_groups.append((off, f"{name}_transpose_{rows}"))
-    mask_t = "__mmask16" if lanes == 16 else "__mmask8"
-    variants = tuple(
-        TransposeVariant(
-            f"{name}_transpose_{rows}",
-            rows,
-            tuple(range(rows)),
-            tuple(range(rows, lanes)),
-            "" if rows == lanes else f"({mask_t}){hex((1 << rows) - 1)}",
-        )
-        for rows in sorted(counts, reverse=True)
-    )
-    suffix = "ps" if dtype == "float" else "pd"
-    tr = Transpose(
-        lanes,
-        f"_mm512_permutex2var_{suffix}",
-        f"_mm512_mask_storeu_{suffix}",
-        tuple(range(lanes)),
-        tuple(stages),
-        variants,
-    )
-    b_fn = f"{name}_transpose_{lanes}" if trans_b else ""
-    return tr, b_fn, tuple(a_groups), tuple(range(0, nr, lanes)) if trans_b else ()
-
-
-@dataclass(frozen=True)
 class Operand:
     """An epilogue input as the C code sees it."""
 
     param: str  # e_<name>
     load: str  # C expression of its element for tile element (i, j)
-
-
-@dataclass(frozen=True)
-class GemmTemplate:
-    """Everything the gemm template lays out; every choice is already made here."""
-
-    name: str
-    T: str
-    isa: str
-    isa_macro: str  # "" for scalar
-    header_comment: str
-    formula: str
-    params: str  # the C parameter list
-    mr: int
-    nr: int
-    mc: int
-    kc: int
-    nc: int
-    par_min_work: int
-    jobs_per_thread: int
-    static_dims: tuple[tuple[str, int], ...]
-    a_index: str  # element (row r, k p) of op(A)
-    b_index: str  # element (k p, column c) of op(B)
-    b_cols_outer: bool  # pack B column by column (B transposed: contiguous along k)
-    tr: Transpose | None  # register transposes used by the packing routines
-    tr_b: str  # transpose function for full panels of a transposed B, or ""
-    tr_a: tuple[tuple[int, str], ...]  # (row offset, function) covering a full A micro-panel
-    tr_b_groups: tuple[int, ...]  # column offsets of B's transposed blocks within a panel
-    vec: Vec | None
-    fma: str  # scalar FMA macro for the scalar micro-kernel
-    ukernels: tuple[Ukernel, ...]  # largest first; ukernels[0].rows == mr
-    operands: tuple[Operand, ...]
-    steps: tuple[str, ...]  # C statements, operand loads already in place
-    colsum: bool
-    plain: bool  # no epilogue steps and no column sums: full tiles never need the tile buffer
-    m_unit: str  # C expression: rows per M split unit
-    a_prefetch: int  # elements of A the micro-kernel prefetches ahead of the current k (0: none)
-    c_line_offsets: tuple[int, ...]  # element offsets of the 64-byte lines in one tile row of C
 
 
 def _check_ident(name: str, what: str) -> None:
@@ -506,63 +232,126 @@ def gemm_prototype(spec: GemmSpec) -> str:
     return f"int {spec.name}({args});"
 
 
-def _ukernels(name: str, blk: Blocking, vec: Vec | None) -> tuple[Ukernel, ...]:
-    """The full-height micro-kernel plus shorter ones for the last rows of M (small batches)."""
-    heights = [blk.mr] + [h for h in (8, 4, 2, 1) if h < blk.mr]
-    lanes = vec.lanes if vec else blk.nr
-    nvec = blk.nr // lanes
-    out = []
-    for h, above in zip(heights, heights[1:] + [0]):
-        rows = tuple(
-            UkRow(
-                i,
-                tuple(f"c{i}_{v}" for v in range(nvec)),
-                tuple(i * blk.nr + v * lanes for v in range(nvec)),
-            )
-            for i in range(h)
-        )
-        offsets = tuple(v * lanes for v in range(nvec))
-        out.append(Ukernel(f"{name}_ukernel_{h}", h, above, rows, offsets))
-    return tuple(out)
+@dataclass(frozen=True)
+class SmallPath:
+    """The unpacked loop of a tiny GEMM: `mb` rows of C at a time, `nn` (= static N) columns."""
+
+    mb: int
+    nn: int
+    a_index: str  # element (row i0 + i, k p) of op(A)
+    b_index: str  # element (k p, column j) of op(B)
 
 
-def template_data(spec: GemmSpec) -> GemmTemplate:
-    """Make every generation decision for `spec` and return it as plain data."""
-    _check_ident(spec.name, "GEMM name")
-    if spec.dtype not in ("float", "double"):
-        raise ValueError(f"unsupported GEMM dtype {spec.dtype!r}")
+@dataclass(frozen=True)
+class NodeTemplate:
+    """Everything gemm.c.j2 lays out for one node; every choice is already made here."""
+
+    name: str
+    T: str
+    S: str  # f32 / f64: the shared types' suffix
+    header_comment: str
+    formula: str
+    path_notes: tuple[str, ...]
+    params: str  # the C parameter list
+    small_params: str
+    small_args: str
+    static_dims: tuple[tuple[str, int], ...]
+    operands: tuple[Operand, ...]
+    ep_struct: bool
+    steps: tuple[str, ...]  # C statements, operand loads already in place
+    colsum: bool
+    plain: bool  # no epilogue steps and no column sums: full tiles never need the tile buffer
+    fma: str
+    small: SmallPath | None
+    small_work: int
+    blocked: bool
+    mr: int
+    nr: int
+    mc: int
+    kc: int
+    nc: int
+    par_min_work: int
+    jobs_per_thread: int
+    driver: str
+    pack_a: str
+    pack_b: str
+
+
+def plan_paths(spec: GemmSpec) -> tuple[SmallPath | None, bool]:
+    """(small path or None, whether the blocked path is emitted), decided from static shapes.
+
+    The small path alone when a static N*K or M*N is at most `small_elems` (B, or the block of
+    C summed over all of K, is tiny whatever the runtime dim) or a static M*N*K at most
+    `small_work`; both behind a runtime check of M*N*K otherwise (N static and at most 1024:
+    the row of sums lives on the stack); the blocked path alone when N is a runtime dim."""
     blk = spec.resolved_blocking()
-    if spec.isa not in ("avx512", "avx2", "scalar"):
-        raise ValueError(f"unknown isa {spec.isa!r}")
-    vec = _vec(spec.isa, spec.dtype)
-    if vec and blk.nr % vec.lanes:
-        raise ValueError(f"nr={blk.nr} is not a multiple of {vec.lanes} lanes")
-    if blk.mc % blk.mr or blk.nc % blk.nr or blk.kc <= 0 or blk.kc % 8:
-        raise ValueError(f"inconsistent blocking {blk}")
-    elem = 4 if spec.dtype == "float" else 8
+    m, n, k = spec.m, spec.n, spec.k
+    if n is None or n > 1024 or blk.small_work <= 0:
+        return None, True
+    a_index = "p * M + (i0 + i)" if spec.trans_a else "(i0 + i) * K + p"
+    b_index = "j * K + p" if spec.trans_b else f"p * {n} + j"
+    whole_c = m is not None and m * n <= blk.small_elems
+    mb = m if whole_c and m is not None and m > 0 else 1
+    path = SmallPath(mb, n, a_index, b_index)
+    if whole_c or (k is not None and n * k <= blk.small_elems):
+        return path, False
+    if m is not None and k is not None and m * n * k <= blk.small_work:
+        return path, False
+    return path, True
+
+
+def _node_template(spec: GemmSpec) -> NodeTemplate:
+    """Make every generation decision for `spec`'s own function (not the shared machinery)."""
+    blk = spec.resolved_blocking()
     ep = spec.epilogue or Epilogue()
     operands, steps = _operands(ep)
-    tr, tr_b, tr_a, tr_b_groups = _transpose(
-        spec.name, vec, spec.isa, spec.dtype, blk.mr, blk.nr, spec.trans_a, spec.trans_b
-    )
-    static = tuple(
-        (d, v) for d, v in (("M", spec.m), ("N", spec.n), ("K", spec.k)) if v is not None
-    )
+    small, blocked = plan_paths(spec)
+    pack_a, pack_b = shared.pack_names(spec.dtype, spec.isa, blk, spec.trans_a, spec.trans_b)
     opa = "A^T" if spec.trans_a else "A"
     opb = "B^T" if spec.trans_b else "B"
-    args = ", ".join(f"{t}{'' if t.endswith('*') else ' '}{n}" for t, n in gemm_params(spec))
     dims = "x".join(
         str(d) if d is not None else s for d, s in ((spec.m, "M"), (spec.n, "N"), (spec.k, "K"))
     )
-    fma = "LUCID_GEMM_FMAF" if spec.dtype == "float" else "LUCID_GEMM_FMAD"
-    return GemmTemplate(
+    t = spec.dtype
+    small_params = [f"const {t} *restrict A", f"const {t} *restrict B", f"{t} *restrict C"]
+    small_params += ["int64_t M", "int64_t N", "int64_t K"]
+    small_params += [f"const {t} *restrict {op.param}" for op in operands]
+    small_params += [f"{t} *restrict colsum"] if ep.colsum else []
+    small_args = ["A", "B", "C", "M", "N", "K", *(op.param for op in operands)]
+    small_args += ["colsum"] if ep.colsum else []
+    notes = []
+    if small is not None:
+        when = "always" if not blocked else f"when M*N*K <= {blk.small_work}"
+        notes.append(f"small path ({when}): plain loops, {small.mb} row(s) at a time")
+    if blocked:
+        notes.append(
+            f"blocked path: register tile {blk.mr}x{blk.nr} ({shared.driver_name(t, spec.isa, blk)}); "
+            f"cache blocks mc={blk.mc} kc={blk.kc} nc={blk.nc}"
+        )
+    return NodeTemplate(
         name=spec.name,
-        T=spec.dtype,
-        isa=spec.isa,
-        isa_macro=_ISA_MACRO.get(spec.isa, ""),
+        T=t,
+        S=shared.short(t),
         header_comment=spec.ir_comment.replace("*/", "* /"),
-        formula=f"C = {opa} @ {opb} ({dims}, {spec.dtype}, {spec.isa})",
-        params=args,
+        formula=f"C = {opa} @ {opb} ({dims}, {t}, {spec.isa})",
+        path_notes=tuple(notes),
+        params=", ".join(
+            f"{ty}{'' if ty.endswith('*') else ' '}{n}" for ty, n in gemm_params(spec)
+        ),
+        small_params=", ".join(small_params),
+        small_args=", ".join(small_args),
+        static_dims=tuple(
+            (d, v) for d, v in (("M", spec.m), ("N", spec.n), ("K", spec.k)) if v is not None
+        ),
+        operands=operands,
+        ep_struct=bool(operands) and blocked,
+        steps=steps,
+        colsum=ep.colsum,
+        plain=not steps and not ep.colsum,
+        fma="LUCID_GEMM_FMAF" if t == "float" else "LUCID_GEMM_FMAD",
+        small=small,
+        small_work=blk.small_work,
+        blocked=blocked,
         mr=blk.mr,
         nr=blk.nr,
         mc=blk.mc,
@@ -570,30 +359,45 @@ def template_data(spec: GemmSpec) -> GemmTemplate:
         nc=blk.nc,
         par_min_work=blk.par_min_work,
         jobs_per_thread=max(1, blk.jobs_per_thread),
-        static_dims=static,
-        a_index="(p) * M + (r)" if spec.trans_a else "(r) * K + (p)",
-        b_index="(c) * K + (p)" if spec.trans_b else "(p) * N + (c)",
-        b_cols_outer=spec.trans_b,
-        tr=tr,
-        tr_b=tr_b,
-        tr_a=tr_a,
-        tr_b_groups=tr_b_groups,
-        vec=vec,
-        fma=fma,
-        ukernels=_ukernels(spec.name, blk, vec),
-        operands=operands,
-        steps=steps,
-        colsum=ep.colsum,
-        plain=not steps and not ep.colsum,
-        m_unit=str(blk.mc) if ep.colsum else str(blk.mr),
-        a_prefetch=_A_PREFETCH_K[spec.dtype] * blk.mr,
-        c_line_offsets=tuple(range(0, blk.nr, 64 // elem)),
+        driver=shared.driver_name(t, spec.isa, blk),
+        pack_a=pack_a,
+        pack_b=pack_b,
     )
 
 
+def _validate(spec: GemmSpec) -> None:
+    """ValueError for a spec the generator cannot honour."""
+    _check_ident(spec.name, "GEMM name")
+    if spec.dtype not in ("float", "double"):
+        raise ValueError(f"unsupported GEMM dtype {spec.dtype!r}")
+    if spec.isa not in ("avx512", "avx2", "scalar"):
+        raise ValueError(f"unknown isa {spec.isa!r}")
+    blk = spec.resolved_blocking()
+    vec = vec_of(spec.isa, spec.dtype)
+    if vec and blk.nr % vec.lanes:
+        raise ValueError(f"nr={blk.nr} is not a multiple of {vec.lanes} lanes")
+    if blk.mc % blk.mr or blk.nc % blk.nr or blk.kc <= 0 or blk.kc % 8:
+        raise ValueError(f"inconsistent blocking {blk}")
+
+
+def gemm_parts(spec: GemmSpec) -> tuple[tuple[SharedBlock, ...], str]:
+    """(shared machinery the node needs, in dependency order; the node's own C text).
+
+    Lay each shared block out once per translation unit (deduplicate by key), before the nodes."""
+    _validate(spec)
+    node = _node_template(spec)
+    blocks = [shared.common_block(spec.dtype)]
+    if node.blocked:
+        blk = spec.resolved_blocking()
+        blocks = shared.blocked_blocks(spec.dtype, spec.isa, blk, spec.trans_a, spec.trans_b)
+    return tuple(blocks), render("gemm.c.j2", g=node)
+
+
 def emit_gemm(spec: GemmSpec) -> str:
-    """C text of the specialised GEMM function described by `spec`."""
-    return render("gemm.c.j2", g=template_data(spec), parallel=render("parallel.c.j2"))
+    """C text of the specialised GEMM function described by `spec`, with its shared machinery
+    (guarded: fragments of several specs may be pasted into one file)."""
+    blocks, node = gemm_parts(spec)
+    return "".join(b.text + "\n" for b in blocks) + node
 
 
 def default_spec(
@@ -619,6 +423,7 @@ __all__ = [
     "Epilogue",
     "EpilogueStep",
     "GemmSpec",
+    "SharedBlock",
     "bias_add",
     "binary",
     "choose_blocking",
@@ -627,6 +432,7 @@ __all__ = [
     "detect_isa",
     "emit_gemm",
     "gemm_params",
+    "gemm_parts",
     "gemm_prototype",
     "unary",
 ]

@@ -123,6 +123,8 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
     return 0;
 }
 
+/* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm.py */
+
 /* GEMM k0_fused_gemm_gemm: see lucid/codegen/gemm.py */
 
 /* %0, %1 = fused_gemm %dy, %fc2.weight, %z : f32[N,5], f32[5] {

@@ -116,6 +116,10 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
     return 0;
 }
 
+/* GEMM lucid_parallel: see lucid/codegen/gemm.py */
+
+/* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm.py */
+
 /* GEMM k0_fused_mlp_layer0: see lucid/codegen/gemm.py */
 /* GEMM k0_fused_mlp_layer1: see lucid/codegen/gemm.py */
 /* One job of k0_fused_mlp: the batch rows [r0, r1), in tiles of `tile` rows.

@@ -112,6 +112,8 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
     return 0;
 }
 
+/* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm.py */
+
 /* GEMM k0_linear_gemm: see lucid/codegen/gemm.py */
 
 /* %0 = linear %x, %fc1.weight, %fc1.bias : f32[N,5] */
