@@ -41,6 +41,11 @@ class Blocking:
     # static half each then runs at the slower core's pace. Each extra job re-packs its A (or
     # B) block, ~1% of a 1024^3 GEMM.
     jobs_per_thread: int = 3
+    # With several threads, op(B) is packed once per call into one shared buffer (each claim
+    # unit by whichever thread gets to it first) instead of once per job: per-job packing made
+    # 2 threads pack B 3x over (1024^3: +12% CPU; Linear 256x1024x1024: +20%). Above this many
+    # packed bytes, each job packs its own panels as before (memory stays bounded).
+    shared_b_bytes: int = 16 << 20
     # The small path (no packing, no allocation, no threads) replaces the blocked one entirely
     # when a static product N*K or M*N is at most small_elems (B, or the C block kept in
     # registers, is tiny whatever the runtime dim), and at run time when M*N*K is at most

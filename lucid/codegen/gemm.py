@@ -29,7 +29,8 @@ None) are checked against the runtime arguments. Returns 0, ``-1`` on allocation
 Threads: ``nthreads`` pthreads are created for the call and joined before it returns (no pool,
 no global state: fork-safe), only when M*N*K is above ``Blocking.par_min_work`` per thread. C is
 cut into ``Blocking.jobs_per_thread`` x nthreads rectangles of whole tiles (rows and/or columns,
-never K), which the threads claim from an atomic counter, each packing into its own buffers; so
+never K), which the threads claim from an atomic counter, each packing A into its own buffer; op(B) is packed once
+per call into a shared buffer (up to ``Blocking.shared_b_bytes``; beyond, per job), so
 every C element is computed by the same operations whatever the thread count (results are
 bitwise identical) and a thread on a busy core just takes fewer jobs.
 
@@ -272,6 +273,7 @@ class NodeTemplate:
     nc: int
     par_min_work: int
     jobs_per_thread: int
+    shared_b_bytes: int
     driver: str
     pack_a: str
     pack_b: str
@@ -359,6 +361,7 @@ def _node_template(spec: GemmSpec) -> NodeTemplate:
         nc=blk.nc,
         par_min_work=blk.par_min_work,
         jobs_per_thread=max(1, blk.jobs_per_thread),
+        shared_b_bytes=max(0, blk.shared_b_bytes),
         driver=shared.driver_name(t, spec.isa, blk),
         pack_a=pack_a,
         pack_b=pack_b,
