@@ -29,10 +29,11 @@ None) are checked against the runtime arguments. Returns 0, ``-1`` on allocation
 Threads: ``nthreads`` pthreads are created for the call and joined before it returns (no pool,
 no global state: fork-safe), only when M*N*K is above ``Blocking.par_min_work`` per thread. C is
 cut into ``Blocking.jobs_per_thread`` x nthreads rectangles of whole tiles (rows and/or columns,
-never K), which the threads claim from an atomic counter, each packing A into its own buffer; op(B) is packed once
-per call into a shared buffer (up to ``Blocking.shared_b_bytes``; beyond, per job), so
-every C element is computed by the same operations whatever the thread count (results are
-bitwise identical) and a thread on a busy core just takes fewer jobs.
+never K), which the threads claim from an atomic counter, each packing A into its own buffer.
+op(B) is packed once per call into a buffer the threads share (up to
+``Blocking.shared_b_bytes``; beyond it each job packs its own panels), in units claimed by
+whichever thread needs them first. Every C element is computed by the same operations whatever
+the thread count (results are bitwise identical) and a thread on a busy core takes fewer jobs.
 
 Small path (``plan_paths``): when static shapes make the GEMM tiny (N*K or M*N at most
 ``Blocking.small_elems``) only a plain loop nest is emitted: a few rows of C summed in locals,
