@@ -165,7 +165,7 @@ def make_fast(entry: _Entry, module: Any) -> Any:
         "forward": forward,
         "threads": _threads,
         "out_kind": entry.out_kind,
-        "attach": entry.grad.attach if entry.grad is not None else None,
+        "attach": entry.grad.attach_behaved if entry.grad is not None else None,
     }
     for i, t in enumerate(g.input_types):
         dt = t.dtype.np

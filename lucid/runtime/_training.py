@@ -98,6 +98,11 @@ def _slot(k: int, n: int, g: Array) -> tuple[_Cotangents]:
     return (_Cotangents(tuple(g if i == k else None for i in range(n))),)
 
 
+def _behaved(*groups: tuple[Array, ...]) -> bool:
+    """Whether every array can go to the C as it is (C-contiguous, aligned)."""
+    return all(a.flags.c_contiguous and a.flags.aligned for arrays in groups for a in arrays)
+
+
 def _plain(data: Array) -> Tensor:
     """A Tensor off the tape around `data` (an output that reaches no source)."""
     t = Tensor.__new__(Tensor)
@@ -167,6 +172,13 @@ class GradProgram:
             for t in self.graph.output_types
         )
         self._static = all(t.is_static for t in self.graph.output_types)
+        from lucid.runtime._fastgrad import make_attach_one, make_backward_one
+
+        self._fast_one = make_backward_one(self)  # None: the generic `_backward_one` serves
+        # What the forward fast path calls with the arrays it handed to its own C call.
+        self.attach_behaved = make_attach_one(self, self._fast_one) or partial(
+            self.attach, behaved=True
+        )
 
     def attach(
         self,
@@ -174,12 +186,14 @@ class GradProgram:
         xs: Sequence[Array],
         params: Sequence[Tensor],
         ys: Sequence[Array],
+        behaved: bool = False,
     ) -> Any:
         """The call's result: Tensors for the first `num_outputs` of `ys`, hooked into the tape.
 
         `args` are the call's arguments (a Tensor at each index of `grad_inputs`), `xs` their
         arrays as passed to the forward, `params` the Parameter objects of the forward graph's
-        params, `ys` every output of the augmented forward.
+        params, `ys` every output of the augmented forward. `behaved` says every array of `xs`
+        and of the params is C-contiguous and aligned (the forward fast path checked them).
         """
         n = self.num_outputs
         saved = tuple([xs[i] if from_input else ys[i] for from_input, i in self._saved_at])
@@ -189,7 +203,10 @@ class GradProgram:
             if not self.hooked:
                 out = _plain(ys[0])
             else:
-                out = _tensor(ys[0], inputs, partial(self._backward_one, saved, arrays, params))
+                back = self._fast_one
+                if back is None or not (behaved or _behaved(saved, arrays)):
+                    back = self._backward_one  # contiguity cannot change before the backward
+                out = _tensor(ys[0], inputs, partial(back, saved, arrays, params))
             outs = [out]
         else:
             outs = [_plain(y) for y in ys[:n]]
@@ -247,9 +264,16 @@ class GradProgram:
         self, saved: Sequence[Array], cotangents: Sequence[Array], params: Sequence[Array]
     ) -> tuple[Array, ...]:
         """Run the backward graph: the grads of the selected inputs, then of every param."""
-        arrays = (*saved, *cotangents, *params)
+        # A cotangent may be a NumPy scalar (0-d arithmetic returns one) or a broadcast view:
+        # only C-contiguous aligned ndarrays may go to the C by address.
+        arrays = tuple(
+            a
+            if type(a) is np.ndarray and a.flags.c_contiguous and a.flags.aligned
+            else np.array(a, order="C")
+            for a in (*saved, *cotangents, *params)
+        )
         call = self._call
-        if call is not None and all(a.flags.c_contiguous for a in arrays):
+        if call is not None:
             where = self._batch_from
             batch = arrays[where[0]].shape[where[1]] if where is not None else 1
             if batch > 0:
