@@ -191,7 +191,8 @@ class Tensor:
                 "produced it had requires_grad=True (or it was computed under lucid.no_grad())"
             )
         if grad is None:
-            seed = np.ones_like(self.data)  # lucid semantics: any shape seeds with ones
+            seed = np.empty_like(self.data)  # lucid semantics: any shape seeds with ones
+            seed.fill(1)  # (np.ones_like costs twice as much: a step's backward at batch 1)
         else:
             seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if seed.shape != self.shape:
@@ -348,6 +349,26 @@ class Tensor:
 
 def _topological_order(root: Tensor) -> list[Tensor]:
     """Tensors reachable from root through grad-requiring parents, inputs before users."""
+    # A chain (at most one grad-requiring parent per node, as in loss <- sum <- model output)
+    # is its own order; the set and stack below are most of a tiny tape's walk.
+    chain: list[Tensor] = []
+    node = root
+    while True:
+        chain.append(node)
+        following = None
+        for parent in node._parents:
+            if parent.requires_grad:
+                if following is not None:
+                    return _general_order(root)
+                following = parent
+        if following is None:
+            chain.reverse()
+            return chain
+        node = following
+
+
+def _general_order(root: Tensor) -> list[Tensor]:
+    """`_topological_order` of any graph: a depth-first walk with an explicit stack."""
     order: list[Tensor] = []
     seen: set[int] = set()
     stack: list[tuple[Tensor, bool]] = [(root, False)]
