@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lucid import _hooks
+from lucid._tape import _backward_chain, _bad_cotangent, _chain, _general_order
 
 Array = np.ndarray
 # Maps the output's cotangent to one cotangent (or None) per input, in input order.
@@ -199,8 +200,12 @@ class Tensor:
                 raise ValueError(
                     f"backward: grad has shape {seed.shape}, expected the tensor's shape {self.shape}"
                 )
+        chain = _chain(self)
+        if chain is not None:
+            _backward_chain(chain, seed)
+            return
         grads: dict[int, Array] = {id(self): seed}
-        for node in reversed(_topological_order(self)):
+        for node in reversed(_general_order(self)):
             g = grads.pop(id(node), None)  # popping frees intermediate cotangents early
             if g is None:
                 continue
@@ -213,10 +218,7 @@ class Tensor:
                 if pg is None or not parent.requires_grad:
                     continue
                 if pg.shape != parent.data.shape:  # an op's rule is wrong: fail loudly, here
-                    raise RuntimeError(
-                        f"internal error: cotangent of shape {pg.shape} for an input of shape "
-                        f"{parent.data.shape}"
-                    )
+                    raise _bad_cotangent(pg, parent)
                 key = id(parent)
                 grads[key] = pg if key not in grads else grads[key] + pg
 
@@ -345,46 +347,6 @@ class Tensor:
     def detach(self) -> Tensor:
         """The same values, cut from the autograd graph (shares data)."""
         return _shape.detach(self)
-
-
-def _topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors reachable from root through grad-requiring parents, inputs before users."""
-    # A chain (at most one grad-requiring parent per node, as in loss <- sum <- model output)
-    # is its own order; the set and stack below are most of a tiny tape's walk.
-    chain: list[Tensor] = []
-    node = root
-    while True:
-        chain.append(node)
-        following = None
-        for parent in node._parents:
-            if parent.requires_grad:
-                if following is not None:
-                    return _general_order(root)
-                following = parent
-        if following is None:
-            chain.reverse()
-            return chain
-        node = following
-
-
-def _general_order(root: Tensor) -> list[Tensor]:
-    """`_topological_order` of any graph: a depth-first walk with an explicit stack."""
-    order: list[Tensor] = []
-    seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        for parent in node._parents:
-            if parent.requires_grad and id(parent) not in seen:
-                stack.append((parent, False))
-    return order
 
 
 def _result(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 import lucid
-from lucid.tensor import _general_order, _topological_order
+from lucid._tape import _general_order, _topological_order
 
 
 def ids(nodes: list) -> list[int]:
