@@ -40,9 +40,10 @@ def backward_one_source(program: GradProgram) -> str:
     names = [*(f"s{i}" for i in range(n_saved)), "g", *(f"a{j}" for j in range(n_arrays))]
     lines = [
         "def backward(saved, arrays, params, g):",
-        "    if type(g) is not ndarray or g.dtype is not gdt or not g.flags.c_contiguous"
-        " or not g.flags.aligned:",
-        "        g = array(g, gdt, order='C')  # a broadcast view, another dtype, a 0-d scalar",
+        "    if type(g) is not ndarray or g.dtype is not gdt:",
+        "        g = array(g, gdt)  # another dtype, or a NumPy scalar cotangent of a 0-d output",
+        "    if not (g.flags.c_contiguous and g.flags.aligned):",
+        "        g = array(g, gdt, order='C')  # a broadcast view (the cotangent of .sum())",
     ]
     if n_saved:
         lines.append(f"    {_tuple([f's{i}' for i in range(n_saved)])} = saved")

@@ -50,18 +50,18 @@ def steps(run, x, *, twice: bool = True, loss=lambda y: y.sum()) -> None:
 
 def bitwise(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for name in a:
-        assert (a[name] is None) == (b[name] is None), name
-        if a[name] is not None:
-            assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
+    for name, value in a.items():
+        assert (value is None) == (b[name] is None), name
+        if value is not None:
+            assert value.dtype == b[name].dtype and np.array_equal(value, b[name]), name
 
 
 def close(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for name in a:
-        assert (a[name] is None) == (b[name] is None), name
-        if a[name] is not None:
-            np.testing.assert_allclose(a[name], b[name], **F32, err_msg=name)
+    for name, value in a.items():
+        assert (value is None) == (b[name] is None), name
+        if value is not None:
+            np.testing.assert_allclose(value, b[name], **F32, err_msg=name)
 
 
 @pytest.mark.parametrize("dynamic", [False, True])
