@@ -3,6 +3,7 @@ and indexing (which works eagerly but has no IR form, so it reports itself as un
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -37,7 +38,7 @@ def reduce(op: str, x: Tensor, axis: int | Sequence[int] | None, keepdims: bool)
     d = x.data
     data = (d.sum if op == "sum" else d.mean)(axis=axes, keepdims=keepdims)
     data = np.asarray(data, dtype=d.dtype) if d.dtype.kind == "f" else np.asarray(data)
-    count = int(np.prod([d.shape[a] for a in axes]))
+    count = math.prod(d.shape[a] for a in axes)  # math.prod: np.prod costs ~2 us per call
     kept = tuple(1 if i in axes else n for i, n in enumerate(d.shape))
 
     def backward(g: Array) -> tuple[Array]:
