@@ -7,7 +7,7 @@ from functools import partial
 
 import numpy as np
 import pytest
-from test_compile_models import BACKENDS, Seed, as_f64, mlp, needs_c
+from test_compile_models import BACKENDS, Seed, as_f64, mlp
 
 import lucid
 import lucid.optim
@@ -126,7 +126,6 @@ def test_dynamic_batch_reuses_one_graph(backend, monkeypatch):
     assert empty.shape == (0, 2) and len(prepared) == 1
 
 
-@needs_c
 def test_dynamic_batch_builds_one_c_module(monkeypatch):
     prepared = count_prepares(monkeypatch, "c")  # built, or loaded through the warm index
     cm = lucid.compile(Seed().eval(), dynamic_batch=True)
@@ -232,7 +231,6 @@ def test_noncontiguous_and_foreign_inputs(backend):
         np.testing.assert_allclose(cm(x).data, want, rtol=1e-6, atol=1e-6)
 
 
-@needs_c
 def test_contiguous_inputs_are_passed_without_copy(monkeypatch):
     cm = lucid.compile(Seed().eval(), dynamic_batch=True)
     x = np.random.default_rng(5).standard_normal((3, 3)).astype(np.float32)
@@ -318,8 +316,7 @@ def test_fp_mode_unchanged(backend):
 
 def test_debug_dir_holds_ir_source_and_command(tmp_path, monkeypatch):
     monkeypatch.setenv("LUCID_DEBUG_DIR", str(tmp_path))
-    backend = "c" if _has_c() else "interpreter"
-    cm = lucid.compile(Seed().eval(), backend=backend, dynamic_batch=True)
+    cm = lucid.compile(Seed().eval(), dynamic_batch=True)
     cm(np.ones((2, 3), np.float32))
     cm(np.ones((2, 3), np.float64).astype(np.float32))
     (sub,) = tmp_path.iterdir()  # one graph, one directory
@@ -328,15 +325,8 @@ def test_debug_dir_holds_ir_source_and_command(tmp_path, monkeypatch):
     assert any(n.endswith("-optimized.lir") for n in names)
     assert (sub / "signature.txt").read_text() == "(f32[N,3]) eval\n"
     assert "linear" in (sub / "00-traced.lir").read_text()
-    if backend == "c":
-        assert (sub / "source.c").read_text() == cm.c_source
-        assert "cc" in (sub / "build.sh").read_text() or "gcc" in (sub / "build.sh").read_text()
-
-
-def _has_c() -> bool:
-    from test_compile_models import HAS_EMIT_C
-
-    return HAS_EMIT_C
+    assert (sub / "source.c").read_text() == cm.c_source
+    assert "cc" in (sub / "build.sh").read_text() or "gcc" in (sub / "build.sh").read_text()
 
 
 def test_options_are_validated():

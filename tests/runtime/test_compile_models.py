@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 
 import numpy as np
-import pytest
 
 from lucid import nn
 
-HAS_EMIT_C = importlib.util.find_spec("lucid.codegen.emit_c") is not None
-needs_c = pytest.mark.skipif(not HAS_EMIT_C, reason="lucid.codegen.emit_c has not landed yet")
-BACKENDS = ["interpreter", pytest.param("c", marks=needs_c)]
+BACKENDS = ["interpreter", "c"]
 
 
 class Seed(nn.Module):

@@ -9,9 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_compile_models import needs_c
-
-pytestmark = needs_c
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_compile_models import Seed, needs_c
+from test_compile_models import Seed
 
 import lucid
 from lucid import nn
 from lucid.runtime import _fastgrad
 
-pytestmark = needs_c
 F32 = {"rtol": 2e-6, "atol": 1e-6}
 
 

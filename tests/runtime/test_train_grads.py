@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_compile_models import Seed, mlp, needs_c
+from test_compile_models import Seed, mlp
 
 import lucid
 from lucid import nn
@@ -109,7 +109,6 @@ def seed64():
     return model, lucid.compile(model, dynamic_batch=True)
 
 
-@needs_c
 def test_seed_float64_matches_eager_and_central_differences(seed64):
     model, cm = seed64
     rng = np.random.default_rng(0)
@@ -122,7 +121,6 @@ def test_seed_float64_matches_eager_and_central_differences(seed64):
     assert len(cm.signatures) == 1 and cm.signatures[0].grad == (True,)
 
 
-@needs_c
 def test_seed_kinks_follow_the_seed_rule(seed64):
     """Pre-activations exactly at -3, 3 and the flat/linear pieces: compiled == eager."""
     model, cm = seed64
@@ -182,7 +180,6 @@ MLP_CASE = {
 }
 
 
-@needs_c
 @settings(max_examples=3, derandomize=True, deadline=None)
 @given(**MLP_CASE)
 def test_random_mlps_compiled_c(widths, act, seed):
@@ -220,7 +217,6 @@ class WithLoss(nn.Module):
         return F.mse_loss(logits, target)
 
 
-@needs_c
 @pytest.mark.parametrize("loss", ["ce", "mse"])
 def test_loss_inside_the_model(loss):
     lucid.random.seed(5)

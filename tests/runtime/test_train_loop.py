@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_compile_models import mlp, needs_c
+from test_compile_models import mlp
 
 import lucid
 import lucid.optim
 from lucid import nn
 from lucid.nn import functional as F
 
-pytestmark = needs_c
 STEPS = 30
 
 

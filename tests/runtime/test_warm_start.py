@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_compile_models import needs_c
 
 from lucid.runtime import _index
 from lucid.runtime.build import BuildOptions
@@ -61,6 +60,7 @@ def child(cache: Path) -> dict:
     env.pop("LUCID_DEBUG_DIR", None)
     proc = subprocess.run(
         [sys.executable, "-c", CHILD],
+        check=False,
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -71,7 +71,6 @@ def child(cache: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@needs_c
 def test_fresh_process_is_served_by_the_index_without_codegen(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     cold = child(cache)
@@ -100,7 +99,6 @@ def _index_records(cache: Path) -> dict[str, dict]:
     }
 
 
-@needs_c
 @pytest.mark.parametrize("damage", ["deleted entry", "truncated so", "garbage index"])
 def test_a_stale_index_record_falls_back_to_a_rebuild(tmp_path: Path, damage: str) -> None:
     cache = tmp_path / "cache"
@@ -170,8 +168,19 @@ def test_lookup_rejects_malformed_records(tmp_path: Path) -> None:
     }
     assert _index.lookup(root, "3" * 64) is None  # absent
     path = root / "index" / f"{ikey}.json"
-    for bad in ["not json", "[]", json.dumps({"format": 1, "index_key": ikey, "build_key": "../x",
-                                              "prefix": "lucid", "batch_symbol": None})]:
+    for bad in [
+        "not json",
+        "[]",
+        json.dumps(
+            {
+                "format": 1,
+                "index_key": ikey,
+                "build_key": "../x",
+                "prefix": "lucid",
+                "batch_symbol": None,
+            }
+        ),
+    ]:
         path.write_text(bad)
         assert _index.lookup(root, ikey) is None
     _index.record(root, "3" * 64, bkey, "lucid", None)
