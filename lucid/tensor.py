@@ -191,9 +191,8 @@ class Tensor:
                 "backward() on a Tensor that does not require grad: no input of the ops that "
                 "produced it had requires_grad=True (or it was computed under lucid.no_grad())"
             )
-        if grad is None:
-            seed = np.empty_like(self.data)  # lucid semantics: any shape seeds with ones
-            seed.fill(1)  # (np.ones_like costs twice as much: a step's backward at batch 1)
+        if grad is None:  # lucid semantics: any shape seeds with ones
+            seed = _scalar_one(self.data.dtype) if self.data.ndim == 0 else _ones_like(self.data)
         else:
             seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if seed.shape != self.shape:
@@ -349,6 +348,30 @@ class Tensor:
         return _shape.detach(self)
 
 
+def _ones_like(a: Array) -> Array:
+    """np.ones_like(a) at half its cost (a step's backward at batch 1)."""
+    seed = np.empty_like(a)
+    seed.fill(1)
+    return seed
+
+
+_SCALAR_ONES: dict[np.dtype, Array] = {}
+
+
+def _scalar_one(dtype: np.dtype) -> Array:
+    """The ones-seed of a 0-d tensor (a scalar loss): one shared read-only array per dtype.
+
+    The tape never writes into a cotangent (stores copy it, sums make new arrays); read-only
+    makes a rule that tried fail loudly instead of corrupting later seeds.
+    """
+    seed = _SCALAR_ONES.get(dtype)
+    if seed is None:
+        seed = _ones_like(np.empty((), dtype))
+        seed.flags.writeable = False
+        seed = _SCALAR_ONES.setdefault(dtype, seed)
+    return seed
+
+
 def _result(
     data: Array,
     op: str | None,
@@ -365,14 +388,16 @@ def _result(
     out.data = data
     out.grad = None
     out.keep_grad = False
-    if backward is not None and _grad_enabled and any(t.requires_grad for t in inputs):
-        out.requires_grad = True
-        out._parents = inputs
-        out._backward = backward
-    else:
-        out.requires_grad = False
-        out._parents = ()
-        out._backward = None
+    out.requires_grad = False
+    out._parents = ()
+    out._backward = None
+    if backward is not None and _grad_enabled:
+        for t in inputs:  # a loop, not any(<generator>): this runs once per eager op
+            if t.requires_grad:
+                out.requires_grad = True
+                out._parents = inputs
+                out._backward = backward
+                break
     if op is not None and _hooks.active is not None:
         _hooks.record(op, inputs, attrs, out)
     return out
