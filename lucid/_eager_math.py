@@ -36,7 +36,7 @@ def operands(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
         a = constant(a, b)
     elif not isinstance(b, Tensor):
         b = constant(b, a)
-    if a.dtype != b.dtype:
+    if a.data.dtype != b.data.dtype:  # .data directly: this runs for every binary op
         raise TypeError(
             f"{op}: operands have different dtypes {a.dtype} and {b.dtype}; lucid does not "
             "promote implicitly, convert one with .astype()"
@@ -46,7 +46,7 @@ def operands(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
 
 def require_float(op: str, x: Tensor) -> None:
     """Raise a TypeError unless x has a floating dtype."""
-    if x.dtype.kind != "f":
+    if x.data.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating-point Tensor, got dtype {x.dtype}")
 
 

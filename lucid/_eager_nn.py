@@ -131,17 +131,20 @@ def mse_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     _reduction("mse_loss", reduction)
     require_float("mse_loss", pred)
     pred, target = operands("mse_loss", pred, target)
-    if pred.shape != target.shape:
+    p, t = pred.data, target.data
+    if p.shape != t.shape:
         raise ValueError(
-            f"mse_loss: prediction has shape {pred.shape} but target has shape {target.shape}; "
+            f"mse_loss: prediction has shape {p.shape} but target has shape {t.shape}; "
             "they must be equal"
         )
-    p, t = pred.data, target.data
+    need_target = target.requires_grad  # a target rarely needs grad: skip its negation then
 
-    def backward(g: Array) -> tuple[Array, Array]:
+    def backward(g: Array) -> tuple[Array, Array | None]:
+        if type(g) is np.ndarray and g.ndim == 0:
+            g = g[()]  # the same dtype's scalar: same arithmetic, a quarter of the 0-d cost
         scale = g * 2 / p.size if reduction == "mean" else g * 2
         gp = (p - t) * scale
-        return gp, -gp
+        return gp, (-gp if need_target else None)
 
     return _result(
         K.mse_loss(p, t, reduction), "mse_loss", (pred, target), {"reduction": reduction}, backward
