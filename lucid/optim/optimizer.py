@@ -36,9 +36,10 @@ class Optimizer:
 
     def step(self) -> None:
         """Update every parameter that has a gradient."""
+        update = self._update
         for i, p in enumerate(self.params):
             if p.grad is not None:
-                self._update(i, p)
+                update(i, p)
                 if hasattr(p, "_version"):
                     p._version += 1
 

@@ -25,6 +25,24 @@ class SGD(Optimizer):
         self.weight_decay = weight_decay
         self._velocity: list[np.ndarray | None] = [None] * len(self.params)
 
+    def step(self) -> None:
+        """Update every parameter that has a gradient.
+
+        Plain SGD (no momentum, no weight decay: the usual small-model step) runs inline, one
+        `p.data -= lr * grad` per parameter, which is `_update`'s arithmetic without the
+        per-parameter call; anything else (or a subclass's own `_update`) takes the base loop.
+        """
+        if self.momentum or self.weight_decay or type(self)._update is not SGD._update:
+            super().step()
+            return
+        lr = self.lr
+        for p in self.params:
+            g = p.grad
+            if g is not None:
+                p.data -= lr * g
+                if hasattr(p, "_version"):
+                    p._version += 1
+
     def _update(self, i: int, p: Tensor) -> None:
         assert p.grad is not None
         g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
