@@ -49,21 +49,21 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, where: str = "
     if bias is not None:
         bias = constant(bias, weight)
         inputs += (bias,)
-    if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+    xd, wd = x.data, weight.data  # the arrays, not the properties: this runs per layer call
+    if wd.ndim != 2 or xd.ndim < 1 or xd.shape[-1] != wd.shape[1]:
         raise ValueError(
-            f"linear{where}: input of shape {x.shape} does not fit weight of shape "
-            f"{weight.shape}: expected input of shape [..., {weight.shape[-1]}]"
+            f"linear{where}: input of shape {xd.shape} does not fit weight of shape "
+            f"{wd.shape}: expected input of shape [..., {wd.shape[-1]}]"
         )
-    if bias is not None and bias.shape != weight.shape[:1]:
-        raise ValueError(
-            f"linear{where}: bias has shape {bias.shape}, expected ({weight.shape[0]},)"
-        )
-    if bias is not None and bias.dtype != weight.dtype:
-        raise TypeError(f"linear{where}: bias dtype {bias.dtype} != weight dtype {weight.dtype}")
-    xd, wd = x.data, weight.data
+    if bias is not None:
+        bd = bias.data
+        if bd.shape != wd.shape[:1]:
+            raise ValueError(f"linear{where}: bias has shape {bd.shape}, expected ({wd.shape[0]},)")
+        if bd.dtype != wd.dtype:
+            raise TypeError(f"linear{where}: bias dtype {bd.dtype} != weight dtype {wd.dtype}")
     y = xd @ wd.T
     if bias is not None:
-        y += bias.data
+        y += bd
     need_x, need_w = x.requires_grad, weight.requires_grad
 
     def backward(g: Array) -> tuple[Array | None, ...]:
