@@ -12,9 +12,16 @@ struct, called once per tile or per block, never per element.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from lucid.codegen._gemm_blocking import ISA_MACRO, Blocking, Vec, vec_of
 from lucid.codegen._jinja import render
+
+# How generated code runs parallel tasks: "pool" (persistent workers, lucid.compile) or "spawn"
+# (threads created per call and joined, no global state: AOT export). See parallel.c.j2.
+ThreadsMode = Literal["pool", "spawn"]
+THREADS_MODES: tuple[ThreadsMode, ...] = ("pool", "spawn")
+PARALLEL_KEY = "lucid_parallel"
 
 # k steps of A the micro-kernel prefetches ahead, per dtype. f64 panels use 1.75 lines per k and
 # gain ~10% from it; f32 (under one line per k) measured no gain, so it issues none.
@@ -220,19 +227,26 @@ def common_block(dtype: str) -> SharedBlock:
     return _guard(key, "types", render("gemm_common.c.j2", T=dtype, S=short(dtype)))
 
 
-def parallel_block() -> SharedBlock:
-    """lucid_parallel_run: threads for one call."""
-    return _guard("lucid_parallel", "threads", render("parallel.c.j2"))
+def parallel_block(threads: ThreadsMode = "pool") -> SharedBlock:
+    """lucid_parallel_run: a persistent worker pool ("pool") or threads for one call ("spawn")."""
+    if threads not in THREADS_MODES:
+        raise ValueError(f"threads must be one of {THREADS_MODES}, got {threads!r}")
+    return _guard(PARALLEL_KEY, "threads", render("parallel.c.j2", pool=threads == "pool"))
 
 
 def blocked_blocks(
-    dtype: str, isa: str, blk: Blocking, trans_a: bool, trans_b: bool
+    dtype: str,
+    isa: str,
+    blk: Blocking,
+    trans_a: bool,
+    trans_b: bool,
+    threads: ThreadsMode = "pool",
 ) -> list[SharedBlock]:
     """Everything the blocked path of one GEMM needs, in dependency order."""
     vec = vec_of(isa, dtype)
     name = driver_name(dtype, isa, blk)
     pack_a, pack_b = pack_names(dtype, isa, blk, trans_a, trans_b)
-    blocks = [common_block(dtype), parallel_block()]
+    blocks = [common_block(dtype), parallel_block(threads)]
     # AVX-512 packs with register transposes where the source runs along the wrong axis
     tr_a: tuple[tuple[int, str], ...] = ()
     tr_b: tuple[tuple[int, str], ...] = ()

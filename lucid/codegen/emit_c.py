@@ -26,6 +26,7 @@ from lucid.codegen import (  # noqa: F401  (register lowerings)
     fused,
 )
 from lucid.codegen._gemm_blocking import CacheSizes, detect_caches, detect_isa
+from lucid.codegen._gemm_shared import PARALLEL_KEY, THREADS_MODES, ThreadsMode, parallel_block
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import LOWERINGS, Kernel, LowerCtx, c_comment, prod_c
 from lucid.codegen._memplan import MemoryPlan, Poly, plan_memory
@@ -76,11 +77,14 @@ def error_for(code: int) -> Exception:
 
 @dataclass(frozen=True)
 class CodegenOptions:
-    """How to generate: GEMM isa ("auto" detects), C symbol prefix, GEMM threading threshold."""
+    """How to generate: GEMM isa ("auto" detects), C symbol prefix, GEMM threading threshold,
+    and how parallel kernels get their threads: "pool" (a persistent worker pool per translation
+    unit: lucid.compile) or "spawn" (threads created per call: no global state, AOT export)."""
 
     isa: IsaOption = "auto"
     prefix: str = "lucid"
     threads_min_work: int = 0  # M*N*K per extra GEMM thread; 0 keeps the GEMM default
+    threads: ThreadsMode = "pool"
     caches: CacheSizes | None = None  # None: read this machine's cache sizes (GEMM blocking)
 
     def __post_init__(self) -> None:
@@ -94,6 +98,8 @@ class CodegenOptions:
             )
         if self.isa not in ("auto", "avx512", "avx2", "scalar"):
             raise CompileError(f"isa must be auto, avx512, avx2 or scalar, got {self.isa!r}")
+        if self.threads not in THREADS_MODES:
+            raise CompileError(f"threads must be pool or spawn, got {self.threads!r}")
 
 
 @dataclass(frozen=True)
@@ -250,7 +256,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         errors=ERROR_LIST,
         types=({"T": "float", "s": "f"}, {"T": "double", "s": ""}),
         constants=tuple(constants),
-        shared=tuple({b.key: b.text.rstrip() for k in kernels for b in k.shared}.values()),
+        shared=_shared_texts(kernels, options.threads),
         kernels=tuple(kernels),
         n_inputs=n_in,
         n_outputs=n_out,
@@ -294,6 +300,15 @@ def _cdef(prefix: str, n_pointers: int) -> str:
         f"int {prefix}_call({flat}int64_t batch, int nthreads);\n"
         f"const char *{prefix}_strerror(int code);\n"
     )
+
+
+def _shared_texts(kernels: list[Kernel], threads: ThreadsMode) -> tuple[str, ...]:
+    """Each shared block once, in first-use order. Lowerings emit the default thread helper; the
+    translation unit gets the one of `options.threads` (one mode per file)."""
+    texts = {b.key: b.text.rstrip() for k in kernels for b in k.shared}
+    if PARALLEL_KEY in texts:
+        texts[PARALLEL_KEY] = parallel_block(threads).text.rstrip()
+    return tuple(texts.values())
 
 
 def _lower(graph: Graph, ctx: LowerCtx) -> Kernel:

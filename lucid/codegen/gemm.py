@@ -26,8 +26,10 @@ None) are checked against the runtime arguments. Returns 0, ``-1`` on allocation
 ``-2`` on bad arguments (negative or mismatching dims, NULL pointers). M == 0 or N == 0 returns
 0 at once (colsum zeroed); K == 0 gives ``epilogue(0)``.
 
-Threads: ``nthreads`` pthreads are created for the call and joined before it returns (no pool,
-no global state: fork-safe), only when M*N*K is above ``Blocking.par_min_work`` per thread. C is
+Threads: ``nthreads`` threads share the work only when M*N*K is above ``Blocking.par_min_work``
+per thread; ``spec.threads`` says whose: "pool" (default, lucid.compile) runs the tasks on a
+persistent, fork-checked worker pool of the translation unit, "spawn" (AOT) creates pthreads for
+the call and joins them before returning (no global state); see parallel.c.j2. C is
 cut into ``Blocking.jobs_per_thread`` x nthreads rectangles of whole tiles (rows and/or columns,
 never K), which the threads claim from an atomic counter, each packing A into its own buffer.
 op(B) is packed once per call into a buffer the threads share (up to
@@ -77,7 +79,7 @@ from lucid.codegen._gemm_blocking import (
     detect_isa,
     vec_of,
 )
-from lucid.codegen._gemm_shared import SharedBlock
+from lucid.codegen._gemm_shared import SharedBlock, ThreadsMode
 from lucid.codegen._jinja import render
 
 Broadcast = Literal["scalar", "row", "col", "full"]
@@ -162,6 +164,7 @@ class GemmSpec:
     isa: Isa = "scalar"
     blocking: Blocking | None = None  # None: choose_blocking(dtype, isa) with default caches
     ir_comment: str = ""  # the IR line(s) this kernel implements, copied into the C comment
+    threads: ThreadsMode = "pool"  # lucid_parallel_run: persistent pool or per-call threads
 
     def resolved_blocking(self) -> Blocking:
         """The blocking actually used."""
@@ -376,6 +379,8 @@ def _validate(spec: GemmSpec) -> None:
         raise ValueError(f"unsupported GEMM dtype {spec.dtype!r}")
     if spec.isa not in ("avx512", "avx2", "scalar"):
         raise ValueError(f"unknown isa {spec.isa!r}")
+    if spec.threads not in shared.THREADS_MODES:
+        raise ValueError(f"threads must be one of {shared.THREADS_MODES}, got {spec.threads!r}")
     blk = spec.resolved_blocking()
     vec = vec_of(spec.isa, spec.dtype)
     if vec and blk.nr % vec.lanes:
@@ -393,7 +398,9 @@ def gemm_parts(spec: GemmSpec) -> tuple[tuple[SharedBlock, ...], str]:
     blocks = [shared.common_block(spec.dtype)]
     if node.blocked:
         blk = spec.resolved_blocking()
-        blocks = shared.blocked_blocks(spec.dtype, spec.isa, blk, spec.trans_a, spec.trans_b)
+        blocks = shared.blocked_blocks(
+            spec.dtype, spec.isa, blk, spec.trans_a, spec.trans_b, spec.threads
+        )
     return tuple(blocks), render("gemm.c.j2", g=node)
 
 

@@ -98,7 +98,9 @@ def export(
 
     graph = _optimised_graph(model, inputs, dynamic_batch, passes)
     arrays = _param_arrays(model, graph)
-    program = emit_c(graph, CodegenOptions(isa=_isa(march), prefix=f"{name}_impl"))  # type: ignore[arg-type]
+    # per-call threads: the library promises no global mutable state (NAME_run is reentrant)
+    codegen = CodegenOptions(isa=_isa(march), prefix=f"{name}_impl", threads="spawn")  # type: ignore[arg-type]
+    program = emit_c(graph, codegen)
     lay = wts.layout(graph)
     embedded = weights == "embedded"
     header, source = render_files(name, program, graph, lay, embedded=embedded)

@@ -1,13 +1,15 @@
 """A process forked after its parent ran a threaded compiled model can run it too.
 
-GNU OpenMP's pool hangs in such a child; lucid starts its threads per call and joins them
-before returning, so nothing is left half-alive across fork(). The model is large enough that
-its GEMMs split over two threads (above the per-thread work threshold).
+GNU OpenMP's pool hangs in such a child. lucid's worker pool records the pid that created its
+workers and the pid of the process owning it for a call, so a child sees inherited state and
+starts a pool of its own (parallel.c.j2). The model is large enough that its GEMMs split over
+two threads (above the per-thread work threshold).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -53,4 +55,47 @@ def test_fork_after_a_threaded_compiled_call() -> None:
                 os._exit(code)
         assert _wait(pid, 60) == 0, "the child computed a different result than its parent"
     finally:
+        lucid.set_num_threads(before)
+
+
+def test_fork_while_another_thread_owns_the_pool() -> None:
+    """fork() while a parent thread is inside a threaded call: the child inherits a pool marked
+    as owned, with workers that do not exist in it. It must take the pool over (or fall back),
+    not wait for a call that will never finish, and compute the parent's result."""
+    lucid.random.seed(6)
+    model = nn.Sequential(nn.Linear(512, 768), nn.HardSwish(), nn.Linear(768, 512)).eval()
+    x = lucid.randn(384, 512)
+    before = lucid.get_num_threads()
+    lucid.set_num_threads(2)
+    stop = threading.Event()
+    try:
+        cmodel = lucid.compile(model)
+        with lucid.no_grad():
+            parent = cmodel(x).data.copy()
+
+        def busy() -> None:  # keeps the pool owned most of the time
+            with lucid.no_grad():
+                while not stop.is_set():
+                    cmodel(x)
+
+        worker = threading.Thread(target=busy, daemon=True)
+        worker.start()
+        time.sleep(0.05)
+        pids = []
+        for _ in range(3):  # several forks: some land inside a call
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    with lucid.no_grad():
+                        ok = all(np.array_equal(cmodel(x).data, parent) for _ in range(3))
+                    code = 0 if ok else 2
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+            time.sleep(0.01)
+        for pid in pids:
+            assert _wait(pid, 60) == 0, "the child computed a different result than its parent"
+    finally:
+        stop.set()
         lucid.set_num_threads(before)
