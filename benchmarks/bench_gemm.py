@@ -128,6 +128,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--numpy-case")
     ap.add_argument("--repeat", type=int, default=11)
+    ap.add_argument(
+        "--threads-mode",
+        choices=("pool", "spawn"),
+        default="pool",
+        help="lucid's threads: persistent worker pool (lucid.compile's default) or per call (AOT)",
+    )
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     if args.numpy_case:  # child mode: time NumPy only
@@ -150,6 +156,7 @@ def main() -> int:
             None,
             isa,
             choose_blocking("float", isa, caches),
+            threads=args.threads_mode,
         ),
         "sq64": GemmSpec(
             "bench_sq64",
@@ -162,6 +169,7 @@ def main() -> int:
             None,
             isa,
             choose_blocking("double", isa, caches),
+            threads=args.threads_mode,
         ),
         "linear": GemmSpec(
             "bench_linear",
@@ -174,6 +182,7 @@ def main() -> int:
             Epilogue((bias_add("bias"), unary("hardswish", "float"))),
             isa,
             choose_blocking("float", isa, caches),
+            threads=args.threads_mode,
         ),
     }
     workdir = Path(tempfile.gettempdir()) / "lucid-bench-gemm"
@@ -184,6 +193,7 @@ def main() -> int:
         extra_cdef=PEAK_CDEF if isa == "avx512" else "",
     )
     print(f"isa={isa} caches={caches} OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+    print(f"lucid threads mode: {args.threads_mode}")
     # the machine is shared: a load average near the core count makes every number here noisy
     print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
     for s in specs.values():
