@@ -47,13 +47,22 @@ def _chain(root: Tensor) -> list[Tensor] | None:
         node = following
 
 
+def store_grad(node: Tensor, g: Array) -> None:
+    """Accumulate cotangent g into node.grad, which always ends up a fresh ndarray.
+
+    The first store copies (g may alias another tensor's data or cotangent); later stores add.
+    NumPy returns a scalar, not an array, for 0-d operands, so 0-d results are re-wrapped.
+    """
+    total = np.array(g) if node.grad is None else node.grad + g
+    node.grad = total if type(total) is np.ndarray else np.asarray(total)
+
+
 def _backward_chain(chain: list[Tensor], g: Array) -> None:
     """`Tensor.backward`'s walk over a chain: each cotangent goes to the one next node."""
     for node in chain:
         backward = node._backward
         if backward is None or node.keep_grad:
-            # Copy on first store: g may alias another tensor's data or cotangent.
-            node.grad = g.copy() if node.grad is None else node.grad + g
+            store_grad(node, g)
         if backward is None:
             return
         following = None

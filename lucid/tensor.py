@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lucid import _hooks
-from lucid._tape import _backward_chain, _bad_cotangent, _chain, _general_order
+from lucid._tape import _backward_chain, _bad_cotangent, _chain, _general_order, store_grad
 
 Array = np.ndarray
 # Maps the output's cotangent to one cotangent (or None) per input, in input order.
@@ -209,8 +209,7 @@ class Tensor:
             if g is None:
                 continue
             if node._backward is None or node.keep_grad:
-                # Copy on first store: g may alias another tensor's data or cotangent.
-                node.grad = g.copy() if node.grad is None else node.grad + g
+                store_grad(node, g)
             if node._backward is None:
                 continue
             for parent, pg in zip(node._parents, node._backward(g)):

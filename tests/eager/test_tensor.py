@@ -230,3 +230,17 @@ def test_sum_mean_values_and_dtype() -> None:
     np.testing.assert_array_equal(x.mean(axis=0).data, [1.5, 2.5, 3.5])
     assert x.sum(axis=1, keepdims=True).shape == (2, 1)
     assert lucid.sum(x).data == 15.0 and lucid.mean(x).data == 2.5
+
+
+def test_grads_of_a_0d_leaf_stay_ndarrays_when_they_accumulate() -> None:
+    # NumPy turns 0-d + 0-d into a scalar; .grad is documented as an ndarray.
+    x = Tensor(2.0, requires_grad=True)
+    (x * 3.0).backward()
+    (x * 4.0).backward()
+    assert type(x.grad) is np.ndarray and x.grad.shape == () and x.grad == 7.0
+    y = Tensor(np.float64(1.5), requires_grad=True)
+    z = y * y + y  # a general (non-chain) tape: y is read twice
+    z.backward()
+    z2 = y * y + y
+    z2.backward()
+    assert type(y.grad) is np.ndarray and y.grad.dtype == np.float64 and y.grad == 8.0
