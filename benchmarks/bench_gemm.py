@@ -144,46 +144,28 @@ def main() -> int:
 
     isa = detect_isa()
     caches = detect_caches()
+
+    def spec(name: str, dtype: str, trans_b: bool, epilogue: Epilogue | None = None) -> GemmSpec:
+        """A runtime-M GEMM with N = K = 1024, blocked for this machine."""
+        return GemmSpec(
+            f"bench_{name}",
+            dtype,
+            trans_a=False,
+            trans_b=trans_b,
+            m=None,
+            n=1024,
+            k=1024,
+            epilogue=epilogue,
+            isa=isa,
+            blocking=choose_blocking(dtype, isa, caches),
+            threads=args.threads_mode,
+        )
+
+    hardswish_bias = Epilogue((bias_add("bias"), unary("hardswish", "float")))
     specs = {
-        "sq32": GemmSpec(
-            "bench_sq32",
-            "float",
-            False,
-            False,
-            None,
-            1024,
-            1024,
-            None,
-            isa,
-            choose_blocking("float", isa, caches),
-            threads=args.threads_mode,
-        ),
-        "sq64": GemmSpec(
-            "bench_sq64",
-            "double",
-            False,
-            False,
-            None,
-            1024,
-            1024,
-            None,
-            isa,
-            choose_blocking("double", isa, caches),
-            threads=args.threads_mode,
-        ),
-        "linear": GemmSpec(
-            "bench_linear",
-            "float",
-            False,
-            True,
-            None,
-            1024,
-            1024,
-            Epilogue((bias_add("bias"), unary("hardswish", "float"))),
-            isa,
-            choose_blocking("float", isa, caches),
-            threads=args.threads_mode,
-        ),
+        "sq32": spec("sq32", "float", trans_b=False),
+        "sq64": spec("sq64", "double", trans_b=False),
+        "linear": spec("linear", "float", trans_b=True, epilogue=hardswish_bias),
     }
     workdir = Path(tempfile.gettempdir()) / "lucid-bench-gemm"
     built = H.build(
