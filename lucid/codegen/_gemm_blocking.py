@@ -163,3 +163,28 @@ def choose_blocking(
     # A B panel is reused across ic blocks; a quarter of L3, capped (the L3 is shared).
     nc = min(4096, _round_down(caches.l3 // 4 // (kc * elem), nr))
     return Blocking(mr=mr, nr=nr, mc=mc, kc=kc, nc=nc)
+
+
+# ------------------------------------------------------------------------------- autotuning
+
+
+@dataclass(frozen=True)
+class GemmProblem:
+    """One GEMM of a graph whose blocking codegen asks for (`CodegenOptions.blocking_for`).
+
+    `m_dims` multiply to the rows of C, a str being the batch symbol; `n` and `k` are None when
+    they are runtime dims. `caches` are what the cost model reads, so a tuner can start from
+    exactly the blocking that codegen would choose without it."""
+
+    dtype: DTypeName
+    isa: Isa
+    trans_a: bool
+    trans_b: bool
+    m_dims: tuple[int | str, ...]
+    n: int | None
+    k: int | None
+    caches: CacheSizes
+
+    def default_blocking(self) -> Blocking:
+        """The cost model's choice: what codegen uses when nothing is tuned."""
+        return choose_blocking(self.dtype, self.isa, self.caches)

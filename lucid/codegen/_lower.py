@@ -23,12 +23,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lucid.codegen._gemm_blocking import CacheSizes, Isa
+from lucid.codegen._gemm_blocking import Blocking, CacheSizes, DTypeName, GemmProblem, Isa
 from lucid.codegen._gemm_shared import SharedBlock
 from lucid.ir.core import Node, Value
 from lucid.ir.types import Dim, DType
 
 LowerFn = Callable[["LowerCtx"], "Kernel"]
+BlockingFor = Callable[[GemmProblem], Blocking]
 LOWERINGS: dict[str, LowerFn] = {}
 
 
@@ -128,6 +129,23 @@ class LowerCtx:
     isa: Isa
     caches: CacheSizes
     threads_min_work: int
+    blocking_for: BlockingFor | None = None  # None: the cost model (see gemm_blocking)
+
+    def gemm_blocking(
+        self,
+        dtype: DTypeName,
+        trans_a: bool,
+        trans_b: bool,
+        m_dims: tuple[Dim, ...],
+        n: int | None,
+        k: int | None,
+    ) -> Blocking:
+        """The cache blocking of one GEMM of this node: `blocking_for`'s (a tuner) when set,
+        else the cost model's choice, which leaves the C exactly as it was without tuning."""
+        problem = GemmProblem(dtype, self.isa, trans_a, trans_b, m_dims, n, k, self.caches)
+        if self.blocking_for is None:
+            return problem.default_blocking()
+        return self.blocking_for(problem)
 
     @property
     def name(self) -> str:

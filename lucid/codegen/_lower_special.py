@@ -36,7 +36,7 @@ def gemm_kernel(
     """A kernel computing y0[M, n] = x0[M, k] @ op(x1) (+ epilogue), M = prod(lead)."""
     m_c, n_c, k_c = prod_c(lead), dim_c(n), dim_c(k)
     dtype = ctx.results[0].type.dtype.c
-    blocking = gemm.choose_blocking(dtype, ctx.isa, ctx.caches)  # type: ignore[arg-type]
+    blocking = ctx.gemm_blocking(dtype, False, trans_b, lead, _static(n_c), _static(k_c))  # type: ignore[arg-type]
     if ctx.threads_min_work > 0:
         blocking = replace(blocking, par_min_work=ctx.threads_min_work)
     spec = gemm.GemmSpec(

@@ -28,7 +28,7 @@ from lucid.codegen import (  # noqa: F401  (register lowerings)
 from lucid.codegen._gemm_blocking import CacheSizes, detect_caches, detect_isa
 from lucid.codegen._gemm_shared import PARALLEL_KEY, THREADS_MODES, ThreadsMode, parallel_block
 from lucid.codegen._jinja import render
-from lucid.codegen._lower import LOWERINGS, Kernel, LowerCtx, c_comment, prod_c
+from lucid.codegen._lower import LOWERINGS, BlockingFor, Kernel, LowerCtx, c_comment, prod_c
 from lucid.codegen._memplan import MemoryPlan, Poly, plan_memory
 from lucid.errors import CompileError, diagnose
 from lucid.ir.core import Graph, Node, Value
@@ -86,6 +86,8 @@ class CodegenOptions:
     threads_min_work: int = 0  # M*N*K per extra GEMM thread; 0 keeps the GEMM default
     threads: ThreadsMode = "pool"
     caches: CacheSizes | None = None  # None: read this machine's cache sizes (GEMM blocking)
+    # Each GEMM's blocking from this function (an autotuner) instead of the cost model.
+    blocking_for: BlockingFor | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -235,7 +237,9 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
             continue
         if plan.storage[node.results[0]].kind == "alias":
             continue
-        ctx = LowerCtx(node, index, ir_line, isa, caches, options.threads_min_work)
+        ctx = LowerCtx(
+            node, index, ir_line, isa, caches, options.threads_min_work, options.blocking_for
+        )
         kernel = _lower(graph, ctx)
         kernels.append(kernel)
         args = [names[v] for v in (*node.inputs, *node.results)]

@@ -148,7 +148,8 @@ def _spec(
     """The GemmSpec of a stage, with the blocking the unfused GEMM would get (same kernel);
     `tiled` GEMMs run on row tiles, so their M is a runtime argument even for a static batch."""
     dtype = stage.node.result.type.dtype.c
-    blocking = gemm.choose_blocking(dtype, ctx.isa, ctx.caches)  # type: ignore[arg-type]
+    m_dims, n, k = stage.node.result.type.shape[:-1], _static(stage.n), _static(stage.k)
+    blocking = ctx.gemm_blocking(dtype, stage.trans_a, stage.trans_b, m_dims, n, k)  # type: ignore[arg-type]
     if ctx.threads_min_work > 0:
         blocking = replace(blocking, par_min_work=ctx.threads_min_work)
     ep = gemm.Epilogue(tuple(stage.steps), stage.colsum) if stage.steps or stage.colsum else None
