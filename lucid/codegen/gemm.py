@@ -165,6 +165,9 @@ class GemmSpec:
     blocking: Blocking | None = None  # None: choose_blocking(dtype, isa) with default caches
     ir_comment: str = ""  # the IR line(s) this kernel implements, copied into the C comment
     threads: ThreadsMode = "pool"  # lucid_parallel_run: persistent pool or per-call threads
+    # op(B) may come packed ahead of the call (a weight, packed once while it is unchanged):
+    # adds `NAME_pack_b` and a `Bp` parameter when N and K are static and the blocked path exists
+    prepack_b: bool = False
 
     def resolved_blocking(self) -> Blocking:
         """The blocking actually used."""
@@ -227,8 +230,25 @@ def gemm_params(spec: GemmSpec) -> list[tuple[str, str]]:
         params += [(f"const {t} *", op.param) for op in ops]
         if spec.epilogue.colsum:
             params.append((f"{t} *", "colsum"))
+    if prepacked_b_elems(spec):
+        params.append((f"const {t} *", "Bp"))
     params.append(("int", "nthreads"))
     return params
+
+
+def prepacked_b_elems(spec: GemmSpec) -> int:
+    """Elements of `NAME_pack_b`'s output (op(B) in the blocked path's packed layout), or 0 when
+    the spec has no prepacked B (not asked for, a runtime N or K, K == 0, or no blocked path).
+
+    The layout is the driver's (`_prepack` in gemm_driver.c.j2): K blocks one after another,
+    each of ceil(N / nr) zero-padded micro-panels of nr columns, so K * (N rounded up to nr)."""
+    n, k = spec.n, spec.k
+    if not spec.prepack_b or n is None or k is None or n == 0 or k == 0:
+        return 0
+    if not plan_paths(spec)[1]:
+        return 0
+    nr = spec.resolved_blocking().nr
+    return k * (-(-n // nr) * nr)
 
 
 def gemm_prototype(spec: GemmSpec) -> str:
@@ -281,6 +301,9 @@ class NodeTemplate:
     driver: str
     pack_a: str
     pack_b: str
+    prepacked: int  # elements of NAME_pack_b's output; 0: no prepacked B
+    n: int | None  # the static N and K (for NAME_pack_b)
+    k: int | None
 
 
 def plan_paths(spec: GemmSpec) -> tuple[SmallPath | None, bool]:
@@ -369,6 +392,9 @@ def _node_template(spec: GemmSpec) -> NodeTemplate:
         driver=shared.driver_name(t, spec.isa, blk),
         pack_a=pack_a,
         pack_b=pack_b,
+        prepacked=prepacked_b_elems(spec),
+        n=spec.n,
+        k=spec.k,
     )
 
 
@@ -445,5 +471,6 @@ __all__ = [
     "gemm_params",
     "gemm_parts",
     "gemm_prototype",
+    "prepacked_b_elems",
     "unary",
 ]

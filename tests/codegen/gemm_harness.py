@@ -86,8 +86,10 @@ def run(
     operands: dict[str, np.ndarray] | None = None,
     nthreads: int = 1,
     out: np.ndarray | None = None,
+    bp: np.ndarray | None = None,
 ) -> tuple[int, np.ndarray, np.ndarray | None]:
-    """Call spec's function on a, b: returns (status, C, colsum or None)."""
+    """Call spec's function on a, b (with `bp` as its prepacked op(B), if it takes one: None
+    passes NULL); returns (status, C, colsum or None)."""
     dt = np.float32 if spec.dtype == "float" else np.float64
     a = np.ascontiguousarray(a, dtype=dt)
     b = np.ascontiguousarray(b, dtype=dt)
@@ -112,6 +114,8 @@ def run(
             args.append(ptr(colsum))
         elif pname == "nthreads":
             args.append(nthreads)
+        elif pname == "Bp":
+            args.append(ffi.NULL if bp is None else ptr(bp))
         else:
             args.append(ptr(operands[pname.removeprefix("e_")]))
     status = getattr(built.lib, spec.name)(*args)
