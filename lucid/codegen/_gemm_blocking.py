@@ -188,3 +188,24 @@ class GemmProblem:
     def default_blocking(self) -> Blocking:
         """The cost model's choice: what codegen uses when nothing is tuned."""
         return choose_blocking(self.dtype, self.isa, self.caches)
+
+
+def blocking_candidates(base: Blocking, dtype: DTypeName, limit: int = 12) -> list[Blocking]:
+    """Cache blocks around the cost model's `base` for a tuner to time, `base` first, nearest
+    variations next (so a small `limit` keeps the likeliest): kc from 128 to 512 with the A
+    block's bytes kept, then halved or doubled mc, then narrower B panels. The register tile
+    and every other field stay those of `base` (they are the micro-kernel, not the cache)."""
+    elem = 4 if dtype == "float" else 8
+    a_bytes = base.mc * base.kc * elem
+
+    def blk(mc: int, kc: int, nc: int) -> Blocking:
+        mc = min(1024, _round_down(mc, base.mr))
+        return replace(base, mc=mc, kc=kc, nc=min(4096, _round_down(nc, base.nr)))
+
+    kcs = [kc for kc in (256, 128, 384, 512, 192) if kc != base.kc]
+    found = [base]
+    found += [blk(a_bytes // (kc * elem), kc, base.nc) for kc in kcs]
+    found += [blk(base.mc // 2, base.kc, base.nc), blk(base.mc * 2, base.kc, base.nc)]
+    found += [blk(a_bytes // 2 // (kc * elem), kc, base.nc) for kc in kcs]
+    found += [blk(base.mc, base.kc, base.nc // 4), blk(base.mc, base.kc, base.nc // 16)]
+    return list(dict.fromkeys(found))[: max(1, limit)]
