@@ -35,12 +35,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """How to prepare one graph: target ISA, compiler options, where to keep debug output."""
+    """How to prepare one graph: target ISA, compiler options, where to keep debug output, and
+    whether GEMM blockings are tuned (`autotune`, timed with `tune_rows` for the batch)."""
 
     isa: str = "auto"
     build: BuildOptions = field(default_factory=BuildOptions)
     debug_dir: Path | None = None
     prefix: str = "lucid"
+    autotune: bool = False
+    tune_rows: int | None = None  # the batch size seen at trace time; None: autotune's default
 
 
 @dataclass(frozen=True)
@@ -310,7 +313,9 @@ class CBackend:
 
         root = cache_root()
         ikey = None
-        if options.debug_dir is None:  # a debug build writes its sources: take the full path
+        # A debug build writes its sources, and tuned C depends on records the index does not
+        # see (a retuned problem must not be served the old C): both take the full path.
+        if options.debug_dir is None and not options.autotune:
             ikey = _index.index_key(format_graph(graph), options.isa, options.prefix, options.build)
             found = _index.lookup(root, ikey)
             if found is not None and found["prefix"] == options.prefix:
@@ -329,8 +334,14 @@ class CBackend:
         from lucid.codegen.emit_c import CodegenOptions, emit_c
         from lucid.runtime.build import build
 
+        tuner = None
+        if options.autotune:
+            from lucid.runtime.autotune import Autotuner
+
+            tuner = Autotuner(options.build, rows=options.tune_rows)
         start = time.perf_counter()
-        program = emit_c(graph, CodegenOptions(isa=options.isa, prefix=options.prefix))
+        codegen = CodegenOptions(isa=options.isa, prefix=options.prefix, blocking_for=tuner)
+        program = emit_c(graph, codegen)
         arity = len(graph.inputs) + len(graph.params) + len(graph.outputs)
         shim_source, shim_cdef = _shim(program.prefix, arity)
         codegen_seconds = time.perf_counter() - start

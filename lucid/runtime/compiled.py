@@ -52,7 +52,7 @@ _tensor = sys.modules["lucid.tensor"]
 
 __all__ = ["CompileOptions", "CompiledModule", "Signature", "compile"]
 
-_OPTION_KEYS = ("fusion", "passes", "isa", "cflags", "cc", "debug_dir")
+_OPTION_KEYS = ("fusion", "passes", "isa", "cflags", "cc", "debug_dir", "autotune")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class CompileOptions:
     isa: str = "auto"
     build: BuildOptions = field(default_factory=BuildOptions)
     debug_dir: Path | None = None
+    autotune: bool = False  # time GEMM blockings on this machine (lucid.runtime.autotune)
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> CompileOptions:
@@ -86,12 +87,16 @@ class CompileOptions:
         if isinstance(cflags, str):
             raise TypeError(f"lucid.compile: 'cflags' must be a list of flags, not {cflags!r}")
         debug_dir = options.get("debug_dir")
+        autotune = options.get("autotune", False)
+        if not isinstance(autotune, bool):
+            raise TypeError(f"lucid.compile: 'autotune' must be True or False, not {autotune!r}")
         return cls(
             fusion=bool(options.get("fusion", True)),
             passes=passes,
             isa=str(options.get("isa", "auto")),
             build=BuildOptions(cc=options.get("cc"), flags=tuple(cflags)),
             debug_dir=Path(debug_dir) if debug_dir is not None else None,
+            autotune=autotune,
         )
 
 
@@ -201,12 +206,13 @@ class CompiledModule:
             if self.options.passes is None and hasattr(self.backend, "pipeline"):
                 names = self.backend.pipeline(names)  # what this backend can run
             debug_path = self._debug_path(signature)
+            rows = next((a.shape[0] for a in arrays if a.ndim), None)  # the batch, for autotune
             if grad is None:
                 stages = _optimize(traced, names)
-                forward = self._prepare(stages, signature, debug_path)
+                forward = self._prepare(stages, signature, debug_path, rows)
                 entry = _Entry(self.module, signature, stages, forward, spy.kind, debug_path)
             else:
-                entry = self._compile_grad(traced, signature, names, spy.kind, debug_path)
+                entry = self._compile_grad(traced, signature, names, spy.kind, debug_path, rows)
             entry.fast = _make_fast(entry, self.module)
             self._entries[key] = entry
             self._order.append(entry)
@@ -219,6 +225,7 @@ class CompiledModule:
         names: list[str],
         out_kind: type | None,
         debug_path: Path | None,
+        rows: int | None = None,
     ) -> _Entry:
         """The entry of a grad signature: augmented forward and backward, optimised by the same
         pipeline and built by the same backend (the two builds run concurrently)."""
@@ -231,8 +238,8 @@ class CompiledModule:
         bstages = _optimize(result.backward, names, first="autodiff")
         bpath = debug_path / "backward" if debug_path is not None else None
         with ThreadPoolExecutor(max_workers=1) as pool:  # cc runs outside the GIL
-            pending = pool.submit(self._prepare, bstages, signature, bpath)
-            forward = self._prepare(fstages, signature, debug_path)
+            pending = pool.submit(self._prepare, bstages, signature, bpath, rows)
+            forward = self._prepare(fstages, signature, debug_path, rows)
             backward = pending.result()
         entry = _Entry(self.module, signature, fstages, forward, out_kind, debug_path)
         hints = [p.hint for p in forward.graph.params]
@@ -240,14 +247,25 @@ class CompiledModule:
         return entry
 
     def _prepare(
-        self, stages: dict[str, Graph], signature: Signature, debug_path: Path | None
+        self,
+        stages: dict[str, Graph],
+        signature: Signature,
+        debug_path: Path | None,
+        rows: int | None = None,
     ) -> Executable:
-        """Dump the stages if asked, then let the backend prepare the optimized graph."""
+        """Dump the stages if asked, then let the backend prepare the optimized graph (`rows`:
+        the batch size this signature was traced with, which autotune times GEMMs at)."""
         if debug_path is not None:
             _dump(debug_path, signature, stages)
         return self.backend.prepare(
             stages["optimized"],
-            BackendOptions(isa=self.options.isa, build=self.options.build, debug_dir=debug_path),
+            BackendOptions(
+                isa=self.options.isa,
+                build=self.options.build,
+                debug_dir=debug_path,
+                autotune=self.options.autotune,
+                tune_rows=rows,
+            ),
         )
 
     def _mismatch(self, arrays: tuple[np.ndarray, ...], exc: Exception) -> Exception:
