@@ -44,6 +44,12 @@ def _emit_c_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-opt", action="store_true", help="emit the graph as given, without the default passes"
     )
+    p.add_argument(
+        "--autotune",
+        action="store_true",
+        help="time GEMM cache blockings on this machine (batch timed at 256; results kept in "
+        "the compile cache, progress on stderr)",
+    )
 
 
 @command("emit-c", "print the C that lucid generates for a graph", _emit_c_args)
@@ -55,7 +61,12 @@ def cmd_emit_c(args: argparse.Namespace) -> int:
     _, graph = load_graph(args)
     if not args.no_opt:
         graph, _ = PassManager(default_pipeline()).run(graph)
-    program = emit_c(graph, CodegenOptions(isa=args.isa, prefix=args.prefix))
+    tuner = None
+    if args.autotune:
+        from lucid.runtime.autotune import Autotuner
+
+        tuner = Autotuner()
+    program = emit_c(graph, CodegenOptions(isa=args.isa, prefix=args.prefix, blocking_for=tuner))
     emit(program.source, args.output)
     return 0
 

@@ -214,3 +214,24 @@ def test_compiled_with_autotune_equals_eager_and_tunes_once(
         np.testing.assert_allclose(again(x).data, want, **F32_TOL)
     assert "lucid autotune" not in capfd.readouterr().err
     assert again.c_source == cm.c_source
+
+
+def test_cli_emit_c_autotune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lucid.cli import main
+
+    monkeypatch.setenv("LUCID_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "g.lir"
+    path.write_text(
+        "graph @forward(%x: f32[N,300]) params(%w: f32[200,300]) -> (f32[N,200]) {\n"
+        "  %0 = linear %x, %w : f32[N,200]\n"
+        "  return %0\n"
+        "}\n"
+    )
+    assert main(["emit-c", str(path), "--autotune"]) == 0
+    out = capsys.readouterr()
+    assert "lucid autotune: GEMM float 256x200x300" in out.err  # a symbolic batch: 256 rows
+    (record,) = records(tmp_path / "cache")
+    b = json.loads(record.read_text())["blocking"]
+    assert f"cache blocks mc={b['mc']} kc={b['kc']} nc={b['nc']}" in out.out
