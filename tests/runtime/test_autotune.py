@@ -110,7 +110,7 @@ def test_corrupt_or_foreign_record_is_retuned(
     path.write_text(content)
     calls = count_timings(monkeypatch)
     result = tuner(tmp_path).tune(PROBLEM)
-    assert result.timed and calls == [1]
+    assert result.timed and calls  # (a rematch may time twice)
     assert json.loads(path.read_text())["blocking"]["mc"] == result.blocking.mc
 
 
@@ -123,7 +123,7 @@ def test_record_with_an_impossible_blocking_is_retuned(
     record["blocking"]["mc"] = PROBLEM.default_blocking().mr + 1  # not whole register tiles
     path.write_text(json.dumps(record))
     calls = count_timings(monkeypatch)
-    assert tuner(tmp_path).tune(PROBLEM).timed and calls == [1]
+    assert tuner(tmp_path).tune(PROBLEM).timed and calls
 
 
 def test_nothing_to_tune_is_not_timed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,3 +235,18 @@ def test_cli_emit_c_autotune(
     (record,) = records(tmp_path / "cache")
     b = json.loads(record.read_text())["blocking"]
     assert f"cache blocks mc={b['mc']} kc={b['kc']} nc={b['nc']}" in out.out
+
+
+@pytest.mark.parametrize(("rematch", "winner"), [([1.0, 0.5], 1), ([1.0, 0.99], 0)])
+def test_a_winner_must_beat_the_cost_model_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rematch: list[float], winner: int
+) -> None:
+    answers = iter([None, rematch])
+
+    def fake(ffi: object, fns: list[object], *args: object, **kwargs: object) -> list[float]:
+        given = next(answers)
+        return given if given is not None else [1.0, 0.5] + [0.9] * (len(fns) - 2)
+
+    monkeypatch.setattr(autotune, "measure", fake)
+    result = tuner(tmp_path).tune(PROBLEM)
+    assert result.blocking == result.candidates[winner]
