@@ -176,14 +176,87 @@ def input_type(t: Tensor, dynamic_batch: bool) -> TensorType:
 def trace(
     module: Module, *example_inputs: Any, dynamic_batch: bool = False, name: str = "forward"
 ) -> Graph:
-    """Trace `module` called on `example_inputs` into a Graph (inputs, then parameters)."""
+    """Trace `module` called on `example_inputs` into a Graph (inputs, then parameters).
+
+    The graph's input types always come from the full examples. When `one_row_suffices`, the
+    eager model runs on the first row of the batch only (the trace then costs the same at any
+    batch size); should that run fail in any way, the full-batch trace runs and reports it.
+    """
+    inputs = [_as_tensor(x) for x in example_inputs]
+    types = [input_type(t, dynamic_batch) for t in inputs]
+    if one_row_suffices(module, inputs):
+        try:
+            return _record(module, [_first_row(t) for t in inputs], types, name)
+        except Exception:  # noqa: BLE001, S110  # the full-batch trace below fails as it always did
+            pass
+    return _record(module, inputs, types, name)
+
+
+# The forwards that record the same ops and attributes for one row of a batch as for the whole
+# batch: each reads no batch size and no data (Python control flow on neither), and creates no
+# constant shaped like its input; Flatten reshapes to (-1, prod(shape[1:])). Dropout qualifies
+# only when it is the identity: in training it draws a random number per element.
+def _row_agnostic_forwards() -> frozenset[Any]:
+    from lucid import nn
+
+    classes = (
+        nn.Sequential,
+        nn.Linear,
+        nn.HardSwish,
+        nn.HardSigmoid,
+        nn.ReLU,
+        nn.ReLU6,
+        nn.Sigmoid,
+        nn.Tanh,
+        nn.Identity,
+        nn.Flatten,
+        nn.Dropout,
+    )
+    return frozenset(cls.forward for cls in classes)
+
+
+def one_row_suffices(module: Any, inputs: Sequence[Tensor]) -> bool:
+    """Whether tracing `module` on the first row of its one input records the same graph as
+    tracing it on the whole batch: the input has a batch axis and a feature axis, and every
+    module in the tree runs one of lucid's own row-agnostic forwards (a user's forward may
+    read `x.shape[0]`, which the tracer cannot see, so it always runs on the full batch)."""
+    from lucid.nn import Dropout, Module
+
+    # `__wrapped__`: a stand-in that calls the model and only looks at what it returns
+    root = getattr(module, "__wrapped__", module)
+    if not isinstance(root, Module) or len(inputs) != 1:
+        return False
+    if inputs[0].data.ndim < 2 or inputs[0].data.shape[0] <= 1:
+        return False
+    agnostic = _row_agnostic_forwards()
+    for m in root.modules():
+        cls = type(m)
+        if cls.__call__ is not Module.__call__ or "forward" in vars(m):
+            return False
+        if cls.forward not in agnostic:
+            return False
+        if cls.forward is Dropout.forward and m.training and m.p != 0.0:
+            return False
+    return True
+
+
+def _first_row(t: Tensor) -> Tensor:
+    """A Tensor holding (a copy of) the first row of `t`."""
     from lucid.tensor import Tensor
 
-    inputs = [_as_tensor(x) for x in example_inputs]
+    return Tensor(t.data[:1])
+
+
+def _record(
+    module: Module, inputs: Sequence[Tensor], types: Sequence[TensorType], name: str
+) -> Graph:
+    """Run `module` on `inputs` under the tracer; the graph's inputs have the given types."""
+    from lucid.tensor import Tensor
+
     builder = Builder(name)
     tracer = _Tracer(module, builder)
-    for hint, tensor in zip(_input_names(module, len(inputs)), inputs):
-        tracer.bind(tensor, builder.input(input_type(tensor, dynamic_batch), hint))
+    for hint, tensor, itype in zip(_input_names(module, len(inputs)), inputs, types):
+        tracer.bind(tensor, builder.input(itype, hint))
     for pname, param in module.named_parameters():
         if id(param) not in tracer.values:  # a parameter shared by two modules is one value
             ptype = TensorType(DType.from_numpy(param.data.dtype), tuple(param.shape))

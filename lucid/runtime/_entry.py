@@ -155,10 +155,12 @@ class _Entry:
 class _ReturnSpy:
     """Stands in for the model while it is traced, to see whether forward returned a tuple or
     list (the graph only has a list of outputs). Subclassed per model class so that trace
-    errors name the model's own class."""
+    errors name the model's own class. `__wrapped__` is the model: the tracer reads it to
+    know which forward runs (`lucid.ir.trace.one_row_suffices`)."""
 
     def __init__(self, module: Any) -> None:
         self._module = module
+        self.__wrapped__ = module
         self.kind: type | None = None
 
     def __getattr__(self, name: str) -> Any:

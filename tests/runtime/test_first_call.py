@@ -1,0 +1,190 @@
+"""First-call cost of lucid.compile: a model of lucid's own row-agnostic layers is traced on
+one row of the batch, and the graph is the one a full-batch trace records."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import lucid
+from lucid import nn
+from lucid.errors import TraceError
+from lucid.ir.printer import format as format_graph
+from lucid.tensor import Tensor
+
+tracing = sys.modules["lucid.ir.trace"]  # `lucid.ir.trace` the attribute is the function
+
+
+def _full_trace(model, *xs, dynamic_batch=False):
+    """What `trace` recorded before one-row tracing: the eager model on the whole batch."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tracing, "one_row_suffices", lambda module, inputs: False)
+        return tracing.trace(model, *xs, dynamic_batch=dynamic_batch)
+
+
+def _both(model, x, dynamic_batch):
+    """Printed IR (with source locations) of the full-batch trace and of `trace`."""
+    graphs = []
+    for full in (True, False):  # one call site: both record the same source locations
+        with pytest.MonkeyPatch.context() as mp:
+            if full:
+                mp.setattr(tracing, "one_row_suffices", lambda module, inputs: False)
+            graphs.append(tracing.trace(model, x, dynamic_batch=dynamic_batch))
+    return [format_graph(g, locs=True) for g in graphs]
+
+
+class Rows:
+    """Every row count the eager ops produced while a tracer was recording."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.seen: list[int] = []
+        record = tracing._Tracer.record
+
+        def spy(tracer, op, inputs, attrs, output):
+            self.seen.append(output.data.shape[0] if output.data.ndim else 0)
+            return record(tracer, op, inputs, attrs, output)
+
+        monkeypatch.setattr(tracing._Tracer, "record", spy)
+
+
+def _every_layer() -> nn.Module:
+    lucid.random.seed(0)
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(12, 8),
+        nn.HardSwish(),
+        nn.Dropout(0.5),
+        nn.Sequential(nn.Linear(8, 8, bias=False), nn.ReLU(), nn.Identity()),
+        nn.ReLU6(),
+        nn.HardSigmoid(),
+        nn.Linear(8, 6),
+        nn.Sigmoid(),
+        nn.Tanh(),
+    )
+
+
+@pytest.mark.parametrize("dynamic_batch", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_one_row_trace_prints_the_full_batch_graph(monkeypatch, dynamic_batch, training):
+    rows = Rows(monkeypatch)
+    model = _every_layer().train(training)
+    model[3].p = 0.0 if training else 0.5  # Dropout is the identity either way
+    x = np.random.default_rng(0).standard_normal((37, 3, 4)).astype(np.float32)
+    full, fast = _both(model, x, dynamic_batch)
+    assert fast == full
+    assert rows.seen == [37] * 10 + [1] * 10
+    assert "f32[N,3,4]" in fast if dynamic_batch else "f32[37,3,4]" in fast
+
+
+def test_one_row_trace_of_a_three_axis_input():
+    lucid.random.seed(1)
+    model = nn.Sequential(nn.Linear(5, 4), nn.HardSwish(), nn.Linear(4, 2))
+    x = np.ones((6, 7, 5), np.float32)
+    full, fast = _both(model, x, False)
+    assert fast == full
+    assert "f32[6,7,2]" in fast
+
+
+def test_eager_work_of_tracing_does_not_grow_with_the_batch(monkeypatch):
+    rows = Rows(monkeypatch)
+    lucid.random.seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.HardSwish(), nn.Linear(32, 4))
+    for batch in (3, 4096):
+        x = np.ones((batch, 16), np.float32)
+        tracing.trace(model, x)
+    assert rows.seen == [1] * 6
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_compile_traces_one_row_forward_and_grad(monkeypatch, training):
+    rows = Rows(monkeypatch)
+    lucid.random.seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.HardSwish(), nn.Linear(32, 4)).train(training)
+    x = np.random.default_rng(0).standard_normal((512, 16)).astype(np.float32)
+    cm = lucid.compile(model, backend="interpreter")
+    out = cm(Tensor(x))
+    if training:
+        assert out.requires_grad
+        out.sum().backward()
+        assert model[0].weight.grad is not None
+    assert rows.seen == [1, 1, 1]
+    with lucid.no_grad():
+        expected = model(Tensor(x))
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-5, atol=1e-5)
+    assert cm.graph().input_types[0].shape == (512, 16)
+
+
+class ReadsBatch(nn.Module):
+    """A user forward: it may read the batch size, so it is traced on the whole batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x) * (1.0 / x.shape[0])
+
+
+def test_a_user_forward_is_traced_on_the_full_batch(monkeypatch):
+    rows = Rows(monkeypatch)
+    model = ReadsBatch()
+    x = np.ones((9, 3), np.float32)
+    graph = tracing.trace(model, x)
+    assert 9 in rows.seen and 1 not in rows.seen
+    assert format_graph(graph) == format_graph(_full_trace(model, x))
+
+
+def test_which_models_trace_on_one_row():
+    lucid.random.seed(0)
+    mlp = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+    x = Tensor(np.ones((4, 3), np.float32))
+    assert tracing.one_row_suffices(mlp, [x])
+    assert not tracing.one_row_suffices(mlp, [Tensor(np.ones((1, 3), np.float32))])
+    assert not tracing.one_row_suffices(nn.ReLU(), [Tensor(np.ones(4, np.float32))])
+    assert not tracing.one_row_suffices(mlp, [x, x])
+    assert not tracing.one_row_suffices(ReadsBatch(), [x])
+    assert not tracing.one_row_suffices(nn.Sequential(ReadsBatch()), [x])
+
+    class Subclassed(nn.ReLU):
+        def forward(self, x):
+            return x
+
+    assert not tracing.one_row_suffices(Subclassed(), [x])
+    patched = nn.Sequential(nn.ReLU())
+    patched[0].forward = lambda x: x
+    assert not tracing.one_row_suffices(patched, [x])
+    dropout = nn.Sequential(nn.Dropout(0.5))
+    assert not tracing.one_row_suffices(dropout.train(), [x])  # draws per element
+    assert tracing.one_row_suffices(dropout.eval(), [x])
+
+
+def test_dropout_in_training_fails_as_before_and_draws_as_before():
+    model = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)).train()
+    x = np.ones((5, 3), np.float32)
+    lucid.random.seed(3)
+    with pytest.raises(TraceError, match="Dropout in training mode"):
+        tracing.trace(model, x)
+    after_trace = lucid.random.generator().random()
+    lucid.random.seed(3)
+    with pytest.raises(TraceError):
+        _full_trace(model, x)
+    assert lucid.random.generator().random() == after_trace
+
+
+def test_an_input_that_does_not_fit_reports_the_full_batch_shape():
+    model = nn.Sequential(nn.Linear(4, 3))
+    x = np.ones((5, 7), np.float32)
+    with pytest.raises(ValueError) as fast:
+        tracing.trace(model, x)
+    with pytest.raises(ValueError) as full:
+        _full_trace(model, x)
+    assert str(fast.value) == str(full.value)
+    assert "(5, 7)" in str(fast.value)
+
+
+def test_compiled_call_errors_are_unchanged():
+    cm = lucid.compile(nn.Sequential(nn.Linear(4, 3)), backend="interpreter")
+    with pytest.raises(ValueError, match=r"got \(5, 7\)"):
+        cm(np.ones((5, 7), np.float32))
