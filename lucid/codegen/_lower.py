@@ -11,8 +11,9 @@ Adding a lowering (e.g. the fusion engineer's `fused_gemm`) needs no change here
 
 Calling convention of every kernel (made by `LowerCtx.kernel`): the node's inputs as
 `const T *restrict x0, x1, ...`, its results as `T *restrict y0, y1, ...` (never aliasing an
-input), then `int64_t batch` if any of its types holds the batch symbol, then `int nthreads`
-if the lowering asked for threads. It returns 0 or a LUCID_E_* code; inputs are C-contiguous.
+input), then one `const T *restrict p0, p1, ...` per prepacked weight it declared (`Prepack`:
+the weight packed ahead of the call, or NULL to pack it in the call), then `int64_t batch` if
+any of its types holds the batch symbol, then `int nthreads` if the lowering asked for threads. It returns 0 or a LUCID_E_* code; inputs are C-contiguous.
 An elementwise op needs no lowering function: its `OpDef.c` scalar expression is enough
 (see _scalar_c.py), and a registered function wins over it.
 """
@@ -117,6 +118,18 @@ class Kernel:
     shared: tuple[SharedBlock, ...] = ()  # top-level C laid out once per file, before all kernels
     uses_batch: bool = False
     uses_threads: bool = False
+    prepacks: tuple[Prepack, ...] = ()  # parameters p0, p1, ... in this order
+
+
+@dataclass(frozen=True)
+class Prepack:
+    """A graph parameter (a weight) that a kernel's GEMM can take packed ahead of the call:
+    `pack_fn(const T *w, T *out)` writes `elems` elements, 64-byte aligned, into `out`."""
+
+    pack_fn: str
+    ctype: str
+    elems: int
+    param: int  # index of the weight in graph.params
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,7 @@ class LowerCtx:
     caches: CacheSizes
     threads_min_work: int
     blocking_for: BlockingFor | None = None  # None: the cost model (see gemm_blocking)
+    params: tuple[Value, ...] = ()  # the graph's params: weights a GEMM may take prepacked
 
     def gemm_blocking(
         self,
@@ -162,6 +176,10 @@ class LowerCtx:
         """The node's results (parameters y0, y1, ...)."""
         return self.node.results
 
+    def param_of(self, v: Value) -> int | None:
+        """The graph param index of input `v` (a weight), or None."""
+        return self.params.index(v) if v in self.params else None
+
     def uses_batch(self) -> bool:
         """True if a type of the node holds the batch symbol."""
         return any(not v.type.is_static for v in (*self.node.inputs, *self.node.results))
@@ -173,10 +191,12 @@ class LowerCtx:
         support: str = "",
         shared: tuple[SharedBlock, ...] = (),
         threads: bool = False,
+        prepacks: tuple[Prepack, ...] = (),
     ) -> Kernel:
         """The Kernel of this node with the standard calling convention."""
         params = [f"const {v.type.dtype.c} *restrict x{i}" for i, v in enumerate(self.inputs)]
         params += [f"{v.type.dtype.c} *restrict y{i}" for i, v in enumerate(self.results)]
+        params += [f"const {p.ctype} *restrict p{j}" for j, p in enumerate(prepacks)]
         batch = self.uses_batch()
         if batch:
             params.append("int64_t batch")
@@ -191,6 +211,7 @@ class LowerCtx:
             shared=shared,
             uses_batch=batch,
             uses_threads=threads,
+            prepacks=prepacks,
         )
 
 

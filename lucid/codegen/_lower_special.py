@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 from lucid.codegen import gemm
 from lucid.codegen._jinja import render
-from lucid.codegen._lower import Kernel, LowerCtx, dim_c, prod_c, register_lowering
+from lucid.codegen._lower import Kernel, LowerCtx, Prepack, dim_c, prod_c, register_lowering
 from lucid.codegen._scalar_c import SUFFIX
 from lucid.ir.types import Dim
 
@@ -51,13 +51,22 @@ def gemm_kernel(
         isa=ctx.isa,
         blocking=blocking,
         ir_comment=ctx.ir_line,
+        prepack_b=ctx.param_of(ctx.inputs[1]) is not None,
     )
     shared, support = gemm_support(spec)
-    args = ", ".join(["x0", "x1", "y0", m_c, n_c, k_c, *operands, "nthreads"])
+    elems, param = gemm.prepacked_b_elems(spec), ctx.param_of(ctx.inputs[1])
+    packs = (
+        (Prepack(f"{spec.name}_pack_b", dtype, elems, param),)
+        if elems and param is not None
+        else ()
+    )
+    args = ", ".join(
+        ["x0", "x1", "y0", m_c, n_c, k_c, *operands, *(["p0"] if packs else []), "nthreads"]
+    )
     opb = "x1^T" if trans_b else "x1"
     what = f"y0[{m_c}, {n_c}] = x0[{m_c}, {k_c}] @ {opb}" + (" + bias x2" if operands else "")
     body = render("matmul_call.c.j2", g=GemmCall(what, spec.name, args))
-    return ctx.kernel(body, support=support, shared=shared, threads=True)
+    return ctx.kernel(body, support=support, shared=shared, threads=True, prepacks=packs)
 
 
 def gemm_support(spec: gemm.GemmSpec) -> tuple[tuple[gemm.SharedBlock, ...], str]:

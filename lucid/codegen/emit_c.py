@@ -5,10 +5,26 @@
     int PREFIX_run(const void *const *inputs, void *const *outputs, int64_t batch, int nthreads);
     int PREFIX_call(intptr_t a0, ..., intptr_t a{n-1}, int64_t batch, int nthreads);
     const char *PREFIX_strerror(int code);
+    /* prepacked weights */
+    int PREFIX_packs(void);
+    int PREFIX_pack_param(int s);
+    int64_t PREFIX_pack_elems(int s);
+    int PREFIX_pack(int s, const void *w, void *out);
+    int PREFIX_run_packed(const void *const *inputs, void *const *outputs,
+                          const void *const *packed, int64_t batch, int nthreads);
+    int PREFIX_call_packed(intptr_t a0, ..., intptr_t a{n-1}, intptr_t packed, int64_t batch,
+                           int nthreads);
 
 `inputs` are the runtime inputs then the params in graph order, `outputs` the graph outputs,
 all C-contiguous; `PREFIX_call` takes the same pointers (inputs, then outputs) as integers.
 Return codes and their Python exceptions are in `ERRORS` (see `error_for`).
+
+Prepacked weights: a GEMM whose B is a graph param (a weight) can take it packed ahead of the
+call. `PREFIX_packs()` says how many such slots the program has; slot s packs param
+`PREFIX_pack_param(s)` into `PREFIX_pack_elems(s)` elements of its dtype, 64-byte aligned, with
+`PREFIX_pack(s, w, out)`. `PREFIX_run_packed` takes one pointer per slot (`packed` NULL, or an
+entry NULL, packs that weight in the call as `PREFIX_run` does). The caller must repack a slot
+whenever its weight changes: the packed copy is what the call reads.
 """
 
 from __future__ import annotations
@@ -28,7 +44,15 @@ from lucid.codegen import (  # noqa: F401  (register lowerings)
 from lucid.codegen._gemm_blocking import CacheSizes, detect_caches, detect_isa
 from lucid.codegen._gemm_shared import PARALLEL_KEY, THREADS_MODES, ThreadsMode, parallel_block
 from lucid.codegen._jinja import render
-from lucid.codegen._lower import LOWERINGS, BlockingFor, Kernel, LowerCtx, c_comment, prod_c
+from lucid.codegen._lower import (
+    LOWERINGS,
+    BlockingFor,
+    Kernel,
+    LowerCtx,
+    Prepack,
+    c_comment,
+    prod_c,
+)
 from lucid.codegen._memplan import MemoryPlan, Poly, plan_memory
 from lucid.errors import CompileError, diagnose
 from lucid.ir.core import Graph, Node, Value
@@ -63,6 +87,12 @@ ERROR_LIST: tuple[CError, ...] = (
     CError("LUCID_E_OVERFLOW", 4, "tensor sizes overflow int64 at this batch size", OverflowError),
     CError("LUCID_E_INDEX", 5, "cross_entropy: a target class index is out of range", IndexError),
     CError("LUCID_E_INTERNAL", 6, "internal error: a kernel rejected its arguments", RuntimeError),
+    CError(
+        "LUCID_E_PACK",
+        7,
+        "prepacked weights: no such slot, or an output buffer not 64-byte aligned",
+        ValueError,
+    ),
 )
 ERRORS: dict[int, tuple[type[Exception], str]] = {
     e.code: (e.kind, e.message) for e in ERROR_LIST if e.kind is not None
@@ -208,10 +238,13 @@ class Program:
     calls: tuple[str, ...]
     copies: tuple[Copy, ...]
     call_params: str
+    call_params_packed: str
+    call_args: str  # call_params' names, for forwarding
     in_len: int
     out_len: int
     call_inputs: str
     call_outputs: str
+    packs: tuple[Prepack, ...]  # the prepacked weight slots, in slot order
 
 
 # ---------------------------------------------------------------- emit_c
@@ -230,6 +263,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
     kernels: list[Kernel] = []
     calls: list[str] = []
     constants: list[Constant] = []
+    packs: list[Prepack] = []
     for index, node in enumerate(graph.nodes):
         ir_line = _ir_comment(lines, where, node)
         if node.op == "constant":
@@ -238,11 +272,21 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         if plan.storage[node.results[0]].kind == "alias":
             continue
         ctx = LowerCtx(
-            node, index, ir_line, isa, caches, options.threads_min_work, options.blocking_for
+            node,
+            index,
+            ir_line,
+            isa,
+            caches,
+            options.threads_min_work,
+            options.blocking_for,
+            tuple(graph.params),
         )
         kernel = _lower(graph, ctx)
         kernels.append(kernel)
         args = [names[v] for v in (*node.inputs, *node.results)]
+        for pack in kernel.prepacks:
+            args.append(f"(const {pack.ctype} *)pk[{len(packs)}]")
+            packs.append(pack)
         args += ["batch"] * kernel.uses_batch + ["nthreads"] * kernel.uses_threads
         calls.append(f"{kernel.name}({', '.join(args)})")
 
@@ -274,10 +318,20 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         call_params=", ".join(
             [*(f"intptr_t {a}" for a in all_args), "int64_t batch", "int nthreads"]
         ),
+        call_params_packed=", ".join(
+            [
+                *(f"intptr_t {a}" for a in all_args),
+                "intptr_t packed",
+                "int64_t batch",
+                "int nthreads",
+            ]
+        ),
+        call_args=", ".join(all_args) or "",
         in_len=max(1, n_in),
         out_len=max(1, n_out),
         call_inputs=", ".join(f"(const void *){a}" for a in all_args[:n_in]) or "NULL",
         call_outputs=", ".join(f"(void *){a}" for a in all_args[n_in:]) or "NULL",
+        packs=tuple(packs),
     )
     source = render("program.c.j2", p=program)
     return CProgram(
@@ -296,13 +350,20 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
 
 
 def _cdef(prefix: str, n_pointers: int) -> str:
-    """The cffi declarations of the three entry points."""
+    """The cffi declarations of the entry points (see the module docstring)."""
     flat = "".join(f"intptr_t a{i}, " for i in range(n_pointers))
     return (
         f"int {prefix}_run(const void *const *inputs, void *const *outputs, int64_t batch, "
         "int nthreads);\n"
         f"int {prefix}_call({flat}int64_t batch, int nthreads);\n"
         f"const char *{prefix}_strerror(int code);\n"
+        f"int {prefix}_packs(void);\n"
+        f"int {prefix}_pack_param(int s);\n"
+        f"int64_t {prefix}_pack_elems(int s);\n"
+        f"int {prefix}_pack(int s, const void *w, void *out);\n"
+        f"int {prefix}_run_packed(const void *const *inputs, void *const *outputs, "
+        "const void *const *packed, int64_t batch, int nthreads);\n"
+        f"int {prefix}_call_packed({flat}intptr_t packed, int64_t batch, int nthreads);\n"
     )
 
 

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field, replace
 
 from lucid.codegen import _gemm_shared, gemm
 from lucid.codegen._jinja import render
-from lucid.codegen._lower import Kernel, LowerCtx, c_comment, dim_c, prod_c, register_lowering
+from lucid.codegen._lower import (
+    Kernel,
+    LowerCtx,
+    Prepack,
+    c_comment,
+    dim_c,
+    prod_c,
+    register_lowering,
+)
 from lucid.codegen._lower_loops import loop_nest
 from lucid.codegen._lower_special import gemm_support
 from lucid.codegen._scalar_c import scalar_exprs
@@ -153,6 +161,7 @@ def _spec(
     if ctx.threads_min_work > 0:
         blocking = replace(blocking, par_min_work=ctx.threads_min_work)
     ep = gemm.Epilogue(tuple(stage.steps), stage.colsum) if stage.steps or stage.colsum else None
+    weight = ctx.param_of(ctx.inputs[stage.b]) is not None
     return gemm.GemmSpec(
         name=name,
         dtype=dtype,  # type: ignore[arg-type]
@@ -165,7 +174,17 @@ def _spec(
         isa=ctx.isa,
         blocking=blocking,
         ir_comment=comment,
+        prepack_b=weight,
     )
+
+
+def _prepack(ctx: LowerCtx, stage: Stage, spec: gemm.GemmSpec) -> Prepack | None:
+    """The stage's weight as a prepacked kernel parameter, when its GEMM takes one."""
+    elems = gemm.prepacked_b_elems(spec)
+    param = ctx.param_of(ctx.inputs[stage.b])
+    if not elems or param is None:
+        return None
+    return Prepack(f"{spec.name}_pack_b", spec.dtype, elems, param)
 
 
 def _static(d: str) -> int | None:
@@ -202,16 +221,22 @@ def lower_fused_gemm(ctx: LowerCtx) -> Kernel:
     (stage,) = gemm_stages(body)
     assert stage.a is not None
     spec = _spec(ctx, stage, f"{ctx.name}_gemm", ctx.ir_line)
+    pack = _prepack(ctx, stage, spec)
     args = [f"x{stage.a}", f"x{stage.b}", "y0", stage.m, stage.n, stage.k]
     args += [f"x{i}" for i, _ in stage.operands]
     args += ["y1"] if stage.colsum else []
+    args += ["p0"] if pack else []
     opa = f"x{stage.a}^T" if stage.trans_a else f"x{stage.a}"
     opb = f"x{stage.b}^T" if stage.trans_b else f"x{stage.b}"
     what = f"y0 = epilogue({opa} @ {opb})" + (", y1 = column sums of y0" if stage.colsum else "")
     call = GemmCallData(what, _step_notes(stage), spec.name, ", ".join([*args, "nthreads"]))
     shared, support = gemm_support(spec)
     return ctx.kernel(
-        render("fused_gemm.c.j2", g=call), support=support, shared=shared, threads=True
+        render("fused_gemm.c.j2", g=call),
+        support=support,
+        shared=shared,
+        threads=True,
+        prepacks=(pack,) if pack else (),
     )
 
 
@@ -273,6 +298,7 @@ class MlpData:
     par_min_work: int
     layers: tuple[Layer, ...]
     inputs: tuple[str, ...]  # C declarations of the job's input pointers
+    packs: tuple[str, ...]  # C declarations of the job's prepacked weights (NULL: pack per call)
     budget_note: str
 
 
@@ -307,12 +333,17 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
     blk = specs[0].resolved_blocking()
     tile = rows_per_tile(max(widths), nbuf, elem, ctx.caches.l2, blk.mr)
     layers = []
+    packs: list[Prepack] = []
     last = len(stages) - 1
     work = 0
     for i, (s, spec) in enumerate(zip(stages, specs)):
         a = f"job->x{stages[0].a} + r * {s.k}" if i == 0 else f"buf[{(i - 1) % nbuf}]"
         c = f"job->y0 + r * {s.n}" if i == last else f"buf[{i % nbuf}]"
         ops = [_tile_operand(f"job->x{idx}", kind, s.n) for idx, kind in s.operands]
+        pack = _prepack(ctx, s, spec)
+        if pack:
+            ops.append(f"job->p{len(packs)}")
+            packs.append(pack)
         args = ", ".join([a, f"job->x{s.b}", c, "rows", s.n, s.k, *ops, "job->gemm_threads"])
         what = f"layer {i}: {c.split(' ')[0]}[rows, {s.n}] = epilogue({a.split(' ')[0]}[rows, {s.k}] @ W)"
         layers.append(Layer(spec.name, args, what, _step_notes(s)))
@@ -329,6 +360,7 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
         par_min_work=blk.par_min_work,
         layers=tuple(layers),
         inputs=tuple(f"const {v.type.dtype.c} *x{i}" for i, v in enumerate(ctx.inputs)),
+        packs=tuple(f"const {p.ctype} *p{j}" for j, p in enumerate(packs)),
         budget_note=f"{nbuf} x {tile} x {max(widths)} x {elem} B <= L2/2 ({ctx.caches.l2} B L2)",
     )
     parts = [gemm_support(spec) for spec in specs]
@@ -336,7 +368,11 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
     shared = (_gemm_shared.parallel_block(),) + tuple(b for blocks, _ in parts for b in blocks)
     support = "".join(text for _, text in parts) + render("fused_mlp_tile.c.j2", m=data)
     return ctx.kernel(
-        render("fused_mlp.c.j2", m=data), support=support, shared=shared, threads=True
+        render("fused_mlp.c.j2", m=data),
+        support=support,
+        shared=shared,
+        threads=True,
+        prepacks=tuple(packs),
     )
 
 

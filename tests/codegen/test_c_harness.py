@@ -45,10 +45,59 @@ class Compiled:
         if flat:
             rc = getattr(lib, self.program.call_symbol)(*ptrs, batch, nthreads)
         else:
-            ins = ffi.new("const void *[]", [ffi.cast("const void *", p) for p in ptrs[: len(arrays)]] or [ffi.NULL])
-            out = ffi.new("void *[]", [ffi.cast("void *", p) for p in ptrs[len(arrays):]] or [ffi.NULL])
+            ins = ffi.new(
+                "const void *[]",
+                [ffi.cast("const void *", p) for p in ptrs[: len(arrays)]] or [ffi.NULL],
+            )
+            out = ffi.new(
+                "void *[]", [ffi.cast("void *", p) for p in ptrs[len(arrays) :]] or [ffi.NULL]
+            )
             rc = getattr(lib, self.program.run_symbol)(ins, out, batch, nthreads)
         return rc, outs
+
+    def slots(self) -> list[tuple[int, int]]:
+        """(graph param index, elements) of each prepacked weight slot."""
+        lib, pre = self.module.lib, self.program.prefix
+        n = getattr(lib, f"{pre}_packs")()
+        return [
+            (getattr(lib, f"{pre}_pack_param")(s), getattr(lib, f"{pre}_pack_elems")(s))
+            for s in range(n)
+        ]
+
+    def pack(self, slot: int, w: np.ndarray, out: np.ndarray) -> int:
+        """PREFIX_pack(slot, w, out): its return code."""
+        ffi = self.module.ffi
+        w_p, out_p = (ffi.cast("void *", _ptr(a)) for a in (w, out))
+        return int(getattr(self.module.lib, f"{self.program.prefix}_pack")(slot, w_p, out_p))
+
+    def pack_all(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Every slot packed from `arrays` (inputs then params), in 64-byte aligned buffers."""
+        n_in = len(self.graph.inputs)
+        out = []
+        for s, (param, elems) in enumerate(self.slots()):
+            w = np.ascontiguousarray(arrays[n_in + param])
+            buf = aligned_empty(elems, w.dtype)
+            assert self.pack(s, w, buf) == 0
+            out.append(buf)
+        return out
+
+    def run_packed(
+        self, arrays: Sequence[np.ndarray], packed: Sequence[np.ndarray | None], nthreads: int = 1
+    ) -> list[np.ndarray]:
+        """PREFIX_call_packed with one buffer (or None: NULL) per slot."""
+        batch = _infer_batch(self.graph, arrays)
+        outs = [
+            np.empty(tuple(batch if isinstance(d, str) else d for d in t.shape), t.dtype.np)
+            for t in self.program.output_types
+        ]
+        arrays = [np.ascontiguousarray(a) for a in arrays]
+        table = np.array([0 if b is None else _ptr(b) for b in packed] or [0], dtype=np.uintp)
+        ptrs = [_ptr(a) for a in (*arrays, *outs)]
+        fn = getattr(self.module.lib, f"{self.program.prefix}_call_packed")
+        rc = fn(*ptrs, int(table.ctypes.data), batch, nthreads)
+        if rc != 0:
+            raise error_for(rc)
+        return outs
 
     def run(self, arrays: Sequence[np.ndarray], **kw: Any) -> list[np.ndarray]:
         """Run and raise the mapped Python exception on a nonzero code."""
@@ -61,6 +110,13 @@ class Compiled:
         """The C message of `code`."""
         lib, ffi = self.module.lib, self.module.ffi
         return ffi.string(getattr(lib, self.program.strerror_symbol)(code)).decode()
+
+
+def aligned_empty(n: int, dtype: Any) -> np.ndarray:
+    """n elements of dtype starting at a 64-byte boundary."""
+    raw = np.empty(n * np.dtype(dtype).itemsize + 64, np.uint8)
+    skip = -raw.ctypes.data % 64
+    return raw[skip : skip + n * np.dtype(dtype).itemsize].view(dtype)
 
 
 def _ptr(a: np.ndarray) -> int:
