@@ -12,6 +12,7 @@ import numpy as np
 from lucid.errors import InputError, LucidError
 from lucid.ir.core import Graph
 from lucid.ir.types import DType
+from lucid.runtime._prepack import PackedWeights
 from lucid.runtime.backends import Executable
 from lucid.tensor import Tensor
 
@@ -81,6 +82,11 @@ class _Entry:
             self.param_slots.append((owner._parameters, leaf, hint))
         self.pcache: tuple[tuple[np.ndarray, ...], tuple[int, ...]] | None = None
         self.fast: Any = None
+        # a forward-only entry keeps its GEMM weights packed between calls (grad entries run
+        # after every optimizer step, so they pack in the call, on all threads)
+        self.packed: PackedWeights | None = None
+        if signature.grad is None and getattr(forward, "pack_slots", ()):
+            self.packed = PackedWeights(forward)
 
     @property
     def backward(self) -> Executable | None:
@@ -149,6 +155,9 @@ class _Entry:
             from lucid.ir.interpret import interpret  # the C asks for batch >= 1
 
             return tuple(np.array(o) for o in interpret(self.graph, *arrays, *params))
+        if self.packed is not None:
+            table = self.packed.refresh(self.param_objects(), params)
+            return self.forward.run(*arrays, *params, packed=table)  # type: ignore[call-arg]
         return self.forward.run(*arrays, *params)
 
 

@@ -99,6 +99,10 @@ def fast_source(entry: _Entry) -> str:
                 f"    if p{j} is not arrays[{j}] or p{j}.shape != pshape{j}:",
                 "        return None",
             ]
+    packed = entry.packed is not None and wrt is None
+    if packed:  # a weight changed since it was packed: the slow path repacks it
+        for s, (j, _) in enumerate(entry.packed.slots):  # type: ignore[union-attr]
+            lines += [f"    if getattr(P{j}, '_version', None) != pkv[{s}]:", "        return None"]
     if training and n_par:
         any_param = " or ".join(f"P{j}.requires_grad" for j in range(n_par))
         if wrt is None:  # train mode + a param requiring grad: the grad entry serves the call
@@ -112,11 +116,12 @@ def fast_source(entry: _Entry) -> str:
         *(f"id(x{i})" for i in range(n_in)),
         *(["*ids"] if n_par else []),
         *(f"id(y{k})" for k in range(n_out)),
+        *(["id(pktable)"] if packed else []),
         "n",
         "threads.num_threads",
     ]
     lines += [
-        f"    code = call({', '.join(args)})",
+        f"    code = {'call_packed' if packed else 'call'}({', '.join(args)})",
         "    if code:",
         "        raise forward.error(code)",
     ]
@@ -162,6 +167,9 @@ def make_fast(entry: _Entry, module: Any) -> Any:
         "new": Tensor.__new__,
         "entry": entry,
         "call": call,
+        "call_packed": getattr(forward, "call_objects_packed", None),
+        "pkv": entry.packed.versions if entry.packed is not None else None,
+        "pktable": entry.packed.table if entry.packed is not None else None,
         "forward": forward,
         "threads": _threads,
         "out_kind": entry.out_kind,

@@ -166,17 +166,23 @@ intptr_t {prefix}_array_data(intptr_t obj) {{ return {prefix}_DATA(obj); }}
 int {prefix}_call_objects({params}, int64_t batch, int nthreads) {{
     return {prefix}_call({args}, batch, nthreads);
 }}
+/* the same with prepacked weights: `packed` is the address of a uintp ndarray of slot pointers */
+int {prefix}_call_objects_packed({params}, intptr_t packed, int64_t batch, int nthreads) {{
+    return {prefix}_call_packed({args}, packed ? {prefix}_DATA(packed) : 0, batch, nthreads);
+}}
 """
 
 
 def _shim(prefix: str, arity: int) -> tuple[str, str]:
-    """C text and cdef of `PREFIX_call_objects` for a graph with `arity` arrays."""
+    """C text and cdef of `PREFIX_call_objects` (and `_packed`) for a graph with `arity` arrays."""
     params = ", ".join(f"intptr_t a{i}" for i in range(arity))
     args = ", ".join(f"{prefix}_DATA(a{i})" for i in range(arity))
     source = _SHIM.format(prefix=prefix, params=params, args=args)
     cdef = (
         f"intptr_t {prefix}_array_data(intptr_t obj);\n"
         f"int {prefix}_call_objects({params}, int64_t batch, int nthreads);\n"
+        f"int {prefix}_call_objects_packed({params}, intptr_t packed, int64_t batch, "
+        "int nthreads);\n"
     )
     return source, cdef
 
@@ -187,7 +193,9 @@ class CExecutable:
     Invariants: `call_objects(*ids, batch, nthreads)` takes id() of inputs, params, outputs
     (in that order), each a C-contiguous aligned ndarray of its declared type; `dynamic` says
     whether `batch` binds a symbol (else the C ignores it); `batch_from` is the (input, axis)
-    whose size is the batch (None when no input has the symbol).
+    whose size is the batch (None when no input has the symbol). `pack_slots` lists the
+    prepacked weight slots as (graph param index, elements), read from the module itself;
+    `call_objects_packed(*ids, id(table), batch, nthreads)` runs with them (see _prepack.py).
     """
 
     backend = "c"
@@ -210,6 +218,15 @@ class CExecutable:
         self.ffi = built.ffi
         self.call_objects: Callable[..., int] = getattr(built.lib, f"{prefix}_call_objects")
         self.array_data: Callable[[int], int] = getattr(built.lib, f"{prefix}_array_data")
+        self.call_objects_packed: Callable[..., int] = getattr(
+            built.lib, f"{prefix}_call_objects_packed"
+        )
+        lib = built.lib
+        self.pack_slots: tuple[tuple[int, int], ...] = tuple(
+            (getattr(lib, f"{prefix}_pack_param")(s), getattr(lib, f"{prefix}_pack_elems")(s))
+            for s in range(getattr(lib, f"{prefix}_packs")())
+        )
+        self._pack = getattr(lib, f"{prefix}_pack")
         self.dynamic = batch_symbol is not None
         self.batch_symbol: str | None = batch_symbol
         self.build_info: BuildInfo | None = BuildInfo(
@@ -251,8 +268,32 @@ class CExecutable:
         exc = error_for(code)
         return type(exc)(f"compiled @{self.graph.name} failed (code {code}): {exc}")
 
-    def run(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Run on checked arrays (inputs then params); makes them contiguous if they are not."""
+    def pack(self, slot: int, w: np.ndarray, out: np.ndarray) -> None:
+        """Pack weight `w` (the checked, C-contiguous array of param `pack_slots[slot][0]`)
+        into `out` (`pack_slots[slot][1]` elements of its dtype, 64-byte aligned)."""
+        param, elems = self.pack_slots[slot]
+        want = self.graph.params[param].type
+        if (
+            w.dtype != want.dtype.np
+            or w.shape != want.shape
+            or not w.flags.c_contiguous
+            or out.dtype != want.dtype.np
+            or out.size != elems
+            or not out.flags.c_contiguous
+        ):
+            raise ValueError(
+                f"pack slot {slot}: expected a C-contiguous {want} and {elems} elements of "
+                f"{want.dtype} to pack into, got {w.dtype}{list(w.shape)} and {out.size} of "
+                f"{out.dtype}"
+            )
+        ptr = self.ffi.cast("void *", w.ctypes.data), self.ffi.cast("void *", out.ctypes.data)
+        code = self._pack(slot, *ptr)
+        if code:
+            raise self.error(code)
+
+    def run(self, *arrays: np.ndarray, packed: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """Run on checked arrays (inputs then params); makes them contiguous if they are not.
+        `packed`: the slot table of `PackedWeights.refresh` for these very param arrays."""
         arrays = tuple(
             a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
             for a in arrays
@@ -264,7 +305,11 @@ class CExecutable:
             np.empty(tuple(bind.get(d, d) for d in shape), dt)  # type: ignore[misc]
             for dt, shape in self._outs
         )
-        code = self.call_objects(*map(id, arrays), *map(id, outs), batch, _threads.num_threads)
+        if packed is not None:
+            ids = (*map(id, arrays), *map(id, outs), id(packed))
+            code = self.call_objects_packed(*ids, batch, _threads.num_threads)
+        else:
+            code = self.call_objects(*map(id, arrays), *map(id, outs), batch, _threads.num_threads)
         if code:
             raise self.error(code)
         return outs
@@ -321,7 +366,9 @@ class CBackend:
             if found is not None and found["prefix"] == options.prefix:
                 built = load_cached(found["build_key"], cache_dir=root)
                 if built is not None:
-                    return CExecutable(graph, options.prefix, found["batch_symbol"], None, built, 0.0)
+                    return CExecutable(
+                        graph, options.prefix, found["batch_symbol"], None, built, 0.0
+                    )
         executable = self._generate(graph, options)
         if ikey is not None:
             info = executable.build_info
