@@ -178,22 +178,22 @@ def trace(
 ) -> Graph:
     """Trace `module` called on `example_inputs` into a Graph (inputs, then parameters).
 
-    The graph's input types always come from the full examples. When `one_row_suffices`, the
-    eager model runs on the first row of the batch only (the trace then costs the same at any
-    batch size); should that run fail in any way, the full-batch trace runs and reports it.
+    The graph's input types always come from the full examples. When `empty_batch_suffices`,
+    the eager model runs on an empty batch (zero rows): every op sees its real shapes but does
+    no arithmetic, so the trace costs the same at any batch size. Should that run fail in any
+    way, the full-batch trace runs and reports what it always reported.
     """
     inputs = [_as_tensor(x) for x in example_inputs]
     types = [input_type(t, dynamic_batch) for t in inputs]
-    if one_row_suffices(module, inputs):
+    if empty_batch_suffices(module, inputs):
         try:
-            return _record(module, [_first_row(t) for t in inputs], types, name)
-        except Exception:  # noqa: BLE001, S110  # the full-batch trace below fails as it always did
+            return _record(module, [_no_rows(t) for t in inputs], types, name)
+        except Exception:  # noqa: BLE001, S110  # the full-batch trace below fails as before
             pass
     return _record(module, inputs, types, name)
 
 
-# The forwards that record the same ops and attributes for one row of a batch as for the whole
-# batch: each reads no batch size and no data (Python control flow on neither), and creates no
+# The forwards that record the same ops and attributes for an empty batch as for a full one: each reads no batch size and no data (Python control flow on neither), and creates no
 # constant shaped like its input; Flatten reshapes to (-1, prod(shape[1:])). Dropout qualifies
 # only when it is the identity: in training it draws a random number per element.
 def _row_agnostic_forwards() -> frozenset[Any]:
@@ -215,8 +215,8 @@ def _row_agnostic_forwards() -> frozenset[Any]:
     return frozenset(cls.forward for cls in classes)
 
 
-def one_row_suffices(module: Any, inputs: Sequence[Tensor]) -> bool:
-    """Whether tracing `module` on the first row of its one input records the same graph as
+def empty_batch_suffices(module: Any, inputs: Sequence[Tensor]) -> bool:
+    """Whether tracing `module` on an empty batch of its one input records the same graph as
     tracing it on the whole batch: the input has a batch axis and a feature axis, and every
     module in the tree runs one of lucid's own row-agnostic forwards (a user's forward may
     read `x.shape[0]`, which the tracer cannot see, so it always runs on the full batch)."""
@@ -226,7 +226,7 @@ def one_row_suffices(module: Any, inputs: Sequence[Tensor]) -> bool:
     root = getattr(module, "__wrapped__", module)
     if not isinstance(root, Module) or len(inputs) != 1:
         return False
-    if inputs[0].data.ndim < 2 or inputs[0].data.shape[0] <= 1:
+    if inputs[0].data.ndim < 2 or inputs[0].data.shape[0] == 0:
         return False
     agnostic = _row_agnostic_forwards()
     for m in root.modules():
@@ -240,11 +240,11 @@ def one_row_suffices(module: Any, inputs: Sequence[Tensor]) -> bool:
     return True
 
 
-def _first_row(t: Tensor) -> Tensor:
-    """A Tensor holding (a copy of) the first row of `t`."""
+def _no_rows(t: Tensor) -> Tensor:
+    """A Tensor of `t`'s dtype and shape, but with no rows."""
     from lucid.tensor import Tensor
 
-    return Tensor(t.data[:1])
+    return Tensor(t.data[:0])
 
 
 def _record(

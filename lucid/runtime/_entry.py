@@ -165,7 +165,7 @@ class _ReturnSpy:
     """Stands in for the model while it is traced, to see whether forward returned a tuple or
     list (the graph only has a list of outputs). Subclassed per model class so that trace
     errors name the model's own class. `__wrapped__` is the model: the tracer reads it to
-    know which forward runs (`lucid.ir.trace.one_row_suffices`)."""
+    know which forward runs (`lucid.ir.trace.empty_batch_suffices`)."""
 
     def __init__(self, module: Any) -> None:
         self._module = module

@@ -1,5 +1,5 @@
 """First-call cost of lucid.compile: a model of lucid's own row-agnostic layers is traced on
-one row of the batch, and the graph is the one a full-batch trace records."""
+an empty batch (no eager arithmetic), and the graph is the one a full-batch trace records."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ tracing = sys.modules["lucid.ir.trace"]  # `lucid.ir.trace` the attribute is the
 
 
 def _full_trace(model, *xs, dynamic_batch=False):
-    """What `trace` recorded before one-row tracing: the eager model on the whole batch."""
+    """What `trace` recorded before empty-batch tracing: the eager model on the whole batch."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tracing, "one_row_suffices", lambda module, inputs: False)
+        mp.setattr(tracing, "empty_batch_suffices", lambda module, inputs: False)
         return tracing.trace(model, *xs, dynamic_batch=dynamic_batch)
 
 
@@ -30,7 +30,7 @@ def _both(model, x, dynamic_batch):
     for full in (True, False):  # one call site: both record the same source locations
         with pytest.MonkeyPatch.context() as mp:
             if full:
-                mp.setattr(tracing, "one_row_suffices", lambda module, inputs: False)
+                mp.setattr(tracing, "empty_batch_suffices", lambda module, inputs: False)
             graphs.append(tracing.trace(model, x, dynamic_batch=dynamic_batch))
     return [format_graph(g, locs=True) for g in graphs]
 
@@ -67,18 +67,18 @@ def _every_layer() -> nn.Module:
 
 @pytest.mark.parametrize("dynamic_batch", [False, True])
 @pytest.mark.parametrize("training", [False, True])
-def test_one_row_trace_prints_the_full_batch_graph(monkeypatch, dynamic_batch, training):
+def test_empty_batch_trace_prints_the_full_batch_graph(monkeypatch, dynamic_batch, training):
     rows = Rows(monkeypatch)
     model = _every_layer().train(training)
     model[3].p = 0.0 if training else 0.5  # Dropout is the identity either way
     x = np.random.default_rng(0).standard_normal((37, 3, 4)).astype(np.float32)
     full, fast = _both(model, x, dynamic_batch)
     assert fast == full
-    assert rows.seen == [37] * 10 + [1] * 10
+    assert rows.seen == [37] * 10 + [0] * 10
     assert "f32[N,3,4]" in fast if dynamic_batch else "f32[37,3,4]" in fast
 
 
-def test_one_row_trace_of_a_three_axis_input():
+def test_empty_batch_trace_of_a_three_axis_input():
     lucid.random.seed(1)
     model = nn.Sequential(nn.Linear(5, 4), nn.HardSwish(), nn.Linear(4, 2))
     x = np.ones((6, 7, 5), np.float32)
@@ -94,11 +94,11 @@ def test_eager_work_of_tracing_does_not_grow_with_the_batch(monkeypatch):
     for batch in (3, 4096):
         x = np.ones((batch, 16), np.float32)
         tracing.trace(model, x)
-    assert rows.seen == [1] * 6
+    assert rows.seen == [0] * 6
 
 
 @pytest.mark.parametrize("training", [False, True])
-def test_compile_traces_one_row_forward_and_grad(monkeypatch, training):
+def test_compile_traces_an_empty_batch_forward_and_grad(monkeypatch, training):
     rows = Rows(monkeypatch)
     lucid.random.seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.HardSwish(), nn.Linear(32, 4)).train(training)
@@ -109,7 +109,7 @@ def test_compile_traces_one_row_forward_and_grad(monkeypatch, training):
         assert out.requires_grad
         out.sum().backward()
         assert model[0].weight.grad is not None
-    assert rows.seen == [1, 1, 1]
+    assert rows.seen == [0, 0, 0]
     with lucid.no_grad():
         expected = model(Tensor(x))
     np.testing.assert_allclose(out.data, expected.data, rtol=1e-5, atol=1e-5)
@@ -132,32 +132,33 @@ def test_a_user_forward_is_traced_on_the_full_batch(monkeypatch):
     model = ReadsBatch()
     x = np.ones((9, 3), np.float32)
     graph = tracing.trace(model, x)
-    assert 9 in rows.seen and 1 not in rows.seen
+    assert 9 in rows.seen and 0 not in rows.seen
     assert format_graph(graph) == format_graph(_full_trace(model, x))
 
 
-def test_which_models_trace_on_one_row():
+def test_which_models_trace_on_an_empty_batch():
     lucid.random.seed(0)
     mlp = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
     x = Tensor(np.ones((4, 3), np.float32))
-    assert tracing.one_row_suffices(mlp, [x])
-    assert not tracing.one_row_suffices(mlp, [Tensor(np.ones((1, 3), np.float32))])
-    assert not tracing.one_row_suffices(nn.ReLU(), [Tensor(np.ones(4, np.float32))])
-    assert not tracing.one_row_suffices(mlp, [x, x])
-    assert not tracing.one_row_suffices(ReadsBatch(), [x])
-    assert not tracing.one_row_suffices(nn.Sequential(ReadsBatch()), [x])
+    assert tracing.empty_batch_suffices(mlp, [x])
+    assert tracing.empty_batch_suffices(mlp, [Tensor(np.ones((1, 3), np.float32))])
+    assert not tracing.empty_batch_suffices(mlp, [Tensor(np.ones((0, 3), np.float32))])
+    assert not tracing.empty_batch_suffices(nn.ReLU(), [Tensor(np.ones(4, np.float32))])
+    assert not tracing.empty_batch_suffices(mlp, [x, x])
+    assert not tracing.empty_batch_suffices(ReadsBatch(), [x])
+    assert not tracing.empty_batch_suffices(nn.Sequential(ReadsBatch()), [x])
 
     class Subclassed(nn.ReLU):
         def forward(self, x):
             return x
 
-    assert not tracing.one_row_suffices(Subclassed(), [x])
+    assert not tracing.empty_batch_suffices(Subclassed(), [x])
     patched = nn.Sequential(nn.ReLU())
     patched[0].forward = lambda x: x
-    assert not tracing.one_row_suffices(patched, [x])
+    assert not tracing.empty_batch_suffices(patched, [x])
     dropout = nn.Sequential(nn.Dropout(0.5))
-    assert not tracing.one_row_suffices(dropout.train(), [x])  # draws per element
-    assert tracing.one_row_suffices(dropout.eval(), [x])
+    assert not tracing.empty_batch_suffices(dropout.train(), [x])  # draws per element
+    assert tracing.empty_batch_suffices(dropout.eval(), [x])
 
 
 def test_dropout_in_training_fails_as_before_and_draws_as_before():
