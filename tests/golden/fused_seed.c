@@ -125,7 +125,7 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
 
 /* GEMM k0_fused_mlp_layer0: see lucid/codegen/gemm.py */
 /* GEMM k0_fused_mlp_layer1: see lucid/codegen/gemm.py */
-/* One job of k0_fused_mlp: the batch rows [r0, r1), in tiles of `tile` rows.
+/* One job of k0_fused_mlp: tiles of `tile` rows of the batch's `rows`, claimed from *next.
  * Each tile's hidden activations live only in this thread's tile buffers
  * (1 x 4096 x 5 x 4 B <= L2/2 (1048576 B L2)), so the full hidden tensor is never written to memory. */
 typedef struct {
@@ -135,7 +135,8 @@ typedef struct {
     const float *x3;
     const float *x4;
     float *y0;
-    int64_t tile, r0, r1;
+    int64_t tile, rows;
+    int64_t *next; /* the next unclaimed tile, shared by the jobs (atomic) */
     int gemm_threads; /* 1 when threads split the tiles, else all of them */
     int status;
 } k0_fused_mlp_job;
@@ -151,8 +152,11 @@ static void k0_fused_mlp_rows(void *arg)
     float *buf[1];
     for (int b = 0; b < 1; ++b)
         buf[b] = mem + (size_t)b * (size_t)job->tile * 5;
-    for (int64_t r = job->r0; r < job->r1 && job->status == 0; r += job->tile) {
-        const int64_t rows = job->r1 - r < job->tile ? job->r1 - r : job->tile;
+    while (job->status == 0) {
+        const int64_t r = __atomic_fetch_add(job->next, 1, __ATOMIC_RELAXED) * job->tile;
+        if (r >= job->rows)
+            break;
+        const int64_t rows = job->rows - r < job->tile ? job->rows - r : job->tile;
         /* layer 0: buf[0][rows, 5] = epilogue(job->x0[rows, 3] @ W)
          *   v = v + x; [x = x2, col]
          *   v = lucid_hardswishf(v); */
@@ -192,7 +196,8 @@ static int k0_fused_mlp(const float *restrict x0, const float *restrict x1, cons
     int64_t tiles = (M + 4095) / 4096;
     /* Few tiles (a small batch): threads splitting tiles would idle or each repack all the
      * weights, so the tiles run in turn and every GEMM splits its own work over the threads.
-     * Many tiles: one thread per run of tiles, a multiple of nt tiles so all get the same. */
+     * Many tiles: a multiple of nt tiles, each claimed by whichever thread is free, so a thread
+     * on a busy core simply runs fewer of them. */
     const int split_tiles = tiles >= 2 * nt;
     if (split_tiles)
         tiles = (tiles + nt - 1) / nt * nt;
@@ -205,8 +210,8 @@ static int k0_fused_mlp(const float *restrict x0, const float *restrict x1, cons
     k0_fused_mlp_job *jobs = (k0_fused_mlp_job *)calloc((size_t)njobs, sizeof(k0_fused_mlp_job));
     if (jobs == NULL)
         return LUCID_E_NOMEM;
+    int64_t next_tile = 0; /* the next unclaimed tile (atomic) */
     for (int64_t t = 0; t < njobs; ++t) {
-        const int64_t t0 = t * tiles / njobs, t1 = (t + 1) * tiles / njobs;
         jobs[t].x0 = x0;
         jobs[t].x1 = x1;
         jobs[t].x2 = x2;
@@ -214,8 +219,8 @@ static int k0_fused_mlp(const float *restrict x0, const float *restrict x1, cons
         jobs[t].x4 = x4;
         jobs[t].y0 = y0;
         jobs[t].tile = tile;
-        jobs[t].r0 = t0 * tile < M ? t0 * tile : M;
-        jobs[t].r1 = t1 * tile < M ? t1 * tile : M;
+        jobs[t].rows = M;
+        jobs[t].next = &next_tile;
         jobs[t].gemm_threads = split_tiles ? 1 : (int)nt;
     }
     lucid_parallel_run((int)njobs, k0_fused_mlp_rows, jobs, sizeof(k0_fused_mlp_job));
