@@ -18,13 +18,13 @@ import hashlib
 import json
 import os
 import sys
-import sysconfig
 import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import lucid
+from lucid.runtime import build as _build
 from lucid.runtime import cache as _cache
 
 FORMAT = 1  # bump when the index key's parts or the index file's schema change
@@ -94,7 +94,7 @@ def index_key(ir_text: str, isa: str, prefix: str, build: Any) -> str:
         "code": code_fingerprint(),
         "cffi": _cffi_backend.__version__,
         "cache_tag": sys.implementation.cache_tag,
-        "ext_suffix": sysconfig.get_config_var("EXT_SUFFIX"),
+        "ext_suffix": _build.EXT_SUFFIX,  # read at import: see build.py
         "machine": os.uname().machine,
         # codegen reads the cpu for isa "auto" even without -march=native, so always included
         "cpu": _cpu_id(),

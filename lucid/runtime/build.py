@@ -65,6 +65,14 @@ _PLATFORM_LINK: tuple[str, ...] = (
     ("-undefined", "dynamic_lookup") if sys.platform == "darwin" else ()
 )
 _NO_COMPILER_HELP = "install gcc or clang (e.g. `apt-get install gcc`), or set CC to a C compiler"
+# Read once, at import: sysconfig fills its config dict lazily and without a lock, so a thread
+# asking while another fills it gets None (a grad compile builds forward and backward on two
+# threads). A None in the keys made the backward's index and build keys differ between the
+# process that built it and every later one, so the first warm process missed the index.
+EXT_SUFFIX: str | None = sysconfig.get_config_var("EXT_SUFFIX")
+_PY_INCLUDES: tuple[str, ...] = tuple(
+    dict.fromkeys((sysconfig.get_paths()["include"], sysconfig.get_paths()["platinclude"]))
+)
 
 
 @dataclass(frozen=True)
@@ -295,7 +303,7 @@ def _cache_key(
         "lucid": lucid.__version__,
         "cffi": cffi.__version__,  # the emitted wrapper C changes with cffi
         "cache_tag": sys.implementation.cache_tag,
-        "ext_suffix": sysconfig.get_config_var("EXT_SUFFIX"),
+        "ext_suffix": EXT_SUFFIX,
         "machine": platform.machine(),
         "cpu": _cpu_id() if native else None,
     }
@@ -303,18 +311,16 @@ def _cache_key(
 
 
 def _so_name(module_name: str) -> str:
-    return module_name + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
+    return module_name + (EXT_SUFFIX or ".so")
 
 
 def _command(compiler: tuple[str, ...], options: BuildOptions, module_name: str) -> list[str]:
     """The compiler command line; file names are relative to the entry directory."""
-    paths = sysconfig.get_paths()
-    includes = dict.fromkeys((paths["include"], paths["platinclude"]))
     return [
         *compiler,
         *_BASE_ARGS,
         *options.flags,
-        *(f"-I{d}" for d in includes),
+        *(f"-I{d}" for d in _PY_INCLUDES),
         f"{module_name}.c",
         "-o",
         _so_name(module_name),

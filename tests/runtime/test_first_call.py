@@ -189,3 +189,28 @@ def test_compiled_call_errors_are_unchanged():
     cm = lucid.compile(nn.Sequential(nn.Linear(4, 3)), backend="interpreter")
     with pytest.raises(ValueError, match=r"got \(5, 7\)"):
         cm(np.ones((5, 7), np.float32))
+
+
+def test_keys_do_not_read_sysconfig_per_call(monkeypatch):
+    """sysconfig fills its dict lazily without a lock: a thread asking mid-fill got None, so
+    the backward (built on a second thread) was keyed differently by the process that built it
+    and by every later one. The keys now use the values read at import."""
+    import sysconfig
+
+    from lucid.runtime import _index, build
+
+    options = build.BuildOptions()
+    compiler = build._resolve_compiler(None)
+    before = (
+        _index.index_key("graph", "auto", "lucid", options),
+        build._cache_key("int x;", "", compiler, "cc 1", options),
+        build._command(compiler, options, "m"),
+    )
+    monkeypatch.setattr(sysconfig, "get_config_var", lambda name: None)
+    monkeypatch.setattr(sysconfig, "get_paths", lambda *a, **k: {})
+    after = (
+        _index.index_key("graph", "auto", "lucid", options),
+        build._cache_key("int x;", "", compiler, "cc 1", options),
+        build._command(compiler, options, "m"),
+    )
+    assert after == before
