@@ -30,10 +30,15 @@ _A_PREFETCH_K = {"float": 0, "double": 16}
 
 @dataclass(frozen=True)
 class SharedBlock:
-    """Top-level C emitted once per translation unit: `key` names it (and its #ifndef guard)."""
+    """Top-level C emitted once per translation unit: `key` names it (and its #ifndef guard).
+
+    `decl` is what the program's own translation unit needs of it when the machinery is built as
+    a second unit (`CodegenOptions.split`): prototypes of its LUCID_SHARED_FN entry points, ""
+    when nothing there calls it, None when the text itself belongs to both units (types)."""
 
     key: str
     text: str
+    decl: str | None = None
 
 
 def short(dtype: str) -> str:
@@ -210,7 +215,7 @@ def _ukernels(name: str, blk: Blocking, vec: Vec | None) -> tuple[Ukernel, ...]:
     return tuple(out)
 
 
-def _guard(key: str, what: str, text: str) -> SharedBlock:
+def _guard(key: str, what: str, text: str, decl: str | None = "") -> SharedBlock:
     """`text` in an #ifndef guard (a fragment may be pasted next to another that has it) and in
     begin/end markers (tests elide GEMM machinery from golden files by them)."""
     macro = key.upper() + "_DEFINED"
@@ -218,20 +223,34 @@ def _guard(key: str, what: str, text: str) -> SharedBlock:
         key,
         f"/* begin GEMM {key} ({what}, shared by every GEMM of this file that uses it) */\n"
         f"#ifndef {macro}\n#define {macro}\n{text.rstrip()}\n#endif\n/* end GEMM {key} */\n",
+        decl,
+    )
+
+
+def _pack_decl(fname: str, dtype: str) -> str:
+    """The prototype of a packing routine (lucid_gemm_S_pack_fn's signature)."""
+    return (
+        f"LUCID_SHARED_FN void {fname}(const {dtype} *restrict X, int64_t rows, int64_t K, "
+        f"int64_t a0, int64_t alen, int64_t b0, int64_t blen, {dtype} *restrict packed);\n"
     )
 
 
 def common_block(dtype: str) -> SharedBlock:
     """Headers, the scalar FMA macros and the problem/job structs of one dtype."""
     key = f"lucid_gemm_{short(dtype)}_common"
-    return _guard(key, "types", render("gemm_common.c.j2", T=dtype, S=short(dtype)))
+    return _guard(key, "types", render("gemm_common.c.j2", T=dtype, S=short(dtype)), None)
 
 
 def parallel_block(threads: ThreadsMode = "pool") -> SharedBlock:
     """lucid_parallel_run: a persistent worker pool ("pool") or threads for one call ("spawn")."""
     if threads not in THREADS_MODES:
         raise ValueError(f"threads must be one of {THREADS_MODES}, got {threads!r}")
-    return _guard(PARALLEL_KEY, "threads", render("parallel.c.j2", pool=threads == "pool"))
+    decl = (
+        "typedef void (*lucid_task_fn)(void *arg);\n"
+        "LUCID_SHARED_FN void lucid_parallel_run(int n, lucid_task_fn fn, void *args, "
+        "size_t stride);\n"
+    )
+    return _guard(PARALLEL_KEY, "threads", render("parallel.c.j2", pool=threads == "pool"), decl)
 
 
 def blocked_blocks(
@@ -271,8 +290,9 @@ def blocked_blocks(
     b_index = "(c) * K + (p)" if trans_b else "(p) * N + (c)"
     pa = Pack(pack_a, dtype, blk.mr, a_index, trans_a, tr_a, lanes)
     pb = Pack(pack_b, dtype, blk.nr, b_index, trans_b, tr_b, lanes)
-    blocks.append(_guard(pack_a, "packing of A", render("gemm_pack_a.c.j2", p=pa)))
-    blocks.append(_guard(pack_b, "packing of B", render("gemm_pack_b.c.j2", p=pb)))
+    text_a, text_b = render("gemm_pack_a.c.j2", p=pa), render("gemm_pack_b.c.j2", p=pb)
+    blocks.append(_guard(pack_a, "packing of A", text_a, _pack_decl(pack_a, dtype)))
+    blocks.append(_guard(pack_b, "packing of B", text_b, _pack_decl(pack_b, dtype)))
     elem = 4 if dtype == "float" else 8
     k = Kernels(
         name=name,
@@ -288,5 +308,11 @@ def blocked_blocks(
         a_prefetch=_A_PREFETCH_K[dtype] * blk.mr,
         c_line_offsets=tuple(range(0, blk.nr, 64 // elem)),
     )
-    blocks.append(_guard(name, "micro-kernels and blocked driver", render("gemm_driver.c.j2", k=k)))
+    s = short(dtype)
+    decl = (
+        f"LUCID_SHARED_FN int {name}_run(const lucid_gemm_{s} *g, int nthreads);\n"
+        f"LUCID_SHARED_FN void {name}_prepack(const lucid_gemm_{s} *g, {dtype} *restrict out);\n"
+    )
+    text = render("gemm_driver.c.j2", k=k)
+    blocks.append(_guard(name, "micro-kernels and blocked driver", text, decl))
     return blocks

@@ -42,7 +42,13 @@ from lucid.codegen import (  # noqa: F401  (register lowerings)
     fused,
 )
 from lucid.codegen._gemm_blocking import CacheSizes, detect_caches, detect_isa
-from lucid.codegen._gemm_shared import PARALLEL_KEY, THREADS_MODES, ThreadsMode, parallel_block
+from lucid.codegen._gemm_shared import (
+    PARALLEL_KEY,
+    THREADS_MODES,
+    SharedBlock,
+    ThreadsMode,
+    parallel_block,
+)
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import (
     LOWERINGS,
@@ -116,6 +122,9 @@ class CodegenOptions:
     threads_min_work: int = 0  # M*N*K per extra GEMM thread; 0 keeps the GEMM default
     threads: ThreadsMode = "pool"
     caches: CacheSizes | None = None  # None: read this machine's cache sizes (GEMM blocking)
+    # The GEMM machinery as a second translation unit (`CProgram.shared_source`), so a build
+    # can compile the two in parallel: lucid.compile's cold builds, on 2 cores, take ~2/3.
+    split: bool = False
     # Each GEMM's blocking from this function (an autotuner) instead of the cost model.
     blocking_for: BlockingFor | None = None
 
@@ -149,6 +158,7 @@ class CProgram:
     arena_summary: str
     isa: str
     kernels: tuple[str, ...] = field(default=())
+    shared_source: str | None = None  # the second translation unit (CodegenOptions.split)
 
     @property
     def run_symbol(self) -> str:
@@ -227,6 +237,7 @@ class Program:
     types: tuple[dict[str, str], ...]
     constants: tuple[Constant, ...]
     shared: tuple[str, ...]  # GEMM machinery and helpers used by several kernels, once each
+    split: bool  # the machinery is in the second unit: `shared` holds its types and prototypes
     kernels: tuple[Kernel, ...]
     n_inputs: int
     n_outputs: int
@@ -290,6 +301,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         args += ["batch"] * kernel.uses_batch + ["nthreads"] * kernel.uses_threads
         calls.append(f"{kernel.name}({', '.join(args)})")
 
+    shared_here, shared_source = _split(_shared_blocks(kernels, options.threads), options.split)
     size_rows, degree = _size_rows(graph, plan)
     n_in, n_out = len(graph.inputs) + len(graph.params), len(graph.outputs)
     all_args = [f"a{i}" for i in range(n_in + n_out)]
@@ -304,7 +316,8 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         errors=ERROR_LIST,
         types=({"T": "float", "s": "f"}, {"T": "double", "s": ""}),
         constants=tuple(constants),
-        shared=_shared_texts(kernels, options.threads),
+        shared=shared_here,
+        split=shared_source is not None,
         kernels=tuple(kernels),
         n_inputs=n_in,
         n_outputs=n_out,
@@ -346,6 +359,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         arena_summary=plan.summary(),
         isa=isa,
         kernels=tuple(k.name for k in kernels),
+        shared_source=shared_source,
     )
 
 
@@ -361,19 +375,57 @@ def _cdef(prefix: str, n_pointers: int) -> str:
         f"int {prefix}_pack_param(int s);\n"
         f"int64_t {prefix}_pack_elems(int s);\n"
         f"int {prefix}_pack(int s, const void *w, void *out);\n"
+    )
+
+
+def packed_cdef(prefix: str, n_pointers: int) -> str:
+    """cffi declarations of `PREFIX_run_packed` and `PREFIX_call_packed`. Not in
+    `CProgram.cdef`: lucid.compile reaches them through its shim, and every cffi wrapper costs
+    build time (these two: ~0.1 s of gcc for a 1024-wide MLP)."""
+    flat = "".join(f"intptr_t a{i}, " for i in range(n_pointers))
+    return (
         f"int {prefix}_run_packed(const void *const *inputs, void *const *outputs, "
         "const void *const *packed, int64_t batch, int nthreads);\n"
         f"int {prefix}_call_packed({flat}intptr_t packed, int64_t batch, int nthreads);\n"
     )
 
 
-def _shared_texts(kernels: list[Kernel], threads: ThreadsMode) -> tuple[str, ...]:
+def _shared_blocks(kernels: list[Kernel], threads: ThreadsMode) -> list[SharedBlock]:
     """Each shared block once, in first-use order. Lowerings emit the default thread helper; the
     translation unit gets the one of `options.threads` (one mode per file)."""
-    texts = {b.key: b.text.rstrip() for k in kernels for b in k.shared}
-    if PARALLEL_KEY in texts:
-        texts[PARALLEL_KEY] = parallel_block(threads).text.rstrip()
-    return tuple(texts.values())
+    blocks = {b.key: b for k in kernels for b in k.shared}
+    if PARALLEL_KEY in blocks:
+        blocks[PARALLEL_KEY] = parallel_block(threads)
+    return list(blocks.values())
+
+
+# What both units of a split program define first: the machinery's entry points become
+# external (hidden: never visible outside the module) instead of file-local.
+_SPLIT_LINKAGE = '#define LUCID_SHARED_FN __attribute__((visibility("hidden")))'
+
+
+def _split(blocks: list[SharedBlock], split: bool) -> tuple[tuple[str, ...], str | None]:
+    """(the shared texts of the program's unit, the second unit's source or None).
+
+    Unsplit, every block is laid out in the program. Split (when GEMM machinery can move), the
+    machinery moves to a second unit that the build compiles in parallel, and the program keeps
+    the types and the prototypes it calls."""
+    movable = [b for b in blocks if b.decl is not None]
+    # the thread helper alone is not worth a second compiler process and a link step
+    if not split or all(b.key == PARALLEL_KEY for b in movable):
+        return tuple(b.text.rstrip() for b in blocks), None
+    here = tuple((b.text if b.decl is None else b.decl).rstrip() for b in blocks if b.decl != "")
+    second = "\n".join(
+        [
+            "/* Generated by lucid.codegen.emit_c -- do not edit. The GEMM machinery and thread",
+            " * helper of the program in the other translation unit, compiled in parallel with",
+            " * it (CodegenOptions.split) and linked into the same module. */",
+            _SPLIT_LINKAGE,
+            "",
+            *(b.text.rstrip() + "\n" for b in blocks),
+        ]
+    )
+    return here, second
 
 
 def _lower(graph: Graph, ctx: LowerCtx) -> Kernel:

@@ -44,6 +44,9 @@ class BackendOptions:
     prefix: str = "lucid"
     autotune: bool = False
     tune_rows: int | None = None  # the batch size seen at trace time; None: autotune's default
+    # The C backend compiles the GEMM machinery as a second unit on the other core; off when
+    # another build already runs beside this one (a grad entry's forward and backward).
+    split: bool = True
 
 
 @dataclass(frozen=True)
@@ -252,10 +255,15 @@ class CExecutable:
 
     @property
     def source(self) -> str | None:
-        """The C that was compiled; after an index hit, the cache entry's source.c (read once)."""
+        """The C that was compiled: the program (and shim), then the GEMM machinery's second
+        unit if it has one; after an index hit, read from the cache entry (once)."""
         if self._source is None:
+            entry = self.build_info.path.parent  # type: ignore[union-attr]
             try:
-                text = (self.build_info.path.parent / "source.c").read_text(encoding="utf-8")  # type: ignore[union-attr]
+                text = (entry / "source.c").read_text(encoding="utf-8")
+                second = entry / f"_lucid_{self.build_info.key[:16]}_gemm.c"  # type: ignore[union-attr]
+                if second.exists():
+                    text = _with_second_unit(text, second.read_text(encoding="utf-8"))
             except OSError:
                 return None  # the entry was cleared since it was loaded
             self._source = text
@@ -387,7 +395,10 @@ class CBackend:
 
             tuner = Autotuner(options.build, rows=options.tune_rows)
         start = time.perf_counter()
-        codegen = CodegenOptions(isa=options.isa, prefix=options.prefix, blocking_for=tuner)
+        # split: the GEMM machinery compiles on the other core while the program does
+        codegen = CodegenOptions(
+            isa=options.isa, prefix=options.prefix, blocking_for=tuner, split=options.split
+        )
         program = emit_c(graph, codegen)
         arity = len(graph.inputs) + len(graph.params) + len(graph.outputs)
         shim_source, shim_cdef = _shim(program.prefix, arity)
@@ -398,10 +409,18 @@ class CBackend:
             program.cdef + "\n" + shim_cdef,
             options=options.build,
             debug_dir=options.debug_dir,
+            second_source=program.shared_source,
         )
+        if program.shared_source is not None:
+            source = _with_second_unit(source, program.shared_source)
         return CExecutable(
             graph, program.prefix, program.batch_symbol, source, built, codegen_seconds, program
         )
+
+
+def _with_second_unit(source: str, second: str) -> str:
+    """The program's C followed by its second translation unit, for reading (`c_source`)."""
+    return f"{source.rstrip()}\n\n/* ==== second translation unit (compiled separately) ==== */\n\n{second}"
 
 
 register_backend(CBackend())

@@ -140,17 +140,22 @@ def build(
     options: BuildOptions | None = None,
     cache_dir: Path | None = None,
     debug_dir: Path | None = None,
+    second_source: str | None = None,
 ) -> BuiltModule:
-    """Compile C `source` exposing the declarations `cdef`, or load it from the cache."""
+    """Compile C `source` exposing the declarations `cdef`, or load it from the cache.
+
+    `second_source`: a second translation unit linked into the same module (emit_c's split
+    GEMM machinery); the two are compiled by two compiler processes at once, then linked."""
     start = time.perf_counter()
     options = options if options is not None else BuildOptions()
     compiler = _resolve_compiler(options.cc)
     version = _compiler_version(compiler)
-    key = _cache_key(source, cdef, compiler, version, options)
+    keyed = source if second_source is None else source + _SECOND_UNIT + second_source
+    key = _cache_key(keyed, cdef, compiler, version, options)
     module_name = f"_lucid_{key[:16]}"
-    command = _command(compiler, options, module_name)
+    commands = _commands(compiler, options, module_name, second_source is not None)
     if debug_dir is not None:
-        _write_inputs(Path(debug_dir), source, cdef, module_name, command)
+        _write_inputs(Path(debug_dir), source, cdef, module_name, commands, second_source)
 
     with _process_lock(key):
         loaded = _LOADED.get(key)
@@ -172,9 +177,9 @@ def build(
                             root,
                             key,
                             module_name,
-                            source,
+                            (source, second_source),
                             cdef,
-                            command,
+                            commands,
                             version,
                             options,
                             debug_dir,
@@ -314,6 +319,37 @@ def _so_name(module_name: str) -> str:
     return module_name + (EXT_SUFFIX or ".so")
 
 
+# Separates the two units in the text the cache key hashes.
+_SECOND_UNIT = "\n/* ---- second translation unit ---- */\n"
+
+
+def _commands(
+    compiler: tuple[str, ...], options: BuildOptions, module_name: str, split: bool
+) -> list[list[str]]:
+    """The compiler commands, run in the entry directory: one that compiles and links the
+    module, or (split) one compile per unit (run at once) and then the link."""
+    if not split:
+        return [_command(compiler, options, module_name)]
+    base = [*compiler, "-fPIC", "-fvisibility=hidden", *options.flags]
+    includes = [f"-I{d}" for d in _PY_INCLUDES]
+    so = _so_name(module_name)
+    return [
+        [*base, *includes, "-c", f"{module_name}.c", "-o", f"{module_name}.o"],
+        [*base, "-c", f"{module_name}_gemm.c", "-o", f"{module_name}_gemm.o"],
+        [
+            *compiler,
+            *_BASE_ARGS,
+            *options.flags,
+            f"{module_name}.o",
+            f"{module_name}_gemm.o",
+            "-o",
+            so,
+            *options.extra_link,
+            *_PLATFORM_LINK,
+        ],
+    ]
+
+
 def _command(compiler: tuple[str, ...], options: BuildOptions, module_name: str) -> list[str]:
     """The compiler command line; file names are relative to the entry directory."""
     return [
@@ -330,13 +366,22 @@ def _command(compiler: tuple[str, ...], options: BuildOptions, module_name: str)
 
 
 def _write_inputs(
-    directory: Path, source: str, cdef: str, module_name: str, command: list[str]
+    directory: Path,
+    source: str,
+    cdef: str,
+    module_name: str,
+    commands: list[list[str]],
+    second_source: str | None = None,
 ) -> None:
-    """Write source.c, cdef.h, cffi's full <module>.c and build.sh (the command) to directory."""
+    """Write source.c, cdef.h, cffi's full <module>.c, the second unit <module>_gemm.c (if any)
+    and build.sh (the commands) to directory."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "source.c").write_text(source, encoding="utf-8")
     (directory / "cdef.h").write_text(cdef, encoding="utf-8")
-    (directory / "build.sh").write_text(f"#!/bin/sh\n{shlex.join(command)}\n", encoding="utf-8")
+    if second_source is not None:
+        (directory / f"{module_name}_gemm.c").write_text(second_source, encoding="utf-8")
+    script = "".join(f"{shlex.join(c)}\n" for c in commands)
+    (directory / "build.sh").write_text(f"#!/bin/sh\nset -e\n{script}", encoding="utf-8")
     import cffi
 
     ffi = cffi.FFI()
@@ -375,24 +420,64 @@ def run_compiler(command: list[str], cwd: Path, *, what: str, where: str) -> str
     return run.stderr
 
 
+def run_compilers(commands: list[list[str]], cwd: Path, *, what: str, where: str) -> str:
+    """Run compiler commands in `cwd` all at once (one process each) and return their stderr;
+    BuildError naming the first that fails."""
+    procs = []
+    try:
+        for command in commands:
+            procs.append(
+                subprocess.Popen(
+                    command,
+                    cwd=cwd,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    errors="replace",
+                )
+            )
+        errs = [proc.communicate(timeout=1800)[1] for proc in procs]
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        for proc in procs:
+            proc.kill()
+        raise BuildError(
+            f"could not run the C compiler: {exc}\n  command: {shlex.join(commands[len(procs) - 1])}"
+        ) from exc
+    for command, proc, err in zip(commands, procs, errs):
+        if proc.returncode != 0:
+            raise BuildError(
+                f"C compilation of {what} failed (exit {proc.returncode}); {where}\n"
+                f"  command: {shlex.join(command)}\n{err.rstrip()}"
+            )
+    return "".join(errs)
+
+
 def _build_entry(
     root: Path,
     key: str,
     module_name: str,
-    source: str,
+    sources: tuple[str, str | None],
     cdef: str,
-    command: list[str],
+    commands: list[list[str]],
     version: str,
     options: BuildOptions,
     debug_dir: Path | None,
 ) -> dict[str, Any]:
     """Compile into a temp dir in the cache, record meta.json, and move it into place."""
+    source, second_source = sources
+    command = commands[0]
     work = _cache.new_workdir(root, key)
     try:
         start = time.perf_counter()
-        _write_inputs(work, source, cdef, module_name, command)
+        _write_inputs(work, source, cdef, module_name, commands, second_source)
         where = f"sources in {debug_dir}" if debug_dir else "pass debug_dir= to keep sources"
-        warnings = run_compiler(command, work, what=module_name, where=where)
+        if len(commands) == 1:
+            warnings = run_compiler(command, work, what=module_name, where=where)
+        else:  # the units at once, then the link
+            warnings = run_compilers(commands[:-1], work, what=module_name, where=where)
+            warnings += run_compiler(commands[-1], work, what=module_name, where=where)
+            for obj in work.glob("*.o"):
+                obj.unlink()  # linked into the module; only the sources are kept
         so = work / _so_name(module_name)
         meta = {
             "format": _cache.FORMAT,
@@ -402,6 +487,7 @@ def _build_entry(
             "so_bytes": so.stat().st_size,
             "so_sha256": _cache.file_sha256(so),
             "command": command,
+            "commands": commands,
             "compiler_version": version,
             "flags": list(options.flags),
             "extra_link": list(options.extra_link),

@@ -237,9 +237,10 @@ class CompiledModule:
         fstages = {"traced": traced, **_optimize(result.forward, names, first="autodiff")}
         bstages = _optimize(result.backward, names, first="autodiff")
         bpath = debug_path / "backward" if debug_path is not None else None
-        with ThreadPoolExecutor(max_workers=1) as pool:  # cc runs outside the GIL
-            pending = pool.submit(self._prepare, bstages, signature, bpath, rows)
-            forward = self._prepare(fstages, signature, debug_path, rows)
+        # cc runs outside the GIL; each build is one unit, as the two already fill both cores
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self._prepare, bstages, signature, bpath, rows, False)
+            forward = self._prepare(fstages, signature, debug_path, rows, False)
             backward = pending.result()
         entry = _Entry(self.module, signature, fstages, forward, out_kind, debug_path)
         hints = [p.hint for p in forward.graph.params]
@@ -252,9 +253,11 @@ class CompiledModule:
         signature: Signature,
         debug_path: Path | None,
         rows: int | None = None,
+        split: bool = True,
     ) -> Executable:
         """Dump the stages if asked, then let the backend prepare the optimized graph (`rows`:
-        the batch size this signature was traced with, which autotune times GEMMs at)."""
+        the batch size this signature was traced with, which autotune times GEMMs at; `split`:
+        see BackendOptions)."""
         if debug_path is not None:
             _dump(debug_path, signature, stages)
         return self.backend.prepare(
@@ -265,6 +268,7 @@ class CompiledModule:
                 debug_dir=debug_path,
                 autotune=self.options.autotune,
                 tune_rows=rows,
+                split=split,
             ),
         )
 

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lucid.codegen import CodegenOptions, CProgram, emit_c, error_for
+from lucid.codegen.emit_c import packed_cdef
 from lucid.codegen.gemm import CacheSizes
 from lucid.ir.core import Graph
 from lucid.runtime.build import BuiltModule, build
@@ -135,7 +136,11 @@ def _infer_batch(graph: Graph, arrays: Sequence[np.ndarray]) -> int:
 def compile_graph(graph: Graph, **options: Any) -> Compiled:
     """emit_c + lucid.runtime.build (cached per test run)."""
     program = emit_c(graph, CodegenOptions(**{**FIXED, **options}))
-    return Compiled(graph, program, build(program.source, program.cdef))
+    n_pointers = len(graph.inputs) + len(graph.params) + len(graph.outputs)
+    cdef = program.cdef + packed_cdef(program.prefix, n_pointers)
+    return Compiled(
+        graph, program, build(program.source, cdef, second_source=program.shared_source)
+    )
 
 
 def test_error_mapping_covers_every_c_code() -> None:

@@ -115,3 +115,23 @@ def test_no_slots_for_small_weights_or_activations() -> None:
     x, y = b.input(f32("N", 64), "x"), b.input(f32(64, 64), "y")
     b.output(b.op("matmul", [x, y]))
     assert compile_graph(b.build()).slots() == []
+
+
+@pytest.mark.parametrize("pipeline", ["fused", "unfused"])
+def test_split_build_equals_one_unit(pipeline: str) -> None:
+    """CodegenOptions.split (lucid.compile's builds): the GEMM machinery in a second unit gives
+    bitwise the results of one unit, packed or not, and the program keeps only prototypes."""
+    g = mlp()
+    opt = run_passes(g, FUSED if pipeline == "fused" else UNFUSED)
+    one = compile_graph(opt, threads_min_work=1)
+    two = compile_graph(opt, threads_min_work=1, split=True)
+    assert one.program.shared_source is None and two.program.shared_source is not None
+    assert "_ukernel_" not in two.program.source and "_ukernel_" in two.program.shared_source
+    assert two.slots() == one.slots()
+    for rows in (300, 3):
+        arrays = random_arrays(g, rows, batch=rows)
+        for threads in (1, 2):
+            want = one.run(arrays, nthreads=threads)[0]
+            np.testing.assert_array_equal(two.run(arrays, nthreads=threads)[0], want)
+            packed = two.pack_all(arrays)
+            np.testing.assert_array_equal(two.run_packed(arrays, packed, threads)[0], want)

@@ -265,3 +265,29 @@ def test_fast_math_shared_object_would_flush_subnormals(tmp_path: Path) -> None:
     if out.stdout.strip() == "True":
         pytest.skip("this compiler does not link crtfastmath.o into shared objects")
     assert out.stdout.strip() == "False"
+
+
+def test_a_second_unit_is_compiled_alongside_and_linked(tmp_path: Path) -> None:
+    """build(..., second_source=): two compiler processes, one link; the key covers both units
+    and a debug dir gets both sources and every command."""
+    tag = uuid.uuid4().hex[:8]
+    main = f"int two_{tag}(int x);\nint probe(int x) {{ return two_{tag}(x) + 1; }}"
+    second = f'__attribute__((visibility("hidden"))) int two_{tag}(int x) {{ return 2 * x; }}'
+    dbg = tmp_path / "dbg"
+    m = build(main, PROBE_CDEF, cache_dir=tmp_path / "c", second_source=second, debug_dir=dbg)
+    assert m.lib.probe(5) == 11 and not m.from_cache
+    script = (dbg / "build.sh").read_text()
+    assert script.count(" -c ") == 2 and "_gemm.o" in script.splitlines()[-1]
+    assert any(p.name.endswith("_gemm.c") for p in dbg.iterdir())
+    assert not list(m.path.parent.glob("*.o"))  # objects are not kept in the cache
+    other = build(
+        main, PROBE_CDEF, cache_dir=tmp_path / "c", second_source=second.replace("2 *", "3 *")
+    )
+    assert other.key != m.key and other.lib.probe(5) == 16
+    assert build(main, PROBE_CDEF, cache_dir=tmp_path / "c", second_source=second).from_cache
+
+
+def test_an_error_in_the_second_unit_names_its_command(tmp_path: Path) -> None:
+    main = "int probe(int x) { return x; }"
+    with pytest.raises(BuildError, match=r"(?s)failed.*_gemm\.c.*oops"):
+        build(main, PROBE_CDEF, cache_dir=tmp_path, second_source="int oops(void) { return }")
