@@ -6,9 +6,7 @@
     int PREFIX_call(intptr_t a0, ..., intptr_t a{n-1}, int64_t batch, int nthreads);
     const char *PREFIX_strerror(int code);
     /* prepacked weights */
-    int PREFIX_packs(void);
-    int PREFIX_pack_param(int s);
-    int64_t PREFIX_pack_elems(int s);
+    int64_t PREFIX_pack_slot(int s, int *param);
     int PREFIX_pack(int s, const void *w, void *out);
     int PREFIX_run_packed(const void *const *inputs, void *const *outputs,
                           const void *const *packed, int64_t batch, int nthreads);
@@ -20,8 +18,8 @@ all C-contiguous; `PREFIX_call` takes the same pointers (inputs, then outputs) a
 Return codes and their Python exceptions are in `ERRORS` (see `error_for`).
 
 Prepacked weights: a GEMM whose B is a graph param (a weight) can take it packed ahead of the
-call. `PREFIX_packs()` says how many such slots the program has; slot s packs param
-`PREFIX_pack_param(s)` into `PREFIX_pack_elems(s)` elements of its dtype, 64-byte aligned, with
+call. Slot s (0, 1, ... until `PREFIX_pack_slot` returns -1) packs the graph param it writes to
+`*param` into as many elements of its dtype as it returns, 64-byte aligned, with
 `PREFIX_pack(s, w, out)`. `PREFIX_run_packed` takes one pointer per slot (`packed` NULL, or an
 entry NULL, packs that weight in the call as `PREFIX_run` does). The caller must repack a slot
 whenever its weight changes: the packed copy is what the call reads.
@@ -371,9 +369,7 @@ def _cdef(prefix: str, n_pointers: int) -> str:
         "int nthreads);\n"
         f"int {prefix}_call({flat}int64_t batch, int nthreads);\n"
         f"const char *{prefix}_strerror(int code);\n"
-        f"int {prefix}_packs(void);\n"
-        f"int {prefix}_pack_param(int s);\n"
-        f"int64_t {prefix}_pack_elems(int s);\n"
+        f"int64_t {prefix}_pack_slot(int s, int *param);\n"
         f"int {prefix}_pack(int s, const void *w, void *out);\n"
     )
 

@@ -190,6 +190,14 @@ def _shim(prefix: str, arity: int) -> tuple[str, str]:
     return source, cdef
 
 
+def pack_slots(ffi: Any, lib: Any, prefix: str) -> tuple[tuple[int, int], ...]:
+    """(graph param index, elements) of each prepacked weight slot of a loaded program."""
+    slot, param, out = getattr(lib, f"{prefix}_pack_slot"), ffi.new("int *"), []
+    while (elems := slot(len(out), param)) >= 0:
+        out.append((int(param[0]), int(elems)))
+    return tuple(out)
+
+
 class CExecutable:
     """A graph compiled to C and loaded.
 
@@ -224,12 +232,8 @@ class CExecutable:
         self.call_objects_packed: Callable[..., int] = getattr(
             built.lib, f"{prefix}_call_objects_packed"
         )
-        lib = built.lib
-        self.pack_slots: tuple[tuple[int, int], ...] = tuple(
-            (getattr(lib, f"{prefix}_pack_param")(s), getattr(lib, f"{prefix}_pack_elems")(s))
-            for s in range(getattr(lib, f"{prefix}_packs")())
-        )
-        self._pack = getattr(lib, f"{prefix}_pack")
+        self.pack_slots = pack_slots(built.ffi, built.lib, prefix)
+        self._pack = getattr(built.lib, f"{prefix}_pack")
         self.dynamic = batch_symbol is not None
         self.batch_symbol: str | None = batch_symbol
         self.build_info: BuildInfo | None = BuildInfo(

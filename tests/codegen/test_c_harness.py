@@ -58,12 +58,9 @@ class Compiled:
 
     def slots(self) -> list[tuple[int, int]]:
         """(graph param index, elements) of each prepacked weight slot."""
-        lib, pre = self.module.lib, self.program.prefix
-        n = getattr(lib, f"{pre}_packs")()
-        return [
-            (getattr(lib, f"{pre}_pack_param")(s), getattr(lib, f"{pre}_pack_elems")(s))
-            for s in range(n)
-        ]
+        from lucid.runtime.backends import pack_slots
+
+        return list(pack_slots(self.module.ffi, self.module.lib, self.program.prefix))
 
     def pack(self, slot: int, w: np.ndarray, out: np.ndarray) -> int:
         """PREFIX_pack(slot, w, out): its return code."""

@@ -100,9 +100,9 @@ def test_pack_refuses_bad_slots_and_misaligned_buffers() -> None:
     assert mod.strerror(mod.pack(0, w, buf[1:])).startswith("prepacked weights")
     assert mod.strerror(mod.pack(99, w, buf)).startswith("prepacked weights")
     assert mod.strerror(mod.pack(-1, w, buf)).startswith("prepacked weights")
-    lib, pre = mod.module.lib, mod.program.prefix
-    assert getattr(lib, f"{pre}_pack_param")(99) == -1
-    assert getattr(lib, f"{pre}_pack_elems")(-1) == -1
+    lib, pre, param = mod.module.lib, mod.program.prefix, mod.module.ffi.new("int *", 7)
+    for s in (99, -1):
+        assert getattr(lib, f"{pre}_pack_slot")(s, param) == -1 and param[0] == 7
 
 
 def test_no_slots_for_small_weights_or_activations() -> None:
