@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -363,35 +364,82 @@ class CBackend:
 
     def prepare(self, graph: Graph, options: BackendOptions) -> Executable:
         """Load the C for `graph` through the warm-start index, else generate and build it."""
+        found, ikey = self._lookup(graph, options)
+        return found if found is not None else self._generate(graph, options, ikey)
+
+    def prepare_pair(
+        self, graphs: tuple[Graph, Graph], options: tuple[BackendOptions, BackendOptions]
+    ) -> tuple[Executable, Executable]:
+        """Two graphs built side by side (a grad entry's forward and backward). Their GEMM
+        machinery becomes one second unit, compiled once (on one core, while the two programs
+        compile on the other) and linked into both, instead of once per program."""
+        (first, fkey), (second, skey) = (
+            self._lookup(g, o) for g, o in zip(graphs, options, strict=True)
+        )
+        if first is not None or second is not None:  # at most one left to build
+            return (
+                first or self._generate(graphs[0], options[0], fkey),
+                second or self._generate(graphs[1], options[1], skey),
+            )
+        from lucid.codegen.emit_c import second_unit, union_blocks
+
+        split = tuple(replace(o, split=True) for o in options)
+        generated = [self._codegen(g, o) for g, o in zip(graphs, split, strict=True)]
+        union = union_blocks(*(gen.program for gen in generated))
+        shared = second_unit(union) if union else None
+        with ThreadPoolExecutor(max_workers=1) as pool:  # cc runs outside the GIL
+            pending = pool.submit(self._build, generated[1], split[1], shared)
+            first = self._build(generated[0], split[0], shared)
+            second = pending.result()
+        self._record(first, fkey)
+        self._record(second, skey)
+        return first, second
+
+    def _generate(self, graph: Graph, options: BackendOptions, ikey: str | None) -> CExecutable:
+        """Generate and build `graph`, and record it in the index under `ikey` (if any)."""
+        executable = self._build(self._codegen(graph, options), options)
+        self._record(executable, ikey)
+        return executable
+
+    def _lookup(
+        self, graph: Graph, options: BackendOptions
+    ) -> tuple[CExecutable | None, str | None]:
+        """(the executable the warm-start index knows for `graph` or None, the index key or
+        None when this build must not use the index)."""
         from lucid.ir.printer import format as format_graph
         from lucid.runtime import _index
         from lucid.runtime.build import load_cached
         from lucid.runtime.cache import cache_root
 
-        root = cache_root()
-        ikey = None
         # A debug build writes its sources, and tuned C depends on records the index does not
         # see (a retuned problem must not be served the old C): both take the full path.
-        if options.debug_dir is None and not options.autotune:
-            ikey = _index.index_key(format_graph(graph), options.isa, options.prefix, options.build)
-            found = _index.lookup(root, ikey)
-            if found is not None and found["prefix"] == options.prefix:
-                built = load_cached(found["build_key"], cache_dir=root)
-                if built is not None:
-                    return CExecutable(
-                        graph, options.prefix, found["batch_symbol"], None, built, 0.0
-                    )
-        executable = self._generate(graph, options)
+        if options.debug_dir is not None or options.autotune:
+            return None, None
+        root = cache_root()
+        ikey = _index.index_key(format_graph(graph), options.isa, options.prefix, options.build)
+        found = _index.lookup(root, ikey)
+        if found is not None and found["prefix"] == options.prefix:
+            built = load_cached(found["build_key"], cache_dir=root)
+            if built is not None:
+                executable = CExecutable(
+                    graph, options.prefix, found["batch_symbol"], None, built, 0.0
+                )
+                return executable, ikey
+        return None, ikey
+
+    def _record(self, executable: CExecutable, ikey: str | None) -> None:
+        """Remember in the warm-start index which build serves the graph of `ikey`."""
+        from lucid.runtime import _index
+        from lucid.runtime.cache import cache_root
+
         if ikey is not None:
             info = executable.build_info
             assert info is not None
-            _index.record(root, ikey, info.key, executable.prefix, executable.batch_symbol)
-        return executable
+            _index.record(cache_root(), ikey, info.key, executable.prefix, executable.batch_symbol)
 
-    def _generate(self, graph: Graph, options: BackendOptions) -> CExecutable:
-        """Generate the C for `graph` with codegen, then build it (or load it from the cache)."""
+    def _codegen(self, graph: Graph, options: BackendOptions) -> _Generated:
+        """Generate the C for `graph` with codegen."""
         from lucid.codegen.emit_c import CodegenOptions, emit_c
-        from lucid.runtime.build import build
 
         tuner = None
         if options.autotune:
@@ -406,20 +454,52 @@ class CBackend:
         program = emit_c(graph, codegen)
         arity = len(graph.inputs) + len(graph.params) + len(graph.outputs)
         shim_source, shim_cdef = _shim(program.prefix, arity)
-        codegen_seconds = time.perf_counter() - start
-        source = program.source + shim_source
-        built = build(
-            source,
+        return _Generated(
+            graph,
+            program,
+            program.source + shim_source,
             program.cdef + "\n" + shim_cdef,
+            time.perf_counter() - start,
+        )
+
+    def _build(
+        self, gen: _Generated, options: BackendOptions, shared: str | None = None
+    ) -> CExecutable:
+        """Build generated C (or load it from the cache). `shared`: a second unit to link in
+        place of the program's own (a union that holds it), when the program is split."""
+        from lucid.runtime.build import build
+
+        second = gen.program.shared_source
+        if second is not None and shared is not None:
+            second = shared
+        built = build(
+            gen.source,
+            gen.cdef,
             options=options.build,
             debug_dir=options.debug_dir,
-            second_source=program.shared_source,
+            second_source=second,
         )
-        if program.shared_source is not None:
-            source = _with_second_unit(source, program.shared_source)
+        source = gen.source if second is None else _with_second_unit(gen.source, second)
         return CExecutable(
-            graph, program.prefix, program.batch_symbol, source, built, codegen_seconds, program
+            gen.graph,
+            gen.program.prefix,
+            gen.program.batch_symbol,
+            source,
+            built,
+            gen.seconds,
+            gen.program,
         )
+
+
+@dataclass(frozen=True)
+class _Generated:
+    """One graph's generated C, before the build."""
+
+    graph: Graph
+    program: Any  # codegen's CProgram
+    source: str  # the program and the runtime shim
+    cdef: str
+    seconds: float  # codegen time
 
 
 def _with_second_unit(source: str, second: str) -> str:

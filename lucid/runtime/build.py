@@ -153,7 +153,11 @@ def build(
     keyed = source if second_source is None else source + _SECOND_UNIT + second_source
     key = _cache_key(keyed, cdef, compiler, version, options)
     module_name = f"_lucid_{key[:16]}"
-    commands = _commands(compiler, options, module_name, second_source is not None)
+    second = None
+    if second_source is not None:
+        okey = _cache_key(second_source, "", compiler, version, options)
+        second = (second_source, _cache.cache_root(cache_dir) / OBJECTS_DIR / f"{okey}.o")
+    commands = _commands(compiler, options, module_name, second[1] if second else None)
     if debug_dir is not None:
         _write_inputs(Path(debug_dir), source, cdef, module_name, commands, second_source)
 
@@ -177,7 +181,7 @@ def build(
                             root,
                             key,
                             module_name,
-                            (source, second_source),
+                            (source, second),
                             cdef,
                             commands,
                             version,
@@ -323,25 +327,31 @@ def _so_name(module_name: str) -> str:
 _SECOND_UNIT = "\n/* ---- second translation unit ---- */\n"
 
 
+# Compiled second units (emit_c's GEMM machinery), shared by every module that links one:
+# <root>/objects/<key>.o, the key covering the unit's text, compiler and flags.
+OBJECTS_DIR = _cache.OBJECTS_DIR
+
+
 def _commands(
-    compiler: tuple[str, ...], options: BuildOptions, module_name: str, split: bool
+    compiler: tuple[str, ...], options: BuildOptions, module_name: str, second: Path | None
 ) -> list[list[str]]:
     """The compiler commands, run in the entry directory: one that compiles and links the
-    module, or (split) one compile per unit (run at once) and then the link."""
-    if not split:
+    module; or, with a second unit compiled to the object `second`: its compile (from
+    <module>_gemm.c), the module's compile (the two run at once), then the link."""
+    if second is None:
         return [_command(compiler, options, module_name)]
     base = [*compiler, "-fPIC", "-fvisibility=hidden", *options.flags]
     includes = [f"-I{d}" for d in _PY_INCLUDES]
     so = _so_name(module_name)
     return [
+        [*base, "-c", f"{module_name}_gemm.c", "-o", str(second)],
         [*base, *includes, "-c", f"{module_name}.c", "-o", f"{module_name}.o"],
-        [*base, "-c", f"{module_name}_gemm.c", "-o", f"{module_name}_gemm.o"],
         [
             *compiler,
             *_BASE_ARGS,
             *options.flags,
             f"{module_name}.o",
-            f"{module_name}_gemm.o",
+            str(second),
             "-o",
             so,
             *options.extra_link,
@@ -420,43 +430,63 @@ def run_compiler(command: list[str], cwd: Path, *, what: str, where: str) -> str
     return run.stderr
 
 
-def run_compilers(commands: list[list[str]], cwd: Path, *, what: str, where: str) -> str:
-    """Run compiler commands in `cwd` all at once (one process each) and return their stderr;
-    BuildError naming the first that fails."""
-    procs = []
+def _compile_with_object(
+    commands: list[list[str]], work: Path, obj: Path, module_name: str, where: str
+) -> str:
+    """Compile the module's unit while the shared object is obtained (compiled here under its
+    lock, waited for while another build compiles it, or found), then link; returns the
+    compilers' stderr."""
+    unit, main, link = commands
     try:
-        for command in commands:
-            procs.append(
-                subprocess.Popen(
-                    command,
-                    cwd=cwd,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    errors="replace",
-                )
-            )
-        errs = [proc.communicate(timeout=1800)[1] for proc in procs]
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        for proc in procs:
-            proc.kill()
+        proc = subprocess.Popen(
+            main,
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
         raise BuildError(
-            f"could not run the C compiler: {exc}\n  command: {shlex.join(commands[len(procs) - 1])}"
+            f"could not run the C compiler: {exc}\n  command: {shlex.join(main)}"
         ) from exc
-    for command, proc, err in zip(commands, procs, errs):
-        if proc.returncode != 0:
-            raise BuildError(
-                f"C compilation of {what} failed (exit {proc.returncode}); {where}\n"
-                f"  command: {shlex.join(command)}\n{err.rstrip()}"
-            )
-    return "".join(errs)
+    try:
+        warnings = _shared_object(unit, work, obj, where)
+        err = proc.communicate(timeout=1800)[1]
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise BuildError(
+            f"C compilation of {module_name} failed (exit {proc.returncode}); {where}\n"
+            f"  command: {shlex.join(main)}\n{err.rstrip()}"
+        )
+    return warnings + err + run_compiler(link, work, what=module_name, where=where)
+
+
+def _shared_object(command: list[str], work: Path, obj: Path, where: str) -> str:
+    """Make `obj` (a second unit's object, named by its key) exist: compile it unless a build of
+    this or another process already did; one build compiles it while the others wait. Written
+    under a temporary name and renamed, so no reader sees a partial object."""
+    obj.parent.mkdir(mode=0o700, exist_ok=True)
+    with _cache.key_lock(obj.parent, obj.stem):
+        if obj.exists():
+            return ""
+        tmp = obj.with_name(f"{obj.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            stderr = run_compiler([*command[:-1], str(tmp)], work, what=obj.name, where=where)
+            os.replace(tmp, obj)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return stderr
 
 
 def _build_entry(
     root: Path,
     key: str,
     module_name: str,
-    sources: tuple[str, str | None],
+    sources: tuple[str, tuple[str, Path] | None],
     cdef: str,
     commands: list[list[str]],
     version: str,
@@ -464,20 +494,18 @@ def _build_entry(
     debug_dir: Path | None,
 ) -> dict[str, Any]:
     """Compile into a temp dir in the cache, record meta.json, and move it into place."""
-    source, second_source = sources
+    source, second = sources
     command = commands[0]
     work = _cache.new_workdir(root, key)
     try:
         start = time.perf_counter()
-        _write_inputs(work, source, cdef, module_name, commands, second_source)
+        _write_inputs(work, source, cdef, module_name, commands, second and second[0])
         where = f"sources in {debug_dir}" if debug_dir else "pass debug_dir= to keep sources"
-        if len(commands) == 1:
+        if second is None:
             warnings = run_compiler(command, work, what=module_name, where=where)
-        else:  # the units at once, then the link
-            warnings = run_compilers(commands[:-1], work, what=module_name, where=where)
-            warnings += run_compiler(commands[-1], work, what=module_name, where=where)
-            for obj in work.glob("*.o"):
-                obj.unlink()  # linked into the module; only the sources are kept
+        else:
+            warnings = _compile_with_object(commands, work, second[1], module_name, where)
+            (work / f"{module_name}.o").unlink()  # linked into the module
         so = work / _so_name(module_name)
         meta = {
             "format": _cache.FORMAT,

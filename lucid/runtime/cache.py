@@ -34,6 +34,7 @@ from lucid.errors import LucidError
 META = "meta.json"
 FORMAT = 1  # bump when the entry layout or meta.json schema changes; part of every key
 INDEX_DIR = "index"
+OBJECTS_DIR = "objects"  # compiled second units shared by modules (see build._shared_object)
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
 _WORK_RE = re.compile(r"\.(tmp|trash)-([0-9a-f]{64})-")
 
@@ -193,7 +194,9 @@ def cache_info(cache_dir: Path | str | None = None) -> dict[str, Any]:
                 entries += 1
         with contextlib.suppress(OSError):
             index_entries = sum(
-                1 for n in os.listdir(root / INDEX_DIR) if _KEY_RE.fullmatch(n.removesuffix(".json"))
+                1
+                for n in os.listdir(root / INDEX_DIR)
+                if _KEY_RE.fullmatch(n.removesuffix(".json"))
             )
         for dirpath, _dirs, files in os.walk(root):
             for name in files:
@@ -235,7 +238,30 @@ def cache_clear(cache_dir: Path | str | None = None) -> int:
                 removed += 1
             os.unlink(root / f"{key}.lock")  # waiters notice the new inode (see key_lock)
     _clear_index(root)
+    _clear_objects(root)
     return removed
+
+
+def _clear_objects(root: Path) -> None:
+    """Delete the shared GEMM objects (build.OBJECTS_DIR), each under its lock, so no build is
+    linking one while it goes; then the dir, if nothing else is in it."""
+    objects = root / OBJECTS_DIR
+    if objects.is_symlink() or not objects.is_dir():
+        return
+    for name in os.listdir(objects):
+        stem = name.split(".")[0]
+        if not _KEY_RE.fullmatch(stem) or not name.endswith((".o", ".tmp", ".lock")):
+            continue
+        if name.endswith(".lock"):
+            with key_lock(objects, stem):
+                for leftover in objects.glob(f"{stem}.*"):
+                    if leftover.name != f"{stem}.lock":
+                        leftover.unlink(missing_ok=True)
+                os.unlink(objects / name)
+        elif not (objects / f"{stem}.lock").exists():
+            (objects / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        os.rmdir(objects)
 
 
 def _clear_index(root: Path) -> None:

@@ -237,11 +237,23 @@ class CompiledModule:
         fstages = {"traced": traced, **_optimize(result.forward, names, first="autodiff")}
         bstages = _optimize(result.backward, names, first="autodiff")
         bpath = debug_path / "backward" if debug_path is not None else None
-        # cc runs outside the GIL; each build is one unit, as the two already fill both cores
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self._prepare, bstages, signature, bpath, rows, False)
-            forward = self._prepare(fstages, signature, debug_path, rows, False)
-            backward = pending.result()
+        graphs = (
+            self._dumped(fstages, signature, debug_path),
+            self._dumped(bstages, signature, bpath),
+        )
+        pair = getattr(self.backend, "prepare_pair", None)
+        if pair is not None:  # one build of the GEMM machinery serves both (see CBackend)
+            opts = (self._backend_options(debug_path, rows), self._backend_options(bpath, rows))
+            forward, backward = pair(graphs, opts)
+        else:  # side by side: cc runs outside the GIL; each a single unit (both cores are busy)
+            opts = (
+                self._backend_options(debug_path, rows, split=False),
+                self._backend_options(bpath, rows, split=False),
+            )
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = pool.submit(self.backend.prepare, graphs[1], opts[1])
+                forward = self.backend.prepare(graphs[0], opts[0])
+                backward = pending.result()
         entry = _Entry(self.module, signature, fstages, forward, out_kind, debug_path)
         hints = [p.hint for p in forward.graph.params]
         entry.grad = GradProgram(result, bstages, backward, hints, out_kind, signature.grad)
@@ -253,23 +265,32 @@ class CompiledModule:
         signature: Signature,
         debug_path: Path | None,
         rows: int | None = None,
-        split: bool = True,
     ) -> Executable:
         """Dump the stages if asked, then let the backend prepare the optimized graph (`rows`:
-        the batch size this signature was traced with, which autotune times GEMMs at; `split`:
-        see BackendOptions)."""
+        the batch size this signature was traced with, which autotune times GEMMs at)."""
+        return self.backend.prepare(
+            self._dumped(stages, signature, debug_path), self._backend_options(debug_path, rows)
+        )
+
+    def _dumped(
+        self, stages: dict[str, Graph], signature: Signature, debug_path: Path | None
+    ) -> Graph:
+        """The optimized graph, after writing every stage to `debug_path` if it is set."""
         if debug_path is not None:
             _dump(debug_path, signature, stages)
-        return self.backend.prepare(
-            stages["optimized"],
-            BackendOptions(
-                isa=self.options.isa,
-                build=self.options.build,
-                debug_dir=debug_path,
-                autotune=self.options.autotune,
-                tune_rows=rows,
-                split=split,
-            ),
+        return stages["optimized"]
+
+    def _backend_options(
+        self, debug_path: Path | None, rows: int | None, *, split: bool = True
+    ) -> BackendOptions:
+        """What the backend is told about one graph of this module (see BackendOptions)."""
+        return BackendOptions(
+            isa=self.options.isa,
+            build=self.options.build,
+            debug_dir=debug_path,
+            autotune=self.options.autotune,
+            tune_rows=rows,
+            split=split,
         )
 
     def _mismatch(self, arrays: tuple[np.ndarray, ...], exc: Exception) -> Exception:

@@ -268,26 +268,65 @@ def test_fast_math_shared_object_would_flush_subnormals(tmp_path: Path) -> None:
 
 
 def test_a_second_unit_is_compiled_alongside_and_linked(tmp_path: Path) -> None:
-    """build(..., second_source=): two compiler processes, one link; the key covers both units
-    and a debug dir gets both sources and every command."""
+    """build(..., second_source=): the unit's object is compiled once into <cache>/objects while
+    the module compiles, and linked; a module with another program and the same second unit
+    links the same object without compiling it again; the key covers both units."""
     tag = uuid.uuid4().hex[:8]
     main = f"int two_{tag}(int x);\nint probe(int x) {{ return two_{tag}(x) + 1; }}"
     second = f'__attribute__((visibility("hidden"))) int two_{tag}(int x) {{ return 2 * x; }}'
-    dbg = tmp_path / "dbg"
-    m = build(main, PROBE_CDEF, cache_dir=tmp_path / "c", second_source=second, debug_dir=dbg)
+    dbg, cache = tmp_path / "dbg", tmp_path / "c"
+    m = build(main, PROBE_CDEF, cache_dir=cache, second_source=second, debug_dir=dbg)
     assert m.lib.probe(5) == 11 and not m.from_cache
     script = (dbg / "build.sh").read_text()
-    assert script.count(" -c ") == 2 and "_gemm.o" in script.splitlines()[-1]
+    assert script.count(" -c ") == 2 and "/objects/" in script.splitlines()[-1]
     assert any(p.name.endswith("_gemm.c") for p in dbg.iterdir())
-    assert not list(m.path.parent.glob("*.o"))  # objects are not kept in the cache
-    other = build(
-        main, PROBE_CDEF, cache_dir=tmp_path / "c", second_source=second.replace("2 *", "3 *")
-    )
+    assert not list(m.path.parent.glob("*.o"))  # the module's own object is not kept
+    (obj,) = (cache / "objects").glob("*.o")
+    stamp = obj.stat().st_mtime_ns
+    again = build(main.replace("+ 1", "+ 2"), PROBE_CDEF, cache_dir=cache, second_source=second)
+    assert again.lib.probe(5) == 12 and obj.stat().st_mtime_ns == stamp
+    other = build(main, PROBE_CDEF, cache_dir=cache, second_source=second.replace("2 *", "3 *"))
     assert other.key != m.key and other.lib.probe(5) == 16
-    assert build(main, PROBE_CDEF, cache_dir=tmp_path / "c", second_source=second).from_cache
+    assert len(list((cache / "objects").glob("*.o"))) == 2
+    assert build(main, PROBE_CDEF, cache_dir=cache, second_source=second).from_cache
 
 
 def test_an_error_in_the_second_unit_names_its_command(tmp_path: Path) -> None:
     main = "int probe(int x) { return x; }"
     with pytest.raises(BuildError, match=r"(?s)failed.*_gemm\.c.*oops"):
         build(main, PROBE_CDEF, cache_dir=tmp_path, second_source="int oops(void) { return }")
+
+
+def test_a_grad_build_links_one_gemm_object_into_forward_and_backward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lucid.compile in train mode builds forward and backward with one shared second unit:
+    its object is compiled once and both modules link it."""
+    import lucid
+    from lucid import nn
+
+    monkeypatch.setenv("LUCID_CACHE_DIR", str(tmp_path))
+    lucid.random.seed(5)
+    model = nn.Sequential(nn.Linear(64, 96), nn.HardSwish(), nn.Linear(96, 40)).train()
+    cm = lucid.compile(model)
+    x = np.random.default_rng(0).standard_normal((50, 64)).astype(np.float32)
+    cm(lucid.Tensor(x)).sum().backward()
+    entry = cm.entry()
+    assert entry.backward is not None
+    infos = [entry.forward.build_info, entry.backward.build_info]
+    assert not any(i.from_cache for i in infos)
+    (obj,) = (tmp_path / "objects").glob("*.o")
+    for info in infos:
+        assert str(obj) in info.path.parent.joinpath("build.sh").read_text()
+
+
+def test_cache_clear_removes_shared_objects(tmp_path: Path) -> None:
+    from lucid.runtime.cache import cache_clear
+
+    second = '__attribute__((visibility("hidden"))) int twice(int x) { return 2 * x; }'
+    main = "int twice(int x);\nint probe(int x) { return twice(x); }"
+    build(main, PROBE_CDEF, cache_dir=tmp_path, second_source=second)
+    assert list((tmp_path / "objects").glob("*.o"))
+    (tmp_path / "objects" / "mine.txt").write_text("not lucid's")
+    cache_clear(tmp_path)
+    assert [p.name for p in (tmp_path / "objects").iterdir()] == ["mine.txt"]

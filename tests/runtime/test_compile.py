@@ -29,13 +29,19 @@ def count_prepares(monkeypatch: pytest.MonkeyPatch, name: str) -> list[object]:
     """Record every graph the backend `name` prepares (one per compiled signature)."""
     backend = backends.get_backend(name)
     seen: list[object] = []
-    real = backend.prepare
+    real, real_pair = backend.prepare, getattr(backend, "prepare_pair", None)
 
     def spy(graph, options):
         seen.append(graph)
         return real(graph, options)
 
+    def spy_pair(graphs, options):  # a grad entry's forward and backward, built together
+        seen.extend(graphs)
+        return real_pair(graphs, options)
+
     monkeypatch.setattr(backend, "prepare", spy)
+    if real_pair is not None:
+        monkeypatch.setattr(backend, "prepare_pair", spy_pair)
     return seen
 
 

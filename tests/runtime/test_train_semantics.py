@@ -22,13 +22,18 @@ def seed():
     """(model, compiled, list of prepared graphs, eager twin with the same weights)."""
     backend = backends.get_backend("c")
     prepared: list[object] = []
-    real = backend.prepare
+    real, real_pair = backend.prepare, backend.prepare_pair
 
     def spy(graph, options):
         prepared.append(graph)
         return real(graph, options)
 
+    def spy_pair(graphs, options):  # a grad entry's forward and backward, built together
+        prepared.extend(graphs)
+        return real_pair(graphs, options)
+
     backend.prepare = spy  # type: ignore[method-assign]
+    backend.prepare_pair = spy_pair  # type: ignore[method-assign]
     try:
         lucid.random.seed(11)
         model = Seed()
@@ -36,7 +41,7 @@ def seed():
         twin.load_state_dict(model.state_dict())
         yield model, lucid.compile(model, dynamic_batch=True), prepared, twin
     finally:
-        del backend.prepare
+        del backend.prepare, backend.prepare_pair
 
 
 def pgrads(model: nn.Module, clear: bool = True) -> dict[str, np.ndarray]:
