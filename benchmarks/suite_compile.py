@@ -52,14 +52,16 @@ def compile_times(
 ) -> dict[str, dict[str, float | str]]:
     """'workload/mode' -> {"cold": s, "warm": s} (or {"error": text}) for each (workload, mode).
 
-    Every graph has its own cache key, so one empty directory keeps each first build cold."""
+    Each job gets its own empty directory under `cache_dir`: models share cache content (the
+    compiled GEMM machinery objects), so a directory an earlier job filled is not cold."""
     env = dict(os.environ)
     out: dict[str, dict[str, float | str]] = {}
     for workload, mode in jobs:
         key = f"{workload}/{mode}"
+        job_dir = cache_dir / f"{workload}-{mode}"
         try:
-            cold = first_call(workload, mode, cache_dir, env)
-            warm = first_call(workload, mode, cache_dir, env)
+            cold = first_call(workload, mode, job_dir, env)
+            warm = first_call(workload, mode, job_dir, env)
             out[key] = {"cold": cold, "warm": warm}
         except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
             out[key] = {"error": str(exc).strip().splitlines()[-1]}
