@@ -451,7 +451,7 @@ def _compile_with_object(
             f"could not run the C compiler: {exc}\n  command: {shlex.join(main)}"
         ) from exc
     try:
-        warnings = _shared_object(unit, work, obj, where)
+        warnings, compiled = _shared_object(unit, work, obj, where)
         err = proc.communicate(timeout=1800)[1]
     except BaseException:
         proc.kill()
@@ -462,24 +462,35 @@ def _compile_with_object(
             f"C compilation of {module_name} failed (exit {proc.returncode}); {where}\n"
             f"  command: {shlex.join(main)}\n{err.rstrip()}"
         )
-    return warnings + err + run_compiler(link, work, what=module_name, where=where)
+    try:
+        return warnings + err + run_compiler(link, work, what=module_name, where=where)
+    except BuildError:
+        if compiled:
+            raise
+        # an object this build did not compile (removed by a cache clear since, or damaged
+        # on disk): compile it again, once, and link again
+        warnings, _ = _shared_object(unit, work, obj, where, replace_existing=True)
+        return warnings + err + run_compiler(link, work, what=module_name, where=where)
 
 
-def _shared_object(command: list[str], work: Path, obj: Path, where: str) -> str:
+def _shared_object(
+    command: list[str], work: Path, obj: Path, where: str, *, replace_existing: bool = False
+) -> tuple[str, bool]:
     """Make `obj` (a second unit's object, named by its key) exist: compile it unless a build of
-    this or another process already did; one build compiles it while the others wait. Written
-    under a temporary name and renamed, so no reader sees a partial object."""
+    this or another process already did (or `replace_existing`); one build compiles it while the
+    others wait. Written under a temporary name and renamed, so no reader sees a partial
+    object. Returns (the compiler's stderr, whether this call compiled it)."""
     obj.parent.mkdir(mode=0o700, exist_ok=True)
     with _cache.key_lock(obj.parent, obj.stem):
-        if obj.exists():
-            return ""
+        if obj.exists() and not replace_existing:
+            return "", False
         tmp = obj.with_name(f"{obj.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             stderr = run_compiler([*command[:-1], str(tmp)], work, what=obj.name, where=where)
             os.replace(tmp, obj)
         finally:
             tmp.unlink(missing_ok=True)
-        return stderr
+        return stderr, True
 
 
 def _build_entry(
@@ -495,14 +506,14 @@ def _build_entry(
 ) -> dict[str, Any]:
     """Compile into a temp dir in the cache, record meta.json, and move it into place."""
     source, second = sources
-    command = commands[0]
+    command = commands[0] if second is None else commands[1]  # the module's own compile
     work = _cache.new_workdir(root, key)
     try:
         start = time.perf_counter()
         _write_inputs(work, source, cdef, module_name, commands, second and second[0])
         where = f"sources in {debug_dir}" if debug_dir else "pass debug_dir= to keep sources"
         if second is None:
-            warnings = run_compiler(command, work, what=module_name, where=where)
+            warnings = run_compiler(commands[0], work, what=module_name, where=where)
         else:
             warnings = _compile_with_object(commands, work, second[1], module_name, where)
             (work / f"{module_name}.o").unlink()  # linked into the module

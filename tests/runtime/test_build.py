@@ -330,3 +330,16 @@ def test_cache_clear_removes_shared_objects(tmp_path: Path) -> None:
     (tmp_path / "objects" / "mine.txt").write_text("not lucid's")
     cache_clear(tmp_path)
     assert [p.name for p in (tmp_path / "objects").iterdir()] == ["mine.txt"]
+
+
+def test_a_damaged_shared_object_is_compiled_again(tmp_path: Path) -> None:
+    """An object in <cache>/objects that no longer links (truncated on disk) is rebuilt once."""
+    tag = uuid.uuid4().hex[:8]
+    second = f'__attribute__((visibility("hidden"))) int thrice_{tag}(int x) {{ return 3 * x; }}'
+    main = f"int thrice_{tag}(int x);\nint probe(int x) {{ return thrice_{tag}(x); }}"
+    build(main, PROBE_CDEF, cache_dir=tmp_path, second_source=second)
+    (obj,) = (tmp_path / "objects").glob("*.o")
+    obj.write_bytes(b"not an object")
+    # another module (one more line of source) with the same second unit links it
+    m = build(main + "\n", PROBE_CDEF, cache_dir=tmp_path, second_source=second)
+    assert m.lib.probe(4) == 12 and obj.read_bytes()[:4] == b"\x7fELF"
