@@ -442,7 +442,13 @@ def _split(
     # the thread helper alone is not worth a second compiler process and a link step
     if not split or all(b.key == PARALLEL_KEY for b in movable):
         return tuple(b.text.rstrip() for b in blocks), ()
-    here = tuple((b.text if b.decl is None else b.decl).rstrip() for b in blocks if b.decl != "")
+    here = tuple(
+        b.text.rstrip()
+        if b.decl is None
+        else f"/* {b.key}: in the second unit */\n{b.decl.rstrip()}"
+        for b in blocks
+        if b.decl != ""
+    )
     return here, tuple(blocks)
 
 
