@@ -74,7 +74,10 @@ int {p}_has_embedded_weights(void)
     A model handle. weights_path: a .weights file written by lucid.export for this model,
     or NULL for the embedded weights. Returns NULL on failure and sets *err (if err is
     not NULL) to {p}_E_NULL, {p}_E_NOMEM, {p}_E_IO or {p}_E_WEIGHTS; 0 on success.
-    A handle is read-only once opened: any number of threads may run it at once.
+    The handle keeps the large GEMM weights packed in the layout the kernels read (about one
+    more copy of them), so its runs skip packing them; {p}_run, which has no handle, packs
+    them in every call. A handle is read-only once opened: any number of threads may run it
+    at once.
 void {p}_close({p}_model *model)
     Free a handle from {p}_open; NULL is a no-op.
 int {p}_model_run(const {p}_model *model, const void *const *inputs, void *const *outputs, \

@@ -194,6 +194,7 @@ def _source(
                 for off, v in zip(lay.offsets, graph.params)
             ],
             "param_offsets": _join(lay.offsets, "0"),
+            "param_itemsizes": _join([t.dtype.itemsize for t in graph.param_types], "0"),
             "embedded": embedded,
             "embedded_int": int(embedded),
             "blob_path": _asm_path(BLOB_FILE),

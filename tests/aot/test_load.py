@@ -174,3 +174,31 @@ def test_public_names() -> None:
     from lucid.runtime import aot
 
     assert lucid.export is aot.export and lucid.runtime.load is load
+
+
+@pytest.mark.parametrize("weights", ["embedded", "file"])
+def test_a_handle_runs_its_weights_packed_at_open(tmp_path: Path, weights: str) -> None:
+    """NAME_open packs the large GEMM weights once; runs through the handle read the packed
+    copy. They must give bitwise the results of the handle-free NAME_run_threads (which packs
+    in every call) and match eager lucid, for both kinds of weights, on 1 and 2 threads."""
+    from lucid import nn
+
+    lucid.random.seed(4)
+    model = nn.Sequential(nn.Linear(64, 200), nn.HardSwish(), nn.Linear(200, 48)).eval()
+    result = export(model, (lucid.randn(3, 64),), tmp_path / "m", weights=weights, flags=QUICK)
+    # both weights have a slot (so the handle really holds packed copies)
+    assert "static const int pack_param[2] = { 0, 2 };" in result.source.read_text()
+    loaded = load(result.library)
+    ffi, lib = loaded._ffi, loaded._lib
+    rng = np.random.default_rng(0)
+    for batch in (1, 37, 300):
+        x = rng.standard_normal((batch, 64)).astype(np.float32)
+        got = loaded(x)
+        np.testing.assert_allclose(got, eager(model, x), rtol=RTOL, atol=ATOL)
+        if weights == "embedded":
+            for threads in (1, 2):
+                out = np.empty((batch, 48), np.float32)
+                ins = ffi.new("void *[]", [ffi.from_buffer(x)])
+                outs = ffi.new("void *[]", [ffi.from_buffer(out)])
+                assert lib.m_run_threads(ins, outs, batch, threads) == 0
+                np.testing.assert_array_equal(out, got)
