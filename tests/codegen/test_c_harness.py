@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from lucid.ir.core import Graph
 from lucid.runtime.build import BuiltModule, build
 
 # Fixed blocking inputs, so generated text never depends on the machine's caches.
-FIXED = dict(caches=CacheSizes())
+FIXED = {"caches": CacheSizes()}
 
 
 @dataclass

@@ -38,7 +38,7 @@ def refreshes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     packed: list[int] = []
     real = _prepack.PackedWeights.refresh
 
-    def spy(self, params, arrays):  # noqa: ANN001, ANN202
+    def spy(self, params, arrays):
         before = list(self.versions)
         table = real(self, params, arrays)
         packed.append(sum(a != b for a, b in zip(before, self.versions)))
@@ -48,7 +48,7 @@ def refreshes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return packed
 
 
-def check(cm, m: nn.Module, x: np.ndarray) -> None:  # noqa: ANN001
+def check(cm, m: nn.Module, x: np.ndarray) -> None:
     """Compiled == eager (f32 tolerance) and == the unpacked C call bit for bit."""
     got = cm(x).data
     np.testing.assert_allclose(got, eager(m, x), rtol=1e-5, atol=1e-5)
