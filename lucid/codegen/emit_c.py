@@ -238,6 +238,7 @@ class Program:
     constants: tuple[Constant, ...]
     shared: tuple[str, ...]  # GEMM machinery and helpers used by several kernels, once each
     split: bool  # the machinery is in the second unit: `shared` holds its types and prototypes
+    split_linkage: str  # the LUCID_SHARED_FN both units of a split program define first
     kernels: tuple[Kernel, ...]
     n_inputs: int
     n_outputs: int
@@ -319,6 +320,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         constants=tuple(constants),
         shared=shared_here,
         split=shared_source is not None,
+        split_linkage=_SPLIT_LINKAGE,
         kernels=tuple(kernels),
         n_inputs=n_in,
         n_outputs=n_out,
