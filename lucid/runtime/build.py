@@ -156,7 +156,9 @@ def build(
     second = None
     if second_source is not None:
         okey = _cache_key(second_source, "", compiler, version, options)
-        second = (second_source, _cache.cache_root(cache_dir) / OBJECTS_DIR / f"{okey}.o")
+        # compiled second units are shared by every module that links one (_shared_object)
+        objects = _cache.cache_root(cache_dir) / _cache.OBJECTS_DIR
+        second = (second_source, objects / f"{okey}.o")
     commands = _commands(compiler, options, module_name, second[1] if second else None)
     if debug_dir is not None:
         _write_inputs(Path(debug_dir), source, cdef, module_name, commands, second_source)
@@ -327,11 +329,6 @@ def _so_name(module_name: str) -> str:
 _SECOND_UNIT = "\n/* ---- second translation unit ---- */\n"
 
 
-# Compiled second units (emit_c's GEMM machinery), shared by every module that links one:
-# <root>/objects/<key>.o, the key covering the unit's text, compiler and flags.
-OBJECTS_DIR = _cache.OBJECTS_DIR
-
-
 def _commands(
     compiler: tuple[str, ...], options: BuildOptions, module_name: str, second: Path | None
 ) -> list[list[str]]:
@@ -419,15 +416,21 @@ def run_compiler(command: list[str], cwd: Path, *, what: str, where: str) -> str
             timeout=1800,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildError(
-            f"could not run the C compiler: {exc}\n  command: {shlex.join(command)}"
-        ) from exc
+        raise _not_run(command, exc) from exc
     if run.returncode != 0:
-        raise BuildError(
-            f"C compilation of {what} failed (exit {run.returncode}); {where}\n"
-            f"  command: {shlex.join(command)}\n{run.stderr.rstrip()}"
-        )
+        raise _failed(command, run.returncode, run.stderr, what, where)
     return run.stderr
+
+
+def _not_run(command: list[str], exc: BaseException) -> BuildError:
+    return BuildError(f"could not run the C compiler: {exc}\n  command: {shlex.join(command)}")
+
+
+def _failed(command: list[str], code: int, stderr: str, what: str, where: str) -> BuildError:
+    return BuildError(
+        f"C compilation of {what} failed (exit {code}); {where}\n"
+        f"  command: {shlex.join(command)}\n{stderr.rstrip()}"
+    )
 
 
 def _compile_with_object(
@@ -447,9 +450,7 @@ def _compile_with_object(
             errors="replace",
         )
     except OSError as exc:
-        raise BuildError(
-            f"could not run the C compiler: {exc}\n  command: {shlex.join(main)}"
-        ) from exc
+        raise _not_run(main, exc) from exc
     try:
         warnings, compiled = _shared_object(unit, work, obj, where)
         err = proc.communicate(timeout=1800)[1]
@@ -458,10 +459,7 @@ def _compile_with_object(
         proc.wait()
         raise
     if proc.returncode != 0:
-        raise BuildError(
-            f"C compilation of {module_name} failed (exit {proc.returncode}); {where}\n"
-            f"  command: {shlex.join(main)}\n{err.rstrip()}"
-        )
+        raise _failed(main, proc.returncode, err, module_name, where)
     try:
         return warnings + err + run_compiler(link, work, what=module_name, where=where)
     except BuildError:

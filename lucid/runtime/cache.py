@@ -243,7 +243,7 @@ def cache_clear(cache_dir: Path | str | None = None) -> int:
 
 
 def _clear_objects(root: Path) -> None:
-    """Delete the shared GEMM objects (build.OBJECTS_DIR), each under its lock, so no build is
+    """Delete the shared GEMM objects (OBJECTS_DIR, see build._shared_object), each under its lock, so no build is
     linking one while it goes; then the dir, if nothing else is in it."""
     objects = root / OBJECTS_DIR
     if objects.is_symlink() or not objects.is_dir():
