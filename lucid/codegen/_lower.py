@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from lucid.codegen._gemm_blocking import Blocking, CacheSizes, DTypeName, GemmProblem, Isa
 from lucid.codegen._gemm_shared import SharedBlock
+from lucid.codegen.gemm import GemmSpec, prepacked_b_elems
 from lucid.ir.core import Node, Value
 from lucid.ir.types import Dim, DType
 
@@ -179,6 +180,14 @@ class LowerCtx:
     def param_of(self, v: Value) -> int | None:
         """The graph param index of input `v` (a weight), or None."""
         return self.params.index(v) if v in self.params else None
+
+    def prepack(self, spec: GemmSpec, b: Value) -> Prepack | None:
+        """The kernel parameter for B (input `b`) of GEMM `spec` taken prepacked: when `b` is a
+        graph param and the spec has a prepacked B (`gemm.prepacked_b_elems`), else None."""
+        elems, param = prepacked_b_elems(spec), self.param_of(b)
+        if not elems or param is None:
+            return None
+        return Prepack(f"{spec.name}_pack_b", spec.dtype, elems, param)
 
     def uses_batch(self) -> bool:
         """True if a type of the node holds the batch symbol."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 from lucid.codegen import gemm
 from lucid.codegen._jinja import render
-from lucid.codegen._lower import Kernel, LowerCtx, Prepack, dim_c, prod_c, register_lowering
+from lucid.codegen._lower import Kernel, LowerCtx, dim_c, prod_c, register_lowering
 from lucid.codegen._scalar_c import SUFFIX
 from lucid.ir.types import Dim
 
@@ -54,12 +54,8 @@ def gemm_kernel(
         prepack_b=ctx.param_of(ctx.inputs[1]) is not None,
     )
     shared, support = gemm_support(spec)
-    elems, param = gemm.prepacked_b_elems(spec), ctx.param_of(ctx.inputs[1])
-    packs = (
-        (Prepack(f"{spec.name}_pack_b", dtype, elems, param),)
-        if elems and param is not None
-        else ()
-    )
+    pack = ctx.prepack(spec, ctx.inputs[1])
+    packs = (pack,) if pack else ()
     args = ", ".join(
         ["x0", "x1", "y0", m_c, n_c, k_c, *operands, *(["p0"] if packs else []), "nthreads"]
     )

@@ -178,15 +178,6 @@ def _spec(
     )
 
 
-def _prepack(ctx: LowerCtx, stage: Stage, spec: gemm.GemmSpec) -> Prepack | None:
-    """The stage's weight as a prepacked kernel parameter, when its GEMM takes one."""
-    elems = gemm.prepacked_b_elems(spec)
-    param = ctx.param_of(ctx.inputs[stage.b])
-    if not elems or param is None:
-        return None
-    return Prepack(f"{spec.name}_pack_b", spec.dtype, elems, param)
-
-
 def _static(d: str) -> int | None:
     return int(d) if d.isdigit() else None
 
@@ -221,7 +212,7 @@ def lower_fused_gemm(ctx: LowerCtx) -> Kernel:
     (stage,) = gemm_stages(body)
     assert stage.a is not None
     spec = _spec(ctx, stage, f"{ctx.name}_gemm", ctx.ir_line)
-    pack = _prepack(ctx, stage, spec)
+    pack = ctx.prepack(spec, ctx.inputs[stage.b])
     args = [f"x{stage.a}", f"x{stage.b}", "y0", stage.m, stage.n, stage.k]
     args += [f"x{i}" for i, _ in stage.operands]
     args += ["y1"] if stage.colsum else []
@@ -340,7 +331,7 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
         a = f"job->x{stages[0].a} + r * {s.k}" if i == 0 else f"buf[{(i - 1) % nbuf}]"
         c = f"job->y0 + r * {s.n}" if i == last else f"buf[{i % nbuf}]"
         ops = [_tile_operand(f"job->x{idx}", kind, s.n) for idx, kind in s.operands]
-        pack = _prepack(ctx, s, spec)
+        pack = ctx.prepack(spec, ctx.inputs[s.b])
         if pack:
             ops.append(f"job->p{len(packs)}")
             packs.append(pack)
