@@ -7,13 +7,12 @@ from functools import partial
 
 import numpy as np
 import pytest
-from test_compile_models import BACKENDS, Seed, as_f64, mlp
+from test_compile_models import BACKENDS, Seed, as_f64, count_prepares, mlp
 
 import lucid
 import lucid.optim
 from lucid import nn
 from lucid.errors import InputError
-from lucid.runtime import backends
 from lucid.runtime.compiled import CompiledModule, _make_fast
 from lucid.runtime.compiled import compile as lucid_compile
 
@@ -23,26 +22,6 @@ MODELS = {
     "mlp_hardswish": partial(lambda dtype: mlp([5, 33, 9], nn.HardSwish, dtype)),
     "mlp_wide": partial(lambda dtype: mlp([64, 128, 64, 10], nn.HardSwish, dtype)),
 }
-
-
-def count_prepares(monkeypatch: pytest.MonkeyPatch, name: str) -> list[object]:
-    """Record every graph the backend `name` prepares (one per compiled signature)."""
-    backend = backends.get_backend(name)
-    seen: list[object] = []
-    real, real_pair = backend.prepare, getattr(backend, "prepare_pair", None)
-
-    def spy(graph, options):
-        seen.append(graph)
-        return real(graph, options)
-
-    def spy_pair(graphs, options):  # a grad entry's forward and backward, built together
-        seen.extend(graphs)
-        return real_pair(graphs, options)
-
-    monkeypatch.setattr(backend, "prepare", spy)
-    if real_pair is not None:
-        monkeypatch.setattr(backend, "prepare_pair", spy_pair)
-    return seen
 
 
 # Every model with a symbolic batch; static shapes (one build per batch size) on the seed only,

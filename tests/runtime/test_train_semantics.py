@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_compile_models import Seed
+from test_compile_models import Seed, count_prepares
 
 import lucid
 import lucid.optim
 from lucid import nn
-from lucid.runtime import backends
 
 F32 = {"rtol": 2e-6, "atol": 1e-6}
 
@@ -20,28 +19,13 @@ F32 = {"rtol": 2e-6, "atol": 1e-6}
 @pytest.fixture(scope="module")
 def seed():
     """(model, compiled, list of prepared graphs, eager twin with the same weights)."""
-    backend = backends.get_backend("c")
-    prepared: list[object] = []
-    real, real_pair = backend.prepare, backend.prepare_pair
-
-    def spy(graph, options):
-        prepared.append(graph)
-        return real(graph, options)
-
-    def spy_pair(graphs, options):  # a grad entry's forward and backward, built together
-        prepared.extend(graphs)
-        return real_pair(graphs, options)
-
-    backend.prepare = spy  # type: ignore[method-assign]
-    backend.prepare_pair = spy_pair  # type: ignore[method-assign]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        prepared = count_prepares(patch, "c")
         lucid.random.seed(11)
         model = Seed()
         twin = Seed()
         twin.load_state_dict(model.state_dict())
         yield model, lucid.compile(model, dynamic_batch=True), prepared, twin
-    finally:
-        del backend.prepare, backend.prepare_pair
 
 
 def pgrads(model: nn.Module, clear: bool = True) -> dict[str, np.ndarray]:
