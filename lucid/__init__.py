@@ -6,9 +6,26 @@ __version__ = "0.1.0"
 
 from lucid import random
 from lucid._eager_factory import arange, ones, ones_like, rand, randn, tensor, zeros, zeros_like
-from lucid._eager_math import abs, clip, exp, log, maximum, minimum, sqrt, tanh, where
-from lucid._eager_nn import matmul, sigmoid
-from lucid._eager_shape import astype, broadcast_to, detach, reshape, transpose
+from lucid.functional import (
+    abs,
+    astype,
+    broadcast_to,
+    clip,
+    detach,
+    exp,
+    log,
+    matmul,
+    maximum,
+    mean,
+    minimum,
+    reshape,
+    sigmoid,
+    sqrt,
+    sum,
+    tanh,
+    transpose,
+    where,
+)
 from lucid.tensor import Tensor, grad_enabled, no_grad
 
 # Not in __all__: `from lucid import *` must not shadow the builtin compile().
@@ -27,16 +44,6 @@ def __getattr__(name: str) -> object:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'lucid' has no attribute {name!r}")
-
-
-def sum(x: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
-    """Sum of x over `axis` (all axes when None)."""
-    return x.sum(axis, keepdims)
-
-
-def mean(x: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
-    """Mean of x over `axis` (all axes when None)."""
-    return x.mean(axis, keepdims)
 
 
 __all__ = [

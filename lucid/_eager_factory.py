@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 
 from lucid import random as _random
-from lucid._eager_shape import _shape_args
-from lucid.tensor import Tensor
+from lucid.tensor import Tensor, shape_args
 
 
 def _dtype(dtype: Any) -> np.dtype:
@@ -22,12 +21,12 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
 
 def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """A Tensor of zeros (float32 unless dtype is given)."""
-    return Tensor(np.zeros(_shape_args("zeros", shape), _dtype(dtype)), requires_grad)
+    return Tensor(np.zeros(shape_args("zeros", shape), _dtype(dtype)), requires_grad)
 
 
 def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """A Tensor of ones (float32 unless dtype is given)."""
-    return Tensor(np.ones(_shape_args("ones", shape), _dtype(dtype)), requires_grad)
+    return Tensor(np.ones(shape_args("ones", shape), _dtype(dtype)), requires_grad)
 
 
 def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -42,13 +41,13 @@ def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tens
 
 def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from lucid's generator."""
-    data = _random.generator().standard_normal(_shape_args("randn", shape))
+    data = _random.generator().standard_normal(shape_args("randn", shape))
     return Tensor(data.astype(_dtype(dtype)), requires_grad)
 
 
 def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) from lucid's generator."""
-    data = _random.generator().random(_shape_args("rand", shape))
+    data = _random.generator().random(shape_args("rand", shape))
     return Tensor(data.astype(_dtype(dtype)), requires_grad)
 
 

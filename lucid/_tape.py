@@ -1,9 +1,9 @@
 """The walk of `Tensor.backward` over the autograd tape: the order and the chain shortcut.
 
-`_topological_order` lists the tensors reachable from a root through grad-requiring parents,
+`topological_order` lists the tensors reachable from a root through grad-requiring parents,
 inputs before users. A tape that is a chain (at most one grad-requiring parent per node, as in
 loss <- sum <- compiled model output, the usual training step) is its own order and is walked
-by `_backward_chain` without the set, stack and cotangent dict of the general walk, which are
+by `backward_chain` without the set, stack and cotangent dict of the general walk, which are
 most of a tiny tape's backward.
 """
 
@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 Array = np.ndarray
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
+def topological_order(root: Tensor) -> list[Tensor]:
     """Tensors reachable from root through grad-requiring parents, inputs before users."""
-    chain = _chain(root)
-    return chain[::-1] if chain is not None else _general_order(root)
+    chain = chain_of(root)
+    return chain[::-1] if chain is not None else general_order(root)
 
 
-def _chain(root: Tensor) -> list[Tensor] | None:
+def chain_of(root: Tensor) -> list[Tensor] | None:
     """The tape from root (root first) when it is a chain, else None.
 
     A chain has at most one grad-requiring parent per node (loss <- sum <- model output, the
@@ -57,7 +57,7 @@ def store_grad(node: Tensor, g: Array) -> None:
     node.grad = total if type(total) is np.ndarray else np.asarray(total)
 
 
-def _backward_chain(chain: list[Tensor], g: Array) -> None:
+def backward_chain(chain: list[Tensor], g: Array) -> None:
     """`Tensor.backward`'s walk over a chain: each cotangent goes to the one next node."""
     for node in chain:
         backward = node._backward
@@ -70,22 +70,22 @@ def _backward_chain(chain: list[Tensor], g: Array) -> None:
             if pg is None or not parent.requires_grad:
                 continue
             if pg.shape != parent.data.shape:  # an op's rule is wrong: fail loudly, here
-                raise _bad_cotangent(pg, parent)
+                raise bad_cotangent(pg, parent)
             following = pg  # the chain's next node: the only parent requiring grad
         if following is None:
             return
         g = following
 
 
-def _bad_cotangent(pg: Array, parent: Tensor) -> RuntimeError:
+def bad_cotangent(pg: Array, parent: Tensor) -> RuntimeError:
     """The error for an op rule that returned a cotangent of the wrong shape."""
     return RuntimeError(
         f"internal error: cotangent of shape {pg.shape} for an input of shape {parent.data.shape}"
     )
 
 
-def _general_order(root: Tensor) -> list[Tensor]:
-    """`_topological_order` of any graph: a depth-first walk with an explicit stack."""
+def general_order(root: Tensor) -> list[Tensor]:
+    """`topological_order` of any graph: a depth-first walk with an explicit stack."""
     order: list[Tensor] = []
     seen: set[int] = set()
     stack: list[tuple[Tensor, bool]] = [(root, False)]

@@ -1,17 +1,19 @@
-"""Tensor and its autograd tape.
+"""Tensor, its autograd tape, and `apply`: how an op of the table runs eagerly.
 
-A Tensor wraps one NumPy array. Every op builds its result with `_result`, which (when grad mode
-is on and an input requires grad) remembers the inputs and a closure mapping the output's
-cotangent to the inputs' cotangents, and reports the op to the tracer seam (`lucid._hooks`).
-`Tensor.backward` walks that tape in reverse topological order with an explicit stack, so graph
-depth is bounded by memory, not by Python's recursion limit.
+A Tensor wraps one NumPy array. Every eager op goes through `apply(op, inputs, attrs)`, which
+runs the op's NumPy kernel from the op table (lucid/ir/ops/) and, when grad mode is on and an
+input requires grad, records the op's one VJP rule on the result, the same rule the IR reverse
+pass uses; it also reports the op to the tracer seam (`lucid._hooks`). `Tensor.backward` walks
+the tape in reverse topological order with an explicit stack (lucid/_tape.py), so graph depth is
+bounded by memory, not by Python's recursion limit.
 
-The ops themselves live in `lucid/_eager_math.py`, `_eager_nn.py` and `_eager_shape.py`; the
-methods here only delegate to them.
+The methods here only check and normalise their arguments and call `apply`; functional forms
+are in lucid/functional.py and lucid/nn/functional.py.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from lucid import _hooks
-from lucid._tape import _backward_chain, _bad_cotangent, _chain, _general_order, store_grad
+from lucid._tape import backward_chain, bad_cotangent, chain_of, general_order, store_grad
+from lucid.ir.ops import EAGER, OPS, OpDef
 
 Array = np.ndarray
 # Maps the output's cotangent to one cotangent (or None) per input, in input order.
@@ -78,6 +81,7 @@ class Tensor:
     are an error (cast one with `astype`).
     """
 
+    __slots__ = ("data", "requires_grad", "keep_grad", "grad", "_parents", "_backward", "__weakref__")
     __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__, not loop elementwise
     __hash__ = object.__hash__  # __eq__ builds a Tensor, so identity hashing must be explicit
 
@@ -95,6 +99,19 @@ class Tensor:
         self.grad: Array | None = None
         self._parents: tuple[Tensor, ...] = ()
         self._backward: BackwardFn | None = None
+
+    @classmethod
+    def _make(cls, data: Array, requires_grad: bool = False) -> Tensor:
+        """The one constructor of op results and runtime outputs: wraps `data` (an ndarray) as
+        is, without the copy and dtype rule of `Tensor(...)`."""
+        out = _new(cls)
+        out.data = data
+        out.requires_grad = requires_grad
+        out.keep_grad = False
+        out.grad = None
+        out._parents = ()
+        out._backward = None
+        return out
 
     # ------------------------------------------------------------ plain attributes
 
@@ -177,10 +194,29 @@ class Tensor:
         return int(self.data)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return _shape.getitem(self, index)
+        """x[index] with a gradient (eager only: indexing has no IR form yet)."""
+        _hooks.unsupported("Tensor.__getitem__ (indexing)", (self,))
+        idx = _plain_index(index)
+        shape, dtype = self.shape, self.dtype
+
+        def backward(g: Array) -> tuple[Array]:
+            full = np.zeros(shape, dtype=dtype)
+            np.add.at(full, idx, g)  # add.at, not +=, so repeated indices accumulate
+            return (full,)
+
+        return attach(Tensor._make(np.array(self.data[idx])), (self,), backward)
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        _shape.setitem(self, index, value)
+        """x[index] = value in place; refused while x takes part in autograd."""
+        _hooks.unsupported("Tensor.__setitem__ (in-place assignment)", (self,))
+        if self.requires_grad and _grad_enabled:
+            raise RuntimeError(
+                "in-place assignment to a Tensor that requires grad would corrupt its gradient; "
+                "do it under lucid.no_grad() or on a tensor with requires_grad=False"
+            )
+        self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
+        if hasattr(self, "_version"):
+            self._version += 1  # type: ignore[attr-defined]  # a Parameter: repack its weights
 
     # ------------------------------------------------------------ autograd
 
@@ -199,12 +235,12 @@ class Tensor:
                 raise ValueError(
                     f"backward: grad has shape {seed.shape}, expected the tensor's shape {self.shape}"
                 )
-        chain = _chain(self)
+        chain = chain_of(self)
         if chain is not None:
-            _backward_chain(chain, seed)
+            backward_chain(chain, seed)
             return
         grads: dict[int, Array] = {id(self): seed}
-        for node in reversed(_general_order(self)):
+        for node in reversed(general_order(self)):
             g = grads.pop(id(node), None)  # popping frees intermediate cotangents early
             if g is None:
                 continue
@@ -216,135 +252,301 @@ class Tensor:
                 if pg is None or not parent.requires_grad:
                     continue
                 if pg.shape != parent.data.shape:  # an op's rule is wrong: fail loudly, here
-                    raise _bad_cotangent(pg, parent)
+                    raise bad_cotangent(pg, parent)
                 key = id(parent)
                 grads[key] = pg if key not in grads else grads[key] + pg
 
     # ------------------------------------------------------------ arithmetic
 
     def __add__(self, other: Any) -> Tensor:
-        return _math.add(self, other)
+        return binary(_ADD, self, other)
 
     def __radd__(self, other: Any) -> Tensor:
-        return _math.add(other, self)
+        return binary(_ADD, other, self)
 
     def __sub__(self, other: Any) -> Tensor:
-        return _math.sub(self, other)
+        return binary(_SUB, self, other)
 
     def __rsub__(self, other: Any) -> Tensor:
-        return _math.sub(other, self)
+        return binary(_SUB, other, self)
 
     def __mul__(self, other: Any) -> Tensor:
-        return _math.mul(self, other)
+        return binary(_MUL, self, other)
 
     def __rmul__(self, other: Any) -> Tensor:
-        return _math.mul(other, self)
+        return binary(_MUL, other, self)
 
     def __truediv__(self, other: Any) -> Tensor:
-        return _math.div(self, other)
+        return binary(_DIV, self, other)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return _math.div(other, self)
+        return binary(_DIV, other, self)
 
     def __matmul__(self, other: Any) -> Tensor:
-        return _nn.matmul(self, other)
+        return matmul(self, other)
 
     def __rmatmul__(self, other: Any) -> Tensor:
-        return _nn.matmul(other, self)
+        return matmul(other, self)
 
     def __neg__(self) -> Tensor:
-        return _math.neg(self)
+        return apply(OPS["neg"], (self,))
 
     def __pow__(self, exponent: Any) -> Tensor:
-        return _math.pow(self, exponent)
+        if isinstance(exponent, bool) or not isinstance(exponent, (int, float)):
+            raise TypeError(
+                f"pow: the exponent must be a Python int or float, got {type(exponent).__name__}"
+            )
+        return apply(OPS["pow"], (self,), {"exponent": float(exponent)})
 
     def __abs__(self) -> Tensor:
-        return _math.abs(self)
+        return apply(OPS["abs"], (self,))
 
     def __lt__(self, other: Any) -> Tensor:
-        return _math.compare("less", self, other)
+        return binary(OPS["less"], self, other)
 
     def __le__(self, other: Any) -> Tensor:
-        return _math.compare("less_equal", self, other)
+        return binary(OPS["less_equal"], self, other)
 
     def __gt__(self, other: Any) -> Tensor:
-        return _math.compare("greater", self, other)
+        return binary(OPS["greater"], self, other)
 
     def __ge__(self, other: Any) -> Tensor:
-        return _math.compare("greater_equal", self, other)
+        return binary(OPS["greater_equal"], self, other)
 
     def __eq__(self, other: object) -> Tensor:  # type: ignore[override]
-        return _math.compare("equal", self, other)
+        return binary(OPS["equal"], self, other)
 
     def __ne__(self, other: object) -> Tensor:  # type: ignore[override]
-        return _math.compare("not_equal", self, other)
+        return binary(OPS["not_equal"], self, other)
 
     # ------------------------------------------------------------ methods
 
     def exp(self) -> Tensor:
         """Elementwise e**x."""
-        return _math.exp(self)
+        return apply(float_input(OPS["exp"], self), (self,))
 
     def log(self) -> Tensor:
         """Elementwise natural logarithm."""
-        return _math.log(self)
+        return apply(float_input(OPS["log"], self), (self,))
 
     def sqrt(self) -> Tensor:
         """Elementwise square root."""
-        return _math.sqrt(self)
+        return apply(float_input(OPS["sqrt"], self), (self,))
 
     def tanh(self) -> Tensor:
         """Elementwise tanh."""
-        return _math.tanh(self)
+        return apply(float_input(OPS["tanh"], self), (self,))
 
     def abs(self) -> Tensor:
-        """Elementwise absolute value."""
-        return _math.abs(self)
+        """Elementwise absolute value; the gradient at 0 is 0."""
+        return apply(OPS["abs"], (self,))
 
     def sigmoid(self) -> Tensor:
         """Elementwise logistic sigmoid."""
-        return _nn.sigmoid(self)
+        return apply(float_input(OPS["sigmoid"], self), (self,))
 
     def relu(self) -> Tensor:
         """Elementwise max(x, 0)."""
-        return _nn.relu(self)
+        return apply(float_input(OPS["relu"], self), (self,))
 
     def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
-        """Clamp into [min, max]; None leaves that side open."""
-        return _math.clip(self, min, max)
+        """Clamp into [min, max]; None leaves that side open; NaN passes through."""
+        lo = -np.inf if min is None else float(min)
+        hi = np.inf if max is None else float(max)
+        if lo > hi:
+            raise ValueError(f"clip: min must not exceed max, got min={lo}, max={hi}")
+        return apply(float_input(OPS["clip"], self), (self,), {"min": lo, "max": hi})
 
     def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
         """Sum over `axis` (all axes when None)."""
-        return _shape.reduce("sum", self, axis, keepdims)
+        axes = normalize_axes("sum", axis, self.data.ndim)
+        return apply(OPS["sum"], (self,), {"axes": axes, "keepdims": bool(keepdims)})
 
     def mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
         """Arithmetic mean over `axis` (all axes when None)."""
-        return _shape.reduce("mean", self, axis, keepdims)
+        axes = normalize_axes("mean", axis, self.data.ndim)
+        return apply(float_input(OPS["mean"], self), (self,), {"axes": axes, "keepdims": bool(keepdims)})
 
     def reshape(self, *shape: Any) -> Tensor:
         """Same data in a new shape; accepts reshape(2, 3) or reshape((2, 3)), one -1 allowed."""
-        return _shape.reshape(self, *shape)
+        new = shape_args("reshape", shape)
+        if new.count(-1) > 1 or any(n < -1 for n in new):
+            raise ValueError(f"reshape: invalid shape {new}: sizes must be >= 0, with at most one -1")
+        try:
+            self.data.reshape(new)  # a view: checks the size the way NumPy counts it
+        except ValueError:
+            raise ValueError(
+                f"reshape: cannot reshape a tensor of shape {self.shape} ({self.size} elements) "
+                f"into {new}"
+            ) from None
+        return apply(OPS["reshape"], (self,), {"shape": new})
 
     def transpose(self, *perm: Any) -> Tensor:
         """Permute axes; no arguments reverses them."""
-        return _shape.transpose(self, *perm)
+        p = shape_args("transpose", perm) if perm else tuple(reversed(range(self.ndim)))
+        if sorted(p) != list(range(self.ndim)):
+            raise ValueError(
+                f"transpose: {p} is not a permutation of the {self.ndim} axes of a tensor of "
+                f"shape {self.shape}"
+            )
+        return apply(OPS["transpose"], (self,), {"perm": p})
 
     @property
     def T(self) -> Tensor:
         """The tensor with its axes reversed."""
-        return _shape.transpose(self)
+        return self.transpose()
 
     def broadcast_to(self, shape: Sequence[int]) -> Tensor:
-        """Broadcast to `shape` following NumPy's rules."""
-        return _shape.broadcast_to(self, shape)
+        """Broadcast to `shape` following NumPy's rules (a fresh, writable array)."""
+        target = shape_args("broadcast_to", (shape,))
+        try:
+            np.broadcast_to(self.data, target)  # a view: checks the shapes by NumPy's rules
+        except ValueError:
+            raise ValueError(f"broadcast_to: cannot broadcast shape {self.shape} to {target}") from None
+        return apply(OPS["broadcast"], (self,), {"shape": target})
 
     def astype(self, dtype: Any) -> Tensor:
         """Cast to `dtype`; gradients flow back only between floating dtypes."""
-        return _shape.astype(self, dtype)
+        return apply(OPS["cast"], (self,), {"dtype": np.dtype(dtype)})
 
     def detach(self) -> Tensor:
-        """The same values, cut from the autograd graph (shares data)."""
-        return _shape.detach(self)
+        """The same values (shared data), cut from the autograd graph."""
+        return apply(OPS["stop_gradient"], (self,))
+
+
+_new = object.__new__
+_NO_ATTRS: dict[str, Any] = {}
+_ADD, _SUB, _MUL, _DIV = OPS["add"], OPS["sub"], OPS["mul"], OPS["div"]
+
+
+def apply(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict[str, Any] = _NO_ATTRS) -> Tensor:
+    """Run `op` eagerly: its NumPy kernel now, its VJP rule later (if a gradient is needed).
+
+    `inputs` are Tensors of one dtype and `attrs` complete and normalised (what the IR would
+    hold); the callers, Tensor's methods and the functional forms, check user arguments first.
+    """
+    arrays = [t.data for t in inputs]
+    data = op.numpy(*arrays, **attrs)
+    if type(data) is not np.ndarray:
+        data = np.asarray(data)  # NumPy gives scalars, not 0-d arrays, for ops on 0-d arrays
+    out = _new(Tensor)
+    out.data = data
+    out.requires_grad = False
+    out.keep_grad = False
+    out.grad = None
+    out._parents = ()
+    out._backward = None
+    if _grad_enabled and op.differentiable and data.dtype.kind == "f":
+        for t in inputs:  # a loop, not any(<generator>): this runs once per eager op
+            if t.requires_grad:
+                rule, needs, ys = op.vjp, tuple(t.requires_grad for t in inputs), (data,)
+                out.requires_grad = True
+                out._parents = inputs
+                out._backward = lambda g: rule(EAGER, attrs, arrays, ys, (g,), needs)  # type: ignore[operator]
+                break
+    if _hooks.active is not None:
+        _hooks.record(op.name, inputs, attrs, out)
+    return out
+
+
+def attach(out: Tensor, inputs: tuple[Tensor, ...], backward: BackwardFn) -> Tensor:
+    """Give `out` a tape entry with a backward of its own (for what is not an op of the table:
+    indexing, dropout's mask, a compiled module's backward) if grad mode is on and an input
+    requires grad."""
+    if _grad_enabled and any(t.requires_grad for t in inputs):
+        out.requires_grad = True
+        out._parents = inputs
+        out._backward = backward
+    return out
+
+
+# ---------------------------------------------------------------- operands and arguments
+
+
+def constant(value: Any, like: Tensor | None = None) -> Tensor:
+    """Wrap a non-Tensor operand as a constant Tensor in `like`'s dtype (or the default rule)."""
+    if isinstance(value, Tensor):
+        return value
+    if like is not None:
+        arr = np.asarray(value)
+        # Constants are weakly typed: they take the Tensor operand's dtype, unless that would
+        # silently truncate (a float constant against an integer tensor keeps its own dtype).
+        if like.dtype.kind == "f" or arr.dtype.kind in "iub":
+            return Tensor(arr, dtype=like.dtype)
+    return Tensor(value)
+
+
+def operands(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """Both operands of a binary op as Tensors of one dtype, or a TypeError naming both."""
+    if not isinstance(a, Tensor):
+        a = constant(a, b)
+    elif not isinstance(b, Tensor):
+        b = constant(b, a)
+    if a.data.dtype != b.data.dtype:  # .data directly: this runs for every binary op
+        raise TypeError(
+            f"{op}: operands have different dtypes {a.dtype} and {b.dtype}; lucid does not "
+            "promote implicitly, convert one with .astype()"
+        )
+    return a, b
+
+
+def binary(op: OpDef, a: Any, b: Any) -> Tensor:
+    """A two-input op of the table on operands that may be Python numbers or arrays."""
+    a, b = operands(op.name, a, b)
+    if op is _DIV and a.data.dtype.kind != "f":
+        raise TypeError(f"div: expected floating-point Tensors, got dtype {a.dtype}")
+    return apply(op, (a, b))
+
+
+def float_input(op: OpDef, x: Tensor) -> OpDef:
+    """`op`, after checking that x is a float Tensor (TypeError naming the op otherwise)."""
+    if x.data.dtype.kind != "f":
+        raise TypeError(f"{op.name}: expected a floating-point Tensor, got dtype {x.dtype}")
+    return op
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """a @ b for a of shape [..., m, k] (or [k]) and b of shape [k, n]."""
+    a, b = operands("matmul", a, b)
+    if a.ndim < 1 or b.ndim != 2 or a.shape[-1] != b.shape[0]:
+        raise ValueError(
+            f"matmul: cannot multiply shapes {a.shape} and {b.shape}: expected a of shape "
+            "[..., m, k] or [k] and b of shape [k, n] with matching k"
+        )
+    return apply(float_input(OPS["matmul"], a), (a, b))
+
+
+def normalize_axes(op: str, axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
+    """`axis` as the IR wants it: non-negative, sorted, unique; None means every axis."""
+    if axis is None:
+        return tuple(range(ndim))
+    raw = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = []
+    for a in raw:
+        a = operator.index(a)
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{op}: axis {a} is out of range for a tensor of {ndim} dimensions")
+        axes.append(a % ndim)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: repeated axis in {raw}")
+    return tuple(sorted(axes))
+
+
+def shape_args(op: str, args: tuple[Any, ...]) -> tuple[int, ...]:
+    """Accept f(2, 3) and f((2, 3)) alike."""
+    if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
+        args = tuple(args[0])
+    try:
+        return tuple(operator.index(a) for a in args)
+    except TypeError:
+        raise TypeError(f"{op}: expected integers, got {args!r}") from None
+
+
+def _plain_index(index: Any) -> Any:
+    """An index with Tensors replaced by their arrays, for NumPy."""
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index.data if isinstance(index, Tensor) else index
 
 
 def _ones_like(a: Array) -> Array:
@@ -369,40 +571,3 @@ def _scalar_one(dtype: np.dtype) -> Array:
         seed.flags.writeable = False
         seed = _SCALAR_ONES.setdefault(dtype, seed)
     return seed
-
-
-def _result(
-    data: Array,
-    op: str | None,
-    inputs: tuple[Tensor, ...],
-    attrs: dict[str, Any],
-    backward: BackwardFn | None,
-) -> Tensor:
-    """Wrap an op's result, attach its tape entry if needed, and report it to the tracer.
-
-    `op=None` marks an op with no IR form (indexing, dropout): it is not recorded; the caller
-    has already called `_hooks.unsupported`.
-    """
-    out = Tensor.__new__(Tensor)
-    out.data = data
-    out.grad = None
-    out.keep_grad = False
-    out.requires_grad = False
-    out._parents = ()
-    out._backward = None
-    if backward is not None and _grad_enabled:
-        for t in inputs:  # a loop, not any(<generator>): this runs once per eager op
-            if t.requires_grad:
-                out.requires_grad = True
-                out._parents = inputs
-                out._backward = backward
-                break
-    if op is not None and _hooks.active is not None:
-        _hooks.record(op, inputs, attrs, out)
-    return out
-
-
-# The op modules import Tensor and _result from here, so they are loaded after both exist.
-from lucid import _eager_math as _math
-from lucid import _eager_nn as _nn
-from lucid import _eager_shape as _shape

@@ -1,16 +1,14 @@
-"""The scalar C expression of every elementwise op, installed into `OpDef.c` of the op table.
+"""Turning an elementwise op's one C spelling (`OpDef.c`, in the op table) into C text.
 
-Where an op's C lives: `OPS[name].c`. For elementwise ops it is a format string (or a tuple of
-them, one per result, or a function of the node returning one) over:
-  {0}, {1}, ...  the loaded input elements (already plain C variables, so reuse is free),
-  {T}            the C type of the (first) result,
-  {s}            the libm suffix of the first input: "f" for float, "" for double (expf/exp),
-  {<attr>}       each attribute as a C literal in the result type.
-The strings are kept here rather than in `lucid/ir/_ops_*.py` because those modules are edited
-by several people at once and ops.py documents `c` as filled in by codegen; an op defined
-elsewhere (autodiff, fusion) may set `c=` in its own OpDef, and that wins over this table.
-Every formula reproduces lucid/_np_kernels.py with the same selects (docs/DESIGN.md, Numerics);
-the inline helpers they call live in templates/helpers.c.j2.
+`OpDef.c` is a format string (or a tuple of them, one per result, or a function of the node
+returning one); `OpDef.c_int` replaces it when the first input is int64 or bool. Its fields:
+  {x}, {a}, ...  the inputs by their names in `OpDef.inputs` ({0}, {1}, ... by position), each
+                 already a plain C variable, so using one twice costs nothing;
+  {T}            the C type of the (first) result;
+  {s}            the libm suffix of the first input: "f" for float, "" for double (expf/exp);
+  {<attr>}       each numeric attribute as a C literal in the result type.
+The op-agnostic helpers the spellings call (lucid_clamp, lucid_maximum, ...) are in
+templates/helpers.c.j2. The same text serves plain loops, fused loops and GEMM epilogues.
 """
 
 from __future__ import annotations
@@ -47,91 +45,16 @@ def c_literal(value: float | int | bool, dtype: DType) -> str:
     return text + ("f" if dtype is DType.F32 else "")
 
 
-def _pow(node: Node) -> str:
-    """NumPy's power has exact fast paths for 2, 0.5 and -1 (x*x, sqrt, 1/x); pow otherwise."""
-    e = node.attrs["exponent"]
-    special = {2.0: "{0} * {0}", 0.5: "sqrt{s}({0})", -1.0: "({T})1 / {0}"}
-    return special.get(float(e), "pow{s}({0}, {exponent})")  # type: ignore[arg-type]
-
-
-def _cast(node: Node) -> str:
-    """C conversions, except where C is undefined or differs from NumPy's x86 behaviour."""
-    src, dst = node.inputs[0].type.dtype, node.result.type.dtype
-    if src.is_float and dst is DType.I64:
-        return "lucid_to_i64{s}({0})"  # NaN and out-of-range give INT64_MIN, like cvttsd2si
-    if dst is DType.BOOL:
-        return "({0} != 0)"
-    return "({T}){0}"
-
-
-_FLOAT: dict[str, ScalarC] = {
-    "neg": "-{0}",
-    "abs": "fabs{s}({0})",
-    "sign": "lucid_sign{s}({0})",
-    "hardswish": "lucid_hardswish{s}({0})",
-    "hardsigmoid": "lucid_hardsigmoid{s}({0})",
-    "relu": "lucid_relu{s}({0})",
-    "relu6": "lucid_relu6{s}({0})",
-    "sigmoid": "lucid_sigmoid{s}({0})",
-    "tanh": "tanh{s}({0})",
-    "exp": "exp{s}({0})",
-    "log": "log{s}({0})",
-    "sqrt": "sqrt{s}({0})",
-    "stop_gradient": "{0}",
-    "pow": _pow,
-    "clip": "({0} < {min} ? {min} : ({0} > {max} ? {max} : {0}))",
-    "add": "{0} + {1}",
-    "sub": "{0} - {1}",
-    "mul": "{0} * {1}",
-    "div": "{0} / {1}",
-    "maximum": "lucid_maximum{s}({0}, {1})",
-    "minimum": "lucid_minimum{s}({0}, {1})",
-    "less": "({0} < {1})",
-    "less_equal": "({0} <= {1})",
-    "greater": "({0} > {1})",
-    "greater_equal": "({0} >= {1})",
-    "equal": "({0} == {1})",
-    "not_equal": "({0} != {1})",
-    "where": "({0} ? {1} : {2})",
-    "cast": _cast,
-    "hardswish_grad": "lucid_hardswish_grad{s}({0}, {1})",
-    "hardsigmoid_grad": "lucid_hardsigmoid_grad{s}({0}, {1})",
-    "relu_grad": "({0} > 0 ? {1} : ({T})0)",
-    "relu6_grad": "(({0} > 0 && {0} < 6) ? {1} : ({T})0)",
-    "clip_grad": "(({0} >= {min} && {0} <= {max}) ? {1} : ({T})0)",
-    # (a, b, g) -> (ga, gb): the larger side gets g, a tie splits it in halves
-    "maximum_grad": (
-        "({0} > {1} ? {2} : ({0} == {1} ? {2} * ({T})0.5 : ({T})0))",
-        "({1} > {0} ? {2} : ({0} == {1} ? {2} * ({T})0.5 : ({T})0))",
-    ),
-    "minimum_grad": (
-        "({0} < {1} ? {2} : ({0} == {1} ? {2} * ({T})0.5 : ({T})0))",
-        "({1} < {0} ? {2} : ({0} == {1} ? {2} * ({T})0.5 : ({T})0))",
-    ),
-}
-
-# Integer (and bool) overrides: int64 arithmetic wraps in NumPy but is undefined on signed
-# overflow in C, so it goes through uint64_t; selects replace the NaN-aware float helpers.
-_INT: dict[str, ScalarC] = {
-    "neg": "(int64_t)(0 - (uint64_t){0})",
-    "abs": "({0} < 0 ? (int64_t)(0 - (uint64_t){0}) : {0})",
-    "sign": "(int64_t)(({0} > 0) - ({0} < 0))",
-    "add": "(int64_t)((uint64_t){0} + (uint64_t){1})",
-    "sub": "(int64_t)((uint64_t){0} - (uint64_t){1})",
-    "mul": "(int64_t)((uint64_t){0} * (uint64_t){1})",
-    "maximum": "({0} > {1} ? {0} : {1})",
-    "minimum": "({0} < {1} ? {0} : {1})",
-}
-
-
 def scalar_exprs(node: Node, args: list[str]) -> tuple[str, ...] | None:
     """The C expression of each result of elementwise `node` over the C variables `args`;
     None if the op has no scalar lowering."""
     opdef = OPS.get(node.op)
-    entry: ScalarC | None = opdef.c if opdef is not None else None
+    if opdef is None:
+        return None
     first = node.inputs[0].type.dtype if node.inputs else node.results[0].type.dtype
-    if first in (DType.I64, DType.BOOL) and node.op in _INT:
-        entry = _INT[node.op]
+    entry = opdef.c
+    if first in (DType.I64, DType.BOOL) and opdef.c_int is not None:
+        entry = opdef.c_int
     if entry is None:
         return None
     if callable(entry):
@@ -140,6 +63,7 @@ def scalar_exprs(node: Node, args: list[str]) -> tuple[str, ...] | None:
     out_dtype = node.results[0].type.dtype
     fields: dict[str, str] = {"T": out_dtype.c, "s": SUFFIX.get(first, "")}
     fields.update(_attr_literals(node.attrs, out_dtype))
+    fields.update(zip(opdef.inputs, args))
     return tuple(form.format(*args, **fields) for form in forms)
 
 
@@ -150,11 +74,3 @@ def _attr_literals(attrs: Mapping[str, Attr], dtype: DType) -> dict[str, str]:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out[k] = c_literal(v, dtype if dtype.is_float else DType.F64)
     return out
-
-
-def install() -> None:
-    """Fill `OpDef.c` for the ops of this table that do not define their own."""
-    for name, entry in _FLOAT.items():
-        opdef = OPS.get(name)
-        if opdef is not None and opdef.c is None:
-            opdef.c = entry

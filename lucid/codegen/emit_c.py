@@ -65,7 +65,6 @@ from lucid.ir.ops import OPS
 from lucid.ir.printer import format_lines
 from lucid.ir.types import TensorType
 
-_scalar_c.install()
 
 IsaOption = Literal["auto", "avx512", "avx2", "scalar"]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -7,7 +7,7 @@ from typing import Any
 from lucid.ir.autodiff import GradResult, Saved, autodiff, grad
 from lucid.ir.core import Attr, Builder, Graph, Node, Value
 from lucid.ir.interpret import interpret
-from lucid.ir.ops import OPS, OpDef, register
+from lucid.ir.ops import OPS, OpDef
 from lucid.ir.parser import parse, parse_module
 from lucid.ir.printer import format, format_module, to_dot
 from lucid.ir.types import DType, TensorType, broadcast_shapes
@@ -35,7 +35,6 @@ __all__ = [
     "interpret",
     "parse",
     "parse_module",
-    "register",
     "to_dot",
     "trace",
     "verify",

@@ -31,19 +31,12 @@ they read, and only values some surviving backward node reads are saved.
 Non-scalar forward outputs get ones-seeded cotangents from the runtime (lucid semantics); the
 backward itself always takes explicit cotangents.
 
-A VJP rule sits beside its op (`@defvjp("op")` in the op table files) with the signature
-
-    rule(b: Builder, node: Node, inputs: tuple[Value, ...], outputs: tuple[Value, ...],
-         cotangents: tuple[Value | None, ...], needs: tuple[bool, ...]) -> tuple[Value | None, ...]
-
-`inputs`/`outputs` are the backward-graph values standing for the node's forward inputs and
-results (reading one is what saves it; unread ones are eliminated), `cotangents` holds one per
-result (None where no gradient reaches it), `needs[i]` says whether input i wants a gradient.
-The rule emits IR ops through `b` and returns one cotangent per input, of that input's type
-(None, or anything, where `needs[i]` is False). `lucid/ir/_vjp.py` has the shared helpers
-(sum_to for broadcast inputs, reshape with a symbolic batch, element counts). `no_gradient` marks
-ops whose results are constants for autodiff (stop_gradient, sign). An op reached with no rule
-is an AutodiffError naming the op and the user's source line.
+The VJP rule of each op sits in its OpDef (`lucid/ir/ops/`), and eager backward runs the very
+same rule; lucid/ir/ops/grad.py describes the contract. Here the rule's builder records nodes:
+its `xs`/`ys` are the backward-graph values standing for the node's forward inputs and results
+(reading one is what saves it; unread ones are eliminated). NOT_DIFFERENTIABLE marks ops whose
+results are constants for autodiff (stop_gradient, sign, comparisons). An op reached with no
+rule is an AutodiffError naming the op and the user's source line.
 """
 
 from __future__ import annotations
@@ -53,9 +46,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lucid.errors import AutodiffError, IRError, diagnose
-from lucid.ir import _vjp as V
 from lucid.ir.core import Builder, Graph, Node, Value
-from lucid.ir.ops import OPS, no_gradient
+from lucid.ir.ops import NOT_DIFFERENTIABLE, OPS
+from lucid.ir.types import Dim, DType, TensorType
 from lucid.ir.verify import verify
 
 
@@ -121,7 +114,7 @@ def grad(graph: Graph, *, wrt_inputs: Sequence[bool] | None = None) -> GradResul
     grads = []
     for v in targets:
         ct = draft.ct.get(v)
-        grads.append(ct if ct is not None else V.zeros(draft.b, v.type))
+        grads.append(ct if ct is not None else _zeros(draft.b, v.type))
     draft.b.output(*grads)
     return _finish(graph, draft, cotangents, wrt)
 
@@ -151,11 +144,17 @@ def _requires_grad(graph: Graph, wrt: tuple[bool, ...]) -> set[Value]:
     requires = {v for v, w in zip(graph.inputs, wrt) if w} | set(graph.params)
     for node in graph.nodes:
         opdef = OPS.get(node.op)
-        if opdef is not None and opdef.vjp is no_gradient:
+        if opdef is not None and opdef.vjp is NOT_DIFFERENTIABLE:
             continue
         if any(v in requires for v in node.inputs):
             requires.update(r for r in node.results if r.type.dtype.is_float)
     return requires
+
+
+def _zeros(b: Builder, t: TensorType) -> Value:
+    """Zeros of type `t`: a broadcast scalar, which fusion and codegen turn into a fill."""
+    zero = b.constant(0, t.dtype)
+    return zero if t.shape == () else b.op("broadcast", [zero], {"shape": t.shape})
 
 
 class _LocBuilder(Builder):
@@ -165,6 +164,39 @@ class _LocBuilder(Builder):
 
     def op_multi(self, name, inputs, attrs=None, *, loc=None, body=None):  # type: ignore[no-untyped-def, override]
         return super().op_multi(name, inputs, attrs, loc=loc or self.loc, body=body)
+
+
+class IRGrad:
+    """The VJP builder of the IR reverse pass: each op a rule applies becomes a node."""
+
+    def __init__(self, b: Builder) -> None:
+        self.b = b
+
+    @staticmethod
+    def shape(v: Value) -> tuple[Dim, ...]:
+        """v's shape (ints and symbols)."""
+        return v.type.shape
+
+    @staticmethod
+    def dtype(v: Value) -> DType:
+        """v's element type."""
+        return v.type.dtype
+
+    def const(self, value: float, like: Value) -> Value:
+        """A scalar constant of like's dtype."""
+        return self.b.constant(value, like.type.dtype)
+
+    def __getattr__(self, name: str) -> Any:
+        opdef = OPS.get(name)
+        if opdef is None:
+            raise AttributeError(f"no op {name!r} in the table (a VJP rule asked for it)")
+        b = self.b
+        if opdef.results > 1:
+            apply = lambda *xs, **attrs: b.op_multi(name, xs, attrs)  # noqa: E731
+        else:
+            apply = lambda *xs, **attrs: b.op(name, xs, attrs)  # noqa: E731
+        setattr(self, name, apply)  # later calls skip __getattr__
+        return apply
 
 
 class _Draft:
@@ -177,6 +209,7 @@ class _Draft:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self.b = _LocBuilder("backward")
+        self.grad = IRGrad(self.b)
         self.ct: dict[Value, Value] = {}
         self.primal: dict[Value, Value] = {}
         self.placeholders: dict[Value, Value] = {}  # draft input -> forward value it saves
@@ -212,7 +245,7 @@ class _Draft:
         """Run `node`'s VJP rule and accumulate the cotangents of the inputs that need them."""
         opdef = OPS.get(node.op)
         rule = None if opdef is None else opdef.vjp
-        if rule is None:
+        if rule is None or not callable(rule):
             raise AutodiffError(
                 diagnose(
                     f"no VJP rule for op '{node.op}': cannot differentiate it", self.graph, node
@@ -222,7 +255,7 @@ class _Draft:
         ys = tuple(self.get_primal(r) for r in node.results)
         self.b.loc = node.loc
         try:
-            outs = tuple(rule(self.b, node, xs, ys, gs, needs))
+            outs = tuple(rule(self.grad, node.attrs, xs, ys, gs, needs))
         except (IRError, AutodiffError) as e:
             raise AutodiffError(
                 diagnose(f"the VJP rule of '{node.op}' failed: {e}", self.graph, node)

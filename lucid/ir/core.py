@@ -5,33 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TypeAlias
-
-import numpy as np
 
 from lucid.errors import IRError, IRTypeError, SourceLoc
-from lucid.ir.types import DType, TensorType
+from lucid.ir.ops import OPS
+from lucid.ir.types import Attr, DType, TensorType, freeze_attr, freeze_attrs
 
-Attr: TypeAlias = int | float | bool | str | DType | None | tuple["Attr", ...]
-
-
-def freeze_attr(value: object) -> Attr:
-    """`value` as an immutable Attr: lists and arrays become tuples, NumPy scalars Python ones."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze_attr(v) for v in value)  # attr data nests a few levels, never deep
-    if value is None or isinstance(value, (bool, int, float, str, DType)):
-        return value
-    raise IRTypeError(f"attribute value {value!r} is not an int, float, bool, str, DType or tuple")
-
-
-def freeze_attrs(attrs: Mapping[str, object] | None) -> Mapping[str, Attr]:
-    """A read-only mapping of frozen attrs, sorted by name."""
-    items = {} if attrs is None else {k: freeze_attr(attrs[k]) for k in sorted(attrs)}
-    return MappingProxyType(items)
+__all__ = ["Attr", "Builder", "Graph", "Node", "Value", "freeze_attr", "freeze_attrs"]
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -203,8 +182,6 @@ class Builder:
         body: Graph | None = None,
     ) -> tuple[Value, ...]:
         """Add a node and return all its results; IRTypeError if the inputs don't fit the op."""
-        from lucid.ir.ops import OPS  # ops.py is imported lazily: it is large and core is not
-
         opdef = OPS.get(name)
         if opdef is None:
             raise IRError(f"unknown op {name!r}")

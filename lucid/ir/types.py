@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -177,3 +178,25 @@ def broadcast_shapes(*shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:
             )
         out.append(dims.pop() if dims else 1)
     return tuple(out)
+
+
+Attr: TypeAlias = int | float | bool | str | DType | None | tuple["Attr", ...]
+
+
+def freeze_attr(value: object) -> Attr:
+    """`value` as an immutable Attr: lists and arrays become tuples, NumPy scalars Python ones."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze_attr(v) for v in value)  # attr data nests a few levels, never deep
+    if value is None or isinstance(value, (bool, int, float, str, DType)):
+        return value
+    raise IRTypeError(f"attribute value {value!r} is not an int, float, bool, str, DType or tuple")
+
+
+def freeze_attrs(attrs: Mapping[str, object] | None) -> Mapping[str, Attr]:
+    """A read-only mapping of frozen attrs, sorted by name."""
+    items = {} if attrs is None else {k: freeze_attr(attrs[k]) for k in sorted(attrs)}
+    return MappingProxyType(items)

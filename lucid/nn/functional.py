@@ -1,19 +1,19 @@
-"""Functional forms of lucid's layers: each is one eager primitive (see docs/DESIGN.md)."""
+"""Functional forms of lucid's layers: each checks its arguments and runs one op of the table.
+
+`linear` is one op (x, w[, b]), not a matmul plus an add, because the compiler fuses it as a
+unit. The math, gradient and C of each op live in its definition under lucid/ir/ops/.
+"""
 
 from __future__ import annotations
 
-from lucid._eager_nn import (
-    cross_entropy,
-    dropout,
-    hardsigmoid,
-    hardswish,
-    linear,
-    mse_loss,
-    relu,
-    relu6,
-    sigmoid,
-    tanh,
-)
+from typing import Any
+
+import numpy as np
+
+from lucid import _hooks
+from lucid import random as _random
+from lucid.ir.ops import OPS
+from lucid.tensor import Array, Tensor, apply, attach, constant, float_input, operands
 
 __all__ = [
     "cross_entropy",
@@ -27,3 +27,106 @@ __all__ = [
     "sigmoid",
     "tanh",
 ]
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, where: str = "") -> Tensor:
+    """x @ weight.T + bias for x [..., in], weight [out, in], bias [out]; one primitive."""
+    x, weight = operands("linear", x, weight)
+    inputs: tuple[Tensor, ...] = (x, weight)
+    xd, wd = x.data, weight.data  # the arrays, not the properties: this runs per layer call
+    if wd.ndim != 2 or xd.ndim < 1 or xd.shape[-1] != wd.shape[1]:
+        raise ValueError(
+            f"linear{where}: input of shape {xd.shape} does not fit weight of shape "
+            f"{wd.shape}: expected input of shape [..., {wd.shape[-1]}]"
+        )
+    if bias is not None:
+        bias = constant(bias, weight)
+        bd = bias.data
+        if bd.shape != wd.shape[:1]:
+            raise ValueError(f"linear{where}: bias has shape {bd.shape}, expected ({wd.shape[0]},)")
+        if bd.dtype != wd.dtype:
+            raise TypeError(f"linear{where}: bias dtype {bd.dtype} != weight dtype {wd.dtype}")
+        inputs += (bias,)
+    return apply(float_input(OPS["linear"], x), inputs)
+
+
+def hardswish(x: Tensor) -> Tensor:
+    """x * clip(x/6 + 1/2, 0, 1); gradient x/3 + 1/2 on [-3, 3], 1 above, 0 below."""
+    return apply(float_input(OPS["hardswish"], x), (x,))
+
+
+def hardsigmoid(x: Tensor) -> Tensor:
+    """clip(x/6 + 1/2, 0, 1); gradient 1/6 on [-3, 3], else 0."""
+    return apply(float_input(OPS["hardsigmoid"], x), (x,))
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0); gradient [x > 0]."""
+    return apply(float_input(OPS["relu"], x), (x,))
+
+
+def relu6(x: Tensor) -> Tensor:
+    """min(max(x, 0), 6); gradient [0 < x < 6]."""
+    return apply(float_input(OPS["relu6"], x), (x,))
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + exp(-x))."""
+    return apply(float_input(OPS["sigmoid"], x), (x,))
+
+
+def tanh(x: Tensor) -> Tensor:
+    """Elementwise tanh (the same op as Tensor.tanh)."""
+    return x.tanh()
+
+
+# ---------------------------------------------------------------- losses
+
+
+def _reduction(op: str, reduction: str) -> dict[str, Any]:
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"{op}: reduction must be 'mean' or 'sum', got {reduction!r}")
+    return {"reduction": reduction}
+
+
+def mse_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """mean((pred - target)**2), or its sum; shapes must be equal."""
+    attrs = _reduction("mse_loss", reduction)
+    float_input(OPS["mse_loss"], pred)
+    pred, target = operands("mse_loss", pred, target)
+    if pred.data.shape != target.data.shape:
+        raise ValueError(
+            f"mse_loss: prediction has shape {pred.shape} but target has shape {target.shape}; "
+            "they must be equal"
+        )
+    return apply(OPS["mse_loss"], (pred, target), attrs)
+
+
+def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Softmax cross-entropy of logits [N, C] against int64 class indices [N]."""
+    attrs = _reduction("cross_entropy", reduction)
+    float_input(OPS["cross_entropy"], logits)
+    if not isinstance(target, Tensor):
+        target = Tensor(np.asarray(target))
+    if target.dtype.kind not in "iu":
+        raise TypeError(
+            f"cross_entropy: target must hold integer class indices, got dtype {target.dtype}"
+        )
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy: expected logits of shape [N, C], got {logits.shape}")
+    return apply(OPS["cross_entropy"], (logits, target), attrs)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p); identity if not training."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must lie in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    _hooks.unsupported("Dropout in training mode (call model.eval() before compiling)", (x,))
+    if x.data.dtype.kind != "f":
+        raise TypeError(f"dropout: expected a floating-point Tensor, got dtype {x.dtype}")
+    keep = _random.generator().random(x.shape) >= p
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    mask: Array = keep.astype(x.dtype) * x.dtype.type(scale)
+    return attach(Tensor._make(x.data * mask), (x,), lambda g: (g * mask,))

@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from lucid import _eager_nn as F
 from lucid import random as _random
-from lucid._eager_shape import reshape
+from lucid.nn import functional as F
 from lucid.nn.module import Module, Parameter
 from lucid.tensor import Tensor
 
@@ -115,7 +114,7 @@ class Flatten(Module):
             raise ValueError(
                 f"Flatten: expected a tensor with a batch axis and more, got {x.shape}"
             )
-        return reshape(x, -1, math.prod(x.shape[1:]))
+        return x.reshape(-1, math.prod(x.shape[1:]))
 
 
 class Dropout(Module):

@@ -34,10 +34,7 @@ def _type_of(a: np.ndarray) -> str:
 
 def _wrap(a: np.ndarray) -> Tensor:
     """A Tensor around `a` without the copy Tensor() makes; it never requires grad."""
-    t = Tensor.__new__(Tensor)
-    t.data, t.requires_grad, t.keep_grad, t.grad = a, False, False, None
-    t._parents, t._backward = (), None
-    return t
+    return Tensor._make(a)
 
 
 def _label(role: str, i: int, hint: str | None) -> str:

@@ -45,7 +45,7 @@ import numpy as np
 
 from lucid.ir.autodiff import GradResult, Saved
 from lucid.ir.core import Graph, Value
-from lucid.ir.ops import OPS, no_gradient
+from lucid.ir.ops import NOT_DIFFERENTIABLE, OPS
 from lucid.runtime import threads as _threads
 from lucid.runtime.backends import Executable
 from lucid.tensor import Tensor
@@ -85,7 +85,7 @@ def dependencies(graph: Graph, wrt: Sequence[bool]) -> tuple[frozenset[int], ...
         deps[v] = frozenset((i,))
     for node in graph.nodes:
         opdef = OPS.get(node.op)
-        if opdef is not None and opdef.vjp is no_gradient:
+        if opdef is not None and opdef.vjp is NOT_DIFFERENTIABLE:
             continue
         reached = empty.union(*(deps.get(v, empty) for v in node.inputs))
         if reached:
@@ -105,17 +105,13 @@ def _behaved(*groups: tuple[Array, ...]) -> bool:
 
 def _plain(data: Array) -> Tensor:
     """A Tensor off the tape around `data` (an output that reaches no source)."""
-    t = Tensor.__new__(Tensor)
-    t.data, t.grad, t.keep_grad = data, None, False
-    t.requires_grad, t._parents, t._backward = False, (), None
-    return t
+    return Tensor._make(data)
 
 
 def _tensor(data: Array, parents: tuple[Tensor, ...], backward: Any) -> Tensor:
     """A non-leaf Tensor on the tape, built without Tensor()'s copy."""
-    t = Tensor.__new__(Tensor)
-    t.data, t.grad, t.keep_grad = data, None, False
-    t.requires_grad, t._parents, t._backward = True, parents, backward
+    t = Tensor._make(data, True)
+    t._parents, t._backward = parents, backward
     return t
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 import lucid
-from lucid._tape import _general_order, _topological_order
+from lucid._tape import general_order, topological_order
 
 
 def ids(nodes: list) -> list[int]:
@@ -17,8 +17,8 @@ def test_chain_is_its_own_order():
     x = lucid.Tensor(np.arange(3.0), requires_grad=True)
     t = lucid.Tensor(np.ones(3))  # a parent that does not require grad is not on the chain
     y = ((x * 2.0) + t).sum()
-    order = _topological_order(y)
-    assert ids(order) == ids(_general_order(y))
+    order = topological_order(y)
+    assert ids(order) == ids(general_order(y))
     assert order[0] is x and order[-1] is y and len(order) == 4
 
 
@@ -26,9 +26,9 @@ def test_diamond_and_repeated_parent_take_the_general_walk():
     x = lucid.Tensor(np.arange(3.0), requires_grad=True)
     a = x * 2.0
     y = (a * a).sum()  # the same parent twice
-    assert ids(_topological_order(y)) == ids(_general_order(y))
+    assert ids(topological_order(y)) == ids(general_order(y))
     z = (a + x.exp()).sum()  # two paths from x
-    assert ids(_topological_order(z)) == ids(_general_order(z))
+    assert ids(topological_order(z)) == ids(general_order(z))
     z.backward()
     np.testing.assert_allclose(x.grad, 2.0 + np.exp(np.arange(3.0)))
 

@@ -165,7 +165,7 @@ def test_every_differentiable_op_has_a_case() -> None:
         module, inputs = case(np.random.default_rng(0))
         covered |= {n.op for n in trace(module, *inputs).nodes}
     covered.add("cast")  # float32 round trips: test_cast below
-    differentiable = {name for name, op in OPS.items() if op.vjp is not None}
+    differentiable = {name for name, op in OPS.items() if op.differentiable}
     missing = differentiable - covered - {"sign", "sum_to"}  # gradient-only helpers
     assert not missing, f"ops with a VJP rule but no test case: {sorted(missing)}"
 
@@ -332,10 +332,10 @@ def test_random_mlp_steps_cover_every_op_with_a_rule() -> None:
         for loss in LOSSES:
             model = RandomMLP(rng, [3, 4, 3], [step], loss)
             seen |= {n.op for n in trace(model, rng.standard_normal((3, 3))).nodes}
-    rules = {name for name, op in OPS.items() if op.vjp is not None}
+    rules = {name for name, op in OPS.items() if op.differentiable}
     # cast is covered by test_cast_casts_the_cotangent_back: a float32 round trip defeats
-    # float64 central differences; sign and sum_to are gradient-only helpers
-    assert rules - seen == {"cast", "sign", "sum_to"}
+    # float64 central differences; sum_to is a gradient-only helper
+    assert rules - seen == {"cast", "sum_to"}
 
 
 def test_eager_reference_is_not_trivially_equal() -> None:

@@ -1,8 +1,7 @@
-"""The op table: one OpDef per op (arity, attrs, type rule, NumPy reference, later VJP and C).
+"""What every op definition is made of: OpDef, attribute kinds, and helpers for type rules.
 
-The entries live in `_ops_elementwise.py` (ops that fusion chains into loops) and
-`_ops_structured.py` (GEMMs, reductions, shape ops, losses, constants, fused ops); both
-register into the one `OPS` dict defined here.
+The op families (elementwise.py, activations.py, ...) build OpDefs from these; the package's
+__init__ gathers them into the one read-only table `OPS`. Nothing here knows any op.
 """
 
 from __future__ import annotations
@@ -15,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from lucid.errors import IRTypeError
-from lucid.ir.core import Attr
-from lucid.ir.types import Dim, DType, TensorType, broadcast_shapes, is_symbol
+from lucid.ir.types import Attr, Dim, DType, TensorType, broadcast_shapes, freeze_attr, is_symbol
 
 Array = np.ndarray[Any, Any]
 InferFn = Callable[[tuple[TensorType, ...], Mapping[str, Attr]], tuple[TensorType, ...]]
@@ -120,27 +118,75 @@ NUMBERS = AttrKind(
 )
 
 
-@dataclass
-class OpDef:
-    """One op. `infer` is the type rule; `reference` the NumPy semantics (via _np_kernels).
+class NotDifferentiable:
+    """The `vjp` of an op whose results carry no gradient (comparisons, sign, stop_gradient).
 
+    Autodiff treats such results as constants, so no work upstream is spent on cotangents that
+    would stop here; the eager tape records no backward for them.
+    """
+
+    def __repr__(self) -> str:
+        return "NOT_DIFFERENTIABLE"
+
+
+NOT_DIFFERENTIABLE: Any = NotDifferentiable()
+
+# A VJP rule, run by eager backward and by the IR reverse pass alike (see lucid/ir/ops/grad.py):
+#   rule(b, attrs, xs, ys, gs, needs) -> one cotangent (or None) per input
+VjpRule = Callable[..., tuple[Any, ...]]
+# The C of an elementwise op: a format string (or a tuple of them, one per result, or a function
+# of the node's attrs and dtypes returning one); see lucid/codegen/scalar.py for the fields.
+ScalarC = Any
+# A test case: arrays (float64 unless the op needs another dtype) and attrs, from a generator.
+SampleFn = Callable[[np.random.Generator], tuple[tuple[Array, ...], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """Everything about one op, in one place: the op table's entry.
+
+    - `infer`: the type rule; `numpy(*arrays, **attrs)`: the kernel of eager lucid and of the IR
+      interpreter (one array, or a tuple for several results);
+    - `vjp`: the one reverse-mode rule, or NOT_DIFFERENTIABLE (None only for region ops and
+      gradient-only companions that nothing differentiates again);
+    - `c` (elementwise ops): the one scalar C spelling, used by plain loops, fused loops and GEMM
+      epilogues; `c_int` overrides it for int64/bool inputs; `lowering` (structured ops): the name
+      of the C lowering in lucid/codegen/lowerings.py; `inputs` names the inputs (the C fields);
+    - `sample`: inputs and attrs for the op-table meta-test (tests/ir/test_op_table.py).
     `arity` is n or (min, max) with max None for "any number". A `region` op (a fused op) has a
-    body graph whose outputs give its result types; it has no `infer`/`reference` of its own.
-    `vjp` and `c` are filled in by autodiff (issue 6) and codegen (issue 4); they are the only
-    fields meant to be set after registration.
+    body graph whose outputs give its result types.
     """
 
     name: str
     arity: int | tuple[int, int | None]
-    attrs: Mapping[str, tuple[AttrKind, Any]]
     infer: InferFn
-    reference: ReferenceFn | None
+    numpy: Callable[..., Any] | None
+    vjp: VjpRule | NotDifferentiable | None
+    attrs: Mapping[str, tuple[AttrKind, Any]] = field(default_factory=dict)
+    c: ScalarC = None
+    c_int: ScalarC = None
+    lowering: str | None = None
+    inputs: tuple[str, ...] = ()
+    sample: SampleFn | None = field(default=None, repr=False)
     elementwise: bool = False
-    vjp: Callable[..., Any] | None = None
-    c: Any = None
-    doc: str = ""
+    results: int = 1
     region: bool = False
     prepare: PrepareFn | None = field(default=None, repr=False)
+    doc: str = ""
+
+    # whether gradients flow through the op: it has a rule, and not NOT_DIFFERENTIABLE
+    differentiable: bool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rule = self.vjp
+        object.__setattr__(self, "differentiable", callable(rule))
+
+    def reference(self, xs: Sequence[Array], attrs: Mapping[str, Attr]) -> tuple[Array, ...]:
+        """The NumPy results as a tuple of ndarrays (the interpreter's and constfold's form)."""
+        if self.numpy is None:
+            raise TypeError(f"op {self.name!r} has no NumPy kernel")
+        out = self.numpy(*xs, **attrs)
+        return tuple(np.asarray(o) for o in out) if self.results > 1 else (np.asarray(out),)
 
     def arity_problem(self, n: int) -> str | None:
         """None if `n` inputs fit the arity, else what is wrong."""
@@ -176,7 +222,7 @@ class OpDef:
                     raise IRTypeError(f"{self.name}: missing attribute {key!r} ({kind})")
                 raw[key] = default
             try:
-                out[key] = kind.coerce(_freeze(raw[key]))
+                out[key] = kind.coerce(freeze_attr(raw[key]))
             except (TypeError, ValueError):
                 raise IRTypeError(
                     f"{self.name}: attribute {key!r} must be {kind}, got {raw[key]!r}"
@@ -197,49 +243,6 @@ class OpDef:
         if not self.attrs:
             return "it takes none"
         return "it takes " + ", ".join(f"{k} ({kind})" for k, (kind, _) in self.attrs.items())
-
-
-def _freeze(v: object) -> Any:
-    from lucid.ir.core import freeze_attr
-
-    return freeze_attr(v)
-
-
-OPS: dict[str, OpDef] = {}
-
-
-def register(opdef: OpDef, *, replace: bool = False) -> OpDef:
-    """Add `opdef` to OPS; registering a name twice is an error unless `replace`."""
-    if opdef.name in OPS and not replace:
-        raise ValueError(f"op {opdef.name!r} is already registered")
-    OPS[opdef.name] = opdef
-    return opdef
-
-
-# A VJP rule: (builder, node, inputs, outputs, cotangents, needs) -> one cotangent (or None)
-# per input; the contract is documented in lucid/ir/autodiff.py.
-VjpRule = Callable[..., tuple[Any, ...]]
-
-
-def defvjp(name: str) -> Callable[[VjpRule], VjpRule]:
-    """Decorator: make `rule` the VJP of the registered op `name` (placed beside the op)."""
-
-    def attach(rule: VjpRule) -> VjpRule:
-        OPS[name].vjp = rule
-        return rule
-
-    return attach
-
-
-def no_gradient(
-    b: Any, node: Any, inputs: Any, outputs: Any, cts: Any, needs: Any
-) -> tuple[None, ...]:
-    """The VJP of an op whose result carries no gradient (stop_gradient, sign): nothing flows back.
-
-    Autodiff also treats the results of such ops as constants, so no work upstream is spent
-    on cotangents that would stop here.
-    """
-    return (None,) * len(inputs)
 
 
 # ---------------------------------------------------------------- helpers for type rules
@@ -287,5 +290,3 @@ def float_attr_or_inf(v: object, sign: float) -> object:
     return sign * math.inf if v is None else v
 
 
-# The tables register themselves into OPS; they import this module, so they come last.
-from lucid.ir import _ops_elementwise, _ops_structured  # noqa: F401

@@ -1,0 +1,71 @@
+"""The op table: one OpDef per op, each defined once in the module of its family.
+
+    elementwise.py   arithmetic, math, comparisons, where, clip (+ gradient companions)
+    activations.py   hardswish, hardsigmoid, relu, relu6, sigmoid (+ gradient companions)
+    linalg.py        matmul, linear
+    reduce.py        sum, mean, sum_to
+    shape.py         reshape, transpose, broadcast, cast
+    loss.py          mse_loss, cross_entropy (+ cross_entropy_grad)
+    graph.py         constant and the fused region ops
+
+`OPS` is read-only and complete once this package is imported: the families only define
+OpDefs, and this module gathers them. `EAGER` is the VJP builder eager backward runs the rules
+with (see grad.py). How to add an op: docs/DESIGN.md, "Adding an op".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from lucid.ir.ops import activations, elementwise, graph, linalg, loss, reduce, shape
+from lucid.ir.ops.base import (
+    BOOL,
+    DIMS,
+    DTYPE,
+    FLOAT,
+    INT,
+    INTS,
+    NOT_DIFFERENTIABLE,
+    NUMBERS,
+    REQUIRED,
+    STR,
+    Array,
+    AttrKind,
+    OpDef,
+)
+from lucid.ir.ops.grad import EagerGrad, GradBuilder
+
+
+def _table(defs: Iterable[OpDef]) -> Mapping[str, OpDef]:
+    table: dict[str, OpDef] = {}
+    for op in defs:
+        if op.name in table:
+            raise ValueError(f"op {op.name!r} is defined twice")
+        table[op.name] = op
+    return MappingProxyType(table)
+
+
+OPS: Mapping[str, OpDef] = _table(
+    (*elementwise.OPS, *activations.OPS, *linalg.OPS, *reduce.OPS, *shape.OPS, *loss.OPS, *graph.OPS)
+)
+EAGER = EagerGrad({name: op.numpy for name, op in OPS.items()})
+
+__all__ = [
+    "BOOL",
+    "DIMS",
+    "DTYPE",
+    "EAGER",
+    "FLOAT",
+    "INT",
+    "INTS",
+    "NOT_DIFFERENTIABLE",
+    "NUMBERS",
+    "OPS",
+    "REQUIRED",
+    "STR",
+    "Array",
+    "AttrKind",
+    "GradBuilder",
+    "OpDef",
+]

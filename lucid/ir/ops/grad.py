@@ -1,0 +1,142 @@
+"""The builder interface that VJP rules are written against, and the helpers the rules share.
+
+A rule `vjp(b, attrs, xs, ys, gs, needs) -> cotangents` computes through `b` alone:
+- `b.<op>(*inputs, **attrs)` applies any op of the table by name (`b.mul(g, y)`,
+  `b.sum(g, axes=(0,))`); an op with several results returns a tuple;
+- `b.shape(v)` is v's shape (ints; in the IR a dim may be a symbol such as "N"), `b.dtype(v)`
+  its dtype;
+- `b.const(value, like)` is a scalar of `like`'s dtype (lucid never promotes implicitly).
+`xs`/`ys` stand for the op's inputs and results, `gs` holds one cotangent per result (None where
+no gradient reaches it), `needs[i]` says whether input i wants one; the rule returns one
+cotangent per input (None where not needed), of that input's shape and dtype.
+
+The same rule runs twice over: eager `Tensor.backward` runs it with `EagerGrad`, where values
+are ndarrays and each call runs the op's NumPy kernel at once; the IR reverse pass
+(lucid/ir/autodiff.py) runs it with a builder that records each call as a node. As with JAX's
+primitives, there is one derivative per op and two ways to execute it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from lucid.errors import AutodiffError
+from lucid.ir.types import Dim, is_symbol
+
+
+class GradBuilder(Protocol):
+    """What a VJP rule may call (see the module docstring)."""
+
+    def shape(self, v: Any) -> tuple[Dim, ...]: ...
+
+    def dtype(self, v: Any) -> Any: ...
+
+    def const(self, value: float, like: Any) -> Any: ...
+
+    def __getattr__(self, op: str) -> Callable[..., Any]: ...
+
+
+class EagerGrad:
+    """The builder of eager backward: each op is its NumPy kernel, called at once."""
+
+    def __init__(self, kernels: Mapping[str, Callable[..., Any] | None]) -> None:
+        for name, kernel in kernels.items():
+            if kernel is not None:
+                setattr(self, name, kernel)
+
+    @staticmethod
+    def shape(v: Any) -> tuple[int, ...]:
+        """v's shape."""
+        return np.shape(v)
+
+    @staticmethod
+    def dtype(v: Any) -> Any:
+        """v's NumPy dtype."""
+        return v.dtype
+
+    @staticmethod
+    def const(value: float, like: Any) -> Any:
+        """A NumPy scalar of like's dtype."""
+        return like.dtype.type(value)
+
+    def __getattr__(self, op: str) -> Callable[..., Any]:  # only reached for a name not set
+        raise AttributeError(f"no op {op!r} in the table (a VJP rule asked for it)")
+
+
+# ---------------------------------------------------------------- helpers for the rules
+
+
+def unary(rule: Callable[[Any, Any, Any, Any], Any]) -> Callable[..., tuple[Any, ...]]:
+    """Adapt `rule(b, x, y, g) -> dx` of a one-input, one-result op to the full signature."""
+
+    def vjp(
+        b: GradBuilder, attrs: Any, xs: Sequence[Any], ys: Sequence[Any], gs: Any, needs: Any
+    ) -> tuple[Any, ...]:
+        return (rule(b, xs[0], ys[0], gs[0]),)
+
+    vjp.__name__ = getattr(rule, "__name__", "vjp")
+    vjp.__doc__ = rule.__doc__
+    return vjp
+
+
+def sum_to(b: GradBuilder, g: Any, shape: Sequence[Dim]) -> Any:
+    """`g` summed back to `shape` when broadcasting stretched it; `g` itself otherwise."""
+    shape = tuple(shape)
+    return g if b.shape(g) == shape else b.sum_to(g, shape=shape)
+
+
+def reshape_to(b: GradBuilder, g: Any, shape: Sequence[Dim]) -> Any:
+    """`g` reshaped to `shape`, its one symbolic dim (if any) written as -1."""
+    shape = tuple(shape)
+    if b.shape(g) == shape:
+        return g
+    symbols = [d for d in shape if is_symbol(d)]
+    if len(symbols) > 1:
+        raise AutodiffError(f"cannot reshape {b.shape(g)} to a shape with several symbols {shape}")
+    return b.reshape(g, shape=tuple(-1 if is_symbol(d) else d for d in shape))
+
+
+def rows(b: GradBuilder, v: Any) -> Any:
+    """`v` [..., k] as a 2-D [M, k] matrix, so a batched product's weight gradient is one GEMM."""
+    shape = b.shape(v)
+    if len(shape) == 2:
+        return v
+    if len(shape) == 1:
+        return reshape_to(b, v, (1, shape[0]))
+    lead = shape[:-1]
+    symbols = [d for d in lead if is_symbol(d)]
+    static = math.prod(d for d in lead if isinstance(d, int))
+    if is_symbol(shape[-1]) or (symbols and (len(symbols) > 1 or static != 1)):
+        # `reshape` lets -1 stand only for one symbol, so [N, 4, k] cannot become [4N, k]
+        raise AutodiffError(
+            f"cannot flatten {shape} to [M, {shape[-1]}]: its leading dims mix a symbol with "
+            "other dims (flatten the input before the GEMM)"
+        )
+    return b.reshape(v, shape=(-1, shape[-1]))
+
+
+def count(b: GradBuilder, shape: Sequence[Dim], like: Any) -> Any:
+    """The number of elements of `shape` as a scalar of `like`'s dtype.
+
+    A symbolic size is known only at run time, so it is counted as the sum of a broadcast one
+    (the IR has no shape-query op); static sizes are plain constants.
+    """
+    shape = tuple(shape)
+    if all(isinstance(d, int) for d in shape):
+        return b.const(float(math.prod(shape)), like)  # type: ignore[arg-type]
+    return b.sum(b.broadcast(b.const(1.0, like), shape=shape), axes=None)
+
+
+def unreduce(
+    b: GradBuilder, g: Any, x_shape: Sequence[Dim], axes: Sequence[int], keepdims: bool
+) -> Any:
+    """The cotangent of a reduction over `axes` of a value of `x_shape`, broadcast back to it."""
+    x_shape = tuple(x_shape)
+    # reducing leading axes leaves trailing ones, which broadcast aligns by itself: no reshape
+    if not keepdims and tuple(axes) != tuple(range(len(axes))):
+        g = reshape_to(b, g, tuple(1 if i in axes else d for i, d in enumerate(x_shape)))
+    return g if b.shape(g) == x_shape else b.broadcast(g, shape=x_shape)

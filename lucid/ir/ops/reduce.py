@@ -1,0 +1,164 @@
+"""Reductions: sum, mean, and sum_to (a broadcast cotangent summed back to its shape)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from lucid.errors import IRTypeError
+from lucid.ir.ops import grad as G
+from lucid.ir.ops.base import (
+    BOOL,
+    DIMS,
+    INTS,
+    REQUIRED,
+    Array,
+    OpDef,
+    expect_float,
+    expect_numeric,
+)
+from lucid.ir.ops.elementwise import normal
+from lucid.ir.types import Attr, TensorType, broadcast_shapes, format_shape
+
+Types = tuple[TensorType, ...]
+Attrs = Mapping[str, Attr]
+
+
+def ints(attrs: Attrs, key: str) -> tuple[int, ...]:
+    """A tuple-of-ints attribute."""
+    v = attrs[key]
+    assert isinstance(v, tuple)
+    return tuple(int(d) for d in v)  # type: ignore[arg-type]
+
+
+def _axes_prepare(attrs: dict[str, Attr], ts: Types) -> dict[str, Attr]:
+    """axes None -> all; an int -> (int,); negatives counted from the end; sorted, unique."""
+    out = dict(attrs)
+    rank = ts[0].rank
+    axes = attrs.get("axes", None)
+    if axes is None:
+        out["axes"] = tuple(range(rank))
+    elif isinstance(axes, (int, tuple, list)) and not isinstance(axes, bool):
+        listed = (axes,) if isinstance(axes, int) else tuple(axes)
+        if all(isinstance(a, int) and -rank <= a < rank for a in listed):
+            out["axes"] = tuple(sorted({a % rank for a in listed}))  # type: ignore[operator]
+    return out
+
+
+def _reduce_infer(name: str, float_only: bool):  # type: ignore[no-untyped-def]
+    def infer(ts: Types, attrs: Attrs) -> Types:
+        (x,) = ts
+        (expect_float if float_only else expect_numeric)(name, x, "x")
+        axes = ints(attrs, "axes")
+        if list(axes) != sorted(set(axes)) or any(not 0 <= a < x.rank for a in axes):
+            raise IRTypeError(
+                f"{name}: axes must be sorted, distinct and in [0, {x.rank}) for {x}, got {axes}"
+            )
+        keep = attrs["keepdims"]
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes)
+        return (TensorType(x.dtype, shape),)
+
+    return infer
+
+
+def _sum(x: Array, *, axes: tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
+    out = x.sum(axis=axes, keepdims=keepdims)  # bool counts as int64 (eager only: the IR has no bool sum)
+    return np.asarray(out, dtype=x.dtype if x.dtype.kind != "b" else None)
+
+
+def _mean(x: Array, *, axes: tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
+    return np.asarray(x.mean(axis=axes, keepdims=keepdims), dtype=x.dtype)
+
+
+def _sum_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
+    axes = ints(attrs, "axes")
+    return (G.unreduce(b, gs[0], b.shape(xs[0]), axes, bool(attrs["keepdims"])),)
+
+
+def _mean_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
+    (x,), g, axes = xs, gs[0], ints(attrs, "axes")
+    shape = b.shape(x)
+    counted = [shape[a] for a in axes]
+    if axes and not (all(isinstance(d, int) for d in counted) and math.prod(counted) == 0):
+        g = b.div(g, G.count(b, counted, g))  # divide first, then broadcast
+    return (G.unreduce(b, g, shape, axes, bool(attrs["keepdims"])),)
+
+
+_AXES = {"axes": (INTS, REQUIRED), "keepdims": (BOOL, False)}
+
+
+def _sample(rng: np.random.Generator) -> tuple[tuple[Array, ...], dict[str, object]]:
+    return (rng.standard_normal((2, 3, 4)),), {"axes": (0, 2), "keepdims": False}
+
+
+SUM = OpDef(
+    "sum",
+    1,
+    _reduce_infer("sum", False),
+    _sum,
+    _sum_vjp,
+    attrs=_AXES,
+    lowering="reduce",
+    inputs=("x",),
+    sample=_sample,
+    prepare=_axes_prepare,
+    doc="sum over `axes` (non-negative, sorted; all axes for None)",
+)
+MEAN = OpDef(
+    "mean",
+    1,
+    _reduce_infer("mean", True),
+    _mean,
+    _mean_vjp,
+    attrs=_AXES,
+    lowering="reduce",
+    inputs=("x",),
+    sample=_sample,
+    prepare=_axes_prepare,
+    doc="mean over `axes` (non-negative, sorted; all axes for None)",
+)
+
+
+def unbroadcast(g: Array, *, shape: tuple[int, ...]) -> Array:
+    """Sum g over the axes that broadcasting added or stretched, back to `shape`."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1
+    )
+    out = g.sum(axis=axes, keepdims=True) if axes else g
+    return out.reshape(shape)
+
+
+def _sum_to_infer(ts: Types, attrs: Attrs) -> Types:
+    (g,) = ts
+    shape = attrs["shape"]
+    assert isinstance(shape, tuple)
+    try:
+        fits = broadcast_shapes(shape, g.shape) == g.shape  # type: ignore[arg-type]
+    except IRTypeError:
+        fits = False
+    if not fits or len(shape) > g.rank:
+        raise IRTypeError(f"sum_to: {g} is not a broadcast of the shape {format_shape(shape)}")  # type: ignore[arg-type]
+    return (TensorType(g.dtype, shape),)  # type: ignore[arg-type]
+
+
+SUM_TO = OpDef(
+    "sum_to",
+    1,
+    _sum_to_infer,
+    unbroadcast,
+    lambda b, attrs, xs, ys, gs, needs: (b.broadcast(gs[0], shape=b.shape(xs[0])),),
+    attrs={"shape": (DIMS, REQUIRED)},
+    lowering="sum_to",
+    inputs=("g",),
+    sample=lambda rng: ((rng.standard_normal((2, 3, 4)),), {"shape": (3, 1)}),
+    doc="sum a broadcast cotangent back to `shape` (symbols bound by the interpreter)",
+)
+
+OPS = (SUM, MEAN, SUM_TO)
