@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lucid.codegen._lower import Kernel, LowerCtx, register_lowering
+from lucid.codegen._lower import Kernel, LowerCtx
 from lucid.codegen.emit_c import ERRORS, CodegenOptions, CProgram, emit_c, error_for
 
 __all__ = [
@@ -13,5 +13,4 @@ __all__ = [
     "LowerCtx",
     "emit_c",
     "error_for",
-    "register_lowering",
 ]

@@ -1,13 +1,7 @@
-"""The lowering registry: op name -> function that turns one node into one C kernel.
+"""What a lowering works with: LowerCtx (one node's C view) and Kernel (its C function).
 
-Adding a lowering (e.g. the fusion engineer's `fused_gemm`) needs no change here::
-
-    from lucid.codegen import Kernel, LowerCtx, register_lowering
-
-    @register_lowering("fused_gemm")
-    def _lower_fused_gemm(ctx: LowerCtx) -> Kernel:
-        ...
-        return ctx.kernel(body, support=gemm_text, threads=True)
+A lowering turns one node into one C kernel; the op's entry names it (`OpDef.lowering`) and
+lucid/codegen/lowerings.py maps the names to the functions.
 
 Calling convention of every kernel (made by `LowerCtx.kernel`): the node's inputs as
 `const T *restrict x0, x1, ...`, its results as `T *restrict y0, y1, ...` (never aliasing an
@@ -15,7 +9,7 @@ input), then one `const T *restrict p0, p1, ...` per prepacked weight it declare
 the weight packed ahead of the call, or NULL to pack it in the call), then `int64_t batch` if
 any of its types holds the batch symbol, then `int nthreads` if the lowering asked for threads. It returns 0 or a LUCID_E_* code; inputs are C-contiguous.
 An elementwise op needs no lowering function: its `OpDef.c` scalar expression is enough
-(see _scalar_c.py), and a registered function wins over it.
+(see _scalar_c.py); an op that names a lowering uses it instead.
 """
 
 from __future__ import annotations
@@ -32,21 +26,6 @@ from lucid.ir.types import Dim, DType
 
 LowerFn = Callable[["LowerCtx"], "Kernel"]
 BlockingFor = Callable[[GemmProblem], Blocking]
-LOWERINGS: dict[str, LowerFn] = {}
-
-
-def register_lowering(op: str, *, replace: bool = False) -> Callable[[LowerFn], LowerFn]:
-    """Decorator: register the C lowering of `op` (an error if it has one, unless `replace`)."""
-
-    def deco(fn: LowerFn) -> LowerFn:
-        if op in LOWERINGS and not replace:
-            raise ValueError(f"op {op!r} already has a C lowering")
-        LOWERINGS[op] = fn
-        return fn
-
-    return deco
-
-
 def c_comment(text: str) -> str:
     """`text` made safe inside a /* */ comment: no `*/` or `/*`, printable ASCII only."""
     safe = "".join(ch if " " <= ch <= "~" else "?" for ch in text)

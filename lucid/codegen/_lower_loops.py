@@ -11,7 +11,6 @@ from lucid.codegen._lower import (
     broadcast_index,
     index_c,
     prod_c,
-    register_lowering,
     strides_c,
 )
 from lucid.codegen._scalar_c import scalar_exprs
@@ -130,17 +129,14 @@ def lower_elementwise(ctx: LowerCtx) -> Kernel:
     return ctx.kernel(render("loopnest.c.j2", n=nest))
 
 
-@register_lowering("reshape")
-@register_lowering("stop_gradient")
-def _lower_copy(ctx: LowerCtx) -> Kernel:
+def lower_copy(ctx: LowerCtx) -> Kernel:
     """A plain copy: only emitted when the result must land in an output buffer (else alias)."""
     shape = ctx.results[0].type.shape
     nest = loop_nest(shape, (), ("x0[i]" if shape else "x0[0]",))
     return ctx.kernel(render("loopnest.c.j2", n=nest))
 
 
-@register_lowering("broadcast")
-def _lower_broadcast(ctx: LowerCtx) -> Kernel:
+def lower_broadcast(ctx: LowerCtx) -> Kernel:
     """broadcast_to: an elementwise identity over the broadcast shape."""
     out = ctx.results[0].type.shape
     names = [f"i{k}" for k in range(len(out))]
@@ -149,8 +145,7 @@ def _lower_broadcast(ctx: LowerCtx) -> Kernel:
     return ctx.kernel(render("loopnest.c.j2", n=nest))
 
 
-@register_lowering("transpose")
-def _lower_transpose(ctx: LowerCtx) -> Kernel:
+def lower_transpose(ctx: LowerCtx) -> Kernel:
     """y[i0, i1, ...] = x[index permuted by perm]."""
     perm = ctx.node.attrs["perm"]
     assert isinstance(perm, tuple)
@@ -206,9 +201,7 @@ def reduction(
     )
 
 
-@register_lowering("sum")
-@register_lowering("mean")
-def _lower_sum(ctx: LowerCtx) -> Kernel:
+def lower_reduce(ctx: LowerCtx) -> Kernel:
     """sum/mean over `axes`; mean = the sum in the dtype divided by the count in the dtype."""
     x = ctx.inputs[0]
     axes = {int(a) for a in ctx.node.attrs["axes"]}  # type: ignore[union-attr]
@@ -219,8 +212,7 @@ def _lower_sum(ctx: LowerCtx) -> Kernel:
     return ctx.kernel(render("reduce.c.j2", r=red))
 
 
-@register_lowering("sum_to")
-def _lower_sum_to(ctx: LowerCtx) -> Kernel:
+def lower_sum_to(ctx: LowerCtx) -> Kernel:
     """Sum a broadcast cotangent back: over the leading axes and the stretched size-1 axes."""
     g, target = ctx.inputs[0].type, ctx.results[0].type.shape
     extra = g.rank - len(target)
@@ -231,8 +223,7 @@ def _lower_sum_to(ctx: LowerCtx) -> Kernel:
     return ctx.kernel(render("reduce.c.j2", r=red))
 
 
-@register_lowering("mse_loss")
-def _lower_mse(ctx: LowerCtx) -> Kernel:
+def lower_mse_loss(ctx: LowerCtx) -> Kernel:
     """sum((p - t)^2) (/ count): the square in the dtype, as NumPy rounds it, then summed."""
     p, tgt = ctx.inputs
     t = p.type.dtype.c

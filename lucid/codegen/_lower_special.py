@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 from lucid.codegen import gemm
 from lucid.codegen._jinja import render
-from lucid.codegen._lower import Kernel, LowerCtx, dim_c, prod_c, register_lowering
+from lucid.codegen._lower import Kernel, LowerCtx, dim_c, prod_c
 from lucid.codegen._scalar_c import SUFFIX
 from lucid.ir.types import Dim
 
@@ -76,15 +76,13 @@ def gemm_support(spec: gemm.GemmSpec) -> tuple[tuple[gemm.SharedBlock, ...], str
     return shared, support
 
 
-@register_lowering("matmul")
-def _lower_matmul(ctx: LowerCtx) -> Kernel:
+def lower_matmul(ctx: LowerCtx) -> Kernel:
     """a [..., m, k] @ b [k, n]: one GEMM with M = the product of a's leading dims."""
     a, b = ctx.inputs[0].type, ctx.inputs[1].type
     return gemm_kernel(ctx, a.shape[:-1], b.shape[1], b.shape[0], False, None)
 
 
-@register_lowering("linear")
-def _lower_linear(ctx: LowerCtx) -> Kernel:
+def lower_linear(ctx: LowerCtx) -> Kernel:
     """x [..., in] @ w[out, in].T (+ b): the weight read transposed, the bias as an epilogue."""
     x, w = ctx.inputs[0].type, ctx.inputs[1].type
     if len(ctx.inputs) == 3:
@@ -125,13 +123,11 @@ def _cross_entropy(ctx: LowerCtx, grad: bool) -> Kernel:
     return ctx.kernel(render("cross_entropy.c.j2", ce=ce))
 
 
-@register_lowering("cross_entropy")
-def _lower_cross_entropy(ctx: LowerCtx) -> Kernel:
+def lower_cross_entropy(ctx: LowerCtx) -> Kernel:
     """mean (or sum) of -log_softmax(logits)[row, target[row]]; LUCID_E_INDEX on a bad target."""
     return _cross_entropy(ctx, grad=False)
 
 
-@register_lowering("cross_entropy_grad")
-def _lower_cross_entropy_grad(ctx: LowerCtx) -> Kernel:
+def lower_cross_entropy_grad(ctx: LowerCtx) -> Kernel:
     """(softmax(logits) - onehot(target)) * g (/ rows for mean)."""
     return _cross_entropy(ctx, grad=True)

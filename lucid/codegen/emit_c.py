@@ -34,12 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from lucid.codegen import (  # noqa: F401  (register lowerings)
-    _lower_loops,
-    _lower_special,
-    _scalar_c,
-    fused,
-)
+from lucid.codegen import _lower_loops, _scalar_c
 from lucid.codegen._gemm_blocking import CacheSizes, detect_caches, detect_isa
 from lucid.codegen._gemm_shared import (
     PARALLEL_KEY,
@@ -50,7 +45,6 @@ from lucid.codegen._gemm_shared import (
 )
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import (
-    LOWERINGS,
     BlockingFor,
     Kernel,
     LowerCtx,
@@ -59,6 +53,7 @@ from lucid.codegen._lower import (
     prod_c,
 )
 from lucid.codegen._memplan import MemoryPlan, Poly, plan_memory
+from lucid.codegen.lowerings import LOWERINGS
 from lucid.errors import CompileError, diagnose
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.ops import OPS
@@ -454,12 +449,11 @@ def _split(
 
 
 def _lower(graph: Graph, ctx: LowerCtx) -> Kernel:
-    """Dispatch: a registered lowering, else the op's scalar C expression, else CompileError."""
+    """Dispatch: the lowering the op names, else its scalar C expression, else CompileError."""
     node = ctx.node
-    fn = LOWERINGS.get(node.op)
-    if fn is not None:
-        return fn(ctx)
     opdef = OPS.get(node.op)
+    if opdef is not None and opdef.lowering in LOWERINGS:
+        return LOWERINGS[opdef.lowering](ctx)
     if opdef is not None and opdef.c is not None and not opdef.region:
         return _lower_loops.lower_elementwise(ctx)
     raise CompileError(diagnose(f"op {node.op!r} has no C lowering", graph, node))

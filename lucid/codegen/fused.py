@@ -24,7 +24,6 @@ from lucid.codegen._lower import (
     c_comment,
     dim_c,
     prod_c,
-    register_lowering,
 )
 from lucid.codegen._lower_loops import loop_nest
 from lucid.codegen._lower_special import gemm_support
@@ -204,7 +203,6 @@ def _step_notes(stage: Stage) -> tuple[str, ...]:
     return tuple(notes)
 
 
-@register_lowering("fused_gemm")
 def lower_fused_gemm(ctx: LowerCtx) -> Kernel:
     """One specialised GEMM whose epilogue is the body's tail (and colsum)."""
     body = ctx.node.body
@@ -243,7 +241,6 @@ class Temp:
     expr: str
 
 
-@register_lowering("fused_elementwise")
 def lower_fused_elementwise(ctx: LowerCtx) -> Kernel:
     """One loop; each body node is a local computed from its op's scalar C expression."""
     body = ctx.node.body
@@ -300,7 +297,6 @@ def rows_per_tile(hidden: int, nbuf: int, elem: int, l2: int, mr: int) -> int:
     return max(mr, min(4096, rows))
 
 
-@register_lowering("fused_mlp")
 def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
     """Row tiles of the batch run every layer back to back through tile-local buffers."""
     body = ctx.node.body

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import gemm_harness as H
 
-from lucid import _np_kernels as nk
+from lucid.ir.ops import OPS
 from lucid.codegen.gemm import (
     Epilogue,
     GemmSpec,
@@ -108,7 +108,7 @@ def test_small_path_matches_numpy(built, kind: str, ta: bool, tb: bool) -> None:
         a, b, bias = _inputs(rng, spec, m, k)
         status, c, cs = H.run(built, spec, a, b, {"bias": bias}, nthreads=2)
         assert status == 0
-        ref64 = nk.hardswish(
+        ref64 = OPS["hardswish"].numpy(
             _op(a, ta).astype(np.float64) @ _op(b, tb).astype(np.float64) + bias.astype(np.float64)
         )
         np.testing.assert_allclose(c, ref64, rtol=1e-5, atol=1e-5)
@@ -150,14 +150,14 @@ def test_small_path_f64_and_k_zero(built) -> None:
     a, b, bias = _inputs(rng, spec, 33, 3)
     status, c, _ = H.run(built, spec, a, b, {"bias": bias})
     assert status == 0 and c.dtype == np.float64
-    np.testing.assert_allclose(c, nk.hardswish(a @ b.T + bias), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(c, OPS["hardswish"].numpy(a @ b.T + bias), rtol=1e-12, atol=1e-12)
     status, _, _ = H.run(built, spec, np.ones((2, 0)), np.ones((5, 0)), {"bias": bias})
     assert status == -2
     b32 = bias.astype(np.float32)
     status, c, cs = H.run(built, SPECS["mn_10"], np.ones((0, 2)), np.ones((0, 5)), {"bias": b32})
     assert status == 0
-    assert np.array_equal(c, np.broadcast_to(nk.hardswish(b32), (2, 5)))
-    assert np.array_equal(cs, 2 * nk.hardswish(b32))
+    assert np.array_equal(c, np.broadcast_to(OPS["hardswish"].numpy(b32), (2, 5)))
+    assert np.array_equal(cs, 2 * OPS["hardswish"].numpy(b32))
 
 
 def test_small_path_nan_inf(built) -> None:
@@ -171,7 +171,7 @@ def test_small_path_nan_inf(built) -> None:
     bias = np.zeros(5, np.float32)
     _, c, cs = H.run(built, spec, a, b, {"bias": bias})
     with np.errstate(invalid="ignore"):
-        ref = nk.hardswish(a @ b.T + bias)
+        ref = OPS["hardswish"].numpy(a @ b.T + bias)
     assert np.array_equal(np.isnan(c), np.isnan(ref))
     assert np.array_equal(np.isposinf(c), np.isposinf(ref))
     assert np.array_equal(c[~np.isnan(ref)], ref[~np.isnan(ref)])
@@ -211,7 +211,7 @@ def test_shared_machinery_is_emitted_once_per_file(tmp_path: Path) -> None:
             assert s1 == s2 == 0 and np.array_equal(c1, c2)
             assert (cs1 is None and cs2 is None) or np.array_equal(cs1, cs2)
         _, c_relu, _ = H.run(together, two, a, b, {"bias": bias})
-        np.testing.assert_allclose(c_relu, nk.relu(a @ b.T + bias), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(c_relu, OPS["relu"].numpy(a @ b.T + bias), rtol=1e-5, atol=1e-5)
 
 
 def test_emit_c_lays_out_shared_blocks_once() -> None:

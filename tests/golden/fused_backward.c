@@ -38,33 +38,13 @@
 #define LUCID_E_INTERNAL 6
 #define LUCID_E_PACK 7
 
-/* Scalar helpers: the formulas of lucid/_np_kernels.py with the same selects, so every element
- * matches NumPy (NaN propagates, -0.0 survives, no fminf/fmaxf). One copy per float type; float
- * math calls the f-suffixed libm functions so float stays float, as in NumPy. */
-static inline float lucid_hardsigmoidf(float x)
-{
-    const float t = x / (float)6 + (float)0.5; /* division by 6, as in NumPy */
-    return t < 0 ? (float)0 : (t > 1 ? (float)1 : t);
-}
-static inline float lucid_hardswishf(float x) { return x * lucid_hardsigmoidf(x); }
-static inline float lucid_reluf(float x) { return x < 0 ? (float)0 : x; }
-static inline float lucid_relu6f(float x) { return x < 0 ? (float)0 : (x > 6 ? (float)6 : x); }
-static inline float lucid_sigmoidf(float x) { return (float)1 / ((float)1 + expf(-x)); }
+/* Op-agnostic scalar helpers that the op table's C spellings call (lucid/ir/ops/): selects that
+ * match NumPy element for element (NaN propagates, -0.0 survives, no fminf/fmaxf). One copy per
+ * float type; float math calls the f-suffixed libm functions so float stays float, as in NumPy. */
+/* x < lo ? lo : (x > hi ? hi : x): NumPy's clip written as selects */
+static inline float lucid_clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 static inline float lucid_maximumf(float a, float b) { return (a > b || isnan(a)) ? a : b; }
 static inline float lucid_minimumf(float a, float b) { return (a < b || isnan(a)) ? a : b; }
-static inline float lucid_signf(float x)
-{
-    return x > 0 ? (float)1 : (x < 0 ? (float)-1 : (x == 0 ? (float)0 : x));
-}
-static inline float lucid_hardswish_gradf(float x, float g)
-{
-    /* x/3 + 1/2 on [-3, 3] inclusive, 1 above, 0 below */
-    return g * (x < -3 ? (float)0 : (x > 3 ? (float)1 : x / (float)3 + (float)0.5));
-}
-static inline float lucid_hardsigmoid_gradf(float x, float g)
-{
-    return (x >= -3 && x <= 3) ? g / (float)6 : (float)0;
-}
 /* NumPy's float -> int64 on x86 (cvtt): NaN and out-of-range values give INT64_MIN; in C that
  * conversion is undefined, so it is spelled out. */
 static inline int64_t lucid_to_i64f(float x)
@@ -72,30 +52,10 @@ static inline int64_t lucid_to_i64f(float x)
     return (x != x || x >= (float)9223372036854775807.0 || x < (float)-9223372036854775807.0)
         ? INT64_MIN : (int64_t)x;
 }
-static inline double lucid_hardsigmoid(double x)
-{
-    const double t = x / (double)6 + (double)0.5; /* division by 6, as in NumPy */
-    return t < 0 ? (double)0 : (t > 1 ? (double)1 : t);
-}
-static inline double lucid_hardswish(double x) { return x * lucid_hardsigmoid(x); }
-static inline double lucid_relu(double x) { return x < 0 ? (double)0 : x; }
-static inline double lucid_relu6(double x) { return x < 0 ? (double)0 : (x > 6 ? (double)6 : x); }
-static inline double lucid_sigmoid(double x) { return (double)1 / ((double)1 + exp(-x)); }
+/* x < lo ? lo : (x > hi ? hi : x): NumPy's clip written as selects */
+static inline double lucid_clamp(double x, double lo, double hi) { return x < lo ? lo : (x > hi ? hi : x); }
 static inline double lucid_maximum(double a, double b) { return (a > b || isnan(a)) ? a : b; }
 static inline double lucid_minimum(double a, double b) { return (a < b || isnan(a)) ? a : b; }
-static inline double lucid_sign(double x)
-{
-    return x > 0 ? (double)1 : (x < 0 ? (double)-1 : (x == 0 ? (double)0 : x));
-}
-static inline double lucid_hardswish_grad(double x, double g)
-{
-    /* x/3 + 1/2 on [-3, 3] inclusive, 1 above, 0 below */
-    return g * (x < -3 ? (double)0 : (x > 3 ? (double)1 : x / (double)3 + (double)0.5));
-}
-static inline double lucid_hardsigmoid_grad(double x, double g)
-{
-    return (x >= -3 && x <= 3) ? g / (double)6 : (double)0;
-}
 /* NumPy's float -> int64 on x86 (cvtt): NaN and out-of-range values give INT64_MIN; in C that
  * conversion is undefined, so it is spelled out. */
 static inline int64_t lucid_to_i64(double x)
@@ -139,7 +99,7 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
 static int k0_fused_gemm(const float *restrict x0, const float *restrict x1, const float *restrict x2, float *restrict y0, float *restrict y1, int64_t batch, int nthreads)
 {
     /* y0 = epilogue(x0 @ x1), y1 = column sums of y0
-     *   v = lucid_hardswish_gradf(x, v); [x = x2, full] */
+     *   v = v * (x < -3 ? (float)0 : (x > 3 ? (float)1 : x / (float)3 + (float)0.5)); [x = x2, full] */
     const int rc = k0_fused_gemm_gemm(x0, x1, y0, batch, 5, 2, x2, y1, nthreads);
     return rc == 0 ? 0 : (rc == -1 ? LUCID_E_NOMEM : LUCID_E_INTERNAL);
 }

@@ -27,33 +27,13 @@
 #define LUCID_E_INTERNAL 6
 #define LUCID_E_PACK 7
 
-/* Scalar helpers: the formulas of lucid/_np_kernels.py with the same selects, so every element
- * matches NumPy (NaN propagates, -0.0 survives, no fminf/fmaxf). One copy per float type; float
- * math calls the f-suffixed libm functions so float stays float, as in NumPy. */
-static inline float lucid_hardsigmoidf(float x)
-{
-    const float t = x / (float)6 + (float)0.5; /* division by 6, as in NumPy */
-    return t < 0 ? (float)0 : (t > 1 ? (float)1 : t);
-}
-static inline float lucid_hardswishf(float x) { return x * lucid_hardsigmoidf(x); }
-static inline float lucid_reluf(float x) { return x < 0 ? (float)0 : x; }
-static inline float lucid_relu6f(float x) { return x < 0 ? (float)0 : (x > 6 ? (float)6 : x); }
-static inline float lucid_sigmoidf(float x) { return (float)1 / ((float)1 + expf(-x)); }
+/* Op-agnostic scalar helpers that the op table's C spellings call (lucid/ir/ops/): selects that
+ * match NumPy element for element (NaN propagates, -0.0 survives, no fminf/fmaxf). One copy per
+ * float type; float math calls the f-suffixed libm functions so float stays float, as in NumPy. */
+/* x < lo ? lo : (x > hi ? hi : x): NumPy's clip written as selects */
+static inline float lucid_clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 static inline float lucid_maximumf(float a, float b) { return (a > b || isnan(a)) ? a : b; }
 static inline float lucid_minimumf(float a, float b) { return (a < b || isnan(a)) ? a : b; }
-static inline float lucid_signf(float x)
-{
-    return x > 0 ? (float)1 : (x < 0 ? (float)-1 : (x == 0 ? (float)0 : x));
-}
-static inline float lucid_hardswish_gradf(float x, float g)
-{
-    /* x/3 + 1/2 on [-3, 3] inclusive, 1 above, 0 below */
-    return g * (x < -3 ? (float)0 : (x > 3 ? (float)1 : x / (float)3 + (float)0.5));
-}
-static inline float lucid_hardsigmoid_gradf(float x, float g)
-{
-    return (x >= -3 && x <= 3) ? g / (float)6 : (float)0;
-}
 /* NumPy's float -> int64 on x86 (cvtt): NaN and out-of-range values give INT64_MIN; in C that
  * conversion is undefined, so it is spelled out. */
 static inline int64_t lucid_to_i64f(float x)
@@ -61,30 +41,10 @@ static inline int64_t lucid_to_i64f(float x)
     return (x != x || x >= (float)9223372036854775807.0 || x < (float)-9223372036854775807.0)
         ? INT64_MIN : (int64_t)x;
 }
-static inline double lucid_hardsigmoid(double x)
-{
-    const double t = x / (double)6 + (double)0.5; /* division by 6, as in NumPy */
-    return t < 0 ? (double)0 : (t > 1 ? (double)1 : t);
-}
-static inline double lucid_hardswish(double x) { return x * lucid_hardsigmoid(x); }
-static inline double lucid_relu(double x) { return x < 0 ? (double)0 : x; }
-static inline double lucid_relu6(double x) { return x < 0 ? (double)0 : (x > 6 ? (double)6 : x); }
-static inline double lucid_sigmoid(double x) { return (double)1 / ((double)1 + exp(-x)); }
+/* x < lo ? lo : (x > hi ? hi : x): NumPy's clip written as selects */
+static inline double lucid_clamp(double x, double lo, double hi) { return x < lo ? lo : (x > hi ? hi : x); }
 static inline double lucid_maximum(double a, double b) { return (a > b || isnan(a)) ? a : b; }
 static inline double lucid_minimum(double a, double b) { return (a < b || isnan(a)) ? a : b; }
-static inline double lucid_sign(double x)
-{
-    return x > 0 ? (double)1 : (x < 0 ? (double)-1 : (x == 0 ? (double)0 : x));
-}
-static inline double lucid_hardswish_grad(double x, double g)
-{
-    /* x/3 + 1/2 on [-3, 3] inclusive, 1 above, 0 below */
-    return g * (x < -3 ? (double)0 : (x > 3 ? (double)1 : x / (double)3 + (double)0.5));
-}
-static inline double lucid_hardsigmoid_grad(double x, double g)
-{
-    return (x >= -3 && x <= 3) ? g / (double)6 : (double)0;
-}
 /* NumPy's float -> int64 on x86 (cvtt): NaN and out-of-range values give INT64_MIN; in C that
  * conversion is undefined, so it is spelled out. */
 static inline int64_t lucid_to_i64(double x)
@@ -131,7 +91,7 @@ static int k1_hardswish(const float *restrict x0, float *restrict y0, int64_t ba
 {
     for (int64_t i = 0; i < batch * 5; ++i) {
         const float a0 = x0[i];
-        y0[i] = lucid_hardswishf(a0);
+        y0[i] = a0 * lucid_clampf(a0 / (float)6 + (float)0.5, (float)0, (float)1);
     }
     return 0;
 }

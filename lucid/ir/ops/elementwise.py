@@ -67,6 +67,7 @@ def unary(
     attrs: Mapping[str, Any] | None = None,
     prepare: Any = None,
     sample: SampleFn | None = None,
+    lowering: str | None = None,
 ) -> OpDef:
     """A one-input elementwise op whose result has its input's type."""
 
@@ -83,6 +84,7 @@ def unary(
         attrs=attrs or {},
         c=c,
         c_int=c_int,
+        lowering=lowering,
         inputs=("x",),
         sample=sample or normal((3, 4)),
         elementwise=True,
@@ -233,6 +235,7 @@ STOP_GRADIENT = unary(
     "{x}",
     "x, with no gradient flowing back (detach)",
     float_only=False,
+    lowering="copy",  # on its own a copy, or no code at all where its result can alias x
 )
 
 

@@ -1,0 +1,35 @@
+"""The lowerings of structured ops, by the name their OpDef gives in `lowering`.
+
+An elementwise op has none: its one scalar C spelling (`OpDef.c`) is lowered to a loop by
+`_lower_loops.lower_elementwise`. `INLINE` ops are laid out by emit_c itself (constants become
+static data), not as kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from lucid.codegen import _lower_loops as loops
+from lucid.codegen import _lower_special as special
+from lucid.codegen import fused
+from lucid.codegen._lower import LowerFn
+
+LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
+    {
+        "copy": loops.lower_copy,
+        "broadcast": loops.lower_broadcast,
+        "transpose": loops.lower_transpose,
+        "reduce": loops.lower_reduce,
+        "sum_to": loops.lower_sum_to,
+        "mse_loss": loops.lower_mse_loss,
+        "matmul": special.lower_matmul,
+        "linear": special.lower_linear,
+        "cross_entropy": special.lower_cross_entropy,
+        "cross_entropy_grad": special.lower_cross_entropy_grad,
+        "fused_gemm": fused.lower_fused_gemm,
+        "fused_elementwise": fused.lower_fused_elementwise,
+        "fused_mlp": fused.lower_fused_mlp,
+    }
+)
+INLINE = frozenset({"constant"})
