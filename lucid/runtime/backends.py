@@ -356,7 +356,7 @@ class CBackend:
         root = cache_root()
         lowered = _index.fused_ops_with_lowering(root)
         if lowered is None:  # asking codegen imports it: once per version of lucid's code
-            from lucid.codegen._lower import LOWERINGS
+            from lucid.codegen.lowerings import LOWERINGS
 
             lowered = frozenset(op for op in _FUSED_OP.values() if op in LOWERINGS)
             _index.record_fused_ops(root, lowered)
