@@ -15,6 +15,7 @@ from lucid.nn.layers import (
     ReLU,
     ReLU6,
     Sigmoid,
+    SiLU,
     Tanh,
 )
 from lucid.nn.module import LoadResult, Module, Parameter, Sequential
@@ -35,6 +36,7 @@ __all__ = [
     "ReLU6",
     "Sequential",
     "Sigmoid",
+    "SiLU",
     "Tanh",
     "functional",
 ]

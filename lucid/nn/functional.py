@@ -25,6 +25,7 @@ __all__ = [
     "relu",
     "relu6",
     "sigmoid",
+    "silu",
     "tanh",
 ]
 
@@ -73,6 +74,11 @@ def relu6(x: Tensor) -> Tensor:
 def sigmoid(x: Tensor) -> Tensor:
     """1 / (1 + exp(-x))."""
     return apply(float_input(OPS["sigmoid"], x), (x,))
+
+
+def silu(x: Tensor) -> Tensor:
+    """x * sigmoid(x) (SiLU, also called swish)."""
+    return apply(float_input(OPS["silu"], x), (x,))
 
 
 def tanh(x: Tensor) -> Tensor:

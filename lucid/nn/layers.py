@@ -89,6 +89,14 @@ class Sigmoid(Module):
         return F.sigmoid(x)
 
 
+class SiLU(Module):
+    """x * sigmoid(x) elementwise (also called swish)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply SiLU."""
+        return F.silu(x)
+
+
 class Tanh(Module):
     """tanh(x) elementwise."""
 

@@ -1,4 +1,4 @@
-"""Activations: HardSwish and its family, each one OpDef with its gradient companion.
+"""Activations: HardSwish and its family, ReLU, sigmoid and SiLU, each one OpDef.
 
 HardSwish follows the seed document (shared/seed, NOTES.md): HardSigmoid(x) = clip(x/6 + 1/2,
 0, 1) with the constant exactly 1/6, HardSwish(x) = x * HardSigmoid(x), and the derivative
@@ -144,7 +144,31 @@ SIGMOID = unary(
     "1 / (1 + exp(-x))",
 )
 
+
+
+# ---------------------------------------------------------------- SiLU (swish)
+
+
+def _silu(x: Array) -> Array:
+    one = lit(x, 1.0)
+    return x / (one + np.exp(-x))
+
+
+def _silu_vjp(b: G.GradBuilder, x: Array, y: Array, g: Array) -> Array:
+    # silu'(x) = s + y (1 - s) with s = sigmoid(x): no extra buffer, y is kept for the next GEMM
+    s = b.sigmoid(x)
+    return b.mul(g, b.add(s, b.mul(y, b.sub(b.const(1.0, s), s))))
+
+
+SILU = unary(
+    "silu",
+    _silu,
+    G.unary(_silu_vjp),
+    "{x} / (({T})1 + exp{s}(-{x}))",
+    "x * sigmoid(x), computed as x / (1 + exp(-x))",
+)
+
 OPS = (
     HARDSIGMOID, HARDSIGMOID_GRAD, HARDSWISH, HARDSWISH_GRAD, RELU, RELU_GRAD, RELU6, RELU6_GRAD,
-    SIGMOID,
+    SIGMOID, SILU,
 )  # fmt: skip
