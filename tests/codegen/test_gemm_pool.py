@@ -17,8 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import gemm_harness as H
 
-from lucid.codegen._gemm_shared import parallel_block
-from lucid.codegen.gemm import Epilogue, GemmSpec, bias_add, unary
+from lucid.codegen.gemm import Epilogue, GemmSpec, bias_add, parallel_block, unary
 
 ISA = H.available_isas()[0]
 # odd sizes: partial tiles in M and N, a short last K block, fewer jobs than threads
