@@ -64,9 +64,9 @@ this machine. The driver calls the node's ``finish`` (epilogue and store of a fi
 the packing routines through pointers: once per tile or block, never per element.
 
 Epilogue steps are C statements on ``v`` (the element, of the GEMM's type ``T``); a step with an
-operand also sees ``x``, that operand's element. ``bias_add``, ``unary`` (relu, relu6,
-hardsigmoid, hardswish, with the selects of ``lucid/_np_kernels.py``) and ``binary`` (add, sub,
-mul, div, maximum, minimum) build the common ones.
+operand also sees ``x``, that operand's element. The generator spells no op's math: callers
+build each step from the op's one scalar C expression (lucid/codegen/fused.py); ``bias_add``
+is the Linear's own bias.
 """
 
 from __future__ import annotations
@@ -103,9 +103,7 @@ from lucid.codegen.gemm.spec import (
     EpilogueStep,
     GemmSpec,
     bias_add,
-    binary,
     default_spec,
-    unary,
 )
 
 __all__ = [
@@ -123,7 +121,6 @@ __all__ = [
     "SharedBlock",
     "ThreadsMode",
     "bias_add",
-    "binary",
     "blocking_candidates",
     "choose_blocking",
     "default_spec",
@@ -136,5 +133,4 @@ __all__ = [
     "parallel_block",
     "plan_paths",
     "prepacked_b_elems",
-    "unary",
 ]

@@ -35,43 +35,9 @@ class Epilogue:
     colsum: bool = False  # also write colsum[j] = sum over i of the final C[i, j]
 
 
-def _lit(value: float, dtype: DTypeName) -> str:
-    """A C literal of `value` in `dtype` (so float arithmetic stays float, as in NumPy)."""
-    text = repr(float(value))
-    return text + ("f" if dtype == "float" else "")
-
-
 def bias_add(operand: str) -> EpilogueStep:
     """v + bias[j]: the Linear bias."""
     return EpilogueStep("v = v + x;", operand, "col")
-
-
-def binary(op: str, operand: str, broadcast: Broadcast, dtype: DTypeName) -> EpilogueStep:
-    """v (op) x for op in add, sub, mul, div, maximum, minimum (NaN rules of DESIGN.md)."""
-    del dtype  # the selects below need no literals
-    codes = {
-        "add": "v = v + x;",
-        "sub": "v = v - x;",
-        "mul": "v = v * x;",
-        "div": "v = v / x;",
-        "maximum": "v = (v > x || v != v) ? v : x;",
-        "minimum": "v = (v < x || v != v) ? v : x;",
-    }
-    return EpilogueStep(codes[op], operand, broadcast)
-
-
-def unary(op: str, dtype: DTypeName) -> EpilogueStep:
-    """An activation with exactly the selects of lucid/_np_kernels.py (relu, relu6, hardswish...)."""
-    z, one, six, half = (_lit(c, dtype) for c in (0.0, 1.0, 6.0, 0.5))
-    t = f"const {dtype} t = v / {six} + {half};"
-    hsig = f"(t < {z} ? {z} : (t > {one} ? {one} : t))"
-    codes = {
-        "relu": f"v = v < {z} ? {z} : v;",
-        "relu6": f"v = v < {z} ? {z} : (v > {six} ? {six} : v);",
-        "hardsigmoid": f"{{ {t} v = {hsig}; }}",
-        "hardswish": f"{{ {t} v = v * {hsig}; }}",
-    }
-    return EpilogueStep(codes[op])
 
 
 @dataclass(frozen=True)
