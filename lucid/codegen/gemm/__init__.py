@@ -103,7 +103,6 @@ from lucid.codegen.gemm.spec import (
     EpilogueStep,
     GemmSpec,
     bias_add,
-    default_spec,
 )
 
 __all__ = [
@@ -123,7 +122,6 @@ __all__ = [
     "bias_add",
     "blocking_candidates",
     "choose_blocking",
-    "default_spec",
     "detect_caches",
     "detect_isa",
     "emit_gemm",

@@ -5,14 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lucid.codegen.gemm.blocking import (
-    Blocking,
-    DTypeName,
-    Isa,
-    choose_blocking,
-    detect_caches,
-    detect_isa,
-)
+from lucid.codegen.gemm.blocking import Blocking, DTypeName, Isa, choose_blocking
 from lucid.codegen.gemm.shared import ThreadsMode
 
 Broadcast = Literal["scalar", "row", "col", "full"]
@@ -63,20 +56,3 @@ class GemmSpec:
     def resolved_blocking(self) -> Blocking:
         """The blocking actually used."""
         return self.blocking or choose_blocking(self.dtype, self.isa, n=self.n)
-
-
-def default_spec(
-    name: str,
-    dtype: DTypeName,
-    trans_a: bool,
-    trans_b: bool,
-    m: int | None,
-    n: int | None,
-    k: int | None,
-    epilogue: Epilogue | None = None,
-    ir_comment: str = "",
-) -> GemmSpec:
-    """A GemmSpec for this machine: the detected isa and blocking from its cache sizes."""
-    isa = detect_isa()
-    blocking = choose_blocking(dtype, isa, detect_caches(), n=n)
-    return GemmSpec(name, dtype, trans_a, trans_b, m, n, k, epilogue, isa, blocking, ir_comment)
