@@ -39,7 +39,6 @@ from lucid.codegen.gemm import (
     choose_blocking,
     detect_caches,
     detect_isa,
-    unary,
 )
 
 # A tight loop of independent FMA chains: enough accumulators to cover latency x 2 ports.
@@ -161,7 +160,7 @@ def main() -> int:
             threads=args.threads_mode,
         )
 
-    hardswish_bias = Epilogue((bias_add("bias"), unary("hardswish", "float")))
+    hardswish_bias = Epilogue((bias_add("bias"), H.HARDSWISH))
     specs = {
         "sq32": spec("sq32", "float", trans_b=False),
         "sq64": spec("sq64", "double", trans_b=False),

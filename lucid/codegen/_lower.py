@@ -18,9 +18,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lucid.codegen._gemm_blocking import Blocking, CacheSizes, DTypeName, GemmProblem, Isa
-from lucid.codegen._gemm_shared import SharedBlock
-from lucid.codegen.gemm import GemmSpec, prepacked_b_elems
+from lucid.codegen.gemm import (
+    Blocking,
+    CacheSizes,
+    DTypeName,
+    GemmProblem,
+    GemmSpec,
+    Isa,
+    SharedBlock,
+    prepacked_b_elems,
+)
 from lucid.ir.core import Node, Value
 from lucid.ir.types import Dim, DType
 

@@ -35,14 +35,7 @@ from typing import Literal
 import numpy as np
 
 from lucid.codegen import _lower_loops, _scalar_c
-from lucid.codegen._gemm_blocking import CacheSizes, detect_caches, detect_isa
-from lucid.codegen._gemm_shared import (
-    PARALLEL_KEY,
-    THREADS_MODES,
-    SharedBlock,
-    ThreadsMode,
-    parallel_block,
-)
+
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import (
     BlockingFor,
@@ -53,6 +46,16 @@ from lucid.codegen._lower import (
     prod_c,
 )
 from lucid.codegen._memplan import MemoryPlan, Poly, plan_memory
+from lucid.codegen.gemm import (
+    PARALLEL_KEY,
+    THREADS_MODES,
+    CacheSizes,
+    SharedBlock,
+    ThreadsMode,
+    detect_caches,
+    detect_isa,
+    parallel_block,
+)
 from lucid.codegen.lowerings import LOWERINGS
 from lucid.errors import CompileError, diagnose
 from lucid.ir.core import Graph, Node, Value

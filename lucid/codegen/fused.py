@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from lucid.codegen import _gemm_shared, gemm
+from lucid.codegen import gemm
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import (
     Kernel,
@@ -352,7 +352,7 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
     )
     parts = [gemm_support(spec) for spec in specs]
     # the row tiles run on lucid_parallel_run even when every layer takes the small path
-    shared = (_gemm_shared.parallel_block(),) + tuple(b for blocks, _ in parts for b in blocks)
+    shared = (gemm.parallel_block(),) + tuple(b for blocks, _ in parts for b in blocks)
     support = "".join(text for _, text in parts) + render("fused_mlp_tile.c.j2", m=data)
     return ctx.kernel(
         render("fused_mlp.c.j2", m=data),

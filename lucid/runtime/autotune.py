@@ -38,7 +38,7 @@ import numpy as np
 
 import lucid
 from lucid.codegen import gemm
-from lucid.codegen._gemm_blocking import Blocking, GemmProblem, blocking_candidates
+from lucid.codegen.gemm import Blocking, GemmProblem, blocking_candidates
 from lucid.runtime import cache as _cache
 from lucid.runtime import threads as _threads
 from lucid.runtime.build import BuildOptions, build
@@ -55,9 +55,12 @@ MARGIN = 0.02
 # enough that 7 rounds of a dozen candidates stay well under a second for a 256x1024x1024 GEMM.
 SAMPLE_SECONDS = 5e-3
 _GENERATOR_FILES = (
-    "codegen/gemm.py",
-    "codegen/_gemm_shared.py",
-    "codegen/_gemm_blocking.py",
+    "codegen/gemm/__init__.py",
+    "codegen/gemm/blocking.py",
+    "codegen/gemm/emit.py",
+    "codegen/gemm/shared.py",
+    "codegen/gemm/spec.py",
+    "codegen/gemm/templates",
     "codegen/templates",
 )
 _TUNE_LOCK = threading.Lock()  # one tuning at a time per process: timings must not overlap

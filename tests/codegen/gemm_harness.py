@@ -18,14 +18,27 @@ import numpy as np
 from lucid.codegen.gemm import (
     Blocking,
     DTypeName,
+    Epilogue,
+    EpilogueStep,
     GemmSpec,
     Isa,
+    bias_add,
+    choose_blocking,
+    detect_isa,
     emit_gemm,
     gemm_params,
     gemm_prototype,
 )
 
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno")
+
+# Epilogue steps of the tests, in C on the element `v` of type `T`. They are test data: the
+# generator spells no op's math (lucid's fused epilogues take each op's one scalar C expression),
+# and these use the selects of the op table (lucid/ir/ops/activations.py) so results compare bit for bit with it.
+RELU = EpilogueStep("v = v < (T)0 ? (T)0 : v;")
+HARDSWISH = EpilogueStep(
+    "{ const T t = v / (T)6 + (T)0.5; v = v * (t < (T)0 ? (T)0 : (t > (T)1 ? (T)1 : t)); }"
+)
 
 
 @dataclass
@@ -129,16 +142,12 @@ _BUILT: dict[str, dict[str, Built]] = {}
 
 def available_isas() -> list[Isa]:
     """The isas this machine can run, best first."""
-    from lucid.codegen.gemm import detect_isa
-
     order: list[Isa] = ["avx512", "avx2", "scalar"]
     return order[order.index(detect_isa()) :]
 
 
 def small_blocking(dtype: DTypeName, isa: Isa) -> Blocking:
     """Tiny cache blocks and no thread threshold, so small shapes cross every block edge."""
-    from lucid.codegen.gemm import choose_blocking
-
     base = choose_blocking(dtype, isa)
     return Blocking(base.mr, base.nr, mc=2 * base.mr, kc=48, nc=3 * base.nr, par_min_work=1)
 
@@ -149,8 +158,6 @@ EPILOGUE_TRANS = [(False, True), (True, False)]  # bias + hardswish + colsum ker
 
 def catalogue(isa: Isa) -> list[GemmSpec]:
     """The GEMMs the tests use for one isa: plain ones per dtype/transposition, and epilogues."""
-    from lucid.codegen.gemm import Epilogue, bias_add, binary, unary
-
     specs = []
     dtypes: tuple[DTypeName, ...] = ("float", "double")
     for dtype in dtypes:
@@ -167,17 +174,17 @@ def catalogue(isa: Isa) -> list[GemmSpec]:
                     )
                 if (ta, tb) in EPILOGUE_TRANS:
                     # bias + hardswish + column sums: the fused Linear forward/backward shape
-                    ep = Epilogue((bias_add("bias"), unary("hardswish", dtype)), colsum=True)
+                    ep = Epilogue((bias_add("bias"), HARDSWISH), colsum=True)
                     specs.append(
                         GemmSpec(f"hsw_{tag}", dtype, ta, tb, None, None, None, ep, isa, small)
                     )
         ep2 = Epilogue(
             (
-                unary("relu", dtype),
-                binary("add", "res", "full", dtype),
-                binary("mul", "rowscale", "row", dtype),
-                binary("sub", "shift", "scalar", dtype),
-                binary("maximum", "floor", "col", dtype),
+                RELU,
+                EpilogueStep("v = v + x;", "res", "full"),
+                EpilogueStep("v = v * x;", "rowscale", "row"),
+                EpilogueStep("v = v - x;", "shift", "scalar"),
+                EpilogueStep("v = (v > x || v != v) ? v : x;", "floor", "col"),  # np.maximum
             ),
             colsum=True,
         )
@@ -186,7 +193,7 @@ def catalogue(isa: Isa) -> list[GemmSpec]:
         )
         specs.append(GemmSpec(f"static_{isa}_{dtype}", dtype, False, True, None, 19, 23, None, isa))
         # a static N narrower than the register tile: nr shrinks to whole vectors
-        ep3 = Epilogue((bias_add("bias"), unary("relu", dtype)))
+        ep3 = Epilogue((bias_add("bias"), RELU))
         specs.append(GemmSpec(f"narrow_{isa}_{dtype}", dtype, False, True, None, 5, None, ep3, isa))
     return specs
 

@@ -254,12 +254,11 @@ def test_cross_entropy_bad_target_is_an_index_error() -> None:
             c.run([x, np.array(bad, np.int64)])
 
 
-def test_every_op_has_a_lowering_and_is_tested() -> None:
-    """A new op in the table fails here until it has a C lowering and a test above."""
-    from lucid.codegen.emit_c import _lower  # noqa: F401  (the dispatch this mirrors)
-
+def test_every_op_has_a_lowering() -> None:
+    """A new op in the table fails here until it has a C lowering; tests/ir/test_op_table.py
+    compiles every op on its own sample, so a new op needs no line here."""
     region = {k for k, v in OPS.items() if v.region}
-    lowered = {k for k, v in OPS.items() if v.lowering in LOWERINGS or v.lowering in INLINE or v.c is not None}
+    lowered = {
+        k for k, v in OPS.items() if v.lowering in LOWERINGS or v.lowering in INLINE or v.c is not None
+    }
     assert set(OPS) - region - lowered == set()
-    g, _ = float_graph(DType.F32)
-    assert set(OPS) - region - g.ops_used == set()

@@ -102,7 +102,7 @@ def test_threads_bitwise_identical(
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", H.EPILOGUE_TRANS)
 def test_bias_hardswish_colsum(mods, isa: str, dtype: str, ta: bool, tb: bool) -> None:
-    """The epilogue equals _np_kernels.hardswish applied to the same kernel's plain result."""
+    """The epilogue equals the op table's hardswish kernel applied to the same kernel's plain result."""
     tag = f"{isa}_{dtype}_{int(ta)}{int(tb)}"
     plain, fused = H.spec_named(isa, f"small_{tag}"), H.spec_named(isa, f"hsw_{tag}")
     rng = np.random.default_rng(3)

@@ -13,14 +13,12 @@ from lucid.codegen.gemm import (
     EpilogueStep,
     GemmSpec,
     bias_add,
-    binary,
     choose_blocking,
     detect_caches,
     detect_isa,
     emit_gemm,
     gemm_params,
     gemm_prototype,
-    unary,
 )
 
 
@@ -74,9 +72,9 @@ def test_prototype_lists_operands_in_step_order() -> None:
     ep = Epilogue(
         (
             bias_add("b"),
-            unary("relu", "float"),
-            binary("add", "r", "full", "float"),
-            binary("mul", "b", "col", "float"),
+            EpilogueStep("v = v * v;"),
+            EpilogueStep("v = v + x;", "r", "full"),
+            EpilogueStep("v = v * x;", "b", "col"),
         ),
         colsum=True,
     )
@@ -101,7 +99,7 @@ def test_prototype_lists_operands_in_step_order() -> None:
 
 def test_emit_is_deterministic_and_commented() -> None:
     """Same spec, same text; the IR line and the formula appear in the header comment."""
-    ep = Epilogue((bias_add("fc1_bias"), unary("hardswish", "float")))
+    ep = Epilogue((bias_add("fc1_bias"), EpilogueStep("v = v * v;")))
     spec = GemmSpec(
         "fc1",
         "float",
@@ -139,7 +137,8 @@ def test_invalid_specs_are_rejected() -> None:
                 "scalar",
             )
         )
-    ep = Epilogue((binary("add", "e", "col", "float"), binary("add", "e", "row", "float")))
+    add = "v = v + x;"
+    ep = Epilogue((EpilogueStep(add, "e", "col"), EpilogueStep(add, "e", "row")))
     with pytest.raises(ValueError):
         emit_gemm(GemmSpec("g", "float", False, False, None, 4, 4, ep, "scalar"))
     with pytest.raises(ValueError):

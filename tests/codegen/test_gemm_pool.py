@@ -17,8 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import gemm_harness as H
 
-from lucid.codegen._gemm_shared import parallel_block
-from lucid.codegen.gemm import Epilogue, GemmSpec, bias_add, unary
+from lucid.codegen.gemm import Epilogue, GemmSpec, bias_add, parallel_block
 
 ISA = H.available_isas()[0]
 # odd sizes: partial tiles in M and N, a short last K block, fewer jobs than threads
@@ -29,7 +28,7 @@ CASES = [("float", False, True), ("double", False, False), ("float", True, False
 def _spec(dtype: str, ta: bool, tb: bool, threads: str) -> GemmSpec:
     """Tiny blocks so that threads split even these small shapes; colsum exercises the reduction."""
     blk = H.small_blocking(dtype, ISA)
-    ep = Epilogue((bias_add("bias"), unary("hardswish", dtype)), colsum=True)
+    ep = Epilogue((bias_add("bias"), H.HARDSWISH), colsum=True)
     name = f"pool_{dtype}_{int(ta)}{int(tb)}_{threads}"
     return replace(
         GemmSpec(name, dtype, ta, tb, None, None, None, ep, ISA, blk), threads=threads

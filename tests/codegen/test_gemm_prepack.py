@@ -18,7 +18,6 @@ from lucid.codegen.gemm import (
     emit_gemm,
     gemm_params,
     prepacked_b_elems,
-    unary,
 )
 
 # (N, K): N not a multiple of any tile width, K over several 48-wide K blocks and not a
@@ -38,7 +37,7 @@ def _specs(isa: str) -> list[GemmSpec]:
                         f"pp_{tag}", dtype, False, tb, None, n, k, None, isa, small, prepack_b=True
                     )  # type: ignore[arg-type]
                 )
-        ep = Epilogue((bias_add("bias"), unary("hardswish", dtype)))  # type: ignore[arg-type]
+        ep = Epilogue((bias_add("bias"), H.HARDSWISH))  # type: ignore[arg-type]
         specs.append(
             GemmSpec(
                 f"pphsw_{isa}_{dtype}",

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import gemm_harness as H
 
 from lucid.ir.ops import OPS
-from lucid.codegen.gemm import Epilogue, GemmSpec, bias_add, unary
+from lucid.codegen.gemm import Epilogue, GemmSpec, bias_add
 
 ISA = H.available_isas()[0]
 TRANS = [(False, False), (False, True), (True, False), (True, True)]
@@ -24,7 +24,7 @@ SHAPES = [(97, 300, 101), (5, 131, 64), (300, 7, 50), (29, 515, 3)]
 def _spec(dtype: str, ta: bool, tb: bool, shared: bool) -> GemmSpec:
     """Tiny blocks, threads for any size; B shared between threads or packed per job."""
     blk = replace(H.small_blocking(dtype, ISA), shared_b_bytes=(16 << 20) if shared else 0)
-    ep = Epilogue((bias_add("bias"), unary("hardswish", dtype)), colsum=True)
+    ep = Epilogue((bias_add("bias"), H.HARDSWISH), colsum=True)
     tag = f"{dtype}_{int(ta)}{int(tb)}_{'sh' if shared else 'own'}"
     return GemmSpec(f"shb_{tag}", dtype, ta, tb, None, None, None, ep, ISA, blk)
 

@@ -22,7 +22,6 @@ from lucid.codegen.gemm import (
     emit_gemm,
     gemm_parts,
     plan_paths,
-    unary,
 )
 
 ISA = H.available_isas()[0]
@@ -31,7 +30,7 @@ TRANS = [(False, False), (False, True), (True, False), (True, True)]
 
 def _hsw(dtype: str) -> Epilogue:
     """bias + hardswish + column sums: the fused Linear shape."""
-    return Epilogue((bias_add("bias"), unary("hardswish", dtype)), colsum=True)
+    return Epilogue((bias_add("bias"), H.HARDSWISH), colsum=True)
 
 
 def _spec(name: str, ta: bool, tb: bool, m, n, k, ep=None, dtype="float", **blk) -> GemmSpec:
@@ -181,7 +180,7 @@ def test_small_path_nan_inf(built) -> None:
 def test_shared_machinery_is_emitted_once_per_file(tmp_path: Path) -> None:
     """Two nodes of different epilogues share one copy of the kernels, and compute exactly what
     each computes when emitted alone."""
-    ep_relu = Epilogue((bias_add("bias"), unary("relu", "float")))
+    ep_relu = Epilogue((bias_add("bias"), H.RELU))
     one = _spec("one", False, True, None, 64, 96, _hsw("float"), small_work=0)
     two = _spec("two", False, True, None, 64, 96, ep_relu, small_work=0)
     blocks_one, _ = gemm_parts(one)

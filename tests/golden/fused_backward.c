@@ -85,9 +85,9 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
     return 0;
 }
 
-/* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm.py */
+/* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm/ */
 
-/* GEMM k0_fused_gemm_gemm: see lucid/codegen/gemm.py */
+/* GEMM k0_fused_gemm_gemm: see lucid/codegen/gemm/ */
 
 /* %0, %1 = fused_gemm %dy, %fc2.weight, %z : f32[N,5], f32[5] {
  * ^(%2: f32[N,2], %3: f32[2,5], %4: f32[N,5]):
@@ -104,7 +104,7 @@ static int k0_fused_gemm(const float *restrict x0, const float *restrict x1, con
     return rc == 0 ? 0 : (rc == -1 ? LUCID_E_NOMEM : LUCID_E_INTERNAL);
 }
 
-/* GEMM k1_fused_gemm_gemm: see lucid/codegen/gemm.py */
+/* GEMM k1_fused_gemm_gemm: see lucid/codegen/gemm/ */
 
 /* %8 = fused_gemm %0, %x : f32[5,3] {
  * ^(%9: f32[N,5], %10: f32[N,3]):
@@ -119,7 +119,7 @@ static int k1_fused_gemm(const float *restrict x0, const float *restrict x1, flo
     return rc == 0 ? 0 : (rc == -1 ? LUCID_E_NOMEM : LUCID_E_INTERNAL);
 }
 
-/* GEMM k2_matmul_gemm: see lucid/codegen/gemm.py */
+/* GEMM k2_matmul_gemm: see lucid/codegen/gemm/ */
 
 /* %13 = matmul %0, %fc1.weight : f32[N,3] */
 static int k2_matmul(const float *restrict x0, const float *restrict x1, float *restrict y0, int64_t batch, int nthreads)

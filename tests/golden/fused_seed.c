@@ -78,12 +78,12 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
     return 0;
 }
 
-/* GEMM lucid_parallel: see lucid/codegen/gemm.py */
+/* GEMM lucid_parallel: see lucid/codegen/gemm/ */
 
-/* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm.py */
+/* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm/ */
 
-/* GEMM k0_fused_mlp_layer0: see lucid/codegen/gemm.py */
-/* GEMM k0_fused_mlp_layer1: see lucid/codegen/gemm.py */
+/* GEMM k0_fused_mlp_layer0: see lucid/codegen/gemm/ */
+/* GEMM k0_fused_mlp_layer1: see lucid/codegen/gemm/ */
 /* One job of k0_fused_mlp: tiles of `tile` rows of the batch's `rows`, claimed from *next.
  * Each tile's hidden activations live only in this thread's tile buffers
  * (1 x 4096 x 5 x 4 B <= L2/2 (1048576 B L2)), so the full hidden tensor is never written to memory. */

@@ -74,9 +74,9 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
     return 0;
 }
 
-/* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm.py */
+/* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm/ */
 
-/* GEMM k0_linear_gemm: see lucid/codegen/gemm.py */
+/* GEMM k0_linear_gemm: see lucid/codegen/gemm/ */
 
 /* %0 = linear %x, %fc1.weight, %fc1.bias : f32[N,5] */
 static int k0_linear(const float *restrict x0, const float *restrict x1, const float *restrict x2, float *restrict y0, int64_t batch, int nthreads)
@@ -96,7 +96,7 @@ static int k1_hardswish(const float *restrict x0, float *restrict y0, int64_t ba
     return 0;
 }
 
-/* GEMM k2_linear_gemm: see lucid/codegen/gemm.py */
+/* GEMM k2_linear_gemm: see lucid/codegen/gemm/ */
 
 /* %2 = linear %1, %fc2.weight, %fc2.bias : f32[N,2] */
 static int k2_linear(const float *restrict x0, const float *restrict x1, const float *restrict x2, float *restrict y0, int64_t batch, int nthreads)

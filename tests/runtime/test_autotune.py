@@ -12,8 +12,8 @@ import pytest
 
 import lucid
 from lucid import nn
-from lucid.codegen._gemm_blocking import CacheSizes, GemmProblem, detect_isa
 from lucid.codegen.emit_c import CodegenOptions, emit_c
+from lucid.codegen.gemm import CacheSizes, GemmProblem, detect_isa
 from lucid.ir.trace import trace
 from lucid.runtime import autotune
 from lucid.runtime.compiled import CompileOptions
@@ -65,7 +65,7 @@ def test_option_is_validated() -> None:
 
 def test_candidates_start_with_the_cost_model() -> None:
     base = PROBLEM.default_blocking()
-    from lucid.codegen._gemm_blocking import blocking_candidates
+    from lucid.codegen.gemm import blocking_candidates
 
     found = blocking_candidates(base, "float")
     assert found[0] == base

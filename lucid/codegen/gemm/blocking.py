@@ -1,7 +1,7 @@
 """GEMM blocking: this machine's isa and caches, the register tiles, and the cache-block cost model.
 
 Everything here is a pure function of (dtype, isa, cache sizes, static N); the generator
-(`gemm.py`) receives the result in its spec, so generated C is deterministic.
+(`emit.py`) receives the result in its spec, so generated C is deterministic.
 """
 
 from __future__ import annotations

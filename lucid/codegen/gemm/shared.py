@@ -4,9 +4,9 @@ Packing routines, register transposes, micro-kernels and the blocked driver depe
 (dtype, isa, register tile, transposition), never on a node's epilogue, so each is emitted once
 per translation unit as a `SharedBlock`: named by those parameters, wrapped in an #ifndef guard
 (fragments stay self-contained), and deduplicated by key in Python (emit_c lays each out once).
-A node keeps only its epilogue (`finish`), its small path and its entry function (gemm.c.j2); the
-driver reaches the node's `finish` and the packing routines through pointers in the problem
-struct, called once per tile or per block, never per element.
+A node keeps only its epilogue (`finish`), its small path and its entry function
+(gemm/node.c.j2); the driver reaches the node's `finish` and the packing routines through
+pointers in the problem struct, called once per tile or per block, never per element.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lucid.codegen._gemm_blocking import ISA_MACRO, Blocking, Vec, vec_of
 from lucid.codegen._jinja import render
+from lucid.codegen.gemm.blocking import ISA_MACRO, Blocking, Vec, vec_of
 
 # How generated code runs parallel tasks: "pool" (persistent workers, lucid.compile) or "spawn"
-# (threads created per call and joined, no global state: AOT export). See parallel.c.j2.
+# (threads created per call and joined, no global state: AOT export). See gemm/parallel.c.j2.
 ThreadsMode = Literal["pool", "spawn"]
 THREADS_MODES: tuple[ThreadsMode, ...] = ("pool", "spawn")
 PARALLEL_KEY = "lucid_parallel"
@@ -125,7 +125,7 @@ class Transpose:
 
 @dataclass(frozen=True)
 class Pack:
-    """One packing routine (pack_a.c.j2 / pack_b.c.j2)."""
+    """One packing routine (gemm/pack_a.c.j2 / gemm/pack_b.c.j2)."""
 
     fname: str
     T: str
@@ -138,7 +138,7 @@ class Pack:
 
 @dataclass(frozen=True)
 class Kernels:
-    """The micro-kernels of one register tile and the driver around them (gemm_driver.c.j2)."""
+    """The micro-kernels of one register tile and the driver around them (gemm/driver.c.j2)."""
 
     name: str
     T: str
@@ -238,7 +238,7 @@ def _pack_decl(fname: str, dtype: str) -> str:
 def common_block(dtype: str) -> SharedBlock:
     """Headers, the scalar FMA macros and the problem/job structs of one dtype."""
     key = f"lucid_gemm_{short(dtype)}_common"
-    return _guard(key, "types", render("gemm_common.c.j2", T=dtype, S=short(dtype)), None)
+    return _guard(key, "types", render("gemm/common.c.j2", T=dtype, S=short(dtype)), None)
 
 
 def parallel_block(threads: ThreadsMode = "pool") -> SharedBlock:
@@ -250,7 +250,9 @@ def parallel_block(threads: ThreadsMode = "pool") -> SharedBlock:
         "LUCID_SHARED_FN void lucid_parallel_run(int n, lucid_task_fn fn, void *args, "
         "size_t stride);\n"
     )
-    return _guard(PARALLEL_KEY, "threads", render("parallel.c.j2", pool=threads == "pool"), decl)
+    return _guard(
+        PARALLEL_KEY, "threads", render("gemm/parallel.c.j2", pool=threads == "pool"), decl
+    )
 
 
 def blocked_blocks(
@@ -284,13 +286,13 @@ def blocked_blocks(
             tr_b = tuple((off, counts[lanes]) for off in range(0, blk.nr, lanes))
         for rows, fname in sorted(counts.items(), reverse=True):
             tr = _transpose(vec, dtype, fname, rows)
-            text = render("gemm_transpose.c.j2", tr=tr, tv=tr.variant, T=dtype, vec=vec)
+            text = render("gemm/transpose.c.j2", tr=tr, tv=tr.variant, T=dtype, vec=vec)
             blocks.append(_guard(fname, "register transpose", text))
     a_index = "(p) * M + (r)" if trans_a else "(r) * K + (p)"
     b_index = "(c) * K + (p)" if trans_b else "(p) * N + (c)"
     pa = Pack(pack_a, dtype, blk.mr, a_index, trans_a, tr_a, lanes)
     pb = Pack(pack_b, dtype, blk.nr, b_index, trans_b, tr_b, lanes)
-    text_a, text_b = render("gemm_pack_a.c.j2", p=pa), render("gemm_pack_b.c.j2", p=pb)
+    text_a, text_b = render("gemm/pack_a.c.j2", p=pa), render("gemm/pack_b.c.j2", p=pb)
     blocks.append(_guard(pack_a, "packing of A", text_a, _pack_decl(pack_a, dtype)))
     blocks.append(_guard(pack_b, "packing of B", text_b, _pack_decl(pack_b, dtype)))
     elem = 4 if dtype == "float" else 8
@@ -313,6 +315,6 @@ def blocked_blocks(
         f"LUCID_SHARED_FN int {name}_run(const lucid_gemm_{s} *g, int nthreads);\n"
         f"LUCID_SHARED_FN void {name}_prepack(const lucid_gemm_{s} *g, {dtype} *restrict out);\n"
     )
-    text = render("gemm_driver.c.j2", k=k)
+    text = render("gemm/driver.c.j2", k=k)
     blocks.append(_guard(name, "micro-kernels and blocked driver", text, decl))
     return blocks

@@ -1,0 +1,286 @@
+"""C text of one GEMM node: its parameters, path plan and template data, and the shared blocks.
+
+`gemm_parts(spec)` makes every decision in Python (`NodeTemplate`, `plan_paths`) and lays the
+node's own function out with gemm/node.c.j2; the machinery it calls comes from `shared.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lucid.codegen._jinja import render
+from lucid.codegen.gemm.blocking import vec_of
+from lucid.codegen.gemm.shared import (
+    THREADS_MODES,
+    SharedBlock,
+    blocked_blocks,
+    common_block,
+    driver_name,
+    pack_names,
+    short,
+)
+from lucid.codegen.gemm.spec import Epilogue, GemmSpec
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+# ------------------------------------------------------------------------------- template data
+
+
+@dataclass(frozen=True)
+class Operand:
+    """An epilogue input as the C code sees it."""
+
+    param: str  # e_<name>
+    load: str  # C expression of its element for tile element (i, j)
+
+
+def _check_ident(name: str, what: str) -> None:
+    if not _IDENT.match(name):
+        raise ValueError(f"{what} {name!r} is not a C identifier")
+
+
+def _operands(ep: Epilogue) -> tuple[tuple[Operand, ...], tuple[str, ...]]:
+    """Distinct operands (first use order) and the step statements with `x` bound."""
+    loads = {
+        "col": "{p}[j0 + j]",
+        "row": "{p}[i0 + i]",
+        "full": "{p}[(i0 + i) * N + j0 + j]",
+        "scalar": "{p}[0]",
+    }
+    seen: dict[str, Operand] = {}
+    kinds: dict[str, str] = {}
+    steps = []
+    for step in ep.steps:
+        if step.operand is None:
+            steps.append(step.code)
+            continue
+        _check_ident(step.operand, "epilogue operand")
+        if kinds.setdefault(step.operand, step.broadcast) != step.broadcast:
+            raise ValueError(f"operand {step.operand!r} used with two broadcasts")
+        param = f"e_{step.operand}"
+        op = seen.setdefault(step.operand, Operand(param, loads[step.broadcast].format(p=param)))
+        steps.append(f"{{ const T x = {op.load}; {step.code} }}")
+    return tuple(seen.values()), tuple(steps)
+
+
+def gemm_params(spec: GemmSpec) -> list[tuple[str, str]]:
+    """The C parameters of the generated function, as (type, name)."""
+    t = spec.dtype
+    params = [
+        (f"const {t} *", "A"),
+        (f"const {t} *", "B"),
+        (f"{t} *", "C"),
+        ("int64_t", "M"),
+        ("int64_t", "N"),
+        ("int64_t", "K"),
+    ]
+    if spec.epilogue is not None:
+        ops, _ = _operands(spec.epilogue)
+        params += [(f"const {t} *", op.param) for op in ops]
+        if spec.epilogue.colsum:
+            params.append((f"{t} *", "colsum"))
+    if prepacked_b_elems(spec):
+        params.append((f"const {t} *", "Bp"))
+    params.append(("int", "nthreads"))
+    return params
+
+
+def prepacked_b_elems(spec: GemmSpec) -> int:
+    """Elements of `NAME_pack_b`'s output (op(B) in the blocked path's packed layout), or 0 when
+    the spec has no prepacked B (not asked for, a runtime N or K, K == 0, or no blocked path).
+
+    The layout is the driver's (`_prepack` in gemm/driver.c.j2): K blocks one after another,
+    each of ceil(N / nr) zero-padded micro-panels of nr columns, so K * (N rounded up to nr)."""
+    n, k = spec.n, spec.k
+    if not spec.prepack_b or n is None or k is None or n == 0 or k == 0:
+        return 0
+    if not plan_paths(spec)[1]:
+        return 0
+    nr = spec.resolved_blocking().nr
+    return k * (-(-n // nr) * nr)
+
+
+def gemm_prototype(spec: GemmSpec) -> str:
+    """`int NAME(...);` -- the declaration a cffi cdef needs."""
+    args = ", ".join(f"{t}{'' if t.endswith('*') else ' '}{n}" for t, n in gemm_params(spec))
+    return f"int {spec.name}({args});"
+
+
+@dataclass(frozen=True)
+class SmallPath:
+    """The unpacked loop of a tiny GEMM: `mb` rows of C at a time, `nn` (= static N) columns."""
+
+    mb: int
+    nn: int
+    a_index: str  # element (row i0 + i, k p) of op(A)
+    b_index: str  # element (k p, column j) of op(B)
+
+
+@dataclass(frozen=True)
+class NodeTemplate:
+    """Everything gemm/node.c.j2 lays out for one node; every choice is already made here."""
+
+    name: str
+    T: str
+    S: str  # f32 / f64: the shared types' suffix
+    header_comment: str
+    formula: str
+    path_notes: tuple[str, ...]
+    params: str  # the C parameter list
+    small_params: str
+    small_args: str
+    static_dims: tuple[tuple[str, int], ...]
+    operands: tuple[Operand, ...]
+    ep_struct: bool
+    steps: tuple[str, ...]  # C statements, operand loads already in place
+    colsum: bool
+    plain: bool  # no epilogue steps and no column sums: full tiles never need the tile buffer
+    fma: str
+    small: SmallPath | None
+    small_work: int
+    blocked: bool
+    mr: int
+    nr: int
+    mc: int
+    kc: int
+    nc: int
+    par_min_work: int
+    jobs_per_thread: int
+    shared_b_bytes: int
+    driver: str
+    pack_a: str
+    pack_b: str
+    prepacked: int  # elements of NAME_pack_b's output; 0: no prepacked B
+    n: int | None  # the static N and K (for NAME_pack_b)
+    k: int | None
+
+
+def plan_paths(spec: GemmSpec) -> tuple[SmallPath | None, bool]:
+    """(small path or None, whether the blocked path is emitted), decided from static shapes.
+
+    The small path alone when a static N*K or M*N is at most `small_elems` (B, or the block of
+    C summed over all of K, is tiny whatever the runtime dim) or a static M*N*K at most
+    `small_work`; both behind a runtime check of M*N*K otherwise (N static and at most 1024:
+    the row of sums lives on the stack); the blocked path alone when N is a runtime dim."""
+    blk = spec.resolved_blocking()
+    m, n, k = spec.m, spec.n, spec.k
+    if n is None or n > 1024 or blk.small_work <= 0:
+        return None, True
+    a_index = "p * M + (i0 + i)" if spec.trans_a else "(i0 + i) * K + p"
+    b_index = "j * K + p" if spec.trans_b else f"p * {n} + j"
+    whole_c = m is not None and m * n <= blk.small_elems
+    mb = m if whole_c and m is not None and m > 0 else 1
+    path = SmallPath(mb, n, a_index, b_index)
+    if whole_c or (k is not None and n * k <= blk.small_elems):
+        return path, False
+    if m is not None and k is not None and m * n * k <= blk.small_work:
+        return path, False
+    return path, True
+
+
+def _node_template(spec: GemmSpec) -> NodeTemplate:
+    """Make every generation decision for `spec`'s own function (not the shared machinery)."""
+    blk = spec.resolved_blocking()
+    ep = spec.epilogue or Epilogue()
+    operands, steps = _operands(ep)
+    small, blocked = plan_paths(spec)
+    pack_a, pack_b = pack_names(spec.dtype, spec.isa, blk, spec.trans_a, spec.trans_b)
+    opa = "A^T" if spec.trans_a else "A"
+    opb = "B^T" if spec.trans_b else "B"
+    dims = "x".join(
+        str(d) if d is not None else s for d, s in ((spec.m, "M"), (spec.n, "N"), (spec.k, "K"))
+    )
+    t = spec.dtype
+    small_params = [f"const {t} *restrict A", f"const {t} *restrict B", f"{t} *restrict C"]
+    small_params += ["int64_t M", "int64_t N", "int64_t K"]
+    small_params += [f"const {t} *restrict {op.param}" for op in operands]
+    small_params += [f"{t} *restrict colsum"] if ep.colsum else []
+    small_args = ["A", "B", "C", "M", "N", "K", *(op.param for op in operands)]
+    small_args += ["colsum"] if ep.colsum else []
+    notes = []
+    if small is not None:
+        when = "always" if not blocked else f"when M*N*K <= {blk.small_work}"
+        notes.append(f"small path ({when}): plain loops, {small.mb} row(s) at a time")
+    if blocked:
+        notes.append(
+            f"blocked path: register tile {blk.mr}x{blk.nr} ({driver_name(t, spec.isa, blk)}); "
+            f"cache blocks mc={blk.mc} kc={blk.kc} nc={blk.nc}"
+        )
+    return NodeTemplate(
+        name=spec.name,
+        T=t,
+        S=short(t),
+        header_comment=spec.ir_comment.replace("*/", "* /"),
+        formula=f"C = {opa} @ {opb} ({dims}, {t}, {spec.isa})",
+        path_notes=tuple(notes),
+        params=", ".join(
+            f"{ty}{'' if ty.endswith('*') else ' '}{n}" for ty, n in gemm_params(spec)
+        ),
+        small_params=", ".join(small_params),
+        small_args=", ".join(small_args),
+        static_dims=tuple(
+            (d, v) for d, v in (("M", spec.m), ("N", spec.n), ("K", spec.k)) if v is not None
+        ),
+        operands=operands,
+        ep_struct=bool(operands) and blocked,
+        steps=steps,
+        colsum=ep.colsum,
+        plain=not steps and not ep.colsum,
+        fma="LUCID_GEMM_FMAF" if t == "float" else "LUCID_GEMM_FMAD",
+        small=small,
+        small_work=blk.small_work,
+        blocked=blocked,
+        mr=blk.mr,
+        nr=blk.nr,
+        mc=blk.mc,
+        kc=blk.kc,
+        nc=blk.nc,
+        par_min_work=blk.par_min_work,
+        jobs_per_thread=max(1, blk.jobs_per_thread),
+        shared_b_bytes=max(0, blk.shared_b_bytes),
+        driver=driver_name(t, spec.isa, blk),
+        pack_a=pack_a,
+        pack_b=pack_b,
+        prepacked=prepacked_b_elems(spec),
+        n=spec.n,
+        k=spec.k,
+    )
+
+
+def _validate(spec: GemmSpec) -> None:
+    """ValueError for a spec the generator cannot honour."""
+    _check_ident(spec.name, "GEMM name")
+    if spec.dtype not in ("float", "double"):
+        raise ValueError(f"unsupported GEMM dtype {spec.dtype!r}")
+    if spec.isa not in ("avx512", "avx2", "scalar"):
+        raise ValueError(f"unknown isa {spec.isa!r}")
+    if spec.threads not in THREADS_MODES:
+        raise ValueError(f"threads must be one of {THREADS_MODES}, got {spec.threads!r}")
+    blk = spec.resolved_blocking()
+    vec = vec_of(spec.isa, spec.dtype)
+    if vec and blk.nr % vec.lanes:
+        raise ValueError(f"nr={blk.nr} is not a multiple of {vec.lanes} lanes")
+    if blk.mc % blk.mr or blk.nc % blk.nr or blk.kc <= 0 or blk.kc % 8:
+        raise ValueError(f"inconsistent blocking {blk}")
+
+
+def gemm_parts(spec: GemmSpec) -> tuple[tuple[SharedBlock, ...], str]:
+    """(shared machinery the node needs, in dependency order; the node's own C text).
+
+    Lay each shared block out once per translation unit (deduplicate by key), before the nodes."""
+    _validate(spec)
+    node = _node_template(spec)
+    blocks = [common_block(spec.dtype)]
+    if node.blocked:
+        blk = spec.resolved_blocking()
+        blocks = blocked_blocks(spec.dtype, spec.isa, blk, spec.trans_a, spec.trans_b, spec.threads)
+    return tuple(blocks), render("gemm/node.c.j2", g=node)
+
+
+def emit_gemm(spec: GemmSpec) -> str:
+    """C text of the specialised GEMM function described by `spec`, with its shared machinery
+    (guarded: fragments of several specs may be pasted into one file)."""
+    blocks, node = gemm_parts(spec)
+    return "".join(b.text + "\n" for b in blocks) + node
