@@ -153,22 +153,3 @@ def _write_json(directory: Path, name: str, data: Any) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
-
-
-def fused_ops_with_lowering(root: Path) -> frozenset[str] | None:
-    """The fused ops codegen can lower, as recorded for this code fingerprint (None: unknown).
-
-    Asking codegen imports it (~50 ms with Jinja2); the answer depends only on lucid's code."""
-    try:
-        with open(_index_dir(root) / f"lowerings-{code_fingerprint()}.json", encoding="utf-8") as f:
-            ops = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
-        return None
-    return frozenset(ops)
-
-
-def record_fused_ops(root: Path, ops: frozenset[str]) -> None:
-    """Record `fused_ops_with_lowering` for this code fingerprint (atomically)."""
-    _write_json(_index_dir(root), f"lowerings-{code_fingerprint()}.json", sorted(ops))

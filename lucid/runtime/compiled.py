@@ -203,8 +203,6 @@ class CompiledModule:
                 raise self._mismatch(arrays, exc) from exc
             signature = Signature(traced.input_types, training, grad)
             names = _pipeline(self.options)
-            if self.options.passes is None and hasattr(self.backend, "pipeline"):
-                names = self.backend.pipeline(names)  # what this backend can run
             debug_path = self._debug_path(signature)
             rows = next((a.shape[0] for a in arrays if a.ndim), None)  # the batch, for autotune
             if grad is None:
