@@ -59,10 +59,10 @@ from lucid.codegen._lower import (
     prod_c,
 )
 from lucid.codegen._memplan import MemoryPlan, Poly, plan_memory
-from lucid.errors import CompileError, diagnose
+from lucid.errors import CompileError
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.ops import OPS
-from lucid.ir.printer import format_lines
+from lucid.ir.printer import diagnose, format_lines
 from lucid.ir.types import TensorType
 
 _scalar_c.install()

@@ -52,10 +52,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lucid.errors import AutodiffError, IRError, diagnose
+from lucid.errors import AutodiffError, IRError
 from lucid.ir import _vjp as V
 from lucid.ir.core import Builder, Graph, Node, Value
 from lucid.ir.ops import OPS, no_gradient
+from lucid.ir.printer import diagnose
 from lucid.ir.verify import verify
 
 
