@@ -18,8 +18,11 @@ import numpy as np
 
 from lucid.errors import LucidError
 from lucid.ir.core import Graph
+from lucid.ir.printer import format as format_graph
+from lucid.runtime import _index
 from lucid.runtime import threads as _threads
-from lucid.runtime.build import BuildOptions
+from lucid.runtime.build import BuildOptions, build, load_cached
+from lucid.runtime.cache import cache_root
 
 __all__ = [
     "Backend",
@@ -350,11 +353,6 @@ class CBackend:
     ) -> tuple[CExecutable | None, str | None]:
         """(the executable the warm-start index knows for `graph` or None, the index key or
         None when this build must not use the index)."""
-        from lucid.ir.printer import format as format_graph
-        from lucid.runtime import _index
-        from lucid.runtime.build import load_cached
-        from lucid.runtime.cache import cache_root
-
         # A debug build writes its sources, and tuned C depends on records the index does not
         # see (a retuned problem must not be served the old C): both take the full path.
         if options.debug_dir is not None or options.autotune:
@@ -373,9 +371,6 @@ class CBackend:
 
     def _record(self, executable: CExecutable, ikey: str | None) -> None:
         """Remember in the warm-start index which build serves the graph of `ikey`."""
-        from lucid.runtime import _index
-        from lucid.runtime.cache import cache_root
-
         if ikey is not None:
             info = executable.build_info
             assert info is not None
@@ -406,7 +401,6 @@ class CBackend:
         """Build generated C (or load it from the cache). `shared`: a second unit to link in
         place of the program's own (a union that holds it), when the program is split."""
         from lucid.codegen.shim import with_second_unit
-        from lucid.runtime.build import build
 
         second = gen.program.shared_source
         if second is not None and shared is not None:
