@@ -1,7 +1,7 @@
 """`lucid-ir` subcommands that go through the C compiler: `emit-c` and `demo`.
 
-They live apart from lucid/cli.py so that the IR-only commands stay importable (and fast) on a
-machine without a C compiler; lucid/cli.py imports this module to register them.
+They import codegen and the runtime only when they run, so `lucid-ir` starts (and its IR
+commands work) without a C compiler; lucid/cli.py adds COMPILE_COMMANDS to its own.
 """
 
 from __future__ import annotations
@@ -16,23 +16,19 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 
 import lucid
-from lucid.cli import (
-    SEED_INPUT,
-    _target_args,
-    command,
-    emit,
-    load_graph,
-    seed_model,
-)
+from lucid._cli_common import SEED_INPUT, CommandTable, emit, load_graph, seed_model, target_args
 
 if TYPE_CHECKING:
     from lucid.nn import Module
     from lucid.runtime.compiled import CompiledModule
     from lucid.tensor import Tensor
 
+COMPILE_COMMANDS = CommandTable()
+command = COMPILE_COMMANDS.command
+
 
 def _emit_c_args(p: argparse.ArgumentParser) -> None:
-    _target_args(p, lir=True)
+    target_args(p, lir=True)
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument(
         "--isa",

@@ -1,13 +1,13 @@
-"""The LucidError family, source locations, and the `file:line: error:` diagnostic format."""
+"""The LucidError family, source locations, and the `file:line: error:` diagnostic format.
+
+It depends on nothing else in lucid: the IR context of a diagnostic (`diagnose`) is printed
+by lucid.ir.printer, which hands the lines to `format_diagnostic`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from lucid.ir.core import Graph, Node
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,21 +88,3 @@ def format_diagnostic(
     lo, hi = max(0, mark - context), min(len(lines), mark + context + 1)
     shown = [("  > " if i == mark else "    ") + lines[i].strip() for i in range(lo, hi)]
     return "\n".join([head, *shown])
-
-
-def diagnose(
-    message: str,
-    graph: Graph | None = None,
-    node: Node | None = None,
-    loc: SourceLoc | None = None,
-    context: int = 2,
-) -> str:
-    """A diagnostic for `node` of `graph`: its SourceLoc, then the IR lines around it."""
-    if loc is None and node is not None:
-        loc = node.loc
-    if graph is None or node is None:
-        return format_diagnostic(message, loc)
-    from lucid.ir.printer import format_lines  # the printer depends on the IR, not vice versa
-
-    lines, where = format_lines(graph)
-    return format_diagnostic(message, loc, lines, where.get(node), context)

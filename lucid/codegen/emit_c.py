@@ -57,10 +57,10 @@ from lucid.codegen.gemm import (
     parallel_block,
 )
 from lucid.codegen.lowerings import LOWERINGS
-from lucid.errors import CompileError, diagnose
+from lucid.errors import CompileError
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.ops import OPS
-from lucid.ir.printer import format_lines
+from lucid.ir.printer import diagnose, format_lines
 from lucid.ir.types import TensorType
 
 

@@ -45,9 +45,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lucid.errors import AutodiffError, IRError, diagnose
+from lucid.errors import AutodiffError, IRError
 from lucid.ir.core import Builder, Graph, Node, Value
 from lucid.ir.ops import NOT_DIFFERENTIABLE, OPS
+from lucid.ir.printer import diagnose
 from lucid.ir.types import Dim, DType, TensorType
 from lucid.ir.verify import verify
 

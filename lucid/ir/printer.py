@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from lucid.errors import SourceLoc
+from lucid.errors import SourceLoc, format_diagnostic
 from lucid.ir.core import Attr, Graph, Node, Value
 from lucid.ir.types import DType
 
@@ -40,6 +40,22 @@ def format_lines(graph: Graph, locs: bool = False) -> tuple[list[str], dict[Node
     second = _Printer(locs, first.names)
     second.run(graph)
     return second.lines, second.where
+
+
+def diagnose(
+    message: str,
+    graph: Graph | None = None,
+    node: Node | None = None,
+    loc: SourceLoc | None = None,
+    context: int = 2,
+) -> str:
+    """A diagnostic for `node` of `graph`: its SourceLoc, then the IR lines around it."""
+    if loc is None and node is not None:
+        loc = node.loc
+    if graph is None or node is None:
+        return format_diagnostic(message, loc)
+    lines, where = format_lines(graph)
+    return format_diagnostic(message, loc, lines, where.get(node), context)
 
 
 def format_attr(value: Attr) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from lucid.errors import IRTypeError, VerifyError, diagnose
+from lucid.errors import IRTypeError, VerifyError
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.ops import OPS
+from lucid.ir.printer import diagnose
 
 
 def verify(graph: Graph) -> None:

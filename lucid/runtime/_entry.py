@@ -1,5 +1,7 @@
 """Pieces of `lucid.compile` shared by the forward and the grad entries: one signature's
-compiled state (`_Entry`), tracing with the return-kind spy, the pass pipeline, debug dumps."""
+compiled state (`Entry`), tracing with the return-kind spy, running the passes, debug dumps.
+
+The internal API of lucid/runtime (compiled.py, _fastpath.py): not for use outside it."""
 
 from __future__ import annotations
 
@@ -18,12 +20,12 @@ from lucid.tensor import Tensor
 
 if TYPE_CHECKING:
     from lucid.runtime._training import GradProgram
-    from lucid.runtime.compiled import CompileOptions, Signature
+    from lucid.runtime.options import Signature
 
 _BATCH = "N"
 
 
-def _type_of(a: np.ndarray) -> str:
+def type_of(a: np.ndarray) -> str:
     """`f64[2,3]` for an array (its numpy dtype when lucid has no name for it)."""
     try:
         name = str(DType.from_numpy(a.dtype))
@@ -32,16 +34,16 @@ def _type_of(a: np.ndarray) -> str:
     return f"{name}[{','.join(map(str, a.shape))}]"
 
 
-def _wrap(a: np.ndarray) -> Tensor:
+def wrap(a: np.ndarray) -> Tensor:
     """A Tensor around `a` without the copy Tensor() makes; it never requires grad."""
     return Tensor._make(a)
 
 
-def _label(role: str, i: int, hint: str | None) -> str:
+def label(role: str, i: int, hint: str | None) -> str:
     return f"{role} {i} ({hint})" if hint else f"{role} {i}"
 
 
-class _Entry:
+class Entry:
     """Everything compiled for one signature.
 
     Invariants: `forward` runs `stages['optimized']`; `param_slots[i]` finds the live Parameter
@@ -104,12 +106,12 @@ class _Entry:
             want = value.type
             if not isinstance(a, np.ndarray):
                 raise InputError(
-                    f"{_label('param', i, hint)}: expected {want}, but the model "
+                    f"{label('param', i, hint)}: expected {want}, but the model "
                     f"no longer has an array there (got {type(p).__name__})"
                 )
             if a.dtype != want.dtype.np or a.shape != want.shape:
                 raise InputError(
-                    f"{_label('param', i, hint)}: expected {want}, got {_type_of(a)}; the "
+                    f"{label('param', i, hint)}: expected {want}, got {type_of(a)}; the "
                     "parameter changed since compilation: call lucid.compile(model) again"
                 )
             if not (a.flags.c_contiguous and a.flags.aligned):
@@ -126,16 +128,16 @@ class _Entry:
             want = value.type
             if a.dtype != want.dtype.np or a.ndim != want.rank:
                 raise InputError(
-                    f"{_label('input', i, value.hint)}: expected {want}, got {_type_of(a)}"
+                    f"{label('input', i, value.hint)}: expected {want}, got {type_of(a)}"
                 )
             for dim, n in zip(want.shape, a.shape):
                 if isinstance(dim, int) and dim != n:
                     raise InputError(
-                        f"{_label('input', i, value.hint)}: expected {want}, got {_type_of(a)}"
+                        f"{label('input', i, value.hint)}: expected {want}, got {type_of(a)}"
                     )
                 if isinstance(dim, str) and bound.setdefault(dim, n) != n:
                     raise InputError(
-                        f"{_label('input', i, value.hint)}: expected {want}, got {_type_of(a)}: "
+                        f"{label('input', i, value.hint)}: expected {want}, got {type_of(a)}: "
                         f"{dim} is {n} here but {bound[dim]} in an earlier input"
                     )
         return bound.get(_BATCH, 1)
@@ -181,24 +183,13 @@ class _ReturnSpy:
 _SPIES: dict[str, type] = {}
 
 
-def _spy(module: Any) -> _ReturnSpy:
+def spy(module: Any) -> _ReturnSpy:
     name = type(module).__name__
     cls = _SPIES.setdefault(name, type(name, (_ReturnSpy,), {}))
     return cls(module)  # type: ignore[no-any-return]
 
 
-def _pipeline(options: CompileOptions) -> list[str]:
-    """Pass names to run: the explicit list, else the default pipeline."""
-    from lucid.ir.passes import default_pipeline
-
-    return (
-        list(options.passes)
-        if options.passes is not None
-        else default_pipeline(fusion=options.fusion)
-    )
-
-
-def _optimize(graph: Graph, names: list[str], first: str = "traced") -> dict[str, Graph]:
+def optimize(graph: Graph, names: list[str], first: str = "traced") -> dict[str, Graph]:
     """`first` (the graph given), the graph after each pass (one verified PassManager per pass,
     so each stage is kept), and 'optimized'."""
     stages = {first: graph}
@@ -215,16 +206,16 @@ def _optimize(graph: Graph, names: list[str], first: str = "traced") -> dict[str
     return stages
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:80] or "graph"
 
 
-def _dump(directory: Path, signature: Signature, stages: dict[str, Graph]) -> None:
+def dump(directory: Path, signature: Signature, stages: dict[str, Graph]) -> None:
     """Write the signature and the IR after each stage, numbered in order."""
     from lucid.ir.printer import format as format_graph
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "signature.txt").write_text(str(signature) + "\n", encoding="utf-8")
     for i, (name, graph) in enumerate(stages.items()):
-        path = directory / f"{i:02d}-{_slug(name)}.lir"
+        path = directory / f"{i:02d}-{slug(name)}.lir"
         path.write_text(format_graph(graph, locs=True) + "\n", encoding="utf-8")

@@ -29,12 +29,12 @@ from lucid.tensor import Tensor
 _tensor = sys.modules["lucid.tensor"]
 
 if TYPE_CHECKING:
-    from lucid.runtime.compiled import _Entry
+    from lucid.runtime._entry import Entry
 
 BATCH = "N"
 
 
-def fast_source(entry: _Entry) -> str:
+def fast_source(entry: Entry) -> str:
     """Python source of `fast(args)` for a C entry: the result, or None to take the slow path.
 
     Only indices and fixed names go into the text (never hints or other user strings); the
@@ -151,7 +151,7 @@ def fast_source(entry: _Entry) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_fast(entry: _Entry, module: Any) -> Any:
+def make_fast(entry: Entry, module: Any) -> Any:
     """Compile `fast_source(entry)` with its constants bound; None if the entry has no C."""
     g, forward = entry.graph, entry.forward
     call = getattr(forward, "call_objects", None)

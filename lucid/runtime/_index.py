@@ -67,9 +67,7 @@ def _cache_sizes() -> str:
 
 def _compiler_identity(cc: str | None) -> list[Any]:
     """The resolved compiler argv and its binary's stat: changes when the compiler does."""
-    from lucid.runtime.build import _resolve_compiler
-
-    compiler = _resolve_compiler(cc)
+    compiler = _build.resolve_compiler(cc)
     real = os.path.realpath(compiler[0])  # /usr/bin/cc -> alternatives -> the real binary
     st = os.stat(real)
     return [list(compiler), real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
@@ -78,8 +76,6 @@ def _compiler_identity(cc: str | None) -> list[Any]:
 def index_key(ir_text: str, isa: str, prefix: str, build: Any) -> str:
     """sha256 over everything that decides the build key of the C generated for `ir_text`."""
     import _cffi_backend  # what every cffi module loads anyway; cffi checks it matches cffi
-
-    from lucid.runtime.build import _cpu_id
 
     parts = {
         "format": FORMAT,
@@ -97,7 +93,7 @@ def index_key(ir_text: str, isa: str, prefix: str, build: Any) -> str:
         "ext_suffix": _build.EXT_SUFFIX,  # read at import: see build.py
         "machine": os.uname().machine,
         # codegen reads the cpu for isa "auto" even without -march=native, so always included
-        "cpu": _cpu_id(),
+        "cpu": _build.cpu_id(),
         "caches": _cache_sizes(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -153,22 +149,3 @@ def _write_json(directory: Path, name: str, data: Any) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
-
-
-def fused_ops_with_lowering(root: Path) -> frozenset[str] | None:
-    """The fused ops codegen can lower, as recorded for this code fingerprint (None: unknown).
-
-    Asking codegen imports it (~50 ms with Jinja2); the answer depends only on lucid's code."""
-    try:
-        with open(_index_dir(root) / f"lowerings-{code_fingerprint()}.json", encoding="utf-8") as f:
-            ops = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
-        return None
-    return frozenset(ops)
-
-
-def record_fused_ops(root: Path, ops: frozenset[str]) -> None:
-    """Record `fused_ops_with_lowering` for this code fingerprint (atomically)."""
-    _write_json(_index_dir(root), f"lowerings-{code_fingerprint()}.json", sorted(ops))

@@ -7,7 +7,7 @@ the model itself or eagerly on its outputs, and gradients accumulate exactly as 
 (None -> a new array, else grad + g, keep_grad on outputs, frozen params skipped).
 
 Sources are the inputs that require grad, then every parameter of the graph. A forward sweep
-over the traced graph (`dependencies`) finds which sources each output depends on
+over the traced graph (`_gradplan.dependencies`) finds which sources each output depends on
 differentiably, so that, as in eager, a parameter an output does not reach gets no gradient
 (`.grad` stays None rather than zeros: optimizers skip None, but momentum and weight decay
 would move a parameter whose grad is zeros), and an output reaching no source needs no grad.
@@ -43,10 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from lucid.ir.autodiff import GradResult, Saved
-from lucid.ir.core import Graph, Value
-from lucid.ir.ops import NOT_DIFFERENTIABLE, OPS
+from lucid.ir.autodiff import GradResult
+from lucid.ir.core import Graph
+from lucid.runtime import _fastgrad
 from lucid.runtime import threads as _threads
+from lucid.runtime._gradplan import plan_backward
 from lucid.runtime.backends import Executable
 from lucid.tensor import Tensor
 
@@ -75,24 +76,6 @@ class _Cotangents:
         )
 
 
-def dependencies(graph: Graph, wrt: Sequence[bool]) -> tuple[frozenset[int], ...]:
-    """Per output, the sources it depends on differentiably: index i < sum(wrt) is the i-th
-    input requiring grad, then one index per param (the rule of lucid.ir.autodiff)."""
-    empty: frozenset[int] = frozenset()
-    deps: dict[Value, frozenset[int]] = {}
-    selected = [v for v, w in zip(graph.inputs, wrt) if w]
-    for i, v in enumerate([*selected, *graph.params]):
-        deps[v] = frozenset((i,))
-    for node in graph.nodes:
-        opdef = OPS.get(node.op)
-        if opdef is not None and opdef.vjp is NOT_DIFFERENTIABLE:
-            continue
-        reached = empty.union(*(deps.get(v, empty) for v in node.inputs))
-        if reached:
-            deps.update((r, reached) for r in node.results if r.type.dtype.is_float)
-    return tuple(deps.get(v, empty) for v in graph.outputs)
-
-
 def _slot(k: int, n: int, g: Array) -> tuple[_Cotangents]:
     """Output k's `_backward` in a multi-output call: its cotangent, in slot k."""
     return (_Cotangents(tuple(g if i == k else None for i in range(n))),)
@@ -118,12 +101,10 @@ def _tensor(data: Array, parents: tuple[Tensor, ...], backward: Any) -> Tensor:
 class GradProgram:
     """The backward half of a compiled grad entry, and the glue to the tape.
 
-    Invariants: `executable` runs `stages['optimized']`, whose runtime inputs are
-    `len(saved)` saved values then `num_outputs` cotangents and whose params are the forward
-    params `bw_params` (indices into the forward graph's params); its outputs are the grads of
-    the sources (forward inputs `grad_inputs`, then every forward param, in forward order).
-    `deps[k]` are the sources output k reaches (indices of backward outputs); `_input_grads`
-    and `_param_grads` split their union at `_first_param`.
+    Invariants: `executable` runs `stages['optimized']`; `plan` says which arrays it takes
+    and where its gradients go (see `_gradplan.BackwardPlan`). `_fast_one` is the generated
+    backward of a single-output call (None: `_backward_one` serves), `attach_behaved` what the
+    forward fast path calls with arrays it handed to its own C call.
     """
 
     def __init__(
@@ -138,43 +119,12 @@ class GradProgram:
         self.stages = stages
         self.executable = executable
         self.graph = executable.graph
-        self.saved: tuple[Saved, ...] = result.saved
-        self.num_outputs = result.num_outputs
-        self.grad_inputs = result.grad_inputs
-        self.out_kind = out_kind
-        # Map by hint: a pass may drop a param the optimised backward no longer reads.
-        where = {hint: i for i, hint in enumerate(forward_params)}
-        self.bw_params = tuple(where[p.hint] for p in self.graph.params)
-        n_in = len(self.saved) + self.num_outputs
-        if len(self.graph.inputs) != n_in:
-            raise AssertionError(f"backward has {len(self.graph.inputs)} inputs, want {n_in}")
-        self.out_dtypes = tuple(t.dtype.np for t in self.graph.input_types[len(self.saved) :])
-        forward = result.forward
-        self.deps = dependencies(forward, wrt)[: self.num_outputs]
-        self.hooked = tuple(k for k, d in enumerate(self.deps) if d)  # outputs on the tape
-        reached = sorted(frozenset().union(*self.deps))  # sources any output reaches
-        self._first_param = first = len(self.grad_inputs)  # backward output of param 0
-        self._input_grads = tuple(i for i in reached if i < first)
-        self._input_args = tuple(self.grad_inputs[i] for i in self._input_grads)
-        self._param_grads = tuple(i for i in reached if i >= first)
-        self._saved_at = tuple((s.source == "input", s.index) for s in self.saved)
-        # The lean C call of `run` (a per-step cost at small sizes): the object-address entry,
-        # where the batch comes from, and each output's shape with None for the batch.
+        self.plan = plan = plan_backward(result, executable, forward_params, out_kind, wrt)
+        # The lean C call of `run` (a per-step cost at small sizes): the object-address entry.
         self._call = getattr(executable, "call_objects", None)
-        self._batch_from = getattr(executable, "batch_from", None) if self._call else None
-        symbol = getattr(executable, "batch_symbol", None)
-        self._outs = tuple(
-            (t.dtype.np, tuple(None if d == symbol else d for d in t.shape))
-            for t in self.graph.output_types
-        )
-        self._static = all(t.is_static for t in self.graph.output_types)
-        from lucid.runtime._fastgrad import make_attach_one, make_backward_one
-
-        self._fast_one = make_backward_one(self)  # None: the generic `_backward_one` serves
-        # What the forward fast path calls with the arrays it handed to its own C call.
-        self.attach_behaved = make_attach_one(self, self._fast_one) or partial(
-            self.attach, behaved=True
-        )
+        self._fast_one = _fastgrad.make_backward_one(plan, executable, self._backward_one)
+        fast_attach = _fastgrad.make_attach_one(plan, self._fast_one, self.graph.name)
+        self.attach_behaved = fast_attach or partial(self.attach, behaved=True)
 
     def attach(
         self,
@@ -191,12 +141,13 @@ class GradProgram:
         params, `ys` every output of the augmented forward. `behaved` says every array of `xs`
         and of the params is C-contiguous and aligned (the forward fast path checked them).
         """
-        n = self.num_outputs
-        saved = tuple([xs[i] if from_input else ys[i] for from_input, i in self._saved_at])
-        arrays = tuple([params[i].data for i in self.bw_params])
-        inputs = tuple([args[i] for i in self._input_args])
+        plan = self.plan
+        n = plan.num_outputs
+        saved = tuple([xs[i] if from_input else ys[i] for from_input, i in plan.saved_at])
+        arrays = tuple([params[i].data for i in plan.bw_params])
+        inputs = tuple([args[i] for i in plan.input_args])
         if n == 1:
-            if not self.hooked:
+            if not plan.hooked:
                 out = _plain(ys[0])
             else:
                 back = self._fast_one
@@ -206,25 +157,26 @@ class GradProgram:
             outs = [out]
         else:
             outs = [_plain(y) for y in ys[:n]]
-            if self.hooked:
+            if plan.hooked:
                 shapes = tuple(y.shape for y in ys[:n])
                 back = partial(self._backward_all, saved, arrays, params, shapes)
                 join = _tensor(np.empty(()), inputs, back)
-                for k in self.hooked:
+                for k in plan.hooked:
                     outs[k] = _tensor(ys[k], (join,), partial(_slot, k, n))
-        if self.out_kind is None:
+        if plan.out_kind is None:
             return outs[0]
-        return tuple(outs) if self.out_kind is tuple else self.out_kind(outs)
+        return tuple(outs) if plan.out_kind is tuple else plan.out_kind(outs)
 
     def _backward_one(
         self, saved: tuple[Array, ...], arrays: tuple[Array, ...], params: Any, g: Array
     ) -> tuple[Array, ...]:
         """The single output's `_backward`: its cotangent in; the params' grads accumulated,
         one gradient per input parent returned."""
-        dt = self.out_dtypes[0]
+        plan = self.plan
+        dt = plan.out_dtypes[0]
         grads = self.run(saved, (g if g.dtype == dt else g.astype(dt),), arrays)
-        self._accumulate(grads, params, self._param_grads)
-        return tuple([grads[i] for i in self._input_grads])
+        self._accumulate(grads, params, plan.param_grads)
+        return tuple([grads[i] for i in plan.input_grads])
 
     def _backward_all(
         self,
@@ -236,21 +188,22 @@ class GradProgram:
     ) -> tuple[Array | None, ...]:
         """The join node's `_backward`: every output's cotangent (zeros where none came) in;
         sources no arrived cotangent reaches get nothing (None), as in eager."""
+        plan = self.plan
         cts = tuple(
             np.zeros(shape, dt) if g is None else g if g.dtype == dt else g.astype(dt)
-            for g, shape, dt in zip(token.parts, shapes, self.out_dtypes)
+            for g, shape, dt in zip(token.parts, shapes, plan.out_dtypes)
         )
         grads = self.run(saved, cts, arrays)
-        live = frozenset().union(*(d for d, g in zip(self.deps, token.parts) if g is not None))
-        self._accumulate(grads, params, tuple(i for i in self._param_grads if i in live))
-        return tuple(grads[i] if i in live else None for i in self._input_grads)
+        live = frozenset().union(*(d for d, g in zip(plan.deps, token.parts) if g is not None))
+        self._accumulate(grads, params, tuple(i for i in plan.param_grads if i in live))
+        return tuple(grads[i] if i in live else None for i in plan.input_grads)
 
     def _accumulate(self, grads: Sequence[Array], params: Any, which: Sequence[int]) -> None:
         """`.grad` of each param at backward-output index in `which`, by the tape's own rule
         (None -> the gradient, else grad + gradient; skipped when it does not require grad).
         The tape copies on first store because an eager cotangent may alias other arrays;
         these gradients are fresh arrays of this call, so they are stored as they are."""
-        first = self._first_param
+        first = self.plan.first_param
         for i in which:
             p = params[i - first]
             if p.requires_grad:
@@ -270,15 +223,16 @@ class GradProgram:
         )
         call = self._call
         if call is not None:
-            where = self._batch_from
+            plan = self.plan
+            where = plan.batch_from
             batch = arrays[where[0]].shape[where[1]] if where is not None else 1
             if batch > 0:
                 outs = tuple(
                     np.empty(
-                        shape if self._static else tuple(batch if d is None else d for d in shape),  # type: ignore[misc]
+                        shape if plan.static else tuple(batch if d is None else d for d in shape),  # type: ignore[misc]
                         dt,
                     )
-                    for dt, shape in self._outs
+                    for dt, shape in plan.outs
                 )
                 code = call(*map(id, arrays), *map(id, outs), batch, _threads.num_threads)
                 if code:

@@ -1,10 +1,11 @@
 """`lucid.export`: a model as a self-contained shared library with a C header, no Python needed.
 
-Pipeline: trace -> default passes -> `emit_c` (prefix `NAME_impl`, internal) -> this module
-wraps that translation unit with the public API of `_aot_abi` (templates `aot_header.h.j2`,
-`aot_wrapper.c.j2`) and links it with lucid's own compiler call: no Python headers, no
-RUNPATH, `-fvisibility=hidden` so only `NAME_*` API symbols are exported. Weights are a
-64-byte-aligned blob (`_aot_weights`) embedded with `.incbin` or written beside the library.
+Pipeline: trace -> default passes -> `emit_c` (prefix `NAME_impl`, internal) -> codegen wraps
+that translation unit with the public API (lucid/codegen/aot.py, templates `aot_header.h.j2`,
+`aot_wrapper.c.j2`) -> this module writes the files and links them with lucid's own compiler
+call: no Python headers, no RUNPATH, `-fvisibility=hidden` so only `NAME_*` API symbols are
+exported. Weights are a 64-byte-aligned blob (format in lucid/codegen/aot_abi.py) embedded
+with `.incbin` or written beside the library as a `.weights` file.
 """
 
 from __future__ import annotations
@@ -12,21 +13,23 @@ from __future__ import annotations
 import keyword
 import os
 import re
+import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from lucid.codegen import aot_abi as abi
+from lucid.codegen.aot import BLOB_FILE, render_files
 from lucid.codegen.emit_c import CodegenOptions, emit_c
 from lucid.errors import LucidError
 from lucid.ir.core import Graph
-from lucid.runtime import _aot_weights as wts
-from lucid.runtime._aot_source import BLOB_FILE, render_files
-from lucid.runtime.build import BuildOptions, _resolve_compiler, run_compiler
+from lucid.runtime.build import BuildOptions, resolve_compiler, run_compiler
 
 __all__ = ["ExportResult", "export", "model_name"]
 
@@ -101,7 +104,7 @@ def export(
     # per-call threads: the library promises no global mutable state (NAME_run is reentrant)
     codegen = CodegenOptions(isa=_isa(march), prefix=f"{name}_impl", threads="spawn")  # type: ignore[arg-type]
     program = emit_c(graph, codegen)
-    lay = wts.layout(graph)
+    lay = abi.layout(graph)
     embedded = weights == "embedded"
     header, source = render_files(name, program, graph, lay, embedded=embedded)
 
@@ -112,7 +115,7 @@ def export(
     weights_path = None
     if not embedded:
         weights_path = out[".weights"]
-        wts.write_weights_file(weights_path, lay, arrays)
+        write_weights_file(weights_path, lay, arrays)
     compile_start = time.perf_counter()
     command = _compile(options, source, lay, arrays if embedded else None, out[".so"])
     done = time.perf_counter()
@@ -177,17 +180,17 @@ def _param_arrays(model: Any, graph: Graph) -> list[np.ndarray]:
 def _compile(
     options: BuildOptions,
     source: str,
-    lay: wts.BlobLayout,
+    lay: abi.BlobLayout,
     arrays: list[np.ndarray] | None,
     so: Path,
 ) -> list[str]:
     """Compile `source` (and the blob, if embedded) into `so`; return the command (argv)."""
-    compiler = _resolve_compiler(options.cc)
+    compiler = resolve_compiler(options.cc)
     with tempfile.TemporaryDirectory(prefix="lucid-export-", dir=so.parent) as tmp:
         work = Path(tmp)
         (work / "model.c").write_text(source, encoding="utf-8")
         if arrays is not None:
-            wts.write_blob_file(work / BLOB_FILE, lay, arrays)
+            write_blob_file(work / BLOB_FILE, lay, arrays)
         command = [
             *compiler,
             *_LINK,
@@ -200,3 +203,60 @@ def _compile(
         run_compiler(command, work, what=so.name, where=f"the source is {so.with_suffix('.c')}")
         os.replace(work / "model.so", so)  # atomic: a running program never sees half a file
     return command
+
+
+# ------------------------------------------------------------------------------ weights
+
+
+def _le(a: np.ndarray) -> np.ndarray:
+    """`a` C-contiguous and little-endian (a byte swap only on a big-endian host or array)."""
+    a = np.ascontiguousarray(a)
+    if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and sys.byteorder == "big"):
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return a
+
+
+def write_blob(
+    f: BinaryIO, lay: abi.BlobLayout, arrays: Sequence[np.ndarray], *, crc: bool = True
+) -> int:
+    """Write the blob of `arrays` (graph param order) to `f`; return its CRC-32 (0 if not crc)."""
+    value = 0
+    at = 0
+    for offset, size, a in zip(lay.offsets, lay.nbytes, arrays):
+        pad = bytes(offset - at)
+        data = memoryview(_le(a)).cast("B")
+        if len(data) != size:
+            raise ValueError(f"parameter has {len(data)} bytes, the layout expects {size}")
+        for chunk in (pad, data):
+            f.write(chunk)
+            if crc:  # 0.5 s for 200 MB: only the weights file's header needs it
+                value = zlib.crc32(chunk, value)
+        at = offset + size
+    tail = bytes(lay.total - at)
+    f.write(tail)
+    return zlib.crc32(tail, value) if crc else 0
+
+
+def write_blob_file(path: Path, lay: abi.BlobLayout, arrays: Sequence[np.ndarray]) -> None:
+    """The bare blob at `path`, for `.incbin`."""
+    with open(path, "wb") as f:
+        write_blob(f, lay, arrays, crc=False)
+
+
+def write_weights_file(path: Path, lay: abi.BlobLayout, arrays: Sequence[np.ndarray]) -> None:
+    """A `.weights` file: header then blob; the CRC is patched in after the blob is written."""
+    with open(path, "wb") as f:
+        f.write(bytes(abi.HEADER_BYTES))
+        crc = write_blob(f, lay, arrays)
+        f.seek(0)
+        f.write(
+            abi.FILE_HEADER.pack(
+                abi.FILE_MAGIC,
+                abi.FILE_VERSION,
+                abi.HEADER_BYTES,
+                lay.fingerprint,
+                lay.total,
+                crc,
+                len(lay.offsets),
+            )
+        )

@@ -37,8 +37,7 @@ from typing import Any, TextIO
 import numpy as np
 
 import lucid
-from lucid.codegen import gemm
-from lucid.codegen.gemm import Blocking, GemmProblem, blocking_candidates
+from lucid.codegen.tuning import Blocking, GemmProblem, blocking_candidates, blocks, timing_module
 from lucid.runtime import cache as _cache
 from lucid.runtime import threads as _threads
 from lucid.runtime.build import BuildOptions, build
@@ -114,8 +113,7 @@ class Autotuner:
         base = problem.default_blocking()
         m, n, k = self.dims(problem)
         candidates = _distinct(blocking_candidates(base, problem.dtype, self.limit), m, n, k)
-        spec = _spec("lucid_tune_probe", problem, base)
-        if len(candidates) == 1 or not gemm.plan_paths(spec)[1]:
+        if len(candidates) == 1 or not blocks(problem, base):
             # nothing to choose: one effective candidate, or a GEMM that never blocks
             return TuneResult(base, (base,), (), False)
         nthreads = _threads.num_threads
@@ -187,17 +185,9 @@ class Autotuner:
         A winner other than the cost model's must win again in a rematch of the two (twice the
         rounds): on a busy machine one lucky round of medians is not rare."""
         bar.update(0, len(candidates) * self.rounds, f"building {len(candidates)} candidates")
-        specs = [_spec(f"lucid_tune_{i}", problem, b) for i, b in enumerate(candidates)]
-        blocks: dict[str, str] = {}
-        texts = []
-        for spec in specs:
-            shared, text = gemm.gemm_parts(spec)
-            blocks.update((b.key, b.text) for b in shared)
-            texts.append(text)
-        source = "\n".join([*blocks.values(), *texts])
-        cdef = "\n".join(gemm.gemm_prototype(s) for s in specs)
+        source, cdef, names = timing_module(problem, candidates)
         built = build(source, cdef, options=self.build_options, cache_dir=self.cache_dir)
-        fns = [getattr(built.lib, s.name) for s in specs]
+        fns = [getattr(built.lib, name) for name in names]
         seconds = measure(built.ffi, fns, problem, m, n, k, nthreads, self.rounds, bar.tick)
         best = pick(seconds)
         if best != 0:
@@ -256,21 +246,6 @@ def measure(
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def _spec(name: str, problem: GemmProblem, blocking: Blocking) -> gemm.GemmSpec:
-    """A plain GEMM of the problem's kind with `blocking` (rows are a runtime argument)."""
-    return gemm.GemmSpec(
-        name=name,
-        dtype=problem.dtype,
-        trans_a=problem.trans_a,
-        trans_b=problem.trans_b,
-        m=None,
-        n=problem.n,
-        k=problem.k,
-        isa=problem.isa,
-        blocking=blocking,
-    )
 
 
 def _distinct(candidates: list[Blocking], m: int, n: int, k: int) -> list[Blocking]:

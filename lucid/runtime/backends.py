@@ -2,7 +2,7 @@
 
 `lucid.compile` never looks inside a backend beyond this interface, except for the fast path:
 an Executable that has `call_objects` (the C backend) is called directly from the compiled
-module's `__call__` with its arrays passed as object addresses (see `_SHIM`).
+module's `__call__` with its arrays passed as object addresses (see lucid/codegen/shim.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ import numpy as np
 
 from lucid.errors import LucidError
 from lucid.ir.core import Graph
+from lucid.ir.printer import format as format_graph
+from lucid.runtime import _index
 from lucid.runtime import threads as _threads
-from lucid.runtime.build import BuildOptions
+from lucid.runtime.build import BuildOptions, build, load_cached
+from lucid.runtime.cache import cache_root
 
 __all__ = [
     "Backend",
@@ -156,41 +159,6 @@ class InterpreterBackend:
 # ------------------------------------------------------------------------------ C
 
 
-# Appended to the generated translation unit. `PREFIX_call` takes data pointers as integers;
-# getting one from Python costs 0.4-0.9 us per array (`a.ctypes.data`, `__array_interface__`,
-# `int(ffi.cast("intptr_t", ffi.from_buffer(a)))`), while `id(a)` costs 30 ns. So Python passes
-# the address of each ndarray object and this shim reads its data pointer, which NumPy's ABI
-# keeps right after PyObject_HEAD (PyArrayObject_fields.data). The cffi module includes
-# Python.h before this text. Python has checked every array's type, dtype, shape, contiguity.
-_SHIM = """
-/* lucid runtime: {prefix}_call with each array passed as the address of its ndarray object. */
-typedef struct {{ PyObject_HEAD char *data; }} {prefix}_ndarray_head;
-#define {prefix}_DATA(o) ((intptr_t)(({prefix}_ndarray_head *)(o))->data)
-intptr_t {prefix}_array_data(intptr_t obj) {{ return {prefix}_DATA(obj); }}
-int {prefix}_call_objects({params}, int64_t batch, int nthreads) {{
-    return {prefix}_call({args}, batch, nthreads);
-}}
-/* the same with prepacked weights: `packed` is the address of a uintp ndarray of slot pointers */
-int {prefix}_call_objects_packed({params}, intptr_t packed, int64_t batch, int nthreads) {{
-    return {prefix}_call_packed({args}, packed ? {prefix}_DATA(packed) : 0, batch, nthreads);
-}}
-"""
-
-
-def _shim(prefix: str, arity: int) -> tuple[str, str]:
-    """C text and cdef of `PREFIX_call_objects` (and `_packed`) for a graph with `arity` arrays."""
-    params = ", ".join(f"intptr_t a{i}" for i in range(arity))
-    args = ", ".join(f"{prefix}_DATA(a{i})" for i in range(arity))
-    source = _SHIM.format(prefix=prefix, params=params, args=args)
-    cdef = (
-        f"intptr_t {prefix}_array_data(intptr_t obj);\n"
-        f"int {prefix}_call_objects({params}, int64_t batch, int nthreads);\n"
-        f"int {prefix}_call_objects_packed({params}, intptr_t packed, int64_t batch, "
-        "int nthreads);\n"
-    )
-    return source, cdef
-
-
 def pack_slots(ffi: Any, lib: Any, prefix: str) -> tuple[tuple[int, int], ...]:
     """(graph param index, elements) of each prepacked weight slot of a loaded program."""
     slot, param, out = getattr(lib, f"{prefix}_pack_slot"), ffi.new("int *"), []
@@ -268,7 +236,9 @@ class CExecutable:
                 text = (entry / "source.c").read_text(encoding="utf-8")
                 second = entry / f"_lucid_{self.build_info.key[:16]}_gemm.c"  # type: ignore[union-attr]
                 if second.exists():
-                    text = _with_second_unit(text, second.read_text(encoding="utf-8"))
+                    from lucid.codegen.shim import with_second_unit  # for reading: imports Jinja
+
+                    text = with_second_unit(text, second.read_text(encoding="utf-8"))
             except OSError:
                 return None  # the entry was cleared since it was loaded
             self._source = text
@@ -334,33 +304,10 @@ class CExecutable:
         return f"c: @{self.graph.name}, {len(self.graph.nodes)} nodes, {where}"
 
 
-# The op each fusion pass creates. The C backend leaves a fusion out of the default pipeline
-# until codegen has a lowering for its op, so fusion and codegen can land independently.
-_FUSED_OP = {
-    "fuse_mlp": "fused_mlp",
-    "fuse_epilogue": "fused_gemm",
-    "fuse_elementwise": "fused_elementwise",
-}
-
-
 class CBackend:
     """Generates C with lucid.codegen.emit_c and builds it with lucid.runtime.build (cached)."""
 
     name = "c"
-
-    def pipeline(self, names: list[str]) -> list[str]:
-        """The default pipeline without fusions whose op codegen cannot lower yet."""
-        from lucid.runtime import _index
-        from lucid.runtime.cache import cache_root
-
-        root = cache_root()
-        lowered = _index.fused_ops_with_lowering(root)
-        if lowered is None:  # asking codegen imports it: once per version of lucid's code
-            from lucid.codegen.lowerings import LOWERINGS
-
-            lowered = frozenset(op for op in _FUSED_OP.values() if op in LOWERINGS)
-            _index.record_fused_ops(root, lowered)
-        return [n for n in names if n not in _FUSED_OP or _FUSED_OP[n] in lowered]
 
     def prepare(self, graph: Graph, options: BackendOptions) -> Executable:
         """Load the C for `graph` through the warm-start index, else generate and build it."""
@@ -406,11 +353,6 @@ class CBackend:
     ) -> tuple[CExecutable | None, str | None]:
         """(the executable the warm-start index knows for `graph` or None, the index key or
         None when this build must not use the index)."""
-        from lucid.ir.printer import format as format_graph
-        from lucid.runtime import _index
-        from lucid.runtime.build import load_cached
-        from lucid.runtime.cache import cache_root
-
         # A debug build writes its sources, and tuned C depends on records the index does not
         # see (a retuned problem must not be served the old C): both take the full path.
         if options.debug_dir is not None or options.autotune:
@@ -429,9 +371,6 @@ class CBackend:
 
     def _record(self, executable: CExecutable, ikey: str | None) -> None:
         """Remember in the warm-start index which build serves the graph of `ikey`."""
-        from lucid.runtime import _index
-        from lucid.runtime.cache import cache_root
-
         if ikey is not None:
             info = executable.build_info
             assert info is not None
@@ -440,6 +379,7 @@ class CBackend:
     def _codegen(self, graph: Graph, options: BackendOptions) -> _Generated:
         """Generate the C for `graph` with codegen."""
         from lucid.codegen.emit_c import CodegenOptions, emit_c
+        from lucid.codegen.shim import cffi_module
 
         tuner = None
         if options.autotune:
@@ -452,22 +392,15 @@ class CBackend:
             isa=options.isa, prefix=options.prefix, blocking_for=tuner, split=options.split
         )
         program = emit_c(graph, codegen)
-        arity = len(graph.inputs) + len(graph.params) + len(graph.outputs)
-        shim_source, shim_cdef = _shim(program.prefix, arity)
-        return _Generated(
-            graph,
-            program,
-            program.source + shim_source,
-            program.cdef + "\n" + shim_cdef,
-            time.perf_counter() - start,
-        )
+        source, cdef = cffi_module(program)
+        return _Generated(graph, program, source, cdef, time.perf_counter() - start)
 
     def _build(
         self, gen: _Generated, options: BackendOptions, shared: str | None = None
     ) -> CExecutable:
         """Build generated C (or load it from the cache). `shared`: a second unit to link in
         place of the program's own (a union that holds it), when the program is split."""
-        from lucid.runtime.build import build
+        from lucid.codegen.shim import with_second_unit
 
         second = gen.program.shared_source
         if second is not None and shared is not None:
@@ -479,7 +412,7 @@ class CBackend:
             debug_dir=options.debug_dir,
             second_source=second,
         )
-        source = gen.source if second is None else _with_second_unit(gen.source, second)
+        source = gen.source if second is None else with_second_unit(gen.source, second)
         return CExecutable(
             gen.graph,
             gen.program.prefix,
@@ -500,11 +433,6 @@ class _Generated:
     source: str  # the program and the runtime shim
     cdef: str
     seconds: float  # codegen time
-
-
-def _with_second_unit(source: str, second: str) -> str:
-    """The program's C followed by its second translation unit, for reading (`c_source`)."""
-    return f"{source.rstrip()}\n\n/* ==== second translation unit (compiled separately) ==== */\n\n{second}"
 
 
 register_backend(CBackend())

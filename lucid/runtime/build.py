@@ -148,7 +148,7 @@ def build(
     GEMM machinery); the two are compiled by two compiler processes at once, then linked."""
     start = time.perf_counter()
     options = options if options is not None else BuildOptions()
-    compiler = _resolve_compiler(options.cc)
+    compiler = resolve_compiler(options.cc)
     version = _compiler_version(compiler)
     keyed = source if second_source is None else source + _SECOND_UNIT + second_source
     key = _cache_key(keyed, cdef, compiler, version, options)
@@ -238,7 +238,7 @@ def _process_lock(key: str) -> threading.Lock:
         return _KEY_LOCKS.setdefault(key, threading.Lock())
 
 
-def _resolve_compiler(cc: str | None) -> tuple[str, ...]:
+def resolve_compiler(cc: str | None) -> tuple[str, ...]:
     """The compiler as an argv prefix whose first word is an absolute path."""
     if cc is not None:
         words, origin = [cc], f"BuildOptions.cc={cc!r}"
@@ -283,7 +283,7 @@ def _compiler_version(compiler: tuple[str, ...]) -> str:
 
 
 @cache
-def _cpu_id() -> str:
+def cpu_id() -> str:
     """What -march=native resolves against: a cache on a shared home must not SIGILL elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -316,7 +316,7 @@ def _cache_key(
         "cache_tag": sys.implementation.cache_tag,
         "ext_suffix": EXT_SUFFIX,
         "machine": platform.machine(),
-        "cpu": _cpu_id() if native else None,
+        "cpu": cpu_id() if native else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -325,8 +325,8 @@ def _so_name(module_name: str) -> str:
     return module_name + (EXT_SUFFIX or ".so")
 
 
-# Separates the two units in the text the cache key hashes.
-_SECOND_UNIT = "\n/* ---- second translation unit ---- */\n"
+# Separates the two units in the text the cache key hashes (NUL: never inside C source).
+_SECOND_UNIT = "\0second translation unit\0"
 
 
 def _commands(

@@ -265,12 +265,13 @@ def _clear_objects(root: Path) -> None:
 
 
 def _clear_index(root: Path) -> None:
-    """Delete the index files lucid writes (records, lowerings, temp files) and the index dir."""
+    """Delete the index files lucid writes (records, temp files) and the index dir."""
     index = root / INDEX_DIR
     if index.is_symlink() or not index.is_dir():
         return
     for name in os.listdir(index):
         stem = name.removesuffix(".json")
+        # lowerings-KEY.json: written by earlier versions of lucid (a pipeline filter, removed)
         ours = _KEY_RE.fullmatch(stem.removeprefix("lowerings-")) or name.startswith(".tmp-")
         if ours:
             with contextlib.suppress(FileNotFoundError):

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,91 +29,16 @@ import numpy as np
 
 from lucid.errors import InputError, LucidError
 from lucid.ir.core import Graph
-from lucid.ir.types import TensorType
-from lucid.runtime._entry import (
-    _dump,
-    _Entry,
-    _label,
-    _optimize,
-    _pipeline,
-    _slug,
-    _spy,
-    _type_of,
-    _wrap,
-)
-from lucid.runtime._fastpath import make_fast as _make_fast
+from lucid.runtime._entry import Entry, dump, label, optimize, slug, spy, type_of, wrap
+from lucid.runtime._fastpath import make_fast
 from lucid.runtime.backends import BackendOptions, BuildInfo, Executable, get_backend
-from lucid.runtime.build import DEFAULT_FLAGS, BuildOptions
+from lucid.runtime.options import CompileOptions, Signature
 from lucid.tensor import Tensor
 
 # the module, not `lucid.tensor` the factory function that shadows it as an attribute
 _tensor = sys.modules["lucid.tensor"]
 
 __all__ = ["CompileOptions", "CompiledModule", "Signature", "compile"]
-
-_OPTION_KEYS = ("fusion", "passes", "isa", "cflags", "cc", "debug_dir", "autotune")
-
-
-@dataclass(frozen=True)
-class CompileOptions:
-    """The `options=` of lucid.compile, validated: every field has a meaning, nothing else."""
-
-    fusion: bool = True
-    passes: tuple[str, ...] | None = None  # replaces the default pipeline when given
-    isa: str = "auto"
-    build: BuildOptions = field(default_factory=BuildOptions)
-    debug_dir: Path | None = None
-    autotune: bool = False  # time GEMM blockings on this machine (lucid.runtime.autotune)
-
-    @classmethod
-    def from_dict(cls, options: Mapping[str, Any] | None) -> CompileOptions:
-        """Validate the user's dict; unknown keys are an error listing the valid ones."""
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(_OPTION_KEYS))
-        if unknown:
-            raise ValueError(
-                f"lucid.compile: unknown option(s) {', '.join(map(repr, unknown))}; "
-                f"valid options: {', '.join(_OPTION_KEYS)}"
-            )
-        passes = options.get("passes")
-        if passes is not None:
-            if isinstance(passes, str) or not all(isinstance(p, str) for p in passes):
-                raise TypeError(
-                    f"lucid.compile: 'passes' must be a list of pass names, not {passes!r}"
-                )
-            passes = tuple(passes)
-        cflags = options.get("cflags", DEFAULT_FLAGS)
-        if isinstance(cflags, str):
-            raise TypeError(f"lucid.compile: 'cflags' must be a list of flags, not {cflags!r}")
-        debug_dir = options.get("debug_dir")
-        autotune = options.get("autotune", False)
-        if not isinstance(autotune, bool):
-            raise TypeError(f"lucid.compile: 'autotune' must be True or False, not {autotune!r}")
-        return cls(
-            fusion=bool(options.get("fusion", True)),
-            passes=passes,
-            isa=str(options.get("isa", "auto")),
-            build=BuildOptions(cc=options.get("cc"), flags=tuple(cflags)),
-            debug_dir=Path(debug_dir) if debug_dir is not None else None,
-            autotune=autotune,
-        )
-
-
-@dataclass(frozen=True)
-class Signature:
-    """What a compiled graph was specialised for: input types (`N` = batch), train/eval, and
-    grad mode: None for forward only, else which inputs get gradients (params always do)."""
-
-    inputs: tuple[TensorType, ...]
-    training: bool
-    grad: tuple[bool, ...] | None = None
-
-    def __str__(self) -> str:
-        mode = "train" if self.training else "eval"
-        if self.grad is not None:
-            wrt = ", ".join(f"input {i}" for i, w in enumerate(self.grad) if w)
-            mode += f" grad(params{', ' + wrt if wrt else ''})"
-        return f"({', '.join(map(str, self.inputs))}) {mode}"
 
 
 def _key(
@@ -139,7 +63,7 @@ def _grad_mode(module: Any, args: tuple[Any, ...], training: bool) -> tuple[bool
 class CompiledModule:
     """A model compiled per input signature by `lucid.compile`.
 
-    Invariants: `_entries` maps a signature key to its _Entry and only grows (under `_lock`);
+    Invariants: `_entries` maps a signature key to its Entry and only grows (under `_lock`);
     `_fast` is the generated fast path of the most recently compiled or used entry, or None;
     nothing mutable is shared between concurrent calls except parameter caches, which are
     replaced whole. Parameters are read from the model at every call.
@@ -152,8 +76,8 @@ class CompiledModule:
         self.backend = get_backend(backend)
         self.dynamic_batch = bool(dynamic_batch)
         self.options = options
-        self._entries: dict[tuple[Any, ...], _Entry] = {}
-        self._order: list[_Entry] = []
+        self._entries: dict[tuple[Any, ...], Entry] = {}
+        self._order: list[Entry] = []
         self._lock = threading.Lock()
         self._fast: Any = None
 
@@ -177,7 +101,7 @@ class CompiledModule:
         outs = entry.run(arrays)
         if entry.grad is not None:
             return entry.grad.attach(args, arrays, entry.param_objects(), outs)
-        tensors = tuple(map(_wrap, outs))
+        tensors = tuple(map(wrap, outs))
         if entry.out_kind is None:
             return tensors[0]
         return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
@@ -188,7 +112,7 @@ class CompiledModule:
         arrays: tuple[np.ndarray, ...],
         training: bool,
         grad: tuple[bool, ...] | None,
-    ) -> _Entry:
+    ) -> Entry:
         """Trace, optimize and prepare the entry for a new signature (once per key)."""
         from lucid.ir.trace import trace
 
@@ -196,24 +120,22 @@ class CompiledModule:
             entry = self._entries.get(key)
             if entry is not None:
                 return entry
-            spy = _spy(self.module)
+            spied = spy(self.module)
             try:
-                traced = trace(spy, *arrays, dynamic_batch=self.dynamic_batch)
+                traced = trace(spied, *arrays, dynamic_batch=self.dynamic_batch)
             except (LucidError, ValueError, TypeError) as exc:
                 raise self._mismatch(arrays, exc) from exc
             signature = Signature(traced.input_types, training, grad)
-            names = _pipeline(self.options)
-            if self.options.passes is None and hasattr(self.backend, "pipeline"):
-                names = self.backend.pipeline(names)  # what this backend can run
+            names = self.options.pipeline()
             debug_path = self._debug_path(signature)
             rows = next((a.shape[0] for a in arrays if a.ndim), None)  # the batch, for autotune
             if grad is None:
-                stages = _optimize(traced, names)
+                stages = optimize(traced, names)
                 forward = self._prepare(stages, signature, debug_path, rows)
-                entry = _Entry(self.module, signature, stages, forward, spy.kind, debug_path)
+                entry = Entry(self.module, signature, stages, forward, spied.kind, debug_path)
             else:
-                entry = self._compile_grad(traced, signature, names, spy.kind, debug_path, rows)
-            entry.fast = _make_fast(entry, self.module)
+                entry = self._compile_grad(traced, signature, names, spied.kind, debug_path, rows)
+            entry.fast = make_fast(entry, self.module)
             self._entries[key] = entry
             self._order.append(entry)
             return entry
@@ -226,7 +148,7 @@ class CompiledModule:
         out_kind: type | None,
         debug_path: Path | None,
         rows: int | None = None,
-    ) -> _Entry:
+    ) -> Entry:
         """The entry of a grad signature: augmented forward and backward, optimised by the same
         pipeline and built by the same backend (the two builds run concurrently)."""
         from lucid.ir.autodiff import grad as differentiate
@@ -234,8 +156,8 @@ class CompiledModule:
 
         assert signature.grad is not None
         result = differentiate(traced, wrt_inputs=signature.grad)
-        fstages = {"traced": traced, **_optimize(result.forward, names, first="autodiff")}
-        bstages = _optimize(result.backward, names, first="autodiff")
+        fstages = {"traced": traced, **optimize(result.forward, names, first="autodiff")}
+        bstages = optimize(result.backward, names, first="autodiff")
         bpath = debug_path / "backward" if debug_path is not None else None
         graphs = (
             self._dumped(fstages, signature, debug_path),
@@ -254,7 +176,7 @@ class CompiledModule:
                 pending = pool.submit(self.backend.prepare, graphs[1], opts[1])
                 forward = self.backend.prepare(graphs[0], opts[0])
                 backward = pending.result()
-        entry = _Entry(self.module, signature, fstages, forward, out_kind, debug_path)
+        entry = Entry(self.module, signature, fstages, forward, out_kind, debug_path)
         hints = [p.hint for p in forward.graph.params]
         entry.grad = GradProgram(result, bstages, backward, hints, out_kind, signature.grad)
         return entry
@@ -277,7 +199,7 @@ class CompiledModule:
     ) -> Graph:
         """The optimized graph, after writing every stage to `debug_path` if it is set."""
         if debug_path is not None:
-            _dump(debug_path, signature, stages)
+            dump(debug_path, signature, stages)
         return stages["optimized"]
 
     def _backend_options(
@@ -309,7 +231,7 @@ class CompiledModule:
             )
             if not fits:
                 return InputError(
-                    f"{_label('input', i, v.hint)}: expected {want}, got {_type_of(a)} "
+                    f"{label('input', i, v.hint)}: expected {want}, got {type_of(a)} "
                     f"(tracing with it failed: {exc})"
                 )
         return exc
@@ -324,11 +246,11 @@ class CompiledModule:
         stamp = f"{os.getpid()}-{time.time_ns() % 10**9:09d}"
         return (
             root
-            / f"{_slug(type(self.module).__name__)}-{len(self._order)}-{_slug(str(signature))}-{stamp}"
+            / f"{slug(type(self.module).__name__)}-{len(self._order)}-{slug(str(signature))}-{stamp}"
         )
 
     # -- inspection ---------------------------------------------------------------------
-    def entry(self, signature: Signature | None = None) -> _Entry:
+    def entry(self, signature: Signature | None = None) -> Entry:
         """The entry of `signature` (default: the most recently compiled)."""
         if not self._order:
             raise LucidError("nothing compiled yet: call the compiled module once first")

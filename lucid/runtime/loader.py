@@ -16,9 +16,9 @@ from typing import Any
 import cffi
 import numpy as np
 
+from lucid.codegen import aot_abi as abi
 from lucid.errors import InputError, LucidError
 from lucid.ir.types import DType
-from lucid.runtime import _aot_abi as abi
 from lucid.runtime import threads as _threads
 
 __all__ = ["LoadedModel", "NotAnExportError", "load"]

@@ -14,7 +14,7 @@ import pytest
 
 import lucid
 from lucid import nn
-from lucid.runtime import _aot_abi as abi
+from lucid.codegen import aot_abi as abi
 from lucid.runtime.aot import ExportResult, export, model_name
 
 from ._helpers import CC, QUICK, seed_model

@@ -252,7 +252,7 @@ def test_loading_keeps_the_floating_point_mode(tmp_path: Path) -> None:
 def test_fast_math_shared_object_would_flush_subnormals(tmp_path: Path) -> None:
     """Control: the probe above does see FTZ when a -ffast-math object is loaded (why we reject)."""
     (tmp_path / "f.c").write_text("float f(float x) { return x * 2.0f; }\n")
-    cc = build_mod._resolve_compiler(None)
+    cc = build_mod.resolve_compiler(None)
     lib = tmp_path / "libf.so"
     subprocess.run(
         [*cc, "-shared", "-fPIC", "-ffast-math", "f.c", "-o", lib.name], cwd=tmp_path, check=True

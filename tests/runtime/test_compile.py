@@ -13,7 +13,8 @@ import lucid
 import lucid.optim
 from lucid import nn
 from lucid.errors import InputError
-from lucid.runtime.compiled import CompiledModule, _make_fast
+from lucid.runtime._fastpath import make_fast
+from lucid.runtime.compiled import CompiledModule
 from lucid.runtime.compiled import compile as lucid_compile
 
 MODELS = {
@@ -181,7 +182,7 @@ def test_wrong_inputs_raise_before_any_run(backend, monkeypatch):
     monkeypatch.setattr(entry.forward, "run", lambda *a: runs.append(a))
     if backend == "c":
         monkeypatch.setattr(entry.forward, "call_objects", lambda *a: runs.append(a))
-        monkeypatch.setattr(entry, "fast", _make_fast(entry, cm.module))
+        monkeypatch.setattr(entry, "fast", make_fast(entry, cm.module))
         monkeypatch.setattr(cm, "_fast", entry.fast)
     cases = {
         r"input 0 \(x\): expected f32\[N,3\], got f64\[2,3\]": np.ones((2, 3)),
@@ -228,7 +229,7 @@ def test_contiguous_inputs_are_passed_without_copy(monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(entry.forward, "call_objects", spy)
-    monkeypatch.setattr(entry, "fast", _make_fast(entry, cm.module))
+    monkeypatch.setattr(entry, "fast", make_fast(entry, cm.module))
     monkeypatch.setattr(cm, "_fast", entry.fast)
     t = lucid.Tensor(x)
     cm(t)  # fast path

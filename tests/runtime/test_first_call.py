@@ -200,7 +200,7 @@ def test_keys_do_not_read_sysconfig_per_call(monkeypatch):
     from lucid.runtime import _index, build
 
     options = build.BuildOptions()
-    compiler = build._resolve_compiler(None)
+    compiler = build.resolve_compiler(None)
     before = (
         _index.index_key("graph", "auto", "lucid", options),
         build._cache_key("int x;", "", compiler, "cc 1", options),

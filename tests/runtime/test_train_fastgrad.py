@@ -38,7 +38,7 @@ def trio(dynamic: bool = False, module: type = Seed):
 
 def disable_fast(monkeypatch) -> None:
     """Compiles from now on get no generated backward (hence no generated attach)."""
-    monkeypatch.setattr(_fastgrad, "make_backward_one", lambda program: None)
+    monkeypatch.setattr(_fastgrad, "make_backward_one", lambda *args: None)
 
 
 def steps(run, x, *, twice: bool = True, loss=lambda y: y.sum()) -> None:
@@ -206,8 +206,8 @@ def test_single_output_in_a_tuple_and_frozen_param():
 def test_generated_source_holds_only_indices_and_fixed_names():
     model, fast, _, _ = trio(dynamic=True)
     fast(lucid.Tensor(x_of(2))).sum().backward()
-    program = fast.entry().grad
-    src = _fastgrad.backward_one_source(program) + _fastgrad.attach_one_source(program)
+    plan = fast.entry().grad.plan
+    src = _fastgrad.backward_one_source(plan) + _fastgrad.attach_one_source(plan)
     for name, _ in model.named_parameters():
         assert name not in src
     assert "n = " in src and "shape[0]" in src  # the batch is bound from an input at run time

@@ -1,8 +1,8 @@
 """The C text of an export: the header and the wrapper around emit_c's translation unit.
 
 Every decision is made here and handed to `aot_header.h.j2` / `aot_wrapper.c.j2` as plain
-data. User strings (input names, parameter paths) reach the C only as escaped string literals
-or sanitised comments, never as identifiers.
+data; the ABI they implement is in `aot_abi`. User strings (input names, parameter paths)
+reach the C only as escaped string literals or sanitised comments, never as identifiers.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from typing import Any
 import numpy as np
 
 import lucid
+from lucid.codegen import aot_abi as abi
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import c_comment
 from lucid.codegen.emit_c import ERROR_LIST, CProgram
 from lucid.errors import LucidError
 from lucid.ir.core import Graph
 from lucid.ir.types import TensorType
-from lucid.runtime import _aot_abi as abi
-from lucid.runtime import _aot_weights as wts
+
+__all__ = ["BLOB_FILE", "render_files"]
 
 BLOB_FILE = "weights.bin"  # inside the private build directory, so no user path reaches the C
 
@@ -101,121 +102,95 @@ def _batch_of(graph: Graph) -> str | None:
 
 def _header_data(p: str, graph: Graph, errors: list[_Error], embedded: bool) -> dict[str, Any]:
     """Everything `aot_header.h.j2` lays out; every choice is made here."""
-    functions = []
-    for f in abi.api(p, embedded=embedded):
-        doc = list(f.doc)
-        lines = [f"/* {doc[0]}"] + [f" * {d}" for d in doc[1:]]
-        lines[-1] += " */"
-        functions.append({"decl": f.decl, "comment": "\n".join(lines)})
-    note = (
-        f"embedded in the library ({p}_run needs no handle); {p}_open(path) also reads a "
-        "weights file of this model"
-        if embedded
-        else f'in a separate file: {p}_open("MODEL.weights", &err), then {p}_model_run'
-    )
     return {
-        "name": p,
         "prefix": p,
-        "guard": f"LUCID_AOT_{p}_H",
         "lucid_version": lucid.__version__,
         "abi": abi.ABI_VERSION,
         "model_lines": _model_lines(graph, _batch_of(graph)),
-        "weights_note": note,
+        "embedded": embedded,
         "errors": errors,
-        "dtypes": [
-            {"name": f"{p}_{d.name}", "code": c, "ctype": d.c} for d, c in abi.DTYPE_CODES.items()
-        ],
+        "dtypes": [{"name": d.name, "code": c, "ctype": d.c} for d, c in abi.DTYPE_CODES.items()],
         "magic": abi.MAGIC.decode(),
         "magic_size": abi.MAGIC_SIZE,
-        "functions": functions,
+        "functions": abi.api(p, embedded=embedded),
     }
 
 
-def _shape_table(types: Sequence[TensorType], batch: str | None, dims: list[str]) -> list[int]:
-    """Append each shape to `dims` (the batch as -1); return where each starts."""
+def _shape_table(types: Sequence[TensorType], batch: str | None, dims: list[int]) -> list[int]:
+    """Append each shape to `dims` (the batch as DYNAMIC_DIM); return where each starts."""
     at = []
     for t in types:
         at.append(len(dims))
         for d in t.shape:
             if isinstance(d, str) and d != batch:
                 raise LucidError(f"type {t}: only the batch dimension may be symbolic")
-            dims.append(str(abi.DYNAMIC_DIM) if isinstance(d, str) else str(d))
+            dims.append(abi.DYNAMIC_DIM if isinstance(d, str) else d)
     return at
 
 
-def _join(items: Sequence[object], end: str) -> str:
-    return ", ".join([*map(str, items), end])
-
-
-def _source(
+def _wrapper_data(
     p: str,
     program: CProgram,
     graph: Graph,
-    lay: wts.BlobLayout,
+    lay: abi.BlobLayout,
     header: str,
     errors: list[_Error],
     embedded: bool,
-) -> str:
-    """The whole translation unit: the kernels (emit_c), then the header, then the wrapper."""
+) -> dict[str, Any]:
+    """Everything `aot_wrapper.c.j2` lays out; every choice is made here."""
     batch = program.batch_symbol
-    dims: list[str] = []
+    dims: list[int] = []
     in_at = _shape_table(graph.input_types, batch, dims)
     out_at = _shape_table(graph.output_types, batch, dims)
     n_in, n_out = len(graph.inputs), len(graph.outputs)
-    crc = wts.crc32_table()
+    crc = abi.crc32_table()
     own = {f"{p}_E_{n}" for n, _ in _OWN_ERRORS}
-    wrapper = render(
-        "aot_wrapper.c.j2",
-        w={
-            "prefix": p,
-            "impl": program.prefix,
-            "header": header,
-            "magic": abi.MAGIC.decode(),
-            "magic_size": abi.MAGIC_SIZE,
-            "abi": abi.ABI_VERSION,
-            "lucid_version": lucid.__version__,
-            "n_inputs": n_in,
-            "n_outputs": n_out,
-            "n_params": len(graph.params),
-            "blob_bytes": lay.total,
-            "input_names": _join(
-                [_c_string(v.hint or f"input{i}") for i, v in enumerate(graph.inputs)], "NULL"
-            ),
-            "output_names": _join([_c_string(f"output{i}") for i in range(n_out)], "NULL"),
-            "input_dtypes": _join([abi.DTYPE_CODES[t.dtype] for t in graph.input_types], "-1"),
-            "output_dtypes": _join([abi.DTYPE_CODES[t.dtype] for t in graph.output_types], "-1"),
-            "input_ranks": _join([t.rank for t in graph.input_types], "-1"),
-            "output_ranks": _join([t.rank for t in graph.output_types], "-1"),
-            "dims": _join(dims, "0"),
-            "input_shape_at": _join(in_at, "0"),
-            "output_shape_at": _join(out_at, "0"),
-            "param_lines": [
-                c_comment(f"{off:>12}  {v.hint}: {v.type}")
-                for off, v in zip(lay.offsets, graph.params)
-            ],
-            "param_offsets": _join(lay.offsets, "0"),
-            "param_itemsizes": _join([t.dtype.itemsize for t in graph.param_types], "0"),
-            "embedded": embedded,
-            "embedded_int": int(embedded),
-            "blob_path": _asm_path(BLOB_FILE),
-            "crc_rows": [
-                " ".join(f"0x{c:08x}u," for c in crc[i : i + 6]) for i in range(0, len(crc), 6)
-            ],
-            "header_bytes": wts.HEADER_BYTES,
-            "file_magic": wts.FILE_MAGIC.decode(),
-            "file_version": wts.FILE_VERSION,
-            "fingerprint": f"0x{lay.fingerprint:016x}",
-            "own_errors": [e for e in errors if e.name in own],
-            "sides": [{"role": "input", "count": n_in}, {"role": "output", "count": n_out}],
-        },
-    )
-    return program.source + wrapper
+    return {
+        "prefix": p,
+        "impl": program.prefix,
+        "header": header,
+        "magic": abi.MAGIC.decode(),
+        "magic_size": abi.MAGIC_SIZE,
+        "abi": abi.ABI_VERSION,
+        "lucid_version": lucid.__version__,
+        "n_inputs": n_in,
+        "n_outputs": n_out,
+        "n_params": len(graph.params),
+        "blob_bytes": lay.total,
+        "input_names": [_c_string(v.hint or f"input{i}") for i, v in enumerate(graph.inputs)],
+        "output_names": [_c_string(f"output{i}") for i in range(n_out)],
+        "input_dtypes": [abi.DTYPE_CODES[t.dtype] for t in graph.input_types],
+        "output_dtypes": [abi.DTYPE_CODES[t.dtype] for t in graph.output_types],
+        "input_ranks": [t.rank for t in graph.input_types],
+        "output_ranks": [t.rank for t in graph.output_types],
+        "dims": dims,
+        "input_shape_at": in_at,
+        "output_shape_at": out_at,
+        "param_lines": [
+            c_comment(f"{off:>12}  {v.hint}: {v.type}") for off, v in zip(lay.offsets, graph.params)
+        ],
+        "param_offsets": lay.offsets,
+        "param_itemsizes": [t.dtype.itemsize for t in graph.param_types],
+        "embedded": embedded,
+        "blob_path": _asm_path(BLOB_FILE),
+        "crc_rows": [crc[i : i + 6] for i in range(0, len(crc), 6)],
+        "header_bytes": abi.HEADER_BYTES,
+        "file_magic": abi.FILE_MAGIC.decode(),
+        "file_version": abi.FILE_VERSION,
+        "fingerprint": lay.fingerprint,
+        "own_errors": [e for e in errors if e.name in own],
+        "sides": [{"role": "input", "count": n_in}, {"role": "output", "count": n_out}],
+    }
 
 
 def render_files(
-    p: str, program: CProgram, graph: Graph, lay: wts.BlobLayout, *, embedded: bool
+    p: str, program: CProgram, graph: Graph, lay: abi.BlobLayout, *, embedded: bool
 ) -> tuple[str, str]:
-    """(header text, whole C source) of model `p` around `program`."""
+    """(header text, whole C source) of model `p` around `program`: the kernels (emit_c), then
+    the header, then the wrapper."""
     errors = _errors(p)
     header = render("aot_header.h.j2", h=_header_data(p, graph, errors, embedded))
-    return header, _source(p, program, graph, lay, header, errors, embedded)
+    wrapper = render(
+        "aot_wrapper.c.j2", w=_wrapper_data(p, program, graph, lay, header, errors, embedded)
+    )
+    return header, program.source + wrapper

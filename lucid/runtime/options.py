@@ -1,0 +1,89 @@
+"""What lucid.compile specialises on: the validated `options=` and a call's signature.
+
+Both are plain frozen data, below everything else of `lucid.compile` (compiled.py, _entry.py):
+the pass pipeline is a function of the options alone (`CompileOptions.pipeline`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lucid.ir.types import TensorType
+from lucid.runtime.build import DEFAULT_FLAGS, BuildOptions
+
+__all__ = ["CompileOptions", "Signature"]
+
+_OPTION_KEYS = ("fusion", "passes", "isa", "cflags", "cc", "debug_dir", "autotune")
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """The `options=` of lucid.compile, validated: every field has a meaning, nothing else."""
+
+    fusion: bool = True
+    passes: tuple[str, ...] | None = None  # replaces the default pipeline when given
+    isa: str = "auto"
+    build: BuildOptions = field(default_factory=BuildOptions)
+    debug_dir: Path | None = None
+    autotune: bool = False  # time GEMM blockings on this machine (lucid.runtime.autotune)
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any] | None) -> CompileOptions:
+        """Validate the user's dict; unknown keys are an error listing the valid ones."""
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(_OPTION_KEYS))
+        if unknown:
+            raise ValueError(
+                f"lucid.compile: unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"valid options: {', '.join(_OPTION_KEYS)}"
+            )
+        passes = options.get("passes")
+        if passes is not None:
+            if isinstance(passes, str) or not all(isinstance(p, str) for p in passes):
+                raise TypeError(
+                    f"lucid.compile: 'passes' must be a list of pass names, not {passes!r}"
+                )
+            passes = tuple(passes)
+        cflags = options.get("cflags", DEFAULT_FLAGS)
+        if isinstance(cflags, str):
+            raise TypeError(f"lucid.compile: 'cflags' must be a list of flags, not {cflags!r}")
+        debug_dir = options.get("debug_dir")
+        autotune = options.get("autotune", False)
+        if not isinstance(autotune, bool):
+            raise TypeError(f"lucid.compile: 'autotune' must be True or False, not {autotune!r}")
+        return cls(
+            fusion=bool(options.get("fusion", True)),
+            passes=passes,
+            isa=str(options.get("isa", "auto")),
+            build=BuildOptions(cc=options.get("cc"), flags=tuple(cflags)),
+            debug_dir=Path(debug_dir) if debug_dir is not None else None,
+            autotune=autotune,
+        )
+
+    def pipeline(self) -> list[str]:
+        """Pass names to run: the explicit list, else the default pipeline."""
+        from lucid.ir.passes import default_pipeline  # imports every pass: only when compiling
+
+        return (
+            list(self.passes) if self.passes is not None else default_pipeline(fusion=self.fusion)
+        )
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a compiled graph was specialised for: input types (`N` = batch), train/eval, and
+    grad mode: None for forward only, else which inputs get gradients (params always do)."""
+
+    inputs: tuple[TensorType, ...]
+    training: bool
+    grad: tuple[bool, ...] | None = None
+
+    def __str__(self) -> str:
+        mode = "train" if self.training else "eval"
+        if self.grad is not None:
+            wrt = ", ".join(f"input {i}" for i, w in enumerate(self.grad) if w)
+            mode += f" grad(params{', ' + wrt if wrt else ''})"
+        return f"({', '.join(map(str, self.inputs))}) {mode}"
