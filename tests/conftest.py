@@ -1,4 +1,5 @@
-"""Suite-wide fixtures: a private compile cache per run and the --update-goldens switch."""
+"""Suite-wide fixtures: a private compile cache per run, the --update-goldens switch and the
+seed model (tests/models.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests import models
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,6 +24,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Point lucid's compile cache at a directory of this run, so runs never share builds."""
     os.environ["LUCID_CACHE_DIR"] = str(tmp_path_factory.mktemp("lucid-cache"))
+
+
+@pytest.fixture
+def seed_model() -> models.SeedModel:
+    """The seed model with lucid.random.seed(0)'s weights (tests/models.py)."""
+    return models.seed_model()
 
 
 @pytest.fixture

@@ -21,12 +21,6 @@ RTOL, ATOL = 1.3e-6, 1e-5  # float32 vs eager lucid (GEMMs may sum in another or
 QUICK = ("-O1", "-ffp-contract=off", "-fno-math-errno")
 
 
-def seed_model() -> nn.Module:
-    """The seed model: Linear(3,5) -> HardSwish -> Linear(5,2)."""
-    lucid.random.seed(0)
-    return nn.Sequential(nn.Linear(3, 5), nn.HardSwish(), nn.Linear(5, 2))
-
-
 def random_mlp(rng: np.random.Generator) -> tuple[nn.Module, int]:
     """A random-depth, random-width MLP with a mix of activations; returns (model, in_dim)."""
     acts = [nn.HardSwish, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.ReLU6]

@@ -6,8 +6,7 @@ import pytest
 
 import lucid
 from lucid.runtime.aot import ExportResult, export
-
-from ._helpers import seed_model
+from tests.models import seed_model
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lucid.runtime.aot import export
+from tests.models import seed_model
 
 from ._helpers import (
     ATOL,
@@ -20,7 +21,6 @@ from ._helpers import (
     parse_outputs,
     return_codes,
     run_caller,
-    seed_model,
     write_inputs,
 )
 

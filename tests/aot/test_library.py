@@ -16,8 +16,9 @@ import lucid
 from lucid import nn
 from lucid.codegen import aot_abi as abi
 from lucid.runtime.aot import ExportResult, export, model_name
+from tests.models import seed_model
 
-from ._helpers import CC, QUICK, seed_model
+from ._helpers import CC, QUICK
 
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
 ALLOWED_NEEDED = {"libc.so.6", "libm.so.6", "libpthread.so.0", "ld-linux-x86-64.so.2"}

@@ -14,8 +14,9 @@ import lucid
 from lucid.errors import InputError, LucidError
 from lucid.runtime.aot import ExportResult, export
 from lucid.runtime.loader import NotAnExportError, load
+from tests.models import seed_model
 
-from ._helpers import ATOL, CC, QUICK, RTOL, CrossEntropyModel, eager, random_mlp, seed_model
+from ._helpers import ATOL, CC, QUICK, RTOL, CrossEntropyModel, eager, random_mlp
 
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
 

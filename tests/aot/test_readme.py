@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from lucid.runtime.aot import ExportResult
+from tests.models import seed_model
 
-from ._helpers import CC, eager, seed_model
+from ._helpers import CC, eager
 
 README = Path(__file__).parents[2] / "README.md"
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")

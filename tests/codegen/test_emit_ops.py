@@ -7,21 +7,15 @@ are judged with the tolerances of the issue (float32: rtol 1.3e-6, atol 1e-5; fl
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_c_harness import compile_graph  # noqa: E402
-
-import lucid.codegen  # noqa: E402,F401  (installs OpDef.c)
-from lucid.ir.ops import OPS  # noqa: E402
-from lucid.codegen.lowerings import INLINE, LOWERINGS  # noqa: E402
-from lucid.ir import OPS, Builder, DType, TensorType, interpret  # noqa: E402
-from lucid.ir.core import Value  # noqa: E402
+from lucid.codegen.lowerings import INLINE, LOWERINGS
+from lucid.ir import OPS, Builder, DType, TensorType, interpret
+from lucid.ir.core import Value
+from tests.codegen.test_c_harness import compile_graph
 
 LIBM = {"exp", "log", "tanh", "sigmoid", "pow_gen"}
 EXACT, LIBM_TOL, SUM_TOL = "exact", "libm", "sum"

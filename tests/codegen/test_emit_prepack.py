@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_c_harness import aligned_empty, compile_graph
 
 from lucid.codegen.gemm import CacheSizes
 from lucid.ir import Builder, Graph
 from lucid.ir.passes import default_pipeline, run_passes
+from tests.codegen.test_c_harness import aligned_empty, compile_graph
 from tests.ir.graphs import f32
 from tests.ir.test_fusion import random_arrays
 
@@ -108,9 +108,9 @@ def test_pack_refuses_bad_slots_and_misaligned_buffers() -> None:
 def test_no_slots_for_small_weights_or_activations() -> None:
     """The seed's weights only take the small path, and a GEMM of two activations has no
     weight: neither gets a slot."""
-    from tests.ir.graphs import seed_model
+    from tests.models import seed_graph
 
-    assert compile_graph(run_passes(seed_model(), FUSED)).slots() == []
+    assert compile_graph(run_passes(seed_graph(), FUSED)).slots() == []
     b = Builder("forward")
     x, y = b.input(f32("N", 64), "x"), b.input(f32(64, 64), "y")
     b.output(b.op("matmul", [x, y]))

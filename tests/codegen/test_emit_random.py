@@ -9,19 +9,15 @@ float64 interpretation of the same graph: the C must be as close to it as NumPy'
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_c_harness import compile_graph  # noqa: E402
-
-from lucid.ir import Builder, DType, TensorType, interpret  # noqa: E402
-from lucid.ir.core import Graph, Value  # noqa: E402
+from lucid.ir import Builder, DType, TensorType, interpret
+from lucid.ir.core import Graph, Value
+from tests.codegen.test_c_harness import compile_graph
 
 UNARY = ["neg", "abs", "sign", "hardswish", "hardsigmoid", "relu", "relu6", "sigmoid", "tanh",
          "exp", "log", "sqrt", "stop_gradient"]

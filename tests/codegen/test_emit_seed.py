@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import re
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_c_harness import compile_graph  # noqa: E402
-
-from lucid.codegen import CodegenOptions, emit_c  # noqa: E402
-from lucid.codegen.gemm import CacheSizes  # noqa: E402
-from lucid.errors import CompileError  # noqa: E402
-from lucid.ir import Builder, DType, TensorType, interpret  # noqa: E402
+from lucid.codegen import CodegenOptions, emit_c
+from lucid.codegen.gemm import CacheSizes
+from lucid.errors import CompileError
+from lucid.ir import Builder, DType, TensorType, interpret
+from tests.codegen.test_c_harness import compile_graph
 
 F32 = DType.F32
 

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_c_harness import compile_graph
 
 from lucid.codegen import CodegenOptions, emit_c
 from lucid.codegen.fused import rows_per_tile
@@ -20,13 +15,15 @@ from lucid.codegen.gemm import CacheSizes
 from lucid.ir import Builder, Graph, interpret
 from lucid.ir.passes import default_pipeline, run_passes
 from lucid.ir.passes._fusion_common import body_summary
-from tests.ir.graphs import f32, seed_model
+from tests.codegen.test_c_harness import compile_graph
+from tests.ir.graphs import f32
 from tests.ir.test_fusion import (
     backward_graph,
     mlps,
     random_arrays,
     training_forward,
 )
+from tests.models import seed_graph
 
 FUSED = default_pipeline()
 UNFUSED = default_pipeline(fusion=False)
@@ -53,7 +50,7 @@ def program(graph: Graph) -> str:
 
 
 def test_seed_c_golden_one_mlp_kernel_and_no_hidden_buffer(golden) -> None:
-    opt = run_passes(seed_model(), FUSED)
+    opt = run_passes(seed_graph(), FUSED)
     prog = emit_c(opt, CodegenOptions(isa="avx2", caches=CacheSizes()))
     assert kernel_functions(prog.source) == ["k0_fused_mlp"]
     # the hidden [N, 5] activation never gets a buffer: not in the arena (no arena at all),
@@ -100,7 +97,7 @@ def run_c(graph: Graph, pipeline: list[str], arrays: list[np.ndarray], nthreads:
 
 
 CASES = {
-    "seed": seed_model,
+    "seed": seed_graph,
     "training_forward": training_forward,
     "backward": backward_graph,
     "elementwise": elementwise_graph,

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import gemm_harness as H
-
 from lucid.ir.ops import OPS
+from tests.codegen import gemm_harness as H
 
 ISAS = H.available_isas()
 DTYPES = ["float", "double"]

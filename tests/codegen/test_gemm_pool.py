@@ -6,18 +6,14 @@ be bitwise the spawn mode's at any thread count, whoever gets the pool.
 
 from __future__ import annotations
 
-import sys
 import threading
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import gemm_harness as H
-
 from lucid.codegen.gemm import Epilogue, GemmSpec, bias_add, parallel_block
+from tests.codegen import gemm_harness as H
 
 ISA = H.available_isas()[0]
 # odd sizes: partial tiles in M and N, a short last K block, fewer jobs than threads

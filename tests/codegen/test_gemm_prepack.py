@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gemm_harness as H
 import numpy as np
 import pytest
 
@@ -19,6 +18,7 @@ from lucid.codegen.gemm import (
     gemm_params,
     prepacked_b_elems,
 )
+from tests.codegen import gemm_harness as H
 
 # (N, K): N not a multiple of any tile width, K over several 48-wide K blocks and not a
 # multiple of 8; and one K inside a single block

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import gemm_harness as H
-
-from lucid.ir.ops import OPS
 from lucid.codegen.gemm import Epilogue, GemmSpec, bias_add
+from lucid.ir.ops import OPS
+from tests.codegen import gemm_harness as H
 
 ISA = H.available_isas()[0]
 TRANS = [(False, False), (False, True), (True, False), (True, True)]

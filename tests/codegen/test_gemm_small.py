@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-import gemm_harness as H
 
 from lucid.ir.ops import OPS
 from lucid.codegen.gemm import (
@@ -23,6 +19,7 @@ from lucid.codegen.gemm import (
     gemm_parts,
     plan_paths,
 )
+from tests.codegen import gemm_harness as H
 
 ISA = H.available_isas()[0]
 TRANS = [(False, False), (False, True), (True, False), (True, True)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from lucid.ir import Graph
-from tests.ir.graphs import seed_model
+from tests.models import seed_graph
 
 
 @pytest.fixture
 def seed() -> Graph:
-    return seed_model()
+    return seed_graph()

@@ -10,19 +10,6 @@ def f32(*shape: int | str) -> TensorType:
     return TensorType(DType.F32, tuple(shape))
 
 
-def seed_model() -> Graph:
-    """The seed model: x f32[N,3] -> Linear(3,5) -> HardSwish -> Linear(5,2)."""
-    b = Builder("forward")
-    x = b.input(f32("N", 3), "x")
-    w1 = b.param(f32(5, 3), "fc1.weight")
-    b1 = b.param(f32(5), "fc1.bias")
-    w2 = b.param(f32(2, 5), "fc2.weight")
-    b2 = b.param(f32(2), "fc2.bias")
-    h = b.op("hardswish", [b.op("linear", [x, w1, b1])])
-    b.output(b.op("linear", [h, w2, b2]))
-    return b.build()
-
-
 def showcase() -> Graph:
     """A graph with every text feature: fused multi-result region, attrs of each kind, locs."""
     from lucid.errors import SourceLoc

@@ -29,7 +29,8 @@ from lucid.ir import (
     verify,
 )
 from lucid.ir.autodiff import GradResult, Saved
-from tests.ir.graphs import f32, seed_model
+from tests.ir.graphs import f32
+from tests.models import SeedModel, seed_graph
 
 Arrays = list[np.ndarray]
 
@@ -138,7 +139,7 @@ def check_module(
 
 
 def test_seed_backward_golden(golden: Callable[[str, str], None]) -> None:
-    r = grad(seed_model())
+    r = grad(seed_graph())
     text = format_graph(r.backward)
     golden("grad_seed.lir", text)
     assert format_graph(parse(text)) == text
@@ -146,7 +147,7 @@ def test_seed_backward_golden(golden: Callable[[str, str], None]) -> None:
 
 
 def test_seed_saved_values_and_conventions() -> None:
-    g = seed_model()
+    g = seed_graph()
     r = grad(g)
     z, h = g.nodes[0].result, g.nodes[1].result
     # X comes back from the caller (no copy), Z and H are new forward outputs; no param saved
@@ -164,16 +165,16 @@ def test_seed_saved_values_and_conventions() -> None:
 
 
 def test_seed_without_dx_drops_its_gemm_and_x_is_still_saved() -> None:
-    r = grad(seed_model(), wrt_inputs=[False])
+    r = grad(seed_graph(), wrt_inputs=[False])
     assert r.grad_inputs == () and len(r.backward.outputs) == 4
     assert [n.op for n in r.backward.nodes].count("matmul") == 3
     assert [p.hint for p in r.backward.params] == ["fc2.weight"]  # W1 is only needed for dX
 
 
 @pytest.mark.parametrize("n", [1, 4])
-def test_seed_matches_eager_float32(n: int) -> None:
+def test_seed_matches_eager_float32(n: int, seed_model: SeedModel) -> None:
     rng = np.random.default_rng(n)
-    model = nn.Sequential(nn.Linear(in_features=3, out_features=5), nn.HardSwish(), nn.Linear(5, 2))
+    model = seed_model
     x = (rng.standard_normal((n, 3)) * 3).astype(np.float32)
     graph = trace(model, x, dynamic_batch=True)
     params = [p.data for _, p in model.named_parameters()]
@@ -186,9 +187,7 @@ def test_seed_matches_eager_float32(n: int) -> None:
 
 def test_seed_float64_matches_eager_and_central_differences() -> None:
     rng = np.random.default_rng(3)
-    model = nn.Sequential(
-        nn.Linear(3, 5, dtype=np.float64), nn.HardSwish(), nn.Linear(5, 2, dtype=np.float64)
-    )
+    model = SeedModel(np.float64)
     x = rng.standard_normal((6, 3)) * 4
     check_module(model, [x])
 

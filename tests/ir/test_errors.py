@@ -7,7 +7,8 @@ import pytest
 from lucid import errors as E
 from lucid.ir import Builder
 from lucid.ir.printer import diagnose
-from tests.ir.graphs import f32, seed_model
+from tests.ir.graphs import f32
+from tests.models import seed_graph
 
 
 def test_hierarchy() -> None:
@@ -41,7 +42,7 @@ def test_format_diagnostic_clips_context() -> None:
 
 
 def test_diagnose_a_node_for_other_layers() -> None:
-    g = seed_model()
+    g = seed_graph()
     node = g.nodes[1]
     text = diagnose("no VJP rule for op hardswish", g, node, loc=E.SourceLoc("m.py", 5))
     assert text.splitlines() == [

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from lucid.ir import Builder, Graph, format_graph, interpret, parse, verify
 from lucid.ir.passes import default_pipeline, run_passes
 from lucid.ir.passes._fusion_common import body_summary
-from tests.ir.graphs import f32, seed_model
+from tests.ir.graphs import f32
+from tests.models import seed_graph
 
 
 def optimise(graph: Graph, names: list[str] | None = None) -> Graph:
@@ -47,7 +48,7 @@ def assert_same(before: Graph, after: Graph, seed: int = 0) -> None:
 
 
 def test_seed_model_becomes_one_fused_mlp(golden) -> None:
-    g = seed_model()
+    g = seed_graph()
     out = optimise(g)
     assert body_summary(out) == [("fused_mlp", ["linear", "hardswish", "linear"])]
     assert [n.op for n in out.nodes] == ["fused_mlp"]
@@ -59,7 +60,7 @@ def test_print_after_all_shows_each_fusion_pass() -> None:
     import io
 
     buf = io.StringIO()
-    run_passes(seed_model(), default_pipeline(), print_after_all=True, out=buf)
+    run_passes(seed_graph(), default_pipeline(), print_after_all=True, out=buf)
     text = buf.getvalue()
     for name in ("fuse_mlp", "fuse_epilogue", "fuse_elementwise"):
         assert f"IR after {name} " in text
@@ -296,7 +297,7 @@ def test_random_mlps_fuse_exactly(
 def test_autodiff_graphs_of_the_seed_model(golden) -> None:
     from lucid.ir.autodiff import grad
 
-    r = grad(seed_model())
+    r = grad(seed_graph())
     fwd = optimise(r.forward)
     # the augmented forward saves Z and H for backward: both materialised, nothing fuses
     assert body_summary(fwd) == []
@@ -314,7 +315,7 @@ def test_cli_opt_runs_the_fusion_passes(tmp_path, capsys) -> None:
     from lucid.cli import main
 
     path = tmp_path / "seed.lir"
-    path.write_text(format_graph(seed_model()))
+    path.write_text(format_graph(seed_graph()))
     assert main(["opt", str(path), "--print-after-all"]) == 0
     captured = capsys.readouterr()
     out = captured.err + captured.out  # the per-pass dumps go to stderr, the result to stdout

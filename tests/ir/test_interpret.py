@@ -8,7 +8,8 @@ import pytest
 from lucid.ir.ops import OPS
 from lucid.errors import InputError
 from lucid.ir import Builder, DType, Graph, TensorType, interpret
-from tests.ir.graphs import f32, seed_model
+from tests.ir.graphs import f32
+from tests.models import seed_graph
 
 RNG = np.random.default_rng(7)
 
@@ -20,7 +21,7 @@ def _seed_arrays(n: int) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def test_seed_model_matches_kernels_exactly() -> None:
-    g = seed_model()
+    g = seed_graph()
     for n in (1, 4, 9):
         x, (w1, b1, w2, b2) = _seed_arrays(n)
         (y,) = interpret(g, x, w1, b1, w2, b2)
@@ -30,7 +31,7 @@ def test_seed_model_matches_kernels_exactly() -> None:
 
 
 def test_params_by_hint() -> None:
-    g = seed_model()
+    g = seed_graph()
     x, ps = _seed_arrays(3)
     named = dict(zip(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"], ps))
     np.testing.assert_array_equal(interpret(g, x, params=named)[0], interpret(g, x, *ps)[0])
@@ -67,7 +68,7 @@ def test_params_by_hint() -> None:
 def test_input_errors(change, message: str) -> None:  # type: ignore[no-untyped-def]
     x, ps = _seed_arrays(4)
     with pytest.raises(InputError, match=message):
-        interpret(seed_model(), *change([x, *ps]))
+        interpret(seed_graph(), *change([x, *ps]))
 
 
 def test_symbol_bound_by_first_input_must_agree() -> None:

@@ -19,7 +19,8 @@ from lucid.ir.passes import (
     ir_header,
     register_pass,
 )
-from tests.ir.graphs import f32, seed_model
+from tests.ir.graphs import f32
+from tests.models import seed_graph
 
 
 def run_both(before: Graph, after: Graph, seed: int = 0) -> None:
@@ -153,7 +154,7 @@ def backward_graph() -> Graph:
 
 
 @pytest.mark.parametrize("name", ["dce", "cse", "constfold", "canonicalize"])
-@pytest.mark.parametrize("make", [seed_model, fused_graph, backward_graph])
+@pytest.mark.parametrize("make", [seed_graph, fused_graph, backward_graph])
 def test_every_pass_keeps_meaning_and_input(name: str, make) -> None:  # type: ignore[no-untyped-def]
     graph = make()
     text = format_graph(graph)

@@ -25,11 +25,12 @@ from lucid.ir import (
     to_dot,
     verify,
 )
-from tests.ir.graphs import f32, seed_model, showcase
+from tests.ir.graphs import f32, showcase
+from tests.models import seed_graph
 
 
 def test_seed_golden(golden: Callable[[str, str], None]) -> None:
-    golden("ir_seed.lir", format_graph(seed_model()))
+    golden("ir_seed.lir", format_graph(seed_graph()))
 
 
 def test_showcase_golden(golden: Callable[[str, str], None]) -> None:
@@ -37,7 +38,7 @@ def test_showcase_golden(golden: Callable[[str, str], None]) -> None:
 
 
 def test_seed_text_matches_design_header() -> None:
-    text = str(seed_model())
+    text = str(seed_graph())
     assert text.splitlines()[0] == (
         "graph @forward(%x: f32[N,3]) params(%fc1.weight: f32[5,3], %fc1.bias: f32[5], "
         "%fc2.weight: f32[2,5], %fc2.bias: f32[2]) -> (f32[N,2]) {"
@@ -46,7 +47,7 @@ def test_seed_text_matches_design_header() -> None:
 
 
 @pytest.mark.parametrize("locs", [False, True])
-@pytest.mark.parametrize("make", [seed_model, showcase])
+@pytest.mark.parametrize("make", [seed_graph, showcase])
 def test_round_trip(make: Callable[[], Graph], locs: bool) -> None:
     text = format_graph(make(), locs=locs)
     again = parse(text)
@@ -81,7 +82,7 @@ def test_names_are_unique_and_quoted() -> None:
 
 
 def test_module_with_several_graphs() -> None:
-    text = format_module([seed_model(), showcase()])
+    text = format_module([seed_graph(), showcase()])
     graphs = parse_module(text)
     assert [g.name for g in graphs] == ["forward", "showcase"]
     assert format_module(graphs) == text

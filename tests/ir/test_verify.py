@@ -8,7 +8,8 @@ import pytest
 
 from lucid.errors import SourceLoc, VerifyError
 from lucid.ir import Builder, Graph, Node, TensorType, Value, format_graph, parse, verify
-from tests.ir.graphs import f32, seed_model, showcase
+from tests.ir.graphs import f32, showcase
+from tests.models import seed_graph
 
 
 def _fails(g: Graph) -> str:
@@ -22,7 +23,7 @@ def _node(op: str, inputs: list[Value], results: list[Value], **kw: Any) -> Node
 
 
 def test_valid_graphs_verify() -> None:
-    verify(seed_model())
+    verify(seed_graph())
     verify(showcase())
 
 
@@ -42,7 +43,7 @@ def test_use_before_definition_shows_context_with_marker() -> None:
 
 
 def test_message_numbering_matches_the_printer() -> None:
-    g = seed_model()
+    g = seed_graph()
     b = Builder("forward")
     vals = [b.input(v.type, v.hint) for v in g.inputs] + [b.param(v.type, v.hint) for v in g.params]
     h = b.op("linear", vals[:3])

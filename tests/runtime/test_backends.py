@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_compile_models import Seed
 
 import lucid
 from lucid.errors import LucidError
 from lucid.runtime import backends
+from tests.models import SeedModel
 
 
 def test_builtin_backends_are_registered():
@@ -40,7 +40,7 @@ def test_a_registered_backend_is_used_by_name():
     try:
         with pytest.raises(LucidError, match="already registered"):
             backends.register_backend(Doubling())
-        model = Seed().eval()
+        model = SeedModel().eval()
         cm = lucid.compile(model, backend="test-doubling", dynamic_batch=True)
         x = np.ones((3, 3), np.float32)
         np.testing.assert_allclose(cm(x).data, 2 * model(lucid.Tensor(x)).data, rtol=1e-6)

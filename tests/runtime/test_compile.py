@@ -7,7 +7,6 @@ from functools import partial
 
 import numpy as np
 import pytest
-from test_compile_models import BACKENDS, Seed, as_f64, count_prepares, mlp
 
 import lucid
 import lucid.optim
@@ -16,9 +15,11 @@ from lucid.errors import InputError
 from lucid.runtime._fastpath import make_fast
 from lucid.runtime.compiled import CompiledModule
 from lucid.runtime.compiled import compile as lucid_compile
+from tests.models import SeedModel
+from tests.runtime.test_compile_models import BACKENDS, as_f64, count_prepares, mlp
 
 MODELS = {
-    "seed": Seed,
+    "seed": SeedModel,
     "mlp_relu": partial(lambda dtype: mlp([7, 16, 16, 3], nn.ReLU, dtype)),
     "mlp_hardswish": partial(lambda dtype: mlp([5, 33, 9], nn.HardSwish, dtype)),
     "mlp_wide": partial(lambda dtype: mlp([64, 128, 64, 10], nn.HardSwish, dtype)),
@@ -83,7 +84,7 @@ def test_outputs_mirror_what_forward_returned(kind, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_one_compile_per_signature(backend, monkeypatch):
     prepared = count_prepares(monkeypatch, backend)
-    cm = lucid.compile(Seed().eval(), backend=backend)
+    cm = lucid.compile(SeedModel().eval(), backend=backend)
     x = np.ones((1, 3), np.float32)
     for _ in range(3):
         cm(x)
@@ -101,7 +102,7 @@ def test_one_compile_per_signature(backend, monkeypatch):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_dynamic_batch_reuses_one_graph(backend, monkeypatch):
     prepared = count_prepares(monkeypatch, backend)
-    model = Seed().eval()
+    model = SeedModel().eval()
     cm = lucid.compile(model, backend=backend, dynamic_batch=True)
     for batch in (1, 2, 7, 64, 3):
         x = np.random.default_rng(batch).standard_normal((batch, 3)).astype(np.float32)
@@ -114,7 +115,7 @@ def test_dynamic_batch_reuses_one_graph(backend, monkeypatch):
 
 def test_dynamic_batch_builds_one_c_module(monkeypatch):
     prepared = count_prepares(monkeypatch, "c")  # built, or loaded through the warm index
-    cm = lucid.compile(Seed().eval(), dynamic_batch=True)
+    cm = lucid.compile(SeedModel().eval(), dynamic_batch=True)
     for batch in (1, 9, 100):
         cm(np.ones((batch, 3), np.float32))
     assert len(prepared) == 1 and len({e.forward.build_info.key for e in cm._order}) == 1
@@ -124,7 +125,7 @@ def test_dynamic_batch_builds_one_c_module(monkeypatch):
 def test_parameter_updates_are_seen_without_recompiling(backend, monkeypatch):
     prepared = count_prepares(monkeypatch, backend)
     lucid.random.seed(3)
-    model = Seed().eval()
+    model = SeedModel().eval()
     cm = lucid.compile(model, backend=backend)
     x = lucid.Tensor(np.random.default_rng(3).standard_normal((4, 3)).astype(np.float32))
 
@@ -154,7 +155,7 @@ def test_parameter_updates_are_seen_without_recompiling(backend, monkeypatch):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_parameter_of_another_shape_is_an_input_error(backend):
-    model = Seed().eval()
+    model = SeedModel().eval()
     cm = lucid.compile(model, backend=backend)
     x = np.ones((1, 3), np.float32)
     cm(x)
@@ -175,7 +176,7 @@ def test_parameter_of_another_shape_is_an_input_error(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_wrong_inputs_raise_before_any_run(backend, monkeypatch):
-    cm = lucid.compile(Seed().eval(), backend=backend, dynamic_batch=True)
+    cm = lucid.compile(SeedModel().eval(), backend=backend, dynamic_batch=True)
     cm(np.ones((2, 3), np.float32))
     entry = cm.entry()
     runs = []
@@ -207,7 +208,7 @@ def test_inconsistent_batch_between_inputs(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_noncontiguous_and_foreign_inputs(backend):
-    model = Seed().eval()
+    model = SeedModel().eval()
     cm = lucid.compile(model, backend=backend, dynamic_batch=True)
     base = np.random.default_rng(4).standard_normal((8, 6)).astype(np.float32)
     for x in (base[::2, ::2], np.asfortranarray(base[:, :3]), base[:, :3].tolist()):
@@ -218,7 +219,7 @@ def test_noncontiguous_and_foreign_inputs(backend):
 
 
 def test_contiguous_inputs_are_passed_without_copy(monkeypatch):
-    cm = lucid.compile(Seed().eval(), dynamic_batch=True)
+    cm = lucid.compile(SeedModel().eval(), dynamic_batch=True)
     x = np.random.default_rng(5).standard_normal((3, 3)).astype(np.float32)
     cm(x)
     entry = cm.entry()
@@ -242,7 +243,7 @@ def test_contiguous_inputs_are_passed_without_copy(monkeypatch):
 
 
 def test_requires_grad_inputs_run_forward_only_under_no_grad():
-    model = Seed().eval()
+    model = SeedModel().eval()
     cm = lucid.compile(model, backend="interpreter")
     x = lucid.Tensor([[1.0, 2.0, 3.0]], requires_grad=True)
     with lucid.no_grad():  # training through compile: tests/runtime/test_train*.py
@@ -295,14 +296,14 @@ def test_two_threads_calling_at_once(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fp_mode_unchanged(backend):
-    cm = lucid.compile(Seed().eval(), backend=backend)
+    cm = lucid.compile(SeedModel().eval(), backend=backend)
     cm(np.ones((1, 3), np.float32))
     assert np.float32(1e-38) * np.float32(1e-3) != 0  # subnormals: no flush-to-zero
 
 
 def test_debug_dir_holds_ir_source_and_command(tmp_path, monkeypatch):
     monkeypatch.setenv("LUCID_DEBUG_DIR", str(tmp_path))
-    cm = lucid.compile(Seed().eval(), dynamic_batch=True)
+    cm = lucid.compile(SeedModel().eval(), dynamic_batch=True)
     cm(np.ones((2, 3), np.float32))
     cm(np.ones((2, 3), np.float64).astype(np.float32))
     (sub,) = tmp_path.iterdir()  # one graph, one directory
@@ -319,26 +320,26 @@ def test_options_are_validated():
     with pytest.raises(
         ValueError, match="valid options: fusion, passes, isa, cflags, cc, debug_dir"
     ):
-        lucid.compile(Seed(), options={"fuse": False})
+        lucid.compile(SeedModel(), options={"fuse": False})
     with pytest.raises(
         ValueError, match="unknown backend 'cuda'; available backends: .*c.*interpreter"
     ):
-        lucid.compile(Seed(), backend="cuda")
+        lucid.compile(SeedModel(), backend="cuda")
     with pytest.raises(ValueError, match="-ffast-math is not allowed"):
-        lucid.compile(Seed(), options={"cflags": ["-O2", "-ffast-math"]})
+        lucid.compile(SeedModel(), options={"cflags": ["-O2", "-ffast-math"]})
     with pytest.raises(TypeError, match="expected a lucid.nn.Module"):
         lucid.compile(lambda x: x)
 
 
 def test_inspection_and_passthrough():
-    model = Seed().eval()
+    model = SeedModel().eval()
     cm = lucid.compile(model, backend="interpreter", options={"passes": ["dce"]})
     assert isinstance(cm, CompiledModule) and cm.module is model
     cm(np.ones((1, 3), np.float32))
     assert list(cm.stages()) == ["traced", "dce", "optimized"]
     assert cm.c_source is None and cm.build_info is None
     assert [id(p) for p in cm.parameters()] == [id(p) for p in model.parameters()]
-    assert "Seed" in repr(cm) and "(f32[1,3]) eval" in repr(cm)
+    assert "SeedModel" in repr(cm) and "(f32[1,3]) eval" in repr(cm)
     assert cm.train() is cm and model.training and not cm.eval().module.training
     assert cm.stages(cm.signatures[0])["optimized"] is cm.graph()
 

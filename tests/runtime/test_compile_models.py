@@ -1,5 +1,5 @@
-"""Models shared by the compile tests (no tests here): the seed model and small MLPs; and
-`count_prepares`, which records what a backend builds."""
+"""Models shared by the compile tests (no tests here): small MLPs (the seed model is
+tests/models.py's); and `count_prepares`, which records what a backend builds."""
 
 from __future__ import annotations
 
@@ -12,19 +12,6 @@ from lucid import nn
 from lucid.runtime import backends
 
 BACKENDS = ["interpreter", "c"]
-
-
-class Seed(nn.Module):
-    """The seed page's NeuralNetwork: Linear(3,5) -> HardSwish -> Linear(5,2)."""
-
-    def __init__(self, dtype: object = np.float32) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(3, 5, dtype=dtype)
-        self.hardswish = nn.HardSwish()
-        self.fc2 = nn.Linear(5, 2, dtype=dtype)
-
-    def forward(self, x):
-        return self.fc2(self.hardswish(self.fc1(x)))
 
 
 def mlp(widths: list[int], act: type = nn.HardSwish, dtype: object = np.float32) -> nn.Module:

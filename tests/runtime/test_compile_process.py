@@ -13,18 +13,17 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 
 CHILD = """
-import json, sys, time
+import json, time
 start = time.perf_counter()
 import numpy as np
 import lucid
-sys.path.insert(0, {here!r})
-from test_compile_models import Seed
-cm = lucid.compile(Seed().eval(), dynamic_batch=True)
+from tests.models import SeedModel
+cm = lucid.compile(SeedModel().eval(), dynamic_batch=True)
 out = cm(np.ones((1, 3), np.float32))
 first = time.perf_counter() - start
 info = cm.build_info
-print(json.dumps({{"from_cache": info.from_cache, "first_call": first, "load": info.seconds,
-                  "shape": list(out.shape)}}))
+print(json.dumps({"from_cache": info.from_cache, "first_call": first, "load": info.seconds,
+                  "shape": list(out.shape)}))
 """
 
 
@@ -40,7 +39,9 @@ def run_child(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ, LUCID_CACHE_DIR=str(tmp_path / "disk"), **extra)
+    """The child's environment: its own cache, and the checkout importable (lucid, tests)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, LUCID_CACHE_DIR=str(tmp_path / "disk"), PYTHONPATH=path, **extra)
     env.pop("LUCID_DEBUG_DIR", None)
     return env
 
@@ -52,9 +53,8 @@ def result(proc: subprocess.Popen[str]) -> dict:
 
 
 def test_second_process_loads_from_disk(tmp_path):
-    code = CHILD.format(here=str(HERE))
-    first = result(run_child(code, child_env(tmp_path)))
-    second = result(run_child(code, child_env(tmp_path)))
+    first = result(run_child(CHILD, child_env(tmp_path)))
+    second = result(run_child(CHILD, child_env(tmp_path)))
     assert not first["from_cache"] and second["from_cache"]
     assert second["shape"] == [1, 2]
     print(
@@ -65,8 +65,7 @@ def test_second_process_loads_from_disk(tmp_path):
 
 
 def test_two_processes_compiling_at_once(tmp_path):
-    code = CHILD.format(here=str(HERE))
-    procs = [run_child(code, child_env(tmp_path)) for _ in range(2)]
+    procs = [run_child(CHILD, child_env(tmp_path)) for _ in range(2)]
     results = [result(p) for p in procs]
     assert sorted(r["from_cache"] for r in results) == [False, True]  # one build, one load
     entries = [p for p in (tmp_path / "disk").iterdir() if p.is_dir() and p.name != "index"]
@@ -74,12 +73,11 @@ def test_two_processes_compiling_at_once(tmp_path):
 
 
 def test_without_a_compiler(tmp_path):
-    code = f"""
-import numpy as np, lucid, sys
-sys.path.insert(0, {str(HERE)!r})
+    code = """
+import numpy as np, lucid
 from lucid.errors import CompilerNotFoundError
-from test_compile_models import Seed
-model = Seed().eval()
+from tests.models import SeedModel
+model = SeedModel().eval()
 x = np.ones((2, 3), np.float32)
 cm = lucid.compile(model)  # compiling is lazy: no error yet
 try:

@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 import pytest
-from test_compile_models import BACKENDS, mlp
 
 import lucid
+from tests.runtime.test_compile_models import BACKENDS, mlp
 
 
 @pytest.fixture(autouse=True)

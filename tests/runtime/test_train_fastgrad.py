@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_compile_models import Seed
 
 import lucid
 from lucid import nn
 from lucid.runtime import _fastgrad
+from tests.models import SeedModel
 
 F32 = {"rtol": 2e-6, "atol": 1e-6}
 
@@ -26,7 +26,7 @@ def grads(model: nn.Module) -> dict[str, np.ndarray | None]:
     return out
 
 
-def trio(dynamic: bool = False, module: type = Seed):
+def trio(dynamic: bool = False, module: type = SeedModel):
     """(model, compiled with the generated backward, compiled without it, eager twin)."""
     lucid.random.seed(5)
     model, twin = module(), module()

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_compile_models import Seed, mlp
 
 import lucid
 from lucid import nn
 from lucid.nn import functional as F
+from tests.models import SeedModel
+from tests.runtime.test_compile_models import mlp
 
 TOL = {"atol": 1e-5, "rtol": 1e-3}  # central differences against analytic gradients
 KINKS = {
@@ -69,9 +70,9 @@ def central_differences(
     return out
 
 
-def margin_to_kinks(model: nn.Sequential | Seed, x: np.ndarray) -> float:
+def margin_to_kinks(model: nn.Sequential | SeedModel, x: np.ndarray) -> float:
     """The smallest distance of a pre-activation to a kink of the activation applied to it."""
-    layers = [model.fc1, model.hardswish, model.fc2] if isinstance(model, Seed) else list(model)
+    layers = [model.fc1, model.hardswish, model.fc2] if isinstance(model, SeedModel) else list(model)
     h, best = x, np.inf
     with lucid.no_grad():
         for layer in layers:
@@ -105,7 +106,7 @@ def check_against_eager_and_fd(cm, model: nn.Module, x: np.ndarray, c: np.ndarra
 def seed64():
     """A float64 seed model compiled with a dynamic batch (C backend)."""
     lucid.random.seed(3)
-    model = Seed(np.float64)
+    model = SeedModel(np.float64)
     return model, lucid.compile(model, dynamic_batch=True)
 
 

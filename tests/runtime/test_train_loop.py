@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_compile_models import mlp
 
 import lucid
 import lucid.optim
 from lucid import nn
 from lucid.nn import functional as F
+from tests.runtime.test_compile_models import mlp
 
 STEPS = 30
 

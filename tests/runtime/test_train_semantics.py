@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_compile_models import Seed, count_prepares
 
 import lucid
 import lucid.optim
 from lucid import nn
+from tests.models import SeedModel
+from tests.runtime.test_compile_models import count_prepares
 
 F32 = {"rtol": 2e-6, "atol": 1e-6}
 
@@ -22,8 +23,8 @@ def seed():
     with pytest.MonkeyPatch.context() as patch:
         prepared = count_prepares(patch, "c")
         lucid.random.seed(11)
-        model = Seed()
-        twin = Seed()
+        model = SeedModel()
+        twin = SeedModel()
         twin.load_state_dict(model.state_dict())
         yield model, lucid.compile(model, dynamic_batch=True), prepared, twin
 
