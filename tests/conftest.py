@@ -1,5 +1,6 @@
-"""Suite-wide fixtures: a private compile cache per run, the --update-goldens switch and the
-seed model (tests/models.py)."""
+"""Suite-wide fixtures: a private compile cache per run, the --update-goldens switch, the
+seed model (tests/models.py), and `.lir` files with RUN lines as FileCheck tests
+(tests/lir_runner.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests import models
+
+pytest_plugins = ["tests.lir_runner"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
