@@ -30,7 +30,7 @@ from lucid.codegen._lower_special import gemm_support
 from lucid.codegen._scalar_c import scalar_exprs
 from lucid.errors import CompileError
 from lucid.ir.core import Graph, Node, Value
-from lucid.ir.passes._fusion_common import classify_operand, is_elementwise
+from lucid.ir.passes.fusion_rules import classify_operand, is_elementwise
 
 # ------------------------------------------------------------------------------ body -> GEMM plan
 

@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 from lucid.errors import IRError, IRTypeError, SourceLoc
 from lucid.ir.ops import OPS
+from lucid.ir.printer import format as format_graph
 from lucid.ir.types import Attr, DType, TensorType, freeze_attr, freeze_attrs
 
 __all__ = ["Attr", "Builder", "Graph", "Node", "Value", "freeze_attr", "freeze_attrs"]
@@ -123,9 +124,7 @@ class Graph:
                 graphs.append(node.body)
 
     def __str__(self) -> str:
-        from lucid.ir.printer import format  # the printer imports this module
-
-        return format(self)
+        return format_graph(self)
 
     def __repr__(self) -> str:
         return (

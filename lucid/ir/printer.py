@@ -11,10 +11,13 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lucid.errors import SourceLoc, format_diagnostic
-from lucid.ir.core import Attr, Graph, Node, Value
-from lucid.ir.types import DType
+from lucid.ir.types import Attr, DType
+
+if TYPE_CHECKING:  # the IR classes appear in annotations only: core imports this module
+    from lucid.ir.core import Graph, Node, Value
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 INDENT = "  "

@@ -14,7 +14,7 @@ from lucid.codegen.fused import rows_per_tile
 from lucid.codegen.gemm import CacheSizes
 from lucid.ir import Builder, Graph, interpret
 from lucid.ir.passes import default_pipeline, run_passes
-from lucid.ir.passes._fusion_common import body_summary
+from lucid.ir.passes.fusion_rules import body_summary
 from tests.codegen.test_c_harness import compile_graph
 from tests.ir.graphs import f32
 from tests.ir.test_fusion import (

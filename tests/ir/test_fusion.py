@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from lucid.ir import Builder, Graph, format_graph, interpret, parse, verify
 from lucid.ir.passes import default_pipeline, run_passes
-from lucid.ir.passes._fusion_common import body_summary
+from lucid.ir.passes.fusion_rules import body_summary
 from tests.ir.graphs import f32
 from tests.models import seed_graph
 

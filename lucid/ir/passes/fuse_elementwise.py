@@ -12,7 +12,7 @@ each element with exactly the unfused expressions (bit-exact).
 from __future__ import annotations
 
 from lucid.ir.core import Graph
-from lucid.ir.passes._fusion_common import Grouping, is_elementwise
+from lucid.ir.passes.fusion_rules import Grouping, is_elementwise
 from lucid.ir.passes.manager import register_pass
 from lucid.ir.types import Dim
 

@@ -20,7 +20,7 @@ exactly what the unfused graph did; a GEMM with nothing to absorb is left alone.
 from __future__ import annotations
 
 from lucid.ir.core import Graph, Node
-from lucid.ir.passes._fusion_common import (
+from lucid.ir.passes.fusion_rules import (
     Grouping,
     absorbable_transpose,
     grow_epilogue,

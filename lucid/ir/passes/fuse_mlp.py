@@ -17,7 +17,7 @@ its tail instead. Elementwise steps after the last GEMM join as its epilogue.
 from __future__ import annotations
 
 from lucid.ir.core import Graph, Node, Value
-from lucid.ir.passes._fusion_common import Grouping, grow_epilogue, is_gemm
+from lucid.ir.passes.fusion_rules import Grouping, grow_epilogue, is_gemm
 from lucid.ir.passes.manager import register_pass
 
 

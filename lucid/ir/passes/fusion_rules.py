@@ -1,4 +1,5 @@
-"""What the fusion passes share: use facts, the legality rules, and the regroup-and-rebuild step.
+"""What the fusion passes (and the C lowering of fused ops) share: use facts, the legality
+rules, operand classification, and the regroup-and-rebuild step.
 
 Legality, in one place so every fusion pass obeys the same rules:
 - A value is *materialised* when it has more than one reader or is a graph output (in an
