@@ -1,10 +1,12 @@
-"""Suite-wide fixtures: a private compile cache per run, the --update-goldens switch, the
-seed model (tests/models.py), and `.lir` files with RUN lines as FileCheck tests
-(tests/lir_runner.py)."""
+"""Suite-wide fixtures and switches: a private compile cache per run, --update-goldens, the
+seed model, the `slow` and `needs_cc` markers (declared in pyproject.toml), and `.lir` files
+with RUN lines as FileCheck tests (tests/lir_runner.py)."""
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,24 @@ import pytest
 from tests import models
 
 pytest_plugins = ["tests.lir_runner"]
+
+
+def c_compiler() -> str | None:
+    """The compiler lucid's builds would run ($CC, else `cc`), or None if it is not on PATH."""
+    words = shlex.split(os.environ.get("CC", "")) or ["cc"]
+    return shutil.which(words[0])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the `needs_cc` tests, with the reason, on a machine without a C compiler."""
+    if c_compiler() is not None:
+        return
+    cc = os.environ.get("CC", "").strip()
+    missing = f"$CC={cc!r} is not on PATH" if cc else "`cc` is not on PATH (or set $CC)"
+    skip = pytest.mark.skip(reason=f"needs a C compiler: {missing}")
+    for item in items:
+        if item.get_closest_marker("needs_cc") is not None:
+            item.add_marker(skip)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -13,7 +13,6 @@ from tests.models import seed_model
 
 from ._helpers import (
     ATOL,
-    CC,
     RTOL,
     CrossEntropyModel,
     build_caller,
@@ -24,7 +23,7 @@ from ._helpers import (
     write_inputs,
 )
 
-pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
+pytestmark = pytest.mark.needs_cc
 BATCHES = [257, 1, 3, 7, 64]  # the first one also runs from two threads at once
 
 
@@ -109,6 +108,7 @@ def test_class_index_out_of_range_is_an_error_code(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 @pytest.mark.parametrize("mode", ["embedded", "file"])
+@pytest.mark.slow
 def test_valgrind_memcheck_clean(seed_exports, tmp_path: Path, mode: str) -> None:
     result = seed_exports[mode]
     exe = build_caller(result, tmp_path)

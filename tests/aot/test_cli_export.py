@@ -10,9 +10,9 @@ import pytest
 from lucid.cli import main, seed_model
 from lucid.runtime.loader import load
 
-from ._helpers import ATOL, CC, RTOL, eager
+from ._helpers import ATOL, RTOL, eager
 
-pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
+pytestmark = pytest.mark.needs_cc
 
 
 def test_cli_export_seed_with_weights_file(

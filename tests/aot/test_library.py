@@ -18,9 +18,9 @@ from lucid.codegen import aot_abi as abi
 from lucid.runtime.aot import ExportResult, export, model_name
 from tests.models import seed_model
 
-from ._helpers import CC, QUICK
+from ._helpers import QUICK
 
-pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
+pytestmark = pytest.mark.needs_cc
 ALLOWED_NEEDED = {"libc.so.6", "libm.so.6", "libpthread.so.0", "ld-linux-x86-64.so.2"}
 
 
@@ -189,6 +189,7 @@ def test_static_batch_export(tmp_path: Path) -> None:
         model(np.zeros((5, 3), np.float32))
 
 
+@pytest.mark.slow
 def test_large_model_exports_in_seconds(tmp_path: Path) -> None:
     lucid.random.seed(0)
     model = nn.Sequential(

@@ -18,7 +18,7 @@ from tests.models import seed_model
 
 from ._helpers import ATOL, CC, QUICK, RTOL, CrossEntropyModel, eager, random_mlp
 
-pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
+pytestmark = pytest.mark.needs_cc
 
 
 @pytest.fixture
@@ -44,6 +44,7 @@ def test_seed_round_trip(seed_lib) -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
+@pytest.mark.slow
 def test_random_mlps_round_trip(tmp_path: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
     lucid.random.seed(seed)
@@ -178,6 +179,7 @@ def test_public_names() -> None:
 
 
 @pytest.mark.parametrize("weights", ["embedded", "file"])
+@pytest.mark.slow
 def test_a_handle_runs_its_weights_packed_at_open(tmp_path: Path, weights: str) -> None:
     """NAME_open packs the large GEMM weights once; runs through the handle read the packed
     copy. They must give bitwise the results of the handle-free NAME_run_threads (which packs

@@ -15,7 +15,7 @@ from tests.models import seed_model
 from ._helpers import CC, eager
 
 README = Path(__file__).parents[2] / "README.md"
-pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
+pytestmark = pytest.mark.needs_cc
 
 
 def _section() -> str:

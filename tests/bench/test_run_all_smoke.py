@@ -45,6 +45,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, Path
     return proc.stdout, json.loads((out / "r.json").read_text()), png
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_lucid_and_numpy_rows_are_timed_and_agree(quick_run) -> None:
     _, doc, _ = quick_run
     fwd, train = doc["results"]["seed/forward"], doc["results"]["seed/train"]
@@ -59,6 +61,8 @@ def test_lucid_and_numpy_rows_are_timed_and_agree(quick_run) -> None:
     assert doc["meta"]["threads"] == 1 and doc["meta"]["quick"] is True
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_report_has_targets_compile_times_and_chart(quick_run) -> None:
     stdout, doc, png = quick_run
     assert "Targets" in stdout and "== seed forward" in stdout

@@ -47,6 +47,7 @@ def test_emit_c_rejects_a_prefix_that_is_not_an_identifier(
     assert "error" in capsys.readouterr().err
 
 
+@pytest.mark.needs_cc
 def test_demo_compiles_the_seed_model_and_matches_eager(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     out = capsys.readouterr().out

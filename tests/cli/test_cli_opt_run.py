@@ -149,6 +149,8 @@ def test_commands_table_is_the_parser() -> None:
     assert {"trace", "opt", "run", "cache", "demo", "emit-c", "export"} <= set(COMMANDS)
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_console_script_and_python_m() -> None:
     env = {**os.environ, "PYTHONPATH": ""}
     done = subprocess.run(

@@ -161,7 +161,8 @@ def _check_all(g: G, got: list[np.ndarray], want: tuple[np.ndarray, ...], args: 
     assert_same(got[i + 1], gb, "minimum_grad b")
 
 
-@pytest.mark.parametrize("dt", [DType.F32, DType.F64])
+@pytest.mark.parametrize("dt", [DType.F32, pytest.param(DType.F64, marks=pytest.mark.slow)])
+@pytest.mark.needs_cc
 def test_every_float_op_matches_numpy(dt: DType) -> None:
     g, make = float_graph(dt)
     graph = g.b.build()
@@ -175,6 +176,7 @@ def test_every_float_op_matches_numpy(dt: DType) -> None:
         _check_all(g, got, want, args, dt)
 
 
+@pytest.mark.needs_cc
 def test_int_and_bool_ops_wrap_like_numpy() -> None:
     b = Builder("ints")
     i64 = TensorType(DType.I64, ("N", 3))
@@ -200,6 +202,7 @@ def test_int_and_bool_ops_wrap_like_numpy() -> None:
         assert_same(x, e, f"output {k}")
 
 
+@pytest.mark.needs_cc
 def test_static_shapes_odd_sizes_and_empty_tensors() -> None:
     b = Builder("static")
     f = DType.F32
@@ -232,6 +235,7 @@ def test_static_shapes_odd_sizes_and_empty_tensors() -> None:
         np.testing.assert_allclose(x, e, rtol=1.3e-6, atol=1e-5, err_msg=f"output {k}")
 
 
+@pytest.mark.needs_cc
 def test_cross_entropy_bad_target_is_an_index_error() -> None:
     b = Builder("ce")
     logits = b.input(TensorType(DType.F32, ("N", 3)), "logits")

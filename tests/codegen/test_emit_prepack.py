@@ -15,6 +15,8 @@ from tests.codegen.test_c_harness import aligned_empty, compile_graph
 from tests.ir.graphs import f32
 from tests.ir.test_fusion import random_arrays
 
+pytestmark = pytest.mark.needs_cc
+
 FUSED = default_pipeline()
 UNFUSED = default_pipeline(fusion=False)
 
@@ -54,6 +56,7 @@ def test_fused_gemm_takes_its_weight_prepacked() -> None:
 
 
 @pytest.mark.parametrize("pipeline", ["fused", "unfused"])
+@pytest.mark.slow
 def test_packed_calls_equal_unpacked_calls_bit_for_bit(pipeline: str) -> None:
     g = mlp()
     opt = run_passes(g, FUSED if pipeline == "fused" else UNFUSED)
@@ -77,6 +80,7 @@ def test_packed_calls_equal_unpacked_calls_bit_for_bit(pipeline: str) -> None:
             np.testing.assert_array_equal(mod.run_packed(arrays, some, threads)[0], want[0])
 
 
+@pytest.mark.slow
 def test_the_call_reads_the_packed_copy() -> None:
     """What the caller must keep current: a packed copy of old weights gives the old result."""
     g = mlp()
@@ -105,6 +109,7 @@ def test_pack_refuses_bad_slots_and_misaligned_buffers() -> None:
         assert getattr(lib, f"{pre}_pack_slot")(s, param) == -1 and param[0] == 7
 
 
+@pytest.mark.slow
 def test_no_slots_for_small_weights_or_activations() -> None:
     """The seed's weights only take the small path, and a GEMM of two activations has no
     weight: neither gets a slot."""
@@ -118,6 +123,7 @@ def test_no_slots_for_small_weights_or_activations() -> None:
 
 
 @pytest.mark.parametrize("pipeline", ["fused", "unfused"])
+@pytest.mark.slow
 def test_split_build_equals_one_unit(pipeline: str) -> None:
     """CodegenOptions.split (lucid.compile's builds): the GEMM machinery in a second unit gives
     bitwise the results of one unit, packed or not, and the program keeps only prototypes."""

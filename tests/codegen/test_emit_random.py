@@ -12,12 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from lucid.ir import Builder, DType, TensorType, interpret
 from lucid.ir.core import Graph, Value
 from tests.codegen.test_c_harness import compile_graph
+
+pytestmark = [pytest.mark.needs_cc, pytest.mark.slow]
 
 UNARY = ["neg", "abs", "sign", "hardswish", "hardsigmoid", "relu", "relu6", "sigmoid", "tanh",
          "exp", "log", "sqrt", "stop_gradient"]

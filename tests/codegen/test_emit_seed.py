@@ -53,6 +53,7 @@ def test_seed_golden(golden) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.needs_cc
 def test_seed_matches_interpreter_at_several_batches(dtype: type) -> None:
     graph = seed_graph(DType.from_numpy(dtype))
     c = compile_graph(graph)
@@ -70,6 +71,7 @@ def test_seed_matches_interpreter_at_several_batches(dtype: type) -> None:
             np.testing.assert_allclose(got, ref64, **tol)
 
 
+@pytest.mark.needs_cc
 def test_seed_error_codes() -> None:
     c = compile_graph(seed_graph())
     rng = np.random.default_rng(2)
@@ -88,6 +90,7 @@ def test_seed_error_codes() -> None:
     assert c.strerror(0) == "ok" and c.strerror(12345) == "unknown error code"
 
 
+@pytest.mark.needs_cc
 def test_reentrant_from_two_threads() -> None:
     c = compile_graph(seed_graph())
     rng = np.random.default_rng(3)
@@ -110,6 +113,7 @@ def test_reentrant_from_two_threads() -> None:
     assert not bad
 
 
+@pytest.mark.needs_cc
 def test_hint_cannot_inject_c() -> None:
     evil = "fc1 */ int x = 1; /*"
     graph = seed_graph(hint=evil)
@@ -140,6 +144,7 @@ def test_two_symbols_rejected() -> None:
         emit_c(b.build())
 
 
+@pytest.mark.needs_cc
 def test_loading_and_calling_keeps_the_fp_mode() -> None:
     """No flush-to-zero/denormals-are-zero after the module runs (no crtfastmath, no -ffast-math)."""
     c = compile_graph(seed_graph())

@@ -106,6 +106,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("batch", [1, 37, 1000])
+@pytest.mark.needs_cc
 def test_fused_equals_unfused_bit_for_bit(name: str, batch: int) -> None:
     g = CASES[name]()
     arrays = random_arrays(g, batch, batch=batch)
@@ -123,6 +124,8 @@ def test_fused_equals_unfused_bit_for_bit(name: str, batch: int) -> None:
 
 
 @pytest.mark.parametrize("batch", ["N", 1000])
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_mlp_tiles_and_threads_do_not_change_results(batch: int | str) -> None:
     # hidden 200 wide: with a small L2 a tile is at most 40 rows, so batch 1000 walks 25 tiles
     # split over 1 and 3 threads, and batch 50 two tiles in turn with threaded GEMMs; every element must come out identical. A static batch
@@ -155,6 +158,8 @@ def test_mlp_tiles_and_threads_do_not_change_results(batch: int | str) -> None:
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(mlps(), st.integers(1, 300))
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_random_mlps_compiled_fused_equals_unfused_and_interpreter(case, batch: int) -> None:
     g, expected = case
     assert body_summary(run_passes(g, FUSED)) == expected

@@ -12,6 +12,8 @@ import pytest
 from lucid.ir.ops import OPS
 from tests.codegen import gemm_harness as H
 
+pytestmark = [pytest.mark.needs_cc, pytest.mark.slow]
+
 ISAS = H.available_isas()
 DTYPES = ["float", "double"]
 TRANS = [(False, False), (False, True), (True, False), (True, True)]

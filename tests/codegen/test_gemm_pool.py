@@ -65,6 +65,8 @@ def test_modes_differ_only_in_the_pool() -> None:
 
 @pytest.mark.parametrize("dtype,ta,tb", CASES)
 @pytest.mark.parametrize("m,n,k", SHAPES)
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_pool_is_bitwise_spawn_at_any_thread_count(built, dtype, ta, tb, m, n, k) -> None:
     rng = np.random.default_rng(m * 7 + n)
     a, b, ops = _inputs(rng, dtype, m, n, k, ta, tb)
@@ -82,6 +84,8 @@ def test_pool_is_bitwise_spawn_at_any_thread_count(built, dtype, ta, tb, m, n, k
             assert np.array_equal(_bits(colsum), _bits(ref_sum)), (mode, nt)
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_concurrent_callers_share_one_pool(built) -> None:
     """Threads calling the pool-mode GEMM at once (cffi releases the GIL): one owns the pool per
     call, the others fall back to per-call threads; every result is the single-thread one and

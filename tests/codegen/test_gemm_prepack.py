@@ -100,6 +100,8 @@ def _pack(b: H.Built, spec: GemmSpec, w: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("name", _case("pp"))
 @pytest.mark.parametrize("m", [1, 13, 64])
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_prepacked_matches_packing_in_call(built, name: str, m: int) -> None:
     b, spec = built[name]
     dt = np.float32 if spec.dtype == "float" else np.float64
@@ -127,6 +129,8 @@ def test_prepacked_matches_packing_in_call(built, name: str, m: int) -> None:
 
 
 @pytest.mark.parametrize("name", _case("pp_")[:1])
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_the_packed_copy_is_what_the_call_reads(built, name: str) -> None:
     """A stale prepacked buffer gives the old weights' product: the call reads Bp, not B."""
     b, spec = built[name]

@@ -11,6 +11,8 @@ from lucid.codegen.gemm import Epilogue, GemmSpec, bias_add
 from lucid.ir.ops import OPS
 from tests.codegen import gemm_harness as H
 
+pytestmark = [pytest.mark.needs_cc, pytest.mark.slow]
+
 ISA = H.available_isas()[0]
 TRANS = [(False, False), (False, True), (True, False), (True, True)]
 # odd sizes: partial tiles, a last claim unit narrower than the others, a short last K block

@@ -91,6 +91,8 @@ def test_plan_paths_from_static_shapes() -> None:
 
 @pytest.mark.parametrize("ta,tb", TRANS)
 @pytest.mark.parametrize("kind", ["nk", "mn", "rt"])
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_small_path_matches_numpy(built, kind: str, ta: bool, tb: bool) -> None:
     """Epilogue and column sums of the small path (shapes straddling the runtime threshold)."""
     spec = SPECS[f"{kind}_{int(ta)}{int(tb)}"]
@@ -113,6 +115,8 @@ def test_small_path_matches_numpy(built, kind: str, ta: bool, tb: bool) -> None:
 
 
 @pytest.mark.parametrize("ta,tb", TRANS)
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_small_path_bitwise_equals_blocked_within_one_k_block(built, ta: bool, tb: bool) -> None:
     """Below the threshold the small path gives exactly the blocked path's bits (K < kc)."""
     small, blocked = SPECS[f"rt_{int(ta)}{int(tb)}"], SPECS[f"bl_{int(ta)}{int(tb)}"]
@@ -124,6 +128,8 @@ def test_small_path_bitwise_equals_blocked_within_one_k_block(built, ta: bool, t
         assert np.array_equal(c1, c2) and np.array_equal(s1, s2)
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_small_path_error_within_twice_numpy(built) -> None:
     """Same-dtype accumulation: no worse than twice NumPy's error against float64."""
     spec = SPECS["plain_nk"]
@@ -139,6 +145,8 @@ def test_small_path_error_within_twice_numpy(built) -> None:
     assert worst_ours <= 2 * worst_np + 1e-7
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_small_path_f64_and_k_zero(built) -> None:
     """float64 sums stay double; a mismatching static K is -2; K == 0 gives epilogue(0)."""
     spec = SPECS["nk_f64"]
@@ -156,6 +164,8 @@ def test_small_path_f64_and_k_zero(built) -> None:
     assert np.array_equal(cs, 2 * OPS["hardswish"].numpy(b32))
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_small_path_nan_inf(built) -> None:
     """NaN and inf propagate through the small path's sums and selects as in NumPy."""
     spec = SPECS["nk_01"]
@@ -174,6 +184,8 @@ def test_small_path_nan_inf(built) -> None:
     assert np.isnan(cs[0])
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_shared_machinery_is_emitted_once_per_file(tmp_path: Path) -> None:
     """Two nodes of different epilogues share one copy of the kernels, and compute exactly what
     each computes when emitted alone."""

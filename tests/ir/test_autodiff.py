@@ -327,6 +327,7 @@ def test_non_float_params_are_refused() -> None:
         grad(b.build())
 
 
+@pytest.mark.slow
 def test_a_5000_node_chain_needs_no_recursion() -> None:
     b = Builder("forward")
     x = b.input(f64(4), "x")

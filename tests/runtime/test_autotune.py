@@ -76,6 +76,8 @@ def test_candidates_start_with_the_cost_model() -> None:
         assert 128 <= b.kc <= 512
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_tuner_picks_a_candidate_and_reuses_its_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,6 +104,7 @@ def test_tuner_picks_a_candidate_and_reuses_its_record(
         "[1, 2]",
     ],
 )
+@pytest.mark.needs_cc
 def test_corrupt_or_foreign_record_is_retuned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str
 ) -> None:
@@ -114,6 +117,7 @@ def test_corrupt_or_foreign_record_is_retuned(
     assert json.loads(path.read_text())["blocking"]["mc"] == result.blocking.mc
 
 
+@pytest.mark.needs_cc
 def test_record_with_an_impossible_blocking_is_retuned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -134,6 +138,7 @@ def test_nothing_to_tune_is_not_timed(tmp_path: Path, monkeypatch: pytest.Monkey
     assert records(tmp_path) == []
 
 
+@pytest.mark.needs_cc
 def test_progress_is_one_line_per_problem(tmp_path: Path) -> None:
     out = io.StringIO()
     result = tuner(tmp_path, out).tune(PROBLEM)
@@ -184,6 +189,8 @@ def test_codegen_uses_blocking_for_and_its_default_is_unchanged() -> None:
     assert f"cache blocks mc={2 * mr} kc=128 nc={2 * nr}" in source
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_compiled_with_autotune_equals_eager_and_tunes_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -216,6 +223,8 @@ def test_compiled_with_autotune_equals_eager_and_tunes_once(
     assert again.c_source == cm.c_source
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_cli_emit_c_autotune(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -238,6 +247,7 @@ def test_cli_emit_c_autotune(
 
 
 @pytest.mark.parametrize(("rematch", "winner"), [([1.0, 0.5], 1), ([1.0, 0.99], 0)])
+@pytest.mark.needs_cc
 def test_a_winner_must_beat_the_cost_model_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rematch: list[float], winner: int
 ) -> None:

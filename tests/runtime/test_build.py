@@ -60,6 +60,7 @@ def result(proc: subprocess.Popen[str]) -> dict:
     return json.loads(out)
 
 
+@pytest.mark.needs_cc
 def test_build_and_call(tmp_path: Path) -> None:
     m = build(probe_source(), PROBE_CDEF, cache_dir=tmp_path / "cache")
     assert m.lib.probe(2) == 42
@@ -73,6 +74,7 @@ def test_build_and_call(tmp_path: Path) -> None:
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.needs_cc
 def test_same_source_twice_is_a_cache_hit(tmp_path: Path) -> None:
     source = probe_source()
     first = build(source, PROBE_CDEF, cache_dir=tmp_path)
@@ -83,12 +85,14 @@ def test_same_source_twice_is_a_cache_hit(tmp_path: Path) -> None:
     assert other.key != first.key and not other.from_cache
 
 
+@pytest.mark.needs_cc
 def test_build_leaves_sys_path_and_environment_alone(tmp_path: Path) -> None:
     path, environ = list(sys.path), dict(os.environ)
     build(probe_source(), PROBE_CDEF, cache_dir=tmp_path)
     assert sys.path == path and dict(os.environ) == environ
 
 
+@pytest.mark.needs_cc
 def test_cache_hit_in_a_fresh_process(tmp_path: Path) -> None:
     source = probe_source()
     built = build(source, PROBE_CDEF, cache_dir=tmp_path)
@@ -104,6 +108,8 @@ def test_cache_hit_in_a_fresh_process(tmp_path: Path) -> None:
     assert child["seconds"] < built.seconds
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_concurrent_processes_build_once(tmp_path: Path) -> None:
     source, barrier = probe_source(), tmp_path / "barrier"
     barrier.mkdir()
@@ -121,6 +127,8 @@ def test_concurrent_processes_build_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "damage", ["truncate_so", "flip_so_byte", "meta_hash", "meta_garbage", "meta_missing"]
 )
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_damaged_entry_is_rebuilt_not_loaded(tmp_path: Path, damage: str) -> None:
     source = probe_source()
     first = result(spawn(source, tmp_path))  # populate from another process: ours stays clean
@@ -148,6 +156,7 @@ def test_damaged_entry_is_rebuilt_not_loaded(tmp_path: Path, damage: str) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == [first["key"], f"{first['key']}.lock"]
 
 
+@pytest.mark.needs_cc
 def test_compile_error_raises_with_stderr_and_command(tmp_path: Path) -> None:
     source = "int probe(int x) { return x + undeclared_thing; }\n"
     with pytest.raises(BuildError) as info:
@@ -158,6 +167,7 @@ def test_compile_error_raises_with_stderr_and_command(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [next(tmp_path.glob("*.lock"))]  # temp dir removed
 
 
+@pytest.mark.needs_cc
 def test_unloadable_module_raises_and_is_not_kept(tmp_path: Path) -> None:
     # The cdef promises g(); a -shared link accepts the missing symbol, dlopen does not.
     with pytest.raises(BuildError, match="undefined symbol: g"):
@@ -165,6 +175,7 @@ def test_unloadable_module_raises_and_is_not_kept(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]
 
 
+@pytest.mark.needs_cc
 def test_bad_cdef_raises_build_error(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="cdef"):
         build("int probe(int x) { return x; }", "int probe(int x", cache_dir=tmp_path)
@@ -211,6 +222,7 @@ def test_flags_must_be_a_tuple_of_arguments() -> None:
     assert BuildOptions(flags=["-O2"]).flags == ("-O2",)  # type: ignore[arg-type]
 
 
+@pytest.mark.needs_cc
 def test_debug_dir_gets_sources_and_command(tmp_path: Path) -> None:
     source = probe_source()
     m = build(source, PROBE_CDEF, cache_dir=tmp_path / "cache", debug_dir=tmp_path / "dbg")
@@ -233,6 +245,7 @@ MXCSR_FTZ_DAZ = 0x8000 | 0x0040
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="MXCSR is x86")
+@pytest.mark.needs_cc
 def test_loading_keeps_the_floating_point_mode(tmp_path: Path) -> None:
     assert subnormals_survive()
     reader = build(
@@ -249,6 +262,7 @@ def test_loading_keeps_the_floating_point_mode(tmp_path: Path) -> None:
     assert subnormals_survive()
 
 
+@pytest.mark.needs_cc
 def test_fast_math_shared_object_would_flush_subnormals(tmp_path: Path) -> None:
     """Control: the probe above does see FTZ when a -ffast-math object is loaded (why we reject)."""
     (tmp_path / "f.c").write_text("float f(float x) { return x * 2.0f; }\n")
@@ -267,6 +281,7 @@ def test_fast_math_shared_object_would_flush_subnormals(tmp_path: Path) -> None:
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.needs_cc
 def test_a_second_unit_is_compiled_alongside_and_linked(tmp_path: Path) -> None:
     """build(..., second_source=): the unit's object is compiled once into <cache>/objects while
     the module compiles, and linked; a module with another program and the same second unit
@@ -291,12 +306,15 @@ def test_a_second_unit_is_compiled_alongside_and_linked(tmp_path: Path) -> None:
     assert build(main, PROBE_CDEF, cache_dir=cache, second_source=second).from_cache
 
 
+@pytest.mark.needs_cc
 def test_an_error_in_the_second_unit_names_its_command(tmp_path: Path) -> None:
     main = "int probe(int x) { return x; }"
     with pytest.raises(BuildError, match=r"(?s)failed.*_gemm\.c.*oops"):
         build(main, PROBE_CDEF, cache_dir=tmp_path, second_source="int oops(void) { return }")
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_a_grad_build_links_one_gemm_object_into_forward_and_backward(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -320,6 +338,7 @@ def test_a_grad_build_links_one_gemm_object_into_forward_and_backward(
         assert str(obj) in info.path.parent.joinpath("build.sh").read_text()
 
 
+@pytest.mark.needs_cc
 def test_cache_clear_removes_shared_objects(tmp_path: Path) -> None:
     from lucid.runtime.cache import cache_clear
 
@@ -332,6 +351,7 @@ def test_cache_clear_removes_shared_objects(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "objects").iterdir()] == ["mine.txt"]
 
 
+@pytest.mark.needs_cc
 def test_a_damaged_shared_object_is_compiled_again(tmp_path: Path) -> None:
     """An object in <cache>/objects that no longer links (truncated on disk) is rebuilt once."""
     tag = uuid.uuid4().hex[:8]

@@ -38,6 +38,7 @@ def test_default_location_follows_env(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "lucid"
 
 
+@pytest.mark.needs_cc
 def test_env_cache_dir_is_used_by_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LUCID_CACHE_DIR", str(tmp_path / "from-env"))
     m = build(f"/* {uuid.uuid4().hex} */ int two(void) {{ return 2; }}", "int two(void);")
@@ -54,6 +55,7 @@ def test_created_private(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o770, 0o757])
+@pytest.mark.needs_cc
 def test_writable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -78,6 +80,7 @@ def test_a_file_is_not_a_cache_dir(tmp_path: Path) -> None:
         cache_info(tmp_path / "file")
 
 
+@pytest.mark.needs_cc
 def test_info_and_clear(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     empty = {"path": str(root), "entries": 0, "index_entries": 0, "total_bytes": 0}

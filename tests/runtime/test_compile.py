@@ -32,7 +32,8 @@ CASES = [(name, True) for name in sorted(MODELS)] + [("seed", False)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+# the float64 twins build a second C module per case: the full suite runs them
+@pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
 @pytest.mark.parametrize(("name", "dynamic"), CASES)
 def test_matches_eager_and_f64_reference(name, dynamic, dtype, backend):
     lucid.random.seed(1)
@@ -113,6 +114,7 @@ def test_dynamic_batch_reuses_one_graph(backend, monkeypatch):
     assert empty.shape == (0, 2) and len(prepared) == 1
 
 
+@pytest.mark.needs_cc
 def test_dynamic_batch_builds_one_c_module(monkeypatch):
     prepared = count_prepares(monkeypatch, "c")  # built, or loaded through the warm index
     cm = lucid.compile(SeedModel().eval(), dynamic_batch=True)
@@ -218,6 +220,7 @@ def test_noncontiguous_and_foreign_inputs(backend):
         np.testing.assert_allclose(cm(x).data, want, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.needs_cc
 def test_contiguous_inputs_are_passed_without_copy(monkeypatch):
     cm = lucid.compile(SeedModel().eval(), dynamic_batch=True)
     x = np.random.default_rng(5).standard_normal((3, 3)).astype(np.float32)
@@ -301,6 +304,7 @@ def test_fp_mode_unchanged(backend):
     assert np.float32(1e-38) * np.float32(1e-3) != 0  # subnormals: no flush-to-zero
 
 
+@pytest.mark.needs_cc
 def test_debug_dir_holds_ir_source_and_command(tmp_path, monkeypatch):
     monkeypatch.setenv("LUCID_DEBUG_DIR", str(tmp_path))
     cm = lucid.compile(SeedModel().eval(), dynamic_batch=True)

@@ -11,7 +11,7 @@ import pytest
 from lucid import nn
 from lucid.runtime import backends
 
-BACKENDS = ["interpreter", "c"]
+BACKENDS = ["interpreter", pytest.param("c", marks=pytest.mark.needs_cc)]
 
 
 def mlp(widths: list[int], act: type = nn.HardSwish, dtype: object = np.float32) -> nn.Module:

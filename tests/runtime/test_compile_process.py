@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 
@@ -52,6 +54,8 @@ def result(proc: subprocess.Popen[str]) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_second_process_loads_from_disk(tmp_path):
     first = result(run_child(CHILD, child_env(tmp_path)))
     second = result(run_child(CHILD, child_env(tmp_path)))
@@ -64,6 +68,8 @@ def test_second_process_loads_from_disk(tmp_path):
     )
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_two_processes_compiling_at_once(tmp_path):
     procs = [run_child(CHILD, child_env(tmp_path)) for _ in range(2)]
     results = [result(p) for p in procs]

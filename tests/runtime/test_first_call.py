@@ -191,6 +191,7 @@ def test_compiled_call_errors_are_unchanged():
         cm(np.ones((5, 7), np.float32))
 
 
+@pytest.mark.needs_cc
 def test_keys_do_not_read_sysconfig_per_call(monkeypatch):
     """sysconfig fills its dict lazily without a lock: a thread asking mid-fill got None, so
     the backward (built on a second thread) was keyed differently by the process that built it

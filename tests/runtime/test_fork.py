@@ -18,6 +18,8 @@ import pytest
 import lucid
 from lucid import nn
 
+pytestmark = pytest.mark.needs_cc
+
 
 def _wait(pid: int, seconds: float) -> int:
     """The child's exit code; kill it and fail if it has not finished in time (a hang)."""
@@ -58,6 +60,7 @@ def test_fork_after_a_threaded_compiled_call() -> None:
         lucid.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_fork_while_another_thread_owns_the_pool() -> None:
     """fork() while a parent thread is inside a threaded call: the child inherits a pool marked
     as owned, with workers that do not exist in it. It must take the pool over (or fall back),

@@ -15,6 +15,8 @@ from lucid import nn, optim
 from lucid.nn import functional as F
 from lucid.runtime import _prepack
 
+pytestmark = pytest.mark.needs_cc
+
 
 def model() -> nn.Module:
     """Linear(64, 200) -> HardSwish -> Linear(200, 48): weights big enough for the blocked GEMM."""
@@ -101,6 +103,7 @@ def test_load_state_dict_item_assignment_and_new_arrays_repack(x: np.ndarray) ->
     check(cm, m, x)
 
 
+@pytest.mark.slow
 def test_training_entries_pack_in_the_call(x: np.ndarray) -> None:
     """Weights change after every step there: the grad entry has no packed copies."""
     m = model().train()

@@ -36,6 +36,7 @@ def test_set_and_get():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.slow
 def test_results_equal_across_thread_counts(backend):
     lucid.random.seed(11)
     model = mlp([96, 256, 200, 10]).eval()
@@ -59,6 +60,7 @@ def _big_model() -> tuple[lucid.nn.Module, np.ndarray]:
     return model, x
 
 
+@pytest.mark.needs_cc
 def test_threads_calling_one_compiled_model_at_once():
     """cffi releases the GIL, so Python threads run the model's C at the same time: one call owns
     the worker pool, the others fall back to per-call threads, and all get the 1-thread result."""
@@ -107,6 +109,8 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_process_with_pool_workers_exits_promptly(tmp_path):
     """Pool workers are detached and asleep or spinning after the last call: the interpreter
     exits at once around them, cleanly (exit code 0, no crash at teardown)."""
@@ -134,6 +138,8 @@ def test_process_with_pool_workers_exits_promptly(tmp_path):
     assert exit_seconds < 5.0, f"exit took {exit_seconds:.1f} s after the last call"
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_aot_export_keeps_per_call_threads(tmp_path):
     """lucid.compile generates the pool; an exported library (no global mutable state, NAME_run
     callable from any number of threads) gets per-call threads only."""

@@ -11,6 +11,8 @@ from lucid import nn
 from lucid.runtime import _fastgrad
 from tests.models import SeedModel
 
+pytestmark = pytest.mark.needs_cc
+
 F32 = {"rtol": 2e-6, "atol": 1e-6}
 
 
@@ -120,6 +122,7 @@ def test_input_requiring_grad_and_keep_grad(monkeypatch):
     np.testing.assert_allclose(got_y, np.full((2, 2), 3.0, np.float32))  # the last call's output
 
 
+@pytest.mark.slow
 def test_explicit_cotangents_of_other_layouts_and_dtypes():
     model, fast, _, twin = trio()
     x = lucid.Tensor(x_of(3))
@@ -142,6 +145,7 @@ class ScalarOut(nn.Module):
         return self.fc(x).sum()
 
 
+@pytest.mark.slow
 def test_numpy_scalar_cotangent_of_a_0d_output():
     model, fast, _, twin = trio(module=ScalarOut)
     x = lucid.Tensor(x_of(2))
@@ -189,6 +193,7 @@ class TupleOut(nn.Module):
         return (nn.functional.hardswish(self.fc(x)),)
 
 
+@pytest.mark.slow
 def test_single_output_in_a_tuple_and_frozen_param():
     model, fast, _, twin = trio(module=TupleOut)
     model.fc.bias.requires_grad = twin.fc.bias.requires_grad = False

@@ -110,6 +110,7 @@ def seed64():
     return model, lucid.compile(model, dynamic_batch=True)
 
 
+@pytest.mark.needs_cc
 def test_seed_float64_matches_eager_and_central_differences(seed64):
     model, cm = seed64
     rng = np.random.default_rng(0)
@@ -122,6 +123,7 @@ def test_seed_float64_matches_eager_and_central_differences(seed64):
     assert len(cm.signatures) == 1 and cm.signatures[0].grad == (True,)
 
 
+@pytest.mark.needs_cc
 def test_seed_kinks_follow_the_seed_rule(seed64):
     """Pre-activations exactly at -3, 3 and the flat/linear pieces: compiled == eager."""
     model, cm = seed64
@@ -183,6 +185,8 @@ MLP_CASE = {
 
 @settings(max_examples=3, derandomize=True, deadline=None)
 @given(**MLP_CASE)
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_random_mlps_compiled_c(widths, act, seed):
     _check_mlp(widths, act, seed, "c")
 
@@ -219,6 +223,8 @@ class WithLoss(nn.Module):
 
 
 @pytest.mark.parametrize("loss", ["ce", "mse"])
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_loss_inside_the_model(loss):
     lucid.random.seed(5)
     model = WithLoss(loss, np.float64)

@@ -45,6 +45,8 @@ OPTIMIZERS = {
 @pytest.mark.parametrize(
     ("dtype", "rtol"), [(np.float32, 1e-4), (np.float64, 1e-10)], ids=["f32", "f64"]
 )
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_loss_curves_match_eager(dtype, rtol):
     x, t = data(dtype)
     lucid.random.seed(7)

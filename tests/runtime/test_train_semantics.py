@@ -14,6 +14,8 @@ from lucid import nn
 from tests.models import SeedModel
 from tests.runtime.test_compile_models import count_prepares
 
+pytestmark = pytest.mark.needs_cc
+
 F32 = {"rtol": 2e-6, "atol": 1e-6}
 
 
@@ -233,6 +235,7 @@ class TwoHeads(nn.Module):
         return self.head(h), h.sum(1)
 
 
+@pytest.mark.slow
 def test_multiple_outputs_run_the_backward_once():
     lucid.random.seed(4)
     model, twin = TwoHeads(), TwoHeads()

@@ -70,6 +70,8 @@ def child(cache: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_fresh_process_is_served_by_the_index_without_codegen(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     cold = child(cache)
@@ -95,6 +97,8 @@ def _index_records(cache: Path) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("damage", ["deleted entry", "truncated so", "garbage index"])
+@pytest.mark.needs_cc
+@pytest.mark.slow
 def test_a_stale_index_record_falls_back_to_a_rebuild(tmp_path: Path, damage: str) -> None:
     cache = tmp_path / "cache"
     cold = child(cache)
@@ -126,6 +130,7 @@ def cache_clear_one(cache: Path, key: str) -> None:
     shutil.rmtree(cache / key)
 
 
+@pytest.mark.needs_cc
 def test_index_key_changes_with_graph_options_and_flags() -> None:
     ir = "graph @forward(%x: f32[N,3]) -> (f32[N,3]) {\n  %0 = relu %x : f32[N,3]\n  return %0\n}\n"
     base = _index.index_key(ir, "auto", "lucid", BuildOptions())
