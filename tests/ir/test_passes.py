@@ -10,14 +10,15 @@ import pytest
 from lucid.errors import VerifyError
 from lucid.ir import Builder, Graph, Node, format_graph, interpret, passes
 from lucid.ir.passes import (
+    CLEANUP_PASSES,
     FUSION_PASSES,
     PASSES,
+    Pass,
     PassError,
     PassManager,
     default_pipeline,
     get_pass,
     ir_header,
-    register_pass,
 )
 from tests.ir.graphs import f32
 from tests.models import seed_graph
@@ -50,37 +51,25 @@ def test_unknown_pass_fails_before_running_anything() -> None:
         PassManager(["dce", "nope"])
 
 
-def test_registering_a_name_twice_is_an_error() -> None:
-    with pytest.raises(PassError, match="already registered"):
-        register_pass("dce")(lambda g: g)
+def test_the_pass_table_is_read_only_and_complete() -> None:
+    with pytest.raises(TypeError):
+        PASSES["dce"] = PASSES["cse"]  # type: ignore[index]
+    assert set(PASSES) == {*CLEANUP_PASSES, *FUSION_PASSES}
 
 
-def test_default_pipeline_leaves_out_fusion_passes_not_registered(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    for name in FUSION_PASSES:
-        monkeypatch.delitem(PASSES, name, raising=False)
-    assert default_pipeline() == ["canonicalize", "constfold", "cse", "dce"]
+def test_default_pipeline_runs_cleanup_then_fusion_then_dce() -> None:
+    assert default_pipeline() == [
+        "canonicalize",
+        "constfold",
+        "cse",
+        "dce",
+        "fuse_mlp",
+        "fuse_epilogue",
+        "fuse_elementwise",
+        "dce",
+    ]
     assert default_pipeline(fusion=False) == ["canonicalize", "constfold", "cse", "dce"]
-
-
-def test_registered_fusion_passes_join_the_default_pipeline_in_order(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    for name in FUSION_PASSES:
-        monkeypatch.delitem(PASSES, name, raising=False)
-    register_pass("fuse_elementwise")(lambda g: g)
-    register_pass("fuse_mlp")(lambda g: g)
-    try:
-        assert default_pipeline() == [
-            "canonicalize",
-            "constfold",
-            "cse",
-            "dce",
-            "fuse_mlp",
-            "fuse_elementwise",
-            "dce",
-        ]
-        assert default_pipeline(fusion=False) == ["canonicalize", "constfold", "cse", "dce"]
-        PassManager(default_pipeline())  # every name resolves
-    finally:
-        del PASSES["fuse_elementwise"], PASSES["fuse_mlp"]
+    PassManager(default_pipeline())  # every name resolves
 
 
 def test_run_returns_new_graph_and_report(seed: Graph) -> None:
@@ -109,14 +98,11 @@ def test_verify_each_catches_a_broken_pass(seed: Graph) -> None:
         """Drops the first node but keeps its users: an invalid graph."""
         return Graph(g.name, g.inputs, g.params, g.nodes[1:], g.outputs)
 
-    register_pass("broken_for_test")(broken)
-    try:
-        with pytest.raises(VerifyError, match="after pass 'broken_for_test'"):
-            PassManager(["broken_for_test"]).run(seed)
-        out, _ = PassManager(["broken_for_test"], verify_each=False).run(seed)
-        assert len(out.nodes) == 2
-    finally:
-        del PASSES["broken_for_test"]
+    passes = {**PASSES, "broken_for_test": Pass.of("broken_for_test", broken)}
+    with pytest.raises(VerifyError, match="after pass 'broken_for_test'"):
+        PassManager(["broken_for_test"], passes=passes).run(seed)
+    out, _ = PassManager(["broken_for_test"], passes=passes, verify_each=False).run(seed)
+    assert len(out.nodes) == 2
 
 
 # -------------------------------------------------------------- graphs every pass must handle
@@ -165,5 +151,9 @@ def test_every_pass_keeps_meaning_and_input(name: str, make) -> None:  # type: i
     run_both(graph, out)
 
 
-def test_passes_package_lists_its_modules() -> None:
-    assert set(passes.PASS_MODULES) >= {"dce", "cse", "constfold", "canonicalize"}
+def test_every_pass_module_is_in_the_table() -> None:
+    from pathlib import Path
+
+    modules = {p.stem for p in Path(passes.__file__).parent.glob("*.py")}
+    modules -= {"__init__", "manager", "registry", "fusion_rules"}
+    assert {m for m in modules if not m.startswith("_")} == set(PASSES)

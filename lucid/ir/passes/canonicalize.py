@@ -24,12 +24,10 @@ from lucid.ir.core import Graph, Node, Value
 from lucid.ir.ops import OPS
 from lucid.ir.passes._rewrite import Rewriter, use_counts
 from lucid.ir.passes.dce import eliminate_dead_code
-from lucid.ir.passes.manager import register_pass
 
 MAX_ROUNDS = 8  # each round applies every rule once; chains of rewrites converge in a few
 
 
-@register_pass("canonicalize")
 def canonicalize(graph: Graph) -> Graph:
     """Apply the rules above until none fires (at most MAX_ROUNDS sweeps), then run dce."""
     graph = eliminate_dead_code(graph)

@@ -9,7 +9,6 @@ import numpy as np
 from lucid.ir.core import Graph, Node
 from lucid.ir.ops import OPS
 from lucid.ir.passes._rewrite import Rewriter
-from lucid.ir.passes.manager import register_pass
 
 # Larger results stay as computations: a folded constant is an attribute printed in the IR
 # and compiled into the C text, so a broadcast of one number must not become a huge literal.
@@ -26,7 +25,6 @@ def _foldable(node: Node) -> bool:
     return all(r.type.is_static and r.type.numel() <= FOLD_LIMIT for r in node.results)
 
 
-@register_pass("constfold")
 def fold_constants(graph: Graph) -> Graph:
     """Evaluate nodes whose inputs are all `constant`s through the op table's reference.
 

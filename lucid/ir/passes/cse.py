@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.passes._rewrite import Rewriter
-from lucid.ir.passes.manager import register_pass
 
 Key = tuple[object, ...]
 
@@ -27,7 +26,6 @@ def node_key(node: Node, inputs: tuple[Value, ...]) -> Key:
     return (node.op, tuple(id(v) for v in inputs), attrs, body)
 
 
-@register_pass("cse")
 def eliminate_common_subexpressions(graph: Graph) -> Graph:
     """Replace each node equal to an earlier one by the earlier node's results.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from lucid.ir.core import Graph, Value
 from lucid.ir.passes._rewrite import Rewriter
-from lucid.ir.passes.manager import register_pass
 
 
 def live_nodes(graph: Graph) -> list[bool]:
@@ -21,7 +20,6 @@ def live_nodes(graph: Graph) -> list[bool]:
     return live
 
 
-@register_pass("dce")
 def eliminate_dead_code(graph: Graph) -> Graph:
     """Remove dead nodes; inputs and params stay (they are the graph's signature).
 

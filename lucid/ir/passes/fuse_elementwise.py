@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from lucid.ir.core import Graph
 from lucid.ir.passes.fusion_rules import Grouping, is_elementwise
-from lucid.ir.passes.manager import register_pass
 from lucid.ir.types import Dim
 
 
-@register_pass("fuse_elementwise")
 def fuse_elementwise(graph: Graph) -> Graph:
     """Merge each connected run of same-shape elementwise ops into one fused_elementwise."""
     grouping = Grouping(graph)

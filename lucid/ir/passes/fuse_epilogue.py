@@ -26,7 +26,6 @@ from lucid.ir.passes.fusion_rules import (
     grow_epilogue,
     is_gemm,
 )
-from lucid.ir.passes.manager import register_pass
 
 
 def _is_colsum(node: Node) -> bool:
@@ -36,7 +35,6 @@ def _is_colsum(node: Node) -> bool:
     )
 
 
-@register_pass("fuse_epilogue")
 def fuse_epilogue(graph: Graph) -> Graph:
     """Fold each GEMM's transposed inputs, elementwise tail and column sum into one fused_gemm."""
     grouping = Grouping(graph)

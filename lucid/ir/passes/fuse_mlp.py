@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.passes.fusion_rules import Grouping, grow_epilogue, is_gemm
-from lucid.ir.passes.manager import register_pass
 
 
 def _next_layer(grouping: Grouping, gid: int, hidden: Value) -> Node | None:
@@ -33,7 +32,6 @@ def _next_layer(grouping: Grouping, gid: int, hidden: Value) -> Node | None:
     return reader
 
 
-@register_pass("fuse_mlp")
 def fuse_mlp(graph: Graph) -> Graph:
     """Fuse each chain of GEMMs joined by single-use elementwise chains into one fused_mlp."""
     grouping = Grouping(graph)

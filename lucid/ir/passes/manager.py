@@ -1,56 +1,18 @@
-"""The pass registry and the PassManager that runs a named pipeline over a Graph."""
+"""The PassManager: runs a named pipeline of passes over a Graph and reports on each pass."""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from lucid.errors import LucidError, VerifyError
+from lucid.errors import VerifyError
 from lucid.ir.core import Graph
-
-PassFn = Callable[[Graph], Graph]
-
-
-class PassError(LucidError):
-    """A pass name is unknown or registered twice."""
-
-
-@dataclass(frozen=True)
-class Pass:
-    """A named graph-to-graph function. Invariant: `run` never mutates the graph it is given."""
-
-    name: str
-    run: PassFn
-    doc: str = ""
-
-
-PASSES: dict[str, Pass] = {}
-
-
-def register_pass(name: str, *, replace: bool = False) -> Callable[[PassFn], PassFn]:
-    """Decorator: register `fn(graph) -> graph` under `name`; a second registration is an error."""
-
-    def decorate(fn: PassFn) -> PassFn:
-        if name in PASSES and not replace:
-            raise PassError(f"pass {name!r} is already registered")
-        doc = (fn.__doc__ or "").strip().splitlines()
-        PASSES[name] = Pass(name, fn, doc[0] if doc else "")
-        return fn
-
-    return decorate
-
-
-def get_pass(name: str) -> Pass:
-    """The pass registered as `name`; PassError listing the known names otherwise."""
-    found = PASSES.get(name)
-    if found is None:
-        known = ", ".join(sorted(PASSES)) or "none"
-        raise PassError(f"unknown pass {name!r}; known passes: {known}")
-    return found
-
+from lucid.ir.passes.registry import PASSES, Pass, get_pass
+from lucid.ir.printer import format as format_graph
+from lucid.ir.verify import verify
 
 @dataclass(frozen=True)
 class PassTiming:
@@ -91,7 +53,7 @@ def ir_header(name: str) -> str:
 
 
 class PassManager:
-    """Runs registered passes in order.
+    """Runs passes (by name, from `passes`: the registry's table unless given) in order.
 
     Invariants: every name is resolved when the manager is built (an unknown name fails before
     any pass runs); the graph given to `run` is never changed; with `verify_each` every pass's
@@ -105,17 +67,15 @@ class PassManager:
         verify_each: bool = True,
         print_after_all: bool = False,
         out: TextIO | None = None,
+        passes: Mapping[str, Pass] = PASSES,
     ) -> None:
-        self.passes = [get_pass(n) for n in names]
+        self.passes = [get_pass(n, passes) for n in names]
         self.verify_each = verify_each
         self.print_after_all = print_after_all
         self.out = out
 
     def run(self, graph: Graph) -> tuple[Graph, PassReport]:
         """Run every pass over `graph`; return the final graph and the per-pass report."""
-        from lucid.ir.printer import format as format_graph
-        from lucid.ir.verify import verify
-
         report = PassReport()
         for p in self.passes:
             start = time.perf_counter()
