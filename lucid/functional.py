@@ -123,5 +123,3 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 def detach(x: Tensor) -> Tensor:
     """x's values (shared) without autograd history."""
     return x.detach()
-
-

@@ -16,6 +16,8 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -81,7 +83,15 @@ class Tensor:
     are an error (cast one with `astype`).
     """
 
-    __slots__ = ("data", "requires_grad", "keep_grad", "grad", "_parents", "_backward", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "_backward",
+        "_parents",
+        "data",
+        "grad",
+        "keep_grad",
+        "requires_grad",
+    )
     __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__, not loop elementwise
     __hash__ = object.__hash__  # __eq__ builds a Tensor, so identity hashing must be explicit
 
@@ -100,17 +110,23 @@ class Tensor:
         self._parents: tuple[Tensor, ...] = ()
         self._backward: BackwardFn | None = None
 
-    @classmethod
-    def _make(cls, data: Array, requires_grad: bool = False) -> Tensor:
+    @staticmethod
+    def _make(
+        data: Array,
+        requires_grad: bool = False,
+        parents: tuple[Tensor, ...] = (),
+        backward: BackwardFn | None = None,
+    ) -> Tensor:
         """The one constructor of op results and runtime outputs: wraps `data` (an ndarray) as
-        is, without the copy and dtype rule of `Tensor(...)`."""
-        out = _new(cls)
+        is, without the copy and dtype rule of `Tensor(...)`, with its tape entry if it has one.
+        (A staticmethod: it runs once per eager op, and Parameters are made by __init__.)"""
+        out = _new(Tensor)
         out.data = data
         out.requires_grad = requires_grad
         out.keep_grad = False
         out.grad = None
-        out._parents = ()
-        out._backward = None
+        out._parents = parents
+        out._backward = backward
         return out
 
     # ------------------------------------------------------------ plain attributes
@@ -289,65 +305,65 @@ class Tensor:
         return matmul(other, self)
 
     def __neg__(self) -> Tensor:
-        return apply(OPS["neg"], (self,))
+        return apply(_NEG, (self,))
 
     def __pow__(self, exponent: Any) -> Tensor:
         if isinstance(exponent, bool) or not isinstance(exponent, (int, float)):
             raise TypeError(
                 f"pow: the exponent must be a Python int or float, got {type(exponent).__name__}"
             )
-        return apply(OPS["pow"], (self,), {"exponent": float(exponent)})
+        return apply(_POW, (self,), {"exponent": float(exponent)})
 
     def __abs__(self) -> Tensor:
-        return apply(OPS["abs"], (self,))
+        return apply(_ABS, (self,))
 
     def __lt__(self, other: Any) -> Tensor:
-        return binary(OPS["less"], self, other)
+        return binary(_LESS, self, other)
 
     def __le__(self, other: Any) -> Tensor:
-        return binary(OPS["less_equal"], self, other)
+        return binary(_LESS_EQUAL, self, other)
 
     def __gt__(self, other: Any) -> Tensor:
-        return binary(OPS["greater"], self, other)
+        return binary(_GREATER, self, other)
 
     def __ge__(self, other: Any) -> Tensor:
-        return binary(OPS["greater_equal"], self, other)
+        return binary(_GREATER_EQUAL, self, other)
 
     def __eq__(self, other: object) -> Tensor:  # type: ignore[override]
-        return binary(OPS["equal"], self, other)
+        return binary(_EQUAL, self, other)
 
     def __ne__(self, other: object) -> Tensor:  # type: ignore[override]
-        return binary(OPS["not_equal"], self, other)
+        return binary(_NOT_EQUAL, self, other)
 
     # ------------------------------------------------------------ methods
 
     def exp(self) -> Tensor:
         """Elementwise e**x."""
-        return apply(float_input(OPS["exp"], self), (self,))
+        return apply(float_input(_EXP, self), (self,))
 
     def log(self) -> Tensor:
         """Elementwise natural logarithm."""
-        return apply(float_input(OPS["log"], self), (self,))
+        return apply(float_input(_LOG, self), (self,))
 
     def sqrt(self) -> Tensor:
         """Elementwise square root."""
-        return apply(float_input(OPS["sqrt"], self), (self,))
+        return apply(float_input(_SQRT, self), (self,))
 
     def tanh(self) -> Tensor:
         """Elementwise tanh."""
-        return apply(float_input(OPS["tanh"], self), (self,))
+        return apply(float_input(_TANH, self), (self,))
 
     def abs(self) -> Tensor:
         """Elementwise absolute value; the gradient at 0 is 0."""
-        return apply(OPS["abs"], (self,))
+        return apply(_ABS, (self,))
 
     def sigmoid(self) -> Tensor:
         """Elementwise logistic sigmoid."""
-        return apply(float_input(OPS["sigmoid"], self), (self,))
+        return apply(float_input(_SIGMOID, self), (self,))
 
     def relu(self) -> Tensor:
         """Elementwise max(x, 0)."""
-        return apply(float_input(OPS["relu"], self), (self,))
+        return apply(float_input(_RELU, self), (self,))
 
     def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
         """Clamp into [min, max]; None leaves that side open; NaN passes through."""
@@ -355,23 +371,25 @@ class Tensor:
         hi = np.inf if max is None else float(max)
         if lo > hi:
             raise ValueError(f"clip: min must not exceed max, got min={lo}, max={hi}")
-        return apply(float_input(OPS["clip"], self), (self,), {"min": lo, "max": hi})
+        return apply(float_input(_CLIP, self), (self,), {"min": lo, "max": hi})
 
     def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
         """Sum over `axis` (all axes when None)."""
         axes = normalize_axes("sum", axis, self.data.ndim)
-        return apply(OPS["sum"], (self,), {"axes": axes, "keepdims": bool(keepdims)})
+        return apply(_SUM, (self,), {"axes": axes, "keepdims": bool(keepdims)})
 
     def mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
         """Arithmetic mean over `axis` (all axes when None)."""
         axes = normalize_axes("mean", axis, self.data.ndim)
-        return apply(float_input(OPS["mean"], self), (self,), {"axes": axes, "keepdims": bool(keepdims)})
+        return apply(float_input(_MEAN, self), (self,), {"axes": axes, "keepdims": bool(keepdims)})
 
     def reshape(self, *shape: Any) -> Tensor:
         """Same data in a new shape; accepts reshape(2, 3) or reshape((2, 3)), one -1 allowed."""
         new = shape_args("reshape", shape)
         if new.count(-1) > 1 or any(n < -1 for n in new):
-            raise ValueError(f"reshape: invalid shape {new}: sizes must be >= 0, with at most one -1")
+            raise ValueError(
+                f"reshape: invalid shape {new}: sizes must be >= 0, with at most one -1"
+            )
         try:
             self.data.reshape(new)  # a view: checks the size the way NumPy counts it
         except ValueError:
@@ -379,7 +397,7 @@ class Tensor:
                 f"reshape: cannot reshape a tensor of shape {self.shape} ({self.size} elements) "
                 f"into {new}"
             ) from None
-        return apply(OPS["reshape"], (self,), {"shape": new})
+        return apply(_RESHAPE, (self,), {"shape": new})
 
     def transpose(self, *perm: Any) -> Tensor:
         """Permute axes; no arguments reverses them."""
@@ -389,7 +407,7 @@ class Tensor:
                 f"transpose: {p} is not a permutation of the {self.ndim} axes of a tensor of "
                 f"shape {self.shape}"
             )
-        return apply(OPS["transpose"], (self,), {"perm": p})
+        return apply(_TRANSPOSE, (self,), {"perm": p})
 
     @property
     def T(self) -> Tensor:
@@ -402,21 +420,53 @@ class Tensor:
         try:
             np.broadcast_to(self.data, target)  # a view: checks the shapes by NumPy's rules
         except ValueError:
-            raise ValueError(f"broadcast_to: cannot broadcast shape {self.shape} to {target}") from None
-        return apply(OPS["broadcast"], (self,), {"shape": target})
+            raise ValueError(
+                f"broadcast_to: cannot broadcast shape {self.shape} to {target}"
+            ) from None
+        return apply(_BROADCAST, (self,), {"shape": target})
 
     def astype(self, dtype: Any) -> Tensor:
         """Cast to `dtype`; gradients flow back only between floating dtypes."""
-        return apply(OPS["cast"], (self,), {"dtype": np.dtype(dtype)})
+        return apply(_CAST, (self,), {"dtype": np.dtype(dtype)})
 
     def detach(self) -> Tensor:
         """The same values (shared data), cut from the autograd graph."""
-        return apply(OPS["stop_gradient"], (self,))
+        return apply(_STOP_GRADIENT, (self,))
 
 
 _new = object.__new__
 _NO_ATTRS: dict[str, Any] = {}
-_ADD, _SUB, _MUL, _DIV = OPS["add"], OPS["sub"], OPS["mul"], OPS["div"]
+_DATA = attrgetter("data")
+_REQUIRES_GRAD = attrgetter("requires_grad")
+# the ops the methods apply, looked up once (they run once per eager op)
+_ABS = OPS["abs"]
+_ADD = OPS["add"]
+_BROADCAST = OPS["broadcast"]
+_CAST = OPS["cast"]
+_CLIP = OPS["clip"]
+_DIV = OPS["div"]
+_EQUAL = OPS["equal"]
+_EXP = OPS["exp"]
+_GREATER = OPS["greater"]
+_GREATER_EQUAL = OPS["greater_equal"]
+_LESS = OPS["less"]
+_LESS_EQUAL = OPS["less_equal"]
+_LOG = OPS["log"]
+_MATMUL = OPS["matmul"]
+_MEAN = OPS["mean"]
+_MUL = OPS["mul"]
+_NEG = OPS["neg"]
+_NOT_EQUAL = OPS["not_equal"]
+_POW = OPS["pow"]
+_RELU = OPS["relu"]
+_RESHAPE = OPS["reshape"]
+_SIGMOID = OPS["sigmoid"]
+_SQRT = OPS["sqrt"]
+_STOP_GRADIENT = OPS["stop_gradient"]
+_SUB = OPS["sub"]
+_SUM = OPS["sum"]
+_TANH = OPS["tanh"]
+_TRANSPOSE = OPS["transpose"]
 
 
 def apply(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict[str, Any] = _NO_ATTRS) -> Tensor:
@@ -425,28 +475,40 @@ def apply(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict[str, Any] = _NO_ATT
     `inputs` are Tensors of one dtype and `attrs` complete and normalised (what the IR would
     hold); the callers, Tensor's methods and the functional forms, check user arguments first.
     """
-    arrays = [t.data for t in inputs]
-    data = op.numpy(*arrays, **attrs)
+    # unrolled for one and two inputs: this runs once per eager op, and a comprehension or a
+    # map costs as much as the tuple it builds
+    if len(inputs) == 2:
+        x, y = inputs
+        arrays: tuple[Array, ...] = (x.data, y.data)
+        needs = (x.requires_grad, y.requires_grad)
+    elif len(inputs) == 1:
+        arrays, needs = (inputs[0].data,), (inputs[0].requires_grad,)
+    elif len(inputs) == 3:  # linear with a bias, where
+        x, y, z = inputs
+        arrays, needs = (
+            (x.data, y.data, z.data),
+            (x.requires_grad, y.requires_grad, z.requires_grad),
+        )
+    else:
+        arrays, needs = tuple(map(_DATA, inputs)), tuple(map(_REQUIRES_GRAD, inputs))
+    data = op.numpy(*arrays, **attrs) if attrs else op.numpy(*arrays)
     if type(data) is not np.ndarray:
         data = np.asarray(data)  # NumPy gives scalars, not 0-d arrays, for ops on 0-d arrays
-    out = _new(Tensor)
-    out.data = data
-    out.requires_grad = False
-    out.keep_grad = False
-    out.grad = None
-    out._parents = ()
-    out._backward = None
-    if _grad_enabled and op.differentiable and data.dtype.kind == "f":
-        for t in inputs:  # a loop, not any(<generator>): this runs once per eager op
-            if t.requires_grad:
-                rule, needs, ys = op.vjp, tuple(t.requires_grad for t in inputs), (data,)
-                out.requires_grad = True
-                out._parents = inputs
-                out._backward = lambda g: rule(EAGER, attrs, arrays, ys, (g,), needs)  # type: ignore[operator]
-                break
+    if _grad_enabled and op.differentiable and True in needs and data.dtype.kind == "f":
+        rule = partial(op.vjp, EAGER, attrs, arrays, (data,), needs)  # the tape adds g
+        if not data.ndim:  # a loss: its rule computes on a NumPy scalar, a quarter of the cost
+            rule = partial(_on_scalar, rule)
+        out = Tensor._make(data, True, inputs, rule)
+    else:
+        out = Tensor._make(data)
     if _hooks.active is not None:
         _hooks.record(op.name, inputs, attrs, out)
     return out
+
+
+def _on_scalar(rule: BackwardFn, g: Array) -> Sequence[Array | None]:
+    """`rule` of a 0-d result, given its cotangent as a NumPy scalar."""
+    return rule(g[()])
 
 
 def attach(out: Tensor, inputs: tuple[Tensor, ...], backward: BackwardFn) -> Tensor:
@@ -513,7 +575,7 @@ def matmul(a: Any, b: Any) -> Tensor:
             f"matmul: cannot multiply shapes {a.shape} and {b.shape}: expected a of shape "
             "[..., m, k] or [k] and b of shape [k, n] with matching k"
         )
-    return apply(float_input(OPS["matmul"], a), (a, b))
+    return apply(float_input(_MATMUL, a), (a, b))
 
 
 def normalize_axes(op: str, axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:

@@ -6,9 +6,9 @@ from lucid.codegen._lower import Kernel, LowerCtx
 from lucid.codegen.emit_c import ERRORS, CodegenOptions, CProgram, emit_c, error_for
 
 __all__ = [
+    "ERRORS",
     "CProgram",
     "CodegenOptions",
-    "ERRORS",
     "Kernel",
     "LowerCtx",
     "emit_c",

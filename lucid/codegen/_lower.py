@@ -33,6 +33,8 @@ from lucid.ir.types import Dim, DType
 
 LowerFn = Callable[["LowerCtx"], "Kernel"]
 BlockingFor = Callable[[GemmProblem], Blocking]
+
+
 def c_comment(text: str) -> str:
     """`text` made safe inside a /* */ comment: no `*/` or `/*`, printable ASCII only."""
     safe = "".join(ch if " " <= ch <= "~" else "?" for ch in text)

@@ -112,9 +112,7 @@ def loop_nest(
             index_of.get(k) or broadcast_index(v.type.shape, out_shape, names)
             for k, v in enumerate(inputs)
         ]
-    loads = tuple(
-        Load(v.type.dtype.c, f"a{k}", f"x{k}", in_index[k]) for k, v in enumerate(inputs)
-    )
+    loads = tuple(Load(v.type.dtype.c, f"a{k}", f"x{k}", in_index[k]) for k, v in enumerate(inputs))
     stores = tuple(Store(f"y{j}", out_index, e) for j, e in enumerate(exprs))
     return LoopNest(loops, loads, stores, INDENT * (len(loops) + 1))
 
@@ -180,12 +178,19 @@ def reduction(
     gone = [k for k in range(len(in_shape)) if k in axes]
     names = [f"i{k}" for k in range(len(in_shape))]
     outer = tuple(
-        Loop(names[k], "batch" if isinstance(in_shape[k], str) else str(in_shape[k]), INDENT * (1 + n))
+        Loop(
+            names[k],
+            "batch" if isinstance(in_shape[k], str) else str(in_shape[k]),
+            INDENT * (1 + n),
+        )
         for n, k in enumerate(kept)
     )
     inner = tuple(
-        Loop(names[k], "batch" if isinstance(in_shape[k], str) else str(in_shape[k]),
-             INDENT * (1 + len(kept) + n))
+        Loop(
+            names[k],
+            "batch" if isinstance(in_shape[k], str) else str(in_shape[k]),
+            INDENT * (1 + len(kept) + n),
+        )
         for n, k in enumerate(gone)
     )
     kept_shape = tuple(in_shape[k] for k in kept)
@@ -196,8 +201,17 @@ def reduction(
     )
     acc_type, why = _acc(dtype)
     return Reduction(
-        outer, inner, loads, pre, term, acc_type, why,
-        INDENT * (1 + len(kept)), INDENT * (1 + len(kept) + len(gone)), out_index, final,
+        outer,
+        inner,
+        loads,
+        pre,
+        term,
+        acc_type,
+        why,
+        INDENT * (1 + len(kept)),
+        INDENT * (1 + len(kept) + len(gone)),
+        out_index,
+        final,
     )
 
 
@@ -232,7 +246,12 @@ def lower_mse_loss(ctx: LowerCtx) -> Kernel:
     mean = ctx.node.attrs["reduction"] == "mean"
     final = f"({t})acc / ({t})({count})" if mean else f"({t})acc"
     red = reduction(
-        shape, set(range(len(shape))), ctx.inputs, "d * d", final, p.type.dtype,
+        shape,
+        set(range(len(shape))),
+        ctx.inputs,
+        "d * d",
+        final,
+        p.type.dtype,
         pre=(f"const {t} d = a0 - a1;",),
     )
     return ctx.kernel(render("reduce.c.j2", r=red))

@@ -14,7 +14,7 @@ templates/helpers.c.j2. The same text serves plain loops, fused loops and GEMM e
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Union
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,12 +22,10 @@ from lucid.ir.core import Attr, Node
 from lucid.ir.ops import OPS
 from lucid.ir.types import DType
 
-ScalarC = Union[str, tuple[str, ...], Callable[[Node], Union[str, tuple[str, ...]]]]
-
 SUFFIX = {DType.F32: "f", DType.F64: ""}
 
 
-def c_literal(value: float | int | bool, dtype: DType) -> str:
+def c_literal(value: float | bool, dtype: DType) -> str:
     """`value` as a C literal of `dtype` that reads back bit for bit (NaN and infinities too)."""
     if dtype is DType.BOOL:
         return "1" if value else "0"

@@ -35,7 +35,6 @@ from typing import Literal
 import numpy as np
 
 from lucid.codegen import _lower_loops, _scalar_c
-
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import (
     BlockingFor,
@@ -62,7 +61,6 @@ from lucid.ir.core import Graph, Node, Value
 from lucid.ir.ops import OPS
 from lucid.ir.printer import diagnose, format_lines
 from lucid.ir.types import TensorType
-
 
 IsaOption = Literal["auto", "avx512", "avx2", "scalar"]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

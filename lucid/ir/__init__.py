@@ -49,4 +49,6 @@ def trace(*args: Any, **kwargs: Any) -> Any:
     from lucid.ir.trace import trace as _trace
 
     return _trace(*args, **kwargs)
-from lucid.ir.trace import trace  # noqa: E402,F811  (importing the submodule rebinds lucid.ir.trace to the module; this binds the function for good)
+
+
+from lucid.ir.trace import trace  # noqa: F811  (importing the submodule rebinds lucid.ir.trace to the module; this binds the function for good)

@@ -41,6 +41,7 @@ rule is an AutodiffError naming the op and the user's source line.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -187,15 +188,23 @@ class IRGrad:
         """A scalar constant of like's dtype."""
         return self.b.constant(value, like.type.dtype)
 
+    def count(self, shape: Sequence[Dim], like: Value) -> Value:
+        """The number of elements of `shape` as a scalar of like's dtype: a constant when the
+        shape is static, else the sum of a broadcast one (the IR has no shape-query op)."""
+        if all(isinstance(d, int) for d in shape):
+            return self.const(float(math.prod(shape)), like)  # type: ignore[arg-type]
+        one = self.b.op("broadcast", [self.const(1.0, like)], {"shape": tuple(shape)})
+        return self.b.op("sum", [one], {"axes": None})
+
     def __getattr__(self, name: str) -> Any:
         opdef = OPS.get(name)
         if opdef is None:
             raise AttributeError(f"no op {name!r} in the table (a VJP rule asked for it)")
         b = self.b
         if opdef.results > 1:
-            apply = lambda *xs, **attrs: b.op_multi(name, xs, attrs)  # noqa: E731
+            apply = lambda *xs, **attrs: b.op_multi(name, xs, attrs)
         else:
-            apply = lambda *xs, **attrs: b.op(name, xs, attrs)  # noqa: E731
+            apply = lambda *xs, **attrs: b.op(name, xs, attrs)
         setattr(self, name, apply)  # later calls skip __getattr__
         return apply
 
@@ -256,7 +265,7 @@ class _Draft:
         ys = tuple(self.get_primal(r) for r in node.results)
         self.b.loc = node.loc
         try:
-            outs = tuple(rule(self.grad, node.attrs, xs, ys, gs, needs))
+            outs = tuple(rule(self.grad, node.attrs, xs, ys, needs, *gs))
         except (IRError, AutodiffError) as e:
             raise AutodiffError(
                 diagnose(f"the VJP rule of '{node.op}' failed: {e}", self.graph, node)

@@ -35,8 +35,8 @@ __all__ = [
     "ReLU",
     "ReLU6",
     "Sequential",
-    "Sigmoid",
     "SiLU",
+    "Sigmoid",
     "Tanh",
     "functional",
 ]

@@ -15,6 +15,17 @@ from lucid import random as _random
 from lucid.ir.ops import OPS
 from lucid.tensor import Array, Tensor, apply, attach, constant, float_input, operands
 
+# the ops this module applies, looked up once (these functions run once per layer call)
+_CROSS_ENTROPY = OPS["cross_entropy"]
+_HARDSIGMOID = OPS["hardsigmoid"]
+_HARDSWISH = OPS["hardswish"]
+_LINEAR = OPS["linear"]
+_MSE_LOSS = OPS["mse_loss"]
+_RELU = OPS["relu"]
+_RELU6 = OPS["relu6"]
+_SIGMOID = OPS["sigmoid"]
+_SILU = OPS["silu"]
+
 __all__ = [
     "cross_entropy",
     "dropout",
@@ -48,37 +59,37 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, where: str = "
         if bd.dtype != wd.dtype:
             raise TypeError(f"linear{where}: bias dtype {bd.dtype} != weight dtype {wd.dtype}")
         inputs += (bias,)
-    return apply(float_input(OPS["linear"], x), inputs)
+    return apply(float_input(_LINEAR, x), inputs)
 
 
 def hardswish(x: Tensor) -> Tensor:
     """x * clip(x/6 + 1/2, 0, 1); gradient x/3 + 1/2 on [-3, 3], 1 above, 0 below."""
-    return apply(float_input(OPS["hardswish"], x), (x,))
+    return apply(float_input(_HARDSWISH, x), (x,))
 
 
 def hardsigmoid(x: Tensor) -> Tensor:
     """clip(x/6 + 1/2, 0, 1); gradient 1/6 on [-3, 3], else 0."""
-    return apply(float_input(OPS["hardsigmoid"], x), (x,))
+    return apply(float_input(_HARDSIGMOID, x), (x,))
 
 
 def relu(x: Tensor) -> Tensor:
     """max(x, 0); gradient [x > 0]."""
-    return apply(float_input(OPS["relu"], x), (x,))
+    return apply(float_input(_RELU, x), (x,))
 
 
 def relu6(x: Tensor) -> Tensor:
     """min(max(x, 0), 6); gradient [0 < x < 6]."""
-    return apply(float_input(OPS["relu6"], x), (x,))
+    return apply(float_input(_RELU6, x), (x,))
 
 
 def sigmoid(x: Tensor) -> Tensor:
     """1 / (1 + exp(-x))."""
-    return apply(float_input(OPS["sigmoid"], x), (x,))
+    return apply(float_input(_SIGMOID, x), (x,))
 
 
 def silu(x: Tensor) -> Tensor:
     """x * sigmoid(x) (SiLU, also called swish)."""
-    return apply(float_input(OPS["silu"], x), (x,))
+    return apply(float_input(_SILU, x), (x,))
 
 
 def tanh(x: Tensor) -> Tensor:
@@ -89,29 +100,37 @@ def tanh(x: Tensor) -> Tensor:
 # ---------------------------------------------------------------- losses
 
 
+# The attrs of each reduction, built once: apply() and the tape only read them
+_REDUCTIONS: dict[str, dict[str, Any]] = {
+    "mean": {"reduction": "mean"},
+    "sum": {"reduction": "sum"},
+}
+
+
 def _reduction(op: str, reduction: str) -> dict[str, Any]:
-    if reduction not in ("mean", "sum"):
+    attrs = _REDUCTIONS.get(reduction)
+    if attrs is None:
         raise ValueError(f"{op}: reduction must be 'mean' or 'sum', got {reduction!r}")
-    return {"reduction": reduction}
+    return attrs
 
 
 def mse_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """mean((pred - target)**2), or its sum; shapes must be equal."""
     attrs = _reduction("mse_loss", reduction)
-    float_input(OPS["mse_loss"], pred)
+    float_input(_MSE_LOSS, pred)
     pred, target = operands("mse_loss", pred, target)
     if pred.data.shape != target.data.shape:
         raise ValueError(
             f"mse_loss: prediction has shape {pred.shape} but target has shape {target.shape}; "
             "they must be equal"
         )
-    return apply(OPS["mse_loss"], (pred, target), attrs)
+    return apply(_MSE_LOSS, (pred, target), attrs)
 
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Softmax cross-entropy of logits [N, C] against int64 class indices [N]."""
     attrs = _reduction("cross_entropy", reduction)
-    float_input(OPS["cross_entropy"], logits)
+    float_input(_CROSS_ENTROPY, logits)
     if not isinstance(target, Tensor):
         target = Tensor(np.asarray(target))
     if target.dtype.kind not in "iu":
@@ -120,7 +139,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
         )
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: expected logits of shape [N, C], got {logits.shape}")
-    return apply(OPS["cross_entropy"], (logits, target), attrs)
+    return apply(_CROSS_ENTROPY, (logits, target), attrs)
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

@@ -120,13 +120,8 @@ def attach_one_source(plan: BackwardPlan) -> str:
     parents = [f"args[{i}]" for i in plan.input_args]
     lines = [
         "def attach(args, xs, params, ys):",
-        "    t = new(Tensor)",
-        "    t.data = ys[0]",
-        "    t.grad = None",
-        "    t.keep_grad = False",
-        "    t.requires_grad = True",
-        f"    t._parents = {_tuple(parents)}",
-        f"    t._backward = partial(backward, {_tuple(saved)}, {_tuple(arrays)}, params)",
+        f"    t = make(ys[0], True, {_tuple(parents)},",
+        f"             partial(backward, {_tuple(saved)}, {_tuple(arrays)}, params))",
     ]
     if plan.out_kind is None:
         lines.append("    return t")
@@ -144,8 +139,7 @@ def make_attach_one(plan: BackwardPlan, backward: Any, name: str) -> Any:
     if backward is None or not plan.hooked:
         return None
     ns: dict[str, Any] = {
-        "new": Tensor.__new__,
-        "Tensor": Tensor,
+        "make": Tensor._make,
         "partial": partial,
         "backward": backward,
         "out_kind": plan.out_kind,

@@ -132,15 +132,7 @@ def fast_source(entry: Entry) -> str:
         lines.append(f"    return attach(args, ({xs}), ({ps}), ({ys}))")
         return "\n".join(lines) + "\n"
     for k in range(n_out):
-        lines += [
-            f"    t{k} = new(Tensor)",
-            f"    t{k}.data = y{k}",
-            f"    t{k}.requires_grad = False",
-            f"    t{k}.keep_grad = False",
-            f"    t{k}.grad = None",
-            f"    t{k}._parents = ()",
-            f"    t{k}._backward = None",
-        ]
+        lines.append(f"    t{k} = make(y{k})")
     outs = ", ".join(f"t{k}" for k in range(n_out))
     if entry.out_kind is None:
         lines.append(f"    return {outs}")
@@ -164,7 +156,7 @@ def make_fast(entry: Entry, module: Any) -> Any:
         "Tensor": Tensor,
         "ndarray": np.ndarray,
         "empty": np.empty,
-        "new": Tensor.__new__,
+        "make": Tensor._make,
         "entry": entry,
         "call": call,
         "call_packed": getattr(forward, "call_objects_packed", None),

@@ -93,9 +93,7 @@ def _plain(data: Array) -> Tensor:
 
 def _tensor(data: Array, parents: tuple[Tensor, ...], backward: Any) -> Tensor:
     """A non-leaf Tensor on the tape, built without Tensor()'s copy."""
-    t = Tensor._make(data, True)
-    t._parents, t._backward = parents, backward
-    return t
+    return Tensor._make(data, True, parents, backward)
 
 
 class GradProgram:

@@ -47,7 +47,15 @@ def _table(defs: Iterable[OpDef]) -> Mapping[str, OpDef]:
 
 
 OPS: Mapping[str, OpDef] = _table(
-    (*elementwise.OPS, *activations.OPS, *linalg.OPS, *reduce.OPS, *shape.OPS, *loss.OPS, *graph.OPS)
+    (
+        *elementwise.OPS,
+        *activations.OPS,
+        *linalg.OPS,
+        *reduce.OPS,
+        *shape.OPS,
+        *loss.OPS,
+        *graph.OPS,
+    )
 )
 EAGER = EagerGrad({name: op.numpy for name, op in OPS.items()})
 

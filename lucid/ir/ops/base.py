@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
 from lucid.errors import IRTypeError
 from lucid.ir.types import Attr, Dim, DType, TensorType, broadcast_shapes, freeze_attr, is_symbol
+
+if TYPE_CHECKING:  # annotations only: core imports the op table
+    from lucid.ir.core import Node
 
 Array = np.ndarray[Any, Any]
 InferFn = Callable[[tuple[TensorType, ...], Mapping[str, Attr]], tuple[TensorType, ...]]
@@ -132,11 +135,11 @@ class NotDifferentiable:
 NOT_DIFFERENTIABLE: Any = NotDifferentiable()
 
 # A VJP rule, run by eager backward and by the IR reverse pass alike (see lucid/ir/ops/grad.py):
-#   rule(b, attrs, xs, ys, gs, needs) -> one cotangent (or None) per input
+#   rule(b, attrs, xs, ys, needs, *gs) -> one cotangent (or None) per input
 VjpRule = Callable[..., tuple[Any, ...]]
-# The C of an elementwise op: a format string (or a tuple of them, one per result, or a function
-# of the node's attrs and dtypes returning one); see lucid/codegen/scalar.py for the fields.
-ScalarC = Any
+# The C of an elementwise op: a format string, a tuple of them (one per result), or a function of
+# the node returning one; lucid/codegen/_scalar_c.py says which fields the strings may use.
+ScalarC: TypeAlias = "str | tuple[str, ...] | Callable[[Node], str | tuple[str, ...]] | None"
 # A test case: arrays (float64 unless the op needs another dtype) and attrs, from a generator.
 SampleFn = Callable[[np.random.Generator], tuple[tuple[Array, ...], dict[str, Any]]]
 
@@ -288,5 +291,3 @@ def arr(x: Any, dtype: np.dtype[Any] | None = None) -> Array:
 def float_attr_or_inf(v: object, sign: float) -> object:
     """clip's None bound as +-inf; other values unchanged."""
     return sign * math.inf if v is None else v
-
-

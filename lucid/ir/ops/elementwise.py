@@ -1,14 +1,19 @@
 """Elementwise arithmetic and math: the ops that fusion chains into one loop.
 
+Arithmetic and comparison kernels are Python's operators (operator.add, ...): on ndarrays they
+are NumPy's ufuncs, and on the NumPy scalars of a loss's backward they take NumPy's scalar fast
+path, ten times cheaper than calling the ufunc.
+
 Each op is one OpDef: type rule, NumPy kernel, VJP rule and scalar C, side by side. Kernels are
 written so that they map one to one onto their C expression: comparisons and selects rather than
 np.maximum tricks where signed zeros or NaN could differ (docs/DESIGN.md, "Numerics"). The C
-fields are those of lucid/codegen/scalar.py: {x}, {a}, {b}... the inputs by name, {T} the result's
+fields are those of lucid/codegen/_scalar_c.py: {x}, {a}, {b}... the inputs by name, {T} the result's
 C type, {s} the libm suffix ("f" or ""), and each numeric attribute as a literal.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,8 +27,8 @@ from lucid.ir.ops.base import (
     REQUIRED,
     Array,
     OpDef,
-    ScalarC,
     SampleFn,
+    ScalarC,
     VjpRule,
     broadcast_types,
     expect_float,
@@ -37,9 +42,14 @@ Types = tuple[TensorType, ...]
 Attrs = Mapping[str, Attr]
 
 
-def lit(x: Array, v: float) -> np.generic:
-    """A scalar constant in x's dtype, so float32 arithmetic stays float32."""
-    return x.dtype.type(v)
+def lit(x: Array, v: float, _made: dict[tuple[Any, float], np.generic] = {}) -> np.generic:  # noqa: B006
+    """A scalar constant in x's dtype, so float32 arithmetic stays float32 (each made once:
+    kernels ask for their constants on every call)."""
+    key = (x.dtype, v)
+    made = _made.get(key)
+    if made is None:
+        made = _made[key] = x.dtype.type(v)
+    return made
 
 
 def clamp(x: Array, lo: float, hi: float) -> Array:
@@ -179,7 +189,7 @@ def _sign(x: Array) -> Array:
 
 NEG = unary(
     "neg",
-    np.negative,
+    operator.neg,
     G.unary(lambda b, x, y, g: b.neg(g)),
     "-{x}",
     "-x",
@@ -188,7 +198,7 @@ NEG = unary(
 )
 ABS = unary(
     "abs",
-    np.abs,
+    operator.abs,
     G.unary(_abs_vjp),
     "fabs{s}({x})",
     "|x|",
@@ -244,8 +254,8 @@ def _pow(x: Array, *, exponent: float) -> Array:
     return x ** x.dtype.type(exponent)
 
 
-def _pow_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
-    (x,), g, p = xs, gs[0], float(attrs["exponent"])  # type: ignore[arg-type]
+def _pow_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+    (x,), p = xs, float(attrs["exponent"])  # type: ignore[arg-type]
     return (b.mul(g, b.mul(b.const(p, x), b.pow(x, exponent=p - 1.0))),)
 
 
@@ -282,9 +292,9 @@ def _clip_grad(x: Array, g: Array, *, min: float, max: float) -> Array:
     return np.where((x >= min) & (x <= max), g, lit(x, 0.0)).astype(x.dtype, copy=False)
 
 
-def _clip_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
+def _clip_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
     # reads x, not y: y lies in [min, max] everywhere, so it cannot tell a clipped element
-    return (b.clip_grad(xs[0], gs[0], min=attrs["min"], max=attrs["max"]),)
+    return (b.clip_grad(xs[0], g, min=attrs["min"], max=attrs["max"]),)
 
 
 _BOUNDS = {"min": (FLOAT, REQUIRED), "max": (FLOAT, REQUIRED)}
@@ -311,26 +321,24 @@ CLIP_GRAD = grad_of(
 # ---------------------------------------------------------------- binary, broadcasting
 
 
-def _add_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
-    g = gs[0]
+def _add_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
     return G.sum_to(b, g, b.shape(xs[0])), G.sum_to(b, g, b.shape(xs[1]))
 
 
-def _sub_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
-    g = gs[0]
+def _sub_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
     gb = G.sum_to(b, b.neg(g), b.shape(xs[1])) if needs[1] else None
     return G.sum_to(b, g, b.shape(xs[0])), gb
 
 
-def _mul_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
-    (lhs, rhs), g = xs, gs[0]
+def _mul_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+    lhs, rhs = xs
     ga = G.sum_to(b, b.mul(g, rhs), b.shape(lhs)) if needs[0] else None
     gb = G.sum_to(b, b.mul(g, lhs), b.shape(rhs)) if needs[1] else None
     return ga, gb
 
 
-def _div_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
-    (lhs, rhs), g = xs, gs[0]
+def _div_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+    lhs, rhs = xs
     t = b.div(g, rhs)  # shared by both sides: d/db = -(g/b) * a / b
     ga = G.sum_to(b, t, b.shape(lhs)) if needs[0] else None
     gb = G.sum_to(b, b.neg(b.div(b.mul(t, lhs), rhs)), b.shape(rhs)) if needs[1] else None
@@ -352,8 +360,8 @@ def _minimum_grad(a: Array, b: Array, g: Array) -> tuple[Array, Array]:
 
 
 def _extremum_vjp(grad_op: str) -> VjpRule:
-    def vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
-        ga, gb = getattr(b, grad_op)(xs[0], xs[1], gs[0])  # a tie splits the cotangent
+    def vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+        ga, gb = getattr(b, grad_op)(xs[0], xs[1], g)  # a tie splits the cotangent
         return G.sum_to(b, ga, b.shape(xs[0])), G.sum_to(b, gb, b.shape(xs[1]))
 
     return vjp
@@ -368,12 +376,12 @@ def _any(op: str, t: TensorType, what: str) -> None:
     """Comparisons for equality accept every dtype."""
 
 
-ADD = binary("add", np.add, _add_vjp, "{a} + {b}", "a + b", c_int=_wrapping("+"))
-SUB = binary("sub", np.subtract, _sub_vjp, "{a} - {b}", "a - b", c_int=_wrapping("-"))
-MUL = binary("mul", np.multiply, _mul_vjp, "{a} * {b}", "a * b", c_int=_wrapping("*"))
+ADD = binary("add", operator.add, _add_vjp, "{a} + {b}", "a + b", c_int=_wrapping("+"))
+SUB = binary("sub", operator.sub, _sub_vjp, "{a} - {b}", "a - b", c_int=_wrapping("-"))
+MUL = binary("mul", operator.mul, _mul_vjp, "{a} * {b}", "a * b", c_int=_wrapping("*"))
 DIV = binary(
     "div",
-    np.true_divide,
+    operator.truediv,
     _div_vjp,
     "{a} / {b}",
     "a / b (true division; float only)",
@@ -419,10 +427,14 @@ def _extremum_grad(name: str, numpy: Callable[..., Any], c: tuple[str, str]) -> 
 
 _TIE = "({a} == {b} ? {g} * ({T})0.5 : ({T})0)"
 MAXIMUM_GRAD = _extremum_grad(
-    "maximum_grad", _maximum_grad, (f"({{a}} > {{b}} ? {{g}} : {_TIE})", f"({{b}} > {{a}} ? {{g}} : {_TIE})")
+    "maximum_grad",
+    _maximum_grad,
+    (f"({{a}} > {{b}} ? {{g}} : {_TIE})", f"({{b}} > {{a}} ? {{g}} : {_TIE})"),
 )
 MINIMUM_GRAD = _extremum_grad(
-    "minimum_grad", _minimum_grad, (f"({{a}} < {{b}} ? {{g}} : {_TIE})", f"({{b}} < {{a}} ? {{g}} : {_TIE})")
+    "minimum_grad",
+    _minimum_grad,
+    (f"({{a}} < {{b}} ? {{g}} : {_TIE})", f"({{b}} < {{a}} ? {{g}} : {_TIE})"),
 )
 
 
@@ -431,12 +443,12 @@ def _comparison(name: str, numpy: Callable[..., Any], c: str, *, any_dtype: bool
     return binary(name, numpy, NOT_DIFFERENTIABLE, c, c, check=check, result=DType.BOOL)
 
 
-LESS = _comparison("less", np.less, "({a} < {b})")
-LESS_EQUAL = _comparison("less_equal", np.less_equal, "({a} <= {b})")
-GREATER = _comparison("greater", np.greater, "({a} > {b})")
-GREATER_EQUAL = _comparison("greater_equal", np.greater_equal, "({a} >= {b})")
-EQUAL = _comparison("equal", np.equal, "({a} == {b})", any_dtype=True)
-NOT_EQUAL = _comparison("not_equal", np.not_equal, "({a} != {b})", any_dtype=True)
+LESS = _comparison("less", operator.lt, "({a} < {b})")
+LESS_EQUAL = _comparison("less_equal", operator.le, "({a} <= {b})")
+GREATER = _comparison("greater", operator.gt, "({a} > {b})")
+GREATER_EQUAL = _comparison("greater_equal", operator.ge, "({a} >= {b})")
+EQUAL = _comparison("equal", operator.eq, "({a} == {b})", any_dtype=True)
+NOT_EQUAL = _comparison("not_equal", operator.ne, "({a} != {b})", any_dtype=True)
 
 
 def _where_infer(ts: Types, attrs: Attrs) -> Types:
@@ -447,8 +459,8 @@ def _where_infer(ts: Types, attrs: Attrs) -> Types:
     return (TensorType(a.dtype, broadcast_types("where", ts)),)
 
 
-def _where_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
-    (c, lhs, rhs), g = xs, gs[0]
+def _where_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+    c, lhs, rhs = xs
     zero = b.const(0.0, g)
     ga = G.sum_to(b, b.where(c, g, zero), b.shape(lhs)) if needs[1] else None
     gb = G.sum_to(b, b.where(c, zero, g), b.shape(rhs)) if needs[2] else None

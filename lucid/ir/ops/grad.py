@@ -1,14 +1,19 @@
 """The builder interface that VJP rules are written against, and the helpers the rules share.
 
-A rule `vjp(b, attrs, xs, ys, gs, needs) -> cotangents` computes through `b` alone:
+A rule `vjp(b, attrs, xs, ys, needs, *gs) -> cotangents` computes through `b` alone:
 - `b.<op>(*inputs, **attrs)` applies any op of the table by name (`b.mul(g, y)`,
   `b.sum(g, axes=(0,))`); an op with several results returns a tuple;
 - `b.shape(v)` is v's shape (ints; in the IR a dim may be a symbol such as "N"), `b.dtype(v)`
   its dtype;
-- `b.const(value, like)` is a scalar of `like`'s dtype (lucid never promotes implicitly).
-`xs`/`ys` stand for the op's inputs and results, `gs` holds one cotangent per result (None where
-no gradient reaches it), `needs[i]` says whether input i wants one; the rule returns one
-cotangent per input (None where not needed), of that input's shape and dtype.
+- `b.const(value, like)` is a scalar of `like`'s dtype (lucid never promotes implicitly), and
+  `b.count(shape, like)` the number of elements of `shape` as one (the IR counts a symbolic
+  size at run time).
+`xs`/`ys` stand for the op's inputs and results, `needs[i]` says whether input i wants a
+cotangent, and the cotangents of the results come last, one argument each (a one-result op's
+rule takes `g`; None where no gradient reaches a result); the rule returns one cotangent per
+input (None where not needed), of that input's shape and dtype. Cotangents come last so that
+eager lucid records a rule as `functools.partial(rule, EAGER, attrs, xs, ys, needs)`, which the
+tape calls with the cotangent at no extra Python frame.
 
 The same rule runs twice over: eager `Tensor.backward` runs it with `EagerGrad`, where values
 are ndarrays and each call runs the op's NumPy kernel at once; the IR reverse pass
@@ -20,9 +25,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any, Protocol
-
-import numpy as np
 
 from lucid.errors import AutodiffError
 from lucid.ir.types import Dim, is_symbol
@@ -37,6 +41,8 @@ class GradBuilder(Protocol):
 
     def const(self, value: float, like: Any) -> Any: ...
 
+    def count(self, shape: Sequence[Dim], like: Any) -> Any: ...
+
     def __getattr__(self, op: str) -> Callable[..., Any]: ...
 
 
@@ -48,20 +54,27 @@ class EagerGrad:
             if kernel is not None:
                 setattr(self, name, kernel)
 
-    @staticmethod
-    def shape(v: Any) -> tuple[int, ...]:
-        """v's shape."""
-        return np.shape(v)
+    # v's shape and NumPy dtype (ndarrays and NumPy scalars alike); attrgetter: no Python frame
+    shape = staticmethod(attrgetter("shape"))
+    dtype = staticmethod(attrgetter("dtype"))
 
     @staticmethod
-    def dtype(v: Any) -> Any:
-        """v's NumPy dtype."""
-        return v.dtype
+    def const(value: float, like: Any, _made: dict[tuple[Any, float], Any] = {}) -> Any:  # noqa: B006
+        """A NumPy scalar of like's dtype, made once per dtype and value (rules ask each call)."""
+        key = (like.dtype, value)
+        made = _made.get(key)
+        if made is None:
+            made = _made[key] = like.dtype.type(value)
+        return made
 
     @staticmethod
-    def const(value: float, like: Any) -> Any:
-        """A NumPy scalar of like's dtype."""
-        return like.dtype.type(value)
+    def count(shape: Sequence[int], like: Any, _made: dict[tuple[Any, ...], Any] = {}) -> Any:  # noqa: B006
+        """The number of elements of `shape` as a NumPy scalar of like's dtype (made once)."""
+        key = (like.dtype, *shape)
+        made = _made.get(key)
+        if made is None:
+            made = _made[key] = like.dtype.type(math.prod(shape))
+        return made
 
     def __getattr__(self, op: str) -> Callable[..., Any]:  # only reached for a name not set
         raise AttributeError(f"no op {op!r} in the table (a VJP rule asked for it)")
@@ -73,10 +86,8 @@ class EagerGrad:
 def unary(rule: Callable[[Any, Any, Any, Any], Any]) -> Callable[..., tuple[Any, ...]]:
     """Adapt `rule(b, x, y, g) -> dx` of a one-input, one-result op to the full signature."""
 
-    def vjp(
-        b: GradBuilder, attrs: Any, xs: Sequence[Any], ys: Sequence[Any], gs: Any, needs: Any
-    ) -> tuple[Any, ...]:
-        return (rule(b, xs[0], ys[0], gs[0]),)
+    def vjp(b: GradBuilder, attrs: Any, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+        return (rule(b, xs[0], ys[0], g),)
 
     vjp.__name__ = getattr(rule, "__name__", "vjp")
     vjp.__doc__ = rule.__doc__
@@ -85,8 +96,7 @@ def unary(rule: Callable[[Any, Any, Any, Any], Any]) -> Callable[..., tuple[Any,
 
 def sum_to(b: GradBuilder, g: Any, shape: Sequence[Dim]) -> Any:
     """`g` summed back to `shape` when broadcasting stretched it; `g` itself otherwise."""
-    shape = tuple(shape)
-    return g if b.shape(g) == shape else b.sum_to(g, shape=shape)
+    return g if b.shape(g) == shape else b.sum_to(g, shape=tuple(shape))
 
 
 def reshape_to(b: GradBuilder, g: Any, shape: Sequence[Dim]) -> Any:
@@ -117,18 +127,6 @@ def rows(b: GradBuilder, v: Any) -> Any:
             "other dims (flatten the input before the GEMM)"
         )
     return b.reshape(v, shape=(-1, shape[-1]))
-
-
-def count(b: GradBuilder, shape: Sequence[Dim], like: Any) -> Any:
-    """The number of elements of `shape` as a scalar of `like`'s dtype.
-
-    A symbolic size is known only at run time, so it is counted as the sum of a broadcast one
-    (the IR has no shape-query op); static sizes are plain constants.
-    """
-    shape = tuple(shape)
-    if all(isinstance(d, int) for d in shape):
-        return b.const(float(math.prod(shape)), like)  # type: ignore[arg-type]
-    return b.sum(b.broadcast(b.const(1.0, like), shape=shape), axes=None)
 
 
 def unreduce(

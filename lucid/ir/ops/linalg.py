@@ -32,8 +32,8 @@ def _matmul_infer(ts: Types, attrs: Attrs) -> Types:
     return (TensorType(a.dtype, (*a.shape[:-1], b.shape[1])),)
 
 
-def _matmul_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
-    (lhs, rhs), g = xs, gs[0]
+def _matmul_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+    lhs, rhs = xs
     ga = b.matmul(g, b.transpose(rhs, perm=(1, 0))) if needs[0] else None
     gb = None
     if needs[1]:
@@ -84,10 +84,10 @@ def _linear(x: Array, w: Array, bias: Array | None = None) -> Array:
     return y
 
 
-def _linear_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
+def _linear_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
     # dw = g2^T @ x2 stays a matmul of a transpose so GEMM packing can fold the transpose;
     # db sums g over every leading axis (the bias-grad column sum fusion folds into the GEMM).
-    x, w, g = xs[0], xs[1], gs[0]
+    x, w = xs[0], xs[1]
     gw = b.matmul(b.transpose(G.rows(b, g), perm=(1, 0)), G.rows(b, x)) if needs[1] else None
     gbias = None
     if len(xs) == 3 and needs[2]:

@@ -46,16 +46,16 @@ def _mse_infer(ts: Types, attrs: Attrs) -> Types:
 
 def _mse(pred: Array, target: Array, *, reduction: str = "mean") -> Array:
     d = pred - target
-    total = (d * d).sum(dtype=pred.dtype)
+    total = np.add.reduce(d * d, axis=None, dtype=pred.dtype)  # (d * d).sum(), minus its wrapper
     return np.asarray(total / lit(pred, d.size) if reduction == "mean" else total, dtype=pred.dtype)
 
 
-def _mse_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
-    (p, t), g = xs, gs[0]
-    scale = b.mul(g, b.const(2.0, g))  # (p - t) * (g * 2 / size)
+def _mse_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+    p, t = xs
+    scale = b.add(g, g)  # (p - t) * (2g / size); g + g is 2g exactly, with no constant
     d = b.sub(p, t)
     if attrs["reduction"] == "mean":
-        scale = b.div(scale, G.count(b, b.shape(d), g))
+        scale = b.div(scale, b.count(b.shape(d), g))
     gp = b.mul(d, scale)
     gt = G.sum_to(b, b.neg(gp), b.shape(t)) if needs[1] else None
     return G.sum_to(b, gp, b.shape(p)), gt
@@ -127,7 +127,9 @@ def _cross_entropy(logits: Array, target: Array, *, reduction: str = "mean") -> 
     return np.asarray(total / lit(logits, n) if reduction == "mean" else total, dtype=logits.dtype)
 
 
-def _cross_entropy_grad(logits: Array, target: Array, g: Array, *, reduction: str = "mean") -> Array:
+def _cross_entropy_grad(
+    logits: Array, target: Array, g: Array, *, reduction: str = "mean"
+) -> Array:
     """(softmax(logits) - onehot(target)) * g, divided by the row count for 'mean'."""
     n = logits.shape[0]
     p = np.exp(log_softmax(logits))
@@ -136,9 +138,9 @@ def _cross_entropy_grad(logits: Array, target: Array, g: Array, *, reduction: st
     return (p * scale).astype(logits.dtype, copy=False)
 
 
-def _ce_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
+def _ce_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
     # recomputes softmax from the saved logits; the i64 target has no gradient
-    return b.cross_entropy_grad(xs[0], xs[1], gs[0], reduction=attrs["reduction"]), None
+    return b.cross_entropy_grad(xs[0], xs[1], g, reduction=attrs["reduction"]), None
 
 
 def _ce_sample(rng: np.random.Generator) -> tuple[tuple[Array, ...], dict[str, object]]:

@@ -20,7 +20,6 @@ from lucid.ir.ops.base import (
     expect_float,
     expect_numeric,
 )
-from lucid.ir.ops.elementwise import normal
 from lucid.ir.types import Attr, TensorType, broadcast_shapes, format_shape
 
 Types = tuple[TensorType, ...]
@@ -65,25 +64,26 @@ def _reduce_infer(name: str, float_only: bool):  # type: ignore[no-untyped-def]
 
 
 def _sum(x: Array, *, axes: tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
-    out = x.sum(axis=axes, keepdims=keepdims)  # bool counts as int64 (eager only: the IR has no bool sum)
-    return np.asarray(out, dtype=x.dtype if x.dtype.kind != "b" else None)
+    # NumPy keeps float and int64 dtypes (bool counts as int64: eager only, the IR has no bool
+    # sum); a 0-d result comes back as a NumPy scalar, which callers wrap
+    return np.add.reduce(x, axis=axes, keepdims=keepdims)  # what x.sum runs, without its wrapper
 
 
 def _mean(x: Array, *, axes: tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
-    return np.asarray(x.mean(axis=axes, keepdims=keepdims), dtype=x.dtype)
+    return x.mean(axis=axes, keepdims=keepdims)  # float only (the type rule and Tensor.mean)
 
 
-def _sum_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
+def _sum_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
     axes = ints(attrs, "axes")
-    return (G.unreduce(b, gs[0], b.shape(xs[0]), axes, bool(attrs["keepdims"])),)
+    return (G.unreduce(b, g, b.shape(xs[0]), axes, bool(attrs["keepdims"])),)
 
 
-def _mean_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
-    (x,), g, axes = xs, gs[0], ints(attrs, "axes")
+def _mean_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+    (x,), axes = xs, ints(attrs, "axes")
     shape = b.shape(x)
     counted = [shape[a] for a in axes]
     if axes and not (all(isinstance(d, int) for d in counted) and math.prod(counted) == 0):
-        g = b.div(g, G.count(b, counted, g))  # divide first, then broadcast
+        g = b.div(g, b.count(counted, g))  # divide first, then broadcast
     return (G.unreduce(b, g, shape, axes, bool(attrs["keepdims"])),)
 
 
@@ -94,32 +94,24 @@ def _sample(rng: np.random.Generator) -> tuple[tuple[Array, ...], dict[str, obje
     return (rng.standard_normal((2, 3, 4)),), {"axes": (0, 2), "keepdims": False}
 
 
-SUM = OpDef(
-    "sum",
-    1,
-    _reduce_infer("sum", False),
-    _sum,
-    _sum_vjp,
-    attrs=_AXES,
-    lowering="reduce",
-    inputs=("x",),
-    sample=_sample,
-    prepare=_axes_prepare,
-    doc="sum over `axes` (non-negative, sorted; all axes for None)",
-)
-MEAN = OpDef(
-    "mean",
-    1,
-    _reduce_infer("mean", True),
-    _mean,
-    _mean_vjp,
-    attrs=_AXES,
-    lowering="reduce",
-    inputs=("x",),
-    sample=_sample,
-    prepare=_axes_prepare,
-    doc="mean over `axes` (non-negative, sorted; all axes for None)",
-)
+def _reduction(name: str, kernel: Any, vjp: Any, *, float_only: bool) -> OpDef:
+    return OpDef(
+        name,
+        1,
+        _reduce_infer(name, float_only),
+        kernel,
+        vjp,
+        attrs=_AXES,
+        lowering="reduce",
+        inputs=("x",),
+        sample=_sample,
+        prepare=_axes_prepare,
+        doc=f"{name} over `axes` (non-negative, sorted; all axes for None)",
+    )
+
+
+SUM = _reduction("sum", _sum, _sum_vjp, float_only=False)
+MEAN = _reduction("mean", _mean, _mean_vjp, float_only=True)
 
 
 def unbroadcast(g: Array, *, shape: tuple[int, ...]) -> Array:
@@ -153,7 +145,7 @@ SUM_TO = OpDef(
     1,
     _sum_to_infer,
     unbroadcast,
-    lambda b, attrs, xs, ys, gs, needs: (b.broadcast(gs[0], shape=b.shape(xs[0])),),
+    lambda b, attrs, xs, ys, needs, g: (b.broadcast(g, shape=b.shape(xs[0])),),
     attrs={"shape": (DIMS, REQUIRED)},
     lowering="sum_to",
     inputs=("g",),

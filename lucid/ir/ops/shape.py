@@ -10,7 +10,6 @@ import numpy as np
 from lucid.errors import IRTypeError
 from lucid.ir.ops import grad as G
 from lucid.ir.ops.base import DIMS, DTYPE, INTS, REQUIRED, Array, OpDef
-from lucid.ir.ops.elementwise import normal
 from lucid.ir.ops.reduce import ints
 from lucid.ir.types import Attr, Dim, DType, TensorType, broadcast_shapes, format_shape
 
@@ -50,7 +49,7 @@ RESHAPE = OpDef(
     1,
     _reshape_infer,
     lambda x, *, shape: x.reshape(shape),
-    lambda b, attrs, xs, ys, gs, needs: (G.reshape_to(b, gs[0], b.shape(xs[0])),),
+    lambda b, attrs, xs, ys, needs, g: (G.reshape_to(b, g, b.shape(xs[0])),),
     attrs={"shape": (INTS, REQUIRED)},
     lowering="copy",
     inputs=("x",),
@@ -74,9 +73,9 @@ def _transpose_infer(ts: Types, attrs: Attrs) -> Types:
     return (TensorType(x.dtype, tuple(x.shape[p] for p in perm)),)
 
 
-def _transpose_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
+def _transpose_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
     perm = ints(attrs, "perm")
-    return (b.transpose(gs[0], perm=tuple(sorted(range(len(perm)), key=perm.__getitem__))),)
+    return (b.transpose(g, perm=tuple(sorted(range(len(perm)), key=perm.__getitem__))),)
 
 
 TRANSPOSE = OpDef(
@@ -112,7 +111,7 @@ BROADCAST = OpDef(
     1,
     _broadcast_infer,
     lambda x, *, shape: np.array(np.broadcast_to(x, shape)),  # fresh and writable
-    lambda b, attrs, xs, ys, gs, needs: (G.sum_to(b, gs[0], b.shape(xs[0])),),
+    lambda b, attrs, xs, ys, needs, g: (G.sum_to(b, g, b.shape(xs[0])),),
     attrs={"shape": (DIMS, REQUIRED)},
     lowering="broadcast",
     inputs=("x",),
@@ -125,10 +124,10 @@ def _cast(x: Array, *, dtype: Any) -> Array:
     return x.astype(dtype.np if isinstance(dtype, DType) else dtype)
 
 
-def _cast_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, gs: Any, needs: Any) -> tuple[Any, ...]:
+def _cast_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
     # only asked when x is a float (a cast from int or bool starts a constant); the cotangent
     # goes back to x's dtype
-    return (b.cast(gs[0], dtype=b.dtype(xs[0])),)
+    return (b.cast(g, dtype=b.dtype(xs[0])),)
 
 
 def _cast_c(node: Any) -> str:

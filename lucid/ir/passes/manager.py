@@ -14,6 +14,7 @@ from lucid.ir.passes.registry import PASSES, Pass, get_pass
 from lucid.ir.printer import format as format_graph
 from lucid.ir.verify import verify
 
+
 @dataclass(frozen=True)
 class PassTiming:
     """One pass's run: wall time and node counts (top level) before and after."""
