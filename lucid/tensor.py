@@ -495,9 +495,10 @@ def apply(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict[str, Any] = _NO_ATT
     if type(data) is not np.ndarray:
         data = np.asarray(data)  # NumPy gives scalars, not 0-d arrays, for ops on 0-d arrays
     if _grad_enabled and op.differentiable and True in needs and data.dtype.kind == "f":
-        rule = partial(op.vjp, EAGER, attrs, arrays, (data,), needs)  # the tape adds g
-        if not data.ndim:  # a loss: its rule computes on a NumPy scalar, a quarter of the cost
-            rule = partial(_on_scalar, rule)
+        if data.ndim:  # the tape calls the rule with the cotangent
+            rule = partial(op.vjp, EAGER, attrs, arrays, (data,), needs)
+        else:  # a loss: its rule computes on a NumPy scalar, a quarter of a 0-d array's cost
+            rule = partial(_on_scalar, op.vjp, attrs, arrays, (data,), needs)
         out = Tensor._make(data, True, inputs, rule)
     else:
         out = Tensor._make(data)
@@ -506,9 +507,11 @@ def apply(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict[str, Any] = _NO_ATT
     return out
 
 
-def _on_scalar(rule: BackwardFn, g: Array) -> Sequence[Array | None]:
-    """`rule` of a 0-d result, given its cotangent as a NumPy scalar."""
-    return rule(g[()])
+def _on_scalar(
+    rule: Any, attrs: Any, xs: Any, ys: Any, needs: Any, g: Array
+) -> Sequence[Array | None]:
+    """The VJP `rule` of a 0-d result, run on its cotangent as a NumPy scalar."""
+    return rule(EAGER, attrs, xs, ys, needs, g[()])  # type: ignore[no-any-return]
 
 
 def attach(out: Tensor, inputs: tuple[Tensor, ...], backward: BackwardFn) -> Tensor:
