@@ -6,8 +6,9 @@
 One run of the suite is not enough to tell a 10% change on a shared machine: this runs
 `benchmarks/run_all.py --no-peers` in each checkout in turn (base, new, then new, base, ...),
 each in its own process with its own lucid (the checkout's directory comes first on
-PYTHONPATH), and prints, per lucid row, the median over rounds of each run's median and the
-ratio new / base. Make BASE_DIR with `git worktree add --detach ../base <commit>`.
+PYTHONPATH), and prints, per lucid row, the median and the minimum over rounds of each run's
+median, with the ratios new / base (interference from other work only adds time, so the
+minimum is the steadier of the two on a shared machine). Make BASE_DIR with `git worktree add --detach ../base <commit>`.
 """
 
 from __future__ import annotations
@@ -59,12 +60,16 @@ def main(argv: list[str] | None = None) -> int:
                 for row, systems in rows.items():
                     for system, median in systems.items():
                         samples.setdefault((row, system, label), []).append(median)
-    print(f"| row | system | base | new | new / base |  ({args.rounds} alternating rounds)")
-    print("|---|---|---|---|---|")
+    print(f"{args.rounds} alternating rounds; per row, the median and the best (min) over rounds")
+    print("| row | system | base median | new median | ratio | base best | new best | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     for row, system in dict.fromkeys((r, s) for r, s, _ in samples):
-        base = statistics.median(samples[(row, system, "base")])
-        new = statistics.median(samples[(row, system, "new")])
-        print(f"| {row} | {system} | {fmt(base)} | {fmt(new)} | {new / base:.2f} |")
+        base, new = samples[(row, system, "base")], samples[(row, system, "new")]
+        mb, mn = statistics.median(base), statistics.median(new)
+        print(
+            f"| {row} | {system} | {fmt(mb)} | {fmt(mn)} | {mn / mb:.2f} "
+            f"| {fmt(min(base))} | {fmt(min(new))} | {min(new) / min(base):.2f} |"
+        )
     return 0
 
 
