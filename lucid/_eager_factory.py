@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from lucid import random as _random
-from lucid.tensor import Tensor, shape_args
+from lucid._args import shape_args
+from lucid.tensor import Tensor
 
 
 def _dtype(dtype: Any) -> np.dtype:

@@ -13,7 +13,6 @@ are in lucid/functional.py and lucid/nn/functional.py.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -23,7 +22,16 @@ from typing import Any
 import numpy as np
 
 from lucid import _hooks
-from lucid._tape import backward_chain, bad_cotangent, chain_of, general_order, store_grad
+from lucid._args import normalize_axes, shape_args
+from lucid._tape import (
+    backward_chain,
+    bad_cotangent,
+    chain_of,
+    general_order,
+    ones_like,
+    scalar_one,
+    store_grad,
+)
 from lucid.ir.ops import EAGER, OPS, OpDef
 
 Array = np.ndarray
@@ -244,7 +252,7 @@ class Tensor:
                 "produced it had requires_grad=True (or it was computed under lucid.no_grad())"
             )
         if grad is None:  # lucid semantics: any shape seeds with ones
-            seed = _scalar_one(self.data.dtype) if self.data.ndim == 0 else _ones_like(self.data)
+            seed = scalar_one(self.data.dtype) if self.data.ndim == 0 else ones_like(self.data)
         else:
             seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if seed.shape != self.shape:
@@ -581,58 +589,8 @@ def matmul(a: Any, b: Any) -> Tensor:
     return apply(float_input(_MATMUL, a), (a, b))
 
 
-def normalize_axes(op: str, axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
-    """`axis` as the IR wants it: non-negative, sorted, unique; None means every axis."""
-    if axis is None:
-        return tuple(range(ndim))
-    raw = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    axes = []
-    for a in raw:
-        a = operator.index(a)
-        if not -ndim <= a < ndim:
-            raise ValueError(f"{op}: axis {a} is out of range for a tensor of {ndim} dimensions")
-        axes.append(a % ndim)
-    if len(set(axes)) != len(axes):
-        raise ValueError(f"{op}: repeated axis in {raw}")
-    return tuple(sorted(axes))
-
-
-def shape_args(op: str, args: tuple[Any, ...]) -> tuple[int, ...]:
-    """Accept f(2, 3) and f((2, 3)) alike."""
-    if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
-        args = tuple(args[0])
-    try:
-        return tuple(operator.index(a) for a in args)
-    except TypeError:
-        raise TypeError(f"{op}: expected integers, got {args!r}") from None
-
-
 def _plain_index(index: Any) -> Any:
     """An index with Tensors replaced by their arrays, for NumPy."""
     if isinstance(index, tuple):
         return tuple(i.data if isinstance(i, Tensor) else i for i in index)
     return index.data if isinstance(index, Tensor) else index
-
-
-def _ones_like(a: Array) -> Array:
-    """np.ones_like(a) at half its cost (a step's backward at batch 1)."""
-    seed = np.empty_like(a)
-    seed.fill(1)
-    return seed
-
-
-_SCALAR_ONES: dict[np.dtype, Array] = {}
-
-
-def _scalar_one(dtype: np.dtype) -> Array:
-    """The ones-seed of a 0-d tensor (a scalar loss): one shared read-only array per dtype.
-
-    The tape never writes into a cotangent (stores copy it, sums make new arrays); read-only
-    makes a rule that tried fail loudly instead of corrupting later seeds.
-    """
-    seed = _SCALAR_ONES.get(dtype)
-    if seed is None:
-        seed = _ones_like(np.empty((), dtype))
-        seed.flags.writeable = False
-        seed = _SCALAR_ONES.setdefault(dtype, seed)
-    return seed

@@ -60,7 +60,7 @@ def test_scalar_loss_seed_and_mse_backward_equal_the_general_path(
 
 def test_scalar_seed_is_shared_read_only_and_never_a_grad() -> None:
     leaf = Tensor(np.float32(2.0), requires_grad=True)
-    from lucid.tensor import _scalar_one
+    from lucid._tape import scalar_one as _scalar_one
 
     leaf.backward()
     assert leaf.grad is not None and leaf.grad.flags.writeable  # a copy of the seed

@@ -1,0 +1,35 @@
+"""Normalising user arguments: axes and shapes, as Tensor's methods and the factories take them."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def normalize_axes(op: str, axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
+    """`axis` as the IR wants it: non-negative, sorted, unique; None means every axis."""
+    if axis is None:
+        return tuple(range(ndim))
+    raw = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = []
+    for a in raw:
+        a = operator.index(a)
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{op}: axis {a} is out of range for a tensor of {ndim} dimensions")
+        axes.append(a % ndim)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: repeated axis in {raw}")
+    return tuple(sorted(axes))
+
+
+def shape_args(op: str, args: tuple[Any, ...]) -> tuple[int, ...]:
+    """Accept f(2, 3) and f((2, 3)) alike."""
+    if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
+        args = tuple(args[0])
+    try:
+        return tuple(operator.index(a) for a in args)
+    except TypeError:
+        raise TypeError(f"{op}: expected integers, got {args!r}") from None
