@@ -4,7 +4,7 @@
 inputs before users. A tape that is a chain (at most one grad-requiring parent per node, as in
 loss <- sum <- compiled model output, the usual training step) is its own order and is walked
 by `backward_chain` without the set, stack and cotangent dict of the general walk, which are
-most of a tiny tape's backward.
+most of a tiny tape's backward. `ones_like` and `scalar_one` make the seed the walk starts from.
 """
 
 from __future__ import annotations
