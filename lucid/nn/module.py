@@ -78,6 +78,22 @@ class Module:
         self._modules.pop(name, None)
         object.__delattr__(self, name)
 
+    # ------------------------------------------------------------ pickling
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The module's attributes without its owner link: a weak reference does not pickle,
+        and an owner that is pickled too relinks its children when it is restored."""
+        state = dict(self.__dict__)
+        state["_owner"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for name, child in self._modules.items():  # children are restored before their owner
+            if child is not None:
+                object.__setattr__(child, "_owner", weakref.ref(self))
+                object.__setattr__(child, "_name", name)
+
     @property
     def path(self) -> str:
         """This module's dotted name from the outermost module that owns it ('' for a root)."""
