@@ -41,6 +41,27 @@ _tensor = sys.modules["lucid.tensor"]
 __all__ = ["CompileOptions", "CompiledModule", "Signature", "compile"]
 
 
+def call_arrays(args: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+    """The arrays a compiled call passes on: a Tensor's data, an array as it is, and a Python
+    number as a 0-d array of the dtype of the first float Tensor or array among the arguments
+    (float32 if none), the dtype that eager lucid's constants adopt when they meet it. A number
+    is a run-time input, never a constant baked into the graph."""
+    like: np.dtype[Any] | None = None
+    for a in args:
+        dtype = a.data.dtype if isinstance(a, Tensor) else getattr(a, "dtype", None)
+        if dtype is not None and dtype.kind == "f":
+            like = dtype
+            break
+    return tuple(
+        a.data
+        if isinstance(a, Tensor)
+        else np.asarray(a, like or np.float32)
+        if isinstance(a, (int, float)) and not isinstance(a, bool)
+        else np.asarray(a)
+        for a in args
+    )
+
+
 def _key(
     arrays: tuple[np.ndarray, ...], dynamic: bool, training: bool, grad: tuple[bool, ...] | None
 ) -> tuple[Any, ...]:
@@ -90,7 +111,7 @@ class CompiledModule:
         return self._call_slow(args)
 
     def _call_slow(self, args: tuple[Any, ...]) -> Any:
-        arrays = tuple(a.data if isinstance(a, Tensor) else np.asarray(a) for a in args)
+        arrays = call_arrays(args)
         training = bool(self.module.training)
         grad = _grad_mode(self.module, args, training)
         key = _key(arrays, self.dynamic_batch, training, grad)
