@@ -296,6 +296,32 @@ class _Draft:
             self.accumulate(v, d)
 
 
+def _bind_symbols(
+    graph: Graph,
+    draft: _Draft,
+    kept: list[Node],
+    outputs: Sequence[Value],
+    cotangents: list[Value],
+    live: set[Value],
+) -> None:
+    """Make every symbolic size of the backward graph readable from one of its inputs.
+
+    A run binds a symbol (the batch `N`) from the shapes of the graph's inputs. When no saved
+    value or cotangent carries it (`(x * 2).mean()`: the gradient is a broadcast of the scalar
+    cotangent to x's shape), the forward input that has it is saved too, and marked live: the
+    caller passes its own array again, so this costs no copy.
+    """
+    carried = {s for p in draft.placeholders if p in live for s in p.type.symbols}
+    carried |= {s for v in cotangents for s in v.type.symbols}
+    carried |= {s for p in draft.params if p in live for s in p.type.symbols}
+    needed = {s for node in kept for r in node.results for s in r.type.symbols}
+    needed |= {s for v in outputs for s in v.type.symbols}
+    for symbol in sorted(needed - carried):
+        source = next((v for v in graph.inputs if symbol in v.type.symbols), None)
+        if source is not None:  # (a symbol no input has cannot be bound: verify reports it)
+            live.add(draft.get_primal(source))
+
+
 def _finish(
     graph: Graph, draft: _Draft, cotangents: list[Value], wrt: tuple[bool, ...]
 ) -> GradResult:
@@ -309,6 +335,7 @@ def _finish(
             live.update(node.inputs)
     kept.reverse()
 
+    _bind_symbols(graph, draft, kept, rough.outputs, cotangents, live)
     position = {v: i for i, v in enumerate(graph.all_values())}
     saved_draft = sorted(
         (p for p in draft.placeholders if p in live), key=lambda p: position[draft.placeholders[p]]
