@@ -26,6 +26,22 @@ class LucidError(Exception):
     """Base class of every error lucid raises on purpose."""
 
 
+class LucidWarning(UserWarning):
+    """Base class of lucid's warnings."""
+
+
+class RecompileWarning(LucidWarning):
+    """A compiled module compiled again for a call its earlier entries do not fit."""
+
+
+class FallbackWarning(LucidWarning):
+    """A compiled module runs eagerly (correct, but not compiled) from now on."""
+
+
+class RecompileError(LucidError):
+    """A compiled module asked never to fall back (fullgraph) reached its entry limit."""
+
+
 class IRError(LucidError):
     """A graph or builder was used in a way the IR does not allow."""
 

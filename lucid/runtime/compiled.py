@@ -16,10 +16,12 @@ forward-only: inference is the common case there and should not pay for saved va
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from lucid.errors import InputError, LucidError
+from lucid.errors import (
+    FallbackWarning,
+    InputError,
+    LucidError,
+    RecompileError,
+    RecompileWarning,
+)
 from lucid.ir.core import Graph
 from lucid.runtime._entry import Entry, dump, label, optimize, slug, spy, type_of, wrap
 from lucid.runtime._fastpath import make_fast
@@ -39,6 +47,9 @@ from lucid.tensor import Tensor
 _tensor = sys.modules["lucid.tensor"]
 
 __all__ = ["CompileOptions", "CompiledModule", "Signature", "compile"]
+
+
+_log = logging.getLogger("lucid")
 
 
 def call_arrays(args: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
@@ -71,6 +82,37 @@ def _key(
     return (tuple((a.dtype, a.shape) for a in arrays), training, grad)
 
 
+def _change(old: tuple[Any, ...], new: tuple[Any, ...]) -> str:
+    """What differs between two signature keys (see _key), in words."""
+    (old_in, old_training, old_grad), (new_in, new_training, new_grad) = old, new
+    if len(old_in) != len(new_in):
+        return f"the number of inputs changed {len(old_in)} -> {len(new_in)}"
+    for i, (a, b) in enumerate(zip(old_in, new_in)):
+        if a[0] != b[0]:
+            return f"input {i} dtype changed {a[0]} -> {b[0]}"
+        if a[1:] != b[1:]:
+            return f"input {i} shape changed {_shape_text(a)} -> {_shape_text(b)}"
+    if old_training != new_training:
+        return "train/eval mode changed " + " -> ".join(
+            "train" if t else "eval" for t in (old_training, new_training)
+        )
+    return f"grad mode changed {_grad_text(old_grad)} -> {_grad_text(new_grad)}"
+
+
+def _shape_text(part: tuple[Any, ...]) -> str:
+    """A key's shape part: (dtype, shape), or (dtype, ndim, shape[1:]) under a dynamic batch."""
+    if len(part) == 2:
+        return str(tuple(part[1]))
+    return str(("N", *part[2]))
+
+
+def _grad_text(grad: tuple[bool, ...] | None) -> str:
+    if grad is None:
+        return "no gradients"
+    wanted = [i for i, w in enumerate(grad) if w]
+    return f"gradients for inputs {wanted} and the parameters" if wanted else "parameter gradients"
+
+
 def _grad_mode(module: Any, args: tuple[Any, ...], training: bool) -> tuple[bool, ...] | None:
     """None if the call needs no gradients, else which inputs require grad (see the module doc)."""
     if not _tensor._grad_enabled:
@@ -101,6 +143,8 @@ class CompiledModule:
         self._order: list[Entry] = []
         self._lock = threading.Lock()
         self._fast: Any = None
+        self._last_key: tuple[Any, ...] | None = None  # the key of the newest entry
+        self._fell_back = False  # warned that new signatures run eagerly
 
     def __call__(self, *args: Any) -> Any:
         fast = self._fast
@@ -117,6 +161,8 @@ class CompiledModule:
         key = _key(arrays, self.dynamic_batch, training, grad)
         entry = self._entries.get(key)
         if entry is None:
+            if len(self._entries) >= self.options.max_entries:
+                return self._fall_back(args)
             entry = self._compile(key, arrays, training, grad)
         self._fast = entry.fast
         outs = entry.run(arrays)
@@ -126,6 +172,38 @@ class CompiledModule:
         if entry.out_kind is None:
             return tensors[0]
         return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
+
+    def _name(self) -> str:
+        return f"{type(self.module).__name__}.forward"
+
+    def _recompiling(self, old: tuple[Any, ...], new: tuple[Any, ...]) -> None:
+        """Warn (RecompileWarning) and log that a call needs a new entry, and why."""
+        n, limit = len(self._entries) + 1, self.options.max_entries
+        message = f"recompiling {self._name()}: {_change(old, new)} (entry {n} of {limit})"
+        _log.info(message)
+        warnings.warn(message, RecompileWarning, stacklevel=5)  # the user's call
+
+    def _fall_back(self, args: tuple[Any, ...]) -> Any:
+        """A signature past the entry limit: RecompileError with fullgraph, else run eagerly."""
+        limit = self.options.max_entries
+        message = (
+            f"{self._name()} has {limit} compiled entries, the limit (options['max_entries']), "
+            "and this call fits none of them"
+        )
+        if self.options.fullgraph:
+            raise RecompileError(
+                f"{message}; fullgraph=True forbids running it eagerly: raise the limit, or "
+                "pass inputs of fewer shapes (dynamic_batch=True covers every batch size)"
+            )
+        if not self._fell_back:
+            self._fell_back = True
+            _log.info("%s: running such calls eagerly from now on", message)
+            warnings.warn(
+                f"{message}: running such calls eagerly from now on (correct, not compiled)",
+                FallbackWarning,
+                stacklevel=4,
+            )
+        return self.module(*args)
 
     def _compile(
         self,
@@ -141,6 +219,9 @@ class CompiledModule:
             entry = self._entries.get(key)
             if entry is not None:
                 return entry
+            if self._last_key is not None:
+                self._recompiling(self._last_key, key)
+            self._last_key = key
             spied = spy(self.module)
             try:
                 traced = trace(spied, *arrays, dynamic_batch=self.dynamic_batch)

@@ -16,7 +16,17 @@ from lucid.runtime.build import DEFAULT_FLAGS, BuildOptions
 
 __all__ = ["CompileOptions", "Signature"]
 
-_OPTION_KEYS = ("fusion", "passes", "isa", "cflags", "cc", "debug_dir", "autotune")
+_OPTION_KEYS = (
+    "fusion",
+    "passes",
+    "isa",
+    "cflags",
+    "cc",
+    "debug_dir",
+    "autotune",
+    "max_entries",
+    "fullgraph",
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,10 @@ class CompileOptions:
     build: BuildOptions = field(default_factory=BuildOptions)
     debug_dir: Path | None = None
     autotune: bool = False  # time GEMM blockings on this machine (lucid.runtime.autotune)
+    # compiled entries (signatures) per module before it runs new signatures eagerly, or, with
+    # fullgraph, raises RecompileError instead
+    max_entries: int = 8
+    fullgraph: bool = False
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> CompileOptions:
@@ -54,6 +68,14 @@ class CompileOptions:
         autotune = options.get("autotune", False)
         if not isinstance(autotune, bool):
             raise TypeError(f"lucid.compile: 'autotune' must be True or False, not {autotune!r}")
+        max_entries = options.get("max_entries", 8)
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError(
+                f"lucid.compile: 'max_entries' must be a whole number >= 1, not {max_entries!r}"
+            )
+        fullgraph = options.get("fullgraph", False)
+        if not isinstance(fullgraph, bool):
+            raise TypeError(f"lucid.compile: 'fullgraph' must be True or False, not {fullgraph!r}")
         return cls(
             fusion=bool(options.get("fusion", True)),
             passes=passes,
@@ -61,6 +83,8 @@ class CompileOptions:
             build=BuildOptions(cc=options.get("cc"), flags=tuple(cflags)),
             debug_dir=Path(debug_dir) if debug_dir is not None else None,
             autotune=autotune,
+            max_entries=max_entries,
+            fullgraph=fullgraph,
         )
 
     def pipeline(self) -> list[str]:
