@@ -11,6 +11,16 @@ import numpy as np
 from lucid import _hooks
 from lucid.tensor import Tensor
 
+# Bumped by every attribute assignment or deletion on any Module: a compiled module compares
+# STRUCTURE_VERSION[0] with the value it last saw, once per call (a list: one index on the hot
+# path, no call), and looks closer only when it moved.
+STRUCTURE_VERSION = [0]
+
+
+def structure_version() -> int:
+    """A number that changes whenever any Module's attributes are assigned or deleted."""
+    return STRUCTURE_VERSION[0]
+
 
 class Parameter(Tensor):
     """A Tensor that a Module registers as trainable; always requires grad.
@@ -72,11 +82,34 @@ class Module:
             params.pop(name, None)
             modules.pop(name, None)
         object.__setattr__(self, name, value)
+        STRUCTURE_VERSION[0] += 1
 
     def __delattr__(self, name: str) -> None:
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         object.__delattr__(self, name)
+        STRUCTURE_VERSION[0] += 1
+
+    # ------------------------------------------------------------ structure
+
+    def structure(self) -> dict[str, Any]:
+        """What a trace of this module may have assumed about it, by dotted name: each
+        submodule (by identity), each parameter's type (its values are read at every call, so
+        a same-shaped replacement is a value, not a change), and each plain attribute's value
+        (numbers, strings, bools, None and tuples of them; anything else, a constant tensor
+        included, by identity)."""
+        out: dict[str, Any] = {}
+        for path, module in self.named_modules():
+            prefix = f"{path}." if path else ""
+            out[path or "."] = (type(module), id(module))
+            for name, value in module.__dict__.items():
+                if name in _INTERNAL:
+                    continue
+                if isinstance(value, Parameter):
+                    out[prefix + name] = ("parameter", value.data.shape, value.data.dtype)
+                else:
+                    out[prefix + name] = value if _plain(value) else (type(value), id(value))
+        return out
 
     # ------------------------------------------------------------ pickling
 
@@ -256,3 +289,13 @@ class Sequential(Module):
         for module in self._modules.values():
             x = module(x)
         return x
+
+
+_INTERNAL = frozenset({"_parameters", "_modules", "training", "_owner", "_name"})
+
+
+def _plain(value: Any) -> bool:
+    """A value compared by equality in `Module.structure` (immutable and cheap to compare)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, tuple) and len(value) <= 16 and all(map(_plain, value))

@@ -37,6 +37,7 @@ from lucid.errors import (
     RecompileWarning,
 )
 from lucid.ir.core import Graph
+from lucid.nn.module import STRUCTURE_VERSION, structure_version
 from lucid.runtime._entry import Entry, dump, label, optimize, slug, spy, type_of, wrap
 from lucid.runtime._fastpath import make_fast
 from lucid.runtime.backends import BackendOptions, BuildInfo, Executable, get_backend
@@ -99,6 +100,29 @@ def _change(old: tuple[Any, ...], new: tuple[Any, ...]) -> str:
     return f"grad mode changed {_grad_text(old_grad)} -> {_grad_text(new_grad)}"
 
 
+def _structure_change(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The first difference between two `Module.structure` snapshots, in words; None if none."""
+    for name in [*old, *(n for n in new if n not in old)]:
+        a, b = old.get(name, _ABSENT), new.get(name, _ABSENT)
+        if a == b:
+            continue
+        where = "self" if name == "." else f"self.{name}"
+        if a is _ABSENT or b is _ABSENT:
+            return f"{where} was {'added' if a is _ABSENT else 'removed'}"
+        if _by_identity(a) or _by_identity(b):
+            return f"{where} was replaced by another object"
+        return f"{where} changed {a!r} -> {b!r}"
+    return None
+
+
+def _by_identity(entry: Any) -> bool:
+    """Whether a structure entry is (type, id): an object compared by identity."""
+    return isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], type)
+
+
+_ABSENT = object()
+
+
 def _shape_text(part: tuple[Any, ...]) -> str:
     """A key's shape part: (dtype, shape), or (dtype, ndim, shape[1:]) under a dynamic batch."""
     if len(part) == 2:
@@ -145,8 +169,15 @@ class CompiledModule:
         self._fast: Any = None
         self._last_key: tuple[Any, ...] | None = None  # the key of the newest entry
         self._fell_back = False  # warned that new signatures run eagerly
+        self._compiles = 0  # entries built, including ones a structure change dropped
+        # the module as the entries were traced (see Module.structure), and the structure
+        # version at which that was last confirmed
+        self._structure = module.structure()
+        self._seen_version = structure_version()
 
     def __call__(self, *args: Any) -> Any:
+        if STRUCTURE_VERSION[0] != self._seen_version:  # some Module attribute was assigned
+            self._revalidate()
         fast = self._fast
         if fast is not None:
             out = fast(args)
@@ -161,7 +192,7 @@ class CompiledModule:
         key = _key(arrays, self.dynamic_batch, training, grad)
         entry = self._entries.get(key)
         if entry is None:
-            if len(self._entries) >= self.options.max_entries:
+            if self._compiles >= self.options.max_entries:
                 return self._fall_back(args)
             entry = self._compile(key, arrays, training, grad)
         self._fast = entry.fast
@@ -176,12 +207,29 @@ class CompiledModule:
     def _name(self) -> str:
         return f"{type(self.module).__name__}.forward"
 
-    def _recompiling(self, old: tuple[Any, ...], new: tuple[Any, ...]) -> None:
+    def _revalidate(self) -> None:
+        """A Module attribute changed somewhere: if this module's structure differs from what
+        its entries were traced with, drop them all (the next call traces again, with a
+        warning naming the change); else just note the version."""
+        with self._lock:
+            version = structure_version()
+            now = self.module.structure()
+            change = _structure_change(self._structure, now)
+            self._structure, self._seen_version = now, version
+            if change is None or not self._entries:
+                return
+            self._entries.clear()
+            self._order.clear()
+            self._fast = None
+            self._last_key = None
+            self._recompiling(change, stacklevel=4)
+
+    def _recompiling(self, reason: str, stacklevel: int = 5) -> None:
         """Warn (RecompileWarning) and log that a call needs a new entry, and why."""
-        n, limit = len(self._entries) + 1, self.options.max_entries
-        message = f"recompiling {self._name()}: {_change(old, new)} (entry {n} of {limit})"
+        n, limit = self._compiles + 1, self.options.max_entries
+        message = f"recompiling {self._name()}: {reason} (entry {n} of {limit})"
         _log.info(message)
-        warnings.warn(message, RecompileWarning, stacklevel=5)  # the user's call
+        warnings.warn(message, RecompileWarning, stacklevel=stacklevel)  # the user's call
 
     def _fall_back(self, args: tuple[Any, ...]) -> Any:
         """A signature past the entry limit: RecompileError with fullgraph, else run eagerly."""
@@ -220,8 +268,9 @@ class CompiledModule:
             if entry is not None:
                 return entry
             if self._last_key is not None:
-                self._recompiling(self._last_key, key)
+                self._recompiling(_change(self._last_key, key))
             self._last_key = key
+            self._compiles += 1
             spied = spy(self.module)
             try:
                 traced = trace(spied, *arrays, dynamic_batch=self.dynamic_batch)
