@@ -175,6 +175,11 @@ class CompiledModule:
         self._structure = module.structure()
         self._seen_version = structure_version()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by source module and options: the copy compiles at its first call (loading
+        from the compile cache when it is warm), so it can be sent to another process."""
+        return (CompiledModule, (self.module, self.backend.name, self.dynamic_batch, self.options))
+
     def __call__(self, *args: Any) -> Any:
         if STRUCTURE_VERSION[0] != self._seen_version:  # some Module attribute was assigned
             self._revalidate()
