@@ -71,6 +71,7 @@ def test_fork_while_another_thread_owns_the_pool() -> None:
     before = lucid.get_num_threads()
     lucid.set_num_threads(2)
     stop = threading.Event()
+    worker: threading.Thread | None = None
     try:
         cmodel = lucid.compile(model)
         with lucid.no_grad():
@@ -101,4 +102,8 @@ def test_fork_while_another_thread_owns_the_pool() -> None:
             assert _wait(pid, 60) == 0, "the child computed a different result than its parent"
     finally:
         stop.set()
+        if worker is not None:
+            # grad mode is one global, not per thread: a worker still inside its no_grad block
+            # when the next test enters one would leave grad mode off for the rest of the run
+            worker.join(timeout=60)
         lucid.set_num_threads(before)
