@@ -111,8 +111,15 @@ def _structure_change(old: dict[str, Any], new: dict[str, Any]) -> str | None:
             return f"{where} was {'added' if a is _ABSENT else 'removed'}"
         if _by_identity(a) or _by_identity(b):
             return f"{where} was replaced by another object"
-        return f"{where} changed {a!r} -> {b!r}"
+        return f"{where} changed {_shown(a)} -> {_shown(b)}"
     return None
+
+
+def _shown(entry: Any) -> str:
+    """A structure entry as the warning shows it (a parameter is kept as its type)."""
+    if isinstance(entry, tuple) and len(entry) == 3 and entry[0] == "parameter":
+        return f"a {entry[2]} Parameter of shape {entry[1]}"
+    return repr(entry)
 
 
 def _by_identity(entry: Any) -> bool:
