@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from lucid.codegen import _lower_dropout as dropout
 from lucid.codegen import _lower_loops as loops
 from lucid.codegen import _lower_special as special
 from lucid.codegen import fused
@@ -27,6 +28,7 @@ LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
         "linear": special.lower_linear,
         "cross_entropy": special.lower_cross_entropy,
         "cross_entropy_grad": special.lower_cross_entropy_grad,
+        "dropout": dropout.lower_dropout,
         "fused_gemm": fused.lower_fused_gemm,
         "fused_elementwise": fused.lower_fused_elementwise,
         "fused_mlp": fused.lower_fused_mlp,

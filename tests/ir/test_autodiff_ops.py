@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import lucid
 from lucid import nn
 from lucid.ir import OPS, Graph, interpret, trace
+from lucid.tensor import apply
 from tests.ir.test_autodiff import Fn, check_module, eager_grads, ir_grads
 
 F = nn.functional
@@ -96,6 +97,12 @@ def shaped(
     return make
 
 
+def _dropout(x: Any) -> Any:
+    """The dropout op with a fixed seed (a graph constant here, so eager and the IR agree)."""
+    seed = lucid.Tensor(np.array(-42, np.int64))
+    return apply(OPS["dropout"], (x, seed), {"p": 0.4})
+
+
 def _ce(self: Any, x: Any, reduction: str) -> Any:
     return F.cross_entropy(x @ self.w, lucid.Tensor(np.array([0, 2, 1])), reduction)
 
@@ -130,6 +137,7 @@ CASES: dict[str, Callable[..., Any]] = {
     "abs": unary(lucid.abs),
     "clip": unary(lambda x: x.clip(-1.0, 2.0)),
     "clip_open": unary(lambda x: x.clip(None, 1.0)),
+    "dropout": unary(_dropout),
     "maximum": binary(lucid.maximum),
     "minimum": binary(lucid.minimum, pshape=(3, 1)),
     "sum": shaped(lambda self, x: (x * self.w).sum(axis=1), (3, 4), w=(4,)),
@@ -234,6 +242,7 @@ ACTIVATIONS: dict[str, Callable[[Any], Any]] = {
     "pow": lambda h: (h * h + 1.0) ** 0.75,
     "square": lambda h: h**2,
     "clip": lambda h: h.clip(-1.5, 2.5),
+    "dropout": _dropout,
     "where": lambda h: lucid.where(h > 0.0, h, h * 0.1),
     "reuse": lambda h: h * F.tanh(h) + h,
     "stop": lambda h: h + h.detach() * 0.0,

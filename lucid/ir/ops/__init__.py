@@ -6,6 +6,7 @@
     reduce.py        sum, mean, sum_to
     shape.py         reshape, transpose, broadcast, cast
     loss.py          mse_loss, cross_entropy (+ cross_entropy_grad)
+    dropout.py       dropout (a counter-based random mask: seed and index in, no state)
     graph.py         constant and the fused region ops
 
 `OPS` is read-only and complete once this package is imported: the families only define
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from lucid.ir.ops import activations, elementwise, graph, linalg, loss, reduce, shape
+from lucid.ir.ops import activations, dropout, elementwise, graph, linalg, loss, reduce, shape
 from lucid.ir.ops.base import (
     BOOL,
     DIMS,
@@ -54,6 +55,7 @@ OPS: Mapping[str, OpDef] = _table(
         *reduce.OPS,
         *shape.OPS,
         *loss.OPS,
+        *dropout.OPS,
         *graph.OPS,
     )
 )
