@@ -1,8 +1,9 @@
 """The one seam between eager lucid and the tracer.
 
-Eager code calls `record` after every primitive op and `unsupported` wherever a value would
-leave the graph (``bool(t)``, ``t.item()``, ``t.numpy()``...). Both are no-ops unless a tracer
-has installed itself as `active`, so eager execution pays one global lookup per op.
+Eager code calls `record` after every primitive op, `unsupported` wherever a value would
+leave the graph (``bool(t)``, ``t.item()``, ``t.numpy()``...), and `rng_seed` for the seed of
+a random op (Dropout in training). All are no-ops unless a tracer has installed itself as
+`active`, so eager execution pays one global lookup per op.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class TraceHook(Protocol):
 
     def unsupported(self, what: str, inputs: Sequence[Tensor]) -> None: ...
 
+    def rng_seed(self) -> Tensor: ...
+
     def module_scope(self, module: Module) -> Any: ...  # a context manager
 
 
@@ -41,6 +44,13 @@ def unsupported(what: str, inputs: Sequence[Tensor]) -> None:
     """Tell the active tracer (if any) that an op with no IR form ran on `inputs`."""
     if active is not None:
         active.unsupported(what, inputs)
+
+
+def rng_seed() -> Tensor | None:
+    """While a tracer is active, a seed Tensor it binds to a new run-time input of the graph,
+    so a random op's seed is never a constant of the graph; None when eager (then the caller
+    draws one from lucid.random)."""
+    return active.rng_seed() if active is not None else None
 
 
 @contextmanager

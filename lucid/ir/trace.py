@@ -4,6 +4,11 @@ Python control flow runs at trace time, so the graph is static. Anything that wo
 graph depend on data (``bool(t)``, ``t.item()``, indexing, ...) or an op with no IR definition
 is collected; the trace then fails with one `TraceError` that lists every such place with its
 module path and source line.
+
+A random op's seed (Dropout in training, through `_hooks.rng_seed`) becomes a run-time input
+hinted `rng_seed`, never a constant: the graph's inputs are the example inputs, then one i64[]
+seed per draw in the order forward made them, and whoever runs the graph passes fresh seeds
+(lucid.compile draws them from lucid.random at every call, as eager would).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
 
 _LUCID_DIR = os.path.dirname(os.path.abspath(lucid.__file__)) + os.sep
 BATCH = "N"
+SEED_HINT = "rng_seed"
 
 
 def user_location() -> SourceLoc | None:
@@ -119,6 +125,15 @@ class _Tracer:
         if any(id(t) in self.values for t in inputs):
             self._problem(f"{what} cannot be traced into a static graph")
 
+    def rng_seed(self) -> Tensor:
+        # a seed is a run-time input (after the example inputs), never a constant: whoever runs
+        # the graph passes a fresh one per call, as eager draws one per call
+        from lucid.tensor import Tensor
+
+        seed = Tensor._make(np.zeros((), np.int64))  # its value never reaches the graph
+        self.bind(seed, self.builder.input(TensorType(DType.I64, ()), SEED_HINT))
+        return seed
+
     @contextmanager
     def module_scope(self, module: Module) -> Iterator[None]:
         self._scope.append(self._paths.get(id(module), type(module).__name__))
@@ -195,7 +210,7 @@ def trace(
 
 # The forwards that record the same ops and attributes for an empty batch as for a full one: each reads no batch size and no data (Python control flow on neither), and creates no
 # constant shaped like its input; Flatten reshapes to (-1, prod(shape[1:])). Dropout qualifies
-# only when it is the identity: in training it draws a random number per element.
+# in training too: it records `dropout(x, seed)` with the seed a graph input, drawing nothing.
 def _row_agnostic_forwards() -> frozenset[Any]:
     from lucid import nn
 
@@ -220,7 +235,7 @@ def empty_batch_suffices(module: Any, inputs: Sequence[Tensor]) -> bool:
     tracing it on the whole batch: the input has a batch axis and a feature axis, and every
     module in the tree runs one of lucid's own row-agnostic forwards (a user's forward may
     read `x.shape[0]`, which the tracer cannot see, so it always runs on the full batch)."""
-    from lucid.nn import Dropout, Module
+    from lucid.nn import Module
 
     # `__wrapped__`: a stand-in that calls the model and only looks at what it returns
     root = getattr(module, "__wrapped__", module)
@@ -234,8 +249,6 @@ def empty_batch_suffices(module: Any, inputs: Sequence[Tensor]) -> bool:
         if cls.__call__ is not Module.__call__ or "forward" in vars(m):
             return False
         if cls.forward not in agnostic:
-            return False
-        if cls.forward is Dropout.forward and m.training and m.p != 0.0:
             return False
     return True
 

@@ -13,10 +13,11 @@ import numpy as np
 from lucid import _hooks
 from lucid import random as _random
 from lucid.ir.ops import OPS
-from lucid.tensor import Array, Tensor, apply, attach, constant, float_input, operands
+from lucid.tensor import Tensor, apply, constant, float_input, operands
 
 # the ops this module applies, looked up once (these functions run once per layer call)
 _CROSS_ENTROPY = OPS["cross_entropy"]
+_DROPOUT = OPS["dropout"]
 _HARDSIGMOID = OPS["hardsigmoid"]
 _HARDSWISH = OPS["hardswish"]
 _LINEAR = OPS["linear"]
@@ -143,15 +144,23 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
-    """Zero each element with probability p and scale the rest by 1/(1-p); identity if not training."""
+    """Zero each element with probability p and scale the rest by 1/(1-p); identity if not training.
+
+    One op, `dropout(x, seed){p}`: the mask is a hash of (seed, element index), with one seed
+    per call from lucid.random (see lucid/ir/ops/dropout.py), so compiled code computes the
+    same mask from the same seed and the backward recomputes it instead of saving it.
+    """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must lie in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
-    _hooks.unsupported("Dropout in training mode (call model.eval() before compiling)", (x,))
-    if x.data.dtype.kind != "f":
-        raise TypeError(f"dropout: expected a floating-point Tensor, got dtype {x.dtype}")
-    keep = _random.generator().random(x.shape) >= p
-    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    mask: Array = keep.astype(x.dtype) * x.dtype.type(scale)
-    return attach(Tensor._make(x.data * mask), (x,), lambda g: (g * mask,))
+    return apply(float_input(_DROPOUT, x), (x, _seed()), {"p": float(p)})
+
+
+def _seed() -> Tensor:
+    """One call's seed: a draw from lucid.random now (eager) or, while a tracer runs, a graph
+    input that every compiled call fills with a fresh draw (never a constant of the graph)."""
+    seed = _hooks.rng_seed()
+    if seed is None:
+        seed = Tensor._make(np.array(_random.draw_seed(), dtype=np.int64))
+    return seed

@@ -14,6 +14,7 @@ import numpy as np
 from lucid.errors import InputError, LucidError
 from lucid.ir.core import Graph
 from lucid.ir.types import DType
+from lucid.random import draw_seed
 from lucid.runtime._prepack import PackedWeights
 from lucid.runtime.backends import Executable
 from lucid.tensor import Tensor
@@ -34,6 +35,11 @@ def type_of(a: np.ndarray) -> str:
     return f"{name}[{','.join(map(str, a.shape))}]"
 
 
+def new_seed() -> np.ndarray:
+    """One seed input's array: a fresh i64[] draw from lucid.random (see Entry.draw_seeds)."""
+    return np.array(draw_seed(), np.int64)
+
+
 def wrap(a: np.ndarray) -> Tensor:
     """A Tensor around `a` without the copy Tensor() makes; it never requires grad."""
     return Tensor._make(a)
@@ -51,6 +57,8 @@ class Entry:
     its graph param type and is C-contiguous (so its id may go to the C). `grad` is None for a
     forward-only entry (`signature.grad is None`); otherwise `forward` runs the augmented
     forward (original outputs, then saved values) and `grad` holds the compiled backward.
+    The graph's inputs are the caller's (`signature.inputs`), then `n_seeds` i64[] seeds
+    (lucid/ir/trace.py): every call draws them afresh with `draw_seeds`.
     """
 
     def __init__(
@@ -70,6 +78,7 @@ class Entry:
         self.debug_path = debug_path
         graph = forward.graph
         self.graph = graph
+        self.n_seeds = len(graph.inputs) - len(signature.inputs)
         owners = {name: m for name, m in module.named_modules()}
         self.param_slots: list[tuple[dict[str, Any], str, str]] = []
         for p in graph.params:
@@ -95,6 +104,11 @@ class Entry:
     def param_objects(self) -> tuple[Any, ...]:
         """The live Parameter object of each graph param (the tape parents of a grad call)."""
         return tuple(slots[leaf] for slots, leaf, _ in self.param_slots)
+
+    def draw_seeds(self) -> tuple[np.ndarray, ...]:
+        """A fresh seed from lucid.random for each seed input, in the order eager draws them
+        (one per training-mode Dropout call), so seeding lucid.random gives eager's masks."""
+        return tuple([new_seed() for _ in range(self.n_seeds)])
 
     def params(self) -> tuple[np.ndarray, ...]:
         """The live parameter arrays, validated; refreshes `pcache` when all can go to C as is."""

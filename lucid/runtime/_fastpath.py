@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lucid.runtime import threads as _threads
+from lucid.runtime._entry import new_seed
 from lucid.tensor import Tensor
 
 # the module, not `lucid.tensor` the factory function that shadows it as an attribute
@@ -44,7 +45,7 @@ def fast_source(entry: Entry) -> str:
     wrt = entry.signature.grad  # None: forward only; else which inputs get gradients
     training = entry.signature.training
     dynamic = any(not t.is_static for t in g.input_types)
-    n_in, n_par, n_out = len(g.inputs), len(g.params), len(g.outputs)
+    n_in, n_par, n_out = len(g.inputs) - entry.n_seeds, len(g.params), len(g.outputs)
     lines = [
         "def fast(args):",
         f"    if len(args) != {n_in} or module.training is not training:",
@@ -112,8 +113,13 @@ def fast_source(entry: Entry) -> str:
     for k, t in enumerate(g.output_types):
         shape = f"(n,) + oshape{k}" if t.shape[:1] == (BATCH,) else f"oshape{k}"
         lines.append(f"    y{k} = empty({shape}, odt{k})")
+    # the seeds of the graph's random ops: drawn after the last `return None`, so a call the
+    # slow path serves draws once, as eager does
+    lines += [f"    r{k} = seed()" for k in range(entry.n_seeds)]
+    seeds = [f"r{k}" for k in range(entry.n_seeds)]
     args = [
         *(f"id(x{i})" for i in range(n_in)),
+        *(f"id({r})" for r in seeds),
         *(["*ids"] if n_par else []),
         *(f"id(y{k})" for k in range(n_out)),
         *(["id(pktable)"] if packed else []),
@@ -126,7 +132,7 @@ def fast_source(entry: Entry) -> str:
         "        raise forward.error(code)",
     ]
     if wrt is not None:
-        xs = "".join(f"x{i}, " for i in range(n_in))
+        xs = "".join([*(f"x{i}, " for i in range(n_in)), *(f"{r}, " for r in seeds)])
         ps = "".join(f"P{j}, " for j in range(n_par))
         ys = "".join(f"y{k}, " for k in range(n_out))
         lines.append(f"    return attach(args, ({xs}), ({ps}), ({ys}))")
@@ -166,6 +172,7 @@ def make_fast(entry: Entry, module: Any) -> Any:
         "threads": _threads,
         "out_kind": entry.out_kind,
         "attach": entry.grad.attach_behaved if entry.grad is not None else None,
+        "seed": new_seed,  # one fresh seed per seed input (fast_source: r0 = seed() ...)
     }
     for i, t in enumerate(g.input_types):
         dt = t.dtype.np

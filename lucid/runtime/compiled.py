@@ -208,6 +208,8 @@ class CompiledModule:
                 return self._fall_back(args)
             entry = self._compile(key, arrays, training, grad)
         self._fast = entry.fast
+        if entry.n_seeds:  # after any trace (which draws none): the draws eager would make
+            arrays += entry.draw_seeds()
         outs = entry.run(arrays)
         if entry.grad is not None:
             return entry.grad.attach(args, arrays, entry.param_objects(), outs)
@@ -288,7 +290,7 @@ class CompiledModule:
                 traced = trace(spied, *arrays, dynamic_batch=self.dynamic_batch)
             except (LucidError, ValueError, TypeError) as exc:
                 raise self._mismatch(arrays, exc) from exc
-            signature = Signature(traced.input_types, training, grad)
+            signature = Signature(traced.input_types[: len(arrays)], training, grad)  # no seeds
             names = self.options.pipeline()
             debug_path = self._debug_path(signature)
             rows = next((a.shape[0] for a in arrays if a.ndim), None)  # the batch, for autotune
@@ -318,7 +320,8 @@ class CompiledModule:
         from lucid.runtime._training import GradProgram
 
         assert signature.grad is not None
-        result = differentiate(traced, wrt_inputs=signature.grad)
+        wrt = (*signature.grad, *(False,) * (len(traced.inputs) - len(signature.grad)))  # seeds
+        result = differentiate(traced, wrt_inputs=wrt)
         fstages = {"traced": traced, **optimize(result.forward, names, first="autodiff")}
         bstages = optimize(result.backward, names, first="autodiff")
         bpath = debug_path / "backward" if debug_path is not None else None
@@ -341,7 +344,7 @@ class CompiledModule:
                 backward = pending.result()
         entry = Entry(self.module, signature, fstages, forward, out_kind, debug_path)
         hints = [p.hint for p in forward.graph.params]
-        entry.grad = GradProgram(result, bstages, backward, hints, out_kind, signature.grad)
+        entry.grad = GradProgram(result, bstages, backward, hints, out_kind, wrt)
         return entry
 
     def _prepare(
@@ -382,10 +385,11 @@ class CompiledModule:
         """A failed trace for a new signature: an InputError against the last compiled types."""
         if not self._order:
             return exc
-        graph = self._order[-1].graph
-        if len(arrays) != len(graph.inputs):
-            return InputError(f"expected {len(graph.inputs)} input(s), got {len(arrays)}: {exc}")
-        for i, (a, v) in enumerate(zip(arrays, graph.inputs)):
+        last = self._order[-1]
+        inputs = last.graph.inputs[: len(last.signature.inputs)]  # the caller's, not the seeds
+        if len(arrays) != len(inputs):
+            return InputError(f"expected {len(inputs)} input(s), got {len(arrays)}: {exc}")
+        for i, (a, v) in enumerate(zip(arrays, inputs)):
             want = v.type
             fits = (
                 a.dtype == want.dtype.np

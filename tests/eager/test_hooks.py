@@ -21,6 +21,7 @@ class FakeTracer:
     def __init__(self) -> None:
         self.ops: list[tuple[str, tuple[Tensor, ...], dict[str, Any], Tensor, str]] = []
         self.unsupported_calls: list[tuple[str, tuple[Tensor, ...]]] = []
+        self.seeds: list[Tensor] = []
         self.scope: list[str] = []
 
     def record(self, op, inputs, attrs, output) -> None:
@@ -28,6 +29,10 @@ class FakeTracer:
 
     def unsupported(self, what, inputs) -> None:
         self.unsupported_calls.append((what, tuple(inputs)))
+
+    def rng_seed(self) -> Tensor:
+        self.seeds.append(Tensor(np.array(0, np.int64)))
+        return self.seeds[-1]
 
     @contextmanager
     def module_scope(self, module) -> Iterator[None]:
@@ -169,7 +174,6 @@ def test_flatten_records_minus_one_and_the_product_of_the_rest() -> None:
         (lambda t: [1, 2, 3][lucid.arange(1).sum()], "__index__"),
         (lambda t: t[0], "__getitem__"),
         (lambda t: t.__setitem__(0, 1.0), "__setitem__"),
-        (lambda t: nn.Dropout(0.5)(t), "Dropout"),
     ],
 )
 def test_graph_exits_report_unsupported(fn, what) -> None:
@@ -187,6 +191,18 @@ def test_getitem_still_works_eagerly_with_a_gradient_while_reporting() -> None:
     assert tracer.unsupported_calls[0][1] == (t,) and not tracer.ops
     y.backward()
     np.testing.assert_array_equal(t.grad, [0.0, 1.0, 1.0])
+
+
+def test_training_dropout_asks_the_tracer_for_its_seed_and_draws_nothing() -> None:
+    t = Tensor(np.ones((2, 3)))
+    lucid.random.seed(5)
+    tracer = trace(lambda: nn.Dropout(0.25)(t))
+    [(op, inputs, attrs, _, _)] = tracer.ops
+    assert (op, attrs) == ("dropout", {"p": 0.25}) and not tracer.unsupported_calls
+    assert inputs[0] is t and inputs[1] is tracer.seeds[0] and len(tracer.seeds) == 1
+    next_draw = lucid.random.draw_seed()
+    lucid.random.seed(5)
+    assert lucid.random.draw_seed() == next_draw  # the trace consumed no randomness
 
 
 def test_eval_dropout_and_data_reads_are_silent() -> None:

@@ -10,7 +10,6 @@ import pytest
 
 import lucid
 from lucid import nn
-from lucid.errors import TraceError
 from lucid.ir.printer import format as format_graph
 from lucid.tensor import Tensor
 
@@ -157,21 +156,23 @@ def test_which_models_trace_on_an_empty_batch():
     patched[0].forward = lambda x: x
     assert not tracing.empty_batch_suffices(patched, [x])
     dropout = nn.Sequential(nn.Dropout(0.5))
-    assert not tracing.empty_batch_suffices(dropout.train(), [x])  # draws per element
+    # in training Dropout records dropout(x, seed), the seed a graph input: no draw, no rows
+    assert tracing.empty_batch_suffices(dropout.train(), [x])
     assert tracing.empty_batch_suffices(dropout.eval(), [x])
 
 
-def test_dropout_in_training_fails_as_before_and_draws_as_before():
+@pytest.mark.parametrize("dynamic_batch", [False, True])
+def test_dropout_in_training_traces_on_an_empty_batch_and_draws_nothing(monkeypatch, dynamic_batch):
+    rows = Rows(monkeypatch)
     model = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)).train()
     x = np.ones((5, 3), np.float32)
     lucid.random.seed(3)
-    with pytest.raises(TraceError, match="Dropout in training mode"):
-        tracing.trace(model, x)
-    after_trace = lucid.random.generator().random()
+    full, fast = _both(model, x, dynamic_batch)
+    assert fast == full and "dropout" in fast and "%rng_seed: i64[]" in fast
+    assert rows.seen == [5, 5, 0, 0]
+    after_traces = lucid.random.generator().random()
     lucid.random.seed(3)
-    with pytest.raises(TraceError):
-        _full_trace(model, x)
-    assert lucid.random.generator().random() == after_trace
+    assert lucid.random.generator().random() == after_traces  # the seed is an input, not a draw
 
 
 def test_an_input_that_does_not_fit_reports_the_full_batch_shape():
