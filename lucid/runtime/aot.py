@@ -156,8 +156,24 @@ def _optimised_graph(
     from lucid.ir.trace import trace
 
     graph = trace(model, *inputs, dynamic_batch=dynamic_batch)
+    _refuse_random(model, graph, len(inputs))
     names = list(passes) if passes is not None else default_pipeline()
     return PassManager(names).run(graph)[0]
+
+
+def _refuse_random(model: Any, graph: Graph, n_inputs: int) -> None:
+    """LucidError if the graph takes seeds (inputs past the examples, lucid/ir/trace.py): their
+    masks need a fresh draw from lucid.random at every call, and the library has no lucid.random
+    (a seed baked in would repeat one mask forever: a silent wrong answer)."""
+    if len(graph.inputs) == n_inputs:
+        return
+    where = next((n.loc for n in graph.nodes if n.op == "dropout" and n.loc), None)
+    raise LucidError(
+        f"cannot export {type(model).__name__}: it runs Dropout in training mode"
+        + (f" ({where})" if where else "")
+        + ", whose masks need a fresh random seed at every call, which an exported library "
+        "cannot draw; call model.eval() before lucid.export (Dropout is then the identity)"
+    )
 
 
 def _param_arrays(model: Any, graph: Graph) -> list[np.ndarray]:
