@@ -128,8 +128,8 @@ def test_keep_rate_and_scale(dtype: type) -> None:
     compiled = lucid.compile(model)
     x = _x(1000, 1000, dtype)
     with lucid.no_grad():
-        lucid.random.seed(11)
-        y = compiled(x).data
+        y = _seeded(11, compiled, x).data
+        np.testing.assert_array_equal(y, _seeded(11, model, x).data)  # eager hashes in blocks
     n = y.size
     kept = ~_drops(y)
     assert abs(kept.sum() - n * (1 - P)) < 5 * np.sqrt(n * P * (1 - P))
@@ -142,15 +142,16 @@ def test_keep_rate_and_scale(dtype: type) -> None:
 
 
 def test_keep_mask_matches_the_documented_hash() -> None:
-    """The vectorised kernel is splitmix64 seeded at mix64(seed), element by element."""
-    seed, p = -987654321, 0.25
-    key, mask, want = D.mix64(seed), (1 << 64) - 1, []
-    for i in range(50):
+    """The vectorised kernel is splitmix64 seeded at mix64(seed), element by element (also
+    across the blocks it hashes in)."""
+    seed, p, n = -987654321, 0.25, 3 * D._BLOCK + 5
+    key = D.mix64(seed)
+    got = D.keep_mask(n, seed, p)
+    edges = [0, 1, D._BLOCK - 1, D._BLOCK, 2 * D._BLOCK + 1, n - 1]
+    for i in [*range(50), *edges]:
         h = D.mix64(key + (i + 1) * D.GAMMA)
-        want.append(h >= D.threshold(p))
-        assert 0 <= h <= mask
-    np.testing.assert_array_equal(D.keep_mask(50, seed, p), want)
-    assert D.threshold(0.0) == 0 and D.threshold(0.5) == 1 << 63
+        assert 0 <= h < 1 << 64 and got[i] == (h >= D.threshold(p))
+    assert D.threshold(0.0) == 0 and D.threshold(0.5) == 1 << 63 and D.threshold(0.75) == 3 << 62
 
 
 @pytest.mark.needs_cc

@@ -60,19 +60,29 @@ def scale(p: float) -> float:
     return 1.0 / (1.0 - p)
 
 
+_BLOCK = 1 << 14  # elements hashed per pass: two uint64 buffers of 128 KiB stay in cache
+
+
 def keep_mask(n: int, seed: int, p: float) -> Array:
     """The keep decision of elements 0 .. n-1 for `seed` (a bool array of n elements)."""
-    # uint64 arrays wrap modulo 2**64 without warnings (only NumPy *scalars* warn): in place,
-    # so one temporary of n words is all it takes
-    z = np.arange(1, n + 1, dtype=np.uint64)
-    z *= np.uint64(GAMMA)
-    z += np.uint64(mix64(seed))
-    z ^= z >> np.uint64(30)
-    z *= np.uint64(MIX1)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(MIX2)
-    z ^= z >> np.uint64(31)
-    return z >= np.uint64(threshold(p))
+    out = np.empty(n, dtype=bool)
+    key, limit = mix64(seed), np.uint64(threshold(p))
+    # uint64 arrays wrap modulo 2**64 without warnings (only NumPy *scalars* warn). Block by
+    # block, in place: a whole-array pass per step would be bound by memory, 5x slower.
+    steps = np.arange(1, min(n, _BLOCK) + 1, dtype=np.uint64) * np.uint64(GAMMA)  # (j+1) GAMMA
+    z, t = np.empty_like(steps), np.empty_like(steps)
+    for start in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - start)
+        h, tmp = z[:m], t[:m]
+        np.add(steps[:m], np.uint64((key + start * GAMMA) & MASK64), out=h)  # key + (i+1) GAMMA
+        for shift, factor in ((30, MIX1), (27, MIX2)):
+            np.right_shift(h, np.uint64(shift), out=tmp)
+            h ^= tmp
+            h *= np.uint64(factor)
+        np.right_shift(h, np.uint64(31), out=tmp)
+        h ^= tmp
+        np.greater_equal(h, limit, out=out[start : start + m])
+    return out
 
 
 def _check_p(p: Attr) -> float:
