@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lucid._symbolic import python
 from lucid.errors import InputError, LucidError
 from lucid.ir.core import Graph
 from lucid.ir.types import DType
@@ -19,6 +20,7 @@ from lucid.runtime.backends import Executable
 from lucid.tensor import Tensor
 
 if TYPE_CHECKING:
+    from lucid.ir.trace import Guard
     from lucid.runtime._training import GradProgram
     from lucid.runtime.options import Signature
 
@@ -81,11 +83,26 @@ class Entry:
             self.param_slots.append((owner._parameters, leaf, hint))
         self.pcache: tuple[tuple[np.ndarray, ...], tuple[int, ...]] | None = None
         self.fast: Any = None
+        # the Python decisions the trace took on the batch size: this entry serves only the
+        # calls for which each comes out the same (set by the compiler after tracing)
+        self.guards: tuple[Guard, ...] = ()
         # a forward-only entry keeps its GEMM weights packed between calls (grad entries run
         # after every optimizer step, so they pack in the call, on all threads)
         self.packed: PackedWeights | None = None
         if signature.grad is None and getattr(forward, "pack_slots", ()):
             self.packed = PackedWeights(forward)
+
+    def admits(self, batch: int) -> bool:
+        """Whether every guard of this entry holds for a call of this batch size."""
+        return all(g.holds({_BATCH: batch}) for g in self.guards)
+
+    def guard_source(self) -> str | None:
+        """The guards as one Python condition on `n` (the batch) for the fast path; None if
+        there are none. Only numbers and operators: see lucid._symbolic.python."""
+        if not self.guards:
+            return None
+        names = {_BATCH: "n"}
+        return " and ".join(f"({python(g.test, names)} is {bool(g.outcome)})" for g in self.guards)
 
     @property
     def backward(self) -> Executable | None:

@@ -89,6 +89,9 @@ def fast_source(entry: Entry) -> str:
             lines += [f"    if x{i}.shape != shape{i}:", "        return None"]
     if not dynamic:
         lines.append("    n = 1")
+    guards = entry.guard_source()
+    if guards is not None:  # the trace's decisions on the batch size must come out the same
+        lines += [f"    if not ({guards}):", "        return None"]
     lines.append("    cached = entry.pcache")
     if n_par:
         lines += ["    if cached is None:", "        return None", "    arrays, ids = cached"]

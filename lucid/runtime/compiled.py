@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from lucid.errors import (
     RecompileWarning,
 )
 from lucid.ir.core import Graph
+from lucid.ir.trace import BATCH, Guard
 from lucid.nn.module import STRUCTURE_VERSION, structure_version
 from lucid.runtime._entry import Entry, dump, label, optimize, slug, spy, type_of, wrap
 from lucid.runtime._fastpath import make_fast
@@ -144,6 +145,29 @@ def _grad_text(grad: tuple[bool, ...] | None) -> str:
     return f"gradients for inputs {wanted} and the parameters" if wanted else "parameter gradients"
 
 
+def _batch(arrays: tuple[np.ndarray, ...]) -> int:
+    """The batch size of a call: the first dim of its first input that has one."""
+    return next((a.shape[0] for a in arrays if a.ndim), 1)
+
+
+def _admitting(entries: Sequence[Entry], arrays: tuple[np.ndarray, ...]) -> Entry | None:
+    """The first of `entries` (one signature's) whose guards hold for this call, or None."""
+    if len(entries) == 1 and not entries[0].guards:
+        return entries[0]
+    n = _batch(arrays)
+    return next((e for e in entries if e.admits(n)), None)
+
+
+def _failed_guard(entry: Entry, arrays: tuple[np.ndarray, ...]) -> str:
+    """Why `entry` does not serve this call, in words: its first guard that fails."""
+    n = _batch(arrays)
+    failed = next((g for g in entry.guards if not g.holds({BATCH: n})), None)
+    if failed is None:  # another thread's entry admits it by now
+        return f"a new trace for N={n}"
+    where = f" (decided at {failed.loc})" if failed.loc else ""
+    return f"the trace assumed {failed.condition()}{where}, which fails for N={n}"
+
+
 def _grad_mode(module: Any, args: tuple[Any, ...], training: bool) -> tuple[bool, ...] | None:
     """None if the call needs no gradients, else which inputs require grad (see the module doc)."""
     if not _tensor._grad_enabled:
@@ -157,7 +181,9 @@ def _grad_mode(module: Any, args: tuple[Any, ...], training: bool) -> tuple[bool
 class CompiledModule:
     """A model compiled per input signature by `lucid.compile`.
 
-    Invariants: `_entries` maps a signature key to its Entry and only grows (under `_lock`);
+    Invariants: `_entries` maps a signature key to its Entries, which differ in the Python
+    decisions their traces took on the batch size (`Entry.guards`); it only grows (under `_lock`)
+    until a structure change clears it;
     `_fast` is the generated fast path of the most recently compiled or used entry, or None;
     nothing mutable is shared between concurrent calls except parameter caches, which are
     replaced whole. Parameters are read from the model at every call.
@@ -170,7 +196,7 @@ class CompiledModule:
         self.backend = get_backend(backend)
         self.dynamic_batch = bool(dynamic_batch)
         self.options = options
-        self._entries: dict[tuple[Any, ...], Entry] = {}
+        self._entries: dict[tuple[Any, ...], list[Entry]] = {}
         self._order: list[Entry] = []
         self._lock = threading.Lock()
         self._fast: Any = None
@@ -202,7 +228,7 @@ class CompiledModule:
         training = bool(self.module.training)
         grad = _grad_mode(self.module, args, training)
         key = _key(arrays, self.dynamic_batch, training, grad)
-        entry = self._entries.get(key)
+        entry = _admitting(self._entries.get(key, ()), arrays)
         if entry is None:
             if self._compiles >= self.options.max_entries:
                 return self._fall_back(args)
@@ -276,16 +302,20 @@ class CompiledModule:
         from lucid.ir.trace import trace
 
         with self._lock:
-            entry = self._entries.get(key)
+            candidates = self._entries.get(key, [])
+            entry = _admitting(candidates, arrays)
             if entry is not None:
                 return entry
-            if self._last_key is not None:
+            if candidates:
+                self._recompiling(_failed_guard(candidates[-1], arrays))
+            elif self._last_key is not None:
                 self._recompiling(_change(self._last_key, key))
             self._last_key = key
             self._compiles += 1
             spied = spy(self.module)
+            guards: list[Guard] = []
             try:
-                traced = trace(spied, *arrays, dynamic_batch=self.dynamic_batch)
+                traced = trace(spied, *arrays, dynamic_batch=self.dynamic_batch, guards=guards)
             except (LucidError, ValueError, TypeError) as exc:
                 raise self._mismatch(arrays, exc) from exc
             signature = Signature(traced.input_types, training, grad)
@@ -298,8 +328,9 @@ class CompiledModule:
                 entry = Entry(self.module, signature, stages, forward, spied.kind, debug_path)
             else:
                 entry = self._compile_grad(traced, signature, names, spied.kind, debug_path, rows)
+            entry.guards = tuple(guards)
             entry.fast = make_fast(entry, self.module)
-            self._entries[key] = entry
+            self._entries.setdefault(key, []).append(entry)
             self._order.append(entry)
             return entry
 
