@@ -437,14 +437,19 @@ def _record(
     return graph
 
 
-def decision_error(module: Any, guards: Sequence[Guard]) -> TraceError:
+_REMEDY = (
+    "trace with a static batch (dynamic_batch=False), or use lucid.compile, which checks them "
+    "on every call and recompiles when one changes"
+)
+
+
+def decision_error(module: Any, guards: Sequence[Guard], remedy: str = _REMEDY) -> TraceError:
     """The error for Python decisions on the batch size in a graph that cannot guard them."""
     lines = "\n".join(f"  {g.loc or '<unknown>'}: the trace needs {g.condition()}" for g in guards)
+    name = type(getattr(module, "__wrapped__", module)).__name__
     return TraceError(
-        f"cannot trace {type(module).__name__} with a dynamic batch: forward takes Python "
-        f"decisions on the batch size N, and a graph for every N cannot keep them:\n{lines}\n"
-        "trace with a static batch (dynamic_batch=False), or use lucid.compile, which checks "
-        "them on every call and recompiles when one changes"
+        f"cannot trace {name} with a dynamic batch: forward takes Python decisions on the "
+        f"batch size N, and a graph for every N cannot keep them:\n{lines}\n{remedy}"
     )
 
 
