@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from lucid import _hooks
-from lucid._symbolic import SymInt, any_symbolic, concrete
 from lucid._args import normalize_axes, shape_args
+from lucid._symbolic import SymInt, any_symbolic, concrete
 from lucid._tape import (
     backward_chain,
     bad_cotangent,

@@ -158,7 +158,9 @@ def test_the_graph_shows_sizes_and_round_trips(cls: type[nn.Module]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cls", NUMERIC)
-def test_exported_dynamic_batch_reads_the_run_time_batch(cls: type[nn.Module], tmp_path: Path) -> None:
+def test_exported_dynamic_batch_reads_the_run_time_batch(
+    cls: type[nn.Module], tmp_path: Path
+) -> None:
     from lucid.runtime.loader import load
 
     lucid.random.seed(0)

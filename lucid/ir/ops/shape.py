@@ -163,6 +163,7 @@ CAST = OpDef(
     doc="x.astype(dtype)",
 )
 
+
 def _dim_infer(ts: Types, attrs: Attrs) -> Types:
     (x,) = ts
     axis = attrs["axis"]
