@@ -15,6 +15,7 @@ from lucid._symbolic import python
 from lucid.errors import InputError, LucidError
 from lucid.ir.core import Graph
 from lucid.ir.types import DType
+from lucid.runtime._gradplan import dependencies
 from lucid.runtime._prepack import PackedWeights
 from lucid.runtime.backends import Executable
 from lucid.tensor import Tensor
@@ -91,6 +92,12 @@ class Entry:
         self.packed: PackedWeights | None = None
         if signature.grad is None and getattr(forward, "pack_slots", ()):
             self.packed = PackedWeights(forward)
+        # the outputs that reach a parameter differentiably: in an eval-mode call with grad
+        # enabled they require grad, as in eager (see CompiledModule._differentiable_later)
+        self.late: tuple[int, ...] = ()
+        if signature.grad is None and graph.params:
+            deps = dependencies(graph, (False,) * len(graph.inputs))
+            self.late = tuple(k for k, d in enumerate(deps) if d)
 
     def admits(self, batch: int) -> bool:
         """Whether every guard of this entry holds for a call of this batch size."""

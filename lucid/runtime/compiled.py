@@ -9,9 +9,10 @@ Grad mode: a call needs gradients when `lucid.grad_enabled()` and an input Tenso
 grad, or the model is in train mode and a parameter requires grad. Such a call runs the
 augmented forward of `lucid.ir.autodiff.grad` (compiled, fused) and returns Tensors on the
 eager tape whose backward runs the compiled backward graph (`_training.py`); any other call
-(under `lucid.no_grad()`, in eval mode on plain inputs) runs the forward-only build, a
-separate cached entry. Eval mode with only parameters requiring grad is deliberately
-forward-only: inference is the common case there and should not pay for saved values.
+runs the forward-only build, a separate cached entry. An eval-mode call with grad enabled and
+parameters requiring grad is differentiable, as in eager, but inference is the common case
+there and should not pay for saved values: it runs the forward-only build and returns outputs
+whose backward, if one ever runs, recomputes the call through the grad entry (`_late_backward`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -238,9 +240,54 @@ class CompiledModule:
         if entry.grad is not None:
             return entry.grad.attach(args, arrays, entry.param_objects(), outs)
         tensors = tuple(map(wrap, outs))
+        late = entry.late and _tensor._grad_enabled and not training
+        if late and any(p.requires_grad for p in entry.param_objects()):
+            return self._differentiable_later(entry, args, arrays, tensors)
         if entry.out_kind is None:
             return tensors[0]
         return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
+
+    def _differentiable_later(
+        self,
+        entry: Entry,
+        args: tuple[Any, ...],
+        arrays: tuple[np.ndarray, ...],
+        tensors: tuple[Tensor, ...],
+    ) -> Any:
+        """The outputs of an eval-mode forward-only call, made differentiable: each output that
+        reaches a parameter requires grad, and its backward recomputes the call with gradients
+        (`_late_backward`). Returned in the shape forward returned them."""
+        for k in entry.late:
+            t = tensors[k]
+            t.requires_grad = True
+            t._backward = partial(self._late_backward, args, arrays, k)
+        if entry.out_kind is None:
+            return tensors[0]
+        return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
+
+    def _late_backward(
+        self, args: tuple[Any, ...], arrays: tuple[np.ndarray, ...], k: int, g: np.ndarray
+    ) -> tuple[()]:
+        """Output k's backward for an eval-mode call: run the call again through its grad
+        entry (compiled now if need be) and push `g` back from output k, which accumulates
+        into the parameters' `.grad`. No input required grad, so it returns no gradients."""
+        wrt = (False,) * len(arrays)
+        key = _key(arrays, self.dynamic_batch, False, wrt)
+        entry = _admitting(self._entries.get(key, ()), arrays)
+        if entry is None and self._compiles >= self.options.max_entries:
+            self._fall_back(())  # warns once, or raises with fullgraph
+            again = self.module(*args)
+        else:
+            if entry is None:
+                why = "a backward through an eval-mode call needs a build with gradients"
+                entry = self._compile(key, arrays, False, wrt, why)
+            assert entry.grad is not None
+            outs = entry.run(arrays)
+            again = entry.grad.attach(args, arrays, entry.param_objects(), outs)
+        out = again if isinstance(again, Tensor) else tuple(again)[k]
+        if out.requires_grad:
+            out.backward(g)
+        return ()
 
     def _name(self) -> str:
         return f"{type(self.module).__name__}.forward"
@@ -270,7 +317,8 @@ class CompiledModule:
         warnings.warn(message, RecompileWarning, stacklevel=stacklevel)  # the user's call
 
     def _fall_back(self, args: tuple[Any, ...]) -> Any:
-        """A signature past the entry limit: RecompileError with fullgraph, else run eagerly."""
+        """A signature past the entry limit: RecompileError with fullgraph, else run eagerly
+        (`args` empty: only warn, the caller runs the model)."""
         limit = self.options.max_entries
         message = (
             f"{self._name()} has {limit} compiled entries, the limit (options['max_entries']), "
@@ -289,7 +337,7 @@ class CompiledModule:
                 FallbackWarning,
                 stacklevel=4,
             )
-        return self.module(*args)
+        return self.module(*args) if args else None
 
     def _compile(
         self,
@@ -297,8 +345,10 @@ class CompiledModule:
         arrays: tuple[np.ndarray, ...],
         training: bool,
         grad: tuple[bool, ...] | None,
+        why: str | None = None,
     ) -> Entry:
-        """Trace, optimize and prepare the entry for a new signature (once per key)."""
+        """Trace, optimize and prepare the entry for a new signature (once per key); `why`
+        overrides the reason the recompile warning gives."""
         from lucid.ir.trace import trace
 
         with self._lock:
@@ -309,7 +359,7 @@ class CompiledModule:
             if candidates:
                 self._recompiling(_failed_guard(candidates[-1], arrays))
             elif self._last_key is not None:
-                self._recompiling(_change(self._last_key, key))
+                self._recompiling(why or _change(self._last_key, key))
             self._last_key = key
             self._compiles += 1
             spied = spy(self.module)
@@ -329,7 +379,7 @@ class CompiledModule:
             else:
                 entry = self._compile_grad(traced, signature, names, spied.kind, debug_path, rows)
             entry.guards = tuple(guards)
-            entry.fast = make_fast(entry, self.module)
+            entry.fast = make_fast(entry, self.module, self._differentiable_later)
             self._entries.setdefault(key, []).append(entry)
             self._order.append(entry)
             return entry
