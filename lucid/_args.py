@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from lucid._symbolic import SymInt
+
 
 def normalize_axes(op: str, axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
     """`axis` as the IR wants it: non-negative, sorted, unique; None means every axis."""
@@ -25,11 +27,12 @@ def normalize_axes(op: str, axis: int | Sequence[int] | None, ndim: int) -> tupl
     return tuple(sorted(axes))
 
 
-def shape_args(op: str, args: tuple[Any, ...]) -> tuple[int, ...]:
-    """Accept f(2, 3) and f((2, 3)) alike."""
-    if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
+def shape_args(op: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Accept f(2, 3) and f((2, 3)) alike: ints, and the SymInts a traced dynamic batch gives
+    (kept as they are: see lucid/_symbolic.py)."""
+    if len(args) == 1 and not isinstance(args[0], (int, np.integer, SymInt)):
         args = tuple(args[0])
     try:
-        return tuple(operator.index(a) for a in args)
+        return tuple(a if isinstance(a, SymInt) else operator.index(a) for a in args)
     except TypeError:
         raise TypeError(f"{op}: expected integers, got {args!r}") from None

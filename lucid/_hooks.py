@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from lucid._symbolic import SymInt
     from lucid.nn.module import Module
     from lucid.tensor import Tensor
 
@@ -30,6 +31,17 @@ class TraceHook(Protocol):
 
     def module_scope(self, module: Module) -> Any: ...  # a context manager
 
+    # symbolic sizes (lucid/_symbolic.py): what `x.shape` reads, and where SymInts go
+    def shape(self, tensor: Tensor) -> tuple[Any, ...]: ...
+
+    def guard(self, test: Any, outcome: bool) -> None: ...
+
+    def bind_size(self, tensor: Tensor, size: SymInt) -> None: ...
+
+    def bind_fill(self, tensor: Tensor, shape: tuple[Any, ...], fill: float) -> None: ...
+
+    def random(self, what: str) -> None: ...
+
 
 active: TraceHook | None = None
 
@@ -44,6 +56,12 @@ def unsupported(what: str, inputs: Sequence[Tensor]) -> None:
     """Tell the active tracer (if any) that an op with no IR form ran on `inputs`."""
     if active is not None:
         active.unsupported(what, inputs)
+
+
+def random_source(what: str) -> None:
+    """Tell the active tracer (if any) that random numbers are drawn in the traced code."""
+    if active is not None:
+        active.random(what)
 
 
 def rng_seed() -> Tensor | None:

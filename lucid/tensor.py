@@ -13,6 +13,8 @@ are in lucid/functional.py and lucid/nn/functional.py.
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -23,6 +25,7 @@ import numpy as np
 
 from lucid import _hooks
 from lucid._args import normalize_axes, shape_args
+from lucid._symbolic import SymInt, any_symbolic, concrete
 from lucid._tape import (
     backward_chain,
     bad_cotangent,
@@ -140,8 +143,10 @@ class Tensor:
     # ------------------------------------------------------------ plain attributes
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape of `data`."""
+    def shape(self) -> tuple[Any, ...]:
+        """The shape of `data`; while a dynamic batch is traced, the batch dim is a SymInt."""
+        if _hooks.active is not None:
+            return _hooks.active.shape(self)
         return self.data.shape
 
     @property
@@ -150,8 +155,10 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def size(self) -> int:
-        """The number of elements."""
+    def size(self) -> Any:
+        """The number of elements (a SymInt under a traced dynamic batch, as `shape`)."""
+        if _hooks.active is not None:
+            return math.prod(self.shape)
         return self.data.size
 
     @property
@@ -174,6 +181,8 @@ class Tensor:
     def __len__(self) -> int:
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d Tensor")
+        if _hooks.active is not None:  # len() must be an int: a symbolic batch specializes
+            return operator.index(self.shape[0])
         return self.data.shape[0]
 
     def zero_grad(self) -> None:
@@ -221,7 +230,7 @@ class Tensor:
         """x[index] with a gradient (eager only: indexing has no IR form yet)."""
         _hooks.unsupported("Tensor.__getitem__ (indexing)", (self,))
         idx = _plain_index(index)
-        shape, dtype = self.shape, self.dtype
+        shape, dtype = self.data.shape, self.dtype
 
         def backward(g: Array) -> tuple[Array]:
             full = np.zeros(shape, dtype=dtype)
@@ -393,7 +402,8 @@ class Tensor:
 
     def reshape(self, *shape: Any) -> Tensor:
         """Same data in a new shape; accepts reshape(2, 3) or reshape((2, 3)), one -1 allowed."""
-        new = shape_args("reshape", shape)
+        symbolic = shape_args("reshape", shape)
+        new = concrete(symbolic)
         if new.count(-1) > 1 or any(n < -1 for n in new):
             raise ValueError(
                 f"reshape: invalid shape {new}: sizes must be >= 0, with at most one -1"
@@ -402,10 +412,10 @@ class Tensor:
             self.data.reshape(new)  # a view: checks the size the way NumPy counts it
         except ValueError:
             raise ValueError(
-                f"reshape: cannot reshape a tensor of shape {self.shape} ({self.size} elements) "
-                f"into {new}"
+                f"reshape: cannot reshape a tensor of shape {self.data.shape} "
+                f"({self.data.size} elements) into {new}"
             ) from None
-        return apply(_RESHAPE, (self,), {"shape": new})
+        return apply_shaped(_RESHAPE, (self,), {"shape": new}, symbolic)
 
     def transpose(self, *perm: Any) -> Tensor:
         """Permute axes; no arguments reverses them."""
@@ -424,14 +434,15 @@ class Tensor:
 
     def broadcast_to(self, shape: Sequence[int]) -> Tensor:
         """Broadcast to `shape` following NumPy's rules (a fresh, writable array)."""
-        target = shape_args("broadcast_to", (shape,))
+        symbolic = shape_args("broadcast_to", (shape,))
+        target = concrete(symbolic)
         try:
             np.broadcast_to(self.data, target)  # a view: checks the shapes by NumPy's rules
         except ValueError:
             raise ValueError(
-                f"broadcast_to: cannot broadcast shape {self.shape} to {target}"
+                f"broadcast_to: cannot broadcast shape {self.data.shape} to {target}"
             ) from None
-        return apply(_BROADCAST, (self,), {"shape": target})
+        return apply_shaped(_BROADCAST, (self,), {"shape": target}, symbolic)
 
     def astype(self, dtype: Any) -> Tensor:
         """Cast to `dtype`; gradients flow back only between floating dtypes."""
@@ -515,6 +526,23 @@ def apply(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict[str, Any] = _NO_ATT
     return out
 
 
+def apply_shaped(
+    op: OpDef, inputs: tuple[Tensor, ...], attrs: dict[str, Any], symbolic: tuple[Any, ...]
+) -> Tensor:
+    """`apply` of an op whose `shape` attr may hold SymInts (only while a trace runs): the
+    kernel computes with `attrs` (their hints), the tracer records the symbolic shape."""
+    hook = _hooks.active
+    if hook is None or not any_symbolic(symbolic):
+        return apply(op, inputs, attrs)
+    _hooks.active = None  # one record, below, with the symbols
+    try:
+        out = apply(op, inputs, attrs)
+    finally:
+        _hooks.active = hook
+    hook.record(op.name, inputs, {**attrs, "shape": symbolic}, out)
+    return out
+
+
 def _on_scalar(
     rule: Any, attrs: Any, xs: Any, ys: Any, needs: Any, g: Array
 ) -> Sequence[Array | None]:
@@ -540,6 +568,11 @@ def constant(value: Any, like: Tensor | None = None) -> Tensor:
     """Wrap a non-Tensor operand as a constant Tensor in `like`'s dtype (or the default rule)."""
     if isinstance(value, Tensor):
         return value
+    if isinstance(value, SymInt):  # a size read in a trace: a graph value, not a constant
+        out = constant(value.hint, like)
+        if _hooks.active is not None:
+            _hooks.active.bind_size(out, value)
+        return out
     if like is not None:
         arr = np.asarray(value)
         # Constants are weakly typed: they take the Tensor operand's dtype, unless that would

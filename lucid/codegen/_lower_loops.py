@@ -9,6 +9,7 @@ from lucid.codegen._lower import (
     Kernel,
     LowerCtx,
     broadcast_index,
+    dim_c,
     index_c,
     prod_c,
     strides_c,
@@ -132,6 +133,15 @@ def lower_copy(ctx: LowerCtx) -> Kernel:
     shape = ctx.results[0].type.shape
     nest = loop_nest(shape, (), ("x0[i]" if shape else "x0[0]",))
     return ctx.kernel(render("loopnest.c.j2", n=nest))
+
+
+def lower_dim(ctx: LowerCtx) -> Kernel:
+    """One size of the input's shape (the batch argument for the symbol), as a scalar."""
+    axis = ctx.node.attrs["axis"]
+    assert isinstance(axis, int)
+    size = dim_c(ctx.inputs[0].type.shape[axis])
+    ctype = ctx.results[0].type.dtype.c
+    return ctx.kernel(f"    (void)x0;\n    y0[0] = ({ctype}){size};\n    return 0;")
 
 
 def lower_broadcast(ctx: LowerCtx) -> Kernel:

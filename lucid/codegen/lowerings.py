@@ -20,6 +20,7 @@ LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
     {
         "copy": loops.lower_copy,
         "broadcast": loops.lower_broadcast,
+        "dim": loops.lower_dim,
         "transpose": loops.lower_transpose,
         "reduce": loops.lower_reduce,
         "sum_to": loops.lower_sum_to,

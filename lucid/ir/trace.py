@@ -25,6 +25,8 @@ import numpy as np
 
 import lucid
 from lucid import _hooks
+from lucid import _symbolic as _sym
+from lucid._symbolic import SymInt
 from lucid.errors import LucidError, SourceLoc, TraceError, format_diagnostic
 from lucid.ir.core import Builder, Graph, Value
 from lucid.ir.ops import OPS
@@ -67,6 +69,29 @@ class TraceProblem:
         return format_diagnostic(f"in {self.module_path}: {self.what}", self.loc)
 
 
+@dataclass(frozen=True)
+class Guard:
+    """A Python decision the trace took on a symbolic size: `test` (a comparison, see
+    lucid/_symbolic.py) came out `outcome` at `loc`; the trace is valid only where it still does."""
+
+    test: Any
+    outcome: bool
+    loc: SourceLoc | None
+
+    def holds(self, bindings: dict[str, int]) -> bool:
+        """Whether the decision comes out the same for these symbol values."""
+        return bool(_sym.evaluate(self.test, bindings)) == self.outcome
+
+    def condition(self) -> str:
+        """What must hold, as people read it: `N > 4`, or `not (N > 4)`."""
+        shown = _sym.text(self.test)
+        return shown if self.outcome else f"not ({shown})"
+
+    def __str__(self) -> str:
+        where = f" (decided at {self.loc})" if self.loc else ""
+        return f"{self.condition()}{where}"
+
+
 class _Tracer:
     """Implements lucid._hooks.TraceHook: maps eager tensors to IR values while forward runs.
 
@@ -78,6 +103,11 @@ class _Tracer:
         self.values: dict[int, Value] = {}
         self._keep: list[Tensor] = []
         self.problems: list[TraceProblem] = []
+        self.guards: list[Guard] = []
+        # a graph value with each symbol at some axis (read by `dim` when a size becomes a
+        # number), and the values made so far, per (expression, dtype)
+        self._size_source: dict[str, tuple[Value, int]] = {}
+        self._sizes: dict[tuple[Any, DType], Value] = {}
         self._paths = {id(m): (p or type(root).__name__) for p, m in root.named_modules()}
         self._scope: list[str] = [type(root).__name__]
 
@@ -85,6 +115,9 @@ class _Tracer:
         """Declare that `tensor` stands for `value` in the graph."""
         self.values[id(tensor)] = value
         self._keep.append(tensor)
+        for axis, d in enumerate(value.type.shape):
+            if isinstance(d, str):
+                self._size_source.setdefault(d, (value, axis))
 
     def value_of(self, tensor: Tensor) -> Value:
         """The IR value of `tensor`; a tensor never seen before becomes a constant node."""
@@ -111,13 +144,101 @@ class _Tracer:
         if op not in OPS:
             self._problem(f"op '{op}' has no IR definition")
             return
+        shape = attrs.get("shape")
+        if isinstance(shape, tuple) and any(isinstance(d, SymInt) for d in shape):
+            dims = self._dims(shape, f"{op} to {shape}")
+            if dims is None:
+                return
+            attrs = {**attrs, "shape": dims}
         args = [self.value_of(t) for t in inputs]
         try:
-            value = self.builder.op(op, args, _ir_attrs(attrs), loc=user_location())
+            ir_attrs = _ir_attrs(attrs)
+            value = self.builder.op(op, args, ir_attrs, loc=user_location())
         except LucidError as exc:
             self._problem(f"{op}: {exc}")
             return
         self.bind(output, value)
+
+    def shape(self, tensor: Tensor) -> tuple[Any, ...]:
+        """`tensor.shape` in the trace: its graph type's symbolic dims become SymInts."""
+        value = self.values.get(id(tensor))
+        concrete = tensor.data.shape
+        if value is None or value.type.is_static:
+            return concrete
+        return tuple(
+            SymInt(d, n) if isinstance(d, str) else n for d, n in zip(value.type.shape, concrete)
+        )
+
+    def guard(self, test: Any, outcome: bool) -> None:
+        self.guards.append(Guard(test, outcome, user_location()))
+
+    def bind_size(self, tensor: Tensor, size: SymInt) -> None:
+        """`tensor` (0-d) holds the run-time value of `size`: compute it in the graph."""
+        value = self._size_value(size.expr, DType.from_numpy(tensor.data.dtype))
+        if value is not None:
+            self.bind(tensor, value)
+
+    def _size_value(self, expr: Any, dtype: DType) -> Value | None:
+        """The graph value of a size expression in `dtype`: `dim` reads, then arithmetic."""
+        known = self._sizes.get((expr, dtype))
+        if known is not None:
+            return known
+        loc = user_location()
+        b = self.builder
+        if isinstance(expr, str):
+            source, axis = self._size_source[expr]
+            value = b.op("dim", [source], {"axis": axis, "dtype": dtype}, loc=loc)
+        elif not isinstance(expr, tuple):
+            value = b.constant(float(expr) if dtype.is_float else int(expr), dtype, loc=loc)
+        elif expr[0] in _SIZE_OPS and (dtype.is_float or expr[0] != "/"):
+            args = [self._size_value(e, dtype) for e in expr[1:]]
+            if any(a is None for a in args):
+                return None
+            value = b.op(_SIZE_OPS[expr[0]], args, {}, loc=loc)
+        else:
+            self._problem(
+                f"the size {_sym.text(expr)} is used as a number; lucid computes sizes in the "
+                "graph with + - * / only (not // or %); compile with a static batch "
+                "(dynamic_batch=False) for this model"
+            )
+            return None
+        self._sizes[(expr, dtype)] = value
+        return value
+
+    def bind_fill(self, tensor: Tensor, shape: tuple[Any, ...], fill: float) -> None:
+        """`tensor` is `fill` everywhere in a shape that holds sizes of the batch."""
+        dims = self._dims(shape, "a tensor created in forward")
+        if dims is None:
+            return
+        dtype = DType.from_numpy(tensor.data.dtype)
+        scalar = self.builder.constant(fill, dtype, loc=user_location())
+        self.bind(
+            tensor, self.builder.op("broadcast", [scalar], {"shape": dims}, loc=user_location())
+        )
+
+    def _dims(self, shape: tuple[Any, ...], what: str) -> tuple[Any, ...] | None:
+        """A shape with SymInts as IR dims (ints and symbols), or None after noting a problem:
+        compiled code has one symbolic dim, so `N * 2` cannot be a dim of a shape."""
+        dims = []
+        for d in shape:
+            if not isinstance(d, SymInt):
+                dims.append(d)
+            elif isinstance(d.expr, (str, int)):
+                dims.append(d.expr)
+            else:
+                self._problem(
+                    f"{what} has the size {_sym.text(d.expr)} computed from the batch; a "
+                    "shape may hold the batch size itself but no arithmetic on it; compile "
+                    "with a static batch (dynamic_batch=False) for this model"
+                )
+                return None
+        return tuple(dims)
+
+    def random(self, what: str) -> None:
+        self._problem(
+            f"{what} draws random numbers, which a trace would freeze into the graph "
+            "(create random tensors outside forward and pass them in)"
+        )
 
     def unsupported(self, what: str, inputs: Sequence[Tensor]) -> None:
         # Only values that depend on the graph's inputs or parameters make the graph dynamic;
@@ -141,6 +262,9 @@ class _Tracer:
             yield
         finally:
             self._scope.pop()
+
+
+_SIZE_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "neg": "neg"}
 
 
 def _ir_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -189,9 +313,18 @@ def input_type(t: Tensor, dynamic_batch: bool) -> TensorType:
 
 
 def trace(
-    module: Module, *example_inputs: Any, dynamic_batch: bool = False, name: str = "forward"
+    module: Module,
+    *example_inputs: Any,
+    dynamic_batch: bool = False,
+    name: str = "forward",
+    guards: list[Guard] | None = None,
 ) -> Graph:
     """Trace `module` called on `example_inputs` into a Graph (inputs, then parameters).
+
+    Under a dynamic batch, `x.shape[0]` reads a SymInt (lucid/_symbolic.py), and the Python
+    decisions taken on it are `Guard`s, appended to `guards`; without that list, a trace that
+    took any decision fails with a TraceError naming each one's source line (a bare graph has
+    nowhere to keep them).
 
     The graph's input types always come from the full examples. When `empty_batch_suffices`,
     the eager model runs on an empty batch (zero rows): every op sees its real shapes but does
@@ -202,10 +335,10 @@ def trace(
     types = [input_type(t, dynamic_batch) for t in inputs]
     if empty_batch_suffices(module, inputs):
         try:
-            return _record(module, [_no_rows(t) for t in inputs], types, name)
+            return _record(module, [_no_rows(t) for t in inputs], types, name, guards)
         except Exception:  # noqa: BLE001, S110  # the full-batch trace below fails as before
             pass
-    return _record(module, inputs, types, name)
+    return _record(module, inputs, types, name, guards)
 
 
 # The forwards that record the same ops and attributes for an empty batch as for a full one: each reads no batch size and no data (Python control flow on neither), and creates no
@@ -261,7 +394,11 @@ def _no_rows(t: Tensor) -> Tensor:
 
 
 def _record(
-    module: Module, inputs: Sequence[Tensor], types: Sequence[TensorType], name: str
+    module: Module,
+    inputs: Sequence[Tensor],
+    types: Sequence[TensorType],
+    name: str,
+    guards: list[Guard] | None,
 ) -> Graph:
     """Run `module` on `inputs` under the tracer; the graph's inputs have the given types."""
     from lucid.tensor import Tensor
@@ -304,8 +441,29 @@ def _record(
             )
     if tracer.problems:
         raise _trace_error(module, tracer.problems)
+    if tracer.guards and guards is None:
+        raise decision_error(module, tracer.guards)
     builder.output(*(tracer.value_of(out) for out in outputs))
-    return builder.build()
+    graph = builder.build()
+    if guards is not None:
+        guards.extend(tracer.guards)
+    return graph
+
+
+_REMEDY = (
+    "trace with a static batch (dynamic_batch=False), or use lucid.compile, which checks them "
+    "on every call and recompiles when one changes"
+)
+
+
+def decision_error(module: Any, guards: Sequence[Guard], remedy: str = _REMEDY) -> TraceError:
+    """The error for Python decisions on the batch size in a graph that cannot guard them."""
+    lines = "\n".join(f"  {g.loc or '<unknown>'}: the trace needs {g.condition()}" for g in guards)
+    name = type(getattr(module, "__wrapped__", module)).__name__
+    return TraceError(
+        f"cannot trace {name} with a dynamic batch: forward takes Python decisions on the "
+        f"batch size N, and a graph for every N cannot keep them:\n{lines}\n{remedy}"
+    )
 
 
 def _trace_error(module: Module, problems: list[TraceProblem]) -> TraceError:

@@ -11,15 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lucid._symbolic import python
 from lucid.errors import InputError, LucidError
 from lucid.ir.core import Graph
 from lucid.ir.types import DType
 from lucid.random import draw_seed
+from lucid.runtime._gradplan import dependencies
 from lucid.runtime._prepack import PackedWeights
 from lucid.runtime.backends import Executable
 from lucid.tensor import Tensor
 
 if TYPE_CHECKING:
+    from lucid.ir.trace import Guard
     from lucid.runtime._training import GradProgram
     from lucid.runtime.options import Signature
 
@@ -90,11 +93,32 @@ class Entry:
             self.param_slots.append((owner._parameters, leaf, hint))
         self.pcache: tuple[tuple[np.ndarray, ...], tuple[int, ...]] | None = None
         self.fast: Any = None
+        # the Python decisions the trace took on the batch size: this entry serves only the
+        # calls for which each comes out the same (set by the compiler after tracing)
+        self.guards: tuple[Guard, ...] = ()
         # a forward-only entry keeps its GEMM weights packed between calls (grad entries run
         # after every optimizer step, so they pack in the call, on all threads)
         self.packed: PackedWeights | None = None
         if signature.grad is None and getattr(forward, "pack_slots", ()):
             self.packed = PackedWeights(forward)
+        # the outputs that reach a parameter differentiably: in an eval-mode call with grad
+        # enabled they require grad, as in eager (see CompiledModule._differentiable_later)
+        self.late: tuple[int, ...] = ()
+        if signature.grad is None and graph.params:
+            deps = dependencies(graph, (False,) * len(graph.inputs))
+            self.late = tuple(k for k, d in enumerate(deps) if d)
+
+    def admits(self, batch: int) -> bool:
+        """Whether every guard of this entry holds for a call of this batch size."""
+        return all(g.holds({_BATCH: batch}) for g in self.guards)
+
+    def guard_source(self) -> str | None:
+        """The guards as one Python condition on `n` (the batch) for the fast path; None if
+        there are none. Only numbers and operators: see lucid._symbolic.python."""
+        if not self.guards:
+            return None
+        names = {_BATCH: "n"}
+        return " and ".join(f"({python(g.test, names)} is {bool(g.outcome)})" for g in self.guards)
 
     @property
     def backward(self) -> Executable | None:

@@ -90,6 +90,9 @@ def fast_source(entry: Entry) -> str:
             lines += [f"    if x{i}.shape != shape{i}:", "        return None"]
     if not dynamic:
         lines.append("    n = 1")
+    guards = entry.guard_source()
+    if guards is not None:  # the trace's decisions on the batch size must come out the same
+        lines += [f"    if not ({guards}):", "        return None"]
     lines.append("    cached = entry.pcache")
     if n_par:
         lines += ["    if cached is None:", "        return None", "    arrays, ids = cached"]
@@ -140,6 +143,13 @@ def fast_source(entry: Entry) -> str:
     for k in range(n_out):
         lines.append(f"    t{k} = make(y{k})")
     outs = ", ".join(f"t{k}" for k in range(n_out))
+    if not training and entry.late:  # eval mode: differentiable, as in eager, if grad is on
+        any_param = " or ".join(f"P{j}.requires_grad" for j in range(n_par))
+        xs = "".join([*(f"x{i}, " for i in range(n_in)), *(f"{r}, " for r in seeds)])
+        lines += [
+            f"    if grad_on and ({any_param}):",
+            f"        return late(entry, args, ({xs}), ({outs},))",
+        ]
     if entry.out_kind is None:
         lines.append(f"    return {outs}")
     elif entry.out_kind is tuple:
@@ -149,8 +159,9 @@ def fast_source(entry: Entry) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_fast(entry: Entry, module: Any) -> Any:
-    """Compile `fast_source(entry)` with its constants bound; None if the entry has no C."""
+def make_fast(entry: Entry, module: Any, late: Any) -> Any:
+    """Compile `fast_source(entry)` with its constants bound; None if the entry has no C.
+    `late(entry, args, arrays, outputs)` makes an eval-mode call's outputs differentiable."""
     g, forward = entry.graph, entry.forward
     call = getattr(forward, "call_objects", None)
     if call is None or any(0 in t.shape for t in (*g.input_types, *g.output_types)):
@@ -172,6 +183,7 @@ def make_fast(entry: Entry, module: Any) -> Any:
         "threads": _threads,
         "out_kind": entry.out_kind,
         "attach": entry.grad.attach_behaved if entry.grad is not None else None,
+        "late": late,
         "seed": new_seed,  # one fresh seed per seed input (fast_source: r0 = seed() ...)
     }
     for i, t in enumerate(g.input_types):

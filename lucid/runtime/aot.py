@@ -16,6 +16,7 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import numpy as np
 from lucid.codegen import aot_abi as abi
 from lucid.codegen.aot import BLOB_FILE, render_files
 from lucid.codegen.emit_c import CodegenOptions, emit_c
-from lucid.errors import LucidError
+from lucid.errors import LucidError, LucidWarning
 from lucid.ir.core import Graph
 from lucid.runtime.build import BuildOptions, resolve_compiler, run_compiler
 
@@ -78,8 +79,14 @@ def export(
     cc: str | None = None,
     flags: Sequence[str] | None = None,
     passes: Sequence[str] | None = None,
+    specialize: bool = False,
 ) -> ExportResult:
-    """Write PATH.so, PATH.h and PATH.c (and PATH.weights with weights="file") for `model`."""
+    """Write PATH.so, PATH.h and PATH.c (and PATH.weights with weights="file") for `model`.
+
+    A library cannot check at run time the Python decisions forward takes on the batch size
+    (`if x.shape[0] > 4:`): with `dynamic_batch`, such a model is refused with an error naming
+    each decision's line, unless `specialize=True`, which exports it for the example's batch
+    size only (a static batch), with a warning."""
     start = time.perf_counter()
     if with_backward:
         raise NotImplementedError(
@@ -99,7 +106,7 @@ def export(
     options = _build_options(march, cc, flags)
     inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
 
-    graph = _optimised_graph(model, inputs, dynamic_batch, passes)
+    graph = _optimised_graph(model, inputs, dynamic_batch, passes, specialize)
     arrays = _param_arrays(model, graph)
     # per-call threads: the library promises no global mutable state (NAME_run is reentrant)
     codegen = CodegenOptions(isa=_isa(march), prefix=f"{name}_impl", threads="spawn")  # type: ignore[arg-type]
@@ -149,14 +156,36 @@ def _isa(march: str) -> str:
 
 
 def _optimised_graph(
-    model: Any, inputs: Sequence[Any], dynamic_batch: bool, passes: Sequence[str] | None
+    model: Any,
+    inputs: Sequence[Any],
+    dynamic_batch: bool,
+    passes: Sequence[str] | None,
+    specialize: bool = False,
 ) -> Graph:
-    """Trace `model` and run the default pipeline (or `passes`) over it."""
+    """Trace `model` and run the default pipeline (or `passes`) over it; decisions on a dynamic
+    batch size fail, or with `specialize` give a graph for the example's batch size."""
     from lucid.ir.passes import PassManager, default_pipeline
-    from lucid.ir.trace import trace
+    from lucid.ir.trace import Guard, decision_error, trace
 
-    graph = trace(model, *inputs, dynamic_batch=dynamic_batch)
+    guards: list[Guard] = []
+    graph = trace(model, *inputs, dynamic_batch=dynamic_batch, guards=guards)
     _refuse_random(model, graph, len(inputs))
+    if guards:
+        if not specialize:
+            raise decision_error(
+                model,
+                guards,
+                "an exported library cannot check them when it is called: export with "
+                "dynamic_batch=False, or pass specialize=True to export for the example's "
+                "batch size only",
+            )
+        warnings.warn(
+            f"lucid.export: forward decides on the batch size ({guards[0]}); exporting for "
+            "the example's batch size only (specialize=True): other batch sizes are refused",
+            LucidWarning,
+            stacklevel=3,
+        )
+        graph = trace(model, *inputs, dynamic_batch=False)
     names = list(passes) if passes is not None else default_pipeline()
     return PassManager(names).run(graph)[0]
 

@@ -9,9 +9,10 @@ Grad mode: a call needs gradients when `lucid.grad_enabled()` and an input Tenso
 grad, or the model is in train mode and a parameter requires grad. Such a call runs the
 augmented forward of `lucid.ir.autodiff.grad` (compiled, fused) and returns Tensors on the
 eager tape whose backward runs the compiled backward graph (`_training.py`); any other call
-(under `lucid.no_grad()`, in eval mode on plain inputs) runs the forward-only build, a
-separate cached entry. Eval mode with only parameters requiring grad is deliberately
-forward-only: inference is the common case there and should not pay for saved values.
+runs the forward-only build, a separate cached entry. An eval-mode call with grad enabled and
+parameters requiring grad is differentiable, as in eager, but inference is the common case
+there and should not pay for saved values: it runs the forward-only build and returns outputs
+whose backward, if one ever runs, recomputes the call through the grad entry (`_late_backward`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from lucid.errors import (
     RecompileWarning,
 )
 from lucid.ir.core import Graph
+from lucid.ir.trace import BATCH, Guard
 from lucid.nn.module import STRUCTURE_VERSION, structure_version
 from lucid.runtime._entry import Entry, dump, label, optimize, slug, spy, type_of, wrap
 from lucid.runtime._fastpath import make_fast
@@ -144,6 +147,29 @@ def _grad_text(grad: tuple[bool, ...] | None) -> str:
     return f"gradients for inputs {wanted} and the parameters" if wanted else "parameter gradients"
 
 
+def _batch(arrays: tuple[np.ndarray, ...]) -> int:
+    """The batch size of a call: the first dim of its first input that has one."""
+    return next((a.shape[0] for a in arrays if a.ndim), 1)
+
+
+def _admitting(entries: Sequence[Entry], arrays: tuple[np.ndarray, ...]) -> Entry | None:
+    """The first of `entries` (one signature's) whose guards hold for this call, or None."""
+    if len(entries) == 1 and not entries[0].guards:
+        return entries[0]
+    n = _batch(arrays)
+    return next((e for e in entries if e.admits(n)), None)
+
+
+def _failed_guard(entry: Entry, arrays: tuple[np.ndarray, ...]) -> str:
+    """Why `entry` does not serve this call, in words: its first guard that fails."""
+    n = _batch(arrays)
+    failed = next((g for g in entry.guards if not g.holds({BATCH: n})), None)
+    if failed is None:  # another thread's entry admits it by now
+        return f"a new trace for N={n}"
+    where = f" (decided at {failed.loc})" if failed.loc else ""
+    return f"the trace assumed {failed.condition()}{where}, which fails for N={n}"
+
+
 def _grad_mode(module: Any, args: tuple[Any, ...], training: bool) -> tuple[bool, ...] | None:
     """None if the call needs no gradients, else which inputs require grad (see the module doc)."""
     if not _tensor._grad_enabled:
@@ -157,7 +183,9 @@ def _grad_mode(module: Any, args: tuple[Any, ...], training: bool) -> tuple[bool
 class CompiledModule:
     """A model compiled per input signature by `lucid.compile`.
 
-    Invariants: `_entries` maps a signature key to its Entry and only grows (under `_lock`);
+    Invariants: `_entries` maps a signature key to its Entries, which differ in the Python
+    decisions their traces took on the batch size (`Entry.guards`); it only grows (under `_lock`)
+    until a structure change clears it;
     `_fast` is the generated fast path of the most recently compiled or used entry, or None;
     nothing mutable is shared between concurrent calls except parameter caches, which are
     replaced whole. Parameters are read from the model at every call.
@@ -170,7 +198,7 @@ class CompiledModule:
         self.backend = get_backend(backend)
         self.dynamic_batch = bool(dynamic_batch)
         self.options = options
-        self._entries: dict[tuple[Any, ...], Entry] = {}
+        self._entries: dict[tuple[Any, ...], list[Entry]] = {}
         self._order: list[Entry] = []
         self._lock = threading.Lock()
         self._fast: Any = None
@@ -202,7 +230,7 @@ class CompiledModule:
         training = bool(self.module.training)
         grad = _grad_mode(self.module, args, training)
         key = _key(arrays, self.dynamic_batch, training, grad)
-        entry = self._entries.get(key)
+        entry = _admitting(self._entries.get(key, ()), arrays)
         if entry is None:
             if self._compiles >= self.options.max_entries:
                 return self._fall_back(args)
@@ -214,9 +242,57 @@ class CompiledModule:
         if entry.grad is not None:
             return entry.grad.attach(args, arrays, entry.param_objects(), outs)
         tensors = tuple(map(wrap, outs))
+        late = entry.late and _tensor._grad_enabled and not training
+        if late and any(p.requires_grad for p in entry.param_objects()):
+            return self._differentiable_later(entry, args, arrays, tensors)
         if entry.out_kind is None:
             return tensors[0]
         return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
+
+    def _differentiable_later(
+        self,
+        entry: Entry,
+        args: tuple[Any, ...],
+        arrays: tuple[np.ndarray, ...],
+        tensors: tuple[Tensor, ...],
+    ) -> Any:
+        """The outputs of an eval-mode forward-only call, made differentiable: each output that
+        reaches a parameter requires grad, and its backward recomputes the call with gradients
+        (`_late_backward`). Returned in the shape forward returned them."""
+        for k in entry.late:
+            t = tensors[k]
+            t.requires_grad = True
+            t._backward = partial(self._late_backward, args, arrays, k)
+        if entry.out_kind is None:
+            return tensors[0]
+        return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
+
+    def _late_backward(
+        self, args: tuple[Any, ...], arrays: tuple[np.ndarray, ...], k: int, g: np.ndarray
+    ) -> tuple[()]:
+        """Output k's backward for an eval-mode call: run the call again through its grad
+        entry (compiled now if need be) and push `g` back from output k, which accumulates
+        into the parameters' `.grad`. No input required grad, so it returns no gradients.
+        The call's seeds (after the caller's arrays) are reused: the same Dropout masks."""
+        arrays, seeds = arrays[: len(args)], arrays[len(args) :]
+        wrt = (False,) * len(arrays)
+        key = _key(arrays, self.dynamic_batch, False, wrt)
+        entry = _admitting(self._entries.get(key, ()), arrays)
+        if entry is None and self._compiles >= self.options.max_entries:
+            self._fall_back(())  # warns once, or raises with fullgraph
+            again = self.module(*args)  # (a Dropout in it would draw new masks: eager's rule)
+        else:
+            if entry is None:
+                why = "a backward through an eval-mode call needs a build with gradients"
+                entry = self._compile(key, arrays, False, wrt, why)
+            assert entry.grad is not None and entry.n_seeds == len(seeds)
+            arrays += seeds
+            outs = entry.run(arrays)
+            again = entry.grad.attach(args, arrays, entry.param_objects(), outs)
+        out = again if isinstance(again, Tensor) else tuple(again)[k]
+        if out.requires_grad:
+            out.backward(g)
+        return ()
 
     def _name(self) -> str:
         return f"{type(self.module).__name__}.forward"
@@ -246,7 +322,8 @@ class CompiledModule:
         warnings.warn(message, RecompileWarning, stacklevel=stacklevel)  # the user's call
 
     def _fall_back(self, args: tuple[Any, ...]) -> Any:
-        """A signature past the entry limit: RecompileError with fullgraph, else run eagerly."""
+        """A signature past the entry limit: RecompileError with fullgraph, else run eagerly
+        (`args` empty: only warn, the caller runs the model)."""
         limit = self.options.max_entries
         message = (
             f"{self._name()} has {limit} compiled entries, the limit (options['max_entries']), "
@@ -265,7 +342,7 @@ class CompiledModule:
                 FallbackWarning,
                 stacklevel=4,
             )
-        return self.module(*args)
+        return self.module(*args) if args else None
 
     def _compile(
         self,
@@ -273,21 +350,27 @@ class CompiledModule:
         arrays: tuple[np.ndarray, ...],
         training: bool,
         grad: tuple[bool, ...] | None,
+        why: str | None = None,
     ) -> Entry:
-        """Trace, optimize and prepare the entry for a new signature (once per key)."""
+        """Trace, optimize and prepare the entry for a new signature (once per key); `why`
+        overrides the reason the recompile warning gives."""
         from lucid.ir.trace import trace
 
         with self._lock:
-            entry = self._entries.get(key)
+            candidates = self._entries.get(key, [])
+            entry = _admitting(candidates, arrays)
             if entry is not None:
                 return entry
-            if self._last_key is not None:
-                self._recompiling(_change(self._last_key, key))
+            if candidates:
+                self._recompiling(_failed_guard(candidates[-1], arrays))
+            elif self._last_key is not None:
+                self._recompiling(why or _change(self._last_key, key))
             self._last_key = key
             self._compiles += 1
             spied = spy(self.module)
+            guards: list[Guard] = []
             try:
-                traced = trace(spied, *arrays, dynamic_batch=self.dynamic_batch)
+                traced = trace(spied, *arrays, dynamic_batch=self.dynamic_batch, guards=guards)
             except (LucidError, ValueError, TypeError) as exc:
                 raise self._mismatch(arrays, exc) from exc
             signature = Signature(traced.input_types[: len(arrays)], training, grad)  # no seeds
@@ -300,8 +383,9 @@ class CompiledModule:
                 entry = Entry(self.module, signature, stages, forward, spied.kind, debug_path)
             else:
                 entry = self._compile_grad(traced, signature, names, spied.kind, debug_path, rows)
-            entry.fast = make_fast(entry, self.module)
-            self._entries[key] = entry
+            entry.guards = tuple(guards)
+            entry.fast = make_fast(entry, self.module, self._differentiable_later)
+            self._entries.setdefault(key, []).append(entry)
             self._order.append(entry)
             return entry
 

@@ -42,6 +42,18 @@ class FakeTracer:
         finally:
             self.scope.pop()
 
+    # the symbolic-size part of the seam: this tracer has no symbols
+    def shape(self, tensor) -> tuple[int, ...]:
+        return tensor.data.shape
+
+    def guard(self, test, outcome) -> None:
+        raise AssertionError("no SymInt exists without a symbolic shape")
+
+    bind_size = bind_fill = guard
+
+    def random(self, what) -> None:
+        self.unsupported_calls.append((what, ()))
+
 
 def trace(fn, *args) -> FakeTracer:
     tracer = FakeTracer()

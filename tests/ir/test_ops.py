@@ -121,15 +121,15 @@ def test_type_rules(
             "reshape",
             (f32("N", 4, 5),),
             {"shape": (-1, 10)},
-            r"reshape: a symbolic shape reshapes only with one -1",
+            r"reshape: a symbolic dim reshapes only into itself or a -1",
         ),
         (
             "reshape",
             (f32("N", 4),),
             {"shape": (8, 4)},
-            r"standing for exactly its one symbolic dim",
+            r"standing for exactly it",
         ),
-        ("reshape", (f32("N", "M"),), {"shape": (-1,)}, r"cannot reshape f32\[N,M\] to \(-1,\)"),
+        ("reshape", (f32("N", "M"),), {"shape": (-1,)}, r"cannot reshape f32\[N,M\] to \[-1\]"),
         (
             "transpose",
             (f32(2, 3),),

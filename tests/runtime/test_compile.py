@@ -46,7 +46,8 @@ def test_matches_eager_and_f64_reference(name, dynamic, dtype, backend):
     for batch in (1, 4) if not dynamic else (1, 4, 3):
         x = (rng.standard_normal((batch, width)) * 3).astype(dtype)
         got = cm(lucid.Tensor(x))
-        assert isinstance(got, lucid.Tensor) and got.dtype == dtype and not got.requires_grad
+        assert isinstance(got, lucid.Tensor) and got.dtype == dtype
+        assert got.requires_grad  # eval mode with parameters requiring grad, as in eager
         ref = ref_model(lucid.Tensor(x.astype(np.float64))).data
         tol = (
             {"rtol": 1.3e-6, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-7, "atol": 1e-12}
@@ -185,7 +186,7 @@ def test_wrong_inputs_raise_before_any_run(backend, monkeypatch):
     monkeypatch.setattr(entry.forward, "run", lambda *a: runs.append(a))
     if backend == "c":
         monkeypatch.setattr(entry.forward, "call_objects", lambda *a: runs.append(a))
-        monkeypatch.setattr(entry, "fast", make_fast(entry, cm.module))
+        monkeypatch.setattr(entry, "fast", make_fast(entry, cm.module, cm._differentiable_later))
         monkeypatch.setattr(cm, "_fast", entry.fast)
     cases = {
         r"input 0 \(x\): expected f32\[N,3\], got f64\[2,3\]": np.ones((2, 3)),
@@ -233,7 +234,7 @@ def test_contiguous_inputs_are_passed_without_copy(monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(entry.forward, "call_objects", spy)
-    monkeypatch.setattr(entry, "fast", make_fast(entry, cm.module))
+    monkeypatch.setattr(entry, "fast", make_fast(entry, cm.module, cm._differentiable_later))
     monkeypatch.setattr(cm, "_fast", entry.fast)
     t = lucid.Tensor(x)
     cm(t)  # fast path

@@ -119,11 +119,23 @@ def test_no_grad_and_eval_use_forward_only_builds(seed):
     assert len(cm.stages(sig)["optimized"].outputs) == 1  # no saved values
     cm.eval()
     try:
-        ye = cm(lucid.Tensor(x))  # eval + params requiring grad: forward only (documented)
-        assert not ye.requires_grad and len(prepared) == before + 2
+        # eval + params requiring grad: the forward-only build, with outputs that require grad
+        # as in eager; their backward recomputes the call through a grad build
+        ye = cm(lucid.Tensor(x))
+        assert ye.requires_grad and len(prepared) == before + 2
+        model.zero_grad()
+        ye.sum().backward()
+        assert len(prepared) == before + 4
+        late = pgrads(model)
+        model.zero_grad()
+        twin.zero_grad()
+        twin.eval()(lucid.Tensor(x)).sum().backward()
+        assert_same(late, pgrads(twin))
+        model.zero_grad()
+        twin.zero_grad()
         xg = lucid.Tensor(x, requires_grad=True)
         yg = cm(xg)  # eval + an input requiring grad: a grad call, as in eager
-        assert yg.requires_grad and len(prepared) == before + 4
+        assert yg.requires_grad and len(prepared) == before + 6
         yg.sum().backward()
         xe = lucid.Tensor(x, requires_grad=True)
         twin.eval()(xe).sum().backward()
@@ -137,7 +149,7 @@ def test_no_grad_and_eval_use_forward_only_builds(seed):
             assert not cm(lucid.Tensor(x)).requires_grad
         assert cm(lucid.Tensor(x)).requires_grad
     pgrads(model)
-    assert len(prepared) == before + 4
+    assert len(prepared) == before + 6
 
 
 def test_optimizer_steps_between_calls_without_recompiling(seed):

@@ -4,7 +4,7 @@
     activations.py   hardswish, hardsigmoid, relu, relu6, sigmoid (+ gradient companions)
     linalg.py        matmul, linear
     reduce.py        sum, mean, sum_to
-    shape.py         reshape, transpose, broadcast, cast
+    shape.py         reshape, transpose, broadcast, cast, dim
     loss.py          mse_loss, cross_entropy (+ cross_entropy_grad)
     dropout.py       dropout (a counter-based random mask: seed and index in, no state)
     graph.py         constant and the fused region ops

@@ -9,7 +9,7 @@ import numpy as np
 
 from lucid.errors import IRTypeError
 from lucid.ir.ops import grad as G
-from lucid.ir.ops.base import DIMS, DTYPE, INTS, REQUIRED, Array, OpDef
+from lucid.ir.ops.base import DIMS, DTYPE, INT, INTS, NOT_DIFFERENTIABLE, REQUIRED, Array, OpDef
 from lucid.ir.ops.reduce import ints
 from lucid.ir.types import Attr, Dim, DType, TensorType, broadcast_shapes, format_shape
 
@@ -18,30 +18,39 @@ Attrs = Mapping[str, Attr]
 
 
 def _reshape_infer(ts: Types, attrs: Attrs) -> Types:
+    """Symbols cancel: f32[N,3,4] reshapes to (N, -1) or (-1, 12) as f32[N,12], and to (N, 12)."""
     (x,) = ts
-    target = ints(attrs, "shape")
-    if target.count(-1) > 1 or any(d < -1 for d in target):
+    target = attrs["shape"]
+    assert isinstance(target, tuple)
+    ints_only = [d for d in target if isinstance(d, int)]
+    if ints_only.count(-1) > 1 or any(d < -1 for d in ints_only):
         raise IRTypeError(f"reshape: shape may hold one -1 and dims >= 0, got {target}")
-    known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
+    known = int(np.prod([d for d in ints_only if d != -1], dtype=np.int64))
     static = int(np.prod([d for d in x.shape if isinstance(d, int)], dtype=np.int64))
-    symbols = [d for d in x.shape if isinstance(d, str)]
+    have = sorted(d for d in x.shape if isinstance(d, str))
+    want = sorted(d for d in target if isinstance(d, str))
     fill: Dim
-    if not symbols:
+    if have == want:  # the same symbols on both sides: the static parts must match
         if -1 not in target:
             if known != static:
                 raise IRTypeError(f"reshape: cannot reshape {x} ({static} elements) to {target}")
-            return (TensorType(x.dtype, target),)
+            return (TensorType(x.dtype, target),)  # type: ignore[arg-type]
         if known == 0 or static % known:
             raise IRTypeError(f"reshape: cannot reshape {x} ({static} elements) to {target}")
         fill = static // known
-    else:
-        if -1 not in target or len(symbols) != 1 or known != static:
+    else:  # one symbol left over on the input's side: the -1 stands for it
+        left = list(have)
+        for d in want:
+            if d in left:
+                left.remove(d)
+        if -1 not in target or len(left) != 1 or len(have) != len(want) + 1 or known != static:
             raise IRTypeError(
-                f"reshape: a symbolic shape reshapes only with one -1 standing for exactly its "
-                f"one symbolic dim (e.g. f32[N,4,5] -> (-1, 20)); cannot reshape {x} to {target}"
+                f"reshape: a symbolic dim reshapes only into itself or a -1 standing for exactly "
+                f"it (e.g. f32[N,4,5] -> (N, 20) or (-1, 20)); cannot reshape {x} to "
+                f"{format_shape(target)}"  # type: ignore[arg-type]
             )
-        fill = symbols[0]
-    return (TensorType(x.dtype, tuple(fill if d == -1 else d for d in target)),)
+        fill = left[0]
+    return (TensorType(x.dtype, tuple(fill if d == -1 else d for d in target)),)  # type: ignore[misc]
 
 
 RESHAPE = OpDef(
@@ -50,11 +59,11 @@ RESHAPE = OpDef(
     _reshape_infer,
     lambda x, *, shape: x.reshape(shape),
     lambda b, attrs, xs, ys, needs, g: (G.reshape_to(b, g, b.shape(xs[0])),),
-    attrs={"shape": (INTS, REQUIRED)},
+    attrs={"shape": (DIMS, REQUIRED)},
     lowering="copy",
     inputs=("x",),
     sample=lambda rng: ((rng.standard_normal((2, 6)),), {"shape": (3, -1)}),
-    doc="reshape to `shape` (ints; at most one -1, which may stand for a symbolic dim)",
+    doc="reshape to `shape` (ints and symbols; at most one -1, which may stand for a symbol)",
 )
 
 
@@ -154,4 +163,33 @@ CAST = OpDef(
     doc="x.astype(dtype)",
 )
 
-OPS = (RESHAPE, TRANSPOSE, BROADCAST, CAST)
+
+def _dim_infer(ts: Types, attrs: Attrs) -> Types:
+    (x,) = ts
+    axis = attrs["axis"]
+    assert isinstance(axis, int)
+    if not 0 <= axis < x.rank:
+        raise IRTypeError(f"dim: axis {axis} is out of range for {x}")
+    dtype = attrs["dtype"]
+    assert isinstance(dtype, DType)
+    return (TensorType(dtype, ()),)
+
+
+def _dim(x: Array, *, axis: int, dtype: Any) -> Array:
+    return np.asarray(x.shape[axis], dtype.np if isinstance(dtype, DType) else dtype)
+
+
+DIM = OpDef(
+    "dim",
+    1,
+    _dim_infer,
+    _dim,
+    NOT_DIFFERENTIABLE,  # a size: no gradient flows to the tensor it is read from
+    attrs={"axis": (INT, REQUIRED), "dtype": (DTYPE, REQUIRED)},
+    lowering="dim",
+    inputs=("x",),
+    sample=lambda rng: ((rng.standard_normal((3, 4)),), {"axis": 1, "dtype": DType.F64}),
+    doc="x.shape[axis] as a 0-d tensor of `dtype`: a symbolic size read at run time",
+)
+
+OPS = (RESHAPE, TRANSPOSE, BROADCAST, CAST, DIM)
