@@ -239,20 +239,22 @@ def test_threads_calling_one_compiled_model_get_valid_distinct_masks() -> None:
 
     def work() -> None:
         try:
-            with lucid.no_grad():
-                for _ in range(25):
-                    y = compiled(x).data
-                    if not np.all((y == 0) | (y == 2)):
-                        failures.append("a value that is neither dropped nor scaled")
-                    masks.append(np.packbits(y == 0).tobytes())
+            for _ in range(25):
+                y = compiled(x).data
+                if not np.all((y == 0) | (y == 2)):
+                    failures.append("a value that is neither dropped nor scaled")
+                masks.append(np.packbits(y == 0).tobytes())
         except Exception as exc:  # noqa: BLE001  # surfaced below: lost in a thread otherwise
             failures.append(repr(exc))
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # no_grad around the threads, not in them: grad mode is one process-wide flag, and
+    # threads entering and leaving no_grad at once can leave it off
+    with lucid.no_grad():
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     assert not failures
     assert len(masks) == 100 and len(set(masks)) == 100  # no two calls shared a seed
 
@@ -313,3 +315,34 @@ def test_export_refuses_training_dropout(tmp_path) -> None:
     with pytest.raises(LucidError, match=r"model\.eval\(\) before lucid\.export"):
         lucid.export(model, _x(2), tmp_path / "m")
     assert not list(tmp_path.iterdir())
+
+
+class AlwaysDrops(nn.Module):
+    """F.dropout with training=True whatever the mode: an eval-mode graph that takes a seed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(5, 6)
+
+    def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+        return lucid.nn.functional.dropout(self.fc(x), 0.5, training=True)
+
+
+@pytest.mark.needs_cc
+def test_eval_call_backward_recomputes_with_the_calls_own_seeds() -> None:
+    """An eval-mode call with grad on is differentiable; its backward reruns the call through a
+    grad entry, which must reuse the seeds the call drew, not draw new ones."""
+    lucid.random.seed(0)
+    model = AlwaysDrops().eval()
+    compiled = lucid.compile(model)
+    x = _x(4)
+    for seed in (1, 2):  # the slow path, then the fast path
+        want = _eager_grads(model, x.data, np.ones((4, 6), np.float32), seed)[1:]
+        for p in model.parameters():
+            p.grad = None
+        lucid.random.seed(seed)
+        out = compiled(x)
+        lucid.random.draw_seed()  # a draw between forward and backward must not matter
+        out.sum().backward()
+        for p, e in zip(model.parameters(), want):
+            np.testing.assert_allclose(p.grad, e, rtol=1e-5, atol=1e-6)
