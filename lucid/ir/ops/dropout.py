@@ -105,7 +105,8 @@ def _dropout(x: Array, seed: Array, *, p: float) -> Array:
     if p == 1.0:
         return np.zeros_like(x)
     keep = keep_mask(x.size, int(seed), p).reshape(np.shape(x))
-    return np.where(keep, x * x.dtype.type(scale(p)), x.dtype.type(0))
+    out: Array = np.where(keep, x * x.dtype.type(scale(p)), x.dtype.type(0))
+    return out
 
 
 def _vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
