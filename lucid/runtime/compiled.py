@@ -260,17 +260,17 @@ class CompiledModule:
         for k in entry.late:
             t = tensors[k]
             t.requires_grad = True
-            t._backward = partial(self._late_backward, args, arrays, k)
+            t._backward = partial(self._late_backward, args, k)
         if entry.out_kind is None:
             return tensors[0]
         return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
 
-    def _late_backward(
-        self, args: tuple[Any, ...], arrays: tuple[np.ndarray, ...], k: int, g: np.ndarray
-    ) -> tuple[()]:
+    def _late_backward(self, args: tuple[Any, ...], k: int, g: np.ndarray) -> tuple[()]:
         """Output k's backward for an eval-mode call: run the call again through its grad
         entry (compiled now if need be) and push `g` back from output k, which accumulates
-        into the parameters' `.grad`. No input required grad, so it returns no gradients."""
+        into the parameters' `.grad`. No input required grad, so it returns no gradients.
+        (The arrays are the call's own again: a Tensor's data or an array as passed.)"""
+        arrays = call_arrays(args)
         wrt = (False,) * len(arrays)
         key = _key(arrays, self.dynamic_batch, False, wrt)
         entry = _admitting(self._entries.get(key, ()), arrays)
@@ -379,7 +379,7 @@ class CompiledModule:
             else:
                 entry = self._compile_grad(traced, signature, names, spied.kind, debug_path, rows)
             entry.guards = tuple(guards)
-            entry.fast = make_fast(entry, self.module, self._differentiable_later)
+            entry.fast = make_fast(entry, self.module, self._differentiable_later, self._late_backward)
             self._entries.setdefault(key, []).append(entry)
             self._order.append(entry)
             return entry
