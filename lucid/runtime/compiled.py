@@ -37,6 +37,7 @@ from lucid.errors import (
     LucidError,
     RecompileError,
     RecompileWarning,
+    TraceError,
 )
 from lucid.ir.core import Graph
 from lucid.ir.trace import BATCH, Guard
@@ -204,6 +205,7 @@ class CompiledModule:
         self._fast: Any = None
         self._last_key: tuple[Any, ...] | None = None  # the key of the newest entry
         self._fell_back = False  # warned that new signatures run eagerly
+        self._untraceable: set[tuple[Any, ...]] = set()  # keys run eagerly (fallback="eager")
         self._compiles = 0  # entries built, including ones a structure change dropped
         # the module as the entries were traced (see Module.structure), and the structure
         # version at which that was last confirmed
@@ -232,9 +234,13 @@ class CompiledModule:
         key = _key(arrays, self.dynamic_batch, training, grad)
         entry = _admitting(self._entries.get(key, ()), arrays)
         if entry is None:
+            if key in self._untraceable:
+                return self.module(*args)
             if self._compiles >= self.options.max_entries:
                 return self._fall_back(args)
             entry = self._compile(key, arrays, training, grad)
+            if entry is None:  # untraceable, and fallback="eager"
+                return self.module(*args)
         self._fast = entry.fast
         outs = entry.run(arrays)
         if entry.grad is not None:
@@ -281,7 +287,8 @@ class CompiledModule:
             if entry is None:
                 why = "a backward through an eval-mode call needs a build with gradients"
                 entry = self._compile(key, arrays, False, wrt, why)
-            assert entry.grad is not None
+            if entry is None or entry.grad is None:  # cannot happen: the forward traced
+                raise LucidError(f"{self._name()}: no grad build for a backward")
             outs = entry.run(arrays)
             again = entry.grad.attach(args, arrays, entry.param_objects(), outs)
         out = again if isinstance(again, Tensor) else tuple(again)[k]
@@ -346,7 +353,7 @@ class CompiledModule:
         training: bool,
         grad: tuple[bool, ...] | None,
         why: str | None = None,
-    ) -> Entry:
+    ) -> Entry | None:
         """Trace, optimize and prepare the entry for a new signature (once per key); `why`
         overrides the reason the recompile warning gives."""
         from lucid.ir.trace import trace
@@ -366,6 +373,14 @@ class CompiledModule:
             guards: list[Guard] = []
             try:
                 traced = trace(spied, *arrays, dynamic_batch=self.dynamic_batch, guards=guards)
+            except TraceError as exc:
+                if self.options.fallback != "eager":
+                    raise self._mismatch(arrays, exc) from exc
+                self._untraceable.add(key)
+                message = f"{self._name()} runs eagerly (fallback='eager'): {exc}"
+                _log.info(message)
+                warnings.warn(message, FallbackWarning, stacklevel=4)
+                return None
             except (LucidError, ValueError, TypeError) as exc:
                 raise self._mismatch(arrays, exc) from exc
             signature = Signature(traced.input_types, training, grad)
@@ -379,7 +394,9 @@ class CompiledModule:
             else:
                 entry = self._compile_grad(traced, signature, names, spied.kind, debug_path, rows)
             entry.guards = tuple(guards)
-            entry.fast = make_fast(entry, self.module, self._differentiable_later, self._late_backward)
+            entry.fast = make_fast(
+                entry, self.module, self._differentiable_later, self._late_backward
+            )
             self._entries.setdefault(key, []).append(entry)
             self._order.append(entry)
             return entry
@@ -597,11 +614,17 @@ def compile(
     backend: str = "c",
     dynamic_batch: bool = False,
     options: Mapping[str, Any] | None = None,
+    fallback: str = "error",
 ) -> CompiledModule:
     """Compile `model` lazily: each new input signature is traced, optimized and built at its
-    first call; calls that need gradients also build the backward (see the module doc)."""
+    first call; calls that need gradients also build the backward (see the module doc).
+
+    A model lucid cannot trace (`.item()` in forward, a branch on a tensor's value, an op
+    with no IR form) raises a TraceError listing each problem with its source line; with
+    `fallback="eager"` such signatures run eagerly instead, after one FallbackWarning."""
     from lucid.nn import Module
 
     if not isinstance(model, Module):
         raise TypeError(f"lucid.compile: expected a lucid.nn.Module, got {type(model).__name__}")
-    return CompiledModule(model, backend, dynamic_batch, CompileOptions.from_dict(options))
+    options_ = CompileOptions.from_dict(options).with_fallback(fallback)
+    return CompiledModule(model, backend, dynamic_batch, options_)
