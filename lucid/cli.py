@@ -106,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     values = graph.inputs if model is not None else (*graph.inputs, *graph.params)
     arrays = [random_array(v.type.concrete(bindings).shape, v.type.dtype.np, rng) for v in values]
     if model is not None:
-        params = {name: p.data for name, p in model.named_parameters()}
+        named = [*model.named_parameters(), *model.named_buffers()]
+        params = {name: p.data for name, p in named}
         outs = interpret(graph, *arrays, params=params)
     else:
         outs = interpret(graph, *arrays)

@@ -109,6 +109,8 @@ class _Tracer:
         self._size_source: dict[str, tuple[Value, int]] = {}
         self._sizes: dict[tuple[Any, DType], Value] = {}
         self._paths = {id(m): (p or type(root).__name__) for p, m in root.named_modules()}
+        # Tensor attributes of the modules: a graph param when forward reads one (below)
+        self._buffers = {id(t): name for name, t in _named_buffers(root)}
         self._scope: list[str] = [type(root).__name__]
 
     def bind(self, tensor: Tensor, value: Value) -> None:
@@ -125,6 +127,11 @@ class _Tracer:
         if known is not None:
             return known
         data = tensor.data
+        buffer = self._buffers.get(id(tensor))
+        if buffer is not None:  # read at every call, so that in-place changes are seen
+            value = self.builder.param(TensorType(DType.from_numpy(data.dtype), data.shape), buffer)
+            self.bind(tensor, value)
+            return value
         literal = float(data) if data.ndim == 0 else data.tolist()
         value = self.builder.constant(literal, DType.from_numpy(data.dtype), loc=user_location())
         self.bind(tensor, value)
@@ -265,6 +272,15 @@ class _Tracer:
 
 
 _SIZE_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "neg": "neg"}
+
+
+def _named_buffers(root: Any) -> Iterator[tuple[str, Tensor]]:
+    """The model's buffers (lucid.nn.Module.named_buffers); none for a stand-in that is not a
+    Module (the compile spy forwards the call to the model it wraps)."""
+    from lucid.nn import Module
+
+    module = getattr(root, "__wrapped__", root)
+    return module.named_buffers() if isinstance(module, Module) else iter(())
 
 
 def _ir_attrs(attrs: dict[str, Any]) -> dict[str, Any]:

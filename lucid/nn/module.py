@@ -178,6 +178,18 @@ class Module:
                 seen.add(id(p))
                 yield (f"{mod_name}.{name}" if mod_name else name), p
 
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """(dotted path, tensor) for every Tensor attribute that is not a Parameter, each once:
+        state that forward reads but no optimizer trains (a mask, a constant table). A
+        compiled model reads them at every call, like parameters, so in-place changes count."""
+        seen: set[int] = set()
+        for mod_name, module in self.named_modules(prefix):
+            for name, value in module.__dict__.items():
+                if type(value) is not Tensor or id(value) in seen:
+                    continue
+                seen.add(id(value))
+                yield (f"{mod_name}.{name}" if mod_name else name), value
+
     def parameters(self) -> Iterator[Parameter]:
         """Every parameter of this module and its descendants, each once."""
         for _, p in self.named_parameters():

@@ -15,6 +15,7 @@ from lucid._symbolic import python
 from lucid.errors import InputError, LucidError
 from lucid.ir.core import Graph
 from lucid.ir.types import DType
+from lucid.nn.module import Parameter
 from lucid.random import draw_seed
 from lucid.runtime._gradplan import dependencies
 from lucid.runtime._prepack import PackedWeights
@@ -88,9 +89,13 @@ class Entry:
             hint = p.hint or ""
             owner_path, _, leaf = hint.rpartition(".")
             owner = owners.get(owner_path)
-            if owner is None or leaf not in owner._parameters:
+            if owner is None:
                 raise LucidError(f"compiled graph param {hint!r} is not a parameter of the model")
-            self.param_slots.append((owner._parameters, leaf, hint))
+            # a Parameter, or a buffer (a plain Tensor attribute, Module.named_buffers)
+            slots = owner._parameters if leaf in owner._parameters else vars(owner)
+            if not isinstance(slots.get(leaf), Tensor):
+                raise LucidError(f"compiled graph param {hint!r} is not a parameter of the model")
+            self.param_slots.append((slots, leaf, hint))
         self.pcache: tuple[tuple[np.ndarray, ...], tuple[int, ...]] | None = None
         self.fast: Any = None
         # the Python decisions the trace took on the batch size: this entry serves only the
@@ -104,9 +109,14 @@ class Entry:
         # the outputs that reach a parameter differentiably: in an eval-mode call with grad
         # enabled they require grad, as in eager (see CompiledModule._differentiable_later)
         self.late: tuple[int, ...] = ()
+        trained = {
+            j
+            for j, (slots, leaf, _) in enumerate(self.param_slots)
+            if leaf in slots and isinstance(slots[leaf], Parameter)
+        }
         if signature.grad is None and graph.params:
             deps = dependencies(graph, (False,) * len(graph.inputs))
-            self.late = tuple(k for k, d in enumerate(deps) if d)
+            self.late = tuple(k for k, d in enumerate(deps) if d & trained)
 
     def admits(self, batch: int) -> bool:
         """Whether every guard of this entry holds for a call of this batch size."""

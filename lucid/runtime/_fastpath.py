@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import sys
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -145,11 +146,16 @@ def fast_source(entry: Entry) -> str:
     outs = ", ".join(f"t{k}" for k in range(n_out))
     if not training and entry.late:  # eval mode: differentiable, as in eager, if grad is on
         any_param = " or ".join(f"P{j}.requires_grad" for j in range(n_par))
-        xs = "".join([*(f"x{i}, " for i in range(n_in)), *(f"{r}, " for r in seeds)])
-        lines += [
-            f"    if grad_on and ({any_param}):",
-            f"        return late(entry, args, ({xs}), ({outs},))",
-        ]
+        lines.append(f"    if grad_on and ({any_param}):")
+        # the backward reruns the call with this call's seeds: the same Dropout masks
+        again = f", seeds=({''.join(f'{r}, ' for r in seeds)})" if seeds else ""
+        if n_out == 1 and entry.out_kind is None:  # inline: this runs at every such call
+            lines.append(
+                f"        return make(y0, True, (), partial(late_backward, args, 0{again}))"
+            )
+        else:
+            xs = "".join([*(f"x{i}, " for i in range(n_in)), *(f"{r}, " for r in seeds)])
+            lines.append(f"        return late(entry, args, ({xs}), ({outs},))")
     if entry.out_kind is None:
         lines.append(f"    return {outs}")
     elif entry.out_kind is tuple:
@@ -159,9 +165,10 @@ def fast_source(entry: Entry) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_fast(entry: Entry, module: Any, late: Any) -> Any:
+def make_fast(entry: Entry, module: Any, late: Any, late_backward: Any) -> Any:
     """Compile `fast_source(entry)` with its constants bound; None if the entry has no C.
-    `late(entry, args, arrays, outputs)` makes an eval-mode call's outputs differentiable."""
+    `late(entry, args, arrays, outputs)` makes an eval-mode call's outputs differentiable, and
+    `late_backward(args, k, g)` is the backward of such an output k (inlined for one output)."""
     g, forward = entry.graph, entry.forward
     call = getattr(forward, "call_objects", None)
     if call is None or any(0 in t.shape for t in (*g.input_types, *g.output_types)):
@@ -184,6 +191,8 @@ def make_fast(entry: Entry, module: Any, late: Any) -> Any:
         "out_kind": entry.out_kind,
         "attach": entry.grad.attach_behaved if entry.grad is not None else None,
         "late": late,
+        "late_backward": late_backward,
+        "partial": partial,
         "seed": new_seed,  # one fresh seed per seed input (fast_source: r0 = seed() ...)
     }
     for i, t in enumerate(g.input_types):

@@ -207,7 +207,7 @@ def _refuse_random(model: Any, graph: Graph, n_inputs: int) -> None:
 
 def _param_arrays(model: Any, graph: Graph) -> list[np.ndarray]:
     """The model's parameter arrays in graph order, checked against the graph's types."""
-    found = {name: p for name, p in model.named_parameters()}
+    found = {name: p for name, p in [*model.named_parameters(), *model.named_buffers()]}
     arrays = []
     for value in graph.params:
         p = found.get(value.hint or "")

@@ -37,6 +37,7 @@ from lucid.errors import (
     LucidError,
     RecompileError,
     RecompileWarning,
+    TraceError,
 )
 from lucid.ir.core import Graph
 from lucid.ir.trace import BATCH, Guard
@@ -204,6 +205,7 @@ class CompiledModule:
         self._fast: Any = None
         self._last_key: tuple[Any, ...] | None = None  # the key of the newest entry
         self._fell_back = False  # warned that new signatures run eagerly
+        self._untraceable: set[tuple[Any, ...]] = set()  # keys run eagerly (fallback="eager")
         self._compiles = 0  # entries built, including ones a structure change dropped
         # the module as the entries were traced (see Module.structure), and the structure
         # version at which that was last confirmed
@@ -232,9 +234,13 @@ class CompiledModule:
         key = _key(arrays, self.dynamic_batch, training, grad)
         entry = _admitting(self._entries.get(key, ()), arrays)
         if entry is None:
+            if key in self._untraceable:
+                return self.module(*args)
             if self._compiles >= self.options.max_entries:
                 return self._fall_back(args)
             entry = self._compile(key, arrays, training, grad)
+            if entry is None:  # untraceable, and fallback="eager"
+                return self.module(*args)
         self._fast = entry.fast
         if entry.n_seeds:  # after any trace (which draws none): the draws eager would make
             arrays += entry.draw_seeds()
@@ -262,19 +268,20 @@ class CompiledModule:
         for k in entry.late:
             t = tensors[k]
             t.requires_grad = True
-            t._backward = partial(self._late_backward, args, arrays, k)
+            t._backward = partial(self._late_backward, args, k, seeds=arrays[len(args) :])
         if entry.out_kind is None:
             return tensors[0]
         return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
 
     def _late_backward(
-        self, args: tuple[Any, ...], arrays: tuple[np.ndarray, ...], k: int, g: np.ndarray
+        self, args: tuple[Any, ...], k: int, g: np.ndarray, seeds: tuple[np.ndarray, ...] = ()
     ) -> tuple[()]:
         """Output k's backward for an eval-mode call: run the call again through its grad
         entry (compiled now if need be) and push `g` back from output k, which accumulates
         into the parameters' `.grad`. No input required grad, so it returns no gradients.
-        The call's seeds (after the caller's arrays) are reused: the same Dropout masks."""
-        arrays, seeds = arrays[: len(args)], arrays[len(args) :]
+        (The arrays are the call's own again: a Tensor's data or an array as passed; the
+        call's `seeds` are passed again too, so the rerun draws the forward's Dropout masks.)"""
+        arrays = call_arrays(args)
         wrt = (False,) * len(arrays)
         key = _key(arrays, self.dynamic_batch, False, wrt)
         entry = _admitting(self._entries.get(key, ()), arrays)
@@ -285,7 +292,10 @@ class CompiledModule:
             if entry is None:
                 why = "a backward through an eval-mode call needs a build with gradients"
                 entry = self._compile(key, arrays, False, wrt, why)
-            assert entry.grad is not None and entry.n_seeds == len(seeds)
+            if entry is None or entry.grad is None:  # cannot happen: the forward traced
+                raise LucidError(f"{self._name()}: no grad build for a backward")
+            if entry.n_seeds != len(seeds):  # cannot happen either: one trace, one seed count
+                raise LucidError(f"{self._name()}: the grad build draws other random seeds")
             arrays += seeds
             outs = entry.run(arrays)
             again = entry.grad.attach(args, arrays, entry.param_objects(), outs)
@@ -351,7 +361,7 @@ class CompiledModule:
         training: bool,
         grad: tuple[bool, ...] | None,
         why: str | None = None,
-    ) -> Entry:
+    ) -> Entry | None:
         """Trace, optimize and prepare the entry for a new signature (once per key); `why`
         overrides the reason the recompile warning gives."""
         from lucid.ir.trace import trace
@@ -371,6 +381,14 @@ class CompiledModule:
             guards: list[Guard] = []
             try:
                 traced = trace(spied, *arrays, dynamic_batch=self.dynamic_batch, guards=guards)
+            except TraceError as exc:
+                if self.options.fallback != "eager":
+                    raise self._mismatch(arrays, exc) from exc
+                self._untraceable.add(key)
+                message = f"{self._name()} runs eagerly (fallback='eager'): {exc}"
+                _log.info(message)
+                warnings.warn(message, FallbackWarning, stacklevel=4)
+                return None
             except (LucidError, ValueError, TypeError) as exc:
                 raise self._mismatch(arrays, exc) from exc
             signature = Signature(traced.input_types[: len(arrays)], training, grad)  # no seeds
@@ -384,7 +402,9 @@ class CompiledModule:
             else:
                 entry = self._compile_grad(traced, signature, names, spied.kind, debug_path, rows)
             entry.guards = tuple(guards)
-            entry.fast = make_fast(entry, self.module, self._differentiable_later)
+            entry.fast = make_fast(
+                entry, self.module, self._differentiable_later, self._late_backward
+            )
             self._entries.setdefault(key, []).append(entry)
             self._order.append(entry)
             return entry
@@ -604,11 +624,17 @@ def compile(
     backend: str = "c",
     dynamic_batch: bool = False,
     options: Mapping[str, Any] | None = None,
+    fallback: str = "error",
 ) -> CompiledModule:
     """Compile `model` lazily: each new input signature is traced, optimized and built at its
-    first call; calls that need gradients also build the backward (see the module doc)."""
+    first call; calls that need gradients also build the backward (see the module doc).
+
+    A model lucid cannot trace (`.item()` in forward, a branch on a tensor's value, an op
+    with no IR form) raises a TraceError listing each problem with its source line; with
+    `fallback="eager"` such signatures run eagerly instead, after one FallbackWarning."""
     from lucid.nn import Module
 
     if not isinstance(model, Module):
         raise TypeError(f"lucid.compile: expected a lucid.nn.Module, got {type(model).__name__}")
-    return CompiledModule(model, backend, dynamic_batch, CompileOptions.from_dict(options))
+    options_ = CompileOptions.from_dict(options).with_fallback(fallback)
+    return CompiledModule(model, backend, dynamic_batch, options_)

@@ -7,7 +7,7 @@ the pass pipeline is a function of the options alone (`CompileOptions.pipeline`)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,9 @@ class CompileOptions:
     # fullgraph, raises RecompileError instead
     max_entries: int = 8
     fullgraph: bool = False
+    # what a model that cannot be traced does: "error" (a TraceError listing every problem) or
+    # "eager" (run it eagerly, with one FallbackWarning); lucid.compile's `fallback=` sets it
+    fallback: str = "error"
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> CompileOptions:
@@ -86,6 +89,19 @@ class CompileOptions:
             max_entries=max_entries,
             fullgraph=fullgraph,
         )
+
+    def with_fallback(self, fallback: str) -> CompileOptions:
+        """These options with `fallback` checked and set (see the field)."""
+        if fallback not in ("error", "eager"):
+            raise ValueError(
+                f"lucid.compile: fallback must be 'error' or 'eager', not {fallback!r}"
+            )
+        if fallback == "eager" and self.fullgraph:
+            raise ValueError(
+                "lucid.compile: fallback='eager' contradicts options['fullgraph']=True, which "
+                "forbids running any call eagerly"
+            )
+        return replace(self, fallback=fallback)
 
     def pipeline(self) -> list[str]:
         """Pass names to run: the explicit list, else the default pipeline."""
