@@ -73,8 +73,12 @@ class Guard:
     loc: SourceLoc | None
 
     def holds(self, bindings: dict[str, int]) -> bool:
-        """Whether the decision comes out the same for these symbol values."""
-        return bool(_sym.evaluate(self.test, bindings)) == self.outcome
+        """Whether the decision comes out the same for these symbol values (not if it cannot
+        be made: a division by zero)."""
+        try:
+            return bool(_sym.evaluate(self.test, bindings)) == self.outcome
+        except ArithmeticError:
+            return False
 
     def condition(self) -> str:
         """What must hold, as people read it: `N > 4`, or `not (N > 4)`."""

@@ -98,7 +98,13 @@ def fast_source(entry: Entry) -> str:
         lines.append("    n = 1")
     guards = entry.guard_source()
     if guards is not None:  # the trace's decisions on the batch size must come out the same
-        lines += [f"    if not ({guards}):", "        return None"]
+        lines += [  # (one that divides by zero for this n fails: the slow path retraces)
+            "    try:",
+            f"        if not ({guards}):",
+            "            return None",
+            "    except ArithmeticError:",
+            "        return None",
+        ]
     lines.append("    cached = entry.pcache")
     if n_par:
         lines += ["    if cached is None:", "        return None", "    arrays, ids = cached"]
