@@ -197,10 +197,10 @@ class _Tracer:
             value = b.constant(float(expr) if dtype.is_float else int(expr), dtype, loc=loc)
         elif expr[0] in _SIZE_OPS and (dtype.is_float or expr[0] != "/"):
             args = [self._size_value(e, dtype) for e in expr[1:]]
-            known = [a for a in args if a is not None]
-            if len(known) != len(args):
+            operands = [a for a in args if a is not None]
+            if len(operands) != len(args):
                 return None
-            value = b.op(_SIZE_OPS[expr[0]], known, {}, loc=loc)
+            value = b.op(_SIZE_OPS[expr[0]], operands, {}, loc=loc)
         else:
             self._problem(
                 f"the size {_sym.text(expr)} is used as a number; lucid computes sizes in the "
