@@ -79,8 +79,12 @@ class Guard:
     loc: SourceLoc | None
 
     def holds(self, bindings: dict[str, int]) -> bool:
-        """Whether the decision comes out the same for these symbol values."""
-        return bool(_sym.evaluate(self.test, bindings)) == self.outcome
+        """Whether the decision comes out the same for these symbol values (not if it cannot
+        be made: a division by zero)."""
+        try:
+            return bool(_sym.evaluate(self.test, bindings)) == self.outcome
+        except ArithmeticError:
+            return False
 
     def condition(self) -> str:
         """What must hold, as people read it: `N > 4`, or `not (N > 4)`."""
@@ -199,9 +203,10 @@ class _Tracer:
             value = b.constant(float(expr) if dtype.is_float else int(expr), dtype, loc=loc)
         elif expr[0] in _SIZE_OPS and (dtype.is_float or expr[0] != "/"):
             args = [self._size_value(e, dtype) for e in expr[1:]]
-            if any(a is None for a in args):
+            operands = [a for a in args if a is not None]
+            if len(operands) != len(args):
                 return None
-            value = b.op(_SIZE_OPS[expr[0]], args, {}, loc=loc)
+            value = b.op(_SIZE_OPS[expr[0]], operands, {}, loc=loc)
         else:
             self._problem(
                 f"the size {_sym.text(expr)} is used as a number; lucid computes sizes in the "

@@ -12,6 +12,12 @@ returns None when the call needs gradients (grad enabled and an input requiring 
 mode with a parameter requiring grad), and a grad entry's returns None when it does not or
 when the pattern of inputs requiring grad differs; a grad entry hands its outputs (the
 original ones then the saved values) to `entry.grad.attach`, which hooks them into the tape.
+A forward-only entry in eval mode, with grad on and a parameter requiring grad, returns
+outputs that require grad (see CompiledModule._differentiable_later).
+
+An entry traced under a dynamic batch may carry guards (Python decisions on the batch size,
+`Entry.guards`): they are checked as one generated condition on `n`, and a call for which
+one fails returns None, so the slow path finds (or traces) the entry whose guards hold.
 """
 
 from __future__ import annotations
@@ -93,7 +99,13 @@ def fast_source(entry: Entry) -> str:
         lines.append("    n = 1")
     guards = entry.guard_source()
     if guards is not None:  # the trace's decisions on the batch size must come out the same
-        lines += [f"    if not ({guards}):", "        return None"]
+        lines += [  # (one that divides by zero for this n fails: the slow path retraces)
+            "    try:",
+            f"        if not ({guards}):",
+            "            return None",
+            "    except ArithmeticError:",
+            "        return None",
+        ]
     lines.append("    cached = entry.pcache")
     if n_par:
         lines += ["    if cached is None:", "        return None", "    arrays, ids = cached"]
@@ -154,8 +166,7 @@ def fast_source(entry: Entry) -> str:
                 f"        return make(y0, True, (), partial(late_backward, args, 0{again}))"
             )
         else:
-            xs = "".join([*(f"x{i}, " for i in range(n_in)), *(f"{r}, " for r in seeds)])
-            lines.append(f"        return late(entry, args, ({xs}), ({outs},))")
+            lines.append(f"        return late(entry, args, ({outs},){again})")
     if entry.out_kind is None:
         lines.append(f"    return {outs}")
     elif entry.out_kind is tuple:
@@ -167,7 +178,7 @@ def fast_source(entry: Entry) -> str:
 
 def make_fast(entry: Entry, module: Any, late: Any, late_backward: Any) -> Any:
     """Compile `fast_source(entry)` with its constants bound; None if the entry has no C.
-    `late(entry, args, arrays, outputs)` makes an eval-mode call's outputs differentiable, and
+    `late(entry, args, outputs)` makes an eval-mode call's outputs differentiable, and
     `late_backward(args, k, g)` is the backward of such an output k (inlined for one output)."""
     g, forward = entry.graph, entry.forward
     call = getattr(forward, "call_objects", None)

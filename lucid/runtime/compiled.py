@@ -171,6 +171,13 @@ def _failed_guard(entry: Entry, arrays: tuple[np.ndarray, ...]) -> str:
     return f"the trace assumed {failed.condition()}{where}, which fails for N={n}"
 
 
+def _as_returned(entry: Entry, tensors: tuple[Tensor, ...]) -> Any:
+    """A forward-only call's outputs in the shape forward returned them (one, tuple, list)."""
+    if entry.out_kind is None:
+        return tensors[0]
+    return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
+
+
 def _grad_mode(module: Any, args: tuple[Any, ...], training: bool) -> tuple[bool, ...] | None:
     """None if the call needs no gradients, else which inputs require grad (see the module doc)."""
     if not _tensor._grad_enabled:
@@ -250,28 +257,24 @@ class CompiledModule:
         tensors = tuple(map(wrap, outs))
         late = entry.late and _tensor._grad_enabled and not training
         if late and any(p.requires_grad for p in entry.param_objects()):
-            return self._differentiable_later(entry, args, arrays, tensors)
-        if entry.out_kind is None:
-            return tensors[0]
-        return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
+            return self._differentiable_later(entry, args, tensors, arrays[len(args) :])
+        return _as_returned(entry, tensors)
 
     def _differentiable_later(
         self,
         entry: Entry,
         args: tuple[Any, ...],
-        arrays: tuple[np.ndarray, ...],
         tensors: tuple[Tensor, ...],
+        seeds: tuple[np.ndarray, ...] = (),
     ) -> Any:
         """The outputs of an eval-mode forward-only call, made differentiable: each output that
         reaches a parameter requires grad, and its backward recomputes the call with gradients
-        (`_late_backward`). Returned in the shape forward returned them."""
+        (`_late_backward`, with the call's `seeds`). Returned in the shape forward returned them."""
         for k in entry.late:
             t = tensors[k]
             t.requires_grad = True
-            t._backward = partial(self._late_backward, args, k, seeds=arrays[len(args) :])
-        if entry.out_kind is None:
-            return tensors[0]
-        return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
+            t._backward = partial(self._late_backward, args, k, seeds=seeds)
+        return _as_returned(entry, tensors)
 
     def _late_backward(
         self, args: tuple[Any, ...], k: int, g: np.ndarray, seeds: tuple[np.ndarray, ...] = ()

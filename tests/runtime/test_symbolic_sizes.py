@@ -313,3 +313,21 @@ def test_symint_arithmetic_text_and_evaluation() -> None:
     assert n > 4 and n == 6 and int(n) == 6 and list(range(n)) == list(range(6))
     with pytest.raises(TypeError):
         sym.python(("import os", 1, 2), {})
+
+
+def test_a_guard_that_divides_by_zero_fails_and_retraces_like_eager() -> None:
+    class Ratio(nn.Module):
+        def forward(self, x: Any) -> Any:
+            if 12 // (x.shape[0] - 1) > 3:
+                return x * 2
+            return x
+
+    model = Ratio()
+    compiled = lucid.compile(model, dynamic_batch=True)
+    with lucid.no_grad(), warnings.catch_warnings():
+        np.testing.assert_array_equal(compiled(np.ones((2, 3), np.float32)).data, 2.0)
+        warnings.simplefilter("ignore", RecompileWarning)
+        with pytest.raises(ZeroDivisionError):  # what eager raises at N=1, from forward
+            compiled(np.ones((1, 3), np.float32))
+        with pytest.raises(ZeroDivisionError):
+            model(lucid.tensor(np.ones((1, 3), np.float32)))
