@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -186,7 +187,9 @@ def _eager_grads(model: nn.Module, x: np.ndarray, w: np.ndarray, seed: int) -> l
         p.grad = None
     xt = lucid.Tensor(x, requires_grad=True)
     lucid.random.seed(seed)
-    (model(xt) * lucid.Tensor(w)).sum().backward()
+    out = model(xt)
+    out = out[0] if isinstance(out, tuple) else out
+    (out * lucid.Tensor(w)).sum().backward()
     return [xt.grad, *(p.grad for p in model.parameters())]
 
 
@@ -320,20 +323,23 @@ def test_export_refuses_training_dropout(tmp_path) -> None:
 class AlwaysDrops(nn.Module):
     """F.dropout with training=True whatever the mode: an eval-mode graph that takes a seed."""
 
-    def __init__(self) -> None:
+    def __init__(self, as_tuple: bool = False) -> None:
         super().__init__()
         self.fc = nn.Linear(5, 6)
+        self.as_tuple = as_tuple
 
-    def forward(self, x: lucid.Tensor) -> lucid.Tensor:
-        return lucid.nn.functional.dropout(self.fc(x), 0.5, training=True)
+    def forward(self, x: lucid.Tensor) -> Any:
+        y = lucid.nn.functional.dropout(self.fc(x), 0.5, training=True)
+        return (y,) if self.as_tuple else y
 
 
 @pytest.mark.needs_cc
-def test_eval_call_backward_recomputes_with_the_calls_own_seeds() -> None:
+@pytest.mark.parametrize("as_tuple", [False, True])  # the inlined late backward, and late()
+def test_eval_call_backward_recomputes_with_the_calls_own_seeds(as_tuple: bool) -> None:
     """An eval-mode call with grad on is differentiable; its backward reruns the call through a
     grad entry, which must reuse the seeds the call drew, not draw new ones."""
     lucid.random.seed(0)
-    model = AlwaysDrops().eval()
+    model = AlwaysDrops(as_tuple).eval()
     compiled = lucid.compile(model)
     x = _x(4)
     for seed in (1, 2):  # the slow path, then the fast path
@@ -342,6 +348,7 @@ def test_eval_call_backward_recomputes_with_the_calls_own_seeds() -> None:
             p.grad = None
         lucid.random.seed(seed)
         out = compiled(x)
+        out = out[0] if as_tuple else out
         lucid.random.draw_seed()  # a draw between forward and backward must not matter
         out.sum().backward()
         for p, e in zip(model.parameters(), want):
