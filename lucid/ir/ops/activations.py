@@ -204,7 +204,7 @@ def _gelu_grad(x: Array, g: Array, *, approximate: str = "none") -> Array:
     if approximate == "tanh":
         k, c = lit(x, _K), lit(x, _C)
         t = np.tanh(k * (x + c * x * x * x))
-        right = half * x * (one - t * t) * k * (one + lit(x, 3.0) * c * x * x)
+        right = half * x * (one - t * t) * k * (one + np.multiply(lit(x, 3.0), c) * x * x)
         return g * (half * (one + t) + right)
     cdf = half * (one + _erf(x * lit(x, _SQRT1_2)))
     pdf = lit(x, _INV_SQRT_2PI) * np.exp(x * x * lit(x, -0.5))
