@@ -4,31 +4,43 @@ from __future__ import annotations
 
 from lucid.nn import functional
 from lucid.nn.layers import (
+    ELU,
+    GELU,
     CrossEntropyLoss,
     Dropout,
     Flatten,
     HardSigmoid,
     HardSwish,
+    Hardtanh,
     Identity,
+    LeakyReLU,
     Linear,
+    LogSoftmax,
     MSELoss,
     ReLU,
     ReLU6,
     Sigmoid,
     SiLU,
+    Softmax,
+    Softplus,
     Tanh,
 )
 from lucid.nn.module import LoadResult, Module, Parameter, Sequential
 
 __all__ = [
+    "ELU",
+    "GELU",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
     "HardSigmoid",
     "HardSwish",
+    "Hardtanh",
     "Identity",
+    "LeakyReLU",
     "Linear",
     "LoadResult",
+    "LogSoftmax",
     "MSELoss",
     "Module",
     "Parameter",
@@ -37,6 +49,8 @@ __all__ = [
     "Sequential",
     "SiLU",
     "Sigmoid",
+    "Softmax",
+    "Softplus",
     "Tanh",
     "functional",
 ]

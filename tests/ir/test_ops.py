@@ -186,6 +186,21 @@ def test_type_rules(
             {},
             r"maximum_grad: expected g of the broadcast shape f32\[3\]",
         ),
+        (
+            "softmax",
+            (f32("N", 4),),
+            {"dim": 2},
+            r"softmax: dim must lie in \[0, 2\) for f32\[N,4\], got 2",
+        ),
+        ("log_softmax", (f32(3),), {"dim": -2}, r"log_softmax: dim must lie in \[0, 1\)"),
+        ("softmax", (f32(3),), {}, r"softmax: missing attribute 'dim'"),
+        (
+            "gelu",
+            (f32(3),),
+            {"approximate": "fast"},
+            r"gelu: approximate must be \"none\" or \"tanh\", got 'fast'",
+        ),
+        ("leaky_relu", (TensorType(I64, (3,)),), {}, r"leaky_relu: expected a float tensor"),
     ],
 )
 def test_type_rule_errors(
