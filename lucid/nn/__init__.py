@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lucid.nn import functional
+from lucid.nn.containers import ModuleDict, ModuleList
 from lucid.nn.layers import (
     CrossEntropyLoss,
     Dropout,
@@ -31,6 +32,8 @@ __all__ = [
     "LoadResult",
     "MSELoss",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "Parameter",
     "ReLU",
     "ReLU6",
