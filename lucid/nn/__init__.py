@@ -19,21 +19,26 @@ from lucid.nn.layers import (
     SiLU,
     Tanh,
 )
+from lucid.nn.losses import BCEWithLogitsLoss, HuberLoss, L1Loss, NLLLoss
 from lucid.nn.module import LoadResult, Module, Parameter, Sequential
 
 __all__ = [
+    "BCEWithLogitsLoss",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
     "HardSigmoid",
     "HardSwish",
+    "HuberLoss",
     "Identity",
+    "L1Loss",
     "Linear",
     "LoadResult",
     "MSELoss",
     "Module",
     "ModuleDict",
     "ModuleList",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "ReLU6",
