@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lucid.nn import functional
+from lucid.nn import functional, utils
 from lucid.nn.containers import ModuleDict, ModuleList
 from lucid.nn.layers import (
     CrossEntropyLoss,
@@ -47,4 +47,5 @@ __all__ = [
     "Sigmoid",
     "Tanh",
     "functional",
+    "utils",
 ]
