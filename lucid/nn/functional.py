@@ -115,19 +115,20 @@ def tanh(x: Tensor) -> Tensor:
 _REDUCTIONS: dict[str, dict[str, Any]] = {
     "mean": {"reduction": "mean"},
     "sum": {"reduction": "sum"},
+    "none": {"reduction": "none"},
 }
 
 
 def _reduction(op: str, reduction: str) -> dict[str, Any]:
     attrs = _REDUCTIONS.get(reduction)
     if attrs is None:
-        raise ValueError(f"{op}: reduction must be 'mean' or 'sum', got {reduction!r}")
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     return attrs
 
 
 def mse_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """mean((pred - target)**2), or its sum; shapes must be equal."""
-    attrs = _REDUCTIONS["mean"] if reduction == "none" else _reduction("mse_loss", reduction)
+    attrs = _reduction("mse_loss", reduction)
     float_input(_MSE_LOSS, pred)
     pred, target = operands("mse_loss", pred, target)
     if pred.data.shape != target.data.shape:
@@ -144,8 +145,8 @@ def mse_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 def cross_entropy(
     logits: Tensor, target: Any, reduction: str = "mean", label_smoothing: float = 0.0
 ) -> Tensor:
-    """Softmax cross-entropy of logits [N, C] against int64 class indices [N] (with label
-    smoothing: the op plus `losses.label_smoothing_term`, so compiled matches eager)."""
+    """Softmax cross-entropy of logits [N, C] against int64 class indices [N], reduced or
+    one per row ('none'); label smoothing adds `losses.label_smoothing_term` (existing ops)."""
     attrs = _reduction("cross_entropy", reduction)
     float_input(_CROSS_ENTROPY, logits)
     if not isinstance(target, Tensor):

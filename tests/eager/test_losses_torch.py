@@ -91,13 +91,13 @@ CASES: dict[str, Case] = {
         "cls",
         REDUCTIONS,
     ),
-    "cross_entropy": (*plain(F.cross_entropy, TF.cross_entropy), "x", "cls", ("mean", "sum")),
+    "cross_entropy": (*plain(F.cross_entropy, TF.cross_entropy), "x", "cls", REDUCTIONS),
     "cross_entropy_smoothing": (
         lambda a, b, reduction, d: F.cross_entropy(a, b, reduction, label_smoothing=0.2),
         lambda a, b, reduction, d: TF.cross_entropy(a, b, reduction=reduction, label_smoothing=0.2),
         "x",
         "cls",
-        ("mean", "sum"),
+        REDUCTIONS,
     ),
 }
 

@@ -26,6 +26,11 @@ def _log_softmax(z: Tensor) -> Tensor:
     return z - z.exp().sum(axis=1, keepdims=True).log()
 
 
+def _row_weights(t: Tensor) -> Tensor:
+    """Distinct weights per row (from the class), so each row's cotangent differs."""
+    return t.astype(np.float32) * 0.5 + 1.0
+
+
 class Net(nn.Module):
     """A ModuleList trunk and a ModuleDict of heads; forward returns the loss."""
 
@@ -57,6 +62,14 @@ LOSSES: dict[str, tuple[Any, str]] = {
     "bce_logits": (nn.BCEWithLogitsLoss(pos_weight=Tensor(np.float32([1.0, 2.0, 0.5]))), "prob"),
     "nll": (lambda z, t: F.nll_loss(_log_softmax(z), t), "class"),
     "cross_entropy_smoothing": (nn.CrossEntropyLoss(label_smoothing=0.1), "class"),
+    "cross_entropy_none": (
+        lambda z, t: (F.cross_entropy(z, t, reduction="none") * _row_weights(t)).sum(),
+        "class",
+    ),
+    "cross_entropy_none_smoothing": (
+        lambda z, t: (F.cross_entropy(z, t, "none", label_smoothing=0.2) * _row_weights(t)).mean(),
+        "class",
+    ),
     "cross_entropy_sum_smoothing": (
         nn.CrossEntropyLoss(reduction="sum", label_smoothing=0.3),
         "class",
@@ -134,3 +147,24 @@ def test_a_dtype_change_of_the_parameters_recompiles() -> None:
     assert again.dtype == np.float64
     np.testing.assert_allclose(again.data, model(Tensor(x), Tensor(t)).data, rtol=1e-12)
     np.testing.assert_allclose(again.data, first.data, rtol=1e-5)
+
+
+def test_per_row_cross_entropy_output_and_its_backward_match_eager() -> None:
+    """reduction="none" as a compiled output: [N] losses, and a backward from any cotangent."""
+    rng = np.random.default_rng(5)
+    x, t = rng.standard_normal((N, D)), _targets("class", rng)
+    lucid.random.seed(7)
+    per_row = lambda z, t: F.cross_entropy(z, t, reduction="none")
+    model, twin = Net(per_row).double(), Net(per_row).double()
+    twin.load_state_dict(model.state_dict())
+    xs = Tensor(x, requires_grad=True)
+    out = lucid.compile(model)(xs, Tensor(t))
+    ref = twin(Tensor(x), Tensor(t))
+    assert out.shape == (N,)
+    np.testing.assert_allclose(out.data, ref.data, rtol=1e-12)
+    g = rng.standard_normal(N)
+    out.backward(g)
+    ref.backward(g)
+    for (k, p), q in zip(model.named_parameters(), twin.parameters()):
+        np.testing.assert_allclose(p.grad, q.grad, rtol=1e-10, atol=1e-12, err_msg=k)
+    assert xs.grad is not None and xs.grad.shape == (N, D)
