@@ -54,8 +54,18 @@ class ModuleList(Module):
 
     def __getitem__(self, i: int | slice) -> Any:
         if isinstance(i, slice):
-            return ModuleList(self._items()[i])
+            return self._view(self._items()[i])
         return self._items()[self._index(i)]
+
+    @staticmethod
+    def _view(items: list[Module]) -> ModuleList:
+        """A ModuleList of `items` that leaves their owner links alone: a slice must not make
+        the modules' paths (and error messages) point into a temporary list."""
+        out = ModuleList()
+        for k, module in enumerate(items):
+            out._modules[str(k)] = module
+            object.__setattr__(out, str(k), module)
+        return out
 
     def __setitem__(self, i: int, module: Module) -> None:
         setattr(self, str(self._index(i)), _check("ModuleList", module, "the new item"))

@@ -49,6 +49,9 @@ def test_module_list_list_api() -> None:
     assert ml[-1] is c and ml[0] is a
     sliced = ml[1:]
     assert isinstance(sliced, nn.ModuleList) and list(sliced) == [b, c]
+    owner = nn.Sequential(nn.Identity(), ml)
+    assert owner[1] is ml and ml[1].path == "1.1"
+    assert ml[1:][0].path == "1.1"  # a slice keeps the owner links
     ml.insert(1, d)
     assert list(ml) == [a, d, b, c] and [n for n, _ in ml.named_children()] == ["0", "1", "2", "3"]
     ml.extend([nn.ReLU()])
