@@ -168,3 +168,16 @@ def test_per_row_cross_entropy_output_and_its_backward_match_eager() -> None:
     for (k, p), q in zip(model.named_parameters(), twin.parameters()):
         np.testing.assert_allclose(p.grad, q.grad, rtol=1e-10, atol=1e-12, err_msg=k)
     assert xs.grad is not None and xs.grad.shape == (N, D)
+
+
+def test_appending_to_a_module_list_recompiles() -> None:
+    rng = np.random.default_rng(6)
+    x, t = rng.standard_normal((N, D)).astype(np.float32), _targets("real", rng)
+    lucid.random.seed(8)
+    model = Net(nn.L1Loss()).eval()
+    cm = lucid.compile(model)
+    cm(Tensor(x), Tensor(t))
+    model.layers.append(nn.ReLU())
+    with pytest.warns(RecompileWarning, match=r"self\.layers\.3 was added"):
+        out = cm(Tensor(x), Tensor(t))
+    np.testing.assert_allclose(out.data, model(Tensor(x), Tensor(t)).data, **F32)
