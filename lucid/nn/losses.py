@@ -188,7 +188,7 @@ def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float
 
 
 class _Loss(Module):
-    """A loss module: its reduction, and a forward that calls `_fn` with its arguments."""
+    """A loss module: holds its reduction; subclasses call their functional form in forward."""
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()

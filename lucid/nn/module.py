@@ -265,8 +265,10 @@ class Module:
         """Convert every floating parameter to `dtype` in place (PyTorch's rule: the Parameter
         objects stay, their `.data` is replaced); returns self.
 
-        Optimizer state and gradients made before the conversion keep the old dtype. Bumps the
-        structure version, so a compiled model sees the new parameter types and recompiles."""
+        Gradients are converted too; optimizer state made before keeps the old dtype, and
+        buffers (plain Tensor attributes) are left as they are (PyTorch converts floating
+        buffers too). Bumps the structure version, so a compiled model sees the new parameter
+        types and recompiles."""
         dt = np.dtype(dtype)
         if dt.kind != "f":
             raise TypeError(f"{type(self).__name__}.to: expected a floating dtype, got {dt}")
