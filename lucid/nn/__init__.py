@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lucid.nn import functional
+from lucid.nn import functional, utils
+from lucid.nn.containers import ModuleDict, ModuleList
 from lucid.nn.layers import (
     ELU,
     GELU,
@@ -25,24 +26,31 @@ from lucid.nn.layers import (
     Softplus,
     Tanh,
 )
+from lucid.nn.losses import BCEWithLogitsLoss, HuberLoss, L1Loss, NLLLoss
 from lucid.nn.module import LoadResult, Module, Parameter, Sequential
 
 __all__ = [
     "ELU",
     "GELU",
+    "BCEWithLogitsLoss",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
     "HardSigmoid",
     "HardSwish",
     "Hardtanh",
+    "HuberLoss",
     "Identity",
+    "L1Loss",
     "LeakyReLU",
     "Linear",
     "LoadResult",
     "LogSoftmax",
     "MSELoss",
     "Module",
+    "ModuleDict",
+    "ModuleList",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "ReLU6",
@@ -53,4 +61,5 @@ __all__ = [
     "Softplus",
     "Tanh",
     "functional",
+    "utils",
 ]

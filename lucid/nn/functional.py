@@ -13,7 +13,14 @@ import numpy as np
 from lucid import _hooks
 from lucid import random as _random
 from lucid.ir.ops import OPS
+from lucid.nn import losses as _losses
 from lucid.tensor import Array, Tensor, apply, attach, constant, float_input, operands
+
+# the composed losses (lucid/nn/losses.py), under PyTorch's functional names
+binary_cross_entropy_with_logits = _losses.binary_cross_entropy_with_logits
+huber_loss = _losses.huber_loss
+l1_loss = _losses.l1_loss
+nll_loss = _losses.nll_loss
 
 # the ops this module applies, looked up once (these functions run once per layer call)
 _CROSS_ENTROPY = OPS["cross_entropy"]
@@ -32,6 +39,7 @@ _SILU = OPS["silu"]
 _SOFTPLUS = OPS["softplus"]
 
 __all__ = [
+    "binary_cross_entropy_with_logits",
     "cross_entropy",
     "dropout",
     "elu",
@@ -39,10 +47,13 @@ __all__ = [
     "hardsigmoid",
     "hardswish",
     "hardtanh",
+    "huber_loss",
+    "l1_loss",
     "leaky_relu",
     "linear",
     "log_softmax",
     "mse_loss",
+    "nll_loss",
     "relu",
     "relu6",
     "sigmoid",
@@ -183,13 +194,14 @@ def log_softmax(x: Tensor, dim: int) -> Tensor:
 _REDUCTIONS: dict[str, dict[str, Any]] = {
     "mean": {"reduction": "mean"},
     "sum": {"reduction": "sum"},
+    "none": {"reduction": "none"},
 }
 
 
 def _reduction(op: str, reduction: str) -> dict[str, Any]:
     attrs = _REDUCTIONS.get(reduction)
     if attrs is None:
-        raise ValueError(f"{op}: reduction must be 'mean' or 'sum', got {reduction!r}")
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     return attrs
 
 
@@ -203,11 +215,17 @@ def mse_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
             f"mse_loss: prediction has shape {pred.shape} but target has shape {target.shape}; "
             "they must be equal"
         )
+    if reduction == "none":  # elementwise: no op of its own (the mse_loss op reduces)
+        d = pred - target
+        return d * d
     return apply(_MSE_LOSS, (pred, target), attrs)
 
 
-def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of logits [N, C] against int64 class indices [N]."""
+def cross_entropy(
+    logits: Tensor, target: Any, reduction: str = "mean", label_smoothing: float = 0.0
+) -> Tensor:
+    """Softmax cross-entropy of logits [N, C] against int64 class indices [N], reduced or
+    one per row ('none'); label smoothing adds `losses.label_smoothing_term` (existing ops)."""
     attrs = _reduction("cross_entropy", reduction)
     float_input(_CROSS_ENTROPY, logits)
     if not isinstance(target, Tensor):
@@ -218,7 +236,10 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
         )
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: expected logits of shape [N, C], got {logits.shape}")
-    return apply(_CROSS_ENTROPY, (logits, target), attrs)
+    loss = apply(_CROSS_ENTROPY, (logits, target), attrs)
+    if label_smoothing:
+        loss = loss + _losses.label_smoothing_term(logits, target, reduction, label_smoothing)
+    return loss
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

@@ -276,13 +276,15 @@ class MSELoss(Module):
 class CrossEntropyLoss(Module):
     """Softmax cross-entropy of logits [N, C] against int64 class indices [N]."""
 
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.reduction = reduction
+        self.label_smoothing = label_smoothing
 
     def forward(self, logits: Tensor, target: Any) -> Tensor:
         """The loss of logits against target classes."""
-        return F.cross_entropy(logits, target, self.reduction)
+        return F.cross_entropy(logits, target, self.reduction, self.label_smoothing)
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+        smoothing = f", label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return f"reduction={self.reduction!r}{smoothing}"

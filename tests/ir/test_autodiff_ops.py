@@ -159,6 +159,7 @@ CASES: dict[str, Callable[..., Any]] = {
     "mse_sum": binary(lambda x, p: F.mse_loss(x, p, "sum"), pshape=(3, 4)),
     "cross_entropy": shaped(lambda self, x: _ce(self, x, "mean"), (3, 4), w=(4, 3)),
     "cross_entropy_sum": shaped(lambda self, x: _ce(self, x, "sum"), (3, 4), w=(4, 3)),
+    "cross_entropy_none": shaped(lambda self, x: _ce(self, x, "none"), (3, 4), w=(4, 3)),
     "stop_gradient": shaped(lambda self, x: x * self.w + (x * self.w).detach(), (3, 4), w=(4,)),
 }
 

@@ -55,6 +55,18 @@ def test_elementwise_flags() -> None:
         ("cast", (f32(3),), {"dtype": "i64"}, TensorType(I64, (3,))),
         ("mse_loss", (f32("N", 2), f32("N", 2)), {}, f32()),
         ("cross_entropy", (f32("N", 4), TensorType(I64, ("N",))), {}, f32()),
+        (
+            "cross_entropy",
+            (f32("N", 4), TensorType(I64, ("N",))),
+            {"reduction": "none"},
+            f32("N"),
+        ),
+        (
+            "cross_entropy_grad",
+            (f32("N", 4), TensorType(I64, ("N",)), f32("N")),
+            {"reduction": "none"},
+            f32("N", 4),
+        ),
         ("constant", (), {"value": ((1, 2, 3), (4, 5, 6))}, f32(2, 3)),
         ("constant", (), {"value": 2, "dtype": I64}, TensorType(I64, ())),
         ("maximum_grad", (f32("N", 1), f32(3), f32("N", 3)), {}, f32("N", 3)),
