@@ -382,6 +382,17 @@ class Tensor:
         """Elementwise max(x, 0)."""
         return apply(float_input(_RELU, self), (self,))
 
+    def softmax(self, dim: int) -> Tensor:
+        """exp(x) / sum(exp(x)) along `dim` (negative counts from the end), max-stabilised."""
+        return apply(
+            float_input(_SOFTMAX, self), (self,), {"dim": _softmax_dim("softmax", self, dim)}
+        )
+
+    def log_softmax(self, dim: int) -> Tensor:
+        """log(softmax(x, dim)), computed as (x - max) - log(sum(exp(x - max)))."""
+        attrs = {"dim": _softmax_dim("log_softmax", self, dim)}
+        return apply(float_input(_LOG_SOFTMAX, self), (self,), attrs)
+
     def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
         """Clamp into [min, max]; None leaves that side open; NaN passes through."""
         lo = -np.inf if min is None else float(min)
@@ -471,6 +482,7 @@ _GREATER_EQUAL = OPS["greater_equal"]
 _LESS = OPS["less"]
 _LESS_EQUAL = OPS["less_equal"]
 _LOG = OPS["log"]
+_LOG_SOFTMAX = OPS["log_softmax"]
 _MATMUL = OPS["matmul"]
 _MEAN = OPS["mean"]
 _MUL = OPS["mul"]
@@ -480,6 +492,7 @@ _POW = OPS["pow"]
 _RELU = OPS["relu"]
 _RESHAPE = OPS["reshape"]
 _SIGMOID = OPS["sigmoid"]
+_SOFTMAX = OPS["softmax"]
 _SQRT = OPS["sqrt"]
 _STOP_GRADIENT = OPS["stop_gradient"]
 _SUB = OPS["sub"]
@@ -602,6 +615,19 @@ def binary(op: OpDef, a: Any, b: Any) -> Tensor:
     if op is _DIV and a.data.dtype.kind != "f":
         raise TypeError(f"div: expected floating-point Tensors, got dtype {a.dtype}")
     return apply(op, (a, b))
+
+
+def _softmax_dim(op: str, x: Tensor, dim: Any) -> int:
+    """`dim` of softmax/log_softmax as a non-negative axis of x, or an error naming op and shape."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    ndim = x.data.ndim
+    if not -ndim <= dim < ndim:
+        expected = f"expected dim in [{-ndim}, {ndim - 1}]" if ndim else "it has no dims"
+        raise IndexError(
+            f"{op}: dim {int(dim)} is out of range for a tensor of shape {x.shape} ({expected})"
+        )
+    return int(dim) % ndim
 
 
 def float_input(op: OpDef, x: Tensor) -> OpDef:

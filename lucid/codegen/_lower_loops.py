@@ -1,4 +1,5 @@
-"""Loop-nest lowerings: elementwise ops (with broadcasting), shape copies, reductions, mse_loss."""
+"""Loop-nest lowerings: elementwise ops (with broadcasting), shape copies, reductions, mse_loss,
+softmax and log_softmax."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from lucid.codegen._lower import (
     prod_c,
     strides_c,
 )
-from lucid.codegen._scalar_c import scalar_exprs
+from lucid.codegen._scalar_c import SUFFIX, scalar_exprs
 from lucid.errors import CompileError
 from lucid.ir.core import Value
 from lucid.ir.types import Dim, DType, broadcast_shapes
@@ -265,3 +266,36 @@ def lower_mse_loss(ctx: LowerCtx) -> Kernel:
         pre=(f"const {t} d = a0 - a1;",),
     )
     return ctx.kernel(render("reduce.c.j2", r=red))
+
+
+@dataclass(frozen=True)
+class Softmax:
+    """softmax or log_softmax of x viewed as [outer, n, inner], along n (softmax.c.j2)."""
+
+    op: str
+    log: bool
+    T: str
+    s: str
+    outer: str
+    n: str
+    inner: str
+    acc_why: str
+
+
+def lower_softmax(ctx: LowerCtx) -> Kernel:
+    """softmax/log_softmax along `dim`: the axes before it are `outer`, those after `inner`
+    (either may hold the batch symbol, as may `dim` itself)."""
+    x = ctx.inputs[0].type
+    dim = ctx.node.attrs["dim"]
+    assert isinstance(dim, int)
+    sm = Softmax(
+        op=ctx.node.op,
+        log=ctx.node.op == "log_softmax",
+        T=x.dtype.c,
+        s=SUFFIX[x.dtype],
+        outer=prod_c(x.shape[:dim]),
+        n=dim_c(x.shape[dim]),
+        inner=prod_c(x.shape[dim + 1 :]),
+        acc_why="the sum accumulates in double, then rounds to the dtype like NumPy's sum",
+    )
+    return ctx.kernel(render("softmax.c.j2", sm=sm))

@@ -100,6 +100,7 @@ class CrossEntropy:
     rows: str
     classes: str
     grad: bool
+    per_row: bool
     final: str
     scale: str
     acc_why: str
@@ -110,24 +111,27 @@ def _cross_entropy(ctx: LowerCtx, grad: bool) -> Kernel:
     t = logits.dtype.c
     rows, classes = dim_c(logits.shape[0]), dim_c(logits.shape[1])
     mean = ctx.node.attrs["reduction"] == "mean"
+    per_row = ctx.node.attrs["reduction"] == "none"
     ce = CrossEntropy(
         T=t,
         s=SUFFIX[logits.dtype],
         rows=rows,
         classes=classes,
         grad=grad,
+        per_row=per_row,
         final=f"loss / ({t})rows" if mean else "loss",
-        scale=f"x2[0] / ({t})rows" if mean else "x2[0]",
+        scale="x2[r]" if per_row else f"x2[0] / ({t})rows" if mean else "x2[0]",
         acc_why="the row sums accumulate in double, then round to the dtype like NumPy's sum",
     )
     return ctx.kernel(render("cross_entropy.c.j2", ce=ce))
 
 
 def lower_cross_entropy(ctx: LowerCtx) -> Kernel:
-    """mean (or sum) of -log_softmax(logits)[row, target[row]]; LUCID_E_INDEX on a bad target."""
+    """mean, sum or each of -log_softmax(logits)[row, target[row]]; LUCID_E_INDEX on a bad
+    target."""
     return _cross_entropy(ctx, grad=False)
 
 
 def lower_cross_entropy_grad(ctx: LowerCtx) -> Kernel:
-    """(softmax(logits) - onehot(target)) * g (/ rows for mean)."""
+    """(softmax(logits) - onehot(target)) * g (/ rows for mean; g per row for none)."""
     return _cross_entropy(ctx, grad=True)

@@ -25,6 +25,7 @@ LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
         "reduce": loops.lower_reduce,
         "sum_to": loops.lower_sum_to,
         "mse_loss": loops.lower_mse_loss,
+        "softmax": loops.lower_softmax,
         "matmul": special.lower_matmul,
         "linear": special.lower_linear,
         "cross_entropy": special.lower_cross_entropy,

@@ -13,31 +13,54 @@ import numpy as np
 from lucid import _hooks
 from lucid import random as _random
 from lucid.ir.ops import OPS
+from lucid.nn import losses as _losses
 from lucid.tensor import Tensor, apply, constant, float_input, operands
+
+# the composed losses (lucid/nn/losses.py), under PyTorch's functional names
+binary_cross_entropy_with_logits = _losses.binary_cross_entropy_with_logits
+huber_loss = _losses.huber_loss
+l1_loss = _losses.l1_loss
+nll_loss = _losses.nll_loss
 
 # the ops this module applies, looked up once (these functions run once per layer call)
 _CROSS_ENTROPY = OPS["cross_entropy"]
 _DROPOUT = OPS["dropout"]
+_ELU = OPS["elu"]
+_GELU = OPS["gelu"]
 _HARDSIGMOID = OPS["hardsigmoid"]
 _HARDSWISH = OPS["hardswish"]
+_HARDTANH = OPS["hardtanh"]
+_LEAKY_RELU = OPS["leaky_relu"]
 _LINEAR = OPS["linear"]
 _MSE_LOSS = OPS["mse_loss"]
 _RELU = OPS["relu"]
 _RELU6 = OPS["relu6"]
 _SIGMOID = OPS["sigmoid"]
 _SILU = OPS["silu"]
+_SOFTPLUS = OPS["softplus"]
 
 __all__ = [
+    "binary_cross_entropy_with_logits",
     "cross_entropy",
     "dropout",
+    "elu",
+    "gelu",
     "hardsigmoid",
     "hardswish",
+    "hardtanh",
+    "huber_loss",
+    "l1_loss",
+    "leaky_relu",
     "linear",
+    "log_softmax",
     "mse_loss",
+    "nll_loss",
     "relu",
     "relu6",
     "sigmoid",
     "silu",
+    "softmax",
+    "softplus",
     "tanh",
 ]
 
@@ -98,6 +121,73 @@ def tanh(x: Tensor) -> Tensor:
     return x.tanh()
 
 
+# the attrs of GELU's two forms, built once
+_GELU_ATTRS = {"none": {"approximate": "none"}, "tanh": {"approximate": "tanh"}}
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x) with Phi the normal CDF (erf); approximate="tanh" for the tanh formula."""
+    attrs = _GELU_ATTRS.get(approximate)
+    if attrs is None:
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return apply(float_input(_GELU, x), (x,), attrs)
+
+
+def _number(op: str, name: str, value: Any) -> float:
+    """A float argument of an activation, or a TypeError naming it (e.g. a Tensor passed)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{op}: {name} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _no_inplace(op: str, inplace: bool) -> None:
+    if inplace:
+        raise ValueError(f"{op}: inplace=True is not supported (lucid tensors are not mutated)")
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x > 0 ? x : negative_slope * x; gradient 1 or negative_slope (negative_slope at 0)."""
+    _no_inplace("leaky_relu", inplace)
+    slope = _number("leaky_relu", "negative_slope", negative_slope)
+    return apply(float_input(_LEAKY_RELU, x), (x,), {"negative_slope": slope})
+
+
+def elu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x > 0 ? x : alpha * (exp(x) - 1)."""
+    _no_inplace("elu", inplace)
+    return apply(float_input(_ELU, x), (x,), {"alpha": _number("elu", "alpha", alpha)})
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (PyTorch's rule)."""
+    b = _number("softplus", "beta", beta)
+    if b == 0.0:
+        raise ValueError("softplus: beta must not be 0")
+    attrs = {"beta": b, "threshold": _number("softplus", "threshold", threshold)}
+    return apply(float_input(_SOFTPLUS, x), (x,), attrs)
+
+
+def hardtanh(
+    x: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
+) -> Tensor:
+    """clip(x, min_val, max_val); gradient 1 strictly inside, 0 at and beyond the bounds."""
+    _no_inplace("hardtanh", inplace)
+    lo, hi = _number("hardtanh", "min_val", min_val), _number("hardtanh", "max_val", max_val)
+    if not lo < hi:
+        raise ValueError(f"hardtanh: min_val must be less than max_val, got {lo} and {hi}")
+    return apply(float_input(_HARDTANH, x), (x,), {"min_val": lo, "max_val": hi})
+
+
+def softmax(x: Tensor, dim: int) -> Tensor:
+    """exp(x) / sum(exp(x)) along `dim` (required; negative counts from the end)."""
+    return x.softmax(dim)
+
+
+def log_softmax(x: Tensor, dim: int) -> Tensor:
+    """log(softmax(x, dim)), computed stably as (x - max) - log(sum(exp(x - max)))."""
+    return x.log_softmax(dim)
+
+
 # ---------------------------------------------------------------- losses
 
 
@@ -105,13 +195,14 @@ def tanh(x: Tensor) -> Tensor:
 _REDUCTIONS: dict[str, dict[str, Any]] = {
     "mean": {"reduction": "mean"},
     "sum": {"reduction": "sum"},
+    "none": {"reduction": "none"},
 }
 
 
 def _reduction(op: str, reduction: str) -> dict[str, Any]:
     attrs = _REDUCTIONS.get(reduction)
     if attrs is None:
-        raise ValueError(f"{op}: reduction must be 'mean' or 'sum', got {reduction!r}")
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     return attrs
 
 
@@ -125,11 +216,17 @@ def mse_loss(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
             f"mse_loss: prediction has shape {pred.shape} but target has shape {target.shape}; "
             "they must be equal"
         )
+    if reduction == "none":  # elementwise: no op of its own (the mse_loss op reduces)
+        d = pred - target
+        return d * d
     return apply(_MSE_LOSS, (pred, target), attrs)
 
 
-def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of logits [N, C] against int64 class indices [N]."""
+def cross_entropy(
+    logits: Tensor, target: Any, reduction: str = "mean", label_smoothing: float = 0.0
+) -> Tensor:
+    """Softmax cross-entropy of logits [N, C] against int64 class indices [N], reduced or
+    one per row ('none'); label smoothing adds `losses.label_smoothing_term` (existing ops)."""
     attrs = _reduction("cross_entropy", reduction)
     float_input(_CROSS_ENTROPY, logits)
     if not isinstance(target, Tensor):
@@ -140,7 +237,10 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
         )
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: expected logits of shape [N, C], got {logits.shape}")
-    return apply(_CROSS_ENTROPY, (logits, target), attrs)
+    loss = apply(_CROSS_ENTROPY, (logits, target), attrs)
+    if label_smoothing:
+        loss = loss + _losses.label_smoothing_term(logits, target, reduction, label_smoothing)
+    return loss
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

@@ -246,6 +246,48 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    # ------------------------------------------------------------ conversion and freezing
+
+    def apply(self, fn: Any) -> Module:
+        """Call fn(module) on every descendant, children first, then on self; returns self."""
+        for module in reversed(list(self.modules())):
+            fn(module)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Freeze (False) or unfreeze every parameter: a frozen one gets no `.grad`, in eager
+        and compiled training alike; returns self."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
+
+    def to(self, dtype: Any) -> Module:
+        """Convert every floating parameter to `dtype` in place (PyTorch's rule: the Parameter
+        objects stay, their `.data` is replaced); returns self.
+
+        Gradients are converted too; optimizer state made before keeps the old dtype, and
+        buffers (plain Tensor attributes) are left as they are (PyTorch converts floating
+        buffers too). Bumps the structure version, so a compiled model sees the new parameter
+        types and recompiles."""
+        dt = np.dtype(dtype)
+        if dt.kind != "f":
+            raise TypeError(f"{type(self).__name__}.to: expected a floating dtype, got {dt}")
+        for p in self.parameters():
+            if p.data.dtype.kind == "f" and p.data.dtype != dt:
+                p.data = p.data.astype(dt)
+                p.grad = None if p.grad is None else p.grad.astype(dt)
+                p._version += 1
+        STRUCTURE_VERSION[0] += 1  # parameter types are part of Module.structure
+        return self
+
+    def double(self) -> Module:
+        """`to(float64)`."""
+        return self.to(np.float64)
+
+    def float(self) -> Module:
+        """`to(float32)`."""
+        return self.to(np.float32)
+
     # ------------------------------------------------------------ calling and printing
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from lucid.nn.module import Parameter as _Parameter
 from lucid.tensor import Tensor
 
 
@@ -20,7 +21,9 @@ class Optimizer:
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         for i, p in enumerate(self.params):
-            if not isinstance(p, Tensor) or not p.requires_grad:
+            # a frozen Parameter (requires_grad_(False)) is accepted, as in PyTorch: it has no
+            # grad, so step skips it until it is unfrozen
+            if not isinstance(p, Tensor) or not (p.requires_grad or isinstance(p, _Parameter)):
                 raise TypeError(
                     f"{type(self).__name__}: parameter {i} must be a Tensor with "
                     f"requires_grad=True, got {type(p).__name__}"

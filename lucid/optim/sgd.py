@@ -1,4 +1,4 @@
-"""Stochastic gradient descent with optional momentum and weight decay."""
+"""Stochastic gradient descent with optional momentum, dampening, Nesterov and weight decay."""
 
 from __future__ import annotations
 
@@ -11,18 +11,33 @@ from lucid.tensor import Tensor
 
 
 class SGD(Optimizer):
-    """p -= lr * v with v = momentum * v + (grad + weight_decay * p) (PyTorch's convention)."""
+    """PyTorch's SGD: d = grad + weight_decay * p; with momentum, the buffer
+    b = d (first step) else momentum * b + (1 - dampening) * d, and d = b (or d + momentum * b
+    with nesterov); then p -= lr * d."""
 
     def __init__(
-        self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
     ) -> None:
         super().__init__(params, lr)
         if momentum < 0 or weight_decay < 0:
             raise ValueError(
                 f"SGD: momentum and weight_decay must be >= 0, got {momentum} and {weight_decay}"
             )
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(
+                f"SGD: nesterov needs momentum > 0 and dampening 0, got momentum={momentum}, "
+                f"dampening={dampening}"
+            )
         self.momentum = momentum
+        self.dampening = dampening
         self.weight_decay = weight_decay
+        self.nesterov = bool(nesterov)
         self._velocity: list[np.ndarray | None] = [None] * len(self.params)
 
     def step(self) -> None:
@@ -48,7 +63,7 @@ class SGD(Optimizer):
         g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
         if self.momentum:
             v = self._velocity[i]
-            v = g.copy() if v is None else self.momentum * v + g
+            v = g.copy() if v is None else self.momentum * v + (1 - self.dampening) * g
             self._velocity[i] = v
-            g = v
+            g = g + self.momentum * v if self.nesterov else v
         p.data -= self.lr * g

@@ -120,6 +120,8 @@ def float_graph(dt: DType) -> tuple[G, Callable[[int, np.random.Generator], list
     g.out("ce", SUM_TOL, "cross_entropy", [xf, tgt])
     ce_sum = g.out("ce_sum", SUM_TOL, "cross_entropy", [xf, tgt], {"reduction": "sum"})
     g.out("ce_grad", SUM_TOL, "cross_entropy_grad", [xf, tgt, ce_sum])
+    ce_none = g.out("ce_none", SUM_TOL, "cross_entropy", [xf, tgt], {"reduction": "none"})
+    g.out("ce_none_grad", SUM_TOL, "cross_entropy_grad", [xf, tgt, ce_none], {"reduction": "none"})
     g.out("matmul", SUM_TOL, "matmul", [xf, b.op("transpose", [w], {"perm": None})])
     g.out("linear", SUM_TOL, "linear", [xf, w, bias])
     g.out("linear_nobias", SUM_TOL, "linear", [yf, w])

@@ -223,5 +223,5 @@ def test_losses_values() -> None:
         TypeError, match="target must hold integer class indices, got dtype float32"
     ):
         F.cross_entropy(Tensor(z), Tensor([0.0, 1.0]))
-    with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum', got 'max'"):
+    with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none', got 'max'"):
         F.mse_loss(p, t, reduction="max")

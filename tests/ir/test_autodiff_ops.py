@@ -39,10 +39,14 @@ def kink_distance(graph: Graph, arrays: Sequence[np.ndarray]) -> float:
         xs = [env[v] for v in node.inputs]
         if node.op in ("hardswish", "hardsigmoid"):
             near(xs[0], -3.0, 3.0)
-        elif node.op in ("relu", "abs"):
+        elif node.op in ("relu", "abs", "leaky_relu", "elu"):
             near(xs[0], 0.0)
         elif node.op == "relu6":
             near(xs[0], 0.0, 6.0)
+        elif node.op == "hardtanh":
+            near(xs[0], float(node.attrs["min_val"]), float(node.attrs["max_val"]))  # type: ignore[arg-type]
+        elif node.op == "softplus":  # switches to x at beta x = threshold
+            near(xs[0], float(node.attrs["threshold"]) / float(node.attrs["beta"]))  # type: ignore[arg-type]
         elif node.op == "clip":
             near(xs[0], float(node.attrs["min"]), float(node.attrs["max"]))  # type: ignore[arg-type]
         elif node.op in ("maximum", "minimum", "less", "less_equal", "greater", "greater_equal"):
@@ -131,6 +135,14 @@ CASES: dict[str, Callable[..., Any]] = {
     "sigmoid": unary(F.sigmoid),
     "silu": unary(F.silu),
     "tanh": unary(F.tanh),
+    "gelu": unary(F.gelu),
+    "gelu_tanh": unary(lambda x: F.gelu(x, approximate="tanh")),
+    "leaky_relu": unary(lambda x: F.leaky_relu(x, 0.2)),
+    "elu": unary(lambda x: F.elu(x, 0.7)),
+    "softplus": unary(lambda x: F.softplus(x, 2.0, 3.0)),
+    "hardtanh": unary(lambda x: F.hardtanh(x, -2.0, 1.5)),
+    "softmax": shaped(lambda self, x: (x * self.w).softmax(1), (2, 3, 4), w=(4,)),
+    "log_softmax": shaped(lambda self, x: (x * self.w).log_softmax(-1), (3, 4), w=(4,)),
     "exp": unary(lucid.exp, scale=1.0),
     "log": unary(lambda x: lucid.log(x * x + 0.5)),
     "sqrt": unary(lambda x: lucid.sqrt(x * x + 0.5)),
@@ -155,6 +167,7 @@ CASES: dict[str, Callable[..., Any]] = {
     "mse_sum": binary(lambda x, p: F.mse_loss(x, p, "sum"), pshape=(3, 4)),
     "cross_entropy": shaped(lambda self, x: _ce(self, x, "mean"), (3, 4), w=(4, 3)),
     "cross_entropy_sum": shaped(lambda self, x: _ce(self, x, "sum"), (3, 4), w=(4, 3)),
+    "cross_entropy_none": shaped(lambda self, x: _ce(self, x, "none"), (3, 4), w=(4, 3)),
     "stop_gradient": shaped(lambda self, x: x * self.w + (x * self.w).detach(), (3, 4), w=(4,)),
 }
 
@@ -234,6 +247,14 @@ ACTIVATIONS: dict[str, Callable[[Any], Any]] = {
     "sigmoid": F.sigmoid,
     "silu": F.silu,
     "tanh": F.tanh,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda h: F.gelu(h, approximate="tanh"),
+    "leaky_relu": lambda h: F.leaky_relu(h, 0.1),
+    "elu": F.elu,
+    "softplus": lambda h: F.softplus(h, 1.5, 2.0),
+    "hardtanh": lambda h: F.hardtanh(h, -1.5, 2.0),
+    "softmax": lambda h: h.softmax(0) + h,
+    "log_softmax": lambda h: F.log_softmax(h, -1),
     "abs": lucid.abs,
     "neg": lambda h: -h,
     "exp": lambda h: lucid.exp(h * 0.3),

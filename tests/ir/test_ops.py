@@ -55,6 +55,18 @@ def test_elementwise_flags() -> None:
         ("cast", (f32(3),), {"dtype": "i64"}, TensorType(I64, (3,))),
         ("mse_loss", (f32("N", 2), f32("N", 2)), {}, f32()),
         ("cross_entropy", (f32("N", 4), TensorType(I64, ("N",))), {}, f32()),
+        (
+            "cross_entropy",
+            (f32("N", 4), TensorType(I64, ("N",))),
+            {"reduction": "none"},
+            f32("N"),
+        ),
+        (
+            "cross_entropy_grad",
+            (f32("N", 4), TensorType(I64, ("N",)), f32("N")),
+            {"reduction": "none"},
+            f32("N", 4),
+        ),
         ("constant", (), {"value": ((1, 2, 3), (4, 5, 6))}, f32(2, 3)),
         ("constant", (), {"value": 2, "dtype": I64}, TensorType(I64, ())),
         ("maximum_grad", (f32("N", 1), f32(3), f32("N", 3)), {}, f32("N", 3)),
@@ -186,6 +198,21 @@ def test_type_rules(
             {},
             r"maximum_grad: expected g of the broadcast shape f32\[3\]",
         ),
+        (
+            "softmax",
+            (f32("N", 4),),
+            {"dim": 2},
+            r"softmax: dim must lie in \[0, 2\) for f32\[N,4\], got 2",
+        ),
+        ("log_softmax", (f32(3),), {"dim": -2}, r"log_softmax: dim must lie in \[0, 1\)"),
+        ("softmax", (f32(3),), {}, r"softmax: missing attribute 'dim'"),
+        (
+            "gelu",
+            (f32(3),),
+            {"approximate": "fast"},
+            r"gelu: approximate must be \"none\" or \"tanh\", got 'fast'",
+        ),
+        ("leaky_relu", (TensorType(I64, (3,)),), {}, r"leaky_relu: expected a float tensor"),
     ],
 )
 def test_type_rule_errors(

@@ -1,7 +1,9 @@
 """The op table: one OpDef per op, each defined once in the module of its family.
 
     elementwise.py   arithmetic, math, comparisons, where, clip (+ gradient companions)
-    activations.py   hardswish, hardsigmoid, relu, relu6, sigmoid (+ gradient companions)
+    activations.py   hardswish, hardsigmoid, relu, relu6, sigmoid, silu, gelu, leaky_relu, elu,
+                     softplus, hardtanh (+ gradient companions)
+    softmax.py       softmax, log_softmax (along one dim)
     linalg.py        matmul, linear
     reduce.py        sum, mean, sum_to
     shape.py         reshape, transpose, broadcast, cast, dim
@@ -19,7 +21,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from lucid.ir.ops import activations, dropout, elementwise, graph, linalg, loss, reduce, shape
+from lucid.ir.ops import (
+    activations,
+    dropout,
+    elementwise,
+    graph,
+    linalg,
+    loss,
+    reduce,
+    shape,
+    softmax,
+)
 from lucid.ir.ops.base import (
     BOOL,
     DIMS,
@@ -51,6 +63,7 @@ OPS: Mapping[str, OpDef] = _table(
     (
         *elementwise.OPS,
         *activations.OPS,
+        *softmax.OPS,
         *linalg.OPS,
         *reduce.OPS,
         *shape.OPS,

@@ -1,4 +1,8 @@
-"""Losses: mean squared error and softmax cross-entropy (with its gradient companion)."""
+"""Losses: mean squared error and softmax cross-entropy (with its gradient companion).
+
+cross_entropy also takes reduction="none" (one loss per row, [N]): the per-row log-sum-exp is
+the one quantity that cannot be composed stably from other ops (the table has no max reduction).
+"""
 
 from __future__ import annotations
 
@@ -26,11 +30,15 @@ Attrs = Mapping[str, Attr]
 _REDUCTION = {"reduction": (STR, "mean")}
 
 
-def _reduction(name: str, attrs: Attrs) -> str:
+def _reduction(name: str, attrs: Attrs, allowed: tuple[str, ...] = ("mean", "sum")) -> str:
     r = attrs["reduction"]
-    if r not in ("mean", "sum"):
-        raise IRTypeError(f'{name}: reduction must be "mean" or "sum", got {r!r}')
+    if r not in allowed:
+        names = " or ".join(f'"{a}"' for a in allowed)
+        raise IRTypeError(f"{name}: reduction must be {names}, got {r!r}")
     return str(r)
+
+
+_CE_REDUCTIONS = ("mean", "sum", "none")
 
 
 # ---------------------------------------------------------------- mean squared error
@@ -78,8 +86,15 @@ MSE_LOSS = OpDef(
 # ---------------------------------------------------------------- cross-entropy
 
 
+def _ce_out(logits: TensorType, attrs: Attrs) -> TensorType:
+    """The loss type: a scalar, or one loss per row for reduction "none"."""
+    if attrs["reduction"] == "none":
+        return TensorType(logits.dtype, logits.shape[:1])
+    return scalar(logits.dtype)
+
+
 def _check_ce(name: str, logits: TensorType, target: TensorType, attrs: Attrs) -> None:
-    _reduction(name, attrs)
+    _reduction(name, attrs, _CE_REDUCTIONS)
     expect_float(name, logits, "logits")
     if logits.rank != 2:
         raise IRTypeError(f"{name}: expected logits of shape [N, C], got {logits}")
@@ -91,14 +106,14 @@ def _check_ce(name: str, logits: TensorType, target: TensorType, attrs: Attrs) -
 
 def _ce_infer(ts: Types, attrs: Attrs) -> Types:
     _check_ce("cross_entropy", ts[0], ts[1], attrs)
-    return (scalar(ts[0].dtype),)
+    return (_ce_out(ts[0], attrs),)
 
 
 def _ce_grad_infer(ts: Types, attrs: Attrs) -> Types:
     logits, target, g = ts
     _check_ce("cross_entropy_grad", logits, target, attrs)
-    if g != scalar(logits.dtype):
-        raise IRTypeError(f"cross_entropy_grad: expected g {scalar(logits.dtype)}, got {g}")
+    if g != _ce_out(logits, attrs):
+        raise IRTypeError(f"cross_entropy_grad: expected g {_ce_out(logits, attrs)}, got {g}")
     return (logits,)
 
 
@@ -120,21 +135,28 @@ def _check_classes(logits: Array, target: Array) -> None:
 
 
 def _cross_entropy(logits: Array, target: Array, *, reduction: str = "mean") -> Array:
-    """Mean (or sum) over rows of -log_softmax(logits)[row, target[row]]."""
+    """Mean (or sum, or each) over rows of -log_softmax(logits)[row, target[row]]."""
     _check_classes(logits, target)
     n = logits.shape[0]
-    total = -log_softmax(logits)[np.arange(n), target].sum(dtype=logits.dtype)
+    rows = -log_softmax(logits)[np.arange(n), target]
+    if reduction == "none":
+        return rows.astype(logits.dtype, copy=False)
+    total = rows.sum(dtype=logits.dtype)
     return np.asarray(total / lit(logits, n) if reduction == "mean" else total, dtype=logits.dtype)
 
 
 def _cross_entropy_grad(
     logits: Array, target: Array, g: Array, *, reduction: str = "mean"
 ) -> Array:
-    """(softmax(logits) - onehot(target)) * g, divided by the row count for 'mean'."""
+    """(softmax(logits) - onehot(target)) * g, divided by the row count for 'mean' (g [N],
+    one per row, for 'none')."""
     n = logits.shape[0]
     p = np.exp(log_softmax(logits))
     p[np.arange(n), target] -= 1
-    scale = g / lit(logits, n) if reduction == "mean" else g
+    if reduction == "none":
+        scale = np.asarray(g)[:, None]
+    else:
+        scale = g / lit(logits, n) if reduction == "mean" else g
     return (p * scale).astype(logits.dtype, copy=False)
 
 
@@ -157,7 +179,7 @@ CROSS_ENTROPY = OpDef(
     lowering="cross_entropy",
     inputs=("logits", "target"),
     sample=_ce_sample,
-    doc="logits [N, C], target i64 [N] -> mean (or sum) of -log_softmax[row, target]",
+    doc="logits [N, C], target i64 [N] -> mean, sum or each ([N]) of -log_softmax[row, target]",
 )
 CROSS_ENTROPY_GRAD = OpDef(
     "cross_entropy_grad",
@@ -169,7 +191,7 @@ CROSS_ENTROPY_GRAD = OpDef(
     lowering="cross_entropy_grad",
     inputs=("logits", "target", "g"),
     sample=lambda rng: (_ce_sample(rng)[0] + (np.array(1.5),), {}),
-    doc="(softmax(logits) - onehot(target)) * g (/ N for mean)",
+    doc="(softmax(logits) - onehot(target)) * g (/ N for mean; g [N] for none)",
 )
 
 OPS = (MSE_LOSS, CROSS_ENTROPY, CROSS_ENTROPY_GRAD)
