@@ -259,14 +259,13 @@ def _number_input(draw: DrawFn, w: Writer) -> None:
 
 
 def _detach_cast(draw: DrawFn, w: Writer) -> None:
-    forms = ["h + h.detach() * 0.5", "lucid.detach(h) * h"]
-    # Only the widening round trip f32 -> f64 -> f32: the narrowing one (f64 -> f32 -> f64) is
-    # miscompiled by GCC 12's SLP vectorizer, which folds `(double)(float)x` to `x` in short
-    # static loops (bug "gcc-slp-narrowing-cast" in the fuzz report); enable it when lucid works
-    # around that.
-    if w.dtype == "float32":
-        forms += ["h.astype(np.float64).astype(np.float32)"]
-        forms += ["lucid.astype(h * 2.0, np.float64).astype(np.float32)"]
+    other = "float64" if w.dtype == "float32" else "float32"
+    forms = [
+        "h + h.detach() * 0.5",
+        "lucid.detach(h) * h",
+        f"h.astype(np.{other}).astype({w.dt})",
+        f"lucid.astype(h * 2.0, np.{other}).astype({w.dt})",
+    ]
     w.line("h = " + draw(st.sampled_from(forms)))
 
 
