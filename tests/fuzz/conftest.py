@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fuzz.check import OUTCOMES, TALLY
+from tests.fuzz.check import OUTCOMES, SKIPPED, TALLY
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -13,3 +13,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     counts = ", ".join(f"{TALLY[k]} {k}" for k in OUTCOMES)
     terminalreporter.write_line(f"fuzz: {sum(TALLY.values())} examples: {counts}")
+    for reason, n in sorted(SKIPPED.items()):
+        terminalreporter.write_line(f"fuzz: {n} examples skipped {reason}")
