@@ -417,7 +417,9 @@ def programs(draw: DrawFn, max_steps: int = 8) -> Program:
     number = draw(st.sampled_from([0.5, -2.0, 3])) if draw(st.integers(0, 3)) == 0 else None
     inputs = (["x1"] if x1_features else []) + (["t"] if number is not None else [])
     w = Writer(dtype, in_features, inputs, x1_features or 0)
-    kinds = STEPS + SHAPE_READ_STEPS
+    # A third of the programs may read the batch size: until DYNAMIC_SHAPE_READS, those skip
+    # the dynamic-batch checks, which the rest should keep covering.
+    kinds = STEPS + SHAPE_READ_STEPS if draw(st.integers(0, 2)) == 0 else STEPS
     for _ in range(draw(st.integers(1, max_steps))):
         kind = draw(st.sampled_from([k for k in kinds if k.usable(w)]))
         kind.emit(draw, w)

@@ -21,13 +21,14 @@ _COMMON = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
     "database": None,  # CI runs are reproducible from the code alone
 }
-settings.register_profile("fuzz-quick", max_examples=30, derandomize=True, **_COMMON)
+settings.register_profile("fuzz-quick", max_examples=20, derandomize=True, **_COMMON)
 settings.register_profile("fuzz-long", max_examples=600, **_COMMON)
 PROFILE = os.environ.get("LUCID_FUZZ", "quick")
 if PROFILE not in ("quick", "long"):
     raise ValueError(f"LUCID_FUZZ must be 'quick' or 'long', got {PROFILE!r}")
 
 
+@pytest.mark.slow  # ~40 s: CI runs it (CI runs every test); `-m "not slow"` stays under a minute
 @pytest.mark.needs_cc
 @settings(settings.get_profile(f"fuzz-{PROFILE}"))
 @given(program=programs())
@@ -41,6 +42,7 @@ def test_compiled_and_interpreted_models_match_eager(program: Program) -> None:
         pytest.fail(outcome.report, pytrace=False)
 
 
+@pytest.mark.slow
 @pytest.mark.needs_cc
 def test_long_profile_found_nothing() -> None:
     """The long profile's findings, reported after every example ran (quick ones fail above)."""
