@@ -63,6 +63,10 @@ static inline int64_t lucid_to_i64(double x)
     return (x != x || x >= (double)9223372036854775807.0 || x < (double)-9223372036854775807.0)
         ? INT64_MIN : (int64_t)x;
 }
+/* (float)x for a double x, through a volatile: GCC 12's SLP vectorizer folds the round trip
+ * (double)(float)x to x in short static loops (tests/runtime/test_cast_round_trip.py); the
+ * volatile keeps the rounding that NumPy's astype does. */
+static inline float lucid_to_f32(double x) { volatile float f = (float)x; return f; }
 
 /* *out = c[0] + c[1]*x + ... + c[n-1]*x^(n-1); nonzero on int64 overflow. */
 static inline int lucid_poly(int64_t x, const int64_t *c, int n, int64_t *out)

@@ -146,6 +146,8 @@ def _cast_c(node: Any) -> str:
         return "lucid_to_i64{s}({x})"  # NaN and out-of-range give INT64_MIN, like cvttsd2si
     if dst is DType.BOOL:
         return "({x} != 0)"
+    if src is DType.F64 and dst is DType.F32:
+        return "lucid_to_f32({x})"  # keeps the rounding GCC 12 may optimise away (helpers.c.j2)
     return "({T}){x}"
 
 

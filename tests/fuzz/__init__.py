@@ -1,0 +1,1 @@
+"""Differential fuzzing: random models compiled vs eager vs the IR interpreter (issue 14)."""
