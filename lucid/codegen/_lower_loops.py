@@ -1,5 +1,5 @@
-"""Loop-nest lowerings: elementwise ops (with broadcasting), shape copies, reductions, mse_loss,
-softmax and log_softmax."""
+"""Loop-nest lowerings: elementwise ops (with broadcasting), shape copies, slices and concat,
+reductions, mse_loss, softmax and log_softmax."""
 
 from __future__ import annotations
 
@@ -164,6 +164,72 @@ def lower_transpose(ctx: LowerCtx) -> Kernel:
     index = index_c([(names[k], in_strides[int(p)]) for k, p in enumerate(perm)])  # type: ignore[arg-type]
     nest = loop_nest(out, ctx.inputs, ("a0",), index_of={0: index})
     return ctx.kernel(render("loopnest.c.j2", n=nest))
+
+
+def _slice_terms(
+    node_attrs: object, shape: tuple[Dim, ...], names: list[str]
+) -> list[tuple[str, str]]:
+    """(index expression, stride) per axis of a C-contiguous `shape` read (or written) at
+    `start + i * step` along the sliced axes and at `i` along the others."""
+    attrs = node_attrs  # a node's attrs: axes, starts, stops, steps
+    spec = {
+        int(a): (int(lo), int(st))
+        for a, lo, st in zip(attrs["axes"], attrs["starts"], attrs["steps"])  # type: ignore[index]
+    }
+    terms = []
+    for k, (name, stride) in enumerate(zip(names, strides_c(shape))):
+        lo, st = spec.get(k, (0, 1))
+        at = name if st == 1 else f"{name} * {st}"
+        terms.append((at if lo == 0 else f"({lo} + {at})", stride))
+    return terms
+
+
+def lower_slice(ctx: LowerCtx) -> Kernel:
+    """y[i0, i1, ...] = x[start + i * step along the sliced axes, i along the others]."""
+    out = ctx.results[0].type.shape
+    names = [f"i{k}" for k in range(len(out))]
+    index = index_c(_slice_terms(ctx.node.attrs, ctx.inputs[0].type.shape, names))
+    nest = loop_nest(out, ctx.inputs, ("a0",), index_of={0: index})
+    return ctx.kernel(render("loopnest.c.j2", n=nest))
+
+
+def lower_slice_grad(ctx: LowerCtx) -> Kernel:
+    """Zeros, then g written where the slice reads (two loop nests)."""
+    out = ctx.results[0].type.shape
+    g = ctx.inputs[0].type
+    zero = LoopNest((Loop("i", prod_c(out), INDENT),), (), (Store("y0", "i", "0"),), INDENT * 2)
+    names = [f"i{k}" for k in range(len(g.shape))]
+    scatter = LoopNest(
+        _loops(g.shape, names),
+        (Load(g.dtype.c, "a0", "x0", index_c(list(zip(names, strides_c(g.shape))))),),
+        (Store("y0", index_c(_slice_terms(ctx.node.attrs, out, names)), "a0"),),
+        INDENT * (len(g.shape) + 1),
+    )
+    return ctx.kernel(render("loopnests.c.j2", nests=(zero, scatter)))
+
+
+def lower_concat(ctx: LowerCtx) -> Kernel:
+    """One loop nest per input, each writing its block of y at its offset along the axis."""
+    axis = ctx.node.attrs["axis"]
+    assert isinstance(axis, int)
+    out = ctx.results[0].type.shape
+    out_strides = strides_c(out)
+    nests = []
+    offset = 0
+    for k, v in enumerate(ctx.inputs):
+        shape = v.type.shape
+        names = [f"i{j}" for j in range(len(shape))]
+        at = [n if j != axis or not offset else f"({offset} + {n})" for j, n in enumerate(names)]
+        nests.append(
+            LoopNest(
+                _loops(shape, names),
+                (Load(v.type.dtype.c, "a0", f"x{k}", index_c(list(zip(names, strides_c(shape))))),),
+                (Store("y0", index_c(list(zip(at, out_strides))), "a0"),),
+                INDENT * (len(shape) + 1),
+            )
+        )
+        offset += int(shape[axis])
+    return ctx.kernel(render("loopnests.c.j2", nests=tuple(nests)))
 
 
 def _acc(dtype: DType) -> tuple[str, str]:
