@@ -12,26 +12,34 @@ from typing import Any
 import numpy as np
 
 from lucid.ir.ops import OPS
-from lucid.tensor import Tensor, apply, binary, matmul, operands
+from lucid.tensor import Tensor, apply, binary, cat, matmul, operands, stack
 
 __all__ = [
     "abs",
     "astype",
     "broadcast_to",
+    "cat",
+    "chunk",
     "clip",
     "detach",
     "exp",
+    "flatten",
     "log",
     "matmul",
     "maximum",
     "mean",
     "minimum",
+    "permute",
     "reshape",
     "sigmoid",
+    "split",
     "sqrt",
+    "squeeze",
+    "stack",
     "sum",
     "tanh",
     "transpose",
+    "unsqueeze",
     "where",
 ]
 
@@ -123,3 +131,35 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 def detach(x: Tensor) -> Tensor:
     """x's values (shared) without autograd history."""
     return x.detach()
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    """x with a new axis of size 1 at `dim`."""
+    return x.unsqueeze(dim)
+
+
+def squeeze(x: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
+    """x without its axes of size 1 (all, or those of `dim`)."""
+    return x.squeeze(dim)
+
+
+def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
+    """x with its axes reordered as `dims`."""
+    return x.permute(*dims)
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """x with the axes start_dim..end_dim merged into one."""
+    return x.flatten(start_dim, end_dim)
+
+
+def split(
+    x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0
+) -> tuple[Tensor, ...]:
+    """x cut along `dim` into pieces of a size, or of the given sizes."""
+    return x.split(split_size_or_sections, dim)
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    """x cut along `dim` into `chunks` pieces (the last may be smaller)."""
+    return x.chunk(chunks, dim)

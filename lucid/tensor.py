@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from lucid import _hooks
-from lucid._args import normalize_axes, shape_args
+from lucid._args import dim_arg, normalize_axes, shape_args
+from lucid._indexing import is_basic
+from lucid._indexing import plan as index_plan
 from lucid._symbolic import SymInt, any_symbolic, concrete
 from lucid._tape import (
     backward_chain,
@@ -227,8 +229,13 @@ class Tensor:
         return int(self.data)
 
     def __getitem__(self, index: Any) -> Tensor:
-        """x[index] with a gradient (eager only: indexing has no IR form yet)."""
-        _hooks.unsupported("Tensor.__getitem__ (indexing)", (self,))
+        """x[index]: ints, slices (positive steps), `...` and None trace as slice and reshape ops;
+        advanced indexing (Tensors, arrays, lists) runs eagerly with a gradient, untraceable."""
+        if is_basic(index):
+            p = index_plan(index, self.shape, self.data.shape)
+            out = apply(_SLICE, (self,), p.slice_attrs) if p.slice_attrs["axes"] else self
+            return out if p.shape is None else out.reshape(p.shape)
+        _hooks.unsupported("Tensor.__getitem__ (advanced indexing)", (self,))
         idx = _plain_index(index)
         shape, dtype = self.data.shape, self.dtype
 
@@ -438,6 +445,89 @@ class Tensor:
             )
         return apply(_TRANSPOSE, (self,), {"perm": p})
 
+    def permute(self, *dims: Any) -> Tensor:
+        """Reorder the axes: permute(2, 0, 1) or permute((2, 0, 1)); negative dims count back."""
+        p = shape_args("permute", dims)
+        if len(p) != self.ndim:
+            raise ValueError(
+                f"permute: {p} names {len(p)} dims, but the tensor of shape {self.shape} has "
+                f"{self.ndim}"
+            )
+        return self.transpose(*(dim_arg("permute", d, self.ndim, self.shape) for d in p))
+
+    def view(self, *shape: Any) -> Tensor:
+        """The same as `reshape` (lucid tensors are always contiguous)."""
+        return self.reshape(*shape)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        """A new axis of size 1 at `dim` (in [-ndim - 1, ndim], as PyTorch)."""
+        d = dim_arg("unsqueeze", dim, self.ndim + 1, self.shape)
+        shape = list(self.shape)
+        shape.insert(d, 1)
+        return self.reshape(tuple(shape))
+
+    def squeeze(self, dim: int | Sequence[int] | None = None) -> Tensor:
+        """Drop axes of size 1: all of them, or those of `dim` (others are left alone).
+
+        Under a traced dynamic batch, asking whether the batch is 1 is a guard on N."""
+        shape = self.shape
+        if dim is None:
+            dims = set(range(self.ndim))
+        else:
+            raw = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+            dims = {dim_arg("squeeze", d, max(self.ndim, 1), shape) for d in raw}
+        kept = tuple(n for k, n in enumerate(shape) if not (k in dims and n == 1))
+        return self if len(kept) == self.ndim else self.reshape(kept)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Merge the axes start_dim..end_dim (inclusive) into one; a 0-d tensor becomes [1]."""
+        if self.ndim == 0:
+            return self.reshape(1)
+        lo = dim_arg("flatten", start_dim, self.ndim, self.shape)
+        hi = dim_arg("flatten", end_dim, self.ndim, self.shape)
+        if lo > hi:
+            raise ValueError(
+                f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for a tensor of "
+                f"shape {self.shape}"
+            )
+        shape = self.shape
+        return self.reshape((*shape[:lo], math.prod(shape[lo : hi + 1]), *shape[hi + 1 :]))
+
+    def split(
+        self, split_size_or_sections: int | Sequence[int], dim: int = 0
+    ) -> tuple[Tensor, ...]:
+        """Pieces along `dim`: of `split_size` each (the last may be smaller), or of the given
+        sizes, which must sum to the dim's size (torch.split)."""
+        d = dim_arg("split", dim, self.ndim, self.shape)
+        n = self.data.shape[d]
+        if isinstance(split_size_or_sections, (int, np.integer)):
+            size = int(split_size_or_sections)
+            if size <= 0:
+                raise ValueError(f"split: split_size must be positive, got {size}")
+            sizes = [min(size, n - lo) for lo in range(0, n, size)] or [0]
+        else:
+            sizes = [operator.index(k) for k in split_size_or_sections]
+            if sum(sizes) != n or any(k < 0 for k in sizes):
+                raise ValueError(
+                    f"split: sizes {sizes} must be non-negative and sum to {n}, the size of dim "
+                    f"{d} of the tensor of shape {self.shape}"
+                )
+        pieces = []
+        lo = 0
+        for k in sizes:
+            cut = {"axes": (d,), "starts": (lo,), "stops": (lo + k,), "steps": (1,)}
+            pieces.append(apply(_SLICE, (self,), cut))
+            lo += k
+        return tuple(pieces)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        """`chunks` pieces along `dim` of ceil(size / chunks) each (fewer if they run out)."""
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        d = dim_arg("chunk", dim, self.ndim, self.shape)
+        n = self.data.shape[d]
+        return self.split(max(1, -(-n // chunks)), d)
+
     @property
     def T(self) -> Tensor:
         """The tensor with its axes reversed."""
@@ -492,6 +582,7 @@ _POW = OPS["pow"]
 _RELU = OPS["relu"]
 _RESHAPE = OPS["reshape"]
 _SIGMOID = OPS["sigmoid"]
+_SLICE = OPS["slice"]
 _SOFTMAX = OPS["softmax"]
 _SQRT = OPS["sqrt"]
 _STOP_GRADIENT = OPS["stop_gradient"]
@@ -653,3 +744,42 @@ def _plain_index(index: Any) -> Any:
     if isinstance(index, tuple):
         return tuple(i.data if isinstance(i, Tensor) else i for i in index)
     return index.data if isinstance(index, Tensor) else index
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """torch.cat: `tensors` joined along `dim`; every other dim must agree."""
+    ts = tuple(tensors)
+    if not ts or not all(isinstance(t, Tensor) for t in ts):
+        raise TypeError(f"cat: expected a non-empty sequence of Tensors, got {tensors!r}")
+    first = ts[0]
+    if first.ndim == 0:
+        raise ValueError("cat: zero-dimensional tensors cannot be concatenated (stack them)")
+    d = dim_arg("cat", dim, first.ndim, first.shape)
+    shapes = ", ".join(str(t.data.shape) for t in ts)
+    for t in ts:
+        if t.dtype != first.dtype:
+            raise TypeError(
+                f"cat: tensors have different dtypes ({', '.join(str(u.dtype) for u in ts)}); "
+                "lucid does not promote implicitly, convert with .astype()"
+            )
+        a, b = t.data.shape, first.data.shape
+        if len(a) != len(b) or any(x != y for k, (x, y) in enumerate(zip(a, b)) if k != d):
+            raise ValueError(
+                f"cat: tensors must have the same shape except in dim {d}, got shapes {shapes}"
+            )
+    return apply(_CONCAT, ts, {"axis": d})
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """torch.stack: `tensors` (of one shape) joined along a new axis `dim`."""
+    ts = tuple(tensors)
+    if not ts or not all(isinstance(t, Tensor) for t in ts):
+        raise TypeError(f"stack: expected a non-empty sequence of Tensors, got {tensors!r}")
+    if any(t.data.shape != ts[0].data.shape for t in ts):
+        shapes = ", ".join(str(t.data.shape) for t in ts)
+        raise ValueError(f"stack: tensors must all have the same shape, got shapes {shapes}")
+    d = dim_arg("stack", dim, ts[0].ndim + 1, ts[0].shape)
+    return cat([t.unsqueeze(d) for t in ts], d)
+
+
+_CONCAT = OPS["concat"]
