@@ -16,6 +16,8 @@ from lucid.tensor import Tensor, apply, binary, cat, matmul, operands, stack
 
 __all__ = [
     "abs",
+    "argmax",
+    "argmin",
     "astype",
     "broadcast_to",
     "cat",
@@ -26,8 +28,10 @@ __all__ = [
     "flatten",
     "log",
     "matmul",
+    "max",
     "maximum",
     "mean",
+    "min",
     "minimum",
     "permute",
     "reshape",
@@ -36,10 +40,12 @@ __all__ = [
     "sqrt",
     "squeeze",
     "stack",
+    "std",
     "sum",
     "tanh",
     "transpose",
     "unsqueeze",
+    "var",
     "where",
 ]
 
@@ -163,3 +169,37 @@ def split(
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     """x cut along `dim` into `chunks` pieces (the last may be smaller)."""
     return x.chunk(chunks, dim)
+
+
+def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+    """torch.max(x) or torch.max(x, dim): the largest element, or (values, indices) along dim."""
+    return x.max(dim, keepdim)
+
+
+def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+    """torch.min(x) or torch.min(x, dim): the smallest element, or (values, indices) along dim."""
+    return x.min(dim, keepdim)
+
+
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """The int64 index of the largest element (along dim, or of the flattened tensor)."""
+    return x.argmax(dim, keepdim)
+
+
+def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """The int64 index of the smallest element (along dim, or of the flattened tensor)."""
+    return x.argmin(dim, keepdim)
+
+
+def var(
+    x: Tensor, dim: int | Sequence[int] | None = None, correction: float = 1, keepdim: bool = False
+) -> Tensor:
+    """Variance over dim, divided by n - correction (torch.var)."""
+    return x.var(dim, correction=correction, keepdim=keepdim)
+
+
+def std(
+    x: Tensor, dim: int | Sequence[int] | None = None, correction: float = 1, keepdim: bool = False
+) -> Tensor:
+    """Standard deviation over dim (torch.std)."""
+    return x.std(dim, correction=correction, keepdim=keepdim)

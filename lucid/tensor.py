@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -81,6 +81,13 @@ def _as_array(data: Any, dtype: Any = None) -> Array:
         f"Tensor: expected numbers, a nested list of numbers or an ndarray, got {type(data).__name__}"
         f" (numpy saw dtype {arr.dtype})"
     )
+
+
+class MaxMin(NamedTuple):
+    """What `max`/`min` along a dim return, like torch.return_types.max: values and indices."""
+
+    values: Tensor
+    indices: Tensor
 
 
 class Tensor:
@@ -418,6 +425,74 @@ class Tensor:
         axes = normalize_axes("mean", axis, self.data.ndim)
         return apply(float_input(_MEAN, self), (self,), {"axes": axes, "keepdims": bool(keepdims)})
 
+    def max(self, dim: int | None = None, keepdim: bool = False) -> Any:
+        """The largest element (dim None), or (values, indices) along `dim` like torch.max.
+
+        NaN propagates. The gradient is shared evenly among elements tied for the maximum
+        (PyTorch's amax rule; torch.max(x, dim) gives it all to the returned index)."""
+        return self._extremum(_MAX, _ARGMAX, dim, keepdim)
+
+    def min(self, dim: int | None = None, keepdim: bool = False) -> Any:
+        """The smallest element (dim None), or (values, indices) along `dim`; see `max`."""
+        return self._extremum(_MIN, _ARGMIN, dim, keepdim)
+
+    def _extremum(self, op: OpDef, arg: OpDef, dim: int | None, keepdim: bool) -> Any:
+        if self.dtype.kind not in "fi":
+            raise TypeError(f"{op.name}: expected a numeric Tensor, got dtype {self.dtype}")
+        if dim is None:
+            if self.data.size == 0:
+                raise ValueError(f"{op.name}: the tensor of shape {self.shape} is empty")
+            return apply(op, (self,), {"axes": tuple(range(self.ndim)), "keepdims": False})
+        d = dim_arg(op.name, dim, max(self.ndim, 1), self.shape)
+        if self.ndim == 0:
+            return MaxMin(self, apply(_CAST, (self,), {"dtype": np.dtype(np.int64)}) * 0)
+        if self.data.shape[d] == 0:
+            raise ValueError(f"{op.name}: dim {d} of the tensor of shape {self.shape} is empty")
+        values = apply(op, (self,), {"axes": (d,), "keepdims": bool(keepdim)})
+        return MaxMin(values, apply(arg, (self,), {"axis": d, "keepdims": bool(keepdim)}))
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """The index (int64, the first of ties) of the largest element along `dim`, or of the
+        flattened tensor when dim is None."""
+        return self._arg(_ARGMAX, dim, keepdim)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """The index of the smallest element; see `argmax`."""
+        return self._arg(_ARGMIN, dim, keepdim)
+
+    def _arg(self, op: OpDef, dim: int | None, keepdim: bool) -> Tensor:
+        if self.dtype.kind not in "fi":
+            raise TypeError(f"{op.name}: expected a numeric Tensor, got dtype {self.dtype}")
+        if self.data.size == 0:
+            raise ValueError(f"{op.name}: the tensor of shape {self.shape} is empty")
+        if dim is None:
+            flat = apply(op, (self.reshape(-1),), {"axis": 0, "keepdims": False})
+            return flat.reshape((1,) * self.ndim) if keepdim else flat
+        if self.ndim == 0:
+            dim_arg(op.name, dim, 1, self.shape)
+            return apply(_CAST, (self,), {"dtype": np.dtype(np.int64)}) * 0
+        d = dim_arg(op.name, dim, self.ndim, self.shape)
+        return apply(op, (self,), {"axis": d, "keepdims": bool(keepdim)})
+
+    def var(
+        self, dim: int | Sequence[int] | None = None, correction: float = 1, keepdim: bool = False
+    ) -> Tensor:
+        """Variance over `dim` (all dims when None): sum((x - mean)^2) / max(0, n - correction),
+        as torch.var (correction=1: Bessel's; under a dynamic batch n may be the batch size)."""
+        axes = normalize_axes("var", dim, self.ndim)
+        d = self - self.mean(axes, keepdims=True)  # mean checks for a float tensor
+        n = math.prod(self.shape[a] for a in axes)
+        denom = n - correction
+        if not isinstance(denom, SymInt):
+            denom = max(0, denom)
+        return (d * d).sum(axes, keepdims=keepdim) / denom
+
+    def std(
+        self, dim: int | Sequence[int] | None = None, correction: float = 1, keepdim: bool = False
+    ) -> Tensor:
+        """sqrt(var(dim, correction, keepdim))."""
+        return self.var(dim, correction, keepdim).sqrt()
+
     def reshape(self, *shape: Any) -> Tensor:
         """Same data in a new shape; accepts reshape(2, 3) or reshape((2, 3)), one -1 allowed."""
         symbolic = shape_args("reshape", shape)
@@ -573,7 +648,11 @@ _LESS = OPS["less"]
 _LESS_EQUAL = OPS["less_equal"]
 _LOG = OPS["log"]
 _LOG_SOFTMAX = OPS["log_softmax"]
+_ARGMAX = OPS["argmax"]
+_ARGMIN = OPS["argmin"]
 _MATMUL = OPS["matmul"]
+_MAX = OPS["max"]
+_MIN = OPS["min"]
 _MEAN = OPS["mean"]
 _MUL = OPS["mul"]
 _NEG = OPS["neg"]

@@ -69,9 +69,8 @@ class Reduction:
     inner: tuple[Loop, ...]
     loads: tuple[Load, ...]
     pre: tuple[str, ...]
-    term: str
-    acc_type: str
-    acc_why: str
+    init: tuple[str, ...]  # the accumulator's declarations
+    update: tuple[str, ...]  # the statements of the innermost loop (after pre)
     acc_indent: str
     indent: str
     out_index: str
@@ -249,8 +248,11 @@ def reduction(
     final: str,
     dtype: DType,
     pre: tuple[str, ...] = (),
+    init: tuple[str, ...] | None = None,
+    update: tuple[str, ...] | None = None,
 ) -> Reduction:
-    """Sum `term` over `axes` of `in_shape` (inputs broadcast to it) into y0 over the kept axes."""
+    """Sum `term` over `axes` of `in_shape` (inputs broadcast to it) into y0 over the kept axes
+    (or, given `init` and `update`, accumulate as they say: max, argmax)."""
     kept = [k for k in range(len(in_shape)) if k not in axes]
     gone = [k for k in range(len(in_shape)) if k in axes]
     names = [f"i{k}" for k in range(len(in_shape))]
@@ -282,9 +284,8 @@ def reduction(
         inner,
         loads,
         pre,
-        term,
-        acc_type,
-        why,
+        init or (f"{acc_type} acc = 0; /* {why} */",),
+        update or (f"acc += {term};",),
         INDENT * (1 + len(kept)),
         INDENT * (1 + len(kept) + len(gone)),
         out_index,
@@ -300,6 +301,42 @@ def lower_reduce(ctx: LowerCtx) -> Kernel:
     count = prod_c([x.type.shape[a] for a in sorted(axes)])
     final = f"({t})acc" if ctx.node.op == "sum" else f"({t})acc / ({t})({count})"
     red = reduction(x.type.shape, axes, (x,), "a0", final, x.type.dtype)
+    return ctx.kernel(render("reduce.c.j2", r=red))
+
+
+def lower_extremum(ctx: LowerCtx) -> Kernel:
+    """max/min over `axes`: the NaN-propagating select of `maximum`/`minimum`, in the dtype."""
+    x = ctx.inputs[0]
+    axes = {int(a) for a in ctx.node.attrs["axes"]}  # type: ignore[union-attr]
+    dtype = x.type.dtype
+    t, high = dtype.c, ctx.node.op == "max"
+    if dtype.is_float:
+        init = f"{t} acc = {'-' if high else ''}INFINITY; /* NaN propagates, as in NumPy */"
+        step = f"acc = lucid_{'maximum' if high else 'minimum'}{SUFFIX[dtype]}(a0, acc);"
+    else:
+        init = f"{t} acc = {'INT64_MIN' if high else 'INT64_MAX'};"
+        step = f"acc = a0 {'>' if high else '<'} acc ? a0 : acc;"
+    red = reduction(x.type.shape, axes, (x,), "a0", "acc", dtype, init=(init,), update=(step,))
+    return ctx.kernel(render("reduce.c.j2", r=red))
+
+
+def lower_arg_extremum(ctx: LowerCtx) -> Kernel:
+    """argmax/argmin along one axis: the first extreme element, or the first NaN."""
+    x = ctx.inputs[0]
+    axis = ctx.node.attrs["axis"]
+    assert isinstance(axis, int)
+    dtype = x.type.dtype
+    t, high = dtype.c, ctx.node.op == "argmax"
+    cmp = ">" if high else "<"
+    if dtype.is_float:
+        start = f"{'-' if high else ''}INFINITY"
+        better = f"a0 {cmp} best || (isnan(a0) && !isnan(best))"
+    else:
+        start = "INT64_MIN" if high else "INT64_MAX"
+        better = f"a0 {cmp} best"
+    init = (f"{t} best = {start};", "int64_t acc = 0; /* the first of ties wins */")
+    update = (f"if ({better}) {{ best = a0; acc = i{axis}; }}",)
+    red = reduction(x.type.shape, {axis}, (x,), "a0", "acc", dtype, init=init, update=update)
     return ctx.kernel(render("reduce.c.j2", r=red))
 
 

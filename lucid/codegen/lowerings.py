@@ -25,6 +25,8 @@ LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
         "slice_grad": loops.lower_slice_grad,
         "concat": loops.lower_concat,
         "reduce": loops.lower_reduce,
+        "extremum": loops.lower_extremum,
+        "arg_extremum": loops.lower_arg_extremum,
         "sum_to": loops.lower_sum_to,
         "mse_loss": loops.lower_mse_loss,
         "softmax": loops.lower_softmax,

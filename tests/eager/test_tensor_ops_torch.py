@@ -1,4 +1,4 @@
-"""Shape ops, cat/stack/split/chunk and basic indexing against PyTorch: values and gradients,
+"""Shape ops, cat/stack/split/chunk, basic indexing and max/min/argmax/var/std against PyTorch: values and gradients,
 float32 (torch's default tolerances) and float64 (tight); bad arguments name the op and shapes."""
 
 from __future__ import annotations
@@ -112,6 +112,64 @@ CASES: list[tuple[str, Callable[..., Any], Callable[..., Any], list[tuple[int, .
 ]
 
 
+REDUCTIONS: list[tuple[str, Callable[..., Any], Callable[..., Any], list[tuple[int, ...]]]] = [
+    ("max", lambda x: x.max(), lambda x: x.max(), [(3, 4)]),
+    ("min", lambda x: lucid.min(x), lambda x: torch.min(x), [(3, 4)]),
+    ("max_dim", lambda x: x.max(1)[0], lambda x: x.max(1)[0], [(3, 4)]),
+    ("max_values", lambda x: x.max(dim=0).values, lambda x: x.max(dim=0).values, [(3, 4)]),
+    ("min_keepdim", lambda x: x.min(-1, keepdim=True)[0], lambda x: x.min(-1, True)[0], [(3, 4)]),
+    ("max_3d", lambda x: lucid.max(x, 1)[0], lambda x: torch.max(x, 1)[0], [(2, 3, 4)]),
+    ("var", lambda x: x.var(), lambda x: x.var(), [(3, 4)]),
+    ("var_dim", lambda x: x.var(0), lambda x: x.var(0), [(3, 4)]),
+    (
+        "var_dims",
+        lambda x: x.var((0, 2), keepdim=True),
+        lambda x: x.var((0, 2), keepdim=True),
+        [(2, 3, 4)],
+    ),
+    ("var_c0", lambda x: x.var(1, correction=0), lambda x: x.var(1, correction=0), [(3, 4)]),
+    ("std", lambda x: lucid.std(x, -1), lambda x: torch.std(x, -1), [(3, 4)]),
+    ("std_c2", lambda x: x.std(correction=2), lambda x: x.std(correction=2), [(3, 4)]),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, fl, ft, shapes", REDUCTIONS, ids=[c[0] for c in REDUCTIONS])
+def test_reductions_match_torch(name: str, fl: Any, ft: Any, shapes: Any, dtype: type) -> None:
+    _check(fl, ft, shapes, dtype)  # random normals: no ties, where max's rules differ
+
+
+@pytest.mark.parametrize("which", ["max", "min", "argmax", "argmin"])
+def test_indices_match_torch_including_ties_and_nan(which: str) -> None:
+    a = np.array([[1.0, 3.0, 3.0, -2.0], [0.0, np.nan, 5.0, np.nan], [-1.0, -1.0, -1.0, -1.0]])
+    x, t = lucid.Tensor(a), torch.tensor(a)
+    for dim in (0, 1, -1):
+        if which in ("max", "min"):
+            got, want = getattr(x, which)(dim), getattr(t, which)(dim)
+            np.testing.assert_array_equal(got.values.data, want.values.numpy())
+            got_i, want_i = got.indices, want.indices
+        else:
+            got_i, want_i = getattr(x, which)(dim), getattr(t, which)(dim)
+        assert got_i.dtype == np.int64 and got_i.shape == tuple(want_i.shape)
+        if which.startswith("arg"):  # torch.max(dim)'s index among ties is unspecified
+            np.testing.assert_array_equal(got_i.data, want_i.numpy())
+    flat = getattr(x, "argmax" if "max" in which else "argmin")()
+    assert flat.shape == () and int(flat.data) == 5  # the first NaN
+    kept = getattr(x, which)(keepdim=True, dim=1)
+    assert (kept if which.startswith("arg") else kept.values).shape == (3, 1)
+
+
+def test_max_shares_the_gradient_among_ties() -> None:
+    """Documented choice: PyTorch's amax rule, an even share per tied element."""
+    x = lucid.Tensor(np.array([[2.0, 2.0, 1.0], [0.0, 3.0, 3.0]]), requires_grad=True)
+    x.max(1).values.sum().backward()
+    np.testing.assert_array_equal(x.grad, [[0.5, 0.5, 0.0], [0.0, 0.5, 0.5]])
+    x.grad = None
+    x.max().backward()
+    np.testing.assert_array_equal(x.grad, [[0.0, 0.0, 0.0], [0.0, 0.5, 0.5]])
+    assert x.argmax(1).requires_grad is False
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name, fl, ft, shapes", CASES, ids=[c[0] for c in CASES])
 def test_matches_torch(name: str, fl: Any, ft: Any, shapes: Any, dtype: type) -> None:
@@ -156,6 +214,11 @@ def test_advanced_indexing_still_runs_eagerly_with_a_gradient() -> None:
         (lambda x: x[0, 0, 0], IndexError, r"too many indices .* shape \(2, 3\)"),
         (lambda x: x[::-1], ValueError, r"step must be positive, got -1"),
         (lambda x: x[..., 0, ...], IndexError, r"single ellipsis"),
+        (lambda x: x.max(2), IndexError, r"max: dim 2 is out of range .*\(2, 3\)"),
+        (lambda x: x.argmin(-3), IndexError, r"argmin: dim -3 is out of range"),
+        (lambda x: x[:0].max(), ValueError, r"max: the tensor of shape \(0, 3\) is empty"),
+        (lambda x: x.var(4), ValueError, r"var: axis 4 is out of range"),
+        (lambda x: x.astype(np.int64).var(), TypeError, r"mean: expected a floating-point"),
     ],
 )
 def test_bad_arguments_name_the_op_and_the_shapes(fn: Any, error: type, match: str) -> None:

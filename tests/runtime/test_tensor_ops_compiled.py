@@ -1,4 +1,4 @@
-"""Shape ops, cat/stack/split and basic indexing compiled: static and dynamic batch, forward and
+"""Shape ops, cat/stack/split, basic indexing and reductions compiled: static and dynamic batch, forward and
 backward against eager; cutting the batch axis under a dynamic batch is a TraceError."""
 
 from __future__ import annotations
@@ -105,3 +105,44 @@ def test_cat_along_the_batch_axis_is_refused_under_a_dynamic_batch() -> None:
     x, _ = _inputs(4, np.float32)
     with pytest.raises(TraceError, match=r"concat: cannot concatenate along the symbolic dim"):
         trace(CatRows(), x, dynamic_batch=True)
+
+
+class Stats(nn.Module):
+    """max over the feature axis, var/std over the batch axis, argmax, of a [N, 4] input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x, y):  # type: ignore[no-untyped-def]
+        h = self.fc(x)
+        top, where = h.max(1, keepdim=True)
+        low = h.min(dim=0).values
+        picked = (where == lucid.arange(4)).astype(h.dtype)  # one-hot of the argmax
+        spread = h.var(0) + h.std(0, correction=0) + h.var()
+        out = (h - top) * picked + low * spread + h.min() + y.max(0)[0]
+        return out, h.argmin(1).astype(h.dtype)
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_compiled_reductions_match_eager(dynamic: bool) -> None:
+    model = Stats()
+    compiled = lucid.compile(model, dynamic_batch=dynamic)
+    for n in (6, 9) if dynamic else (6,):
+        rng = np.random.default_rng(n)
+        x = lucid.Tensor(rng.standard_normal((n, 4)).astype(np.float32), requires_grad=True)
+        y = lucid.Tensor(rng.standard_normal((n, 4)).astype(np.float32), requires_grad=True)
+        want_out, want_grads = _run(model, x, y)
+        got_out, got_grads = _run(compiled, x, y)
+        for g, w in zip(got_out + got_grads, want_out + want_grads):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_dynamic_trace_of_reductions_keeps_the_batch_symbol() -> None:
+    x = lucid.Tensor(np.ones((5, 4), np.float32))
+    graph = trace(Stats(), x, x, dynamic_batch=True)
+    assert [str(v.type) for v in graph.outputs] == ["f32[N,4]", "f32[N]"]
+    text = format(graph)
+    assert "argmax" in text and "= max" in text and "dim" in text  # var divides by N - 1
+    assert format(parse(text)) == text
