@@ -493,6 +493,41 @@ class Tensor:
         """sqrt(var(dim, correction, keepdim))."""
         return self.var(dim, correction, keepdim).sqrt()
 
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        """`value` where the bool `mask` (broadcast to x's shape) is True, x elsewhere."""
+        c = mask if isinstance(mask, Tensor) else Tensor(np.asarray(mask))
+        if c.dtype != np.bool_:
+            raise TypeError(f"masked_fill: the mask must be a bool Tensor, got dtype {c.dtype}")
+        try:
+            fits = np.broadcast_shapes(c.data.shape, self.data.shape) == self.data.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"masked_fill: a mask of shape {c.shape} does not broadcast to {self.shape}"
+            )
+        v = constant(value, self)
+        if v.ndim != 0 or v.dtype != self.dtype:
+            raise TypeError(f"masked_fill: value must be a number or a 0-d Tensor of {self.dtype}")
+        return apply(_WHERE, (c, v, self))
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        """Zeros above the `diagonal`-th diagonal of the last two dims (a constant mask; a
+        symbolic size there specializes the trace to it)."""
+        return self._triangle("tril", diagonal)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        """Zeros below the `diagonal`-th diagonal of the last two dims; see `tril`."""
+        return self._triangle("triu", diagonal)
+
+    def _triangle(self, op: str, diagonal: int) -> Tensor:
+        if self.ndim < 2:
+            raise ValueError(f"{op}: needs at least 2 dims, got a tensor of shape {self.shape}")
+        rows, cols = (operator.index(d) for d in self.shape[-2:])
+        keep = np.ones((rows, cols), dtype=bool)
+        keep = np.tril(keep, diagonal) if op == "tril" else np.triu(keep, diagonal)
+        return self.masked_fill(Tensor(~keep), 0)
+
     def reshape(self, *shape: Any) -> Tensor:
         """Same data in a new shape; accepts reshape(2, 3) or reshape((2, 3)), one -1 allowed."""
         symbolic = shape_args("reshape", shape)
@@ -669,6 +704,7 @@ _SUB = OPS["sub"]
 _SUM = OPS["sum"]
 _TANH = OPS["tanh"]
 _TRANSPOSE = OPS["transpose"]
+_WHERE = OPS["where"]
 
 
 def apply(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict[str, Any] = _NO_ATTRS) -> Tensor:

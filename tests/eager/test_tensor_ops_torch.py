@@ -129,6 +129,15 @@ REDUCTIONS: list[tuple[str, Callable[..., Any], Callable[..., Any], list[tuple[i
     ),
     ("var_c0", lambda x: x.var(1, correction=0), lambda x: x.var(1, correction=0), [(3, 4)]),
     ("std", lambda x: lucid.std(x, -1), lambda x: torch.std(x, -1), [(3, 4)]),
+    (
+        "masked_fill",
+        lambda x: x.masked_fill(x.data > 0.3, -1.5),
+        lambda x: x.masked_fill(x > 0.3, -1.5),
+        [(3, 4)],
+    ),
+    ("tril", lambda x: x.tril(), lambda x: x.tril(), [(2, 3, 4)]),
+    ("tril_k", lambda x: x.tril(-1), lambda x: x.tril(-1), [(4, 3)]),
+    ("triu", lambda x: x.triu(1), lambda x: x.triu(1), [(3, 4)]),
     ("std_c2", lambda x: x.std(correction=2), lambda x: x.std(correction=2), [(3, 4)]),
 ]
 

@@ -146,3 +146,24 @@ def test_dynamic_trace_of_reductions_keeps_the_batch_symbol() -> None:
     text = format(graph)
     assert "argmax" in text and "= max" in text and "dim" in text  # var divides by N - 1
     assert format(parse(text)) == text
+
+
+class Masks(nn.Module):
+    def forward(self, x, y):  # type: ignore[no-untyped-def]
+        s = x.reshape(-1, 2, 4)  # [N, 2, 4]: the masked dims are static
+        return s.tril(1).flatten(1) + s.triu().flatten(1), x.masked_fill(x > 0.5, 2.0) * y
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_compiled_masks_match_eager(dynamic: bool) -> None:
+    model = Masks()
+    compiled = lucid.compile(model, dynamic_batch=dynamic)
+    for n in (6, 9) if dynamic else (6,):
+        rng = np.random.default_rng(n)
+        x = lucid.Tensor(rng.standard_normal((n, 8)).astype(np.float32), requires_grad=True)
+        y = lucid.Tensor(rng.standard_normal((n, 8)).astype(np.float32), requires_grad=True)
+        want_out, want_grads = _run(model, x, y)
+        got_out, got_grads = _run(compiled, x, y)
+        for g, w in zip(got_out + got_grads, want_out + want_grads):
+            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
