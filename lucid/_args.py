@@ -36,3 +36,15 @@ def shape_args(op: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(a if isinstance(a, SymInt) else operator.index(a) for a in args)
     except TypeError:
         raise TypeError(f"{op}: expected integers, got {args!r}") from None
+
+
+def dim_arg(op: str, dim: Any, ndim: int, shape: Sequence[Any]) -> int:
+    """`dim` as a non-negative axis of a tensor of `ndim` dims, or an error naming op and shape."""
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    if not -ndim <= dim < ndim:
+        expected = f"expected dim in [{-ndim}, {ndim - 1}]" if ndim else "it has no dims"
+        raise IndexError(
+            f"{op}: dim {int(dim)} is out of range for a tensor of shape {tuple(shape)} ({expected})"
+        )
+    return int(dim) % ndim

@@ -12,26 +12,40 @@ from typing import Any
 import numpy as np
 
 from lucid.ir.ops import OPS
-from lucid.tensor import Tensor, apply, binary, matmul, operands
+from lucid.tensor import Tensor, apply, binary, cat, matmul, operands, stack
 
 __all__ = [
     "abs",
+    "argmax",
+    "argmin",
     "astype",
     "broadcast_to",
+    "cat",
+    "chunk",
     "clip",
     "detach",
     "exp",
+    "flatten",
     "log",
     "matmul",
+    "max",
     "maximum",
     "mean",
+    "min",
     "minimum",
+    "permute",
     "reshape",
     "sigmoid",
+    "split",
     "sqrt",
+    "squeeze",
+    "stack",
+    "std",
     "sum",
     "tanh",
     "transpose",
+    "unsqueeze",
+    "var",
     "where",
 ]
 
@@ -123,3 +137,69 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 def detach(x: Tensor) -> Tensor:
     """x's values (shared) without autograd history."""
     return x.detach()
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    """x with a new axis of size 1 at `dim`."""
+    return x.unsqueeze(dim)
+
+
+def squeeze(x: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
+    """x without its axes of size 1 (all, or those of `dim`)."""
+    return x.squeeze(dim)
+
+
+def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
+    """x with its axes reordered as `dims`."""
+    return x.permute(*dims)
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """x with the axes start_dim..end_dim merged into one."""
+    return x.flatten(start_dim, end_dim)
+
+
+def split(
+    x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0
+) -> tuple[Tensor, ...]:
+    """x cut along `dim` into pieces of a size, or of the given sizes."""
+    return x.split(split_size_or_sections, dim)
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    """x cut along `dim` into `chunks` pieces (the last may be smaller)."""
+    return x.chunk(chunks, dim)
+
+
+def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+    """torch.max(x) or torch.max(x, dim): the largest element, or (values, indices) along dim."""
+    return x.max(dim, keepdim)
+
+
+def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+    """torch.min(x) or torch.min(x, dim): the smallest element, or (values, indices) along dim."""
+    return x.min(dim, keepdim)
+
+
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """The int64 index of the largest element (along dim, or of the flattened tensor)."""
+    return x.argmax(dim, keepdim)
+
+
+def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """The int64 index of the smallest element (along dim, or of the flattened tensor)."""
+    return x.argmin(dim, keepdim)
+
+
+def var(
+    x: Tensor, dim: int | Sequence[int] | None = None, correction: float = 1, keepdim: bool = False
+) -> Tensor:
+    """Variance over dim, divided by n - correction (torch.var)."""
+    return x.var(dim, correction=correction, keepdim=keepdim)
+
+
+def std(
+    x: Tensor, dim: int | Sequence[int] | None = None, correction: float = 1, keepdim: bool = False
+) -> Tensor:
+    """Standard deviation over dim (torch.std)."""
+    return x.std(dim, correction=correction, keepdim=keepdim)

@@ -19,12 +19,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lucid import _hooks
-from lucid._args import normalize_axes, shape_args
+from lucid._args import dim_arg, normalize_axes, shape_args
+from lucid._indexing import is_basic
+from lucid._indexing import plan as index_plan
 from lucid._symbolic import SymInt, any_symbolic, concrete
 from lucid._tape import (
     backward_chain,
@@ -79,6 +81,13 @@ def _as_array(data: Any, dtype: Any = None) -> Array:
         f"Tensor: expected numbers, a nested list of numbers or an ndarray, got {type(data).__name__}"
         f" (numpy saw dtype {arr.dtype})"
     )
+
+
+class MaxMin(NamedTuple):
+    """What `max`/`min` along a dim return, like torch.return_types.max: values and indices."""
+
+    values: Tensor
+    indices: Tensor
 
 
 class Tensor:
@@ -227,8 +236,13 @@ class Tensor:
         return int(self.data)
 
     def __getitem__(self, index: Any) -> Tensor:
-        """x[index] with a gradient (eager only: indexing has no IR form yet)."""
-        _hooks.unsupported("Tensor.__getitem__ (indexing)", (self,))
+        """x[index]: ints, slices (positive steps), `...` and None trace as slice and reshape ops;
+        advanced indexing (Tensors, arrays, lists) runs eagerly with a gradient, untraceable."""
+        if is_basic(index):
+            p = index_plan(index, self.shape, self.data.shape)
+            out = apply(_SLICE, (self,), p.slice_attrs) if p.slice_attrs["axes"] else self
+            return out if p.shape is None else out.reshape(p.shape)
+        _hooks.unsupported("Tensor.__getitem__ (advanced indexing)", (self,))
         idx = _plain_index(index)
         shape, dtype = self.data.shape, self.dtype
 
@@ -411,6 +425,109 @@ class Tensor:
         axes = normalize_axes("mean", axis, self.data.ndim)
         return apply(float_input(_MEAN, self), (self,), {"axes": axes, "keepdims": bool(keepdims)})
 
+    def max(self, dim: int | None = None, keepdim: bool = False) -> Any:
+        """The largest element (dim None), or (values, indices) along `dim` like torch.max.
+
+        NaN propagates. The gradient is shared evenly among elements tied for the maximum
+        (PyTorch's amax rule; torch.max(x, dim) gives it all to the returned index)."""
+        return self._extremum(_MAX, _ARGMAX, dim, keepdim)
+
+    def min(self, dim: int | None = None, keepdim: bool = False) -> Any:
+        """The smallest element (dim None), or (values, indices) along `dim`; see `max`."""
+        return self._extremum(_MIN, _ARGMIN, dim, keepdim)
+
+    def _extremum(self, op: OpDef, arg: OpDef, dim: int | None, keepdim: bool) -> Any:
+        if self.dtype.kind not in "fi":
+            raise TypeError(f"{op.name}: expected a numeric Tensor, got dtype {self.dtype}")
+        if dim is None:
+            if self.data.size == 0:
+                raise ValueError(f"{op.name}: the tensor of shape {self.shape} is empty")
+            return apply(op, (self,), {"axes": tuple(range(self.ndim)), "keepdims": False})
+        d = dim_arg(op.name, dim, max(self.ndim, 1), self.shape)
+        if self.ndim == 0:
+            return MaxMin(self, apply(_CAST, (self,), {"dtype": np.dtype(np.int64)}) * 0)
+        if self.data.shape[d] == 0:
+            raise ValueError(f"{op.name}: dim {d} of the tensor of shape {self.shape} is empty")
+        values = apply(op, (self,), {"axes": (d,), "keepdims": bool(keepdim)})
+        return MaxMin(values, apply(arg, (self,), {"axis": d, "keepdims": bool(keepdim)}))
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """The index (int64, the first of ties) of the largest element along `dim`, or of the
+        flattened tensor when dim is None."""
+        return self._arg(_ARGMAX, dim, keepdim)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """The index of the smallest element; see `argmax`."""
+        return self._arg(_ARGMIN, dim, keepdim)
+
+    def _arg(self, op: OpDef, dim: int | None, keepdim: bool) -> Tensor:
+        if self.dtype.kind not in "fi":
+            raise TypeError(f"{op.name}: expected a numeric Tensor, got dtype {self.dtype}")
+        if self.data.size == 0:
+            raise ValueError(f"{op.name}: the tensor of shape {self.shape} is empty")
+        if dim is None:
+            flat = apply(op, (self.reshape(-1),), {"axis": 0, "keepdims": False})
+            return flat.reshape((1,) * self.ndim) if keepdim else flat
+        if self.ndim == 0:
+            dim_arg(op.name, dim, 1, self.shape)
+            return apply(_CAST, (self,), {"dtype": np.dtype(np.int64)}) * 0
+        d = dim_arg(op.name, dim, self.ndim, self.shape)
+        return apply(op, (self,), {"axis": d, "keepdims": bool(keepdim)})
+
+    def var(
+        self, dim: int | Sequence[int] | None = None, correction: float = 1, keepdim: bool = False
+    ) -> Tensor:
+        """Variance over `dim` (all dims when None): sum((x - mean)^2) / max(0, n - correction),
+        as torch.var (correction=1: Bessel's; under a dynamic batch n may be the batch size)."""
+        axes = normalize_axes("var", dim, self.ndim)
+        d = self - self.mean(axes, keepdims=True)  # mean checks for a float tensor
+        n = math.prod(self.shape[a] for a in axes)
+        denom = n - correction
+        if not isinstance(denom, SymInt):
+            denom = max(0, denom)
+        return (d * d).sum(axes, keepdims=keepdim) / denom
+
+    def std(
+        self, dim: int | Sequence[int] | None = None, correction: float = 1, keepdim: bool = False
+    ) -> Tensor:
+        """sqrt(var(dim, correction, keepdim))."""
+        return self.var(dim, correction, keepdim).sqrt()
+
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        """`value` where the bool `mask` (broadcast to x's shape) is True, x elsewhere."""
+        c = mask if isinstance(mask, Tensor) else Tensor(np.asarray(mask))
+        if c.dtype != np.bool_:
+            raise TypeError(f"masked_fill: the mask must be a bool Tensor, got dtype {c.dtype}")
+        try:
+            fits = np.broadcast_shapes(c.data.shape, self.data.shape) == self.data.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"masked_fill: a mask of shape {c.shape} does not broadcast to {self.shape}"
+            )
+        v = constant(value, self)
+        if v.ndim != 0 or v.dtype != self.dtype:
+            raise TypeError(f"masked_fill: value must be a number or a 0-d Tensor of {self.dtype}")
+        return apply(_WHERE, (c, v, self))
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        """Zeros above the `diagonal`-th diagonal of the last two dims (a constant mask; a
+        symbolic size there specializes the trace to it)."""
+        return self._triangle("tril", diagonal)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        """Zeros below the `diagonal`-th diagonal of the last two dims; see `tril`."""
+        return self._triangle("triu", diagonal)
+
+    def _triangle(self, op: str, diagonal: int) -> Tensor:
+        if self.ndim < 2:
+            raise ValueError(f"{op}: needs at least 2 dims, got a tensor of shape {self.shape}")
+        rows, cols = (operator.index(d) for d in self.shape[-2:])
+        keep = np.ones((rows, cols), dtype=bool)
+        keep = np.tril(keep, diagonal) if op == "tril" else np.triu(keep, diagonal)
+        return self.masked_fill(Tensor(~keep), 0)
+
     def reshape(self, *shape: Any) -> Tensor:
         """Same data in a new shape; accepts reshape(2, 3) or reshape((2, 3)), one -1 allowed."""
         symbolic = shape_args("reshape", shape)
@@ -437,6 +554,89 @@ class Tensor:
                 f"shape {self.shape}"
             )
         return apply(_TRANSPOSE, (self,), {"perm": p})
+
+    def permute(self, *dims: Any) -> Tensor:
+        """Reorder the axes: permute(2, 0, 1) or permute((2, 0, 1)); negative dims count back."""
+        p = shape_args("permute", dims)
+        if len(p) != self.ndim:
+            raise ValueError(
+                f"permute: {p} names {len(p)} dims, but the tensor of shape {self.shape} has "
+                f"{self.ndim}"
+            )
+        return self.transpose(*(dim_arg("permute", d, self.ndim, self.shape) for d in p))
+
+    def view(self, *shape: Any) -> Tensor:
+        """The same as `reshape` (lucid tensors are always contiguous)."""
+        return self.reshape(*shape)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        """A new axis of size 1 at `dim` (in [-ndim - 1, ndim], as PyTorch)."""
+        d = dim_arg("unsqueeze", dim, self.ndim + 1, self.shape)
+        shape = list(self.shape)
+        shape.insert(d, 1)
+        return self.reshape(tuple(shape))
+
+    def squeeze(self, dim: int | Sequence[int] | None = None) -> Tensor:
+        """Drop axes of size 1: all of them, or those of `dim` (others are left alone).
+
+        Under a traced dynamic batch, asking whether the batch is 1 is a guard on N."""
+        shape = self.shape
+        if dim is None:
+            dims = set(range(self.ndim))
+        else:
+            raw = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+            dims = {dim_arg("squeeze", d, max(self.ndim, 1), shape) for d in raw}
+        kept = tuple(n for k, n in enumerate(shape) if not (k in dims and n == 1))
+        return self if len(kept) == self.ndim else self.reshape(kept)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Merge the axes start_dim..end_dim (inclusive) into one; a 0-d tensor becomes [1]."""
+        if self.ndim == 0:
+            return self.reshape(1)
+        lo = dim_arg("flatten", start_dim, self.ndim, self.shape)
+        hi = dim_arg("flatten", end_dim, self.ndim, self.shape)
+        if lo > hi:
+            raise ValueError(
+                f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for a tensor of "
+                f"shape {self.shape}"
+            )
+        shape = self.shape
+        return self.reshape((*shape[:lo], math.prod(shape[lo : hi + 1]), *shape[hi + 1 :]))
+
+    def split(
+        self, split_size_or_sections: int | Sequence[int], dim: int = 0
+    ) -> tuple[Tensor, ...]:
+        """Pieces along `dim`: of `split_size` each (the last may be smaller), or of the given
+        sizes, which must sum to the dim's size (torch.split)."""
+        d = dim_arg("split", dim, self.ndim, self.shape)
+        n = self.data.shape[d]
+        if isinstance(split_size_or_sections, (int, np.integer)):
+            size = int(split_size_or_sections)
+            if size <= 0:
+                raise ValueError(f"split: split_size must be positive, got {size}")
+            sizes = [min(size, n - lo) for lo in range(0, n, size)] or [0]
+        else:
+            sizes = [operator.index(k) for k in split_size_or_sections]
+            if sum(sizes) != n or any(k < 0 for k in sizes):
+                raise ValueError(
+                    f"split: sizes {sizes} must be non-negative and sum to {n}, the size of dim "
+                    f"{d} of the tensor of shape {self.shape}"
+                )
+        pieces = []
+        lo = 0
+        for k in sizes:
+            cut = {"axes": (d,), "starts": (lo,), "stops": (lo + k,), "steps": (1,)}
+            pieces.append(apply(_SLICE, (self,), cut))
+            lo += k
+        return tuple(pieces)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        """`chunks` pieces along `dim` of ceil(size / chunks) each (fewer if they run out)."""
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        d = dim_arg("chunk", dim, self.ndim, self.shape)
+        n = self.data.shape[d]
+        return self.split(max(1, -(-n // chunks)), d)
 
     @property
     def T(self) -> Tensor:
@@ -483,7 +683,11 @@ _LESS = OPS["less"]
 _LESS_EQUAL = OPS["less_equal"]
 _LOG = OPS["log"]
 _LOG_SOFTMAX = OPS["log_softmax"]
+_ARGMAX = OPS["argmax"]
+_ARGMIN = OPS["argmin"]
 _MATMUL = OPS["matmul"]
+_MAX = OPS["max"]
+_MIN = OPS["min"]
 _MEAN = OPS["mean"]
 _MUL = OPS["mul"]
 _NEG = OPS["neg"]
@@ -492,6 +696,7 @@ _POW = OPS["pow"]
 _RELU = OPS["relu"]
 _RESHAPE = OPS["reshape"]
 _SIGMOID = OPS["sigmoid"]
+_SLICE = OPS["slice"]
 _SOFTMAX = OPS["softmax"]
 _SQRT = OPS["sqrt"]
 _STOP_GRADIENT = OPS["stop_gradient"]
@@ -499,6 +704,7 @@ _SUB = OPS["sub"]
 _SUM = OPS["sum"]
 _TANH = OPS["tanh"]
 _TRANSPOSE = OPS["transpose"]
+_WHERE = OPS["where"]
 
 
 def apply(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict[str, Any] = _NO_ATTRS) -> Tensor:
@@ -653,3 +859,42 @@ def _plain_index(index: Any) -> Any:
     if isinstance(index, tuple):
         return tuple(i.data if isinstance(i, Tensor) else i for i in index)
     return index.data if isinstance(index, Tensor) else index
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """torch.cat: `tensors` joined along `dim`; every other dim must agree."""
+    ts = tuple(tensors)
+    if not ts or not all(isinstance(t, Tensor) for t in ts):
+        raise TypeError(f"cat: expected a non-empty sequence of Tensors, got {tensors!r}")
+    first = ts[0]
+    if first.ndim == 0:
+        raise ValueError("cat: zero-dimensional tensors cannot be concatenated (stack them)")
+    d = dim_arg("cat", dim, first.ndim, first.shape)
+    shapes = ", ".join(str(t.data.shape) for t in ts)
+    for t in ts:
+        if t.dtype != first.dtype:
+            raise TypeError(
+                f"cat: tensors have different dtypes ({', '.join(str(u.dtype) for u in ts)}); "
+                "lucid does not promote implicitly, convert with .astype()"
+            )
+        a, b = t.data.shape, first.data.shape
+        if len(a) != len(b) or any(x != y for k, (x, y) in enumerate(zip(a, b)) if k != d):
+            raise ValueError(
+                f"cat: tensors must have the same shape except in dim {d}, got shapes {shapes}"
+            )
+    return apply(_CONCAT, ts, {"axis": d})
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """torch.stack: `tensors` (of one shape) joined along a new axis `dim`."""
+    ts = tuple(tensors)
+    if not ts or not all(isinstance(t, Tensor) for t in ts):
+        raise TypeError(f"stack: expected a non-empty sequence of Tensors, got {tensors!r}")
+    if any(t.data.shape != ts[0].data.shape for t in ts):
+        shapes = ", ".join(str(t.data.shape) for t in ts)
+        raise ValueError(f"stack: tensors must all have the same shape, got shapes {shapes}")
+    d = dim_arg("stack", dim, ts[0].ndim + 1, ts[0].shape)
+    return cat([t.unsqueeze(d) for t in ts], d)
+
+
+_CONCAT = OPS["concat"]

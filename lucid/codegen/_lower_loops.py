@@ -1,5 +1,5 @@
-"""Loop-nest lowerings: elementwise ops (with broadcasting), shape copies, reductions, mse_loss,
-softmax and log_softmax."""
+"""Loop-nest lowerings: elementwise ops (with broadcasting), shape copies, slices and concat,
+reductions, mse_loss, softmax and log_softmax."""
 
 from __future__ import annotations
 
@@ -69,9 +69,8 @@ class Reduction:
     inner: tuple[Loop, ...]
     loads: tuple[Load, ...]
     pre: tuple[str, ...]
-    term: str
-    acc_type: str
-    acc_why: str
+    init: tuple[str, ...]  # the accumulator's declarations
+    update: tuple[str, ...]  # the statements of the innermost loop (after pre)
     acc_indent: str
     indent: str
     out_index: str
@@ -166,6 +165,72 @@ def lower_transpose(ctx: LowerCtx) -> Kernel:
     return ctx.kernel(render("loopnest.c.j2", n=nest))
 
 
+def _slice_terms(
+    node_attrs: object, shape: tuple[Dim, ...], names: list[str]
+) -> list[tuple[str, str]]:
+    """(index expression, stride) per axis of a C-contiguous `shape` read (or written) at
+    `start + i * step` along the sliced axes and at `i` along the others."""
+    attrs = node_attrs  # a node's attrs: axes, starts, stops, steps
+    spec = {
+        int(a): (int(lo), int(st))
+        for a, lo, st in zip(attrs["axes"], attrs["starts"], attrs["steps"])  # type: ignore[index]
+    }
+    terms = []
+    for k, (name, stride) in enumerate(zip(names, strides_c(shape))):
+        lo, st = spec.get(k, (0, 1))
+        at = name if st == 1 else f"{name} * {st}"
+        terms.append((at if lo == 0 else f"({lo} + {at})", stride))
+    return terms
+
+
+def lower_slice(ctx: LowerCtx) -> Kernel:
+    """y[i0, i1, ...] = x[start + i * step along the sliced axes, i along the others]."""
+    out = ctx.results[0].type.shape
+    names = [f"i{k}" for k in range(len(out))]
+    index = index_c(_slice_terms(ctx.node.attrs, ctx.inputs[0].type.shape, names))
+    nest = loop_nest(out, ctx.inputs, ("a0",), index_of={0: index})
+    return ctx.kernel(render("loopnest.c.j2", n=nest))
+
+
+def lower_slice_grad(ctx: LowerCtx) -> Kernel:
+    """Zeros, then g written where the slice reads (two loop nests)."""
+    out = ctx.results[0].type.shape
+    g = ctx.inputs[0].type
+    zero = LoopNest((Loop("i", prod_c(out), INDENT),), (), (Store("y0", "i", "0"),), INDENT * 2)
+    names = [f"i{k}" for k in range(len(g.shape))]
+    scatter = LoopNest(
+        _loops(g.shape, names),
+        (Load(g.dtype.c, "a0", "x0", index_c(list(zip(names, strides_c(g.shape))))),),
+        (Store("y0", index_c(_slice_terms(ctx.node.attrs, out, names)), "a0"),),
+        INDENT * (len(g.shape) + 1),
+    )
+    return ctx.kernel(render("loopnests.c.j2", nests=(zero, scatter)))
+
+
+def lower_concat(ctx: LowerCtx) -> Kernel:
+    """One loop nest per input, each writing its block of y at its offset along the axis."""
+    axis = ctx.node.attrs["axis"]
+    assert isinstance(axis, int)
+    out = ctx.results[0].type.shape
+    out_strides = strides_c(out)
+    nests = []
+    offset = 0
+    for k, v in enumerate(ctx.inputs):
+        shape = v.type.shape
+        names = [f"i{j}" for j in range(len(shape))]
+        at = [n if j != axis or not offset else f"({offset} + {n})" for j, n in enumerate(names)]
+        nests.append(
+            LoopNest(
+                _loops(shape, names),
+                (Load(v.type.dtype.c, "a0", f"x{k}", index_c(list(zip(names, strides_c(shape))))),),
+                (Store("y0", index_c(list(zip(at, out_strides))), "a0"),),
+                INDENT * (len(shape) + 1),
+            )
+        )
+        offset += int(shape[axis])
+    return ctx.kernel(render("loopnests.c.j2", nests=tuple(nests)))
+
+
 def _acc(dtype: DType) -> tuple[str, str]:
     """The accumulator type of a sum in `dtype`, and why."""
     if dtype is DType.F32:
@@ -183,8 +248,11 @@ def reduction(
     final: str,
     dtype: DType,
     pre: tuple[str, ...] = (),
+    init: tuple[str, ...] | None = None,
+    update: tuple[str, ...] | None = None,
 ) -> Reduction:
-    """Sum `term` over `axes` of `in_shape` (inputs broadcast to it) into y0 over the kept axes."""
+    """Sum `term` over `axes` of `in_shape` (inputs broadcast to it) into y0 over the kept axes
+    (or, given `init` and `update`, accumulate as they say: max, argmax)."""
     kept = [k for k in range(len(in_shape)) if k not in axes]
     gone = [k for k in range(len(in_shape)) if k in axes]
     names = [f"i{k}" for k in range(len(in_shape))]
@@ -216,9 +284,8 @@ def reduction(
         inner,
         loads,
         pre,
-        term,
-        acc_type,
-        why,
+        init or (f"{acc_type} acc = 0; /* {why} */",),
+        update or (f"acc += {term};",),
         INDENT * (1 + len(kept)),
         INDENT * (1 + len(kept) + len(gone)),
         out_index,
@@ -234,6 +301,42 @@ def lower_reduce(ctx: LowerCtx) -> Kernel:
     count = prod_c([x.type.shape[a] for a in sorted(axes)])
     final = f"({t})acc" if ctx.node.op == "sum" else f"({t})acc / ({t})({count})"
     red = reduction(x.type.shape, axes, (x,), "a0", final, x.type.dtype)
+    return ctx.kernel(render("reduce.c.j2", r=red))
+
+
+def lower_extremum(ctx: LowerCtx) -> Kernel:
+    """max/min over `axes`: the NaN-propagating select of `maximum`/`minimum`, in the dtype."""
+    x = ctx.inputs[0]
+    axes = {int(a) for a in ctx.node.attrs["axes"]}  # type: ignore[union-attr]
+    dtype = x.type.dtype
+    t, high = dtype.c, ctx.node.op == "max"
+    if dtype.is_float:
+        init = f"{t} acc = {'-' if high else ''}INFINITY; /* NaN propagates, as in NumPy */"
+        step = f"acc = lucid_{'maximum' if high else 'minimum'}{SUFFIX[dtype]}(a0, acc);"
+    else:
+        init = f"{t} acc = {'INT64_MIN' if high else 'INT64_MAX'};"
+        step = f"acc = a0 {'>' if high else '<'} acc ? a0 : acc;"
+    red = reduction(x.type.shape, axes, (x,), "a0", "acc", dtype, init=(init,), update=(step,))
+    return ctx.kernel(render("reduce.c.j2", r=red))
+
+
+def lower_arg_extremum(ctx: LowerCtx) -> Kernel:
+    """argmax/argmin along one axis: the first extreme element, or the first NaN."""
+    x = ctx.inputs[0]
+    axis = ctx.node.attrs["axis"]
+    assert isinstance(axis, int)
+    dtype = x.type.dtype
+    t, high = dtype.c, ctx.node.op == "argmax"
+    cmp = ">" if high else "<"
+    if dtype.is_float:
+        start = f"{'-' if high else ''}INFINITY"
+        better = f"a0 {cmp} best || (isnan(a0) && !isnan(best))"
+    else:
+        start = "INT64_MIN" if high else "INT64_MAX"
+        better = f"a0 {cmp} best"
+    init = (f"{t} best = {start};", "int64_t acc = 0; /* the first of ties wins */")
+    update = (f"if ({better}) {{ best = a0; acc = i{axis}; }}",)
+    red = reduction(x.type.shape, {axis}, (x,), "a0", "acc", dtype, init=init, update=update)
     return ctx.kernel(render("reduce.c.j2", r=red))
 
 

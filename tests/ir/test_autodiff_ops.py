@@ -161,6 +161,10 @@ CASES: dict[str, Callable[..., Any]] = {
     "mean_keep": shaped(lambda self, x: (x * self.w).mean(axis=1, keepdims=True), (3, 4), w=(4,)),
     "reshape": shaped(lambda self, x: (x * self.w).reshape(2, -1), (3, 4), w=(4,)),
     "transpose": shaped(lambda self, x: (x * self.w).transpose(2, 0, 1), (2, 3, 4), w=(4,)),
+    "slice": shaped(lambda self, x: (x * self.w)[1:, ::2, None], (3, 4), w=(4,)),
+    "concat": shaped(lambda self, x: lucid.cat([x * self.w, x, x[:, :1]], 1), (3, 4), w=(4,)),
+    "max": shaped(lambda self, x: (x * self.w).max(1).values, (3, 4), w=(4,)),
+    "min": shaped(lambda self, x: (x * self.w).min(), (3, 4), w=(4,)),
     "broadcast": shaped(lambda self, x: x * self.w.broadcast_to((3, 4)), (3, 4), w=(1, 4)),
     "where": binary(lambda x, p: lucid.where(x > p, x * p, p - x)),
     "mse_mean": binary(lambda x, p: F.mse_loss(x * 2.0, p), pshape=(3, 4)),
@@ -188,7 +192,8 @@ def test_every_differentiable_op_has_a_case() -> None:
         covered |= {n.op for n in trace(module, *inputs).nodes}
     covered.add("cast")  # float32 round trips: test_cast below
     differentiable = {name for name, op in OPS.items() if op.differentiable}
-    missing = differentiable - covered - {"sign", "sum_to"}  # gradient-only helpers
+    # gradient-only helpers (slice_grad's own rule is checked by tests/ir/test_op_table.py)
+    missing = differentiable - covered - {"sign", "sum_to", "slice_grad"}
     assert not missing, f"ops with a VJP rule but no test case: {sorted(missing)}"
 
 
@@ -366,8 +371,9 @@ def test_random_mlp_steps_cover_every_op_with_a_rule() -> None:
             seen |= {n.op for n in trace(model, rng.standard_normal((3, 3))).nodes}
     rules = {name for name, op in OPS.items() if op.differentiable}
     # cast is covered by test_cast_casts_the_cotangent_back: a float32 round trip defeats
-    # float64 central differences; sum_to is a gradient-only helper
-    assert rules - seen == {"cast", "sum_to"}
+    # float64 central differences; sum_to is a gradient-only helper; the tensor ops (slice,
+    # concat, max, min) are not MLP steps: CASES above covers them
+    assert rules - seen == {"cast", "sum_to", "slice", "slice_grad", "concat", "max", "min"}
 
 
 def test_eager_reference_is_not_trivially_equal() -> None:

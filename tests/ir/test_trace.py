@@ -254,7 +254,8 @@ class DataDependent(nn.Module):
 
 class Indexing(nn.Module):
     def forward(self, x):  # type: ignore[no-untyped-def]
-        return x[0]  # LOC-index
+        # advanced indexing (a list) stays eager-only; basic indexing traces
+        return x[[0]]  # LOC-index
 
 
 def test_trace_error_lists_every_problem_with_module_path_and_line() -> None:

@@ -1,4 +1,5 @@
-"""Reductions: sum, mean, and sum_to (a broadcast cotangent summed back to its shape)."""
+"""Reductions: sum, mean, max, min, argmax, argmin, and sum_to (a broadcast cotangent summed back
+to its shape)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from lucid.ir.ops import grad as G
 from lucid.ir.ops.base import (
     BOOL,
     DIMS,
+    INT,
     INTS,
+    NOT_DIFFERENTIABLE,
     REQUIRED,
     Array,
     OpDef,
     expect_float,
     expect_numeric,
 )
-from lucid.ir.types import Attr, TensorType, broadcast_shapes, format_shape
+from lucid.ir.types import Attr, DType, TensorType, broadcast_shapes, format_shape
 
 Types = tuple[TensorType, ...]
 Attrs = Mapping[str, Attr]
@@ -114,6 +117,84 @@ SUM = _reduction("sum", _sum, _sum_vjp, float_only=False)
 MEAN = _reduction("mean", _mean, _mean_vjp, float_only=True)
 
 
+def _extremum(name: str, reduce: Any) -> Any:
+    def kernel(x: Array, *, axes: tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
+        if x.size == 0 or any(x.shape[a] == 0 for a in axes or range(x.ndim)):
+            raise ValueError(f"{name}: cannot reduce an empty axis (no identity)")
+        return reduce(x, axis=axes, keepdims=keepdims)  # NaN propagates, as in PyTorch
+
+    return kernel
+
+
+def _extremum_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+    """The cotangent shared evenly among the elements equal to the result (PyTorch's amax rule;
+    torch.max(x, dim) gives it all to the index it returns, which differs only at ties)."""
+    (x,), (y,), axes = xs, ys, ints(attrs, "axes")
+    shape, keep = b.shape(x), bool(attrs["keepdims"])
+    hit = b.cast(b.equal(x, G.unreduce(b, y, shape, axes, keep)), dtype=b.dtype(x))
+    count = b.sum(hit, axes=axes, keepdims=keep)
+    return (b.mul(hit, G.unreduce(b, b.div(g, count), shape, axes, keep)),)
+
+
+def _extremum_op(name: str, reduce: Any) -> OpDef:
+    return OpDef(
+        name,
+        1,
+        _reduce_infer(name, float_only=False),
+        _extremum(name, reduce),
+        _extremum_vjp,
+        attrs=_AXES,
+        lowering="extremum",
+        inputs=("x",),
+        sample=_sample,
+        prepare=_axes_prepare,
+        doc=f"{name} over `axes` (NaN propagates; the VJP shares g evenly among ties)",
+    )
+
+
+MAX = _extremum_op("max", np.max)
+MIN = _extremum_op("min", np.min)
+
+
+def _arg_infer(name: str):  # type: ignore[no-untyped-def]
+    def infer(ts: Types, attrs: Attrs) -> Types:
+        (x,) = ts
+        expect_numeric(name, x, "x")
+        axis = attrs["axis"]
+        assert isinstance(axis, int)
+        if not 0 <= axis < x.rank:
+            raise IRTypeError(f"{name}: axis {axis} is out of range for {x}")
+        if x.shape[axis] == 0:
+            raise IRTypeError(f"{name}: cannot reduce the empty axis {axis} of {x}")
+        keep = attrs["keepdims"]
+        shape = tuple(1 if i == axis else d for i, d in enumerate(x.shape) if keep or i != axis)
+        return (TensorType(DType.I64, shape),)
+
+    return infer
+
+
+def _arg_op(name: str, reduce: Any) -> OpDef:
+    def kernel(x: Array, *, axis: int, keepdims: bool = False) -> Array:
+        return reduce(x, axis=axis, keepdims=keepdims).astype(np.int64)  # the first NaN wins
+
+    return OpDef(
+        name,
+        1,
+        _arg_infer(name),
+        kernel,
+        NOT_DIFFERENTIABLE,  # an index
+        attrs={"axis": (INT, REQUIRED), "keepdims": (BOOL, False)},
+        lowering="arg_extremum",
+        inputs=("x",),
+        sample=lambda rng: ((rng.standard_normal((3, 5, 2)),), {"axis": 1, "keepdims": True}),
+        doc=f"{name} along `axis` as int64 (the first of ties; the first NaN if any)",
+    )
+
+
+ARGMAX = _arg_op("argmax", np.argmax)
+ARGMIN = _arg_op("argmin", np.argmin)
+
+
 def unbroadcast(g: Array, *, shape: tuple[int, ...]) -> Array:
     """Sum g over the axes that broadcasting added or stretched, back to `shape`."""
     shape = tuple(shape)
@@ -153,4 +234,4 @@ SUM_TO = OpDef(
     doc="sum a broadcast cotangent back to `shape` (symbols bound by the interpreter)",
 )
 
-OPS = (SUM, MEAN, SUM_TO)
+OPS = (SUM, MEAN, MAX, MIN, ARGMAX, ARGMIN, SUM_TO)

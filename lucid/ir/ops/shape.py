@@ -1,4 +1,4 @@
-"""Ops that move data without arithmetic: reshape, transpose, broadcast, cast."""
+"""Ops that move data without arithmetic: reshape, transpose, broadcast, cast, slice, concat."""
 
 from __future__ import annotations
 
@@ -194,4 +194,171 @@ DIM = OpDef(
     doc="x.shape[axis] as a 0-d tensor of `dtype`: a symbolic size read at run time",
 )
 
-OPS = (RESHAPE, TRANSPOSE, BROADCAST, CAST, DIM)
+
+# ---------------------------------------------------------------- slice, slice_grad, concat
+# A slice names only the axes it cuts (ONNX's form): every other axis is kept whole, so it may
+# be the symbolic batch. The cut axes must be static; the eager side normalises the bounds
+# (0 <= start, stop <= dim; step >= 1), so a node holds no negative or open-ended bound.
+
+
+def _slice_spec(attrs: Attrs) -> tuple[tuple[int, ...], ...]:
+    return tuple(ints(attrs, k) for k in ("axes", "starts", "stops", "steps"))
+
+
+def _sliced_shape(op: str, shape: tuple[Dim, ...], attrs: Attrs) -> tuple[Dim, ...]:
+    """The shape `shape` slices to, or an IRTypeError naming `op` and what is wrong."""
+    axes, starts, stops, steps = _slice_spec(attrs)
+    if not len(axes) == len(starts) == len(stops) == len(steps):
+        raise IRTypeError(f"{op}: axes, starts, stops and steps must have one entry per axis")
+    if len(set(axes)) != len(axes):
+        raise IRTypeError(f"{op}: repeated axis in axes={axes}")
+    out = list(shape)
+    for a, lo, hi, st in zip(axes, starts, stops, steps):
+        if not 0 <= a < len(shape):
+            raise IRTypeError(f"{op}: axis {a} is out of range for shape {format_shape(shape)}")
+        d = shape[a]
+        if not isinstance(d, int):
+            raise IRTypeError(
+                f"{op}: cannot slice the symbolic dim {d} of {format_shape(shape)} (axis {a}): "
+                "its bounds would depend on it"
+            )
+        if st < 1 or not (0 <= lo <= d and 0 <= hi <= d):
+            raise IRTypeError(
+                f"{op}: bounds {lo}:{hi}:{st} do not fit axis {a} of size {d} (normalised bounds "
+                "lie in [0, size], step >= 1)"
+            )
+        out[a] = max(0, -(-(hi - lo) // st))
+    return tuple(out)
+
+
+def _index(ndim: int, attrs: Attrs) -> tuple[slice, ...]:
+    index = [slice(None)] * ndim
+    for a, lo, hi, st in zip(*_slice_spec(attrs)):
+        index[a] = slice(lo, hi, st)
+    return tuple(index)
+
+
+def _slice(x: Array, **attrs: Any) -> Array:
+    return np.array(x[_index(x.ndim, attrs)])  # a fresh, contiguous copy
+
+
+def _slice_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+    return (b.slice_grad(g, shape=tuple(b.shape(xs[0])), **attrs),)
+
+
+_SLICE_ATTRS = {"axes": (INTS, REQUIRED), "starts": (INTS, REQUIRED)}
+_SLICE_ATTRS.update({"stops": (INTS, REQUIRED), "steps": (INTS, REQUIRED)})
+
+SLICE = OpDef(
+    "slice",
+    1,
+    lambda ts, attrs: (TensorType(ts[0].dtype, _sliced_shape("slice", ts[0].shape, attrs)),),
+    _slice,
+    _slice_vjp,
+    attrs=_SLICE_ATTRS,
+    lowering="slice",
+    inputs=("x",),
+    sample=lambda rng: (
+        (rng.standard_normal((4, 7, 3)),),
+        {"axes": (1, 2), "starts": (1, 0), "stops": (7, 2), "steps": (2, 1)},
+    ),
+    doc="x[start:stop:step] on each listed axis (static bounds, normalised); other axes whole",
+)
+
+
+def _slice_grad_infer(ts: Types, attrs: Attrs) -> Types:
+    (g,) = ts
+    shape = attrs["shape"]
+    assert isinstance(shape, tuple)
+    want = _sliced_shape("slice_grad", shape, attrs)  # type: ignore[arg-type]
+    if g.shape != want:
+        raise IRTypeError(
+            f"slice_grad: the cotangent {g} does not have the sliced shape {format_shape(want)}"
+        )
+    return (TensorType(g.dtype, shape),)  # type: ignore[arg-type]
+
+
+def _slice_grad(g: Array, *, shape: Any, **attrs: Any) -> Array:
+    out = np.zeros(shape, dtype=g.dtype)
+    out[_index(out.ndim, attrs)] = g
+    return out
+
+
+def _slice_grad_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+    return (b.slice(g, **{k: v for k, v in attrs.items() if k != "shape"}),)
+
+
+SLICE_GRAD = OpDef(
+    "slice_grad",
+    1,
+    _slice_grad_infer,
+    _slice_grad,
+    _slice_grad_vjp,
+    attrs={"shape": (DIMS, REQUIRED), **_SLICE_ATTRS},
+    lowering="slice_grad",
+    inputs=("g",),
+    sample=lambda rng: (
+        (rng.standard_normal((4, 3, 2)),),
+        {"shape": (4, 7, 3), "axes": (1, 2), "starts": (1, 0), "stops": (7, 2), "steps": (2, 1)},
+    ),
+    doc="zeros of `shape` with g written where `slice` with the same bounds reads (its VJP)",
+)
+
+
+def _concat_infer(ts: Types, attrs: Attrs) -> Types:
+    axis = attrs["axis"]
+    assert isinstance(axis, int)
+    first = ts[0]
+    shown = ", ".join(str(t) for t in ts)
+    if not 0 <= axis < first.rank:
+        raise IRTypeError(f"concat: axis {axis} is out of range for {first}")
+    for t in ts:
+        same = t.rank == first.rank and all(
+            a == b for k, (a, b) in enumerate(zip(t.shape, first.shape)) if k != axis
+        )
+        if t.dtype != first.dtype or not same:
+            raise IRTypeError(
+                f"concat: inputs must have one dtype and equal dims except on axis {axis}, got "
+                f"{shown}"
+            )
+        if not isinstance(t.shape[axis], int):
+            raise IRTypeError(
+                f"concat: cannot concatenate along the symbolic dim of {t} (axis {axis}); "
+                f"got {shown}"
+            )
+    total = sum(int(t.shape[axis]) for t in ts)
+    return (TensorType(first.dtype, (*first.shape[:axis], total, *first.shape[axis + 1 :])),)
+
+
+def _concat_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
+    axis = attrs["axis"]
+    out: list[Any] = []
+    start = 0
+    for x, need in zip(xs, needs):
+        n = b.shape(x)[axis]
+        one = {"axes": (axis,), "starts": (start,), "stops": (start + n,), "steps": (1,)}
+        out.append(b.slice(g, **one) if need else None)
+        start += n
+    return tuple(out)
+
+
+CONCAT = OpDef(
+    "concat",
+    (1, None),
+    _concat_infer,
+    lambda *xs, axis: np.concatenate(xs, axis=axis),
+    _concat_vjp,
+    attrs={"axis": (INT, REQUIRED)},
+    lowering="concat",
+    sample=lambda rng: (
+        (
+            rng.standard_normal((2, 3, 2)),
+            rng.standard_normal((2, 1, 2)),
+            rng.standard_normal((2, 4, 2)),
+        ),
+        {"axis": 1},
+    ),
+    doc="torch.cat: the inputs joined along `axis` (static there; other dims equal, may be N)",
+)
+
+OPS = (RESHAPE, TRANSPOSE, BROADCAST, CAST, DIM, SLICE, SLICE_GRAD, CONCAT)
