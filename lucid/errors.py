@@ -26,6 +26,11 @@ class LucidError(Exception):
     """Base class of every error lucid raises on purpose."""
 
 
+class IndexRangeError(LucidError, IndexError):
+    """An exported library's run found an index input out of range (a loss's target class, an
+    embedding row): the IndexError eager lucid raises, from the C code's LUCID_E_INDEX."""
+
+
 class LucidWarning(UserWarning):
     """Base class of lucid's warnings."""
 

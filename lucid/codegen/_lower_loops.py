@@ -144,6 +144,24 @@ def lower_dim(ctx: LowerCtx) -> Kernel:
     return ctx.kernel(f"    (void)x0;\n    y0[0] = ({ctype}){size};\n    return 0;")
 
 
+def lower_index_check(ctx: LowerCtx) -> Kernel:
+    """Copy the indices through, returning LUCID_E_INDEX at the first one out of range."""
+    size = ctx.node.attrs["size"]
+    allow = ctx.node.attrs["allow"]
+    assert isinstance(size, int) and isinstance(allow, tuple)
+    bad = " && ".join([f"(v < 0 || v >= {size})", *(f"v != {int(a)}" for a in allow)])
+    n = prod_c(ctx.inputs[0].type.shape)
+    return ctx.kernel(
+        f"    for (int64_t i = 0; i < {n}; ++i) {{\n"
+        f"        const int64_t v = x0[i];\n"
+        f"        if ({bad})\n"
+        f"            return LUCID_E_INDEX;\n"
+        f"        y0[i] = v;\n"
+        f"    }}\n"
+        f"    return 0;"
+    )
+
+
 def lower_broadcast(ctx: LowerCtx) -> Kernel:
     """broadcast_to: an elementwise identity over the broadcast shape."""
     out = ctx.results[0].type.shape

@@ -85,7 +85,12 @@ ERROR_LIST: tuple[CError, ...] = (
     CError("LUCID_E_BATCH", 2, "the batch size must be positive", ValueError),
     CError("LUCID_E_NOMEM", 3, "out of memory", MemoryError),
     CError("LUCID_E_OVERFLOW", 4, "tensor sizes overflow int64 at this batch size", OverflowError),
-    CError("LUCID_E_INDEX", 5, "cross_entropy: a target class index is out of range", IndexError),
+    CError(
+        "LUCID_E_INDEX",
+        5,
+        "an index input is out of range (a target class of a loss, or an embedding row)",
+        IndexError,
+    ),
     CError("LUCID_E_INTERNAL", 6, "internal error: a kernel rejected its arguments", RuntimeError),
     CError(
         "LUCID_E_PACK",

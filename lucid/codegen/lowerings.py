@@ -21,6 +21,7 @@ LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
         "copy": loops.lower_copy,
         "broadcast": loops.lower_broadcast,
         "dim": loops.lower_dim,
+        "index_check": loops.lower_index_check,
         "transpose": loops.lower_transpose,
         "slice": loops.lower_slice,
         "slice_grad": loops.lower_slice_grad,

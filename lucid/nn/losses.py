@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from lucid import functional as LF
+from lucid.ir.ops import OPS
 from lucid.nn.module import Module
-from lucid.tensor import Tensor, operands
+from lucid.tensor import Tensor, apply, operands
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -82,18 +83,18 @@ def _class_mask(op: str, scores: Tensor, target: Any, ignore_index: int | None =
             f"{op}: input of shape {scores.data.shape} needs target of shape ({n},), "
             f"got {target.data.shape}"
         )
-    t = target.data  # the values at this call (checked eagerly; a trace sees its example)
-    bad = (t < 0) | (t >= c)
-    if ignore_index is not None:
-        bad &= t != ignore_index
-    if bad.any():
-        raise IndexError(
-            f"{op}: target classes must lie in [0, {c}), got {int(t[bad][0])}"
-            + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
-        )
+    # the range is checked by an op, so that a compiled or exported model checks it at every
+    # call too: a class no mask row names would otherwise silently add nothing to the loss
+    allow = () if ignore_index is None or 0 <= ignore_index < c else (ignore_index,)
+    if target.data.dtype != np.int64:
+        target = Tensor(target.data.astype(np.int64))
+    target = apply(
+        OPS["index_check"], (target,), {"size": c, "allow": allow, "what": f"{op}: target classes"}
+    )
+    t = target.data
     classes = np.arange(c, dtype=t.dtype)
     if ignore_index is not None and 0 <= ignore_index < c:
-        classes[ignore_index] = -1 if t.dtype.kind == "i" else c  # a class no target names
+        classes[ignore_index] = -1  # a class no target names
     return target.reshape(-1, 1) == Tensor(classes)
 
 

@@ -17,13 +17,15 @@ import cffi
 import numpy as np
 
 from lucid.codegen import aot_abi as abi
-from lucid.errors import InputError, LucidError
+from lucid.codegen.emit_c import ERROR_LIST
+from lucid.errors import IndexRangeError, InputError, LucidError
 from lucid.ir.types import DType
 from lucid.runtime import threads as _threads
 
 __all__ = ["LoadedModel", "NotAnExportError", "load"]
 
 _DTYPES = {code: dtype for dtype, code in abi.DTYPE_CODES.items()}
+_E_INDEX = next(e.code for e in ERROR_LIST if e.name == "LUCID_E_INDEX")
 _SHT_DYNSYM = 11
 _STT_OBJECT = 1
 
@@ -202,7 +204,8 @@ class LoadedModel:
         out_ptrs = ffi.new("void *[]", [ffi.from_buffer(o) for o in outs])
         code = self._run(self._handle, ins, out_ptrs, batch, _threads.num_threads)
         if code != 0:
-            raise LucidError(f"{self.name}: {self._message(code)}")
+            kind = IndexRangeError if code == _E_INDEX else LucidError
+            raise kind(f"{self.name}: {self._message(code)}")
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 

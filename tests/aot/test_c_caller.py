@@ -100,7 +100,7 @@ def test_class_index_out_of_range_is_an_error_code(tmp_path: Path) -> None:
     stdout = run_caller([str(exe), str(tmp_path / "in.bin"), "5", "4"])
     index_code = int(stdout.split("INDEX=")[1].split()[0])
     assert return_codes(stdout) == {5: 0, 4: index_code}
-    assert "class index is out of range" in stdout
+    assert "index input is out of range" in stdout
     np.testing.assert_allclose(
         parse_outputs(stdout)[(5, 0)], eager(model, x, good).reshape(-1), rtol=RTOL, atol=ATOL
     )

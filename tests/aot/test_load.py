@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lucid
-from lucid.errors import InputError, LucidError
+from lucid.errors import IndexRangeError, InputError, LucidError
 from lucid.runtime.aot import ExportResult, export
 from lucid.runtime.loader import NotAnExportError, load
 from tests.models import seed_model
@@ -68,7 +68,7 @@ def test_two_inputs_and_index_error(tmp_path: Path) -> None:
         export(model, (lucid.tensor(x), lucid.tensor(t)), tmp_path / "ce", flags=QUICK).library
     )
     np.testing.assert_allclose(loaded(x, t), eager(model, x, t), rtol=RTOL, atol=ATOL)
-    with pytest.raises(LucidError, match="class index is out of range"):
+    with pytest.raises(IndexRangeError, match="index input is out of range"):
         loaded(x, np.array([0, 1, 2, 4], np.int64))
     with pytest.raises(InputError, match="batch 3, but 4"):
         loaded(x, t[:3])

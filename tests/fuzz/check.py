@@ -34,7 +34,8 @@ import numpy as np
 
 import lucid
 from lucid.errors import FallbackWarning, RecompileWarning
-from lucid.ir import interpret, trace
+from lucid.ir import Graph, interpret, trace
+from lucid.ir.trace import Guard
 from lucid.runtime.compiled import call_arrays
 from tests.fuzz.generate import Program, model_class
 
@@ -128,17 +129,34 @@ class Runner:
 
     def interpret(self, batch: int, dynamic: bool, at: tuple[int, ...]) -> list[Result]:
         """Trace at `batch` and run the graph in the IR interpreter at each batch of `at`; the
-        graph's inputs are the call's arrays, then the parameters in named_parameters order."""
-        with lucid.no_grad():
-            graph = trace(
-                self.model, *call_arrays(tuple(self.args(batch, False))), dynamic_batch=dynamic
-            )
+        graph's inputs are the call's arrays, then the parameters in named_parameters order.
+
+        Under a dynamic batch the trace records the Python decisions taken on the batch size as
+        guards; where one fails at a batch of `at` (a branch on `x.shape[0]` goes the other way),
+        the model is traced again at that batch, as `lucid.compile` does. A guard that holds
+        must mean the graph is right at that batch: the comparison with eager checks exactly that.
+        """
         params = [p.data for _, p in self.model.named_parameters()]
+        graph, guards = self._trace(batch, dynamic)
         results = []
         for b in at:
-            outs = interpret(graph, *call_arrays(tuple(self.args(b, False))), *params)
+            run = graph
+            if not all(g.holds({"N": b}) for g in guards):
+                run, _ = self._trace(b, dynamic)
+            outs = interpret(run, *call_arrays(tuple(self.args(b, False))), *params)
             results.append(Result([np.asarray(o) for o in outs], [False] * len(outs)))
         return results
+
+    def _trace(self, batch: int, dynamic: bool) -> tuple[Graph, list[Guard]]:
+        guards: list[Guard] = []
+        with lucid.no_grad():
+            graph = trace(
+                self.model,
+                *call_arrays(tuple(self.args(batch, False))),
+                dynamic_batch=dynamic,
+                guards=guards,
+            )
+        return graph, guards
 
 
 def _as_list(out: Any) -> list[lucid.Tensor]:

@@ -328,12 +328,10 @@ def _batch_branch(draw: DrawFn, w: Writer) -> None:
     w.line("    h = lucid.tanh(h) * 2.0")
 
 
-# Shape reads are correct with a static batch on main: the trace sees plain ints. With
-# dynamic_batch=True they are baked in at the first call's batch size and not guarded yet
-# (README: "Not guarded yet: ... Python branches on sizes"), so programs using them skip the
-# dynamic-batch checks unless DYNAMIC_SHAPE_READS is True. Once `x.shape[0]` is a symbolic
-# size under dynamic_batch (issue 14), set it to True and add the new forms here.
-DYNAMIC_SHAPE_READS = False
+# Shape reads: under dynamic_batch=True `x.shape[0]` is a symbolic size (issue 14): arithmetic on
+# it stays symbolic, a branch on it is a guard that recompiles when it fails. Set this to False
+# to leave programs that read the batch out of the dynamic-batch checks (to bisect a finding).
+DYNAMIC_SHAPE_READS = True
 SHAPE_READ_STEPS: list[StepKind] = [
     StepKind("batch_mean", _batch_mean, reads_batch=True),
     StepKind("batch_reshape", _batch_reshape, reads_batch=True),
@@ -417,8 +415,8 @@ def programs(draw: DrawFn, max_steps: int = 8) -> Program:
     number = draw(st.sampled_from([0.5, -2.0, 3])) if draw(st.integers(0, 3)) == 0 else None
     inputs = (["x1"] if x1_features else []) + (["t"] if number is not None else [])
     w = Writer(dtype, in_features, inputs, x1_features or 0)
-    # A third of the programs may read the batch size: until DYNAMIC_SHAPE_READS, those skip
-    # the dynamic-batch checks, which the rest should keep covering.
+    # A third of the programs may read the batch size (symbolic under a dynamic batch); the
+    # rest keep covering the plain dynamic-batch path.
     kinds = STEPS + SHAPE_READ_STEPS if draw(st.integers(0, 2)) == 0 else STEPS
     for _ in range(draw(st.integers(1, max_steps))):
         kind = draw(st.sampled_from([k for k in kinds if k.usable(w)]))

@@ -209,7 +209,7 @@ const char *lucid_strerror(int code)
     case LUCID_E_OVERFLOW:
         return "tensor sizes overflow int64 at this batch size";
     case LUCID_E_INDEX:
-        return "cross_entropy: a target class index is out of range";
+        return "an index input is out of range (a target class of a loss, or an embedding row)";
     case LUCID_E_INTERNAL:
         return "internal error: a kernel rejected its arguments";
     case LUCID_E_PACK:

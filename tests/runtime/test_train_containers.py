@@ -4,6 +4,7 @@ dtype conversion, against eager lucid from the same weights."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import lucid.optim
 from lucid import Tensor, nn
 from lucid.errors import RecompileWarning
 from lucid.nn import functional as F
+from tests.aot._helpers import QUICK
 
 pytestmark = pytest.mark.needs_cc
 
@@ -181,3 +183,47 @@ def test_appending_to_a_module_list_recompiles() -> None:
     with pytest.warns(RecompileWarning, match=r"self\.layers\.3 was added"):
         out = cm(Tensor(x), Tensor(t))
     np.testing.assert_allclose(out.data, model(Tensor(x), Tensor(t)).data, **F32)
+
+
+@pytest.mark.parametrize("name", ["nll", "cross_entropy_smoothing"])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_out_of_range_targets_raise_compiled_as_eagerly(name: str, dynamic: bool) -> None:
+    """The composed losses pick classes through a one-hot mask, where an out-of-range class
+    would silently add nothing: the index_check op makes compiled calls refuse it like eager."""
+    rng = np.random.default_rng(9)
+    x, t = rng.standard_normal((N, D)).astype(np.float32), _targets("class", rng)
+    lucid.random.seed(10)
+    model = Net(LOSSES[name][0])
+    compiled = lucid.compile(model, dynamic_batch=dynamic)
+    np.testing.assert_allclose(
+        compiled(Tensor(x), Tensor(t)).data, model(Tensor(x), Tensor(t)).data, **F32
+    )
+    for bad in (C, -1):
+        t_bad = t.copy()
+        t_bad[N // 2] = bad
+        with pytest.raises(IndexError, match=r"target classes must lie in \[0, 3\)"):
+            model(Tensor(x), Tensor(t_bad))
+        with pytest.raises(IndexError, match="index input is out of range"):
+            compiled(Tensor(x), Tensor(t_bad))
+    ignored = t.copy()
+    ignored[0] = -100  # nll_loss's default ignore_index: allowed, and the row counts for nothing
+    if name == "nll":
+        np.testing.assert_allclose(
+            compiled(Tensor(x), Tensor(ignored)).data,
+            model(Tensor(x), Tensor(ignored)).data,
+            **F32,
+        )
+
+
+def test_exported_loss_refuses_out_of_range_targets(tmp_path: Path) -> None:
+    from lucid.runtime.loader import load
+
+    rng = np.random.default_rng(11)
+    x, t = rng.standard_normal((N, D)).astype(np.float32), _targets("class", rng)
+    lucid.random.seed(12)
+    model = Net(LOSSES["nll"][0]).eval()
+    lib = load(lucid.export(model, (x, t), tmp_path / "m", flags=QUICK).library)
+    np.testing.assert_allclose(lib(x, t), model(Tensor(x), Tensor(t)).data, **F32)
+    t[1] = C
+    with pytest.raises(IndexError, match="index input is out of range"):
+        lib(x, t)

@@ -9,6 +9,7 @@
     shape.py         reshape, transpose, broadcast, cast, dim
     loss.py          mse_loss, cross_entropy (+ cross_entropy_grad)
     dropout.py       dropout (a counter-based random mask: seed and index in, no state)
+    checks.py        index_check (run-time checks that stop a call on bad values)
     graph.py         constant and the fused region ops
 
 `OPS` is read-only and complete once this package is imported: the families only define
@@ -23,6 +24,7 @@ from types import MappingProxyType
 
 from lucid.ir.ops import (
     activations,
+    checks,
     dropout,
     elementwise,
     graph,
@@ -69,6 +71,7 @@ OPS: Mapping[str, OpDef] = _table(
         *shape.OPS,
         *loss.OPS,
         *dropout.OPS,
+        *checks.OPS,
         *graph.OPS,
     )
 )
