@@ -243,6 +243,8 @@ class _BatchNorm(Module):
         affine: bool = True,
         track_running_stats: bool = True,
         dtype: Any = None,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(num_features, int) or num_features <= 0:
@@ -253,10 +255,11 @@ class _BatchNorm(Module):
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)
+        self.has_bias = bool(bias)
         self.track_running_stats = bool(track_running_stats)
         dt = np.dtype(np.float32 if dtype is None else dtype)
         self.weight = Parameter(np.ones(num_features), dtype=dt) if affine else None
-        self.bias = Parameter(np.zeros(num_features), dtype=dt) if affine else None
+        self.bias = Parameter(np.zeros(num_features), dtype=dt) if affine and bias else None
         if track_running_stats:
             self.register_buffer("running_mean", Tensor(np.zeros(num_features, dt)))
             self.register_buffer("running_var", Tensor(np.ones(num_features, dt)))
@@ -313,7 +316,8 @@ class _BatchNorm(Module):
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+            f"affine={self.affine}, bias={self.has_bias}, "
+            f"track_running_stats={self.track_running_stats}"
         )
 
 
@@ -347,6 +351,7 @@ class LayerNorm(Module):
         self.normalized_shape = _shape_arg("LayerNorm", normalized_shape)
         self.eps = float(eps)
         self.elementwise_affine = bool(elementwise_affine)
+        self.has_bias = bool(bias)
         dt = np.dtype(np.float32 if dtype is None else dtype)
         shape = self.normalized_shape
         self.weight = Parameter(np.ones(shape), dtype=dt) if elementwise_affine else None
@@ -363,7 +368,7 @@ class LayerNorm(Module):
     def extra_repr(self) -> str:
         return (
             f"{self.normalized_shape}, eps={self.eps}, "
-            f"elementwise_affine={self.elementwise_affine}"
+            f"elementwise_affine={self.elementwise_affine}, bias={self.has_bias}"
         )
 
 
@@ -377,6 +382,8 @@ class GroupNorm(Module):
         eps: float = 1e-5,
         affine: bool = True,
         dtype: Any = None,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if num_groups <= 0 or num_channels <= 0 or num_channels % num_groups:
@@ -388,9 +395,10 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = float(eps)
         self.affine = bool(affine)
+        self.has_bias = bool(bias)
         dt = np.dtype(np.float32 if dtype is None else dtype)
         self.weight = Parameter(np.ones(num_channels), dtype=dt) if affine else None
-        self.bias = Parameter(np.zeros(num_channels), dtype=dt) if affine else None
+        self.bias = Parameter(np.zeros(num_channels), dtype=dt) if affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         """group_norm with this module's groups, weight and bias."""
@@ -404,4 +412,7 @@ class GroupNorm(Module):
         return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (
+            f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+            f"bias={self.has_bias}"
+        )
