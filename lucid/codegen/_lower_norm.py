@@ -1,11 +1,12 @@
-"""The lowering of `variance`: two passes over each group of elements, summed in double.
+"""The lowering of `moments`: two passes over each group of elements, summed in double.
 
 x is viewed as [A, K, B] (lucid/ir/ops/norm.py: the kept axes are one contiguous block K, the
 reduced axes are those before it, A, and after it, B). For each k the group is A runs of B
 contiguous elements: a LayerNorm row (A = 1), a BatchNorm channel (A = N, B = H * W), a
 GroupNorm group. Pass one sums the group for the mean, pass two the squared deviations from
 it, while the group is still in cache; four partial sums per pass break the dependency chain
-of one double accumulator (no -ffast-math: the order is fixed, written out here).
+of one double accumulator (no -ffast-math: the order is fixed, written out here). The K means
+go to y0[0:K], the K variances to y0[K:2K] (the result is [2, *keepdims shape]).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from lucid.ir.ops.reduce import ints
 
 
 @dataclass(frozen=True)
-class Variance:
-    """Everything variance.c.j2 lays out: the element type and the [A, K, B] view as C."""
+class Moments:
+    """Everything moments.c.j2 lays out: the element type and the [A, K, B] view as C."""
 
     T: str
     A: str
@@ -28,18 +29,18 @@ class Variance:
     B: str
 
 
-def lower_variance(ctx: LowerCtx) -> Kernel:
-    """y0[k] = mean over (a, b) of (x0[a, k, b] - mean)^2, with x0 viewed as [A, K, B]."""
+def lower_moments(ctx: LowerCtx) -> Kernel:
+    """y0[k] = the mean of x0[a, k, b] over (a, b), y0[K + k] the mean of squared deviations."""
     x = ctx.inputs[0].type
     block = kept_block(x.rank, ints(ctx.node.attrs, "axes"))
     assert block is not None  # the type rule refuses other axes
     lo, hi = block
     if lo == hi:  # nothing kept: one group of every element
         lo = hi = x.rank
-    v = Variance(
+    v = Moments(
         T=x.dtype.c,
         A=prod_c(x.shape[:lo]),
         K=prod_c(x.shape[lo:hi]),
         B=prod_c(x.shape[hi:]),
     )
-    return ctx.kernel(render("variance.c.j2", v=v))
+    return ctx.kernel(render("moments.c.j2", v=v))

@@ -32,7 +32,7 @@ LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
         "sum_to": loops.lower_sum_to,
         "mse_loss": loops.lower_mse_loss,
         "softmax": loops.lower_softmax,
-        "variance": norm.lower_variance,
+        "moments": norm.lower_moments,
         "matmul": special.lower_matmul,
         "linear": special.lower_linear,
         "cross_entropy": special.lower_cross_entropy,

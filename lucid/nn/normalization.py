@@ -1,8 +1,8 @@
 """Normalization layers: BatchNorm1d/2d, LayerNorm, GroupNorm, and their functional forms.
 
-Each is composed from table ops: `mean`, `variance` (lucid/ir/ops/norm.py, the one with a
-kernel of its own: two passes per group, in cache) and elementwise ops, which the compiler fuses
-into one loop (or into a preceding GEMM's epilogue). Names, arguments, defaults, parameters and
+Each is composed from table ops: `moments` (lucid/ir/ops/norm.py: the mean and the variance in
+one kernel, two passes per group while it is in cache) and elementwise ops, which the compiler
+fuses into one loop (or into a preceding GEMM's epilogue). Names, arguments, defaults, parameters and
 buffers are PyTorch's, so state dicts map one to one.
 
 BatchNorm applies the per-channel affine map `x * scale + shift` with `scale = weight / sqrt(var
@@ -25,7 +25,7 @@ from lucid.ir.ops import OPS
 from lucid.nn.module import Module, Parameter
 from lucid.tensor import Tensor, apply, no_grad
 
-_VARIANCE = OPS["variance"]
+_MOMENTS = OPS["moments"]
 
 __all__ = [
     "BatchNorm1d",
@@ -38,9 +38,10 @@ __all__ = [
 ]
 
 
-def _variance(x: Tensor, axes: tuple[int, ...]) -> Tensor:
-    """The biased variance over `axes`, kept as size-1 dims."""
-    return apply(_VARIANCE, (x,), {"axes": axes, "keepdims": True})
+def _moments(x: Tensor, axes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """The mean and the biased variance over `axes`, kept as size-1 dims (one op)."""
+    stats = apply(_MOMENTS, (x,), {"axes": axes})
+    return stats[0], stats[1]
 
 
 def _float(what: str, x: Any) -> Tensor:
@@ -115,8 +116,7 @@ def _batch_norm(
                 f"{what}: Expected more than 1 value per channel when training, got input "
                 f"size {tuple(x.data.shape)}"
             )
-        mean = x.mean(axes, keepdims=True)
-        var = _variance(x, axes)
+        mean, var = _moments(x, axes)
         if running_mean is not None or running_var is not None:
             with no_grad():
                 _update(running_mean, mean.detach().reshape(c), momentum)
@@ -174,7 +174,8 @@ def layer_norm(
                 f"{dims} and {x.dtype}"
             )
     axes = tuple(range(x.data.ndim - k, x.data.ndim))
-    y = (x - x.mean(axes, keepdims=True)) * (1.0 / (_variance(x, axes) + eps).sqrt())
+    mean, var = _moments(x, axes)
+    y = (x - mean) * (1.0 / (var + eps).sqrt())
     if weight is not None:
         y = y * weight
     if bias is not None:
@@ -213,7 +214,8 @@ def group_norm(
     bias = _per_channel(what, "bias", bias, c, dt)
     per_group = (c // num_groups) * math.prod(x.data.shape[2:])
     g = x.reshape(-1, num_groups, per_group)  # -1: the batch, possibly symbolic
-    y = (g - g.mean(2, keepdims=True)) * (1.0 / (_variance(g, (2,)) + eps).sqrt())
+    mean, var = _moments(g, (2,))
+    y = (g - mean) * (1.0 / (var + eps).sqrt())
     y = y.reshape(x.shape)
     affine_shape = (c,) + (1,) * (x.data.ndim - 2)
     if weight is not None:

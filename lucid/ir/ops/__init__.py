@@ -9,7 +9,7 @@
     shape.py         reshape, transpose, broadcast, cast, dim
     loss.py          mse_loss, cross_entropy (+ cross_entropy_grad)
     dropout.py       dropout (a counter-based random mask: seed and index in, no state)
-    norm.py          variance (the statistic of BatchNorm, LayerNorm, GroupNorm)
+    norm.py          moments (mean and variance at once: BatchNorm, LayerNorm, GroupNorm)
     graph.py         constant and the fused region ops
 
 `OPS` is read-only and complete once this package is imported: the families only define
