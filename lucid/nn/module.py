@@ -366,9 +366,7 @@ class Sequential(Module):
         return x
 
 
-_INTERNAL = frozenset(
-    {"_parameters", "_modules", "training", "_owner", "_name", "_state_buffers"}
-)
+_INTERNAL = frozenset({"_parameters", "_modules", "training", "_owner", "_name", "_state_buffers"})
 
 
 def _plain(value: Any) -> bool:

@@ -125,16 +125,14 @@ def _batch_norm(
         mean_c, var_c = mean.reshape(c), var.reshape(c)
     else:
         if running_mean is None or running_var is None:
-            raise ValueError(
-                f"{what}: running_mean and running_var are required when not training"
-            )
+            raise ValueError(f"{what}: running_mean and running_var are required when not training")
         mean_c, var_c = running_mean, running_var
     scale = 1.0 / (var_c + eps).sqrt()
     if weight is not None:
         scale = scale * weight
     shift = -(mean_c * scale)
     if bias is not None:
-        shift = bias + shift if weight is not None or True else shift
+        shift = bias + shift
     if x.data.ndim > 2:  # [C] -> [C, 1, ...]: channels are axis 1, not the last
         channel_shape = (c,) + (1,) * (x.data.ndim - 2)
         scale = scale.reshape(channel_shape)

@@ -137,9 +137,9 @@ class Entry:
     @property
     def n_user(self) -> int:
         """The number of forward's own outputs (before the written buffers)."""
-        return len(self.graph.outputs) - len(self.state_slots) if self.grad is None else (
-            self.grad.plan.num_outputs - len(self.state_slots)
-        )
+        # a grad entry's forward also returns the saved values, after the original outputs
+        outputs = len(self.graph.outputs) if self.grad is None else self.grad.plan.num_outputs
+        return outputs - len(self.state_slots)
 
     def write_back(self, outs: tuple[np.ndarray, ...]) -> None:
         """Copy the new buffer values (the outputs after forward's own) into the buffers, in

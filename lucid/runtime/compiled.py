@@ -310,7 +310,9 @@ class CompiledModule:
                 raise LucidError(f"{self._name()}: the grad build draws other random seeds")
             arrays += seeds
             outs = entry.run(arrays)
-            again = _without_state(entry, entry.grad.attach(args, arrays, entry.param_objects(), outs))
+            again = _without_state(
+                entry, entry.grad.attach(args, arrays, entry.param_objects(), outs)
+            )
         out = again if isinstance(again, Tensor) else tuple(again)[k]
         if out.requires_grad:
             out.backward(g)

@@ -163,7 +163,10 @@ def test_layernorm_matches_torch(shape, normalized, kwargs) -> None:
 def test_groupnorm_matches_torch(groups, shape, affine) -> None:
     rng = np.random.default_rng(4)
     c = shape[1]
-    ours, theirs = nn.GroupNorm(groups, c, affine=affine), torch.nn.GroupNorm(groups, c, affine=affine)
+    ours, theirs = (
+        nn.GroupNorm(groups, c, affine=affine),
+        torch.nn.GroupNorm(groups, c, affine=affine),
+    )
     _pair(ours, theirs, rng)
     assert list(ours.state_dict()) == list(theirs.state_dict())
     x = _data(rng, shape)
@@ -188,16 +191,48 @@ def _x(*shape: int) -> lucid.Tensor:
 @pytest.mark.parametrize(
     ("module", "x", "match"),
     [
-        (nn.BatchNorm1d(3), _x(4, 5), r"BatchNorm1d: expected 3 channels \(axis 1\), got input of shape \(4, 5\)"),
-        (nn.BatchNorm1d(3), _x(2, 3, 4, 5), r"BatchNorm1d: expected 2D or 3D input, got 4D input of shape \(2, 3, 4, 5\)"),
-        (nn.BatchNorm2d(3), _x(2, 3, 4), r"BatchNorm2d: expected 4D input, got 3D input of shape \(2, 3, 4\)"),
+        (
+            nn.BatchNorm1d(3),
+            _x(4, 5),
+            r"BatchNorm1d: expected 3 channels \(axis 1\), got input of shape \(4, 5\)",
+        ),
+        (
+            nn.BatchNorm1d(3),
+            _x(2, 3, 4, 5),
+            r"BatchNorm1d: expected 2D or 3D input, got 4D input of shape \(2, 3, 4, 5\)",
+        ),
+        (
+            nn.BatchNorm2d(3),
+            _x(2, 3, 4),
+            r"BatchNorm2d: expected 4D input, got 3D input of shape \(2, 3, 4\)",
+        ),
         (nn.BatchNorm2d(3), _x(2, 4, 2, 2), r"BatchNorm2d: expected 3 channels"),
-        (nn.BatchNorm1d(3), _x(1, 3), r"Expected more than 1 value per channel when training, got input size \(1, 3\)"),
-        (nn.BatchNorm2d(3), _x(1, 3, 1, 1), r"Expected more than 1 value per channel when training"),
-        (nn.LayerNorm(4), _x(2, 5), r"LayerNorm: layer_norm: expected an input of shape \[\*, 4\] .*got \(2, 5\)"),
+        (
+            nn.BatchNorm1d(3),
+            _x(1, 3),
+            r"Expected more than 1 value per channel when training, got input size \(1, 3\)",
+        ),
+        (
+            nn.BatchNorm2d(3),
+            _x(1, 3, 1, 1),
+            r"Expected more than 1 value per channel when training",
+        ),
+        (
+            nn.LayerNorm(4),
+            _x(2, 5),
+            r"LayerNorm: layer_norm: expected an input of shape \[\*, 4\] .*got \(2, 5\)",
+        ),
         (nn.LayerNorm((2, 4)), _x(4), r"expected an input of shape \[\*, 2, 4\]"),
-        (nn.GroupNorm(2, 4), _x(2, 6, 3), r"GroupNorm: expected an input of shape \[N, 4, \*\], got \(2, 6, 3\)"),
-        (nn.GroupNorm(2, 4), _x(4), r"GroupNorm: expected an input of shape \[N, 4, \*\], got \(4,\)"),
+        (
+            nn.GroupNorm(2, 4),
+            _x(2, 6, 3),
+            r"GroupNorm: expected an input of shape \[N, 4, \*\], got \(2, 6, 3\)",
+        ),
+        (
+            nn.GroupNorm(2, 4),
+            _x(4),
+            r"GroupNorm: expected an input of shape \[N, 4, \*\], got \(4,\)",
+        ),
     ],
 )
 def test_bad_inputs_name_the_layer_and_the_shapes(module, x, match) -> None:
@@ -206,7 +241,9 @@ def test_bad_inputs_name_the_layer_and_the_shapes(module, x, match) -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="num_channels \\(6\\) must be a positive multiple of num_groups \\(4\\)"):
+    with pytest.raises(
+        ValueError, match="num_channels \\(6\\) must be a positive multiple of num_groups \\(4\\)"
+    ):
         nn.GroupNorm(4, 6)
     with pytest.raises(ValueError, match="num_features must be a positive int"):
         nn.BatchNorm2d(0)
@@ -218,7 +255,9 @@ def test_bad_arguments() -> None:
         F.batch_norm(_x(2, 3), None, None, _x(4), training=True)
     with pytest.raises(ValueError, match="running_mean and running_var are required"):
         F.batch_norm(_x(2, 3), None, None, training=False)
-    with pytest.raises(ValueError, match=r"group_norm: the 5 channels .* cannot be split into 2 groups"):
+    with pytest.raises(
+        ValueError, match=r"group_norm: the 5 channels .* cannot be split into 2 groups"
+    ):
         F.group_norm(_x(2, 5, 3), 2)
     # one value per channel is fine in eval mode (running statistics), as in PyTorch
     bn = nn.BatchNorm1d(3).eval()

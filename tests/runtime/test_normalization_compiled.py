@@ -100,12 +100,18 @@ def test_training_steps_match_eager(make: Any, feature: tuple[int, ...], dynamic
             opt.step()
         np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=RTOL, atol=ATOL)
         for k in outs[0][1]:
-            np.testing.assert_allclose(outs[1][1][k], outs[0][1][k], rtol=1e-4, atol=1e-4, err_msg=k)
+            np.testing.assert_allclose(
+                outs[1][1][k], outs[0][1][k], rtol=1e-4, atol=1e-4, err_msg=k
+            )
         _same_state(eager, model)  # parameters, running statistics, num_batches_tracked
     # the running statistics are graph outputs, written back after every call
     last = "bn" if make is Text else "bn1"
     hints = [hint for _, _, hint in compiled.entry().state_slots]
-    assert hints[-3:] == [f"{last}.num_batches_tracked", f"{last}.running_mean", f"{last}.running_var"]
+    assert hints[-3:] == [
+        f"{last}.num_batches_tracked",
+        f"{last}.running_mean",
+        f"{last}.running_var",
+    ]
     assert int(model.state_dict()[f"{last}.num_batches_tracked"]) == len(batches)
     # then inference in eval mode: the running statistics normalize
     eager.eval()
@@ -152,7 +158,9 @@ def test_state_outputs_are_listed_in_trace_and_refused_without_a_list() -> None:
     want = ["i64[]", "f32[3]", "f32[3]", "i64[]", "f32[6]", "f32[6]"]
     assert [str(t) for t in graph.output_types[1:]] == want
     assert int(model.bn.num_batches_tracked.data) == 0  # a trace writes nothing
-    with pytest.raises(TraceError, match=r"writes the buffer\(s\) 'bn.num_batches_tracked'.*model.eval\(\)"):
+    with pytest.raises(
+        TraceError, match=r"writes the buffer\(s\) 'bn.num_batches_tracked'.*model.eval\(\)"
+    ):
         trace(model, x)
     trace(model.eval(), x)  # eval mode writes nothing
 
@@ -163,7 +171,9 @@ def test_batch_of_one_in_training_is_refused_compiled_too() -> None:
     compiled(lucid.tensor(np.ones((3, 3), np.float32)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the guard N > 1 fails: a new trace, which raises
-        with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+        with pytest.raises(
+            ValueError, match="Expected more than 1 value per channel when training"
+        ):
             compiled(lucid.tensor(np.ones((1, 3), np.float32)))
     assert int(model[1].num_batches_tracked.data) == 1  # the refused call wrote nothing
 
@@ -183,7 +193,10 @@ def test_eval_folds_batchnorm_into_the_linear(dynamic: bool) -> None:
             compiled(lucid.tensor(x)).data, model(lucid.tensor(x)).data, rtol=1e-5, atol=1e-5
         )
     before, after = compiled.stages()["canonicalize"], compiled.stages()["fold_affine"]
-    big = lambda g: [n.op for n in g.nodes if n.results[0].type.shape[:1] in (("N",), (7,))]  # noqa: E731
+
+    def big(g: Any) -> list[str]:  # the ops on [batch, ...] values
+        return [n.op for n in g.nodes if n.results[0].type.shape[:1] in (("N",), (7,))]
+
     assert big(before).count("mul") == 1 and big(before).count("add") == 1
     assert big(after).count("mul") == 0 and big(after).count("add") == 0
     folded = next(n for n in after.nodes if n.op == "linear")
@@ -221,8 +234,6 @@ def test_export_eval_and_refuse_training(tmp_path: Path) -> None:
     with lucid.no_grad():
         for n in (4, 1, 9):
             xs = rng.standard_normal((n, 3, 5, 5)).astype(np.float32)
-            np.testing.assert_allclose(
-                lib(xs), model(lucid.tensor(xs)).data, rtol=RTOL, atol=ATOL
-            )
+            np.testing.assert_allclose(lib(xs), model(lucid.tensor(xs)).data, rtol=RTOL, atol=ATOL)
     with pytest.raises(TraceError, match="running statistics of a BatchNorm in training mode"):
         lucid.export(eager.train(), (x,), tmp_path / "t", flags=QUICK)
