@@ -286,9 +286,9 @@ class Module:
         """Convert every floating parameter to `dtype` in place (PyTorch's rule: the Parameter
         objects stay, their `.data` is replaced); returns self.
 
-        Gradients are converted too; optimizer state made before keeps the old dtype, and
-        buffers (plain Tensor attributes) are left as they are (PyTorch converts floating
-        buffers too). Bumps the structure version, so a compiled model sees the new parameter
+        Gradients are converted too; optimizer state made before keeps the old dtype. Floating
+        buffers registered with `register_buffer` (running statistics) are converted too, as
+        in PyTorch; other plain Tensor attributes are left as they are. Bumps the structure version, so a compiled model sees the new parameter
         types and recompiles."""
         dt = np.dtype(dtype)
         if dt.kind != "f":
@@ -298,6 +298,9 @@ class Module:
                 p.data = p.data.astype(dt)
                 p.grad = None if p.grad is None else p.grad.astype(dt)
                 p._version += 1
+        for _, t in self._state_buffers_named():
+            if t.data.dtype.kind == "f" and t.data.dtype != dt:
+                t.data = t.data.astype(dt)
         STRUCTURE_VERSION[0] += 1  # parameter types are part of Module.structure
         return self
 

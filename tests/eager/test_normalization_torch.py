@@ -262,3 +262,12 @@ def test_bad_arguments() -> None:
     # one value per channel is fine in eval mode (running statistics), as in PyTorch
     bn = nn.BatchNorm1d(3).eval()
     assert bn(_x(1, 3)).shape == (1, 3)
+
+
+def test_double_converts_running_statistics_like_torch() -> None:
+    rng = np.random.default_rng(6)
+    ours, theirs = nn.BatchNorm2d(3).double(), torch.nn.BatchNorm2d(3).double()
+    assert ours.running_mean.dtype == np.float64 and ours.num_batches_tracked.dtype == np.int64
+    x = rng.standard_normal((4, 3, 2, 2)) * 2 + 1
+    assert_close(torch.tensor(ours(lucid.tensor(x)).data), theirs(torch.tensor(x)).detach())
+    _same_state(ours, theirs)
