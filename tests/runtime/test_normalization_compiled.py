@@ -178,10 +178,11 @@ def test_batch_of_one_in_training_is_refused_compiled_too() -> None:
     assert int(model[1].num_batches_tracked.data) == 1  # the refused call wrote nothing
 
 
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
-def test_eval_folds_batchnorm_into_the_linear(dynamic: bool) -> None:
+def test_eval_folds_batchnorm_into_the_linear(dynamic: bool, bias: bool) -> None:
     lucid.random.seed(3)
-    model = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2))
+    model = nn.Sequential(nn.Linear(6, 5, bias=bias), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2))
     _randomize(model, 4)
     model[1].running_mean.data[...] = np.linspace(-1, 1, 5)
     model[1].running_var.data[...] = np.linspace(0.5, 2, 5)
