@@ -28,7 +28,7 @@ import numpy as np
 from lucid.errors import IRTypeError
 from lucid.ir.ops import grad as G
 from lucid.ir.ops.base import INTS, REQUIRED, Array, OpDef, expect_float
-from lucid.ir.ops.reduce import _axes_prepare, ints
+from lucid.ir.ops.reduce import ints
 from lucid.ir.types import Attr, TensorType
 
 Types = tuple[TensorType, ...]
@@ -44,6 +44,18 @@ def kept_block(rank: int, axes: tuple[int, ...]) -> tuple[int, int] | None:
     if kept != list(range(kept[0], kept[-1] + 1)):
         return None
     return (kept[0], kept[-1] + 1)
+
+
+def _axes_prepare(attrs: dict[str, Attr], ts: Types) -> dict[str, Attr]:
+    """An int -> (int,); negatives counted from the end; sorted, unique (as `sum`'s axes)."""
+    out = dict(attrs)
+    rank = ts[0].rank
+    axes = attrs.get("axes")
+    if isinstance(axes, (int, tuple, list)) and not isinstance(axes, bool):
+        listed = (axes,) if isinstance(axes, int) else tuple(axes)
+        if all(isinstance(a, int) and -rank <= a < rank for a in listed):
+            out["axes"] = tuple(sorted({a % rank for a in listed}))  # type: ignore[operator]
+    return out
 
 
 def _infer(ts: Types, attrs: Attrs) -> Types:
