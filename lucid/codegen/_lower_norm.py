@@ -4,9 +4,11 @@ x is viewed as [A, K, B] (lucid/ir/ops/norm.py: the kept axes are one contiguous
 reduced axes are those before it, A, and after it, B). For each k the group is A runs of B
 contiguous elements: a LayerNorm row (A = 1), a BatchNorm channel (A = N, B = H * W), a
 GroupNorm group. Pass one sums the group for the mean, pass two the squared deviations from
-it, while the group is still in cache; four partial sums per pass break the dependency chain
-of one double accumulator (no -ffast-math: the order is fixed, written out here). The K means
-go to y0[0:K], the K variances to y0[K:2K] (the result is [2, *keepdims shape]).
+it, while the group is still in cache. Runs are summed in chunks: a vector register's worth of
+lanes in the dtype, each lane its own accumulator (so the compiler vectorises with no
+-ffast-math: the order is fixed, written out in the template), added into double after every
+chunk, which keeps float32 sums within a few ulps of the exact ones. The K means go to y0[0:K],
+the K variances to y0[K:2K] (the result is [2, *keepdims shape]).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Moments:
     A: str
     K: str
     B: str
+    lanes: int  # accumulators in the dtype: 128 bytes, four AVX registers (latency hidden)
+    chunk: int  # elements summed in the dtype before the lanes go into double
 
 
 def lower_moments(ctx: LowerCtx) -> Kernel:
@@ -42,5 +46,7 @@ def lower_moments(ctx: LowerCtx) -> Kernel:
         A=prod_c(x.shape[:lo]),
         K=prod_c(x.shape[lo:hi]),
         B=prod_c(x.shape[hi:]),
+        lanes=128 // x.dtype.np.itemsize,
+        chunk=256,
     )
     return ctx.kernel(render("moments.c.j2", v=v))

@@ -32,6 +32,9 @@ models = [
     (nn.Sequential(nn.LayerNorm(13), nn.Tanh()), (7, 13)),
     (nn.Sequential(nn.GroupNorm(2, 6), nn.BatchNorm2d(6)), (6, 3, 7)),
     (nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU()), (5,)),
+    # runs of 256 and more: the chunked path of the moments kernel, with a tail
+    (nn.Sequential(nn.LayerNorm(300), nn.Tanh()), (2, 300)),
+    (nn.Sequential(nn.BatchNorm2d(4), nn.GroupNorm(2, 4)), (4, 17, 17)),
 ]
 count = 0
 for model, feat in models:
