@@ -6,8 +6,9 @@ each with the reduced axes kept as size 1, so the result is [2, *keepdims shape]
 LayerNorm and GroupNorm (lucid/nn/normalization.py) take the two halves with `x[0]`, `x[1]`
 (slice + reshape, K values each) and normalize with elementwise ops, which fuse into one loop.
 One op for both statistics because one kernel (lucid/codegen/_lower_norm.py) computes both: two
-passes over each group of elements while it sits in cache, summing in double, so it neither
-cancels catastrophically (as sum(x^2) - sum(x)^2 would) nor pays Welford's division per element.
+passes over each group of elements while it sits in cache, with wide partial sums carried into
+double, so it neither cancels catastrophically (as sum(x^2) - sum(x)^2 would) nor pays
+Welford's division per element.
 (A separate `mean` node would read the whole tensor once more, through the generic reduction.)
 
 The kernel views x as [A, K, B], K the kept axes, so the kept axes must be one contiguous block
