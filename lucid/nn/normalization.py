@@ -234,6 +234,9 @@ class _BatchNorm(Module):
 
     _ranks: tuple[int, ...] = ()
     _expect = ""
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
 
     def __init__(
         self,
@@ -271,10 +274,13 @@ class _BatchNorm(Module):
 
     def reset_running_stats(self) -> None:
         """Running mean 0, variance 1, no batches tracked (in place)."""
-        if self.track_running_stats:
-            self.running_mean.data[...] = 0
-            self.running_var.data[...] = 1
-            self.num_batches_tracked.data[...] = 0
+        for buffer, value in (
+            (self.running_mean, 0),
+            (self.running_var, 1),
+            (self.num_batches_tracked, 0),
+        ):
+            if buffer is not None:
+                buffer.data[...] = value
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalize each channel (axis 1) of x; see the module docstring."""
@@ -290,7 +296,7 @@ class _BatchNorm(Module):
                 f"shape {shape}"
             )
         momentum: float | Tensor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
+        if self.training and self.num_batches_tracked is not None:
             with no_grad():
                 count = self.num_batches_tracked + 1
                 _hooks.write_buffer(self.num_batches_tracked, count)

@@ -87,6 +87,7 @@ def fold_affine(graph: Graph) -> Graph:
         loc = mul.loc
         x, w = rw.get(node.inputs[0]), rw.get(node.inputs[_WEIGHT])
         channels = w.type.shape[0]
+        assert isinstance(channels, int)  # planned only for a static channel count
         s = _vector(rw, rw.get(scale), channels)
         w2 = rw.emit("mul", [w, _along_axis0(rw, s, w.type)], loc=loc)
         bias = rw.get(node.inputs[_BIAS]) if len(node.inputs) > _BIAS else None
