@@ -83,8 +83,9 @@ def batch_norm(
     training: batch statistics (biased variance to normalize), and the running statistics, if
     given, move by `momentum` towards the batch mean and the unbiased batch variance (written in
     place: see lucid._hooks.write_buffer). Otherwise the running statistics normalize."""
-    return _batch_norm("batch_norm", input, running_mean, running_var, weight, bias, training,
-                       momentum, eps)  # fmt: skip
+    return _batch_norm(
+        "batch_norm", input, running_mean, running_var, weight, bias, training, momentum, eps
+    )
 
 
 def _batch_norm(
