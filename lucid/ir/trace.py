@@ -487,10 +487,10 @@ def _record(
             )
     if tracer.problems:
         raise _trace_error(module, tracer.problems)
+    if tracer.writes and state is None:  # first: no batch size would make this graph usable
+        raise buffer_write_error(module, list(tracer.writes))
     if tracer.guards and guards is None:
         raise decision_error(module, tracer.guards)
-    if tracer.writes and state is None:
-        raise buffer_write_error(module, list(tracer.writes))
     builder.output(*(tracer.value_of(out) for out in outputs), *tracer.writes.values())
     graph = builder.build()
     if guards is not None:

@@ -162,6 +162,8 @@ def test_state_outputs_are_listed_in_trace_and_refused_without_a_list() -> None:
         TraceError, match=r"writes the buffer\(s\) 'bn.num_batches_tracked'.*model.eval\(\)"
     ):
         trace(model, x)
+    with pytest.raises(TraceError, match="writes the buffer"):  # before the batch-size guard
+        trace(model, x, dynamic_batch=True)
     trace(model.eval(), x)  # eval mode writes nothing
 
 
