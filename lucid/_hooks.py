@@ -42,6 +42,8 @@ class TraceHook(Protocol):
 
     def random(self, what: str) -> None: ...
 
+    def write_buffer(self, target: Tensor, value: Tensor) -> None: ...
+
 
 active: TraceHook | None = None
 
@@ -69,6 +71,17 @@ def rng_seed() -> Tensor | None:
     so a random op's seed is never a constant of the graph; None when eager (then the caller
     draws one from lucid.random)."""
     return active.rng_seed() if active is not None else None
+
+
+def write_buffer(target: Tensor, value: Tensor) -> None:
+    """Store `value` into the module buffer `target` in place (BatchNorm's running statistics).
+    Eager: the data is copied now. Traced: nothing is written (the compiled call will); the
+    tracer makes the new value an extra graph output that whoever runs the graph writes back,
+    and later reads of `target` in the same forward see the new value."""
+    if active is not None:
+        active.write_buffer(target, value)
+    else:
+        target.data[...] = value.data
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from lucid.codegen import _lower_dropout as dropout
 from lucid.codegen import _lower_loops as loops
+from lucid.codegen import _lower_norm as norm
 from lucid.codegen import _lower_special as special
 from lucid.codegen import fused
 from lucid.codegen._lower import LowerFn
@@ -32,6 +33,7 @@ LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
         "sum_to": loops.lower_sum_to,
         "mse_loss": loops.lower_mse_loss,
         "softmax": loops.lower_softmax,
+        "moments": norm.lower_moments,
         "matmul": special.lower_matmul,
         "linear": special.lower_linear,
         "cross_entropy": special.lower_cross_entropy,

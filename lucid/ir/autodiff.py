@@ -98,9 +98,9 @@ class GradResult:
 def grad(graph: Graph, *, wrt_inputs: Sequence[bool] | None = None) -> GradResult:
     """Differentiate `graph` in reverse mode (see the module docstring for the conventions)."""
     wrt = _wrt(graph, wrt_inputs)
-    for p in graph.params:
-        if not p.type.dtype.is_float:
-            raise AutodiffError(f"param {p.hint!r} is {p.type}: only float params have gradients")
+    # A non-float param (an int64 buffer such as BatchNorm's num_batches_tracked) carries no
+    # gradient: it gets zeros of its own type below, which the runtime never stores (buffers
+    # do not require grad).
     requires = _requires_grad(graph, wrt)
     draft = _Draft(graph)
     cotangents = [draft.b.input(v.type, f"d_out{i}") for i, v in enumerate(graph.outputs)]
@@ -143,7 +143,8 @@ def _wrt(graph: Graph, wrt_inputs: Sequence[bool] | None) -> tuple[bool, ...]:
 
 def _requires_grad(graph: Graph, wrt: tuple[bool, ...]) -> set[Value]:
     """The values that depend differentiably on a selected input or a param (forward sweep)."""
-    requires = {v for v, w in zip(graph.inputs, wrt) if w} | set(graph.params)
+    requires = {v for v, w in zip(graph.inputs, wrt) if w}
+    requires |= {p for p in graph.params if p.type.dtype.is_float}
     for node in graph.nodes:
         opdef = OPS.get(node.op)
         if opdef is not None and opdef.vjp is NOT_DIFFERENTIABLE:

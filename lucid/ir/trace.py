@@ -116,6 +116,9 @@ class _Tracer:
         # Tensor attributes of the modules: a graph param when forward reads one (below)
         self._buffers = {id(t): name for name, t in _named_buffers(root)}
         self._scope: list[str] = [type(root).__name__]
+        # buffer writes (BatchNorm's running statistics): buffer path -> its new value, in the
+        # order of the first write to each; they become graph outputs after forward's own
+        self.writes: dict[str, Value] = {}
 
     def bind(self, tensor: Tensor, value: Value) -> None:
         """Declare that `tensor` stands for `value` in the graph."""
@@ -258,6 +261,20 @@ class _Tracer:
         if any(id(t) in self.values for t in inputs):
             self._problem(f"{what} cannot be traced into a static graph")
 
+    def write_buffer(self, target: Tensor, value: Tensor) -> None:
+        # nothing is written now: the compiled call writes the graph's output back
+        name = self._buffers.get(id(target))
+        if name is None:
+            self._problem(
+                "forward writes in place into a tensor that is not a buffer of the model "
+                f"(shape {tuple(target.data.shape)}); only module buffers can be written back"
+            )
+            return
+        self.value_of(target)  # a buffer written before it is read is still a param
+        new = self.builder.op("stop_gradient", [self.value_of(value)], loc=user_location())
+        self.writes[name] = new
+        self.values[id(target)] = new  # later reads in this forward see the new value
+
     def rng_seed(self) -> Tensor:
         # a seed is a run-time input (after the example inputs), never a constant: whoever runs
         # the graph passes a fresh one per call, as eager draws one per call
@@ -339,8 +356,15 @@ def trace(
     dynamic_batch: bool = False,
     name: str = "forward",
     guards: list[Guard] | None = None,
+    state: list[str] | None = None,
 ) -> Graph:
     """Trace `module` called on `example_inputs` into a Graph (inputs, then parameters).
+
+    Buffer writes in forward (`lucid._hooks.write_buffer`: BatchNorm's running statistics in
+    training mode) become graph outputs after forward's own, and their buffer paths are
+    appended to `state`, in the same order; whoever runs the graph writes them back. Without
+    that list, a trace that writes a buffer fails with a TraceError naming each (a bare graph
+    has no way to write it back, and dropping the update would be silently wrong).
 
     Under a dynamic batch, `x.shape[0]` reads a SymInt (lucid/_symbolic.py), and the Python
     decisions taken on it are `Guard`s, appended to `guards`; without that list, a trace that
@@ -356,10 +380,10 @@ def trace(
     types = [input_type(t, dynamic_batch) for t in inputs]
     if empty_batch_suffices(module, inputs):
         try:
-            return _record(module, [_no_rows(t) for t in inputs], types, name, guards)
+            return _record(module, [_no_rows(t) for t in inputs], types, name, guards, state)
         except Exception:  # noqa: BLE001, S110  # the full-batch trace below fails as before
             pass
-    return _record(module, inputs, types, name, guards)
+    return _record(module, inputs, types, name, guards, state)
 
 
 # The forwards that record the same ops and attributes for an empty batch as for a full one: each reads no batch size and no data (Python control flow on neither), and creates no
@@ -420,6 +444,7 @@ def _record(
     types: Sequence[TensorType],
     name: str,
     guards: list[Guard] | None,
+    state: list[str] | None = None,
 ) -> Graph:
     """Run `module` on `inputs` under the tracer; the graph's inputs have the given types."""
     from lucid.tensor import Tensor
@@ -462,13 +487,29 @@ def _record(
             )
     if tracer.problems:
         raise _trace_error(module, tracer.problems)
+    if tracer.writes and state is None:  # first: no batch size would make this graph usable
+        raise buffer_write_error(module, list(tracer.writes))
     if tracer.guards and guards is None:
         raise decision_error(module, tracer.guards)
-    builder.output(*(tracer.value_of(out) for out in outputs))
+    builder.output(*(tracer.value_of(out) for out in outputs), *tracer.writes.values())
     graph = builder.build()
     if guards is not None:
         guards.extend(tracer.guards)
+    if state is not None:
+        state.extend(tracer.writes)
     return graph
+
+
+def buffer_write_error(module: Any, names: Sequence[str]) -> TraceError:
+    """The error for a forward that writes buffers, traced where nothing can write them back."""
+    name = type(getattr(module, "__wrapped__", module)).__name__
+    listed = ", ".join(repr(n) for n in names)
+    return TraceError(
+        f"cannot trace {name}: forward writes the buffer(s) {listed} (running statistics of a "
+        "BatchNorm in training mode), and this graph has no way to write them back: call "
+        "model.eval() to trace inference, or train through lucid.compile, which writes them "
+        "back after every call"
+    )
 
 
 _REMEDY = (

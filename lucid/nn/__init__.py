@@ -28,20 +28,25 @@ from lucid.nn.layers import (
 )
 from lucid.nn.losses import BCEWithLogitsLoss, HuberLoss, L1Loss, NLLLoss
 from lucid.nn.module import LoadResult, Module, Parameter, Sequential
+from lucid.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 
 __all__ = [
     "ELU",
     "GELU",
     "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "GroupNorm",
     "HardSigmoid",
     "HardSwish",
     "Hardtanh",
     "HuberLoss",
     "Identity",
     "L1Loss",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LoadResult",

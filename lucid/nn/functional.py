@@ -14,6 +14,7 @@ from lucid import _hooks
 from lucid import random as _random
 from lucid.ir.ops import OPS
 from lucid.nn import losses as _losses
+from lucid.nn import normalization as _norm
 from lucid.tensor import Tensor, apply, constant, float_input, operands
 
 # the composed losses (lucid/nn/losses.py), under PyTorch's functional names
@@ -21,6 +22,10 @@ binary_cross_entropy_with_logits = _losses.binary_cross_entropy_with_logits
 huber_loss = _losses.huber_loss
 l1_loss = _losses.l1_loss
 nll_loss = _losses.nll_loss
+# normalization (lucid/nn/normalization.py), composed from mean, variance and elementwise ops
+batch_norm = _norm.batch_norm
+group_norm = _norm.group_norm
+layer_norm = _norm.layer_norm
 
 # the ops this module applies, looked up once (these functions run once per layer call)
 _CROSS_ENTROPY = OPS["cross_entropy"]
@@ -40,16 +45,19 @@ _SILU = OPS["silu"]
 _SOFTPLUS = OPS["softplus"]
 
 __all__ = [
+    "batch_norm",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
     "dropout",
     "elu",
     "gelu",
+    "group_norm",
     "hardsigmoid",
     "hardswish",
     "hardtanh",
     "huber_loss",
     "l1_loss",
+    "layer_norm",
     "leaky_relu",
     "linear",
     "log_softmax",

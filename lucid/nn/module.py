@@ -190,6 +190,23 @@ class Module:
                 seen.add(id(value))
                 yield (f"{mod_name}.{name}" if mod_name else name), value
 
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """Set the buffer `name` (a plain Tensor attribute, see named_buffers); a persistent one
+        is part of state_dict and load_state_dict, as in PyTorch (running statistics)."""
+        if tensor is not None and type(tensor) is not Tensor:
+            raise TypeError(f"register_buffer({name!r}): expected a Tensor, got {type(tensor)}")
+        setattr(self, name, tensor)
+        kept = tuple(n for n in self.__dict__.get("_state_buffers", ()) if n != name)
+        object.__setattr__(self, "_state_buffers", (*kept, name) if persistent else kept)
+
+    def _state_buffers_named(self) -> Iterator[tuple[str, Tensor]]:
+        """(dotted path, tensor) of every persistent registered buffer that is set."""
+        for mod_name, module in self.named_modules():
+            for name in module.__dict__.get("_state_buffers", ()):
+                value = module.__dict__.get(name)
+                if type(value) is Tensor:
+                    yield (f"{mod_name}.{name}" if mod_name else name), value
+
     def parameters(self) -> Iterator[Parameter]:
         """Every parameter of this module and its descendants, each once."""
         for _, p in self.named_parameters():
@@ -198,12 +215,15 @@ class Module:
     # ------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """A copy of every parameter's data, keyed by dotted path."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        """A copy of every parameter's and persistent buffer's data, keyed by dotted path."""
+        state = {name: p.data.copy() for name, p in self.named_parameters()}
+        state.update((name, t.data.copy()) for name, t in self._state_buffers_named())
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> LoadResult:
         """Copy `state` into the parameters in place; nothing changes if any check fails."""
-        own = dict(self.named_parameters())
+        own: dict[str, Tensor] = dict(self.named_parameters())
+        own.update(self._state_buffers_named())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         problems = []
@@ -228,7 +248,8 @@ class Module:
         for key, arr in arrays.items():
             p = own[key]
             p.data[...] = arr  # in place: optimizers and compiled models hold this array
-            p._version += 1
+            if isinstance(p, Parameter):
+                p._version += 1
         return LoadResult(missing, unexpected)
 
     def train(self, mode: bool = True) -> Module:
@@ -265,9 +286,9 @@ class Module:
         """Convert every floating parameter to `dtype` in place (PyTorch's rule: the Parameter
         objects stay, their `.data` is replaced); returns self.
 
-        Gradients are converted too; optimizer state made before keeps the old dtype, and
-        buffers (plain Tensor attributes) are left as they are (PyTorch converts floating
-        buffers too). Bumps the structure version, so a compiled model sees the new parameter
+        Gradients are converted too; optimizer state made before keeps the old dtype. Floating
+        buffers registered with `register_buffer` (running statistics) are converted too, as
+        in PyTorch; other plain Tensor attributes are left as they are. Bumps the structure version, so a compiled model sees the new parameter
         types and recompiles."""
         dt = np.dtype(dtype)
         if dt.kind != "f":
@@ -277,6 +298,9 @@ class Module:
                 p.data = p.data.astype(dt)
                 p.grad = None if p.grad is None else p.grad.astype(dt)
                 p._version += 1
+        for _, t in self._state_buffers_named():
+            if t.data.dtype.kind == "f" and t.data.dtype != dt:
+                t.data = t.data.astype(dt)
         STRUCTURE_VERSION[0] += 1  # parameter types are part of Module.structure
         return self
 
@@ -345,7 +369,7 @@ class Sequential(Module):
         return x
 
 
-_INTERNAL = frozenset({"_parameters", "_modules", "training", "_owner", "_name"})
+_INTERNAL = frozenset({"_parameters", "_modules", "training", "_owner", "_name", "_state_buffers"})
 
 
 def _plain(value: Any) -> bool:

@@ -97,6 +97,9 @@ class Entry:
                 raise LucidError(f"compiled graph param {hint!r} is not a parameter of the model")
             self.param_slots.append((slots, leaf, hint))
         self.pcache: tuple[tuple[np.ndarray, ...], tuple[int, ...]] | None = None
+        # buffers forward writes (BatchNorm's running statistics in training): the graph's
+        # last outputs, written back into them after every call (set by the compiler)
+        self.state_slots: tuple[tuple[dict[str, Any], str, str], ...] = ()
         self.fast: Any = None
         # the Python decisions the trace took on the batch size: this entry serves only the
         # calls for which each comes out the same (set by the compiler after tracing)
@@ -117,6 +120,37 @@ class Entry:
         if signature.grad is None and graph.params:
             deps = dependencies(graph, (False,) * len(graph.inputs))
             self.late = tuple(k for k, d in enumerate(deps) if d & trained)
+
+    def set_state(self, module: Any, names: list[str]) -> None:
+        """Bind the buffer paths the trace wrote (lucid.ir.trace: the last outputs) to the
+        module's buffers."""
+        owners = {name: m for name, m in module.named_modules()}
+        slots = []
+        for hint in names:
+            owner_path, _, leaf = hint.rpartition(".")
+            owner = owners.get(owner_path)
+            if owner is None or type(vars(owner).get(leaf)) is not Tensor:
+                raise LucidError(f"compiled graph writes {hint!r}, which is not a model buffer")
+            slots.append((vars(owner), leaf, hint))
+        self.state_slots = tuple(slots)
+
+    @property
+    def n_user(self) -> int:
+        """The number of forward's own outputs (before the written buffers)."""
+        # a grad entry's forward also returns the saved values, after the original outputs
+        outputs = len(self.graph.outputs) if self.grad is None else self.grad.plan.num_outputs
+        return outputs - len(self.state_slots)
+
+    def write_back(self, outs: tuple[np.ndarray, ...]) -> None:
+        """Copy the new buffer values (the outputs after forward's own) into the buffers, in
+        place, as eager's `write_buffer` does."""
+        first = self.n_user
+        for k, (slots, leaf, hint) in enumerate(self.state_slots):
+            target = slots.get(leaf)
+            new = outs[first + k]
+            if type(target) is not Tensor or target.data.shape != new.shape:
+                raise LucidError(f"cannot write back buffer {hint!r}: the model changed it")
+            target.data[...] = new
 
     def admits(self, batch: int) -> bool:
         """Whether every guard of this entry holds for a call of this batch size."""
@@ -201,11 +235,15 @@ class Entry:
         if batch == 0 or any(a.size == 0 for a in arrays):
             from lucid.ir.interpret import interpret  # the C asks for batch >= 1
 
-            return tuple(np.array(o) for o in interpret(self.graph, *arrays, *params))
-        if self.packed is not None:
+            outs = tuple(np.array(o) for o in interpret(self.graph, *arrays, *params))
+        elif self.packed is not None:
             table = self.packed.refresh(self.param_objects(), params)
-            return self.forward.run(*arrays, *params, packed=table)  # type: ignore[call-arg]
-        return self.forward.run(*arrays, *params)
+            outs = self.forward.run(*arrays, *params, packed=table)  # type: ignore[call-arg]
+        else:
+            outs = self.forward.run(*arrays, *params)
+        if self.state_slots:
+            self.write_back(outs)
+        return outs
 
 
 class _ReturnSpy:

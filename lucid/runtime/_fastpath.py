@@ -182,6 +182,8 @@ def make_fast(entry: Entry, module: Any, late: Any, late_backward: Any) -> Any:
     `late_backward(args, k, g)` is the backward of such an output k (inlined for one output)."""
     g, forward = entry.graph, entry.forward
     call = getattr(forward, "call_objects", None)
+    if entry.state_slots:  # buffer write-back (BatchNorm training) lives in the slow path only
+        return None
     if call is None or any(0 in t.shape for t in (*g.input_types, *g.output_types)):
         return None
     ns: dict[str, Any] = {

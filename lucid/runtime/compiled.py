@@ -178,6 +178,14 @@ def _as_returned(entry: Entry, tensors: tuple[Tensor, ...]) -> Any:
     return tensors if entry.out_kind is tuple else entry.out_kind(tensors)
 
 
+def _without_state(entry: Entry, result: Any) -> Any:
+    """A grad call's result without the written buffers' outputs (the last ones)."""
+    if not entry.state_slots or entry.out_kind is None:
+        return result  # one output: attach returned forward's own
+    kept = tuple(result)[: entry.n_user]
+    return kept if entry.out_kind is tuple else entry.out_kind(kept)
+
+
 def _grad_mode(module: Any, args: tuple[Any, ...], training: bool) -> tuple[bool, ...] | None:
     """None if the call needs no gradients, else which inputs require grad (see the module doc)."""
     if not _tensor._grad_enabled:
@@ -251,10 +259,11 @@ class CompiledModule:
         self._fast = entry.fast
         if entry.n_seeds:  # after any trace (which draws none): the draws eager would make
             arrays += entry.draw_seeds()
-        outs = entry.run(arrays)
+        outs = entry.run(arrays)  # writes back the buffers forward wrote (entry.state_slots)
         if entry.grad is not None:
-            return entry.grad.attach(args, arrays, entry.param_objects(), outs)
-        tensors = tuple(map(wrap, outs))
+            result = entry.grad.attach(args, arrays, entry.param_objects(), outs)
+            return _without_state(entry, result)
+        tensors = tuple(map(wrap, outs[: entry.n_user]))
         late = entry.late and _tensor._grad_enabled and not training
         if late and any(p.requires_grad for p in entry.param_objects()):
             return self._differentiable_later(entry, args, tensors, arrays[len(args) :])
@@ -301,7 +310,9 @@ class CompiledModule:
                 raise LucidError(f"{self._name()}: the grad build draws other random seeds")
             arrays += seeds
             outs = entry.run(arrays)
-            again = entry.grad.attach(args, arrays, entry.param_objects(), outs)
+            again = _without_state(
+                entry, entry.grad.attach(args, arrays, entry.param_objects(), outs)
+            )
         out = again if isinstance(again, Tensor) else tuple(again)[k]
         if out.requires_grad:
             out.backward(g)
@@ -382,8 +393,11 @@ class CompiledModule:
             self._compiles += 1
             spied = spy(self.module)
             guards: list[Guard] = []
+            state: list[str] = []  # buffers forward writes: the graph's last outputs
             try:
-                traced = trace(spied, *arrays, dynamic_batch=self.dynamic_batch, guards=guards)
+                traced = trace(
+                    spied, *arrays, dynamic_batch=self.dynamic_batch, guards=guards, state=state
+                )
             except TraceError as exc:
                 if self.options.fallback != "eager":
                     raise self._mismatch(arrays, exc) from exc
@@ -405,6 +419,7 @@ class CompiledModule:
             else:
                 entry = self._compile_grad(traced, signature, names, spied.kind, debug_path, rows)
             entry.guards = tuple(guards)
+            entry.set_state(self.module, state)
             entry.fast = make_fast(
                 entry, self.module, self._differentiable_later, self._late_backward
             )

@@ -319,12 +319,21 @@ def test_a_failing_rule_is_reported_at_the_node() -> None:
         grad(b.build())
 
 
-def test_non_float_params_are_refused() -> None:
+def test_non_float_params_get_zero_gradients_of_their_type() -> None:
+    # an integer buffer (BatchNorm's num_batches_tracked) carries no gradient; the graph that
+    # reads it is still differentiable with respect to everything else
     b = Builder("forward")
-    b.param(TensorType(DType.I64, (2,)), "table")
-    b.output(b.input(f64(2), "x"))
-    with pytest.raises(AutodiffError, match="param 'table' is i64"):
-        grad(b.build())
+    table = b.param(TensorType(DType.I64, (2,)), "table")
+    x = b.input(f64(2), "x")
+    b.output(b.op("mul", [x, b.op("cast", [table], {"dtype": DType.F64})]))
+    result = grad(b.build())
+    assert [str(t) for t in result.backward.output_types] == ["f64[2]", "i64[2]"]
+    x0, k = np.array([1.5, -2.0]), np.array([3, 4], np.int64)
+    outs = interpret(result.forward, x0, k)
+    g = np.array([1.0, 10.0])
+    dx, dk = interpret(result.backward, *result.backward_args([x0], [k], outs, [g]))
+    np.testing.assert_array_equal(dx, g * k)
+    np.testing.assert_array_equal(dk, np.zeros(2, np.int64))
 
 
 @pytest.mark.slow

@@ -173,6 +173,13 @@ CASES: dict[str, Callable[..., Any]] = {
     "cross_entropy_sum": shaped(lambda self, x: _ce(self, x, "sum"), (3, 4), w=(4, 3)),
     "cross_entropy_none": shaped(lambda self, x: _ce(self, x, "none"), (3, 4), w=(4, 3)),
     "stop_gradient": shaped(lambda self, x: x * self.w + (x * self.w).detach(), (3, 4), w=(4,)),
+    # moments through the normalization layers: rows (LayerNorm), channels (BatchNorm)
+    "moments_rows": shaped(lambda self, x: F.layer_norm(x * self.w, 4) * self.w, (3, 4), w=(4,)),
+    "moments_channels": shaped(
+        lambda self, x: F.batch_norm(x * self.w, None, None, training=True) * self.w,
+        (3, 4, 2),
+        w=(2,),
+    ),
 }
 
 
@@ -372,8 +379,17 @@ def test_random_mlp_steps_cover_every_op_with_a_rule() -> None:
     rules = {name for name, op in OPS.items() if op.differentiable}
     # cast is covered by test_cast_casts_the_cotangent_back: a float32 round trip defeats
     # float64 central differences; sum_to is a gradient-only helper; the tensor ops (slice,
-    # concat, max, min) are not MLP steps: CASES above covers them
-    assert rules - seen == {"cast", "sum_to", "slice", "slice_grad", "concat", "max", "min"}
+    # concat, max, min) and normalization's moments are not MLP steps: CASES above covers them
+    assert rules - seen == {
+        "cast",
+        "sum_to",
+        "slice",
+        "slice_grad",
+        "concat",
+        "max",
+        "min",
+        "moments",
+    }
 
 
 def test_eager_reference_is_not_trivially_equal() -> None:

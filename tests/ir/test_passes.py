@@ -60,6 +60,7 @@ def test_the_pass_table_is_read_only_and_complete() -> None:
 def test_default_pipeline_runs_cleanup_then_fusion_then_dce() -> None:
     assert default_pipeline() == [
         "canonicalize",
+        "fold_affine",
         "constfold",
         "cse",
         "dce",
@@ -68,7 +69,13 @@ def test_default_pipeline_runs_cleanup_then_fusion_then_dce() -> None:
         "fuse_elementwise",
         "dce",
     ]
-    assert default_pipeline(fusion=False) == ["canonicalize", "constfold", "cse", "dce"]
+    assert default_pipeline(fusion=False) == [
+        "canonicalize",
+        "fold_affine",
+        "constfold",
+        "cse",
+        "dce",
+    ]
     PassManager(default_pipeline())  # every name resolves
 
 

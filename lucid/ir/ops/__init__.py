@@ -10,6 +10,7 @@
     loss.py          mse_loss, cross_entropy (+ cross_entropy_grad)
     dropout.py       dropout (a counter-based random mask: seed and index in, no state)
     checks.py        index_check (run-time checks that stop a call on bad values)
+    norm.py          moments (mean and variance at once: BatchNorm, LayerNorm, GroupNorm)
     graph.py         constant and the fused region ops
 
 `OPS` is read-only and complete once this package is imported: the families only define
@@ -30,6 +31,7 @@ from lucid.ir.ops import (
     graph,
     linalg,
     loss,
+    norm,
     reduce,
     shape,
     softmax,
@@ -72,6 +74,7 @@ OPS: Mapping[str, OpDef] = _table(
         *loss.OPS,
         *dropout.OPS,
         *checks.OPS,
+        *norm.OPS,
         *graph.OPS,
     )
 )

@@ -13,8 +13,9 @@ from lucid.ir.passes.registry import PASSES, Pass, PassError, PassFn, get_pass
 
 # Simplify first so that patterns are canonical (matmul + transposed weight + bias is already
 # `linear`) and no dead or duplicated node reaches fusion; dce again after fusion removes the
-# nodes the fused ones replaced.
-CLEANUP_PASSES: tuple[str, ...] = ("canonicalize", "constfold", "cse", "dce")
+# nodes the fused ones replaced. fold_affine (eval-mode BatchNorm into the Linear before it)
+# runs before cse and dce, which remove what it leaves behind.
+CLEANUP_PASSES: tuple[str, ...] = ("canonicalize", "fold_affine", "constfold", "cse", "dce")
 FUSION_PASSES: tuple[str, ...] = ("fuse_mlp", "fuse_epilogue", "fuse_elementwise")
 DEFAULT_PIPELINE: tuple[str, ...] = (*CLEANUP_PASSES, *FUSION_PASSES, "dce")
 
