@@ -8,6 +8,7 @@
     reduce.py        sum, mean, sum_to
     shape.py         reshape, transpose, broadcast, cast, dim
     loss.py          mse_loss, cross_entropy (+ cross_entropy_grad)
+    conv.py          conv2d (+ conv2d_grad_input, conv2d_grad_weight, fused_conv)
     dropout.py       dropout (a counter-based random mask: seed and index in, no state)
     graph.py         constant and the fused region ops
 
@@ -23,6 +24,7 @@ from types import MappingProxyType
 
 from lucid.ir.ops import (
     activations,
+    conv,
     dropout,
     elementwise,
     graph,
@@ -69,6 +71,7 @@ OPS: Mapping[str, OpDef] = _table(
         *shape.OPS,
         *loss.OPS,
         *dropout.OPS,
+        *conv.OPS,
         *graph.OPS,
     )
 )
