@@ -1,0 +1,420 @@
+"""C lowerings of conv2d, its gradients and fused_conv (a conv2d with an elementwise epilogue).
+
+Two forward strategies, chosen here from the static shapes:
+- GEMM (any groups): per image and group, the input's columns are unfolded into a scratch
+  buffer (`im2col`, K = C/groups * kh * kw rows of OH * OW) and one generated GEMM computes
+  y[Og, OH*OW] = w_g[Og, K] @ col[K, OH*OW]; its epilogue adds the bias (a per-row operand)
+  and applies the fused elementwise steps, exactly as Linear's GEMM does. A 1x1 kernel with
+  stride 1 and no padding reads x directly (no unfold).
+- direct depthwise (groups == C, one input channel per group): the input plane is copied once
+  into a zero-bordered scratch plane, then each output row accumulates `w[i, j] * row` over the
+  kernel taps in a unit-stride (or fixed-stride) loop over the row that GCC vectorises; the
+  epilogue runs on the finished row. Planes are split over threads.
+The gradients reuse the unfold: grad_weight = sum over images of g_n,g @ col^T (a GEMM with B
+transposed), grad_input = fold(w_g^T @ g_n,g) (a GEMM with A transposed, then `col2im`).
+Every index range of the unfold/fold loops is computed in Python, so the C never reads or
+writes outside x, y or the scratch buffers, and no bounds test sits in an inner loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from lucid.codegen import gemm
+from lucid.codegen._jinja import render
+from lucid.codegen._lower import Kernel, LowerCtx, c_comment, dim_c
+from lucid.codegen._lower_special import gemm_support
+from lucid.codegen._scalar_c import scalar_exprs
+from lucid.errors import CompileError
+from lucid.ir.core import Node, Value
+from lucid.ir.ops.conv import out_size
+from lucid.ir.types import TensorType
+
+# ------------------------------------------------------------------------------ geometry
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Every size of one convolution as C text or ints (N may be `batch`)."""
+
+    T: str
+    N: str
+    C: int
+    H: int
+    W: int
+    O: int
+    G: int
+    Cg: int
+    Og: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pl: int
+    OH: int
+    OW: int
+    # valid output ranges per kernel tap: rows oy in [oy_lo[i], oy_hi[i]) read input rows in
+    # [0, H); columns likewise per j
+    oy_lo: tuple[int, ...]
+    oy_hi: tuple[int, ...]
+    ox_lo: tuple[int, ...]
+    ox_hi: tuple[int, ...]
+    direct: bool  # 1x1, stride 1, no padding: x itself is the column matrix
+
+    @property
+    def K(self) -> int:
+        """Rows of the column matrix (the GEMM's contraction length)."""
+        return self.Cg * self.kh * self.kw
+
+    @property
+    def P(self) -> int:
+        """Output pixels per channel."""
+        return self.OH * self.OW
+
+    @property
+    def depthwise(self) -> bool:
+        """One input channel per group (the channel multiplier Og may be > 1)."""
+        return self.Cg == 1 and self.G == self.C
+
+
+def _valid(
+    n_out: int, size: int, k: int, stride: int, dil: int, pad: int
+) -> tuple[list[int], list[int]]:
+    """For each tap t: the outputs o with 0 <= o * stride + t * dil - pad < size, as [lo, hi)."""
+    los, his = [], []
+    for t in range(k):
+        off = t * dil - pad
+        lo = 0 if off >= 0 else (-off + stride - 1) // stride
+        hi = min(n_out, (size - 1 - off) // stride + 1) if size - 1 - off >= 0 else 0
+        los.append(min(lo, n_out))
+        his.append(max(min(lo, n_out), hi))
+    return los, his
+
+
+def geometry(x: TensorType, w: TensorType, attrs: dict[str, object]) -> Geometry:
+    """The Geometry of conv2d(x, w) under the node's attrs (types already checked)."""
+    stride, pad, dil, groups = attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"]
+    assert isinstance(stride, tuple) and isinstance(pad, tuple) and isinstance(dil, tuple)
+    assert isinstance(groups, int)
+    _, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    assert all(isinstance(d, int) for d in (c, h, wd, o, cg, kh, kw))
+    oh = out_size(h, pad[0], pad[1], kh, stride[0], dil[0])  # type: ignore[arg-type]
+    ow = out_size(wd, pad[2], pad[3], kw, stride[1], dil[1])  # type: ignore[arg-type]
+    oy_lo, oy_hi = _valid(oh, h, kh, stride[0], dil[0], pad[0])  # type: ignore[arg-type]
+    ox_lo, ox_hi = _valid(ow, wd, kw, stride[1], dil[1], pad[2])  # type: ignore[arg-type]
+    direct = kh == kw == 1 and stride == (1, 1) and not any(pad)
+    return Geometry(
+        T=x.dtype.c,
+        N=dim_c(x.shape[0]),
+        C=c,  # type: ignore[arg-type]
+        H=h,  # type: ignore[arg-type]
+        W=wd,  # type: ignore[arg-type]
+        O=o,  # type: ignore[arg-type]
+        G=groups,
+        Cg=cg,  # type: ignore[arg-type]
+        Og=o // groups,  # type: ignore[operator]
+        kh=kh,  # type: ignore[arg-type]
+        kw=kw,  # type: ignore[arg-type]
+        sh=stride[0],  # type: ignore[arg-type]
+        sw=stride[1],  # type: ignore[arg-type]
+        dh=dil[0],  # type: ignore[arg-type]
+        dw=dil[1],  # type: ignore[arg-type]
+        pt=pad[0],  # type: ignore[arg-type]
+        pl=pad[2],  # type: ignore[arg-type]
+        OH=oh,
+        OW=ow,
+        oy_lo=tuple(oy_lo),
+        oy_hi=tuple(oy_hi),
+        ox_lo=tuple(ox_lo),
+        ox_hi=tuple(ox_hi),
+        direct=direct,
+    )
+
+
+@dataclass(frozen=True)
+class Unfold:
+    """What conv_unfold.c.j2 lays out: `NAME_im2col` and/or `NAME_col2im` for one geometry."""
+
+    name: str
+    g: Geometry
+    im2col: bool
+    col2im: bool
+
+
+# ------------------------------------------------------------------------------ epilogues
+
+
+@dataclass(frozen=True)
+class Step:
+    """One epilogue step: `v = ...;` with its operand (or None) and how it is indexed."""
+
+    code: str
+    operand: int | None  # kernel input index
+    kind: str  # "row" (per output channel), "full" (same shape as y), "scalar"
+
+
+def classify_conv_operand(operand: TensorType, result: TensorType) -> str | None:
+    """How an extra input of an epilogue step broadcasts against a conv output [N, O, OH, OW]:
+    "full", "row" (one value per channel: [O, 1, 1] or [1, O, 1, 1]), "scalar", or None."""
+    if operand.dtype != result.dtype or len(operand.shape) > 4:
+        return None
+    if operand.shape == result.shape:
+        return "full"
+    shape = (1,) * (4 - len(operand.shape)) + tuple(operand.shape)
+    if all(d == 1 for d in shape):
+        return "scalar"
+    if shape == (1, result.shape[1], 1, 1):
+        return "row"
+    return None
+
+
+def _body_plan(node: Node, inputs: tuple[Value, ...]) -> tuple[Node, list[int], list[Step]]:
+    """(the conv node, kernel input index of x, w[, b], the epilogue steps) of a conv or of a
+    fused_conv body (whose inputs are the kernel's inputs, in order)."""
+    if node.op == "conv2d":
+        conv, index, tail = node, {v: i for i, v in enumerate(inputs)}, []
+    else:
+        body = node.body
+        assert body is not None
+        index = {v: i for i, v in enumerate(body.inputs)}
+        conv, tail = body.nodes[0], list(body.nodes[1:])
+        if conv.op != "conv2d":
+            raise CompileError(
+                "fused_conv body must start with its conv2d (fusion never does this)"
+            )
+    srcs = [index[v] for v in conv.inputs]
+    steps: list[Step] = []
+    if len(srcs) == 3:
+        steps.append(Step("v = v + x;", srcs[2], "row"))
+    chain = conv.result
+    for n in tail:
+        args: list[str] = []
+        operand, kind = None, "scalar"
+        for v in n.inputs:
+            if v is chain:
+                args.append("v")
+            elif v in index and operand is None:
+                k = classify_conv_operand(v.type, chain.type)
+                if k is None:
+                    raise CompileError(f"fused_conv: operand {v.type} cannot be indexed")
+                operand, kind = index[v], k
+                args.append("x")
+            else:
+                raise CompileError("fused_conv: a step reads one running value and one input")
+        exprs = scalar_exprs(n, args)
+        if exprs is None or len(exprs) != 1:
+            raise CompileError(f"op {n.op!r} has no scalar C expression for an epilogue")
+        steps.append(Step(f"v = {exprs[0]};", operand, kind))
+        chain = n.result
+    return conv, srcs, steps
+
+
+# ------------------------------------------------------------------------------ forward
+
+
+@dataclass(frozen=True)
+class GemmConv:
+    """conv_gemm.c.j2: the forward through im2col + one GEMM per image and group."""
+
+    g: Geometry
+    fn: str
+    im2col: str
+    x: str
+    w: str
+    operands: tuple[str, ...]  # the GEMM's epilogue operand arguments, offset for (n, grp)
+    steps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Depthwise:
+    """conv_depthwise.c.j2: the direct depthwise forward."""
+
+    name: str
+    g: Geometry
+    x: str
+    w: str
+    loads: tuple[tuple[str, str], ...]  # (C name, element expression) of each epilogue operand
+    steps: tuple[str, ...]
+    Hp: int
+    Wp: int
+    comment_steps: tuple[str, ...]
+    ninputs: int
+    work_per_plane: int  # multiply-adds per input plane (thread threshold)
+    min_work: int  # multiply-adds that pay for one more thread
+
+
+def _operand_ptr(kind: str, idx: int, g: Geometry) -> str:
+    if kind == "row":
+        return f"x{idx} + grp * {g.Og}"
+    if kind == "full":
+        return f"x{idx} + (n * {g.O} + grp * {g.Og}) * {g.P}"
+    return f"x{idx}"
+
+
+def _gemm_spec(
+    ctx: LowerCtx,
+    name: str,
+    trans_a: bool,
+    trans_b: bool,
+    m: int,
+    n: int,
+    k: int,
+    ep: gemm.Epilogue | None,
+) -> gemm.GemmSpec:
+    dtype = ctx.results[0].type.dtype.c
+    blocking = ctx.gemm_blocking(dtype, trans_a, trans_b, (m,), n, k)  # type: ignore[arg-type]
+    if ctx.threads_min_work > 0:
+        blocking = replace(blocking, par_min_work=ctx.threads_min_work)
+    return gemm.GemmSpec(
+        name=name,
+        dtype=dtype,  # type: ignore[arg-type]
+        trans_a=trans_a,
+        trans_b=trans_b,
+        m=m,
+        n=n,
+        k=k,
+        epilogue=ep,
+        isa=ctx.isa,
+        blocking=blocking,
+        ir_comment=ctx.ir_line,
+    )
+
+
+def _unfold_text(name: str, g: Geometry, im2col: bool, col2im: bool) -> str:
+    return render("conv_unfold.c.j2", u=Unfold(name, g, im2col, col2im))
+
+
+def _lower_forward(ctx: LowerCtx, conv: Node, srcs: list[int], steps: list[Step]) -> Kernel:
+    g = geometry(conv.inputs[0].type, conv.inputs[1].type, conv.attrs)  # type: ignore[arg-type]
+    notes = tuple(
+        c_comment(s.code + (f" [x = x{s.operand}, {s.kind}]" if s.operand is not None else ""))
+        for s in steps
+    )
+    if g.depthwise and g.K > 1:
+        return _lower_depthwise(ctx, g, srcs, steps, notes)
+    ep_steps = []
+    operands: list[str] = []  # pointer arguments, in the GEMM's first-use order of its operands
+    seen: set[int] = set()
+    for s in steps:
+        if s.operand is None:
+            ep_steps.append(gemm.EpilogueStep(s.code))
+            continue
+        ep_steps.append(gemm.EpilogueStep(s.code, f"x{s.operand}", s.kind))  # type: ignore[arg-type]
+        if s.operand not in seen:
+            seen.add(s.operand)
+            operands.append(_operand_ptr(s.kind, s.operand, g))
+    ep = gemm.Epilogue(tuple(ep_steps)) if ep_steps else None
+    spec = _gemm_spec(ctx, f"{ctx.name}_gemm", False, False, g.Og, g.P, g.K, ep)
+    shared, support = gemm_support(spec)
+    im2col = f"{ctx.name}_im2col"
+    if not g.direct:
+        support = _unfold_text(ctx.name, g, True, False) + support
+    data = GemmConv(g, spec.name, im2col, f"x{srcs[0]}", f"x{srcs[1]}", tuple(operands), notes)
+    return ctx.kernel(
+        render("conv_gemm.c.j2", c=data), support=support, shared=shared, threads=True
+    )
+
+
+def _lower_depthwise(
+    ctx: LowerCtx, g: Geometry, srcs: list[int], steps: list[Step], notes: tuple[str, ...]
+) -> Kernel:
+    loads: list[tuple[str, str]] = []
+    codes: list[str] = []
+    for s in steps:
+        if s.operand is None:
+            codes.append(s.code)
+            continue
+        var = f"e{len(loads)}"
+        expr = {
+            "row": f"x{s.operand}[oc]",
+            "full": f"x{s.operand}[((n * {g.O} + oc) * {g.OH} + oy) * {g.OW} + ox]",
+            "scalar": f"x{s.operand}[0]",
+        }[s.kind]
+        loads.append((var, expr))
+        codes.append("{ const " + g.T + " x = " + var + "; " + s.code + " }")
+    hp = max(g.H + g.pt, (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1)
+    wp = max(g.W + g.pl, (g.OW - 1) * g.sw + (g.kw - 1) * g.dw + 1)
+    data = Depthwise(
+        name=ctx.name,
+        g=g,
+        x=f"x{srcs[0]}",
+        w=f"x{srcs[1]}",
+        loads=tuple(loads),
+        steps=tuple(codes),
+        Hp=hp,
+        Wp=wp,
+        comment_steps=notes,
+        ninputs=len(ctx.inputs),
+        work_per_plane=g.Og * g.P * g.kh * g.kw,
+        min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else 1 << 16,
+    )
+    support = render("conv_depthwise_task.c.j2", d=data)
+    return ctx.kernel(
+        render("conv_depthwise.c.j2", d=data),
+        support=support,
+        shared=(gemm.parallel_block(),),
+        threads=True,
+    )
+
+
+def lower_conv2d(ctx: LowerCtx) -> Kernel:
+    """conv2d(x, w[, b]): the GEMM path, or the direct depthwise path (see the module doc)."""
+    conv, srcs, steps = _body_plan(ctx.node, ctx.inputs)
+    return _lower_forward(ctx, conv, srcs, steps)
+
+
+def lower_fused_conv(ctx: LowerCtx) -> Kernel:
+    """fused_conv: the conv's kernel with the body's elementwise tail as its epilogue."""
+    conv, srcs, steps = _body_plan(ctx.node, ctx.inputs)
+    return _lower_forward(ctx, conv, srcs, steps)
+
+
+# ------------------------------------------------------------------------------ gradients
+
+
+@dataclass(frozen=True)
+class GradConv:
+    """conv_grad.c.j2: grad_weight (sum of per-image GEMMs) or grad_input (GEMM then fold)."""
+
+    g: Geometry
+    fn: str
+    unfold: str  # NAME prefix of im2col/col2im
+    weight: bool  # grad_weight (else grad_input)
+
+
+def lower_conv2d_grad_weight(ctx: LowerCtx) -> Kernel:
+    """dw[g] = sum over n of g[n, g] @ col(x[n, g])^T: per image a GEMM with B transposed into a
+    scratch [Og, K], added to the result (which starts at zero)."""
+    x, gy = ctx.inputs[0].type, ctx.inputs[1].type
+    w = TensorType(x.dtype, ctx.results[0].type.shape)
+    g = geometry(x, w, ctx.node.attrs)  # type: ignore[arg-type]
+    assert (g.OH, g.OW) == tuple(gy.shape[2:])
+    spec = _gemm_spec(ctx, f"{ctx.name}_gemm", False, True, g.Og, g.K, g.P, None)
+    shared, support = gemm_support(spec)
+    if not g.direct:
+        support = _unfold_text(ctx.name, g, True, False) + support
+    data = GradConv(g, spec.name, ctx.name, True)
+    return ctx.kernel(
+        render("conv_grad.c.j2", c=data), support=support, shared=shared, threads=True
+    )
+
+
+def lower_conv2d_grad_input(ctx: LowerCtx) -> Kernel:
+    """dx[n, g] = fold(w_g^T @ g[n, g]): a GEMM with A transposed into the column buffer, then
+    col2im adds each column back to the pixels it was read from."""
+    gy, w = ctx.inputs[0].type, ctx.inputs[1].type
+    x = ctx.results[0].type
+    g = geometry(x, w, ctx.node.attrs)  # type: ignore[arg-type]
+    assert (g.OH, g.OW) == tuple(gy.shape[2:])
+    spec = _gemm_spec(ctx, f"{ctx.name}_gemm", True, False, g.K, g.P, g.Og, None)
+    shared, support = gemm_support(spec)
+    if not g.direct:
+        support = _unfold_text(ctx.name, g, False, True) + support
+    data = GradConv(g, spec.name, ctx.name, False)
+    return ctx.kernel(
+        render("conv_grad.c.j2", c=data), support=support, shared=shared, threads=True
+    )
