@@ -28,6 +28,7 @@ from lucid.codegen._scalar_c import scalar_exprs
 from lucid.errors import CompileError
 from lucid.ir.core import Node, Value
 from lucid.ir.ops.conv import out_size
+from lucid.ir.passes.fusion_rules import classify_conv_operand
 from lucid.ir.types import TensorType
 
 # ------------------------------------------------------------------------------ geometry
@@ -155,21 +156,6 @@ class Step:
     code: str
     operand: int | None  # kernel input index
     kind: str  # "row" (per output channel), "full" (same shape as y), "scalar"
-
-
-def classify_conv_operand(operand: TensorType, result: TensorType) -> str | None:
-    """How an extra input of an epilogue step broadcasts against a conv output [N, O, OH, OW]:
-    "full", "row" (one value per channel: [O, 1, 1] or [1, O, 1, 1]), "scalar", or None."""
-    if operand.dtype != result.dtype or len(operand.shape) > 4:
-        return None
-    if operand.shape == result.shape:
-        return "full"
-    shape = (1,) * (4 - len(operand.shape)) + tuple(operand.shape)
-    if all(d == 1 for d in shape):
-        return "scalar"
-    if shape == (1, result.shape[1], 1, 1):
-        return "row"
-    return None
 
 
 def _body_plan(node: Node, inputs: tuple[Value, ...]) -> tuple[Node, list[int], list[Step]]:
