@@ -228,6 +228,9 @@ class Depthwise:
     Hp: int
     Wp: int
     comment_steps: tuple[str, ...]
+    plane: bool  # stride 1: one loop per tap over the plane computed Wp wide
+    pad_len: int  # scratch elements: Hp * Wp, plus the overrun of the last tap in plane mode
+    acc_len: int  # accumulator elements: OH * Wp (plane) or OW (a row)
     ninputs: int
     work_per_plane: int  # multiply-adds per input plane (thread threshold)
     min_work: int  # multiply-adds that pay for one more thread
@@ -324,6 +327,7 @@ def _lower_depthwise(
         codes.append("{ const " + g.T + " x = " + var + "; " + s.code + " }")
     hp = max(g.H + g.pt, (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1)
     wp = max(g.W + g.pl, (g.OW - 1) * g.sw + (g.kw - 1) * g.dw + 1)
+    plane = g.sh == g.sw == 1
     data = Depthwise(
         name=ctx.name,
         g=g,
@@ -334,6 +338,9 @@ def _lower_depthwise(
         Hp=hp,
         Wp=wp,
         comment_steps=notes,
+        plane=plane,
+        pad_len=hp * wp + ((g.kw - 1) * g.dw if plane else 0),
+        acc_len=g.OH * wp if plane else g.OW,
         ninputs=len(ctx.inputs),
         work_per_plane=g.Og * g.P * g.kh * g.kw,
         min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else 1 << 16,
