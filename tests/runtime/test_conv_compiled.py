@@ -134,7 +134,7 @@ def test_depthwise_takes_the_direct_path_and_pointwise_reads_x_directly() -> Non
     source = emit_c(opt, CodegenOptions(isa="avx2", caches=CacheSizes())).source
     assert "static void k0_fused_conv_planes(void *arg)" in source  # direct, no GEMM
     assert "k0_fused_conv_gemm" not in source and "k0_fused_conv_im2col" not in source
-    assert "acc[ox] += wv * s[ox * 1];" in source
+    assert "acc[q] += wv * s[q];" in source  # stride 1: one loop over the plane per tap
     assert "const float *col = xg;" in source  # 1x1: x is the column matrix
     assert "k1_fused_conv_im2col" not in source
 
