@@ -18,6 +18,7 @@ writes outside x, y or the scratch buffers, and no bounds test sits in an inner 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from lucid.codegen import gemm
@@ -28,8 +29,9 @@ from lucid.codegen._scalar_c import scalar_exprs
 from lucid.errors import CompileError
 from lucid.ir.core import Node, Value
 from lucid.ir.ops.conv import out_size
+from lucid.ir.ops.reduce import ints
 from lucid.ir.passes.fusion_rules import classify_conv_operand
-from lucid.ir.types import TensorType
+from lucid.ir.types import Attr, TensorType
 
 # ------------------------------------------------------------------------------ geometry
 
@@ -95,44 +97,50 @@ def _valid(
     return los, his
 
 
-def geometry(x: TensorType, w: TensorType, attrs: dict[str, object]) -> Geometry:
+def _static(t: TensorType) -> tuple[int, int, int, int]:
+    """The four dims of a conv operand, the first (the batch, maybe a symbol) as 0."""
+    dims = [d if isinstance(d, int) else 0 for d in t.shape]
+    if len(dims) != 4 or any(not isinstance(d, int) for d in t.shape[1:]):
+        raise CompileError(f"conv lowering: expected a 4-D type static but for its batch, got {t}")
+    return dims[0], dims[1], dims[2], dims[3]
+
+
+def geometry(x: TensorType, w: TensorType, attrs: Mapping[str, Attr]) -> Geometry:
     """The Geometry of conv2d(x, w) under the node's attrs (types already checked)."""
-    stride, pad, dil, groups = attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"]
-    assert isinstance(stride, tuple) and isinstance(pad, tuple) and isinstance(dil, tuple)
+    stride, pad, dil = ints(attrs, "stride"), ints(attrs, "padding"), ints(attrs, "dilation")
+    groups = attrs["groups"]
     assert isinstance(groups, int)
-    _, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    assert all(isinstance(d, int) for d in (c, h, wd, o, cg, kh, kw))
-    oh = out_size(h, pad[0], pad[1], kh, stride[0], dil[0])  # type: ignore[arg-type]
-    ow = out_size(wd, pad[2], pad[3], kw, stride[1], dil[1])  # type: ignore[arg-type]
-    oy_lo, oy_hi = _valid(oh, h, kh, stride[0], dil[0], pad[0])  # type: ignore[arg-type]
-    ox_lo, ox_hi = _valid(ow, wd, kw, stride[1], dil[1], pad[2])  # type: ignore[arg-type]
-    direct = kh == kw == 1 and stride == (1, 1) and not any(pad)
+    _, c, h, wd = _static(x)
+    o, cg, kh, kw = _static(w)
+    oh = out_size(h, pad[0], pad[1], kh, stride[0], dil[0])
+    ow = out_size(wd, pad[2], pad[3], kw, stride[1], dil[1])
+    oy_lo, oy_hi = _valid(oh, h, kh, stride[0], dil[0], pad[0])
+    ox_lo, ox_hi = _valid(ow, wd, kw, stride[1], dil[1], pad[2])
     return Geometry(
         T=x.dtype.c,
         N=dim_c(x.shape[0]),
-        C=c,  # type: ignore[arg-type]
-        H=h,  # type: ignore[arg-type]
-        W=wd,  # type: ignore[arg-type]
-        O=o,  # type: ignore[arg-type]
+        C=c,
+        H=h,
+        W=wd,
+        O=o,
         G=groups,
-        Cg=cg,  # type: ignore[arg-type]
-        Og=o // groups,  # type: ignore[operator]
-        kh=kh,  # type: ignore[arg-type]
-        kw=kw,  # type: ignore[arg-type]
-        sh=stride[0],  # type: ignore[arg-type]
-        sw=stride[1],  # type: ignore[arg-type]
-        dh=dil[0],  # type: ignore[arg-type]
-        dw=dil[1],  # type: ignore[arg-type]
-        pt=pad[0],  # type: ignore[arg-type]
-        pl=pad[2],  # type: ignore[arg-type]
+        Cg=cg,
+        Og=o // groups,
+        kh=kh,
+        kw=kw,
+        sh=stride[0],
+        sw=stride[1],
+        dh=dil[0],
+        dw=dil[1],
+        pt=pad[0],
+        pl=pad[2],
         OH=oh,
         OW=ow,
         oy_lo=tuple(oy_lo),
         oy_hi=tuple(oy_hi),
         ox_lo=tuple(ox_lo),
         ox_hi=tuple(ox_hi),
-        direct=direct,
+        direct=kh == kw == 1 and stride == (1, 1) and not any(pad),
     )
 
 
@@ -278,7 +286,7 @@ def _unfold_text(name: str, g: Geometry, im2col: bool, col2im: bool) -> str:
 
 
 def _lower_forward(ctx: LowerCtx, conv: Node, srcs: list[int], steps: list[Step]) -> Kernel:
-    g = geometry(conv.inputs[0].type, conv.inputs[1].type, conv.attrs)  # type: ignore[arg-type]
+    g = geometry(conv.inputs[0].type, conv.inputs[1].type, conv.attrs)
     notes = tuple(
         c_comment(s.code + (f" [x = x{s.operand}, {s.kind}]" if s.operand is not None else ""))
         for s in steps
@@ -384,7 +392,7 @@ def lower_conv2d_grad_weight(ctx: LowerCtx) -> Kernel:
     scratch [Og, K], added to the result (which starts at zero)."""
     x, gy = ctx.inputs[0].type, ctx.inputs[1].type
     w = TensorType(x.dtype, ctx.results[0].type.shape)
-    g = geometry(x, w, ctx.node.attrs)  # type: ignore[arg-type]
+    g = geometry(x, w, ctx.node.attrs)
     assert (g.OH, g.OW) == tuple(gy.shape[2:])
     spec = _gemm_spec(ctx, f"{ctx.name}_gemm", False, True, g.Og, g.K, g.P, None)
     shared, support = gemm_support(spec)
@@ -401,7 +409,7 @@ def lower_conv2d_grad_input(ctx: LowerCtx) -> Kernel:
     col2im adds each column back to the pixels it was read from."""
     gy, w = ctx.inputs[0].type, ctx.inputs[1].type
     x = ctx.results[0].type
-    g = geometry(x, w, ctx.node.attrs)  # type: ignore[arg-type]
+    g = geometry(x, w, ctx.node.attrs)
     assert (g.OH, g.OW) == tuple(gy.shape[2:])
     spec = _gemm_spec(ctx, f"{ctx.name}_gemm", True, False, g.K, g.P, g.Og, None)
     shared, support = gemm_support(spec)

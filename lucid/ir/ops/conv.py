@@ -24,6 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lucid.errors import IRTypeError
 from lucid.ir.ops.base import INT, INTS, Array, OpDef, expect_float, expect_same_dtype
+from lucid.ir.ops.reduce import ints
 from lucid.ir.types import Attr, Dim, TensorType
 
 Types = tuple[TensorType, ...]
@@ -44,15 +45,15 @@ def out_size(size: int, lo: int, hi: int, k: int, stride: int, dilation: int) ->
 
 def _geometry(
     op: str, attrs: Attrs
-) -> tuple[tuple[int, int], tuple[int, ...], tuple[int, int], int]:
-    stride, padding, dilation, groups = (
-        attrs["stride"],
-        attrs["padding"],
-        attrs["dilation"],
-        attrs["groups"],
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int]:
+    """(stride, padding, dilation, groups) of a node, or an IRTypeError saying what is wrong."""
+    stride, padding, dilation = (
+        ints(attrs, "stride"),
+        ints(attrs, "padding"),
+        ints(attrs, "dilation"),
     )
-    assert isinstance(stride, tuple) and isinstance(padding, tuple)
-    assert isinstance(dilation, tuple) and isinstance(groups, int)
+    groups = attrs["groups"]
+    assert isinstance(groups, int)
     if len(stride) != 2 or min(stride) < 1:
         raise IRTypeError(f"{op}: stride must be two ints >= 1, got {stride}")
     if len(dilation) != 2 or min(dilation) < 1:
@@ -63,7 +64,7 @@ def _geometry(
         )
     if groups < 1:
         raise IRTypeError(f"{op}: groups must be >= 1, got {groups}")
-    return stride, padding, dilation, groups  # type: ignore[return-value]
+    return stride, padding, dilation, groups
 
 
 def _static_chw(op: str, t: TensorType, what: str) -> tuple[Dim, int, int, int]:
@@ -122,14 +123,15 @@ def _grad_input_infer(ts: Types, attrs: Attrs) -> Types:
     g, w = ts
     expect_same_dtype("conv2d_grad_input", ts, ("g", "w"))
     expect_float("conv2d_grad_input", g, "g")
-    in_size = attrs["in_size"]
-    assert isinstance(in_size, tuple)
+    in_size = ints(attrs, "in_size")
     if len(in_size) != 2 or w.rank != 4 or g.rank != 4:
         raise IRTypeError(
             f"conv2d_grad_input: expected in_size (H, W), g and w of rank 4, got {g}, {w}"
         )
     groups = attrs["groups"]
     assert isinstance(groups, int) and isinstance(w.shape[1], int)
+    if groups < 1:
+        raise IRTypeError(f"conv2d_grad_input: groups must be >= 1, got {groups}")
     x = TensorType(g.dtype, (g.shape[0], w.shape[1] * groups, *in_size))
     if conv_output_type(x, w, attrs, "conv2d_grad_input") != g:
         raise IRTypeError(f"conv2d_grad_input: g {g} is not the output of a conv of {x} by {w}")
@@ -140,8 +142,7 @@ def _grad_weight_infer(ts: Types, attrs: Attrs) -> Types:
     x, g = ts
     expect_same_dtype("conv2d_grad_weight", ts, ("x", "g"))
     expect_float("conv2d_grad_weight", x, "x")
-    ks = attrs["kernel_size"]
-    assert isinstance(ks, tuple)
+    ks = ints(attrs, "kernel_size")
     groups = attrs["groups"]
     if len(ks) != 2 or g.rank != 4 or x.rank != 4 or not isinstance(x.shape[1], int):
         raise IRTypeError(
@@ -190,7 +191,7 @@ def _conv2d(
     o, _, kh, kw = w.shape
     cols = _columns(x, kh, kw, stride, padding, dilation, groups)
     n, oh = x.shape[0], out_size(x.shape[2], padding[0], padding[1], kh, stride[0], dilation[0])
-    y = np.matmul(w.reshape(groups, o // groups, -1), cols)  # [N, G, O/G, OH*OW]
+    y: Array = np.matmul(w.reshape(groups, o // groups, -1), cols)  # [N, G, O/G, OH*OW]
     y = y.reshape(n, o, oh, -1)
     if b is not None:
         y += b.reshape(o, 1, 1)
@@ -239,10 +240,11 @@ def _conv2d_grad_weight(
     kh, kw = kernel_size
     cols = _columns(x, kh, kw, stride, padding, dilation, groups)  # [N, G, K, P]
     k = cols.shape[2]
+    # [G, O/G, N*P] @ [G, N*P, K]: one GEMM per group over every image's pixels
     gg = g.reshape(n, groups, o // groups, oh * ow).transpose(1, 2, 0, 3)
-    gg = gg.reshape(groups, o // groups, n * oh * ow)
     cc = cols.transpose(1, 0, 3, 2).reshape(groups, n * oh * ow, k)
-    return np.matmul(gg, cc).reshape(o, k // (kh * kw), kh, kw)
+    dw: Array = np.matmul(gg.reshape(groups, o // groups, n * oh * ow), cc)
+    return dw.reshape(o, k // (kh * kw), kh, kw)
 
 
 def _geometry_attrs(attrs: Attrs) -> dict[str, Attr]:
