@@ -70,7 +70,7 @@ def _check(name: str, x: Tensor, w: Tensor, b: Tensor | None, attrs: dict[str, A
         raise TypeError(f"{name}: input dtype {x.dtype} != weight dtype {w.dtype}")
     if len(xs) != 4 or len(ws) != 4:
         raise ValueError(
-            f"{name}: expected input [N, C, H, W] and weight [O, C/groups, kh, kw], got input "
+            f"{name}: expected input [N, C, H, W] or [C, H, W] and weight [O, C/groups, kh, kw], got input "
             f"of shape {xs} and weight of shape {ws}"
         )
     o, cg, kh, kw = ws
@@ -114,7 +114,12 @@ def conv2d(
     groups: int = 1,
     where: str = "conv2d",
 ) -> Tensor:
-    """2-D cross-correlation of input [N, C, H, W] with weight [O, C/groups, kh, kw] (+ bias)."""
+    """2-D cross-correlation of input [N, C, H, W] (or unbatched [C, H, W]) with weight
+    [O, C/groups, kh, kw] (+ bias)."""
+    if input.ndim == 3 and weight.ndim == 4:  # unbatched, as PyTorch: a batch of one
+        return conv2d(
+            input.unsqueeze(0), weight, bias, stride, padding, dilation, groups, where
+        ).squeeze(0)
     if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"{where}: groups must be a positive int, got {groups!r}")
     kernel = tuple(weight.shape[2:]) if weight.ndim == 4 else (1, 1)
@@ -139,10 +144,15 @@ def conv1d(
     groups: int = 1,
     where: str = "conv1d",
 ) -> Tensor:
-    """1-D cross-correlation of input [N, C, L] with weight [O, C/groups, k] (+ bias)."""
+    """1-D cross-correlation of input [N, C, L] (or unbatched [C, L]) with weight
+    [O, C/groups, k] (+ bias)."""
+    if input.ndim == 2 and weight.ndim == 3:  # unbatched, as PyTorch: a batch of one
+        return conv1d(
+            input.unsqueeze(0), weight, bias, stride, padding, dilation, groups, where
+        ).squeeze(0)
     if input.ndim != 3 or weight.ndim != 3:
         raise ValueError(
-            f"{where}: expected input [N, C, L] and weight [O, C/groups, k], got input of shape "
+            f"{where}: expected input [N, C, L] or [C, L] and weight [O, C/groups, k], got input of shape "
             f"{tuple(input.shape)} and weight of shape {tuple(weight.shape)}"
         )
     s = _pair(where, stride, 1, "stride", 1)

@@ -95,6 +95,21 @@ def test_functional_forms_match_torch() -> None:
     torch.testing.assert_close(torch.tensor(got1.data), want1)
 
 
+def test_unbatched_inputs_are_a_batch_of_one_as_in_torch() -> None:
+    lucid.random.seed(1)
+    c2, c1 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv1d(3, 4, 3, stride=2)
+    r2, r1 = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv1d(3, 4, 3, stride=2)
+    for mine, ref in ((c2, r2), (c1, r1)):
+        ref.load_state_dict({name: torch.tensor(v) for name, v in mine.state_dict().items()})
+    x2 = np.random.default_rng(0).standard_normal((3, 6, 5)).astype(np.float32)
+    x1 = x2[:, 0]
+    for mine, ref, x in ((c2, r2, x2), (c1, r1, x1)):
+        got = mine(lucid.Tensor(x))
+        want = ref(torch.tensor(x))
+        assert got.shape == tuple(want.shape)
+        torch.testing.assert_close(torch.tensor(got.data), want.detach())
+
+
 def test_parameters_init_and_state_dict_follow_torch() -> None:
     lucid.random.seed(0)
     layer = nn.Conv2d(6, 8, (3, 5), groups=2)
@@ -131,9 +146,9 @@ def _msg(fn, *args) -> str:
 def test_bad_inputs_name_the_layer_and_the_shapes() -> None:
     layer = nn.Conv2d(4, 8, 3)
     model = nn.Sequential(layer)
-    x3 = lucid.Tensor(np.zeros((4, 9, 9), np.float32))
-    msg = _msg(model, x3)
-    assert "Conv2d(4, 8" in msg and "'0'" in msg and "(4, 9, 9)" in msg
+    x5 = lucid.Tensor(np.zeros((1, 4, 9, 9, 1), np.float32))
+    msg = _msg(model, x5)
+    assert "Conv2d(4, 8" in msg and "'0'" in msg and "(1, 4, 9, 9, 1)" in msg
     msg = _msg(layer, lucid.Tensor(np.zeros((1, 3, 9, 9), np.float32)))
     assert "expected input with 4 channels" in msg and "(1, 3, 9, 9)" in msg
     msg = _msg(layer, lucid.Tensor(np.zeros((1, 4, 2, 9), np.float32)))
