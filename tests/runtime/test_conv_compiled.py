@@ -203,3 +203,53 @@ def test_exported_library_runs_the_convolutions(tmp_path: Path) -> None:
         with lucid.no_grad():
             want = model(lucid.Tensor(x)).data
         np.testing.assert_allclose(loaded(x), want, rtol=RTOL, atol=ATOL)
+
+
+def test_results_do_not_depend_on_the_thread_count() -> None:
+    lucid.random.seed(7)
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, stride=2, padding=1),
+        nn.HardSwish(),
+        nn.Conv2d(32, 32, 3, padding=1, groups=32),
+        nn.Conv2d(32, 64, 1),
+    )
+    compiled = lucid.compile(model, dynamic_batch=True)
+    x = lucid.Tensor(np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32))
+    before = lucid.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            lucid.set_num_threads(threads)
+            with lucid.no_grad():
+                outs.append(compiled(x).data)
+    finally:
+        lucid.set_num_threads(before)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+
+
+def test_type_rule_names_the_op_and_the_shapes() -> None:
+    from lucid.errors import IRTypeError
+    from lucid.ir import Builder, DType, TensorType
+
+    def build(x_shape, w_shape, **attrs):
+        b = Builder("f")
+        x = b.input(TensorType(DType.F32, x_shape), "x")
+        w = b.param(TensorType(DType.F32, w_shape), "w")
+        return b.op("conv2d", [x, w], attrs)
+
+    assert build(("N", 4, 9, 9), (8, 2, 3, 3), groups=2).type == TensorType(
+        DType.F32, ("N", 8, 7, 7)
+    )
+    with pytest.raises(
+        IRTypeError, match=r"conv2d: expected x of rank 4 \[N, C, H, W\], got f32\[4,9,9\]"
+    ):
+        build((4, 9, 9), (8, 4, 3, 3))
+    with pytest.raises(IRTypeError, match=r"expects 4 input channels .* x f32\[N,3,9,9\] has 3"):
+        build(("N", 3, 9, 9), (8, 4, 3, 3))
+    with pytest.raises(IRTypeError, match=r"kernel 5x5 .* larger than the padded input 4x4"):
+        build((1, 4, 4, 4), (8, 4, 5, 5))
+    with pytest.raises(IRTypeError, match=r"groups=3 must divide the input channels 4"):
+        build((1, 4, 9, 9), (6, 1, 3, 3), groups=3)
+    with pytest.raises(IRTypeError, match=r"only the batch dim of x may be symbolic"):
+        build((1, 4, "H", 9), (8, 4, 3, 3))
