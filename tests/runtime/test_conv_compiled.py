@@ -253,3 +253,56 @@ def test_type_rule_names_the_op_and_the_shapes() -> None:
         build((1, 4, 9, 9), (6, 1, 3, 3), groups=3)
     with pytest.raises(IRTypeError, match=r"only the batch dim of x may be symbolic"):
         build((1, 4, "H", 9), (8, 4, 3, 3))
+
+
+class SqueezeExcite(nn.Module):
+    """MobileNetV3's squeeze-and-excitation: 1x1 convs on the [N, C, 1, 1] channel means."""
+
+    def __init__(self, channels: int, reduced: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, reduced, 1)
+        self.fc2 = nn.Conv2d(reduced, channels, 1)
+
+    def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+        scale = x.mean(axis=(2, 3), keepdims=True)
+        return x * lucid.nn.functional.hardsigmoid(self.fc2(self.fc1(scale).relu()))
+
+
+class TinyMobileNet(nn.Module):
+    """Stem, a strided depthwise block with SE, a projection, pooling and a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.dw = nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16)
+        self.se = SqueezeExcite(16, 8)
+        self.pw = nn.Conv2d(16, 24, 1)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+        h = lucid.nn.functional.hardswish(self.stem(x))
+        h = self.pw(self.se(self.dw(h).relu()))
+        return self.fc(h.mean(axis=(2, 3)))
+
+
+def test_a_tiny_mobilenet_with_squeeze_excite_trains_like_eager() -> None:
+    lucid.random.seed(8)
+    model, twin = TinyMobileNet(), TinyMobileNet()
+    twin.load_state_dict(model.state_dict())
+    compiled = lucid.compile(twin, dynamic_batch=True)
+    opt_e = optim.SGD(model.parameters(), lr=0.05)
+    opt_c = optim.SGD(twin.parameters(), lr=0.05)
+    rng = np.random.default_rng(1)
+    for n in (1, 5, 3):
+        x = rng.standard_normal((n, 3, 32, 32)).astype(np.float32)
+        target = lucid.Tensor(rng.integers(0, 10, n))
+        losses = []
+        for fn, opt in ((model, opt_e), (compiled, opt_c)):
+            opt.zero_grad()
+            loss = lucid.nn.functional.cross_entropy(fn(lucid.Tensor(x)), target)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.data))
+        np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    for (name, a), (_, b) in zip(model.state_dict().items(), twin.state_dict().items()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=name)
