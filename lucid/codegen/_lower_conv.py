@@ -212,15 +212,57 @@ def _body_plan(node: Node, inputs: tuple[Value, ...]) -> tuple[Node, list[int], 
 
 @dataclass(frozen=True)
 class GemmConv:
-    """conv_gemm.c.j2: the forward through im2col + one GEMM per image and group."""
+    """conv_images.c.j2 and conv_gemm.c.j2: the forward (or the input gradient) through one GEMM
+    per (image, group) task, the tasks split over threads when there are enough of them."""
 
+    name: str
     g: Geometry
+    what: str
     fn: str
-    im2col: str
     x: str
     w: str
     operands: tuple[str, ...]  # the GEMM's epilogue operand arguments, offset for (n, grp)
     steps: tuple[str, ...]
+    grad_input: bool
+    col: bool  # a column scratch buffer is needed (not the 1x1 direct case)
+    params: str  # the task function's pointer parameters: the kernel's inputs and y0
+    args: str  # the kernel's own pointers, passed to it
+    job_args: str  # the job's pointers, passed to it
+    ninputs: int
+    min_work: int  # multiply-adds that pay for one more thread
+
+
+def _images(
+    ctx: LowerCtx,
+    g: Geometry,
+    spec: gemm.GemmSpec,
+    what: str,
+    srcs: list[int],
+    operands: tuple[str, ...] = (),
+    steps: tuple[str, ...] = (),
+    grad_input: bool = False,
+) -> GemmConv:
+    n = len(ctx.inputs)
+    t = g.T
+    params = [f"const {t} *restrict x{i}" for i in range(n)] + [f"{t} *restrict y0"]
+    blk = spec.resolved_blocking()
+    return GemmConv(
+        name=ctx.name,
+        g=g,
+        what=what,
+        fn=spec.name,
+        x=f"x{srcs[0]}",
+        w=f"x{srcs[1]}",
+        operands=operands,
+        steps=steps,
+        grad_input=grad_input,
+        col=not g.direct,
+        params=", ".join(params),
+        args=", ".join([*(f"x{i}" for i in range(n)), "y0"]),
+        job_args=", ".join([*(f"job->x{i}" for i in range(n)), "job->y0"]),
+        ninputs=n,
+        min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else blk.par_min_work,
+    )
 
 
 @dataclass(frozen=True)
@@ -307,12 +349,19 @@ def _lower_forward(ctx: LowerCtx, conv: Node, srcs: list[int], steps: list[Step]
     ep = gemm.Epilogue(tuple(ep_steps)) if ep_steps else None
     spec = _gemm_spec(ctx, f"{ctx.name}_gemm", False, False, g.Og, g.P, g.K, ep)
     shared, support = gemm_support(spec)
-    im2col = f"{ctx.name}_im2col"
     if not g.direct:
         support = _unfold_text(ctx.name, g, True, False) + support
-    data = GemmConv(g, spec.name, im2col, f"x{srcs[0]}", f"x{srcs[1]}", tuple(operands), notes)
+    what = (
+        f"conv2d as GEMMs, per image n and group grp: y[n, grp] ({g.Og} x {g.P}) = "
+        f"epilogue(w[grp] ({g.Og} x {g.K}) @ col ({g.K} x {g.P}))"
+    )
+    data = _images(ctx, g, spec, what, srcs, tuple(operands), notes)
+    support += render("conv_images.c.j2", c=data)
     return ctx.kernel(
-        render("conv_gemm.c.j2", c=data), support=support, shared=shared, threads=True
+        render("conv_gemm.c.j2", c=data),
+        support=support,
+        shared=(*shared, gemm.parallel_block()),
+        threads=True,
     )
 
 
@@ -379,12 +428,12 @@ def lower_fused_conv(ctx: LowerCtx) -> Kernel:
 
 @dataclass(frozen=True)
 class GradConv:
-    """conv_grad.c.j2: grad_weight (sum of per-image GEMMs) or grad_input (GEMM then fold)."""
+    """conv_grad.c.j2: grad_weight, the sum of per-image GEMMs (in image order, one thread
+    adding, so the sum does not depend on the thread count; each GEMM splits its own work)."""
 
     g: Geometry
     fn: str
-    unfold: str  # NAME prefix of im2col/col2im
-    weight: bool  # grad_weight (else grad_input)
+    unfold: str  # NAME prefix of im2col
 
 
 def lower_conv2d_grad_weight(ctx: LowerCtx) -> Kernel:
@@ -398,7 +447,7 @@ def lower_conv2d_grad_weight(ctx: LowerCtx) -> Kernel:
     shared, support = gemm_support(spec)
     if not g.direct:
         support = _unfold_text(ctx.name, g, True, False) + support
-    data = GradConv(g, spec.name, ctx.name, True)
+    data = GradConv(g, spec.name, ctx.name)
     return ctx.kernel(
         render("conv_grad.c.j2", c=data), support=support, shared=shared, threads=True
     )
@@ -406,7 +455,8 @@ def lower_conv2d_grad_weight(ctx: LowerCtx) -> Kernel:
 
 def lower_conv2d_grad_input(ctx: LowerCtx) -> Kernel:
     """dx[n, g] = fold(w_g^T @ g[n, g]): a GEMM with A transposed into the column buffer, then
-    col2im adds each column back to the pixels it was read from."""
+    col2im adds each column back to the pixels it was read from; (image, group) tasks are
+    independent, so they split over threads like the forward's."""
     gy, w = ctx.inputs[0].type, ctx.inputs[1].type
     x = ctx.results[0].type
     g = geometry(x, w, ctx.node.attrs)
@@ -415,7 +465,15 @@ def lower_conv2d_grad_input(ctx: LowerCtx) -> Kernel:
     shared, support = gemm_support(spec)
     if not g.direct:
         support = _unfold_text(ctx.name, g, False, True) + support
-    data = GradConv(g, spec.name, ctx.name, False)
+    what = (
+        f"conv2d input gradient, per image n and group grp: dx[n, grp] = "
+        f"col2im(w[grp]^T ({g.K} x {g.Og}) @ g[n, grp] ({g.Og} x {g.P}))"
+    )
+    data = _images(ctx, g, spec, what, [0, 1], grad_input=True)
+    support += render("conv_images.c.j2", c=data)
     return ctx.kernel(
-        render("conv_grad.c.j2", c=data), support=support, shared=shared, threads=True
+        render("conv_gemm.c.j2", c=data),
+        support=support,
+        shared=(*shared, gemm.parallel_block()),
+        threads=True,
     )

@@ -105,13 +105,18 @@ def test_conv_bias_hardswish_is_one_fused_kernel_in_ir_and_c() -> None:
     assert body_summary(opt) == [("fused_conv", ["conv2d", "hardswish"])]
     assert [n.op for n in opt.nodes] == ["fused_conv"]
     source = emit_c(opt, CodegenOptions(isa="avx2", caches=CacheSizes())).source
+    task = source[source.index("static int k0_fused_conv_one(") :]
+    task = task[: task.index("\n}\n")]
+    # one (image, group) task: the unfold, then the GEMM with the bias as a per-row operand
+    assert "k0_fused_conv_im2col(xg, col);" in task
+    assert re.search(
+        r"k0_fused_conv_gemm\(x1 \+ grp \* 432, b, .*, 16, 64, 27, x2 \+ grp \* 16,", task
+    )
     kernel = source[source.index("static int k0_fused_conv(") :]
     kernel = kernel[: kernel.index("\n}\n")]
-    # the GEMM takes the bias as a per-row operand and HardSwish's own C as an epilogue step
-    assert "k0_fused_conv_im2col(xg, col);" in kernel
-    assert re.search(
-        r"k0_fused_conv_gemm\(x1 \+ grp \* 432, col, .*, 16, 64, 27, x2 \+ grp \* 16,", kernel
-    )
+    assert "lucid_parallel_run((int)nt, k0_fused_conv_images, jobs" in kernel
+    assert "rc = k0_fused_conv_one(x0, x1, x2, y0, col, t / 1, t % 1, nthreads);" in kernel
+    # HardSwish's own C is a step of the GEMM's epilogue
     gemm = source[source.index("/* begin GEMM k0_fused_conv_gemm") :]
     gemm = gemm[: gemm.index("/* end GEMM k0_fused_conv_gemm")]
     assert "v = v + x;" in gemm and "v = v * lucid_clampf(v / (float)6 + (float)0.5" in gemm
@@ -135,7 +140,7 @@ def test_depthwise_takes_the_direct_path_and_pointwise_reads_x_directly() -> Non
     assert "static void k0_fused_conv_planes(void *arg)" in source  # direct, no GEMM
     assert "k0_fused_conv_gemm" not in source and "k0_fused_conv_im2col" not in source
     assert "acc[q] += wv * s[q];" in source  # stride 1: one loop over the plane per tap
-    assert "const float *col = xg;" in source  # 1x1: x is the column matrix
+    assert "const float *b = xg;" in source  # 1x1: x is the column matrix
     assert "k1_fused_conv_im2col" not in source
 
 
