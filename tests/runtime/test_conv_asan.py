@@ -1,6 +1,7 @@
 """Every conv C path (im2col + GEMM with padding, stride, dilation and groups; 1x1 direct;
 depthwise plane-wide and strided, with a channel multiplier; both gradients) built with
-AddressSanitizer, run forward and backward at static and dynamic batch sizes in a child Python
+AddressSanitizer, run forward and backward at static and dynamic batch sizes, and on 2 threads
+with tasks split between them, in a child Python
 that preloads libasan, and compared with eager lucid. Slow: the builds are unoptimised."""
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ for dynamic in (False, True):
             grads.append([p.grad.copy() for p in m.parameters()] + [xt.grad.copy()])
         for a, b in zip(*grads):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+# big enough that 2 threads split the (image, group) tasks and the depthwise planes
+lucid.set_num_threads(2)
+big = nn.Sequential(nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.Conv2d(32, 32, 3, padding=1, groups=32),
+                    nn.Conv2d(32, 64, 1))
+cb = lucid.compile(big, options={"cflags": FLAGS})
+x = np.random.default_rng(0).standard_normal((8, 3, 128, 128)).astype(np.float32)
+xt = lucid.Tensor(x, requires_grad=True)
+(cb(xt) ** 2).sum().backward()
+with lucid.no_grad():
+    np.testing.assert_allclose(cb(lucid.Tensor(x)).data, big(lucid.Tensor(x)).data, rtol=1e-4, atol=1e-4)
 print("conv asan: all paths clean")
 """
 

@@ -211,6 +211,8 @@ def test_exported_library_runs_the_convolutions(tmp_path: Path) -> None:
 
 
 def test_results_do_not_depend_on_the_thread_count() -> None:
+    """Big enough that 2 threads split the (image, group) tasks of the GEMM convs and the
+    depthwise planes, while 3 threads (8 tasks, not a multiple) let each GEMM split instead."""
     lucid.random.seed(7)
     model = nn.Sequential(
         nn.Conv2d(3, 32, 3, stride=2, padding=1),
@@ -219,18 +221,21 @@ def test_results_do_not_depend_on_the_thread_count() -> None:
         nn.Conv2d(32, 64, 1),
     )
     compiled = lucid.compile(model, dynamic_batch=True)
-    x = lucid.Tensor(np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32))
+    x = np.random.default_rng(0).standard_normal((8, 3, 128, 128)).astype(np.float32)
     before = lucid.get_num_threads()
     try:
-        outs = []
+        outs, grads = [], []
         for threads in (1, 2, 3):
             lucid.set_num_threads(threads)
             with lucid.no_grad():
-                outs.append(compiled(x).data)
+                outs.append(compiled(lucid.Tensor(x)).data)
+            grads.append(_grads(model, compiled, x))
     finally:
         lucid.set_num_threads(before)
-    for out in outs[1:]:
+    for out, gs in zip(outs[1:], grads[1:]):
         np.testing.assert_array_equal(out, outs[0])
+        for g, g1 in zip(gs, grads[0]):
+            np.testing.assert_array_equal(g, g1)
 
 
 def test_type_rule_names_the_op_and_the_shapes() -> None:
