@@ -1,17 +1,21 @@
 """C lowerings of conv2d, its gradients and fused_conv (a conv2d with an elementwise epilogue).
 
 Two forward strategies, chosen here from the static shapes:
-- GEMM (any groups): per image and group, the input's columns are unfolded into a scratch
+- GEMM (any groups): per (image, group) task, the input's columns are unfolded into a scratch
   buffer (`im2col`, K = C/groups * kh * kw rows of OH * OW) and one generated GEMM computes
   y[Og, OH*OW] = w_g[Og, K] @ col[K, OH*OW]; its epilogue adds the bias (a per-row operand)
   and applies the fused elementwise steps, exactly as Linear's GEMM does. A 1x1 kernel with
-  stride 1 and no padding reads x directly (no unfold).
+  stride 1 and no padding reads x directly (no unfold). With enough tasks for the threads,
+  each thread runs whole tasks (own column buffer, single-threaded GEMM); otherwise each GEMM
+  splits its own work. The GEMM never splits K, so the results do not depend on the threads.
 - direct depthwise (groups == C, one input channel per group): the input plane is copied once
-  into a zero-bordered scratch plane, then each output row accumulates `w[i, j] * row` over the
-  kernel taps in a unit-stride (or fixed-stride) loop over the row that GCC vectorises; the
-  epilogue runs on the finished row. Planes are split over threads.
+  into a zero-bordered scratch plane, then the outputs accumulate `w[i, j] * shifted plane`
+  over the kernel taps: for stride 1 one unit-stride loop over the whole plane per tap
+  (computed as wide as the scratch's rows), else a loop over each output row; GCC vectorises
+  them. The epilogue runs on the finished sums. Planes are split over threads.
 The gradients reuse the unfold: grad_weight = sum over images of g_n,g @ col^T (a GEMM with B
-transposed), grad_input = fold(w_g^T @ g_n,g) (a GEMM with A transposed, then `col2im`).
+transposed, images added in order), grad_input = fold(w_g^T @ g_n,g) (a GEMM with A
+transposed, then `col2im`; tasks split over threads as in the forward).
 Every index range of the unfold/fold loops is computed in Python, so the C never reads or
 writes outside x, y or the scratch buffers, and no bounds test sits in an inner loop.
 """
