@@ -286,8 +286,49 @@ class Depthwise:
     pad_len: int  # scratch elements: Hp * Wp, plus the overrun of the last tap in plane mode
     acc_len: int  # accumulator elements: OH * Wp (plane) or OW (a row)
     ninputs: int
-    work_per_plane: int  # multiply-adds per input plane (thread threshold)
+    work_per_plane: int  # multiply-adds per task (thread threshold)
     min_work: int  # multiply-adds that pay for one more thread
+    what: str  # the kernel's formula, for its comment
+    tasks: str  # C expression: the number of tasks the threads split
+    task_note: str
+    taps: int  # kh * kw
+
+
+def _depthwise_data(
+    ctx: LowerCtx, g: Geometry, srcs: list[int], what: str, per_channel: bool = False
+) -> Depthwise:
+    """The depthwise kernels' shared layout: the zero-bordered scratch plane of Hp x Wp (every
+    tap's read stays inside it) and, for stride 1, the plane-wide loops."""
+    hp = max(g.H + g.pt, (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1)
+    wp = max(g.W + g.pl, (g.OW - 1) * g.sw + (g.kw - 1) * g.dw + 1)
+    plane = g.sh == g.sw == 1
+    taps = g.kh * g.kw
+    images = int(g.N) if per_channel and g.N.isdigit() else 1
+    return Depthwise(
+        name=ctx.name,
+        g=g,
+        x=f"x{srcs[0]}",
+        w=f"x{srcs[1]}",
+        loads=(),
+        steps=(),
+        Hp=hp,
+        Wp=wp,
+        comment_steps=(),
+        plane=plane,
+        pad_len=hp * wp + ((g.kw - 1) * g.dw if plane else 0),
+        acc_len=g.OH * wp if plane else g.OW,
+        ninputs=len(ctx.inputs),
+        work_per_plane=g.Og * g.P * taps * images,
+        min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else 1 << 16,
+        what=what,
+        tasks=str(g.C) if per_channel else f"{g.N} * {g.C}",
+        task_note=(
+            "one per channel c, over every image in order"
+            if per_channel
+            else f"one per (image, channel) plane, t = n * {g.C} + c"
+        ),
+        taps=taps,
+    )
 
 
 def _operand_ptr(kind: str, idx: int, g: Geometry) -> str:
@@ -386,25 +427,16 @@ def _lower_depthwise(
         }[s.kind]
         loads.append((var, expr))
         codes.append("{ const " + g.T + " x = " + var + "; " + s.code + " }")
-    hp = max(g.H + g.pt, (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1)
-    wp = max(g.W + g.pl, (g.OW - 1) * g.sw + (g.kw - 1) * g.dw + 1)
-    plane = g.sh == g.sw == 1
-    data = Depthwise(
-        name=ctx.name,
-        g=g,
-        x=f"x{srcs[0]}",
-        w=f"x{srcs[1]}",
+    what = (
+        f"depthwise: y[n, c * {g.Og} + q] = epilogue(sum over taps (i, j) of "
+        f"w[c * {g.Og} + q, 0, i, j] * x_padded[n, c] shifted by (i * {g.dh}, j * {g.dw}), "
+        f"stride ({g.sh}, {g.sw}))"
+    )
+    data = replace(
+        _depthwise_data(ctx, g, srcs, what),
         loads=tuple(loads),
         steps=tuple(codes),
-        Hp=hp,
-        Wp=wp,
         comment_steps=notes,
-        plane=plane,
-        pad_len=hp * wp + ((g.kw - 1) * g.dw if plane else 0),
-        acc_len=g.OH * wp if plane else g.OW,
-        ninputs=len(ctx.inputs),
-        work_per_plane=g.Og * g.P * g.kh * g.kw,
-        min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else 1 << 16,
     )
     support = render("conv_depthwise_task.c.j2", d=data)
     return ctx.kernel(
