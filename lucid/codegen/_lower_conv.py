@@ -292,6 +292,32 @@ class Depthwise:
     tasks: str  # C expression: the number of tasks the threads split
     task_note: str
     taps: int  # kh * kw
+    grad: str = ""  # "input" or "weight" for the gradient kernels
+
+
+def _direct_depthwise_grad(ctx: LowerCtx, g: Geometry, grad: str) -> Kernel:
+    """conv2d_grad_input / conv2d_grad_weight of a depthwise conv without GEMMs (see the
+    template's comment): per plane for the input, per channel for the weight."""
+    if grad == "input":
+        what = (
+            f"depthwise input gradient: dx[n, c] = sum over q < {g.Og} and taps (i, j) of "
+            f"w[c * {g.Og} + q, 0, i, j] * g[n, c * {g.Og} + q] placed at (i * {g.dh}, j * {g.dw}) "
+            f"with stride ({g.sh}, {g.sw}), cropped to the unpadded input"
+        )
+        data = replace(_depthwise_data(ctx, g, [0, 1], what), grad=grad)
+    else:
+        what = (
+            f"depthwise weight gradient: dw[c * {g.Og} + q, 0, i, j] = sum over n, oy, ox of "
+            f"g[n, c * {g.Og} + q, oy, ox] * x_padded[n, c, oy * {g.sh} + i * {g.dh}, "
+            f"ox * {g.sw} + j * {g.dw}]"
+        )
+        data = replace(_depthwise_data(ctx, g, [0, 1], what, per_channel=True), grad=grad)
+    return ctx.kernel(
+        render("conv_depthwise.c.j2", d=data),
+        support=render("conv_depthwise_grad_task.c.j2", d=data),
+        shared=(gemm.parallel_block(),),
+        threads=True,
+    )
 
 
 def _depthwise_data(
@@ -479,6 +505,8 @@ def lower_conv2d_grad_weight(ctx: LowerCtx) -> Kernel:
     w = TensorType(x.dtype, ctx.results[0].type.shape)
     g = geometry(x, w, ctx.node.attrs)
     assert (g.OH, g.OW) == tuple(gy.shape[2:])
+    if g.depthwise and g.K > 1:
+        return _direct_depthwise_grad(ctx, g, "weight")
     spec = _gemm_spec(ctx, f"{ctx.name}_gemm", False, True, g.Og, g.K, g.P, None)
     shared, support = gemm_support(spec)
     if not g.direct:
@@ -497,6 +525,8 @@ def lower_conv2d_grad_input(ctx: LowerCtx) -> Kernel:
     x = ctx.results[0].type
     g = geometry(x, w, ctx.node.attrs)
     assert (g.OH, g.OW) == tuple(gy.shape[2:])
+    if g.depthwise and g.K > 1:
+        return _direct_depthwise_grad(ctx, g, "input")
     spec = _gemm_spec(ctx, f"{ctx.name}_gemm", True, False, g.K, g.P, g.Og, None)
     shared, support = gemm_support(spec)
     if not g.direct:
