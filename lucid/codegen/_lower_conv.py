@@ -15,7 +15,8 @@ Two forward strategies, chosen here from the static shapes:
   them. The epilogue runs on the finished sums. Planes are split over threads.
 The gradients reuse the unfold: grad_weight = sum over images of g_n,g @ col^T (a GEMM with B
 transposed, images added in order), grad_input = fold(w_g^T @ g_n,g) (a GEMM with A
-transposed, then `col2im`; tasks split over threads as in the forward).
+transposed, then `col2im`; tasks split over threads as in the forward); a depthwise conv's
+gradients are direct kernels over the same scratch planes (conv_depthwise_grad_task.c.j2).
 Every index range of the unfold/fold loops is computed in Python, so the C never reads or
 writes outside x, y or the scratch buffers, and no bounds test sits in an inner loop.
 """
