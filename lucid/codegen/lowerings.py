@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from lucid.codegen import _lower_conv as conv
 from lucid.codegen import _lower_dropout as dropout
 from lucid.codegen import _lower_loops as loops
 from lucid.codegen import _lower_norm as norm
@@ -42,6 +43,10 @@ LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
         "fused_gemm": fused.lower_fused_gemm,
         "fused_elementwise": fused.lower_fused_elementwise,
         "fused_mlp": fused.lower_fused_mlp,
+        "conv2d": conv.lower_conv2d,
+        "conv2d_grad_input": conv.lower_conv2d_grad_input,
+        "conv2d_grad_weight": conv.lower_conv2d_grad_weight,
+        "fused_conv": conv.lower_fused_conv,
     }
 )
 INLINE = frozenset({"constant"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lucid.nn import functional, utils
 from lucid.nn.containers import ModuleDict, ModuleList
+from lucid.nn.conv import Conv1d, Conv2d
 from lucid.nn.layers import (
     ELU,
     GELU,
@@ -36,6 +37,8 @@ __all__ = [
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",

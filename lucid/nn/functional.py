@@ -15,6 +15,7 @@ from lucid import random as _random
 from lucid.ir.ops import OPS
 from lucid.nn import losses as _losses
 from lucid.nn import normalization as _norm
+from lucid.nn.conv import conv1d, conv2d
 from lucid.tensor import Tensor, apply, constant, float_input, operands
 
 # the composed losses (lucid/nn/losses.py), under PyTorch's functional names
@@ -47,6 +48,8 @@ _SOFTPLUS = OPS["softplus"]
 __all__ = [
     "batch_norm",
     "binary_cross_entropy_with_logits",
+    "conv1d",
+    "conv2d",
     "cross_entropy",
     "dropout",
     "elu",

@@ -8,6 +8,7 @@
     reduce.py        sum, mean, sum_to
     shape.py         reshape, transpose, broadcast, cast, dim
     loss.py          mse_loss, cross_entropy (+ cross_entropy_grad)
+    conv.py          conv2d (+ conv2d_grad_input, conv2d_grad_weight, fused_conv)
     dropout.py       dropout (a counter-based random mask: seed and index in, no state)
     checks.py        index_check (run-time checks that stop a call on bad values)
     norm.py          moments (mean and variance at once: BatchNorm, LayerNorm, GroupNorm)
@@ -26,6 +27,7 @@ from types import MappingProxyType
 from lucid.ir.ops import (
     activations,
     checks,
+    conv,
     dropout,
     elementwise,
     graph,
@@ -75,6 +77,7 @@ OPS: Mapping[str, OpDef] = _table(
         *dropout.OPS,
         *checks.OPS,
         *norm.OPS,
+        *conv.OPS,
         *graph.OPS,
     )
 )

@@ -13,6 +13,10 @@ Pattern (on any graph, forward or backward):
 - A `sum` over axis 0 of the stored 2-D result becomes the kernel's column sum, a second
   result (the bias gradient of a backward graph).
 
+A `conv2d` grows the same elementwise tail into a `fused_conv` (its kernel, a GEMM per image
+and group or the direct depthwise loop, applies the steps to each finished output); its extra
+operands may be whole [N, O, OH, OW] tensors, per-channel values or scalars.
+
 The body of the fused node holds the original nodes in order, so the interpreter computes
 exactly what the unfused graph did; a GEMM with nothing to absorb is left alone.
 """
@@ -23,7 +27,9 @@ from lucid.ir.core import Graph, Node
 from lucid.ir.passes.fusion_rules import (
     Grouping,
     absorbable_transpose,
+    classify_conv_operand,
     grow_epilogue,
+    is_conv,
     is_gemm,
 )
 
@@ -39,6 +45,12 @@ def fuse_epilogue(graph: Graph) -> Graph:
     """Fold each GEMM's transposed inputs, elementwise tail and column sum into one fused_gemm."""
     grouping = Grouping(graph)
     for node in graph.nodes:
+        if node not in grouping.group_of and is_conv(node):
+            gid = grouping.new("fused_conv", node)
+            grow_epilogue(grouping, gid, node.result, classify_conv_operand)
+            if len(grouping.groups[gid].nodes) == 1:
+                grouping.drop(gid)  # a bare conv: its own lowering already adds the bias
+            continue
         if node in grouping.group_of or not is_gemm(node):
             continue
         gid = grouping.new("fused_gemm", node)

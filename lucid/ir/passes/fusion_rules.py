@@ -15,7 +15,7 @@ Legality, in one place so every fusion pass obeys the same rules:
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -78,7 +78,27 @@ def classify_operand(operand: TensorType, result: TensorType) -> Broadcast | Non
     return None
 
 
-def epilogue_operand(node: Node, chain: Value) -> tuple[int, Value | None] | None:
+def classify_conv_operand(operand: TensorType, result: TensorType) -> Broadcast | None:
+    """How an extra epilogue input broadcasts against a conv2d result [N, O, OH, OW]: "full",
+    "row" (one value per output channel: [O, 1, 1] or [1, O, 1, 1]), "scalar", or None."""
+    if operand.dtype != result.dtype or len(operand.shape) > 4 or result.rank != 4:
+        return None
+    if operand.shape == result.shape:
+        return "full"
+    shape = (1,) * (4 - len(operand.shape)) + tuple(operand.shape)
+    if all(d == 1 for d in shape):
+        return "scalar"
+    if shape == (1, result.shape[1], 1, 1):
+        return "row"
+    return None
+
+
+Classify = Callable[[TensorType, TensorType], "Broadcast | None"]
+
+
+def epilogue_operand(
+    node: Node, chain: Value, classify: Classify = classify_operand
+) -> tuple[int, Value | None] | None:
     """If elementwise `node` can be one GEMM epilogue step applied to `chain`: the input slot of
     `chain` and the other input (or None). The step's result must keep the chain's type."""
     if not is_elementwise(node) or node.result.type != chain.type:
@@ -87,7 +107,7 @@ def epilogue_operand(node: Node, chain: Value) -> tuple[int, Value | None] | Non
     if len(slots) != 1 or len(node.inputs) > 2:
         return None  # x op x, or where(c, a, b): more than one operand per step
     others = [v for v in node.inputs if v is not chain]
-    if others and classify_operand(others[0].type, chain.type) is None:
+    if others and classify(others[0].type, chain.type) is None:
         return None
     return slots[0], (others[0] if others else None)
 
@@ -265,6 +285,11 @@ def body_summary(graph: Graph) -> list[tuple[str, list[str]]]:
 # ------------------------------------------------------------------ GEMM patterns (both GEMM passes)
 
 
+def is_conv(node: Node) -> bool:
+    """A conv2d whose kernel can take an epilogue (float; every conv2d lowering can)."""
+    return node.op == "conv2d" and node.body is None and node.result.type.dtype in GEMM_DTYPES
+
+
 def is_gemm(node: Node) -> bool:
     """A linear/matmul that the GEMM generator can run: float, a 2-D (or batched-rows) A."""
     if node.op not in ("linear", "matmul") or node.body is not None:
@@ -284,12 +309,15 @@ def absorbable_transpose(v: Value, grouping: Grouping) -> Node | None:
     return p
 
 
-def grow_epilogue(grouping: Grouping, gid: int, v: Value) -> Value:
+def grow_epilogue(
+    grouping: Grouping, gid: int, v: Value, classify: Classify = classify_operand
+) -> Value:
     """Add to group `gid` the chain of epilogue steps that start from `v` and read no
-    materialised value; return the chain's last value (the GEMM's stored result)."""
+    materialised value; return the chain's last value (the GEMM's stored result). `classify`
+    says which extra operands the kernel can index (a conv's differ from a GEMM's)."""
     while True:
         reader = grouping.uses.only_reader(v)
-        if reader is None or epilogue_operand(reader, v) is None:
+        if reader is None or epilogue_operand(reader, v, classify) is None:
             return v
         if not grouping.can_join(gid, reader):
             return v

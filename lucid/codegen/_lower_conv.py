@@ -1,0 +1,546 @@
+"""C lowerings of conv2d, its gradients and fused_conv (a conv2d with an elementwise epilogue).
+
+Two forward strategies, chosen here from the static shapes:
+- GEMM (any groups): per (image, group) task, the input's columns are unfolded into a scratch
+  buffer (`im2col`, K = C/groups * kh * kw rows of OH * OW) and one generated GEMM computes
+  y[Og, OH*OW] = w_g[Og, K] @ col[K, OH*OW]; its epilogue adds the bias (a per-row operand)
+  and applies the fused elementwise steps, exactly as Linear's GEMM does. A 1x1 kernel with
+  stride 1 and no padding reads x directly (no unfold). With enough tasks for the threads,
+  each thread runs whole tasks (own column buffer, single-threaded GEMM); otherwise each GEMM
+  splits its own work. The GEMM never splits K, so the results do not depend on the threads.
+- direct depthwise (groups == C, one input channel per group): the input plane is copied once
+  into a zero-bordered scratch plane, then the outputs accumulate `w[i, j] * shifted plane`
+  over the kernel taps: for stride 1 one unit-stride loop over the whole plane per tap
+  (computed as wide as the scratch's rows), else a loop over each output row; GCC vectorises
+  them. The epilogue runs on the finished sums. Planes are split over threads.
+The gradients reuse the unfold: grad_weight = sum over images of g_n,g @ col^T (a GEMM with B
+transposed, images added in order), grad_input = fold(w_g^T @ g_n,g) (a GEMM with A
+transposed, then `col2im`; tasks split over threads as in the forward); a depthwise conv's
+gradients are direct kernels over the same scratch planes (conv_depthwise_grad_task.c.j2).
+Every index range of the unfold/fold loops is computed in Python, so the C never reads or
+writes outside x, y or the scratch buffers, and no bounds test sits in an inner loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from lucid.codegen import gemm
+from lucid.codegen._jinja import render
+from lucid.codegen._lower import Kernel, LowerCtx, c_comment, dim_c
+from lucid.codegen._lower_special import gemm_support
+from lucid.codegen._scalar_c import scalar_exprs
+from lucid.errors import CompileError
+from lucid.ir.core import Node, Value
+from lucid.ir.ops.conv import out_size
+from lucid.ir.ops.reduce import ints
+from lucid.ir.passes.fusion_rules import classify_conv_operand
+from lucid.ir.types import Attr, TensorType
+
+# ------------------------------------------------------------------------------ geometry
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Every size of one convolution as C text or ints (N may be `batch`)."""
+
+    T: str
+    N: str
+    C: int
+    H: int
+    W: int
+    O: int
+    G: int
+    Cg: int
+    Og: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pl: int
+    OH: int
+    OW: int
+    # valid output ranges per kernel tap: rows oy in [oy_lo[i], oy_hi[i]) read input rows in
+    # [0, H); columns likewise per j
+    oy_lo: tuple[int, ...]
+    oy_hi: tuple[int, ...]
+    ox_lo: tuple[int, ...]
+    ox_hi: tuple[int, ...]
+    direct: bool  # 1x1, stride 1, no padding: x itself is the column matrix
+
+    @property
+    def K(self) -> int:
+        """Rows of the column matrix (the GEMM's contraction length)."""
+        return self.Cg * self.kh * self.kw
+
+    @property
+    def P(self) -> int:
+        """Output pixels per channel."""
+        return self.OH * self.OW
+
+    @property
+    def depthwise(self) -> bool:
+        """One input channel per group (the channel multiplier Og may be > 1)."""
+        return self.Cg == 1 and self.G == self.C
+
+
+def _valid(
+    n_out: int, size: int, k: int, stride: int, dil: int, pad: int
+) -> tuple[list[int], list[int]]:
+    """For each tap t: the outputs o with 0 <= o * stride + t * dil - pad < size, as [lo, hi)."""
+    los, his = [], []
+    for t in range(k):
+        off = t * dil - pad
+        lo = 0 if off >= 0 else (-off + stride - 1) // stride
+        hi = min(n_out, (size - 1 - off) // stride + 1) if size - 1 - off >= 0 else 0
+        los.append(min(lo, n_out))
+        his.append(max(min(lo, n_out), hi))
+    return los, his
+
+
+def _static(t: TensorType) -> tuple[int, int, int, int]:
+    """The four dims of a conv operand, the first (the batch, maybe a symbol) as 0."""
+    dims = [d if isinstance(d, int) else 0 for d in t.shape]
+    if len(dims) != 4 or any(not isinstance(d, int) for d in t.shape[1:]):
+        raise CompileError(f"conv lowering: expected a 4-D type static but for its batch, got {t}")
+    return dims[0], dims[1], dims[2], dims[3]
+
+
+def geometry(x: TensorType, w: TensorType, attrs: Mapping[str, Attr]) -> Geometry:
+    """The Geometry of conv2d(x, w) under the node's attrs (types already checked)."""
+    stride, pad, dil = ints(attrs, "stride"), ints(attrs, "padding"), ints(attrs, "dilation")
+    groups = attrs["groups"]
+    assert isinstance(groups, int)
+    _, c, h, wd = _static(x)
+    o, cg, kh, kw = _static(w)
+    oh = out_size(h, pad[0], pad[1], kh, stride[0], dil[0])
+    ow = out_size(wd, pad[2], pad[3], kw, stride[1], dil[1])
+    oy_lo, oy_hi = _valid(oh, h, kh, stride[0], dil[0], pad[0])
+    ox_lo, ox_hi = _valid(ow, wd, kw, stride[1], dil[1], pad[2])
+    return Geometry(
+        T=x.dtype.c,
+        N=dim_c(x.shape[0]),
+        C=c,
+        H=h,
+        W=wd,
+        O=o,
+        G=groups,
+        Cg=cg,
+        Og=o // groups,
+        kh=kh,
+        kw=kw,
+        sh=stride[0],
+        sw=stride[1],
+        dh=dil[0],
+        dw=dil[1],
+        pt=pad[0],
+        pl=pad[2],
+        OH=oh,
+        OW=ow,
+        oy_lo=tuple(oy_lo),
+        oy_hi=tuple(oy_hi),
+        ox_lo=tuple(ox_lo),
+        ox_hi=tuple(ox_hi),
+        direct=kh == kw == 1 and stride == (1, 1) and not any(pad),
+    )
+
+
+@dataclass(frozen=True)
+class Unfold:
+    """What conv_unfold.c.j2 lays out: `NAME_im2col` and/or `NAME_col2im` for one geometry."""
+
+    name: str
+    g: Geometry
+    im2col: bool
+    col2im: bool
+
+
+# ------------------------------------------------------------------------------ epilogues
+
+
+@dataclass(frozen=True)
+class Step:
+    """One epilogue step: `v = ...;` with its operand (or None) and how it is indexed."""
+
+    code: str
+    operand: int | None  # kernel input index
+    kind: str  # "row" (per output channel), "full" (same shape as y), "scalar"
+
+
+def _body_plan(node: Node, inputs: tuple[Value, ...]) -> tuple[Node, list[int], list[Step]]:
+    """(the conv node, kernel input index of x, w[, b], the epilogue steps) of a conv or of a
+    fused_conv body (whose inputs are the kernel's inputs, in order)."""
+    if node.op == "conv2d":
+        conv, index, tail = node, {v: i for i, v in enumerate(inputs)}, []
+    else:
+        body = node.body
+        assert body is not None
+        index = {v: i for i, v in enumerate(body.inputs)}
+        conv, tail = body.nodes[0], list(body.nodes[1:])
+        if conv.op != "conv2d":
+            raise CompileError(
+                "fused_conv body must start with its conv2d (fusion never does this)"
+            )
+    srcs = [index[v] for v in conv.inputs]
+    steps: list[Step] = []
+    if len(srcs) == 3:
+        steps.append(Step("v = v + x;", srcs[2], "row"))
+    chain = conv.result
+    for n in tail:
+        args: list[str] = []
+        operand, kind = None, "scalar"
+        for v in n.inputs:
+            if v is chain:
+                args.append("v")
+            elif v in index and operand is None:
+                k = classify_conv_operand(v.type, chain.type)
+                if k is None:
+                    raise CompileError(f"fused_conv: operand {v.type} cannot be indexed")
+                operand, kind = index[v], k
+                args.append("x")
+            else:
+                raise CompileError("fused_conv: a step reads one running value and one input")
+        exprs = scalar_exprs(n, args)
+        if exprs is None or len(exprs) != 1:
+            raise CompileError(f"op {n.op!r} has no scalar C expression for an epilogue")
+        steps.append(Step(f"v = {exprs[0]};", operand, kind))
+        chain = n.result
+    return conv, srcs, steps
+
+
+# ------------------------------------------------------------------------------ forward
+
+
+@dataclass(frozen=True)
+class GemmConv:
+    """conv_images.c.j2 and conv_gemm.c.j2: the forward (or the input gradient) through one GEMM
+    per (image, group) task, the tasks split over threads when there are enough of them."""
+
+    name: str
+    g: Geometry
+    what: str
+    fn: str
+    x: str
+    w: str
+    operands: tuple[str, ...]  # the GEMM's epilogue operand arguments, offset for (n, grp)
+    steps: tuple[str, ...]
+    grad_input: bool
+    col: bool  # a column scratch buffer is needed (not the 1x1 direct case)
+    params: str  # the task function's pointer parameters: the kernel's inputs and y0
+    args: str  # the kernel's own pointers, passed to it
+    job_args: str  # the job's pointers, passed to it
+    ninputs: int
+    min_work: int  # multiply-adds that pay for one more thread
+
+
+def _images(
+    ctx: LowerCtx,
+    g: Geometry,
+    spec: gemm.GemmSpec,
+    what: str,
+    srcs: list[int],
+    operands: tuple[str, ...] = (),
+    steps: tuple[str, ...] = (),
+    grad_input: bool = False,
+) -> GemmConv:
+    n = len(ctx.inputs)
+    t = g.T
+    params = [f"const {t} *restrict x{i}" for i in range(n)] + [f"{t} *restrict y0"]
+    blk = spec.resolved_blocking()
+    return GemmConv(
+        name=ctx.name,
+        g=g,
+        what=what,
+        fn=spec.name,
+        x=f"x{srcs[0]}",
+        w=f"x{srcs[1]}",
+        operands=operands,
+        steps=steps,
+        grad_input=grad_input,
+        col=not g.direct,
+        params=", ".join(params),
+        args=", ".join([*(f"x{i}" for i in range(n)), "y0"]),
+        job_args=", ".join([*(f"job->x{i}" for i in range(n)), "job->y0"]),
+        ninputs=n,
+        min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else blk.par_min_work,
+    )
+
+
+@dataclass(frozen=True)
+class Depthwise:
+    """conv_depthwise.c.j2: the direct depthwise forward."""
+
+    name: str
+    g: Geometry
+    x: str
+    w: str
+    loads: tuple[tuple[str, str], ...]  # (C name, element expression) of each epilogue operand
+    steps: tuple[str, ...]
+    Hp: int
+    Wp: int
+    comment_steps: tuple[str, ...]
+    plane: bool  # stride 1: one loop per tap over the plane computed Wp wide
+    pad_len: int  # scratch elements: Hp * Wp, plus the overrun of the last tap in plane mode
+    acc_len: int  # accumulator elements: OH * Wp (plane) or OW (a row)
+    ninputs: int
+    work_per_plane: int  # multiply-adds per task (thread threshold)
+    min_work: int  # multiply-adds that pay for one more thread
+    what: str  # the kernel's formula, for its comment
+    tasks: str  # C expression: the number of tasks the threads split
+    task_note: str
+    taps: int  # kh * kw
+    grad: str = ""  # "input" or "weight" for the gradient kernels
+
+
+def _direct_depthwise_grad(ctx: LowerCtx, g: Geometry, grad: str) -> Kernel:
+    """conv2d_grad_input / conv2d_grad_weight of a depthwise conv without GEMMs (see the
+    template's comment): per plane for the input, per channel for the weight."""
+    if grad == "input":
+        what = (
+            f"depthwise input gradient: dx[n, c] = sum over q < {g.Og} and taps (i, j) of "
+            f"w[c * {g.Og} + q, 0, i, j] * g[n, c * {g.Og} + q] placed at (i * {g.dh}, j * {g.dw}) "
+            f"with stride ({g.sh}, {g.sw}), cropped to the unpadded input"
+        )
+        data = replace(_depthwise_data(ctx, g, [0, 1], what), grad=grad)
+    else:
+        what = (
+            f"depthwise weight gradient: dw[c * {g.Og} + q, 0, i, j] = sum over n, oy, ox of "
+            f"g[n, c * {g.Og} + q, oy, ox] * x_padded[n, c, oy * {g.sh} + i * {g.dh}, "
+            f"ox * {g.sw} + j * {g.dw}]"
+        )
+        data = replace(_depthwise_data(ctx, g, [0, 1], what, per_channel=True), grad=grad)
+    return ctx.kernel(
+        render("conv_depthwise.c.j2", d=data),
+        support=render("conv_depthwise_grad_task.c.j2", d=data),
+        shared=(gemm.parallel_block(),),
+        threads=True,
+    )
+
+
+def _depthwise_data(
+    ctx: LowerCtx, g: Geometry, srcs: list[int], what: str, per_channel: bool = False
+) -> Depthwise:
+    """The depthwise kernels' shared layout: the zero-bordered scratch plane of Hp x Wp (every
+    tap's read stays inside it) and, for stride 1, the plane-wide loops."""
+    hp = max(g.H + g.pt, (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1)
+    wp = max(g.W + g.pl, (g.OW - 1) * g.sw + (g.kw - 1) * g.dw + 1)
+    plane = g.sh == g.sw == 1
+    taps = g.kh * g.kw
+    images = int(g.N) if per_channel and g.N.isdigit() else 1
+    return Depthwise(
+        name=ctx.name,
+        g=g,
+        x=f"x{srcs[0]}",
+        w=f"x{srcs[1]}",
+        loads=(),
+        steps=(),
+        Hp=hp,
+        Wp=wp,
+        comment_steps=(),
+        plane=plane,
+        pad_len=hp * wp + ((g.kw - 1) * g.dw if plane else 0),
+        acc_len=g.OH * wp if plane else g.OW,
+        ninputs=len(ctx.inputs),
+        work_per_plane=g.Og * g.P * taps * images,
+        min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else 1 << 16,
+        what=what,
+        tasks=str(g.C) if per_channel else f"{g.N} * {g.C}",
+        task_note=(
+            "one per channel c, over every image in order"
+            if per_channel
+            else f"one per (image, channel) plane, t = n * {g.C} + c"
+        ),
+        taps=taps,
+    )
+
+
+def _operand_ptr(kind: str, idx: int, g: Geometry) -> str:
+    if kind == "row":
+        return f"x{idx} + grp * {g.Og}"
+    if kind == "full":
+        return f"x{idx} + (n * {g.O} + grp * {g.Og}) * {g.P}"
+    return f"x{idx}"
+
+
+def _gemm_spec(
+    ctx: LowerCtx,
+    name: str,
+    trans_a: bool,
+    trans_b: bool,
+    m: int,
+    n: int,
+    k: int,
+    ep: gemm.Epilogue | None,
+) -> gemm.GemmSpec:
+    dtype = ctx.results[0].type.dtype.c
+    blocking = ctx.gemm_blocking(dtype, trans_a, trans_b, (m,), n, k)  # type: ignore[arg-type]
+    if ctx.threads_min_work > 0:
+        blocking = replace(blocking, par_min_work=ctx.threads_min_work)
+    return gemm.GemmSpec(
+        name=name,
+        dtype=dtype,  # type: ignore[arg-type]
+        trans_a=trans_a,
+        trans_b=trans_b,
+        m=m,
+        n=n,
+        k=k,
+        epilogue=ep,
+        isa=ctx.isa,
+        blocking=blocking,
+        ir_comment=ctx.ir_line,
+    )
+
+
+def _unfold_text(name: str, g: Geometry, im2col: bool, col2im: bool) -> str:
+    return render("conv_unfold.c.j2", u=Unfold(name, g, im2col, col2im))
+
+
+def _lower_forward(ctx: LowerCtx, conv: Node, srcs: list[int], steps: list[Step]) -> Kernel:
+    g = geometry(conv.inputs[0].type, conv.inputs[1].type, conv.attrs)
+    notes = tuple(
+        c_comment(s.code + (f" [x = x{s.operand}, {s.kind}]" if s.operand is not None else ""))
+        for s in steps
+    )
+    if g.depthwise and g.K > 1:
+        return _lower_depthwise(ctx, g, srcs, steps, notes)
+    ep_steps = []
+    operands: list[str] = []  # pointer arguments, in the GEMM's first-use order of its operands
+    seen: set[int] = set()
+    for s in steps:
+        if s.operand is None:
+            ep_steps.append(gemm.EpilogueStep(s.code))
+            continue
+        ep_steps.append(gemm.EpilogueStep(s.code, f"x{s.operand}", s.kind))  # type: ignore[arg-type]
+        if s.operand not in seen:
+            seen.add(s.operand)
+            operands.append(_operand_ptr(s.kind, s.operand, g))
+    ep = gemm.Epilogue(tuple(ep_steps)) if ep_steps else None
+    spec = _gemm_spec(ctx, f"{ctx.name}_gemm", False, False, g.Og, g.P, g.K, ep)
+    shared, support = gemm_support(spec)
+    if not g.direct:
+        support = _unfold_text(ctx.name, g, True, False) + support
+    what = (
+        f"conv2d as GEMMs, per image n and group grp: y[n, grp] ({g.Og} x {g.P}) = "
+        f"epilogue(w[grp] ({g.Og} x {g.K}) @ col ({g.K} x {g.P}))"
+    )
+    data = _images(ctx, g, spec, what, srcs, tuple(operands), notes)
+    support += render("conv_images.c.j2", c=data)
+    return ctx.kernel(
+        render("conv_gemm.c.j2", c=data),
+        support=support,
+        shared=(*shared, gemm.parallel_block()),
+        threads=True,
+    )
+
+
+def _lower_depthwise(
+    ctx: LowerCtx, g: Geometry, srcs: list[int], steps: list[Step], notes: tuple[str, ...]
+) -> Kernel:
+    loads: list[tuple[str, str]] = []
+    codes: list[str] = []
+    for s in steps:
+        if s.operand is None:
+            codes.append(s.code)
+            continue
+        var = f"e{len(loads)}"
+        expr = {
+            "row": f"x{s.operand}[oc]",
+            "full": f"x{s.operand}[((n * {g.O} + oc) * {g.OH} + oy) * {g.OW} + ox]",
+            "scalar": f"x{s.operand}[0]",
+        }[s.kind]
+        loads.append((var, expr))
+        codes.append("{ const " + g.T + " x = " + var + "; " + s.code + " }")
+    what = (
+        f"depthwise: y[n, c * {g.Og} + q] = epilogue(sum over taps (i, j) of "
+        f"w[c * {g.Og} + q, 0, i, j] * x_padded[n, c] shifted by (i * {g.dh}, j * {g.dw}), "
+        f"stride ({g.sh}, {g.sw}))"
+    )
+    data = replace(
+        _depthwise_data(ctx, g, srcs, what),
+        loads=tuple(loads),
+        steps=tuple(codes),
+        comment_steps=notes,
+    )
+    support = render("conv_depthwise_task.c.j2", d=data)
+    return ctx.kernel(
+        render("conv_depthwise.c.j2", d=data),
+        support=support,
+        shared=(gemm.parallel_block(),),
+        threads=True,
+    )
+
+
+def lower_conv2d(ctx: LowerCtx) -> Kernel:
+    """conv2d(x, w[, b]): the GEMM path, or the direct depthwise path (see the module doc)."""
+    conv, srcs, steps = _body_plan(ctx.node, ctx.inputs)
+    return _lower_forward(ctx, conv, srcs, steps)
+
+
+def lower_fused_conv(ctx: LowerCtx) -> Kernel:
+    """fused_conv: the conv's kernel with the body's elementwise tail as its epilogue."""
+    conv, srcs, steps = _body_plan(ctx.node, ctx.inputs)
+    return _lower_forward(ctx, conv, srcs, steps)
+
+
+# ------------------------------------------------------------------------------ gradients
+
+
+@dataclass(frozen=True)
+class GradConv:
+    """conv_grad.c.j2: grad_weight, the sum of per-image GEMMs (in image order, one thread
+    adding, so the sum does not depend on the thread count; each GEMM splits its own work)."""
+
+    g: Geometry
+    fn: str
+    unfold: str  # NAME prefix of im2col
+
+
+def lower_conv2d_grad_weight(ctx: LowerCtx) -> Kernel:
+    """dw[g] = sum over n of g[n, g] @ col(x[n, g])^T: per image a GEMM with B transposed into a
+    scratch [Og, K], added to the result (which starts at zero)."""
+    x, gy = ctx.inputs[0].type, ctx.inputs[1].type
+    w = TensorType(x.dtype, ctx.results[0].type.shape)
+    g = geometry(x, w, ctx.node.attrs)
+    assert (g.OH, g.OW) == tuple(gy.shape[2:])
+    if g.depthwise and g.K > 1:
+        return _direct_depthwise_grad(ctx, g, "weight")
+    spec = _gemm_spec(ctx, f"{ctx.name}_gemm", False, True, g.Og, g.K, g.P, None)
+    shared, support = gemm_support(spec)
+    if not g.direct:
+        support = _unfold_text(ctx.name, g, True, False) + support
+    data = GradConv(g, spec.name, ctx.name)
+    return ctx.kernel(
+        render("conv_grad.c.j2", c=data), support=support, shared=shared, threads=True
+    )
+
+
+def lower_conv2d_grad_input(ctx: LowerCtx) -> Kernel:
+    """dx[n, g] = fold(w_g^T @ g[n, g]): a GEMM with A transposed into the column buffer, then
+    col2im adds each column back to the pixels it was read from; (image, group) tasks are
+    independent, so they split over threads like the forward's."""
+    gy, w = ctx.inputs[0].type, ctx.inputs[1].type
+    x = ctx.results[0].type
+    g = geometry(x, w, ctx.node.attrs)
+    assert (g.OH, g.OW) == tuple(gy.shape[2:])
+    if g.depthwise and g.K > 1:
+        return _direct_depthwise_grad(ctx, g, "input")
+    spec = _gemm_spec(ctx, f"{ctx.name}_gemm", True, False, g.K, g.P, g.Og, None)
+    shared, support = gemm_support(spec)
+    if not g.direct:
+        support = _unfold_text(ctx.name, g, False, True) + support
+    what = (
+        f"conv2d input gradient, per image n and group grp: dx[n, grp] = "
+        f"col2im(w[grp]^T ({g.K} x {g.Og}) @ g[n, grp] ({g.Og} x {g.P}))"
+    )
+    data = _images(ctx, g, spec, what, [0, 1], grad_input=True)
+    support += render("conv_images.c.j2", c=data)
+    return ctx.kernel(
+        render("conv_gemm.c.j2", c=data),
+        support=support,
+        shared=(*shared, gemm.parallel_block()),
+        threads=True,
+    )

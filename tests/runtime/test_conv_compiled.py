@@ -1,0 +1,339 @@
+"""Convolutions compiled: forward and training against eager lucid (static and dynamic batch),
+the fused conv + bias + activation in the optimised IR and in its C, the depthwise path, and
+an exported library."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lucid
+from lucid import nn, optim
+from lucid.codegen import CodegenOptions, emit_c
+from lucid.codegen.gemm import CacheSizes
+from lucid.ir import interpret
+from lucid.ir.passes import default_pipeline, run_passes
+from lucid.ir.passes.fusion_rules import body_summary
+from lucid.ir.trace import trace
+
+pytestmark = pytest.mark.needs_cc
+
+RTOL, ATOL = 1e-5, 1e-5  # float32, GEMM sums in another order than NumPy's matmul
+
+
+class MobileBlock(nn.Module):
+    """A MobileNetV3-like stem and block, a grouped "same" conv, a residual add and a Conv1d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.act = nn.HardSwish()
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.relu = nn.ReLU()
+        self.pw = nn.Conv2d(8, 16, 1, bias=False)
+        self.gate = nn.HardSigmoid()
+        self.grouped = nn.Conv2d(16, 8, (3, 2), padding="same", dilation=(1, 2), groups=4)
+        self.dw2 = nn.Conv2d(8, 16, 5, stride=2, padding=2, groups=8)
+        self.seq = nn.Conv1d(16, 4, 3, padding=1)
+
+    def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+        h = self.act(self.stem(x))
+        h = self.relu(self.dw(h)) + h  # residual add of a whole tensor: an epilogue operand
+        h = self.grouped(self.gate(self.pw(h)))
+        h = self.dw2(h)
+        return self.seq(h.flatten(2))
+
+
+def _grads(model: nn.Module, fn, x: np.ndarray) -> list[np.ndarray]:
+    for p in model.parameters():
+        p.grad = None
+    xt = lucid.Tensor(x, requires_grad=True)
+    out = fn(xt)
+    (out * out).sum().backward()
+    return [p.grad.copy() for p in model.parameters()] + [xt.grad.copy()]
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_compiled_forward_and_backward_match_eager(dynamic: bool) -> None:
+    lucid.random.seed(1)
+    model = MobileBlock()
+    compiled = lucid.compile(model, dynamic_batch=dynamic)
+    for n in (1, 3, 8) if dynamic else (3,):
+        x = np.random.default_rng(n).standard_normal((n, 3, 13, 12)).astype(np.float32)
+        with lucid.no_grad():
+            want = model(lucid.Tensor(x)).data
+            got = compiled(lucid.Tensor(x)).data
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+        eager = _grads(model, model, x)
+        comp = _grads(model, compiled, x)
+        for g, e in zip(comp, eager):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+
+
+def test_training_through_the_compiled_module_follows_eager() -> None:
+    lucid.random.seed(2)
+    model, twin = MobileBlock(), MobileBlock()
+    twin.load_state_dict(model.state_dict())
+    compiled = lucid.compile(twin, dynamic_batch=True)
+    opt_e = optim.SGD(model.parameters(), lr=0.01)
+    opt_c = optim.SGD(twin.parameters(), lr=0.01)
+    rng = np.random.default_rng(0)
+    for step in range(3):
+        x = rng.standard_normal((2 + 3 * step, 3, 13, 12)).astype(np.float32)
+        target = rng.standard_normal((x.shape[0], 4, 12)).astype(np.float32)
+        for m, fn, opt in ((model, model, opt_e), (twin, compiled, opt_c)):
+            opt.zero_grad()
+            loss = lucid.nn.functional.mse_loss(fn(lucid.Tensor(x)), lucid.Tensor(target))
+            loss.backward()
+            opt.step()
+    for (name, a), (_, b) in zip(model.state_dict().items(), twin.state_dict().items()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def _optimised(model: nn.Module, shape: tuple[int, ...]):
+    graph = trace(model, lucid.Tensor(np.zeros(shape, np.float32)), dynamic_batch=True)
+    return run_passes(graph, default_pipeline())
+
+
+def test_conv_bias_hardswish_is_one_fused_kernel_in_ir_and_c() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.HardSwish())
+    opt = _optimised(model, (1, 3, 16, 16))
+    assert body_summary(opt) == [("fused_conv", ["conv2d", "hardswish"])]
+    assert [n.op for n in opt.nodes] == ["fused_conv"]
+    source = emit_c(opt, CodegenOptions(isa="avx2", caches=CacheSizes())).source
+    task = source[source.index("static int k0_fused_conv_one(") :]
+    task = task[: task.index("\n}\n")]
+    # one (image, group) task: the unfold, then the GEMM with the bias as a per-row operand
+    assert "k0_fused_conv_im2col(xg, col);" in task
+    assert re.search(
+        r"k0_fused_conv_gemm\(x1 \+ grp \* 432, b, .*, 16, 64, 27, x2 \+ grp \* 16,", task
+    )
+    kernel = source[source.index("static int k0_fused_conv(") :]
+    kernel = kernel[: kernel.index("\n}\n")]
+    assert "lucid_parallel_run((int)nt, k0_fused_conv_images, jobs" in kernel
+    assert "rc = k0_fused_conv_one(x0, x1, x2, y0, col, t / 1, t % 1, nthreads);" in kernel
+    # HardSwish's own C is a step of the GEMM's epilogue
+    gemm = source[source.index("/* begin GEMM k0_fused_conv_gemm") :]
+    gemm = gemm[: gemm.index("/* end GEMM k0_fused_conv_gemm")]
+    assert "v = v + x;" in gemm and "v = v * lucid_clampf(v / (float)6 + (float)0.5" in gemm
+    # the optimised graph still computes what the unfused one does
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    unfused = trace(model, lucid.Tensor(x), dynamic_batch=True)
+    params = [p.data for p in model.parameters()]
+    np.testing.assert_array_equal(interpret(opt, x, *params)[0], interpret(unfused, x, *params)[0])
+
+
+def test_depthwise_takes_the_direct_path_and_pointwise_reads_x_directly() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(), nn.Conv2d(8, 16, 1), nn.ReLU6()
+    )
+    opt = _optimised(model, (1, 8, 10, 10))
+    assert body_summary(opt) == [
+        ("fused_conv", ["conv2d", "relu"]),
+        ("fused_conv", ["conv2d", "relu6"]),
+    ]
+    source = emit_c(opt, CodegenOptions(isa="avx2", caches=CacheSizes())).source
+    assert "static void k0_fused_conv_planes(void *arg)" in source  # direct, no GEMM
+    assert "k0_fused_conv_gemm" not in source and "k0_fused_conv_im2col" not in source
+    assert "acc[q] += wv * s[q];" in source  # stride 1: one loop over the plane per tap
+    assert "const float *b = xg;" in source  # 1x1: x is the column matrix
+    assert "k1_fused_conv_im2col" not in source
+
+
+def test_per_channel_and_scalar_operands_fuse_and_match_eager() -> None:
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 6, 3)
+            self.dw = nn.Conv2d(6, 6, 3, groups=6, padding=1)
+            self.scale = lucid.Tensor(np.linspace(0.5, 2, 6, dtype=np.float32).reshape(6, 1, 1))
+
+        def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+            h = (self.conv(x) * self.scale - 0.25).relu()
+            return self.dw(h) * self.scale + 1.0
+
+    lucid.random.seed(4)
+    model = Scaled()
+    opt = _optimised(model, (1, 4, 9, 9))
+    assert [n.op for n in opt.nodes if n.op != "constant"] == ["fused_conv", "fused_conv"]
+    compiled = lucid.compile(model, dynamic_batch=True)
+    for n in (1, 5):
+        x = np.random.default_rng(n).standard_normal((n, 4, 9, 9)).astype(np.float32)
+        with lucid.no_grad():
+            np.testing.assert_allclose(
+                compiled(lucid.Tensor(x)).data, model(lucid.Tensor(x)).data, rtol=RTOL, atol=ATOL
+            )
+
+
+def test_float64_compiled_matches_eager_closely() -> None:
+    lucid.random.seed(5)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, stride=2, padding=1, dtype=np.float64),
+        nn.HardSwish(),
+        nn.Conv2d(6, 6, 3, padding=1, groups=6, dtype=np.float64),
+        nn.Conv2d(6, 4, (2, 3), padding="same", groups=2, dtype=np.float64),
+    )
+    compiled = lucid.compile(model)
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 10))
+    with lucid.no_grad():
+        np.testing.assert_allclose(
+            compiled(lucid.Tensor(x)).data, model(lucid.Tensor(x)).data, rtol=1e-12, atol=1e-12
+        )
+    eager = _grads(model, model, x)
+    comp = _grads(model, compiled, x)
+    for g, e in zip(comp, eager):
+        np.testing.assert_allclose(g, e, rtol=1e-11, atol=1e-11)
+
+
+def test_exported_library_runs_the_convolutions(tmp_path: Path) -> None:
+    from lucid.runtime.aot import export
+    from lucid.runtime.loader import load
+
+    lucid.random.seed(6)
+    model = MobileBlock()
+    model.eval()
+    result = export(
+        model,
+        (lucid.randn(2, 3, 13, 12),),
+        tmp_path / "convs",
+        flags=("-O1", "-ffp-contract=off", "-fno-math-errno"),
+    )
+    loaded = load(result.library)
+    for n in (1, 4):
+        x = np.random.default_rng(n).standard_normal((n, 3, 13, 12)).astype(np.float32)
+        with lucid.no_grad():
+            want = model(lucid.Tensor(x)).data
+        np.testing.assert_allclose(loaded(x), want, rtol=RTOL, atol=ATOL)
+
+
+def test_results_do_not_depend_on_the_thread_count() -> None:
+    """Big enough that 2 threads split the (image, group) tasks of the GEMM convs and the
+    depthwise planes, while 3 threads (8 tasks, not a multiple) let each GEMM split instead."""
+    lucid.random.seed(7)
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, stride=2, padding=1),
+        nn.HardSwish(),
+        nn.Conv2d(32, 32, 3, padding=1, groups=32),
+        nn.Conv2d(32, 64, 1),
+    )
+    compiled = lucid.compile(model, dynamic_batch=True)
+    x = np.random.default_rng(0).standard_normal((8, 3, 128, 128)).astype(np.float32)
+    before = lucid.get_num_threads()
+    try:
+        outs, grads = [], []
+        for threads in (1, 2, 3):
+            lucid.set_num_threads(threads)
+            with lucid.no_grad():
+                outs.append(compiled(lucid.Tensor(x)).data)
+            grads.append(_grads(model, compiled, x))
+    finally:
+        lucid.set_num_threads(before)
+    for out, gs in zip(outs[1:], grads[1:]):
+        np.testing.assert_array_equal(out, outs[0])
+        for g, g1 in zip(gs, grads[0]):
+            np.testing.assert_array_equal(g, g1)
+
+
+def test_type_rule_names_the_op_and_the_shapes() -> None:
+    from lucid.errors import IRTypeError
+    from lucid.ir import Builder, DType, TensorType
+
+    def build(x_shape, w_shape, **attrs):
+        b = Builder("f")
+        x = b.input(TensorType(DType.F32, x_shape), "x")
+        w = b.param(TensorType(DType.F32, w_shape), "w")
+        return b.op("conv2d", [x, w], attrs)
+
+    assert build(("N", 4, 9, 9), (8, 2, 3, 3), groups=2).type == TensorType(
+        DType.F32, ("N", 8, 7, 7)
+    )
+    with pytest.raises(
+        IRTypeError, match=r"conv2d: expected x of rank 4 \[N, C, H, W\], got f32\[4,9,9\]"
+    ):
+        build((4, 9, 9), (8, 4, 3, 3))
+    with pytest.raises(IRTypeError, match=r"expects 4 input channels .* x f32\[N,3,9,9\] has 3"):
+        build(("N", 3, 9, 9), (8, 4, 3, 3))
+    with pytest.raises(IRTypeError, match=r"kernel 5x5 .* larger than the padded input 4x4"):
+        build((1, 4, 4, 4), (8, 4, 5, 5))
+    with pytest.raises(IRTypeError, match=r"groups=3 must divide the input channels 4"):
+        build((1, 4, 9, 9), (6, 1, 3, 3), groups=3)
+    with pytest.raises(IRTypeError, match=r"only the batch dim of x may be symbolic"):
+        build((1, 4, "H", 9), (8, 4, 3, 3))
+
+
+class SqueezeExcite(nn.Module):
+    """MobileNetV3's squeeze-and-excitation: 1x1 convs on the [N, C, 1, 1] channel means."""
+
+    def __init__(self, channels: int, reduced: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, reduced, 1)
+        self.fc2 = nn.Conv2d(reduced, channels, 1)
+
+    def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+        scale = x.mean(axis=(2, 3), keepdims=True)
+        return x * lucid.nn.functional.hardsigmoid(self.fc2(self.fc1(scale).relu()))
+
+
+class TinyMobileNet(nn.Module):
+    """Stem, a strided depthwise block with SE, a projection, pooling and a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.dw = nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16)
+        self.se = SqueezeExcite(16, 8)
+        self.pw = nn.Conv2d(16, 24, 1)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+        h = lucid.nn.functional.hardswish(self.stem(x))
+        h = self.pw(self.se(self.dw(h).relu()))
+        return self.fc(h.mean(axis=(2, 3)))
+
+
+def test_a_tiny_mobilenet_with_squeeze_excite_trains_like_eager() -> None:
+    lucid.random.seed(8)
+    model, twin = TinyMobileNet(), TinyMobileNet()
+    twin.load_state_dict(model.state_dict())
+    compiled = lucid.compile(twin, dynamic_batch=True)
+    opt_e = optim.SGD(model.parameters(), lr=0.05)
+    opt_c = optim.SGD(twin.parameters(), lr=0.05)
+    rng = np.random.default_rng(1)
+    for n in (1, 5, 3):
+        x = rng.standard_normal((n, 3, 32, 32)).astype(np.float32)
+        target = lucid.Tensor(rng.integers(0, 10, n))
+        losses = []
+        for fn, opt in ((model, opt_e), (compiled, opt_c)):
+            opt.zero_grad()
+            loss = lucid.nn.functional.cross_entropy(fn(lucid.Tensor(x)), target)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.data))
+        np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    for (name, a), (_, b) in zip(model.state_dict().items(), twin.state_dict().items()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_depthwise_gradients_take_the_direct_kernels_and_match_eager() -> None:
+    lucid.random.seed(9)
+    model = nn.Sequential(
+        nn.Conv2d(6, 6, 3, padding=1, groups=6),  # stride 1: plane-wide loops
+        nn.Conv2d(6, 12, (3, 5), stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=6),
+    )
+    graph = trace(model, lucid.Tensor(np.zeros((2, 6, 11, 13), np.float32)), dynamic_batch=True)
+    from lucid.ir import grad
+
+    backward = run_passes(grad(graph, wrt_inputs=[True]).backward, default_pipeline())
+    source = emit_c(backward, CodegenOptions(isa="avx2", caches=CacheSizes())).source
+    assert source.count("Depthwise input gradient, direct") == 2
+    assert source.count("Depthwise weight gradient, direct") == 2
+    assert "_gemm(" not in source  # no GEMM anywhere in this backward
+    compiled = lucid.compile(model, dynamic_batch=True)
+    for n in (1, 4):
+        x = np.random.default_rng(n).standard_normal((n, 6, 11, 13)).astype(np.float32)
+        for g, e in zip(_grads(model, compiled, x), _grads(model, model, x)):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
