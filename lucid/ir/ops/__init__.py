@@ -9,6 +9,8 @@
     shape.py         reshape, transpose, broadcast, cast, dim
     loss.py          mse_loss, cross_entropy (+ cross_entropy_grad)
     dropout.py       dropout (a counter-based random mask: seed and index in, no state)
+    pool.py          max_pool2d, avg_pool2d, adaptive_avg_pool2d over NCHW (+ gradients)
+    pad.py           pad (constant, reflect, replicate, circular) and pad_grad
     graph.py         constant and the fused region ops
 
 `OPS` is read-only and complete once this package is imported: the families only define
@@ -28,6 +30,8 @@ from lucid.ir.ops import (
     graph,
     linalg,
     loss,
+    pad,
+    pool,
     reduce,
     shape,
     softmax,
@@ -69,6 +73,8 @@ OPS: Mapping[str, OpDef] = _table(
         *shape.OPS,
         *loss.OPS,
         *dropout.OPS,
+        *pool.OPS,
+        *pad.OPS,
         *graph.OPS,
     )
 )
