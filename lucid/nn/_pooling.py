@@ -43,19 +43,6 @@ def _batched(x: Tensor, spatial: int) -> tuple[Tensor, bool]:
     return x, False
 
 
-def _pool2d(op: str, x: Tensor, opdef: Any, attrs: dict[str, Any], dilation: bool) -> Tensor:
-    """Check the geometry against x's concrete shape, then apply the op to a 4-d x."""
-    geometry = (attrs["kernel_size"], attrs["stride"], attrs["padding"])
-    pool_geometry(
-        op,
-        x.data.shape,
-        *geometry,
-        attrs["dilation"] if dilation else (1, 1),
-        attrs["ceil_mode"],
-    )
-    return apply(opdef, (x,), attrs)
-
-
 def max_pool2d_impl(
     op: str,
     x: Tensor,
@@ -114,23 +101,19 @@ def avg_pool2d_impl(
 
 
 def _run(op: str, x: Tensor, spatial: int, attrs: dict[str, Any], opdef: Any, dil: bool) -> Tensor:
-    """Apply a 2-d pooling op to x with `spatial` (1 or 2) spatial axes, batched or not."""
+    """Check the geometry against x's concrete shape (in the caller's 1-d or 2-d terms), then
+    apply the 2-d op; a 1-d pooling runs over [N, C, 1, L] as a 1 x k pooling."""
     x, unbatched = _batched(x, spatial)
-    if spatial == 1:  # [N, C, L] -> [N, C, 1, L]: a 1 x k pooling
-        attrs = {k: ((1, *v) if isinstance(v, tuple) else v) for k, v in attrs.items()}
-        attrs["padding"] = (0, attrs["padding"][1])
-        try:
-            y = _pool2d(op, x.unsqueeze(2), opdef, attrs, dil)
-        except ValueError as e:  # report the 1-d arguments and shape, not the 4-d ones
-            raise ValueError(_one_d(str(e), x)) from None
-        y = y.squeeze(2)
+    dilation = attrs["dilation"] if dil else (1,) * spatial
+    k, s, p, ceil = attrs["kernel_size"], attrs["stride"], attrs["padding"], attrs["ceil_mode"]
+    pool_geometry(op, x.data.shape, k, s, p, dilation, ceil)
+    if spatial == 1:
+        attrs = {key: ((1, *v) if isinstance(v, tuple) else v) for key, v in attrs.items()}
+        attrs["padding"] = (0, p[0])
+        y = apply(opdef, (x.unsqueeze(2),), attrs).squeeze(2)
     else:
-        y = _pool2d(op, x, opdef, attrs, dil)
+        y = apply(opdef, (x,), attrs)
     return y.squeeze(0) if unbatched else y
-
-
-def _one_d(message: str, x: Tensor) -> str:
-    return f"{message} (the 1-d input of shape {tuple(x.data.shape)} pooled as [N, C, 1, L])"
 
 
 def adaptive_avg_pool2d_impl(op: str, x: Tensor, output_size: Any, spatial: int = 2) -> Tensor:
