@@ -3,6 +3,9 @@
 pad: loops over the output rows (every axis but the last); each folds its output index back to
 the input index it reads (mode by mode, as `pad.source_index`), then the last axis is written
 in three runs: the left edge, the interior (a straight copy GCC vectorizes) and the right edge.
+Constant mode fills the whole output with the value first and then loops over the rows that
+read the input only, so no loop holds a branch. (A "row of padding" branch in the row loop,
+with `continue`, was miscompiled by GCC 12.2's loop vectorizer at -O3: rows came out as zeros.)
 pad_grad: zeros, then one loop nest over the cotangent adding each element into the input
 element it was read from, in row-major order (the NumPy kernel's bincount order).
 """
@@ -15,7 +18,6 @@ from lucid.codegen._jinja import render
 from lucid.codegen._lower import Kernel, LowerCtx, dim_c, index_c, prod_c, strides_c
 from lucid.codegen._scalar_c import c_literal
 from lucid.ir.ops.pad import per_axis
-from lucid.ir.types import Dim
 
 INDENT = "    "
 
@@ -44,6 +46,7 @@ class Level:
     """One loop of a nest and the statements at its top (the folded index of its axis)."""
 
     var: str
+    start: int
     extent: str
     indent: str
     body: tuple[str, ...]
@@ -55,29 +58,17 @@ class Pad:
 
     comment: str
     T: str
+    fill: str  # constant mode: the element count to fill with `value` first ("" otherwise)
     levels: tuple[Level, ...]
     indent: str  # of the row statements
-    outside: str  # constant mode: the C condition that a row reads no input ("" if never)
     value: str
     y_row: str
     x_row: str
     row: int  # output row length
     mid_lo: int
     mid_hi: int
-    before: int
-    edge: tuple[str, ...]  # statements of an edge element o (yr[o] = ...)
-
-
-def _outside(names: list[str], shape: tuple[Dim, ...], pairs: list[tuple[int, int]]) -> str:
-    """The C test that folded indices `names` fall in constant padding: below 0 only where
-    `before` > 0, at or past n only where `after` > 0 (a negative pad crops that side)."""
-    tests = []
-    for s, n, (b, a) in zip(names, shape, pairs):
-        if b > 0:
-            tests.append(f"{s} < 0")
-        if a > 0:
-            tests.append(f"{s} >= {n}")
-    return " || ".join(tests)
+    src: str  # the input index of interior element o
+    edge: tuple[str, ...]  # statements of an edge element o (yr[o] = ...); none if filled
 
 
 def lower_pad(ctx: LowerCtx) -> Kernel:
@@ -93,43 +84,43 @@ def lower_pad(ctx: LowerCtx) -> Kernel:
         return ctx.kernel(f"    /* {comment} */\n    y0[0] = x0[0];\n    return 0;")
     outer_o = [f"o{k}" for k in range(rank - 1)]
     outer_s = [f"s{k}" for k in range(rank - 1)]
+    constant = mode == "constant"
     levels = []
     for k in range(rank - 1):
         b, _ = pairs[k]
-        n = x.shape[k]
-        body = (
-            fold(outer_s[k], outer_o[k], b, int(n), mode)
-            if pairs[k] != (0, 0)
-            else [f"const int64_t {outer_s[k]} = {outer_o[k]};"]
-        )
-        levels.append(Level(outer_o[k], dim_c(y.shape[k]), INDENT * (k + 1), tuple(body)))
+        n, extent = x.shape[k], dim_c(y.shape[k])
+        start = 0
+        if pairs[k] == (0, 0):
+            body = [f"const int64_t {outer_s[k]} = {outer_o[k]};"]
+        else:
+            body = fold(outer_s[k], outer_o[k], b, int(n), mode)  # type: ignore[call-overload]
+            if constant:  # only the rows that read the input: the rest keep the fill
+                start = max(b, 0)
+                extent = str(min(b + int(n), int(y.shape[k])))  # type: ignore[call-overload]
+        levels.append(Level(outer_o[k], start, extent, INDENT * (k + 1), tuple(body)))
     y_strides, x_strides = strides_c(y.shape), strides_c(x.shape)
     y_row = index_c(list(zip(outer_o, y_strides[:-1])))
     x_row = index_c(list(zip(outer_s, x_strides[:-1])))
-    outside = ""
-    if mode == "constant":
-        outside = _outside(outer_s, x.shape[:-1], pairs[:-1])
     b, _ = pairs[-1]
     n, row = int(x.shape[-1]), int(y.shape[-1])  # type: ignore[call-overload]
     mid_lo = min(max(b, 0), row)
     mid_hi = max(min(b + n, row), mid_lo)
-    if mode == "constant":
-        edge: tuple[str, ...] = (f"yr[o] = {value};",)
-    else:
+    edge: tuple[str, ...] = ()
+    if not constant:
         edge = (*fold("s", "o", b, n, mode), "yr[o] = xr[s];")
     pad = Pad(
         comment=comment,
         T=x.dtype.c,
+        fill=prod_c(y.shape) if constant else "",
         levels=tuple(levels),
         indent=INDENT * rank,
-        outside=outside,
         value=value,
         y_row=y_row,
         x_row=x_row,
         row=row,
         mid_lo=mid_lo,
         mid_hi=mid_hi,
-        before=b,
+        src="o" if b == 0 else (f"o - {b}" if b > 0 else f"o + {-b}"),
         edge=edge,
     )
     return ctx.kernel(render("pad.c.j2", p=pad))
@@ -164,7 +155,7 @@ def lower_pad_grad(ctx: LowerCtx) -> Kernel:
             if pairs[k] != (0, 0)
             else [f"const int64_t {ss[k]} = {os_[k]};"]
         )
-        levels.append(Level(os_[k], dim_c(g.shape[k]), INDENT * (k + 1), tuple(body)))
+        levels.append(Level(os_[k], 0, dim_c(g.shape[k]), INDENT * (k + 1), tuple(body)))
     inside = ""
     if mode == "constant":
         tests = [f"{s} >= 0 && {s} < {n}" for s, n, p in zip(ss, dx.shape, pairs) if p != (0, 0)]
