@@ -18,6 +18,7 @@ from lucid.codegen._jinja import render
 from lucid.codegen._lower import Kernel, LowerCtx, dim_c, index_c, prod_c, strides_c
 from lucid.codegen._scalar_c import c_literal
 from lucid.ir.ops.pad import per_axis
+from lucid.ir.ops.reduce import ints
 
 INDENT = "    "
 
@@ -74,7 +75,7 @@ class Pad:
 def lower_pad(ctx: LowerCtx) -> Kernel:
     """Outer rows folded axis by axis; the last axis as left edge, interior copy, right edge."""
     x, y = ctx.inputs[0].type, ctx.results[0].type
-    pads = tuple(int(p) for p in ctx.node.attrs["pads"])  # type: ignore[union-attr]
+    pads = ints(ctx.node.attrs, "pads")
     mode = str(ctx.node.attrs["mode"])
     rank = x.rank
     pairs = per_axis(pads, rank)
@@ -142,7 +143,7 @@ class PadGrad:
 def lower_pad_grad(ctx: LowerCtx) -> Kernel:
     """dx = 0; then dx[fold(o)] += g[o] over g in row-major order."""
     g, dx = ctx.inputs[0].type, ctx.results[0].type
-    pads = tuple(int(p) for p in ctx.node.attrs["pads"])  # type: ignore[union-attr]
+    pads = ints(ctx.node.attrs, "pads")
     mode = str(ctx.node.attrs["mode"])
     rank = g.rank
     pairs = per_axis(pads, rank)

@@ -57,6 +57,7 @@ def padded_shape(
             continue
         if is_symbol(n):
             raise ValueError(f"{op}: cannot pad the symbolic dim {n} of {shown} (axis {axis})")
+        assert isinstance(n, int)
         if mode != "constant" and min(b, a) < 0:
             raise ValueError(f"{op}: negative padding {(b, a)} is only allowed in constant mode")
         if mode == "reflect" and max(b, a) >= n:

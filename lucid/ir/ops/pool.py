@@ -230,7 +230,7 @@ _MAX_ATTRS = {
     "ceil_mode": (BOOL, False),
 }
 # odd sizes, padding, dilation and ceil_mode at once; distinct values (no ties)
-_MAX_SAMPLE_ATTRS = {"kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 1)}
+_MAX_SAMPLE_ATTRS: dict[str, Any] = {"kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 1)}
 _MAX_SAMPLE_ATTRS.update({"dilation": (1, 2), "ceil_mode": True})
 
 
@@ -332,7 +332,7 @@ _AVG_ATTRS = {
     "ceil_mode": (BOOL, False),
     "count_include_pad": (BOOL, True),
 }
-_AVG_SAMPLE_ATTRS = {"kernel_size": (3, 2), "stride": (2, 2), "padding": (1, 1)}
+_AVG_SAMPLE_ATTRS: dict[str, Any] = {"kernel_size": (3, 2), "stride": (2, 2), "padding": (1, 1)}
 _AVG_SAMPLE_ATTRS.update({"ceil_mode": True, "count_include_pad": False})
 
 AVG_POOL2D = OpDef(
