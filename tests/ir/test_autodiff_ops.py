@@ -173,6 +173,23 @@ CASES: dict[str, Callable[..., Any]] = {
     "cross_entropy_sum": shaped(lambda self, x: _ce(self, x, "sum"), (3, 4), w=(4, 3)),
     "cross_entropy_none": shaped(lambda self, x: _ce(self, x, "none"), (3, 4), w=(4, 3)),
     "stop_gradient": shaped(lambda self, x: x * self.w + (x * self.w).detach(), (3, 4), w=(4,)),
+    # pooling and padding (N(0, 1) draws: ties in a max window are improbable)
+    "max_pool2d": shaped(
+        lambda self, x: F.max_pool2d(x * self.w, 3, 2, 1, dilation=(1, 2), ceil_mode=True),
+        (2, 2, 5, 6),
+        w=(6,),
+    ),
+    "avg_pool2d": shaped(
+        lambda self, x: F.avg_pool2d(x * self.w, 3, 2, 1, True, False), (2, 2, 5, 6), w=(6,)
+    ),
+    "adaptive_avg_pool2d": shaped(
+        lambda self, x: F.adaptive_avg_pool2d(x * self.w, (3, 4)), (2, 2, 5, 6), w=(6,)
+    ),
+    "pad": shaped(
+        lambda self, x: F.pad(F.pad(x * self.w, (2, 1, 1, 2), "reflect"), (1, 0, 0, 1), "circular"),
+        (2, 2, 4, 5),
+        w=(5,),
+    ),
 }
 
 
@@ -372,8 +389,12 @@ def test_random_mlp_steps_cover_every_op_with_a_rule() -> None:
     rules = {name for name, op in OPS.items() if op.differentiable}
     # cast is covered by test_cast_casts_the_cotangent_back: a float32 round trip defeats
     # float64 central differences; sum_to is a gradient-only helper; the tensor ops (slice,
-    # concat, max, min) are not MLP steps: CASES above covers them
-    assert rules - seen == {"cast", "sum_to", "slice", "slice_grad", "concat", "max", "min"}
+    # concat, max, min) and the image ops (pooling, pad) are not MLP steps: CASES covers them
+    image_ops = {"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "pad"}
+    assert (
+        rules - seen
+        == {"cast", "sum_to", "slice", "slice_grad", "concat", "max", "min"} | image_ops
+    )
 
 
 def test_eager_reference_is_not_trivially_equal() -> None:
