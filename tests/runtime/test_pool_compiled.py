@@ -248,3 +248,30 @@ def test_one_d_pooling_and_unbatched_input_compile() -> None:
     compiled = lucid.compile(model, dynamic_batch=True)
     np.testing.assert_allclose(compiled(x).data, model(x).data, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(compiled(x[:2]).data, model(x[:2]).data, rtol=1e-6, atol=1e-7)
+
+
+def test_bad_inputs_fail_clearly_when_compiled_and_in_the_ir() -> None:
+    from lucid.errors import IRTypeError
+
+    compiled = lucid.compile(nn.MaxPool2d(5), dynamic_batch=True)
+    with pytest.raises(ValueError, match=r"MaxPool2d: input \[2, 3, 4, 4\] is too small"):
+        compiled(lucid.randn(2, 3, 4, 4))
+    bad = [
+        ((2, 3, 4, 4), "max_pool2d", {"kernel_size": (5, 5), "stride": (1, 1)}, "too small"),
+        (("N", 3, "H", 4), "avg_pool2d", {"kernel_size": (2, 2), "stride": (1, 1)}, "static"),
+        ((2, 3, 4), "max_pool2d", {"kernel_size": (2, 2), "stride": (1, 1)}, "4-D input"),
+        (
+            (2, 3, 4, 4),
+            "max_pool2d",
+            {"kernel_size": (2, 2), "stride": (1, 1), "padding": (2, 0)},
+            "at most half",
+        ),
+        (("N", 3, 4, 4), "pad", {"pads": (0, 0, 0, 0, 0, 0, 1, 1)}, "symbolic dim N"),
+        ((2, 3), "pad", {"pads": (3, 0), "mode": "reflect"}, "less than its size 3"),
+        ((2, 3, 4, 4), "adaptive_avg_pool2d", {"output_size": (0, 2)}, "positive ints"),
+    ]
+    for shape, op, attrs, why in bad:
+        b = Builder("f")
+        x = b.input(TensorType(DType.F32, shape), "x")
+        with pytest.raises(IRTypeError, match=f"{op}: .*{why}"):
+            b.op(op, [x], attrs)
