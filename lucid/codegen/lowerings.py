@@ -14,6 +14,8 @@ from lucid.codegen import _lower_conv as conv
 from lucid.codegen import _lower_dropout as dropout
 from lucid.codegen import _lower_loops as loops
 from lucid.codegen import _lower_norm as norm
+from lucid.codegen import _lower_pad as pad
+from lucid.codegen import _lower_pool as pool
 from lucid.codegen import _lower_special as special
 from lucid.codegen import fused
 from lucid.codegen._lower import LowerFn
@@ -40,6 +42,14 @@ LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
         "cross_entropy": special.lower_cross_entropy,
         "cross_entropy_grad": special.lower_cross_entropy_grad,
         "dropout": dropout.lower_dropout,
+        "max_pool2d": pool.lower_max_pool2d,
+        "max_pool2d_grad": pool.lower_max_pool2d_grad,
+        "avg_pool2d": pool.lower_avg_pool2d,
+        "avg_pool2d_grad": pool.lower_avg_pool2d_grad,
+        "adaptive_avg_pool2d": pool.lower_adaptive_avg_pool2d,
+        "adaptive_avg_pool2d_grad": pool.lower_adaptive_avg_pool2d_grad,
+        "pad": pad.lower_pad,
+        "pad_grad": pad.lower_pad_grad,
         "fused_gemm": fused.lower_fused_gemm,
         "fused_elementwise": fused.lower_fused_elementwise,
         "fused_mlp": fused.lower_fused_mlp,

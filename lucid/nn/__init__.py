@@ -30,15 +30,32 @@ from lucid.nn.layers import (
 from lucid.nn.losses import BCEWithLogitsLoss, HuberLoss, L1Loss, NLLLoss
 from lucid.nn.module import LoadResult, Module, Parameter, Sequential
 from lucid.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from lucid.nn.pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    ConstantPad2d,
+    MaxPool1d,
+    MaxPool2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
+    ZeroPad2d,
+)
 
 __all__ = [
     "ELU",
     "GELU",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv1d",
     "Conv2d",
+    "ConstantPad2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
@@ -55,6 +72,8 @@ __all__ = [
     "LoadResult",
     "LogSoftmax",
     "MSELoss",
+    "MaxPool1d",
+    "MaxPool2d",
     "Module",
     "ModuleDict",
     "ModuleList",
@@ -62,12 +81,15 @@ __all__ = [
     "Parameter",
     "ReLU",
     "ReLU6",
+    "ReflectionPad2d",
+    "ReplicationPad2d",
     "Sequential",
     "SiLU",
     "Sigmoid",
     "Softmax",
     "Softplus",
     "Tanh",
+    "ZeroPad2d",
     "functional",
     "utils",
 ]

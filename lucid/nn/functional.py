@@ -13,6 +13,7 @@ import numpy as np
 from lucid import _hooks
 from lucid import random as _random
 from lucid.ir.ops import OPS
+from lucid.nn import _pooling
 from lucid.nn import losses as _losses
 from lucid.nn import normalization as _norm
 from lucid.nn.conv import conv1d, conv2d
@@ -27,6 +28,8 @@ nll_loss = _losses.nll_loss
 batch_norm = _norm.batch_norm
 group_norm = _norm.group_norm
 layer_norm = _norm.layer_norm
+# pooling and padding (lucid/nn/_pooling.py)
+pad = _pooling.pad
 
 # the ops this module applies, looked up once (these functions run once per layer call)
 _CROSS_ENTROPY = OPS["cross_entropy"]
@@ -47,6 +50,10 @@ _SOFTPLUS = OPS["softplus"]
 
 __all__ = [
     "batch_norm",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "avg_pool1d",
+    "avg_pool2d",
     "binary_cross_entropy_with_logits",
     "conv1d",
     "conv2d",
@@ -64,8 +71,11 @@ __all__ = [
     "leaky_relu",
     "linear",
     "log_softmax",
+    "max_pool1d",
+    "max_pool2d",
     "mse_loss",
     "nll_loss",
+    "pad",
     "relu",
     "relu6",
     "sigmoid",
@@ -275,3 +285,82 @@ def _seed() -> Tensor:
     if seed is None:
         seed = Tensor._make(np.array(_random.draw_seed(), dtype=np.int64))
     return seed
+
+
+# ---------------------------------------------------------------- pooling (lucid/nn/_pooling.py)
+
+
+def max_pool2d(
+    input: Tensor,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor:
+    """Max over each window of [N, C, H, W]; stride defaults to kernel_size (PyTorch's)."""
+    return _pooling.max_pool2d_impl(
+        "max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode, return_indices
+    )
+
+
+def max_pool1d(
+    input: Tensor,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor:
+    """Max over each window of [N, C, L]."""
+    return _pooling.max_pool2d_impl(
+        "max_pool1d", input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 1
+    )
+
+
+def avg_pool2d(
+    input: Tensor,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Any = None,
+) -> Tensor:
+    """Mean over each window of [N, C, H, W] with PyTorch's divisor."""
+    return _pooling.avg_pool2d_impl(
+        "avg_pool2d",
+        input,
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+    )
+
+
+def avg_pool1d(
+    input: Tensor,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
+    """Mean over each window of [N, C, L]."""
+    return _pooling.avg_pool2d_impl(
+        "avg_pool1d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1
+    )
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:
+    """Mean over adaptive bins of [N, C, H, W] to output_size (1: global average pooling)."""
+    return _pooling.adaptive_avg_pool2d_impl("adaptive_avg_pool2d", input, output_size)
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size: Any) -> Tensor:
+    """Mean over adaptive bins of [N, C, L] to output_size."""
+    return _pooling.adaptive_avg_pool2d_impl("adaptive_avg_pool1d", input, output_size, 1)

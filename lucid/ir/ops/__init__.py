@@ -12,6 +12,8 @@
     dropout.py       dropout (a counter-based random mask: seed and index in, no state)
     checks.py        index_check (run-time checks that stop a call on bad values)
     norm.py          moments (mean and variance at once: BatchNorm, LayerNorm, GroupNorm)
+    pool.py          max_pool2d, avg_pool2d, adaptive_avg_pool2d over NCHW (+ gradients)
+    pad.py           pad (constant, reflect, replicate, circular) and pad_grad
     graph.py         constant and the fused region ops
 
 `OPS` is read-only and complete once this package is imported: the families only define
@@ -34,6 +36,8 @@ from lucid.ir.ops import (
     linalg,
     loss,
     norm,
+    pad,
+    pool,
     reduce,
     shape,
     softmax,
@@ -78,6 +82,8 @@ OPS: Mapping[str, OpDef] = _table(
         *checks.OPS,
         *norm.OPS,
         *conv.OPS,
+        *pool.OPS,
+        *pad.OPS,
         *graph.OPS,
     )
 )
