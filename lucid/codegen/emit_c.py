@@ -93,6 +93,12 @@ ERROR_LIST: tuple[CError, ...] = (
         "prepacked weights: no such slot, or an output buffer not 64-byte aligned",
         ValueError,
     ),
+    CError(
+        "LUCID_E_EMBED_INDEX",
+        8,
+        "embedding: an index is out of range [0, num_embeddings)",
+        IndexError,
+    ),
 )
 ERRORS: dict[int, tuple[type[Exception], str]] = {
     e.code: (e.kind, e.message) for e in ERROR_LIST if e.kind is not None

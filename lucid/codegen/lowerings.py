@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from lucid.codegen import _lower_batched as batched
 from lucid.codegen import _lower_dropout as dropout
 from lucid.codegen import _lower_loops as loops
 from lucid.codegen import _lower_special as special
@@ -36,6 +37,10 @@ LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
         "cross_entropy": special.lower_cross_entropy,
         "cross_entropy_grad": special.lower_cross_entropy_grad,
         "dropout": dropout.lower_dropout,
+        "batch_matmul": batched.lower_batch_matmul,
+        "matmul_at": batched.lower_matmul_at,
+        "embedding": batched.lower_embedding,
+        "embedding_grad": batched.lower_embedding_grad,
         "fused_gemm": fused.lower_fused_gemm,
         "fused_elementwise": fused.lower_fused_elementwise,
         "fused_mlp": fused.lower_fused_mlp,

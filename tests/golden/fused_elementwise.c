@@ -32,6 +32,7 @@
 #define LUCID_E_INDEX 5
 #define LUCID_E_INTERNAL 6
 #define LUCID_E_PACK 7
+#define LUCID_E_EMBED_INDEX 8
 
 /* Op-agnostic scalar helpers that the op table's C spellings call (lucid/ir/ops/): selects that
  * match NumPy element for element (NaN propagates, -0.0 survives, no fminf/fmaxf). One copy per
@@ -130,6 +131,8 @@ const char *lucid_strerror(int code)
         return "internal error: a kernel rejected its arguments";
     case LUCID_E_PACK:
         return "prepacked weights: no such slot, or an output buffer not 64-byte aligned";
+    case LUCID_E_EMBED_INDEX:
+        return "embedding: an index is out of range [0, num_embeddings)";
     default:
         return "unknown error code";
     }

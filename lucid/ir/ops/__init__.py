@@ -8,6 +8,8 @@
     reduce.py        sum, mean, sum_to
     shape.py         reshape, transpose, broadcast, cast, dim
     loss.py          mse_loss, cross_entropy (+ cross_entropy_grad)
+    bmm.py           batch_matmul, matmul_at (batched products; a GEMM per batch entry)
+    embedding.py     embedding (+ embedding_grad)
     dropout.py       dropout (a counter-based random mask: seed and index in, no state)
     graph.py         constant and the fused region ops
 
@@ -23,8 +25,10 @@ from types import MappingProxyType
 
 from lucid.ir.ops import (
     activations,
+    bmm,
     dropout,
     elementwise,
+    embedding,
     graph,
     linalg,
     loss,
@@ -69,6 +73,8 @@ OPS: Mapping[str, OpDef] = _table(
         *shape.OPS,
         *loss.OPS,
         *dropout.OPS,
+        *bmm.OPS,
+        *embedding.OPS,
         *graph.OPS,
     )
 )
