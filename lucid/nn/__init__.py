@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from lucid.nn import functional, utils
+from lucid.nn._layernorm_minimal import LayerNorm
+from lucid.nn.attention import MultiheadAttention, TransformerEncoderLayer
 from lucid.nn.containers import ModuleDict, ModuleList
+from lucid.nn.embedding import Embedding
 from lucid.nn.layers import (
     ELU,
     GELU,
@@ -35,6 +38,7 @@ __all__ = [
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
     "Dropout",
+    "Embedding",
     "Flatten",
     "HardSigmoid",
     "HardSwish",
@@ -42,6 +46,7 @@ __all__ = [
     "HuberLoss",
     "Identity",
     "L1Loss",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LoadResult",
@@ -50,6 +55,7 @@ __all__ = [
     "Module",
     "ModuleDict",
     "ModuleList",
+    "MultiheadAttention",
     "NLLLoss",
     "Parameter",
     "ReLU",
@@ -60,6 +66,7 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "TransformerEncoderLayer",
     "functional",
     "utils",
 ]

@@ -13,6 +13,7 @@ import numpy as np
 from lucid import _hooks
 from lucid import random as _random
 from lucid.ir.ops import OPS
+from lucid.nn import _attention_functional as _attention
 from lucid.nn import losses as _losses
 from lucid.tensor import Tensor, apply, constant, float_input, operands
 
@@ -21,6 +22,9 @@ binary_cross_entropy_with_logits = _losses.binary_cross_entropy_with_logits
 huber_loss = _losses.huber_loss
 l1_loss = _losses.l1_loss
 nll_loss = _losses.nll_loss
+# embedding and attention (lucid/nn/_attention_functional.py)
+embedding = _attention.embedding
+scaled_dot_product_attention = _attention.scaled_dot_product_attention
 
 # the ops this module applies, looked up once (these functions run once per layer call)
 _CROSS_ENTROPY = OPS["cross_entropy"]
@@ -44,6 +48,7 @@ __all__ = [
     "cross_entropy",
     "dropout",
     "elu",
+    "embedding",
     "gelu",
     "hardsigmoid",
     "hardswish",
@@ -57,6 +62,7 @@ __all__ = [
     "nll_loss",
     "relu",
     "relu6",
+    "scaled_dot_product_attention",
     "sigmoid",
     "silu",
     "softmax",
