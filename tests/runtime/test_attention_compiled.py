@@ -55,6 +55,7 @@ def _loss_and_grads(model: nn.Module, fn, idx: lucid.Tensor):  # type: ignore[no
     return logits.numpy().copy(), [p.grad.copy() for p in model.parameters()]
 
 
+@pytest.mark.filterwarnings("error::lucid.errors.RecompileWarning")  # one graph for every N
 @pytest.mark.parametrize("dynamic", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tiny_gpt_compiled_matches_eager_forward_and_backward(dynamic: bool, dtype: type) -> None:
@@ -112,6 +113,7 @@ class BatchedProducts(nn.Module):
         return (g @ y.transpose(0, 2, 1)).reshape(-1, 8)  # [N, 2, 5] @ [N, 5, 4]
 
 
+@pytest.mark.filterwarnings("error::lucid.errors.RecompileWarning")
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_batched_matmul_compiled_backward(dynamic: bool) -> None:
     model = BatchedProducts()
