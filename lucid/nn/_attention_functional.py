@@ -152,6 +152,13 @@ def _check_qkv(where: str, q: Tensor, k: Tensor, v: Tensor) -> None:
         raise ValueError(
             f"{where}: key {k.shape} and value {v.shape} must have the same length S (dim -2)"
         )
+    try:
+        np.broadcast_shapes(q.data.shape[:-2], k.data.shape[:-2], v.data.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"{where}: the batch dims of query {q.shape}, key {k.shape} and value {v.shape} "
+            "do not broadcast"
+        ) from None
     if not q.dtype == k.dtype == v.dtype:
         dtypes = f"{q.dtype}, {k.dtype}, {v.dtype}"
         raise TypeError(f"{where}: query, key and value dtypes differ: {dtypes}")

@@ -172,6 +172,20 @@ CASES: dict[str, Callable[..., Any]] = {
     "cross_entropy": shaped(lambda self, x: _ce(self, x, "mean"), (3, 4), w=(4, 3)),
     "cross_entropy_sum": shaped(lambda self, x: _ce(self, x, "sum"), (3, 4), w=(4, 3)),
     "cross_entropy_none": shaped(lambda self, x: _ce(self, x, "none"), (3, 4), w=(4, 3)),
+    "batch_matmul": shaped(lambda self, x: x @ self.w, (2, 1, 3, 4), w=(3, 4, 2)),
+    "batch_matmul_t": shaped(
+        lambda self, x: apply(OPS["batch_matmul"], (x, self.w), {"trans_a": True, "trans_b": True}),
+        (2, 4, 3),
+        w=(1, 5, 4),
+    ),
+    "matmul_at": shaped(
+        lambda self, x: apply(OPS["matmul_at"], (x, self.w)), (2, 3, 4), w=(2, 3, 5)
+    ),
+    "embedding": shaped(
+        lambda self, x: F.embedding(lucid.Tensor(np.array([[0, 2], [2, 3]])), self.w) * x,
+        (2, 2, 3),
+        w=(4, 3),
+    ),
     "stop_gradient": shaped(lambda self, x: x * self.w + (x * self.w).detach(), (3, 4), w=(4,)),
 }
 

@@ -158,3 +158,27 @@ def test_export_tiny_gpt_and_bad_index(tmp_path: Path) -> None:
     bad[1, 3] = VOCAB
     with pytest.raises(LucidError, match="embedding: an index is out of range"):
         loaded(bad)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_dropout_in_training_draws_eagers_masks(dynamic: bool) -> None:
+    """TransformerEncoderLayer in training mode (dropout 0.2 on the attention weights, the
+    feed-forward and both residual branches): the compiled call, after the same
+    lucid.random.seed, draws eager's masks, so output and gradients agree."""
+    lucid.random.seed(4)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.2, batch_first=True).train()
+    compiled = lucid.compile(layer, dynamic_batch=dynamic)
+    x = np.random.default_rng(5).standard_normal((3, 4, 8)).astype(np.float32)
+    results = []
+    for fn in (layer, compiled):
+        layer.zero_grad()
+        lucid.random.seed(6)
+        xt = lucid.Tensor(x, requires_grad=True)
+        out = fn(xt)
+        (out * out).sum().backward()
+        results.append([out.numpy(), xt.grad, *(p.grad for p in layer.parameters())])
+    with lucid.no_grad():
+        plain = layer.eval()(lucid.Tensor(x)).numpy()
+    assert not np.allclose(results[0][0], plain)  # dropout did act in training mode
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
