@@ -188,7 +188,9 @@ def test_sdpa_dropout_one_zeroes_and_errors() -> None:
     with pytest.raises(ValueError, match=r"query \(1, 3, 4\) and key \(1, 3, 5\) must share"):
         F.scaled_dot_product_attention(q, lucid.randn(1, 3, 5), q)
     with pytest.raises(ValueError, match="batch dims of query .* do not broadcast"):
-        F.scaled_dot_product_attention(q, lucid.randn(2, 3, 4), lucid.randn(2, 3, 4))
+        F.scaled_dot_product_attention(
+            lucid.randn(3, 3, 4), lucid.randn(2, 3, 4), lucid.randn(2, 3, 4)
+        )
     with pytest.raises(ValueError, match=r"attn_mask of shape \(2, 2\) does not broadcast"):
         F.scaled_dot_product_attention(q, q, q, attn_mask=lucid.randn(2, 2))
 
