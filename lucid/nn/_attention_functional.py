@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from lucid import _hooks
+from lucid import random as _random
 from lucid.functional import where as select
 from lucid.ir.ops import OPS
 from lucid.tensor import Tensor, apply
@@ -23,6 +25,7 @@ from lucid.tensor import Tensor, apply
 _BATCH_MATMUL = OPS["batch_matmul"]
 _EMBEDDING = OPS["embedding"]
 _CAST = OPS["cast"]
+_DROPOUT = OPS["dropout"]
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
@@ -103,12 +106,19 @@ def attention(
     for name, mask, keep in masks:
         scores = _apply_mask(where, name, scores, mask, keep)
     weights = scores.softmax(-1)
-    if dropout_p > 0.0:
-        from lucid.nn import functional as F  # functional re-exports this module
-
-        weights = F.dropout(weights, dropout_p, training=True)
+    if dropout_p > 0.0:  # F.dropout's op; this module sits below functional, which re-exports it
+        weights = apply(_DROPOUT, (weights, _seed()), {"p": float(dropout_p)})
     out = apply(_BATCH_MATMUL, (weights, value), {"trans_a": False, "trans_b": False})
     return out, weights
+
+
+def _seed() -> Tensor:
+    """One dropout call's seed, as F.dropout draws it: from lucid.random when eager, else the
+    graph input the tracer binds (never a constant of the graph)."""
+    seed = _hooks.rng_seed()
+    if seed is None:
+        seed = Tensor(np.array(_random.draw_seed(), dtype=np.int64))
+    return seed
 
 
 def _apply_mask(where: str, name: str, scores: Tensor, mask: Any, keep: bool) -> Tensor:
