@@ -98,8 +98,9 @@ def attention(
         raise ValueError(f"{where}: pass either attn_mask or is_causal=True, not both")
     e = query.shape[-1]
     s = (1.0 / math.sqrt(operator.index(e))) if scale is None else float(scale)
-    scores = apply(_BATCH_MATMUL, (query, key), {"trans_a": False, "trans_b": True})
-    scores = scores * s
+    # the scale multiplies q ([..., L, E]), not the scores ([..., L, S]): a pass over the
+    # smaller tensor, as torch's reference math does
+    scores = apply(_BATCH_MATMUL, (query * s, key), {"trans_a": False, "trans_b": True})
     if is_causal:  # a constant mask: a symbolic length specializes the trace, as tril does
         rows, cols = (operator.index(d) for d in scores.shape[-2:])
         masks = (("causal mask", Tensor(np.tril(np.ones((rows, cols), dtype=bool))), True),)
