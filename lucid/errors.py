@@ -28,7 +28,7 @@ class LucidError(Exception):
 
 class IndexRangeError(LucidError, IndexError):
     """An exported library's run found an index input out of range (a loss's target class, an
-    embedding row): the IndexError eager lucid raises, from the C code's LUCID_E_INDEX."""
+    embedding row): the IndexError eager lucid raises, from the C code's LUCID_E_*INDEX codes."""
 
 
 class LucidWarning(UserWarning):

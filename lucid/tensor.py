@@ -686,6 +686,8 @@ _LOG_SOFTMAX = OPS["log_softmax"]
 _ARGMAX = OPS["argmax"]
 _ARGMIN = OPS["argmin"]
 _MATMUL = OPS["matmul"]
+_BATCH_MATMUL = OPS["batch_matmul"]
+_NO_TRANS = {"trans_a": False, "trans_b": False}
 _MAX = OPS["max"]
 _MIN = OPS["min"]
 _MEAN = OPS["mean"]
@@ -844,14 +846,28 @@ def float_input(op: OpDef, x: Tensor) -> OpDef:
 
 
 def matmul(a: Any, b: Any) -> Tensor:
-    """a @ b for a of shape [..., m, k] (or [k]) and b of shape [k, n]."""
+    """a @ b as torch.matmul: a [..., m, k] (or [k]) and b [k, n] is one GEMM (`matmul`); a
+    batched b [..., k, n] gives `batch_matmul`, the batch dims broadcast; a 1-D b is [k, 1]."""
     a, b = operands("matmul", a, b)
-    if a.ndim < 1 or b.ndim != 2 or a.shape[-1] != b.shape[0]:
+    if a.ndim >= 1 and b.ndim == 2 and a.shape[-1] == b.shape[0]:
+        return apply(float_input(_MATMUL, a), (a, b))
+    bk = b.shape[-2] if b.ndim >= 2 else b.shape[0] if b.ndim == 1 else None
+    if a.ndim < 1 or b.ndim < 1 or a.shape[-1] != bk:
         raise ValueError(
             f"matmul: cannot multiply shapes {a.shape} and {b.shape}: expected a of shape "
-            "[..., m, k] or [k] and b of shape [k, n] with matching k"
+            "[..., m, k] or [k] and b of shape [..., k, n] or [k] with matching k"
         )
-    return apply(float_input(_MATMUL, a), (a, b))
+    if b.ndim == 1:  # a [..., m, k] @ b [k]: a matrix-vector product, the n axis dropped
+        return matmul(a, b.reshape(b.shape[0], 1)).squeeze(-1)
+    if a.ndim == 1:  # a [k] @ b [..., k, n]: a row vector per batch entry
+        return matmul(a.reshape(1, a.shape[0]), b).squeeze(-2)
+    try:
+        np.broadcast_shapes(a.data.shape[:-2], b.data.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"matmul: the batch dims of {a.shape} and {b.shape} do not broadcast"
+        ) from None
+    return apply(float_input(_BATCH_MATMUL, a), (a, b), _NO_TRANS)
 
 
 def _plain_index(index: Any) -> Any:

@@ -88,7 +88,7 @@ ERROR_LIST: tuple[CError, ...] = (
     CError(
         "LUCID_E_INDEX",
         5,
-        "an index input is out of range (a target class of a loss, or an embedding row)",
+        "an index input is out of range (a target class of a loss)",
         IndexError,
     ),
     CError("LUCID_E_INTERNAL", 6, "internal error: a kernel rejected its arguments", RuntimeError),
@@ -97,6 +97,12 @@ ERROR_LIST: tuple[CError, ...] = (
         7,
         "prepacked weights: no such slot, or an output buffer not 64-byte aligned",
         ValueError,
+    ),
+    CError(
+        "LUCID_E_EMBED_INDEX",
+        8,
+        "embedding: an index is out of range [0, num_embeddings)",
+        IndexError,
     ),
 )
 ERRORS: dict[int, tuple[type[Exception], str]] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from lucid.codegen import _lower_batched as batched
 from lucid.codegen import _lower_conv as conv
 from lucid.codegen import _lower_dropout as dropout
 from lucid.codegen import _lower_loops as loops
@@ -50,6 +51,10 @@ LOWERINGS: Mapping[str, LowerFn] = MappingProxyType(
         "adaptive_avg_pool2d_grad": pool.lower_adaptive_avg_pool2d_grad,
         "pad": pad.lower_pad,
         "pad_grad": pad.lower_pad_grad,
+        "batch_matmul": batched.lower_batch_matmul,
+        "matmul_at": batched.lower_matmul_at,
+        "embedding": batched.lower_embedding,
+        "embedding_grad": batched.lower_embedding_grad,
         "fused_gemm": fused.lower_fused_gemm,
         "fused_elementwise": fused.lower_fused_elementwise,
         "fused_mlp": fused.lower_fused_mlp,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from lucid.nn import functional, utils
+from lucid.nn.attention import MultiheadAttention, TransformerEncoderLayer
 from lucid.nn.containers import ModuleDict, ModuleList
 from lucid.nn.conv import Conv1d, Conv2d
+from lucid.nn.embedding import Embedding
 from lucid.nn.layers import (
     ELU,
     GELU,
@@ -53,11 +55,12 @@ __all__ = [
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "ConstantPad2d",
     "Conv1d",
     "Conv2d",
-    "ConstantPad2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Embedding",
     "Flatten",
     "GroupNorm",
     "HardSigmoid",
@@ -77,6 +80,7 @@ __all__ = [
     "Module",
     "ModuleDict",
     "ModuleList",
+    "MultiheadAttention",
     "NLLLoss",
     "Parameter",
     "ReLU",
@@ -89,6 +93,7 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "TransformerEncoderLayer",
     "ZeroPad2d",
     "functional",
     "utils",

@@ -13,6 +13,7 @@ import numpy as np
 from lucid import _hooks
 from lucid import random as _random
 from lucid.ir.ops import OPS
+from lucid.nn import _attention_functional as _attention
 from lucid.nn import _pooling
 from lucid.nn import losses as _losses
 from lucid.nn import normalization as _norm
@@ -30,6 +31,9 @@ group_norm = _norm.group_norm
 layer_norm = _norm.layer_norm
 # pooling and padding (lucid/nn/_pooling.py)
 pad = _pooling.pad
+# embedding and attention (lucid/nn/_attention_functional.py)
+embedding = _attention.embedding
+scaled_dot_product_attention = _attention.scaled_dot_product_attention
 
 # the ops this module applies, looked up once (these functions run once per layer call)
 _CROSS_ENTROPY = OPS["cross_entropy"]
@@ -49,17 +53,18 @@ _SILU = OPS["silu"]
 _SOFTPLUS = OPS["softplus"]
 
 __all__ = [
-    "batch_norm",
     "adaptive_avg_pool1d",
     "adaptive_avg_pool2d",
     "avg_pool1d",
     "avg_pool2d",
+    "batch_norm",
     "binary_cross_entropy_with_logits",
     "conv1d",
     "conv2d",
     "cross_entropy",
     "dropout",
     "elu",
+    "embedding",
     "gelu",
     "group_norm",
     "hardsigmoid",
@@ -78,6 +83,7 @@ __all__ = [
     "pad",
     "relu",
     "relu6",
+    "scaled_dot_product_attention",
     "sigmoid",
     "silu",
     "softmax",

@@ -25,7 +25,7 @@ from lucid.runtime import threads as _threads
 __all__ = ["LoadedModel", "NotAnExportError", "load"]
 
 _DTYPES = {code: dtype for dtype, code in abi.DTYPE_CODES.items()}
-_E_INDEX = next(e.code for e in ERROR_LIST if e.name == "LUCID_E_INDEX")
+_INDEX_ERRORS = {e.code for e in ERROR_LIST if e.kind is IndexError}
 _SHT_DYNSYM = 11
 _STT_OBJECT = 1
 
@@ -204,7 +204,7 @@ class LoadedModel:
         out_ptrs = ffi.new("void *[]", [ffi.from_buffer(o) for o in outs])
         code = self._run(self._handle, ins, out_ptrs, batch, _threads.num_threads)
         if code != 0:
-            kind = IndexRangeError if code == _E_INDEX else LucidError
+            kind = IndexRangeError if code in _INDEX_ERRORS else LucidError
             raise kind(f"{self.name}: {self._message(code)}")
         return outs[0] if len(outs) == 1 else tuple(outs)
 

@@ -13,7 +13,7 @@ F = DType.F32
 def _check_no_overlap(graph: Graph) -> None:
     """No two arena values that are live at the same node share a slot."""
     plan = plan_memory(graph)
-    def root(v):  # noqa: ANN001, ANN202
+    def root(v):
         st = plan.storage[v]
         return st.base if st.kind == "alias" else v
     start, end = {}, {}

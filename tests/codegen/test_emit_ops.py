@@ -7,7 +7,7 @@ are judged with the tolerances of the issue (float32: rtol 1.3e-6, atol 1e-5; fl
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest

@@ -39,7 +39,7 @@ def elide_gemms(source: str) -> str:
         r"/\* begin GEMM (\w+) .*?/\* end GEMM \1 \*/",
         r"/* GEMM \1: see lucid/codegen/gemm/ */",
         source,
-        flags=re.S,
+        flags=re.DOTALL,
     )
 
 
@@ -119,7 +119,7 @@ def test_hint_cannot_inject_c() -> None:
     graph = seed_graph(hint=evil)
     program = emit_c(graph, CodegenOptions(isa="scalar", caches=CacheSizes(), prefix="m0"))
     assert evil not in program.source
-    code = re.sub(r"/\*.*?\*/", "", program.source, flags=re.S)  # C without its comments
+    code = re.sub(r"/\*.*?\*/", "", program.source, flags=re.DOTALL)  # C without its comments
     assert "int x = 1" not in code and "fc1" not in code
     assert "int x = 1" in program.source  # it is there, escaped, in comments
     c = compile_graph(graph, prefix="m0")

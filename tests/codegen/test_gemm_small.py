@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lucid.ir.ops import OPS
 from lucid.codegen.gemm import (
     Epilogue,
     GemmSpec,
@@ -19,6 +18,7 @@ from lucid.codegen.gemm import (
     gemm_parts,
     plan_paths,
 )
+from lucid.ir.ops import OPS
 from tests.codegen import gemm_harness as H
 
 ISA = H.available_isas()[0]

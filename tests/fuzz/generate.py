@@ -239,7 +239,6 @@ def _matmul(draw: DrawFn, w: Writer) -> None:
     if pairs and draw(st.booleans()):  # a batched matmul: [B, a, b] @ [b, out]
         a, b = draw(st.sampled_from(pairs))
         m = w.param(b, out, scale=1 / math.sqrt(b))
-        w.known_bugs.add("batched-matmul-dynamic-grad")
         w.line(f"h = (h.reshape(-1, {a}, {b}) @ self.{m}).reshape(-1, {a * out})")
         w.features = a * out
         return
@@ -345,11 +344,9 @@ SHAPE_READ_STEPS: list[StepKind] = [
 # Bugs the fuzzer found that are not fixed yet: a program that would hit one skips the checks
 # named here (and only those), so the rest of its comparisons still run. Remove an entry when
 # its bug is fixed.
-KNOWN_BUGS = {
-    # `(h.reshape(-1, a, b) @ w)` under dynamic_batch=True in grad mode: autodiff's matmul VJP
-    # cannot flatten [N, a, b] to [a*N, b] (a shape with a symbol times a number), so the
-    # compiled call raises AutodiffError where eager works. Forward and static batch are fine.
-    "batched-matmul-dynamic-grad": "dynamic grad",
+KNOWN_BUGS: dict[str, str] = {
+    # (none open) "batched-matmul-dynamic-grad", `h.reshape(-1, a, b) @ w` under a dynamic
+    # batch in grad mode, was fixed by matmul_at (lucid/ir/ops/bmm.py)
 }
 
 

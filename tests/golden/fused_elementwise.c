@@ -32,6 +32,7 @@
 #define LUCID_E_INDEX 5
 #define LUCID_E_INTERNAL 6
 #define LUCID_E_PACK 7
+#define LUCID_E_EMBED_INDEX 8
 
 /* Op-agnostic scalar helpers that the op table's C spellings call (lucid/ir/ops/): selects that
  * match NumPy element for element (NaN propagates, -0.0 survives, no fminf/fmaxf). One copy per
@@ -125,11 +126,13 @@ const char *lucid_strerror(int code)
     case LUCID_E_OVERFLOW:
         return "tensor sizes overflow int64 at this batch size";
     case LUCID_E_INDEX:
-        return "an index input is out of range (a target class of a loss, or an embedding row)";
+        return "an index input is out of range (a target class of a loss)";
     case LUCID_E_INTERNAL:
         return "internal error: a kernel rejected its arguments";
     case LUCID_E_PACK:
         return "prepacked weights: no such slot, or an output buffer not 64-byte aligned";
+    case LUCID_E_EMBED_INDEX:
+        return "embedding: an index is out of range [0, num_embeddings)";
     default:
         return "unknown error code";
     }

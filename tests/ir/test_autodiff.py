@@ -15,11 +15,9 @@ import lucid
 from lucid import nn
 from lucid.errors import AutodiffError, SourceLoc
 from lucid.ir import (
-    OPS,
     Builder,
     DType,
     Graph,
-    OpDef,
     TensorType,
     format_graph,
     grad,
@@ -310,13 +308,33 @@ def test_missing_rule_names_the_op_and_source_line() -> None:
     grad(b.build(), wrt_inputs=[False])
 
 
-def test_a_failing_rule_is_reported_at_the_node() -> None:
+def test_a_failing_rule_is_reported_at_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object) -> None:
+        raise AutodiffError("cannot do this")
+
+    monkeypatch.setattr(lucid.ir.ops.grad, "rows_t_matmul", fail)  # linear's weight gradient
     b = Builder("forward")
-    x = b.input(f64(2, "N", 4), "x")  # [2, N, 4] cannot flatten to [M, 4] with one -1
+    x = b.input(f64(2, "N", 4), "x")
     w = b.param(f64(3, 4), "w")
     b.output(b.op("linear", [x, w], loc=SourceLoc("m.py", 3)))
     with pytest.raises(AutodiffError, match=r"m.py:3: error: the VJP rule of 'linear' failed"):
         grad(b.build())
+
+
+def test_weight_gradient_over_leading_dims_mixing_the_batch_symbol() -> None:
+    # [2, N, 4] cannot flatten to an [M, 4] type (M = 2N is no dim), so the weight gradient
+    # is one matmul_at GEMM contracting over both leading dims (it used to raise AutodiffError)
+    b = Builder("forward")
+    x = b.input(f64(2, "N", 4), "x")
+    w = b.param(f64(3, 4), "w")
+    b.output(b.op("linear", [x, w]))
+    rng = np.random.default_rng(0)
+    xv, wv = rng.standard_normal((2, 5, 4)), rng.standard_normal((3, 4))
+    gv = rng.standard_normal((2, 5, 3))
+    res, (dx, dw) = ir_grads(b.build(), [xv], [wv], [gv])
+    assert "matmul_at" in format_graph(res.backward)
+    np.testing.assert_allclose(dw, np.einsum("abo,abi->oi", gv, xv), rtol=1e-12)
+    np.testing.assert_allclose(dx, gv @ wv, rtol=1e-12)
 
 
 def test_non_float_params_get_zero_gradients_of_their_type() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lucid.ir.ops import OPS
 from lucid.errors import InputError
 from lucid.ir import Builder, DType, Graph, TensorType, interpret
+from lucid.ir.ops import OPS
 from tests.ir.graphs import f32
 from tests.models import seed_graph
 

@@ -9,6 +9,8 @@
     shape.py         reshape, transpose, broadcast, cast, dim
     loss.py          mse_loss, cross_entropy (+ cross_entropy_grad)
     conv.py          conv2d (+ conv2d_grad_input, conv2d_grad_weight, fused_conv)
+    bmm.py           batch_matmul, matmul_at (batched products; a GEMM per batch entry)
+    embedding.py     embedding (+ embedding_grad)
     dropout.py       dropout (a counter-based random mask: seed and index in, no state)
     checks.py        index_check (run-time checks that stop a call on bad values)
     norm.py          moments (mean and variance at once: BatchNorm, LayerNorm, GroupNorm)
@@ -28,10 +30,12 @@ from types import MappingProxyType
 
 from lucid.ir.ops import (
     activations,
+    bmm,
     checks,
     conv,
     dropout,
     elementwise,
+    embedding,
     graph,
     linalg,
     loss,
@@ -84,6 +88,8 @@ OPS: Mapping[str, OpDef] = _table(
         *conv.OPS,
         *pool.OPS,
         *pad.OPS,
+        *bmm.OPS,
+        *embedding.OPS,
         *graph.OPS,
     )
 )

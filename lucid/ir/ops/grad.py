@@ -129,6 +129,24 @@ def rows(b: GradBuilder, v: Any) -> Any:
     return b.reshape(v, shape=(-1, shape[-1]))
 
 
+def flattenable(shape: Sequence[Dim]) -> bool:
+    """Whether `rows` can flatten a value of `shape` to a 2-D [M, k] type."""
+    if len(shape) <= 2:
+        return True
+    symbols = [d for d in shape[:-1] if is_symbol(d)]
+    static = math.prod(d for d in shape[:-1] if isinstance(d, int))
+    return not is_symbol(shape[-1]) and not (symbols and (len(symbols) > 1 or static != 1))
+
+
+def rows_t_matmul(b: GradBuilder, x: Any, y: Any) -> Any:
+    """rows(x)^T @ rows(y) [k, n] for x [..., k], y [..., n] with the same leading dims: one
+    GEMM. When the leading dims cannot be flattened to one type dim ([N, 4, k] under a dynamic
+    batch), `matmul_at` contracts over them directly (its K is their product at run time)."""
+    if flattenable(b.shape(x)) and flattenable(b.shape(y)):
+        return b.matmul(b.transpose(rows(b, x), perm=(1, 0)), rows(b, y))
+    return b.matmul_at(x, y)
+
+
 def unreduce(
     b: GradBuilder, g: Any, x_shape: Sequence[Dim], axes: Sequence[int], keepdims: bool
 ) -> Any:

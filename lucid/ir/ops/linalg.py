@@ -39,10 +39,9 @@ def _matmul_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> t
     if needs[1]:
         # rows(a)^T @ rows(g): one GEMM over every leading axis, transpose folded into packing
         if len(b.shape(lhs)) == 1:
-            a2 = G.reshape_to(b, lhs, (b.shape(lhs)[0], 1))
+            gb = b.matmul(G.reshape_to(b, lhs, (b.shape(lhs)[0], 1)), G.rows(b, g))
         else:
-            a2 = b.transpose(G.rows(b, lhs), perm=(1, 0))
-        gb = b.matmul(a2, G.rows(b, g))
+            gb = G.rows_t_matmul(b, lhs, g)
     return ga, gb
 
 
@@ -88,7 +87,7 @@ def _linear_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> t
     # dw = g2^T @ x2 stays a matmul of a transpose so GEMM packing can fold the transpose;
     # db sums g over every leading axis (the bias-grad column sum fusion folds into the GEMM).
     x, w = xs[0], xs[1]
-    gw = b.matmul(b.transpose(G.rows(b, g), perm=(1, 0)), G.rows(b, x)) if needs[1] else None
+    gw = G.rows_t_matmul(b, g, x) if needs[1] else None
     gbias = None
     if len(xs) == 3 and needs[2]:
         lead = tuple(range(len(b.shape(g)) - 1))
