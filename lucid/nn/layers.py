@@ -65,6 +65,11 @@ class HardSigmoid(Module):
         return F.hardsigmoid(x)
 
 
+# PyTorch's spellings, so that code written for torch.nn reads unchanged
+Hardswish = HardSwish
+Hardsigmoid = HardSigmoid
+
+
 class ReLU(Module):
     """max(x, 0) elementwise."""
 
