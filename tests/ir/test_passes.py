@@ -12,6 +12,7 @@ from lucid.ir import Builder, Graph, Node, format_graph, interpret, passes
 from lucid.ir.passes import (
     CLEANUP_PASSES,
     FUSION_PASSES,
+    OPTIONAL_PASSES,
     PASSES,
     Pass,
     PassError,
@@ -54,13 +55,12 @@ def test_unknown_pass_fails_before_running_anything() -> None:
 def test_the_pass_table_is_read_only_and_complete() -> None:
     with pytest.raises(TypeError):
         PASSES["dce"] = PASSES["cse"]  # type: ignore[index]
-    assert set(PASSES) == {*CLEANUP_PASSES, *FUSION_PASSES}
+    assert set(PASSES) == {*CLEANUP_PASSES, *FUSION_PASSES, *OPTIONAL_PASSES}
 
 
 def test_default_pipeline_runs_cleanup_then_fusion_then_dce() -> None:
     assert default_pipeline() == [
         "canonicalize",
-        "fold_affine",
         "constfold",
         "cse",
         "dce",
@@ -71,7 +71,6 @@ def test_default_pipeline_runs_cleanup_then_fusion_then_dce() -> None:
     ]
     assert default_pipeline(fusion=False) == [
         "canonicalize",
-        "fold_affine",
         "constfold",
         "cse",
         "dce",

@@ -15,6 +15,7 @@ import lucid
 import lucid.optim
 from lucid import nn
 from lucid.errors import TraceError
+from lucid.ir.passes import FUSION_PASSES
 from lucid.ir.trace import trace
 from tests.aot._helpers import QUICK
 
@@ -189,7 +190,8 @@ def test_eval_folds_batchnorm_into_the_linear(dynamic: bool, bias: bool) -> None
     model[1].running_mean.data[...] = np.linspace(-1, 1, 5)
     model[1].running_var.data[...] = np.linspace(0.5, 2, 5)
     model.eval()
-    compiled = lucid.compile(model, dynamic_batch=dynamic)
+    passes = ["canonicalize", "fold_affine", "constfold", "cse", "dce", *FUSION_PASSES, "dce"]
+    compiled = lucid.compile(model, dynamic_batch=dynamic, options={"passes": passes})
     x = np.random.default_rng(5).standard_normal((7, 6)).astype(np.float32)
     with lucid.no_grad():
         np.testing.assert_allclose(

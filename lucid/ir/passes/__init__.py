@@ -13,9 +13,13 @@ from lucid.ir.passes.registry import PASSES, Pass, PassError, PassFn, get_pass
 
 # Simplify first so that patterns are canonical (matmul + transposed weight + bias is already
 # `linear`) and no dead or duplicated node reaches fusion; dce again after fusion removes the
-# nodes the fused ones replaced. fold_affine (eval-mode BatchNorm into the Linear before it)
-# runs before cse and dce, which remove what it leaves behind.
-CLEANUP_PASSES: tuple[str, ...] = ("canonicalize", "fold_affine", "constfold", "cse", "dce")
+# nodes the fused ones replaced. fold_affine (eval-mode BatchNorm into the Linear before it) is
+# not in the default pipeline: parameters are read live, so a folded weight is recomputed at
+# every call and loses its prepacked copy, while unfolded, the per-channel scale and shift run
+# inside the GEMM or convolution epilogue for free (docs/DESIGN.md). Opt in with
+# options={"passes": [...]} or `lucid-ir opt -p fold_affine`.
+CLEANUP_PASSES: tuple[str, ...] = ("canonicalize", "constfold", "cse", "dce")
+OPTIONAL_PASSES: tuple[str, ...] = ("fold_affine",)
 FUSION_PASSES: tuple[str, ...] = ("fuse_mlp", "fuse_epilogue", "fuse_elementwise")
 DEFAULT_PIPELINE: tuple[str, ...] = (*CLEANUP_PASSES, *FUSION_PASSES, "dce")
 
@@ -30,6 +34,7 @@ __all__ = [
     "CLEANUP_PASSES",
     "DEFAULT_PIPELINE",
     "FUSION_PASSES",
+    "OPTIONAL_PASSES",
     "PASSES",
     "Pass",
     "PassError",
