@@ -149,7 +149,9 @@ def lower_index_check(ctx: LowerCtx) -> Kernel:
     size = ctx.node.attrs["size"]
     allow = ctx.node.attrs["allow"]
     assert isinstance(size, int) and isinstance(allow, tuple)
-    bad = " && ".join([f"(v < 0 || v >= {size})", *(f"v != {int(a)}" for a in allow)])
+    bad = " && ".join(
+        [f"(v < 0 || v >= {size})", *(f"v != {a}" for a in allow if isinstance(a, int))]
+    )
     n = prod_c(ctx.inputs[0].type.shape)
     return ctx.kernel(
         f"    for (int64_t i = 0; i < {n}; ++i) {{\n"

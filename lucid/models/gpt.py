@@ -9,7 +9,7 @@ PyTorch twin with the same module tree loads one to one through `state_dict`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -17,6 +17,8 @@ from lucid import nn
 from lucid import random as _random
 from lucid.nn import functional as F
 from lucid.tensor import Tensor
+
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         _init_like_gpt2(self, cfg)
         if cfg.tied:
-            self.lm_head.weight = self.transformer["wte"].weight
+            self.lm_head.weight = self._part("wte", nn.Embedding).weight
 
     def forward(self, idx: Tensor) -> Tensor:
         """Logits for every position of `idx`."""
@@ -118,10 +120,16 @@ class GPT(nn.Module):
                 f"GPT: sequence of length {t} exceeds block_size {self.config.block_size}"
             )
         tr = self.transformer
-        x = tr["drop"](tr["wte"](idx) + tr["wpe"].weight[:t])
-        for block in tr["h"]:
+        x = tr["drop"](tr["wte"](idx) + self._part("wpe", nn.Embedding).weight[:t])
+        for block in self._part("h", nn.ModuleList):
             x = block(x)
         return self.lm_head(tr["ln_f"](x))
+
+    def _part(self, name: str, kind: type[M]) -> M:
+        """transformer[name], known to be a `kind` (for the type checker)."""
+        part = self.transformer[name]
+        assert isinstance(part, kind)
+        return part
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
         """Mean cross-entropy of the next-token predictions against `targets` [B, T]."""

@@ -50,6 +50,8 @@ class Module:
     owner (weakly) and its name there, which gives it a dotted `path` for error messages.
     """
 
+    training: bool  # set in __init__, flipped by train() / eval()
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
