@@ -43,7 +43,7 @@ def _sgd(params: list) -> Callable[[], None]:
     return step
 
 
-def lucid_rows(name: str, model, x: np.ndarray, t: np.ndarray, mode: str) -> dict[str, float]:
+def lucid_rows(model, x: np.ndarray, t: np.ndarray, mode: str) -> dict[str, float]:
     """Seconds per call of lucid eager and compiled for (model, mode)."""
     out = {}
     for label, run in (("lucid eager", model), ("lucid compiled", lucid.compile(model))):
@@ -164,7 +164,7 @@ def main() -> int:
             t = rng.integers(0, GPT_CFG.vocab_size, shape)
             cases.append((f"gpt/{mode} batch {GPT_BATCH}x{shape[1]}", ours, theirs, x, t, mode))
     for title, ours, theirs, x, t, mode in cases:
-        rows = lucid_rows(title, ours, x, t, mode)
+        rows = lucid_rows(ours, x, t, mode)
         if theirs is not None:
             rows.update(torch_row(theirs, x, t, mode))
         base = rows.get("torch eager")
