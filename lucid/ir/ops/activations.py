@@ -148,7 +148,7 @@ SIGMOID = unary(
     "sigmoid",
     _sigmoid,
     G.unary(lambda b, x, y, g: b.mul(b.mul(g, y), b.sub(b.const(1.0, y), y))),
-    "({T})1 / (({T})1 + exp{s}(-{x}))",
+    "({T})1 / (({T})1 + lucid_exp{s}(-{x}))",
     "1 / (1 + exp(-x))",
 )
 
@@ -171,7 +171,7 @@ SILU = unary(
     "silu",
     _silu,
     G.unary(_silu_vjp),
-    "{x} / (({T})1 + exp{s}(-{x}))",
+    "{x} / (({T})1 + lucid_exp{s}(-{x}))",
     "x * sigmoid(x), computed as x / (1 + exp(-x))",
 )
 
@@ -211,14 +211,14 @@ def _gelu_grad(x: Array, g: Array, *, approximate: str = "none") -> Array:
     return g * (cdf + x * pdf)
 
 
-_TANH_INNER = "tanh{s}(({T})0.7978845608028654 * ({x} + ({T})0.044715 * {x} * {x} * {x}))"
+_TANH_INNER = "lucid_tanh{s}(({T})0.7978845608028654 * ({x} + ({T})0.044715 * {x} * {x} * {x}))"
 _GELU_C = {
     "none": "{x} * ({T})0.5 * (({T})1 + erf{s}({x} * ({T})0.7071067811865476))",
     "tanh": "({T})0.5 * {x} * (({T})1 + " + _TANH_INNER + ")",
 }
 _GELU_GRAD_C = {
     "none": "{g} * (({T})0.5 * (({T})1 + erf{s}({x} * ({T})0.7071067811865476))"
-    " + {x} * (({T})0.3989422804014327 * exp{s}({x} * {x} * ({T})-0.5)))",
+    " + {x} * (({T})0.3989422804014327 * lucid_exp{s}({x} * {x} * ({T})-0.5)))",
     "tanh": "{g} * (({T})0.5 * (({T})1 + " + _TANH_INNER + ")"
     " + ({T})0.5 * {x} * (({T})1 - " + _TANH_INNER + " * " + _TANH_INNER + ")"
     " * ({T})0.7978845608028654 * (({T})1 + ({T})3 * ({T})0.044715 * {x} * {x}))",
@@ -382,7 +382,7 @@ ELU, ELU_GRAD = _activation(
     _elu,
     _elu_grad,
     "({x} > 0 ? {x} : {alpha} * expm1{s}({x}))",
-    "({x} > 0 ? {g} : {g} * ({alpha} * exp{s}({x})))",
+    "({x} > 0 ? {g} : {g} * ({alpha} * lucid_exp{s}({x})))",
     {"alpha": (FLOAT, 1.0)},
     "x > 0 ? x : alpha * (exp(x) - 1), computed with expm1",
     "g where x > 0 else g * alpha * exp(x)",
@@ -392,9 +392,9 @@ SOFTPLUS, SOFTPLUS_GRAD = _activation(
     "softplus",
     _softplus,
     _softplus_grad,
-    "({x} * {beta} > {threshold} ? {x} : log1p{s}(exp{s}({x} * {beta})) / {beta})",
+    "({x} * {beta} > {threshold} ? {x} : log1p{s}(lucid_exp{s}({x} * {beta})) / {beta})",
     "({x} * {beta} > {threshold} ? {g}"
-    " : {g} * exp{s}({x} * {beta}) / (exp{s}({x} * {beta}) + ({T})1))",
+    " : {g} * lucid_exp{s}({x} * {beta}) / (lucid_exp{s}({x} * {beta}) + ({T})1))",
     {"beta": (FLOAT, 1.0), "threshold": (FLOAT, 20.0)},
     "beta x > threshold ? x : log(1 + exp(beta x)) / beta",
     "g where beta x > threshold else g * sigmoid(beta x)",

@@ -214,7 +214,7 @@ SIGN = unary(
     float_only=False,
     c_int="(int64_t)(({x} > 0) - ({x} < 0))",
 )
-EXP = unary("exp", np.exp, G.unary(lambda b, x, y, g: b.mul(g, y)), "exp{s}({x})", "e ** x")
+EXP = unary("exp", np.exp, G.unary(lambda b, x, y, g: b.mul(g, y)), "lucid_exp{s}({x})", "e ** x")
 LOG = unary(
     "log",
     np.log,
@@ -235,7 +235,7 @@ TANH = unary(
     "tanh",
     np.tanh,
     G.unary(lambda b, x, y, g: b.mul(g, b.sub(b.const(1.0, y), b.mul(y, y)))),
-    "tanh{s}({x})",
+    "lucid_tanh{s}({x})",
     "tanh(x)",
 )
 STOP_GRADIENT = unary(
