@@ -53,9 +53,13 @@ class BatchDim:
 
 @dataclass(frozen=True)
 class BatchMatmul:
-    """Everything batch_matmul.c.j2 lays out; `dims` innermost first."""
+    """Everything batch_matmul.c.j2 and batch_matmul_task.c.j2 lay out; `dims` innermost first."""
 
     what: str
+    name: str  # the kernel's name, prefixing its task helpers
+    T: str
+    opa: str
+    opb: str
     fn: str
     batches: str
     dims: tuple[BatchDim, ...]
@@ -65,6 +69,8 @@ class BatchMatmul:
     m: str
     n: str
     k: str
+    batch_arg: str  # the kernel's batch size if it has one, else 0
+    min_work: int  # multiply-adds that pay for one more thread
 
 
 def _batch_strides(t: TensorType, lead: tuple[Dim, ...]) -> list[str]:
@@ -81,7 +87,9 @@ def _batch_strides(t: TensorType, lead: tuple[Dim, ...]) -> list[str]:
 
 
 def lower_batch_matmul(ctx: LowerCtx) -> Kernel:
-    """op(a) [..., m, k] @ op(b) [..., k, n]: one GEMM call per entry of the broadcast batch."""
+    """op(a) [..., m, k] @ op(b) [..., k, n]: one GEMM call per entry of the broadcast batch,
+    the entries shared out between threads when there are enough of them (the attention of a
+    small transformer is dozens of 64 x 64 products, each too small to split)."""
     a, b, y = ctx.inputs[0].type, ctx.inputs[1].type, ctx.results[0].type
     ta, tb = bool(ctx.node.attrs["trans_a"]), bool(ctx.node.attrs["trans_b"])
     lead, (m, n) = y.shape[:-2], y.shape[-2:]
@@ -93,6 +101,10 @@ def lower_batch_matmul(ctx: LowerCtx) -> Kernel:
     opa, opb = ("x0^T" if ta else "x0"), ("x1^T" if tb else "x1")
     bm = BatchMatmul(
         what=f"y0[b] = {opa}[b] @ {opb}[b] for each of the {prod_c(lead)} batch entries",
+        name=ctx.name,
+        T=y.dtype.c,
+        opa=opa,
+        opb=opb,
         fn=spec.name,
         batches=prod_c(lead),
         dims=dims,
@@ -102,8 +114,14 @@ def lower_batch_matmul(ctx: LowerCtx) -> Kernel:
         m=dim_c(m),
         n=dim_c(n),
         k=dim_c(k),
+        batch_arg="batch" if ctx.uses_batch() else "0",
+        # a thread running whole entries costs one pool wake-up, not a split GEMM's packing
+        # barriers: far less work pays for it than for splitting one GEMM
+        min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else 1 << 17,
     )
     body = render("batch_matmul.c.j2", bm=bm)
+    support += render("batch_matmul_task.c.j2", bm=bm)
+    shared = (*shared, gemm.parallel_block())
     return ctx.kernel(body, support=support, shared=shared, threads=True)
 
 

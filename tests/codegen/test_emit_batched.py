@@ -1,0 +1,43 @@
+"""batch_matmul's threads: entries shared out between threads (each GEMM single-threaded) give
+the same bits as one thread, for static and symbolic batch dims and a broadcast operand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lucid.ir import Builder, DType, TensorType
+from tests.codegen.test_c_harness import compile_graph
+
+pytestmark = pytest.mark.needs_cc
+
+
+def _graph(lead: tuple[object, ...], broadcast_b: bool, trans_b: bool):  # type: ignore[no-untyped-def]
+    b = Builder("forward")
+    x = b.input(TensorType(DType.F32, (*lead, 7, 5)), "x")
+    b_shape = (5, 6) if not trans_b else (6, 5)
+    w = b.input(TensorType(DType.F32, b_shape if broadcast_b else (*lead, *b_shape)), "w")
+    b.output(b.op("batch_matmul", [x, w], {"trans_a": False, "trans_b": trans_b}))
+    return b.build()
+
+
+@pytest.mark.parametrize(
+    ("lead", "broadcast_b", "trans_b"),
+    [((4, 3), False, False), (("N", 3), False, True), (("N", 2), True, False)],
+)
+def test_entries_split_between_threads_equal_one_thread(
+    lead: tuple[object, ...], broadcast_b: bool, trans_b: bool
+) -> None:
+    g = _graph(lead, broadcast_b, trans_b)
+    mod = compile_graph(g, threads_min_work=1)  # every entry is worth a thread
+    rng = np.random.default_rng(0)
+    for n in (5, 1) if "N" in lead else (None,):
+        shape = tuple(n if d == "N" else d for d in lead)
+        x = rng.standard_normal((*shape, 7, 5)).astype(np.float32)
+        w_mat = (5, 6) if not trans_b else (6, 5)
+        w = rng.standard_normal(w_mat if broadcast_b else (*shape, *w_mat)).astype(np.float32)
+        want = x.astype(np.float64) @ (np.swapaxes(w, -1, -2) if trans_b else w)
+        one = mod.run([x, w], nthreads=1)[0]
+        for threads in (2, 3):
+            np.testing.assert_array_equal(mod.run([x, w], nthreads=threads)[0], one)
+        np.testing.assert_allclose(one, want, rtol=1e-5, atol=1e-5)
