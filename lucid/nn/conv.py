@@ -16,11 +16,14 @@ import numpy as np
 from lucid import random as _random
 from lucid.ir.ops import OPS
 from lucid.ir.ops.conv import out_size
+from lucid.nn._pooling import pad
 from lucid.nn.module import Module, Parameter
 from lucid.tensor import Tensor, apply, constant, float_input
 
 _CONV2D = OPS["conv2d"]
-_PADDING_MODES = ("zeros",)
+# padding_mode -> F.pad's mode; "zeros" pads inside the convolution itself
+_PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate",
+                  "circular": "circular"}  # fmt: skip
 
 __all__ = ["Conv1d", "Conv2d", "conv1d", "conv2d"]
 
@@ -203,9 +206,8 @@ class _ConvNd(Module):
                 f"out_channels={out_channels}"
             )
         if padding_mode not in _PADDING_MODES:
-            raise NotImplementedError(
-                f"{name}: padding_mode={padding_mode!r} is not supported (only 'zeros'); pad the "
-                "input explicitly instead"
+            raise ValueError(
+                f"{name}: padding_mode must be one of {sorted(_PADDING_MODES)}, got {padding_mode!r}"
             )
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = _pair(name, kernel_size, n, "kernel_size", 1)
@@ -234,6 +236,20 @@ class _ConvNd(Module):
     def _where(self) -> str:
         return f"{self!r}" + (f" at '{self.path}'" if self.path else "")
 
+    def _padded(self, x: Tensor) -> tuple[Tensor, str | tuple[int, ...]]:
+        """(input, padding) for the convolution: a padding_mode other than zeros pads x first
+        with F.pad in that mode and convolves unpadded, as PyTorch does."""
+        if self.padding_mode == "zeros":
+            return x, self.padding
+        n = self._n
+        kernel, stride, dil = (
+            (1,) * (2 - n) + t for t in (self.kernel_size, self.stride, self.dilation)
+        )
+        padding = self.padding if isinstance(self.padding, str) else (0,) * (2 - n) + self.padding
+        top, bottom, left, right = _padding(type(self).__name__, padding, kernel, stride, dil)
+        pads = (left, right) if n == 1 else (left, right, top, bottom)
+        return pad(x, pads, mode=_PADDING_MODES[self.padding_mode]), (0,) * n
+
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding not in ("valid", (0,) * self._n):
@@ -244,6 +260,8 @@ class _ConvNd(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
         return s
 
 
@@ -254,12 +272,13 @@ class Conv2d(_ConvNd):
 
     def forward(self, x: Tensor) -> Tensor:
         """Convolve x [N, in_channels, H, W]."""
+        x, padding = self._padded(x)
         return conv2d(
             x,
             self.weight,
             self.bias,
             self.stride,
-            self.padding,
+            padding,
             self.dilation,
             self.groups,
             self._where(),
@@ -273,12 +292,13 @@ class Conv1d(_ConvNd):
 
     def forward(self, x: Tensor) -> Tensor:
         """Convolve x [N, in_channels, L]."""
+        x, padding = self._padded(x)
         return conv1d(
             x,
             self.weight,
             self.bias,
             self.stride,
-            self.padding,
+            padding,
             self.dilation,
             self.groups,
             self._where(),

@@ -81,6 +81,27 @@ def test_conv1d_forward_and_gradients_match_torch(cin, cout, k, s, p, d, g, bias
     torch.testing.assert_close(torch.tensor(layer.weight.grad), ref.weight.grad)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize(
+    ("n", "k", "s", "p", "d"), [(2, 3, 1, 1, 1), (2, (3, 2), 2, (2, 1), 1), (2, 3, 1, "same", 2), (1, 4, 1, "same", 1), (1, 3, 2, 2, 1)]
+)  # fmt: skip
+def test_padding_modes_match_torch(mode: str, n: int, k, s, p, d) -> None:  # type: ignore[no-untyped-def]
+    lucid.random.seed(5)
+    cls, ref_cls = (nn.Conv2d, torch.nn.Conv2d) if n == 2 else (nn.Conv1d, torch.nn.Conv1d)
+    layer = cls(4, 6, k, stride=s, padding=p, dilation=d, groups=2, padding_mode=mode)
+    ref = ref_cls(4, 6, k, stride=s, padding=p, dilation=d, groups=2, padding_mode=mode)
+    ref.load_state_dict({name: torch.tensor(v) for name, v in layer.state_dict().items()})
+    assert f"padding_mode='{mode}'" in repr(layer)
+    x = np.random.default_rng(0).standard_normal((2, 4, *(7, 6)[:n])).astype(np.float32)
+    xl, xt = lucid.Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y, yt = layer(xl), ref(xt)
+    torch.testing.assert_close(torch.tensor(y.data), yt.detach())
+    (y * y).sum().backward()
+    (yt * yt).sum().backward()
+    torch.testing.assert_close(torch.tensor(xl.grad), xt.grad)
+    torch.testing.assert_close(torch.tensor(layer.weight.grad), ref.weight.grad)
+
+
 def test_functional_forms_match_torch() -> None:
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)
@@ -159,8 +180,8 @@ def test_bad_inputs_name_the_layer_and_the_shapes() -> None:
     assert "'same'" in msg and "stride" in msg
     msg = _msg(lambda: nn.Conv2d(4, 4, 3, padding="full"))
     assert "padding must be" in msg
-    with pytest.raises(NotImplementedError, match="padding_mode='reflect'"):
-        nn.Conv2d(4, 4, 3, padding_mode="reflect")
+    msg = _msg(lambda: nn.Conv2d(4, 4, 3, padding_mode="mirror"))
+    assert "padding_mode must be one of" in msg and "'mirror'" in msg
     msg = _msg(nn.Conv1d(2, 2, 3), lucid.Tensor(np.zeros((2, 2, 4, 4), np.float32)))
     assert "Conv1d(2, 2" in msg and "(2, 2, 4, 4)" in msg
     w = lucid.Tensor(np.zeros((6, 2, 3, 3), np.float32))

@@ -74,6 +74,24 @@ def test_compiled_forward_and_backward_match_eager(dynamic: bool) -> None:
             np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_modes_compile_with_a_dynamic_batch(mode: str) -> None:
+    lucid.random.seed(4)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, padding_mode=mode),
+        nn.ReLU(),
+        nn.Conv2d(4, 2, (3, 2), stride=2, padding=(2, 1), groups=2, padding_mode=mode),
+    )
+    compiled = lucid.compile(model, dynamic_batch=True)
+    for n in (1, 4):
+        x = np.random.default_rng(n).standard_normal((n, 3, 9, 8)).astype(np.float32)
+        np.testing.assert_allclose(
+            compiled(lucid.Tensor(x)).data, model(lucid.Tensor(x)).data, rtol=RTOL, atol=ATOL
+        )
+        for g, e in zip(_grads(model, compiled, x), _grads(model, model, x)):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+
+
 def test_training_through_the_compiled_module_follows_eager() -> None:
     lucid.random.seed(2)
     model, twin = MobileBlock(), MobileBlock()
