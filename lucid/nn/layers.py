@@ -235,15 +235,24 @@ class Identity(Module):
 
 
 class Flatten(Module):
-    """Flattens every axis after the first: [N, d1, d2, ...] -> [N, d1*d2*...]."""
+    """Merges the axes start_dim..end_dim (inclusive) into one, as torch.nn.Flatten: by default
+    every axis after the first, [N, d1, d2, ...] -> [N, d1*d2*...]."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        """Reshape to (-1, prod(x.shape[1:])), so a symbolic batch size survives tracing."""
-        if x.ndim < 2:
+        """x.flatten(start_dim, end_dim); a symbolic batch size survives tracing as long as the
+        batch axis is not merged with others."""
+        if x.ndim < 2 and (self.start_dim, self.end_dim) == (1, -1):
             raise ValueError(
                 f"Flatten: expected a tensor with a batch axis and more, got {x.shape}"
             )
-        return x.reshape(-1, math.prod(x.shape[1:]))
+        return x.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Dropout(Module):

@@ -205,6 +205,30 @@ def test_flatten_and_sequential() -> None:
         nn.Sequential(3)
 
 
+def test_flatten_start_and_end_dims_as_torch() -> None:
+    x = np.arange(2 * 3 * 4 * 5.0).reshape(2, 3, 4, 5)
+    for start, end, shape in [(1, -1, (2, 60)), (2, 3, (2, 3, 20)), (1, 2, (2, 12, 5)),
+                              (0, 1, (6, 4, 5)), (-2, -1, (2, 3, 20)), (3, 3, (2, 3, 4, 5))]:  # fmt: skip
+        flat = nn.Flatten(start, end)
+        got = flat(Tensor(x)).data
+        assert got.shape == shape and np.array_equal(got.ravel(), x.ravel())
+        assert f"start_dim={start}, end_dim={end}" in repr(flat)
+    with pytest.raises(ValueError, match="start_dim 3 comes after end_dim 1"):
+        nn.Flatten(3, 1)(Tensor(x))
+    with pytest.raises(ValueError, match="batch axis"):
+        nn.Flatten()(Tensor(np.zeros(3)))
+
+
+@pytest.mark.needs_cc
+def test_flatten_inner_dims_compiles_with_a_dynamic_batch() -> None:
+    model = nn.Sequential(nn.Flatten(2, 3), nn.Linear(20, 2), nn.Flatten())
+    compiled = lucid.compile(model, dynamic_batch=True)
+    for n in (1, 3):
+        x = Tensor(np.random.default_rng(n).standard_normal((n, 3, 4, 5)).astype(np.float32))
+        assert compiled(x).shape == (n, 6)
+        np.testing.assert_allclose(compiled(x).data, model(x).data, rtol=1e-6, atol=1e-6)
+
+
 def test_losses_values() -> None:
     p = Tensor(np.array([[1.0, 2.0], [3.0, 5.0]]))
     t = Tensor(np.array([[1.0, 0.0], [0.0, 1.0]]))
