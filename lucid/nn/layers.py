@@ -249,7 +249,13 @@ class Flatten(Module):
             raise ValueError(
                 f"Flatten: expected a tensor with a batch axis and more, got {x.shape}"
             )
-        return x.flatten(self.start_dim, self.end_dim)
+        lo = self.start_dim + x.ndim if self.start_dim < 0 else self.start_dim
+        hi = self.end_dim + x.ndim if self.end_dim < 0 else self.end_dim
+        if not 1 <= lo <= hi < x.ndim:
+            return x.flatten(self.start_dim, self.end_dim)  # its checks, or the batch merged
+        # the batch axis as -1: the reshape reads the same however many rows come
+        shape = x.shape
+        return x.reshape((-1, *shape[1:lo], math.prod(shape[lo : hi + 1]), *shape[hi + 1 :]))
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
