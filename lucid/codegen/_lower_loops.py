@@ -313,14 +313,48 @@ def reduction(
     )
 
 
+@dataclass(frozen=True)
+class ColumnSum:
+    """x0 [rows, cols] summed over its rows (reduce_columns.c.j2)."""
+
+    T: str
+    acc_type: str
+    why: str
+    rows: str
+    cols: str
+    term: str  # row[j], converted to the accumulator type where it must be
+    final: str  # y0[j] from acc[j]
+
+
+def _column_sum(ctx: LowerCtx, axes: set[int], final: str) -> Kernel | None:
+    """The kernel summing the leading `axes` of the node's one input, or None if they are not
+    leading (or nothing is kept). Column sums (bias and LayerNorm weight gradients, sum_to of a
+    broadcast row) are most of a backward pass's reductions; a loop per column reads memory
+    with a stride of a whole row and adds serially, this reads it once, in order."""
+    shape = ctx.inputs[0].type.shape
+    r = len(axes)
+    if len(ctx.inputs) != 1 or axes != set(range(r)) or r == 0 or r == len(shape):
+        return None
+    dtype = ctx.inputs[0].type.dtype
+    acc_type, why = _acc(dtype)
+    term = f"({acc_type})row[j]" if acc_type == "uint64_t" else "row[j]"
+    col = ColumnSum(dtype.c, acc_type, why, prod_c(shape[:r]), prod_c(shape[r:]), term,
+                    final.format(acc="acc[j]"))  # fmt: skip
+    return ctx.kernel(render("reduce_columns.c.j2", r=col))
+
+
 def lower_reduce(ctx: LowerCtx) -> Kernel:
     """sum/mean over `axes`; mean = the sum in the dtype divided by the count in the dtype."""
     x = ctx.inputs[0]
     axes = {int(a) for a in ctx.node.attrs["axes"]}  # type: ignore[union-attr]
     t = x.type.dtype.c
     count = prod_c([x.type.shape[a] for a in sorted(axes)])
-    final = f"({t})acc" if ctx.node.op == "sum" else f"({t})acc / ({t})({count})"
-    red = reduction(x.type.shape, axes, (x,), "a0", final, x.type.dtype)
+    final = "({t})" + ("{acc}" if ctx.node.op == "sum" else "{acc} / ({t})({count})")
+    final = final.replace("{t}", t).replace("{count}", count)
+    columns = _column_sum(ctx, axes, final)
+    if columns is not None:
+        return columns
+    red = reduction(x.type.shape, axes, (x,), "a0", final.format(acc="acc"), x.type.dtype)
     return ctx.kernel(render("reduce.c.j2", r=red))
 
 
@@ -367,6 +401,9 @@ def lower_sum_to(ctx: LowerCtx) -> Kernel:
     axes = set(range(extra)) | {
         k + extra for k, d in enumerate(target) if d == 1 and g.shape[k + extra] != 1
     }
+    columns = _column_sum(ctx, axes, f"({g.dtype.c}){{acc}}")
+    if columns is not None:
+        return columns
     red = reduction(g.shape, axes, ctx.inputs, "a0", f"({g.dtype.c})acc", g.dtype)
     return ctx.kernel(render("reduce.c.j2", r=red))
 

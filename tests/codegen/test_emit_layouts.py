@@ -1,5 +1,6 @@
-"""batch_matmul's threads: entries shared out between threads (each GEMM single-threaded) give
-the same bits as one thread, for static and symbolic batch dims and a broadcast operand."""
+"""Kernels laid out for speed that must keep their results: batch_matmul's entries shared out
+between threads (each GEMM single-threaded) give the same bits as one thread, for static and
+symbolic batch dims and a broadcast operand; column sums give each column's in-order sum."""
 
 from __future__ import annotations
 
@@ -41,3 +42,21 @@ def test_entries_split_between_threads_equal_one_thread(
         for threads in (2, 3):
             np.testing.assert_array_equal(mod.run([x, w], nthreads=threads)[0], one)
         np.testing.assert_allclose(one, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "sum_to"])
+def test_column_sums_read_rows_in_order_and_add_each_column_in_row_order(op: str) -> None:
+    """Reductions over leading axes take the column path (reduce_columns.c.j2); every column is
+    the float64 sum of its rows in order, rounded once, as a loop per column would give."""
+    b = Builder("forward")
+    x = b.input(TensorType(DType.F32, ("N", 5, 7)), "x")
+    attrs = {"shape": (7,)} if op == "sum_to" else {"axes": (0, 1)}
+    b.output(b.op(op, [x], attrs))
+    mod = compile_graph(b.build())
+    assert "summed over its rows" in mod.program.source
+    for n in (3, 1):
+        xs = np.random.default_rng(n).standard_normal((n, 5, 7)).astype(np.float32)
+        in_order = np.cumsum(xs.reshape(-1, 7).astype(np.float64), axis=0)
+        total = np.float32(in_order[-1])
+        want = total / np.float32(5 * n) if op == "mean" else total
+        np.testing.assert_array_equal(mod.run([xs])[0], want)
