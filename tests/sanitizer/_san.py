@@ -35,6 +35,7 @@ FLAGS: tuple[str, ...] = (
     "-g",
     "-fno-omit-frame-pointer",
     SANITIZE,
+    "-fsanitize=float-cast-overflow",  # not part of gcc's `undefined`: float -> int out of range
     "-fno-sanitize-recover=all",  # UBSan stops at the first finding instead of printing on
     "-ffp-contract=off",
     "-fno-math-errno",

@@ -186,33 +186,51 @@ def pool() -> str:
 # ---------------------------------------------------------------- normalization
 
 
+_NORMS = [
+    (lambda: Vision(), (3, 5, 5)),
+    (lambda: Vision(momentum=None), (3, 5, 5)),  # cumulative average: num_batches_tracked
+    (lambda: Text(), (4, 8)),
+    (lambda: nn.Sequential(nn.LayerNorm(13), nn.Tanh()), (7, 13)),
+    (lambda: nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU()), (5,)),
+    (lambda: nn.Sequential(nn.GroupNorm(2, 6), nn.BatchNorm2d(6)), (6, 3, 7)),
+    (lambda: nn.Sequential(nn.LayerNorm(300), nn.Tanh()), (300,)),  # moments: chunks + tail
+    (lambda: nn.Sequential(nn.BatchNorm2d(4), nn.GroupNorm(2, 4)), (4, 17, 17)),
+]
+
+
+class Norms(nn.Module):
+    """Every model of _NORMS side by side, one input each: one program (one build) for all."""
+
+    def __init__(self, dtype: Any) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList([make().to(dtype) for make, _ in _NORMS])
+
+    def forward(self, *xs: Any) -> Any:
+        return tuple(part(x) for part, x in zip(self.parts, xs, strict=True))
+
+
 def norm() -> str:
-    """BatchNorm1d/2d in training (batch statistics, running-stat write-back, checked after)
-    and eval mode, LayerNorm (with a run of 300: the moments kernel's chunked path and its
-    tail), GroupNorm; float32 and float64."""
-    models = [
-        (lambda: Vision(), (3, 5, 5)),
-        (lambda: Vision(momentum=None), (3, 5, 5)),
-        (lambda: Text(), (4, 8)),
-        (lambda: nn.Sequential(nn.GroupNorm(2, 6), nn.BatchNorm2d(6)), (6, 3, 7)),
-        (lambda: nn.Sequential(nn.LayerNorm(300), nn.Tanh()), (300,)),
-        (lambda: nn.Sequential(nn.BatchNorm2d(4), nn.GroupNorm(2, 4)), (4, 17, 17)),
-    ]
+    """BatchNorm1d/2d in training (batch statistics, running-stat write-back, checked after;
+    float32 and float64) and eval mode (float32), LayerNorm (with a run of 300: the moments
+    kernel's chunked path and its tail), GroupNorm."""
     calls = 0
-    for make, feat in models:
-        for dtype in (np.float32, np.float64):
-            inputs = lambda n, d=dtype, f=feat: [random((n, *f), d, n)]
-            eager, model = make().to(dtype), make().to(dtype)
-            model.load_state_dict(eager.state_dict())
-            calls += check_module(model.train(), inputs)
-            # the running statistics the compiled calls wrote back equal eager's: check_module
-            # made 2 training-mode calls (eager, then compiled) at the static batch 3 and 4 at
-            # each dynamic batch size (a no-grad forward, then a training call): replay them
-            for n, times in ((3, 2), (2, 4), (5, 4)):
-                for _ in range(times):
-                    eager(lucid.Tensor(inputs(n)[0]))
-            for (name, w), g in zip(eager.state_dict().items(), model.state_dict().values()):
-                if "running" in name:
-                    close(g, w, dtype, name)
+    for dtype in (np.float32, np.float64):
+
+        def inputs(n: int, d: Any = dtype) -> list[np.ndarray]:
+            return [random((n, *feat), d, n + i) for i, (_, feat) in enumerate(_NORMS)]
+
+        eager, model = Norms(dtype), Norms(dtype)
+        model.load_state_dict(eager.state_dict())
+        calls += check_module(model.train(), inputs)
+        # the running statistics the compiled calls wrote back equal eager's: check_module
+        # made 2 training-mode calls (eager, then compiled) at the static batch 3 and 4 at
+        # each dynamic batch size (a no-grad forward, then a training call): replay them
+        for n, times in ((3, 2), (2, 4), (5, 4)):
+            for _ in range(times):
+                eager(*(lucid.Tensor(a) for a in inputs(n)))
+        for (name, w), g in zip(eager.state_dict().items(), model.state_dict().values()):
+            if "running" in name or "num_batches" in name:
+                close(g, w, w.dtype if w.dtype.kind == "f" else dtype, name)
+        if dtype == np.float32:  # eval: the running statistics read, not written
             calls += check_module(model.eval(), inputs)
     return f"{calls} calls"
