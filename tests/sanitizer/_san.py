@@ -40,7 +40,9 @@ FLAGS: tuple[str, ...] = (
     "-ffp-contract=off",
     "-fno-math-errno",
 )
-# A C program linked against an exported library takes the runtimes from its own link.
+# Link flags of the programs built through the backend directly (kernels.py's one-node
+# programs); lucid.compile and lucid.export builds leave the sanitizer symbols to the runtimes
+# already loaded (the preload, or the C caller's own -fsanitize link).
 LINK: tuple[str, ...] = ("-lm", "-lpthread", SANITIZE)
 # The report lines of either sanitizer: the child fails on any of them even if it exits 0.
 REPORTS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: UndefinedBehaviorSanitizer")

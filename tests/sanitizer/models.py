@@ -72,9 +72,9 @@ def _sgd_steps(make: Any, inputs: list[np.ndarray], loss: Any, dynamic: bool = T
 
 def mobilenet() -> str:
     """Training mode (batch statistics, dropout, running-stat write-back) in float64, forward
-    and backward, and eval-mode inference in float32, static and dynamic batch; two compiled SGD steps
-    (float64) follow eager. Training is checked in float64: at 32x32 the last stages batch-
-    normalize over a handful of values per channel, which turns float32 rounding into
+    and backward, and eval-mode inference in float32, static and dynamic batch; two compiled
+    SGD steps (float64) follow eager. Training is checked in float64: at 32x32 the last stages
+    batch-normalize over a handful of values per channel, which turns float32 rounding into
     gradient differences of 1e-3 (relative) however right the kernels are."""
     model = _mobilenet().double().train()
     calls = check_module(model, lambda n: [_images(n, n).astype(np.float64)], seed=7)
