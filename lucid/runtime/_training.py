@@ -225,10 +225,7 @@ class GradProgram:
             where = plan.batch_from
             batch = arrays[where[0]].shape[where[1]] // where[2] if where is not None else 1
             if batch > 0:
-                outs = tuple(
-                    np.empty(shape if plan.static else out_shape(shape, batch), dt)  # type: ignore[arg-type]
-                    for dt, shape in plan.outs
-                )
+                outs = tuple(np.empty(out_shape(shape, batch), dt) for dt, shape in plan.outs)
                 code = call(*map(id, arrays), *map(id, outs), batch, _threads.num_threads)
                 if code:
                     raise self.executable.error(code)  # type: ignore[attr-defined]
