@@ -181,3 +181,28 @@ def test_c_binds_the_batch_from_an_input_that_holds_only_a_scaled_dim() -> None:
         (want,) = interpret(backward, *arrays)
         assert got.shape == (n, 8, 11)
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+class SizeReads(nn.Module):
+    """A flattened batch's size read back: as a number (a mean over N*3 elements) and as the
+    first dim of a tensor created in forward."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.reshape(-1)  # [N*3]
+        mean = flat.sum() / flat.shape[0]  # N*3 computed in the graph from the batch
+        ones = lucid.zeros(flat.shape[0], 2) + 1.0  # a [N*3, 2] broadcast
+        return (flat - mean).reshape(-1, 1) * ones
+
+
+def test_a_scaled_size_read_as_a_number_and_as_a_dim() -> None:
+    compiled = lucid.compile(SizeReads(), dynamic_batch=True)
+    with lucid.no_grad():
+        for n in (2, 5):
+            x = _x(n, seed=n)[:, :, 0, 0].copy()  # [n, 3]
+            got = compiled(Tensor(x)).data
+            want = SizeReads()(Tensor(x)).data
+            assert got.shape == (3 * n, 2)
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert len(compiled.signatures) == 1
+    text = lucid.ir.format(compiled.graph())
+    assert "broadcast" in text and "f32[N*3,2]" in text
