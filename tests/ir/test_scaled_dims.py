@@ -170,3 +170,13 @@ def test_trace_records_scaled_dims_and_the_interpreter_runs_them() -> None:
         np.testing.assert_array_equal(a, xs.reshape(-1, 20))
         np.testing.assert_array_equal(b, xs.reshape(-1, 20))
         np.testing.assert_array_equal(back, xs)
+
+
+def test_generated_c_computes_scaled_sizes_from_the_batch_argument() -> None:
+    from lucid.codegen.emit_c import CodegenOptions, emit_c
+
+    program = emit_c(parse(LOSS), CodegenOptions(isa="scalar"))
+    assert program.batch_symbol == "N"
+    assert "a dim such as N*8 is computed from it: (batch * 8)" in program.source
+    assert "const int64_t rows = (batch * 8);" in program.source  # cross-entropy's rows
+    assert "f32[N*8,11]" in program.source  # the IR in the kernel's comment
