@@ -29,7 +29,7 @@ from lucid.codegen.gemm import (
     prepacked_b_elems,
 )
 from lucid.ir.core import Node, Value
-from lucid.ir.types import Dim, DType
+from lucid.ir.types import Dim, DType, dim_parts
 
 LowerFn = Callable[["LowerCtx"], "Kernel"]
 BlockingFor = Callable[[GemmProblem], Blocking]
@@ -50,19 +50,23 @@ def c_ident(text: str) -> str:
 
 
 def dim_c(d: Dim) -> str:
-    """A dim as C: its int, or `batch` for the (one) symbol."""
-    return str(d) if isinstance(d, int) else "batch"
+    """A dim as C: its int, `batch` for the (one) symbol, `(batch * 8)` for `N*8`. Every C
+    size of a kernel is made by this function or `prod_c`."""
+    symbol, factor = dim_parts(d)
+    if symbol is None:
+        return str(factor)
+    return "batch" if factor == 1 else f"(batch * {factor})"
 
 
 def prod_c(dims: tuple[Dim, ...] | list[Dim]) -> str:
-    """The product of `dims` as a C int64 expression, static parts folded: `batch * 15`."""
+    """The product of `dims` as a C int64 expression, static parts and the factors of scaled
+    symbols (N*8) folded: `batch * 15`."""
     static = 1
     syms = 0
     for d in dims:
-        if isinstance(d, int):
-            static *= d
-        else:
-            syms += 1
+        symbol, factor = dim_parts(d)
+        static *= factor
+        syms += symbol is not None
     if static == 0:
         return "0"
     parts = ["batch"] * syms + ([str(static)] if static != 1 or not syms else [])

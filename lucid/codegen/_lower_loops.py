@@ -79,8 +79,7 @@ class Reduction:
 
 def _loops(shape: tuple[Dim, ...], names: list[str], depth: int = 1) -> tuple[Loop, ...]:
     return tuple(
-        Loop(v, "batch" if isinstance(d, str) else str(d), INDENT * (depth + k))
-        for k, (v, d) in enumerate(zip(names, shape))
+        Loop(v, dim_c(d), INDENT * (depth + k)) for k, (v, d) in enumerate(zip(names, shape))
     )
 
 
@@ -279,7 +278,7 @@ def reduction(
     outer = tuple(
         Loop(
             names[k],
-            "batch" if isinstance(in_shape[k], str) else str(in_shape[k]),
+            dim_c(in_shape[k]),
             INDENT * (1 + n),
         )
         for n, k in enumerate(kept)
@@ -287,7 +286,7 @@ def reduction(
     inner = tuple(
         Loop(
             names[k],
-            "batch" if isinstance(in_shape[k], str) else str(in_shape[k]),
+            dim_c(in_shape[k]),
             INDENT * (1 + len(kept) + n),
         )
         for n, k in enumerate(gone)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lucid.ir.core import Graph, Value
-from lucid.ir.types import Dim
+from lucid.ir.types import Dim, dim_parts
 
 ALIAS_OPS = frozenset({"reshape", "stop_gradient"})
 ALIGN = 64
@@ -39,13 +39,13 @@ class Poly:
 
     @staticmethod
     def of_dims(dims: tuple[Dim, ...], scale: int = 1) -> Poly:
-        """The product of `dims` (ints, or the one batch symbol) times `scale`."""
+        """The product of `dims` (ints, the one batch symbol, or it times an int: N*8) times
+        `scale`."""
         static, degree = scale, 0
         for d in dims:
-            if isinstance(d, int):
-                static *= d
-            else:
-                degree += 1
+            symbol, factor = dim_parts(d)
+            static *= factor
+            degree += symbol is not None
         return Poly(tuple([0] * degree + [static]))
 
     def dominates(self, other: Poly) -> bool:

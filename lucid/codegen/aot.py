@@ -20,7 +20,7 @@ from lucid.codegen._lower import c_comment
 from lucid.codegen.emit_c import ERROR_LIST, CProgram
 from lucid.errors import LucidError
 from lucid.ir.core import Graph
-from lucid.ir.types import TensorType
+from lucid.ir.types import Dim, TensorType
 
 __all__ = ["BLOB_FILE", "render_files"]
 
@@ -76,7 +76,7 @@ def _asm_path(path: str) -> str:
 
 
 def _type_line(role: str, i: int, hint: str | None, t: TensorType, batch: str | None) -> str:
-    dims = ", ".join("batch" if d == batch else str(d) for d in t.shape)
+    dims = ", ".join(_dim_note(d, batch) for d in t.shape)
     label = f" {hint}" if hint else ""
     return f"{role} {i}{label}: {t.dtype.c}[{dims}]"
 
@@ -93,11 +93,15 @@ def _model_lines(graph: Graph, batch: str | None) -> list[str]:
     return lines
 
 
+def _dim_note(d: Dim, batch: str | None) -> str:
+    """A dim in the header's model description: `batch`, `batch*8` or its int."""
+    entry = abi.encode_dim(d, batch)
+    return str(entry) if entry >= 0 else ("batch" if entry == -1 else f"batch*{-entry}")
+
+
 def _batch_of(graph: Graph) -> str | None:
-    syms = {
-        d for t in (*graph.input_types, *graph.output_types) for d in t.shape if isinstance(d, str)
-    }
-    return next(iter(syms), None)
+    syms = {s for t in (*graph.input_types, *graph.output_types) for s in t.symbols}
+    return next(iter(sorted(syms)), None)
 
 
 def _header_data(p: str, graph: Graph, errors: list[_Error], embedded: bool) -> dict[str, Any]:
@@ -122,9 +126,10 @@ def _shape_table(types: Sequence[TensorType], batch: str | None, dims: list[int]
     for t in types:
         at.append(len(dims))
         for d in t.shape:
-            if isinstance(d, str) and d != batch:
-                raise LucidError(f"type {t}: only the batch dimension may be symbolic")
-            dims.append(abi.DYNAMIC_DIM if isinstance(d, str) else d)
+            try:
+                dims.append(abi.encode_dim(d, batch))
+            except LucidError as exc:
+                raise LucidError(f"type {t}: {exc}") from None
     return at
 
 

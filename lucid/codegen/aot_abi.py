@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from lucid.codegen._jinja import render
+from lucid.errors import LucidError
 from lucid.ir.core import Graph
-from lucid.ir.types import DType
+from lucid.ir.types import Dim, DType, dim_parts
 
 __all__ = [
     "ABI_VERSION",
@@ -50,6 +51,9 @@ __all__ = [
     "cdef",
     "check_prefix",
     "crc32_table",
+    "decode_dim",
+    "dim_text",
+    "encode_dim",
     "layout",
 ]
 
@@ -64,6 +68,8 @@ MAGIC_SUFFIX = "_lucid_aot_magic"
 
 # Stable across lucid versions (part of the ABI): never renumber, only append.
 DTYPE_CODES: dict[DType, int] = {DType.F32: 0, DType.F64: 1, DType.I64: 2, DType.BOOL: 3}
+# A shape entry < 0 is a multiple of the batch: DYNAMIC_DIM (-1) the batch itself, -k k times
+# it (a dim N*k, as logits reshaped [N, T, V] -> [N*T, V] have). See encode_dim/decode_dim.
 DYNAMIC_DIM = -1
 
 ALIGN = 64
@@ -160,3 +166,23 @@ def crc32_table() -> list[int]:
             c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
         table.append(c)
     return table
+
+
+def encode_dim(d: Dim, batch: str | None) -> int:
+    """An IR dim as a shape-table entry: an int as itself, `batch` times k as -k."""
+    symbol, factor = dim_parts(d)
+    if symbol is None:
+        return factor
+    if symbol != batch:
+        raise LucidError(f"dim {d}: only the batch dimension {batch} may be symbolic")
+    return -factor
+
+
+def decode_dim(entry: int, batch: int) -> int:
+    """A shape-table entry's size at `batch` (-k: k times the batch)."""
+    return entry if entry >= 0 else -entry * batch
+
+
+def dim_text(entry: int) -> str:
+    """A shape-table entry as people read it: `N`, `N*8`, `5`."""
+    return str(entry) if entry >= 0 else ("N" if entry == DYNAMIC_DIM else f"N*{-entry}")

@@ -42,6 +42,7 @@ from lucid.codegen._lower import (
     LowerCtx,
     Prepack,
     c_comment,
+    dim_c,
     prod_c,
 )
 from lucid.codegen._memplan import MemoryPlan, Poly, plan_memory
@@ -60,7 +61,7 @@ from lucid.errors import CompileError
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.ops import OPS
 from lucid.ir.printer import diagnose, format_lines
-from lucid.ir.types import TensorType
+from lucid.ir.types import TensorType, dim_parts, is_symbol
 
 IsaOption = Literal["auto", "avx512", "avx2", "scalar"]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -316,9 +317,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
     program = Program(
         graph_name=c_comment("@" + graph.name),
         prefix=options.prefix,
-        batch_note=f"the symbol {c_comment(symbol)} is the argument `batch`"
-        if symbol
-        else "static shapes (the `batch` argument is ignored)",
+        batch_note=_batch_note(graph, symbol),
         arena_note=c_comment(plan.summary().replace("\n", "; ")),
         ir_lines=tuple(_cut(c_comment(line)) for line in lines),
         errors=ERROR_LIST,
@@ -485,6 +484,18 @@ def _batch_symbol(graph: Graph) -> str | None:
             "(the batch): make the others static"
         )
     return next(iter(found), None)
+
+
+def _batch_note(graph: Graph, symbol: str | None) -> str:
+    """What the program's header says `batch` is, with an example of a scaled dim if any."""
+    if symbol is None:
+        return "static shapes (the `batch` argument is ignored)"
+    note = f"the symbol {c_comment(symbol)} is the argument `batch`"
+    types = [*graph.input_types, *(r.type for _, node in graph.walk() for r in node.results)]
+    scaled = next((d for t in types for d in t.shape if is_symbol(d) and dim_parts(d)[1] > 1), None)
+    if scaled is not None:
+        note += f"; a dim such as {c_comment(str(scaled))} is computed from it: {dim_c(scaled)}"
+    return note
 
 
 def _ir_comment(lines: list[str], where: dict[Node, int], node: Node) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from lucid.errors import InputError, IRError
 from lucid.ir.core import Attr, Graph, Node, Value
 from lucid.ir.ops import DIMS, OPS, Array, OpDef
-from lucid.ir.types import concrete_shape
+from lucid.ir.types import bind_dim, concrete_shape
 
 
 def interpret(
@@ -67,11 +67,10 @@ def _check_input(label: str, v: Value, a: Any, bindings: dict[str, int]) -> Arra
                 raise InputError(
                     f"{label}: expected {want}, got shape {array.shape} (axis {axis} is {n})"
                 )
-        elif bindings.setdefault(dim, n) != n:
-            raise InputError(
-                f"{label}: dim {dim} is {n} here but {bindings[dim]} in an earlier input "
-                f"(expected {want}, got shape {array.shape})"
-            )
+            continue
+        why = bind_dim(dim, n, bindings)
+        if why is not None:
+            raise InputError(f"{label}: {why} (expected {want}, got shape {array.shape})")
     return array
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from lucid.errors import IRError, ParseError, SourceLoc
 from lucid.ir.core import Attr, Graph, Node, Value
 from lucid.ir.ops import FLOAT, OPS
-from lucid.ir.types import SYMBOL_RE, Dim, DType, TensorType
+from lucid.ir.types import SYMBOL_RE, Dim, DType, TensorType, symbolic_dim
 
 _STR = r'"(?:[^"\\\n]|\\.)*"'
 _TOKEN = re.compile(
@@ -26,7 +26,7 @@ _TOKEN = re.compile(
     |(?P<arrow>->)
     |(?P<number>-?(?:inf\b|nan\b|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?))
     |(?P<ident>[A-Za-z_][A-Za-z0-9_.]*)
-    |(?P<punct>[()\[\]{{}},:=^])
+    |(?P<punct>[()\[\]{{}},:=^*])
     """,
     re.VERBOSE,
 )
@@ -252,7 +252,7 @@ class _Parser:
         return types
 
     def type(self) -> TensorType:
-        """dtype[dim, ...] with dims ints or symbols."""
+        """dtype[dim, ...] with dims ints, symbols, or a symbol times an int (`N*12`)."""
         tok = self.expect("ident", "a type such as f32[N,3]")
         try:
             dtype = DType.parse(tok.text)
@@ -267,9 +267,17 @@ class _Parser:
             if d.kind == "number" and d.text.isdigit():
                 dims.append(int(d.text))
             elif d.kind == "ident" and SYMBOL_RE.match(d.text):
-                dims.append(d.text)
+                if not self.accept("*"):
+                    dims.append(d.text)
+                    continue
+                k = self.next()
+                if k.kind != "number" or not k.text.isdigit() or int(k.text) < 1:
+                    raise self.error("expected an int >= 1 after '*' (a dim such as N*12)", k)
+                dims.append(symbolic_dim(d.text, int(k.text)))
             else:
-                raise self.error("expected a dim (an int >= 0 or a symbol)", d)
+                raise self.error(
+                    "expected a dim (an int >= 0, a symbol, or a symbol times an int: N*12)", d
+                )
         return TensorType(dtype, tuple(dims))
 
     def loc(self) -> SourceLoc | None:

@@ -30,7 +30,7 @@ from lucid._symbolic import SymInt
 from lucid.errors import LucidError, SourceLoc, TraceError, format_diagnostic
 from lucid.ir.core import Builder, Graph, Value
 from lucid.ir.ops import OPS
-from lucid.ir.types import DType, TensorType
+from lucid.ir.types import SYMBOL_RE, Dim, DType, TensorType, dim_parts, symbolic_dim
 
 if TYPE_CHECKING:
     from lucid.nn import Module
@@ -67,6 +67,31 @@ class TraceProblem:
     def diagnostic(self) -> str:
         """`file:line: error: in MODULE: what` (`error: ...` when the line is unknown)."""
         return format_diagnostic(f"in {self.module_path}: {self.what}", self.loc)
+
+
+def _as_dim(expr: Any) -> Dim | None:
+    """A size expression as an IR dim: an int, a symbol, or a symbol times a positive int
+    (`N * 8`, `4 * (N * 2)`: N*8 and N*8); None for any other arithmetic."""
+    factor = 1
+    while isinstance(expr, tuple) and expr[0] == "*":
+        a, b = expr[1], expr[2]
+        if type(b) is int:
+            factor, expr = factor * b, a
+        elif type(a) is int:
+            factor, expr = factor * a, b
+        else:
+            return None
+    if isinstance(expr, str) and factor >= 1:
+        return symbolic_dim(expr, factor)
+    if type(expr) is int:
+        return expr * factor
+    return None
+
+
+def _dim_expr(d: str) -> Any:
+    """A symbolic dim as a size expression (lucid/_symbolic.py): `N`, or `("*", "N", 8)`."""
+    symbol, factor = dim_parts(d)
+    return symbol if factor == 1 else ("*", symbol, factor)
 
 
 @dataclass(frozen=True)
@@ -125,7 +150,7 @@ class _Tracer:
         self.values[id(tensor)] = value
         self._keep.append(tensor)
         for axis, d in enumerate(value.type.shape):
-            if isinstance(d, str):
+            if isinstance(d, str) and SYMBOL_RE.match(d):  # N itself, not N*8
                 self._size_source.setdefault(d, (value, axis))
 
     def value_of(self, tensor: Tensor) -> Value:
@@ -180,7 +205,8 @@ class _Tracer:
         if value is None or value.type.is_static:
             return concrete
         return tuple(
-            SymInt(d, n) if isinstance(d, str) else n for d, n in zip(value.type.shape, concrete)
+            SymInt(_dim_expr(d), n) if isinstance(d, str) else n
+            for d, n in zip(value.type.shape, concrete)
         )
 
     def guard(self, test: Any, outcome: bool) -> None:
@@ -232,21 +258,21 @@ class _Tracer:
         )
 
     def _dims(self, shape: tuple[Any, ...], what: str) -> tuple[Any, ...] | None:
-        """A shape with SymInts as IR dims (ints and symbols), or None after noting a problem:
-        compiled code has one symbolic dim, so `N * 2` cannot be a dim of a shape."""
+        """A shape with SymInts as IR dims (ints, symbols, a symbol times a positive int such
+        as `N*8`), or None after noting a problem: other arithmetic (`N + 1`, `N // 2`) cannot
+        be a dim of a shape."""
         dims = []
         for d in shape:
-            if not isinstance(d, SymInt):
-                dims.append(d)
-            elif isinstance(d.expr, (str, int)):
-                dims.append(d.expr)
-            else:
+            dim = _as_dim(d.expr) if isinstance(d, SymInt) else d
+            if dim is None:
                 self._problem(
                     f"{what} has the size {_sym.text(d.expr)} computed from the batch; a "
-                    "shape may hold the batch size itself but no arithmetic on it; compile "
-                    "with a static batch (dynamic_batch=False) for this model"
+                    "shape may hold the batch size or the batch times a positive constant "
+                    "(N * 8) but no other arithmetic on it; compile with a static batch "
+                    "(dynamic_batch=False) for this model"
                 )
                 return None
+            dims.append(dim)
         return tuple(dims)
 
     def random(self, what: str) -> None:

@@ -1,4 +1,10 @@
-"""Element types and tensor types; shapes may hold symbolic dims such as "N"."""
+"""Element types and tensor types; shapes may hold symbolic dims such as "N" or "N*12".
+
+A symbolic dim is a symbol (an identifier: the batch `N`) or a symbol times a positive int
+constant, written `N*12` (canonical: the symbol first, no spaces, the factor >= 2; `N*1` is
+`N`). Everything that turns a dim into a number, a binding or a factor goes through the
+functions below (`dim_parts`, `dim_value`, `bind_dim`), so the rest of lucid never parses one.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from lucid.errors import IRError, IRTypeError
 
 Dim: TypeAlias = int | str
 SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_SCALED_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\*([1-9][0-9]*)\Z")
 
 
 class DType(enum.Enum):
@@ -78,8 +85,67 @@ _NAMES = ", ".join(d.value for d in DType)
 
 
 def is_symbol(dim: object) -> bool:
-    """True if `dim` is a symbolic dim (an identifier string)."""
-    return isinstance(dim, str) and SYMBOL_RE.match(dim) is not None
+    """True if `dim` is a symbolic dim: a symbol (`N`) or a symbol times a constant (`N*12`)."""
+    return isinstance(dim, str) and (
+        SYMBOL_RE.match(dim) is not None or _SCALED_RE.match(dim) is not None
+    )
+
+
+def symbolic_dim(symbol: str, factor: int) -> Dim:
+    """The dim `symbol * factor` in canonical form: `N` for factor 1, else `N*12`."""
+    if not SYMBOL_RE.match(symbol) or isinstance(factor, bool) or factor < 1:
+        raise IRError(f"bad symbolic dim {symbol}*{factor}: need a symbol and a factor >= 1")
+    return symbol if factor == 1 else f"{symbol}*{int(factor)}"
+
+
+def dim_parts(dim: Dim) -> tuple[str | None, int]:
+    """`(symbol, factor)` of a dim: `(None, 5)` for 5, `("N", 1)` for N, `("N", 12)` for N*12."""
+    if isinstance(dim, int):
+        return None, dim
+    scaled = _SCALED_RE.match(dim)
+    if scaled is not None:
+        return scaled.group(1), int(scaled.group(2))
+    if SYMBOL_RE.match(dim):
+        return dim, 1
+    raise IRError(f"bad dim {dim!r}: need an int >= 0, a symbol or symbol*int")
+
+
+def shape_factors(shape: tuple[Dim, ...]) -> tuple[int, tuple[str, ...]]:
+    """The number of elements of `shape` as (constant factor, symbols it multiplies, sorted with
+    repeats): [N*4, 3, N] is (12, ("N", "N"))."""
+    factor, syms = 1, []
+    for d in shape:
+        symbol, k = dim_parts(d)
+        factor *= k
+        if symbol is not None:
+            syms.append(symbol)
+    return factor, tuple(sorted(syms))
+
+
+def dim_value(dim: Dim, bindings: Mapping[str, int] | None) -> int:
+    """The size of `dim` with its symbol bound; IRError naming an unbound symbol."""
+    symbol, k = dim_parts(dim)
+    if symbol is None:
+        return k
+    if bindings is None or symbol not in bindings:
+        raise IRError(f"symbolic dim {dim} is not bound")
+    return int(bindings[symbol]) * k
+
+
+def bind_dim(dim: Dim, size: int, bindings: dict[str, int]) -> str | None:
+    """Bind `dim`'s symbol (if any) so that `dim` is `size`, or say why it cannot: None when
+    it fits, else the reason (a static mismatch, a size that is not a multiple of the factor,
+    or a symbol bound to another value by an earlier dim)."""
+    symbol, k = dim_parts(dim)
+    if symbol is None:
+        return None if k == size else f"a dim of {k} is {size}"
+    if size % k:
+        return f"dim {dim} is {size}, which is not a multiple of {k}"
+    known = bindings.setdefault(symbol, size // k)
+    if known * k != size:
+        note = "" if k == 1 else f" ({symbol}={known})"
+        return f"dim {dim} is {size} here but {known * k}{note} in an earlier input"
+    return None
 
 
 def format_shape(shape: tuple[Dim, ...]) -> str:
@@ -89,7 +155,8 @@ def format_shape(shape: tuple[Dim, ...]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TensorType:
-    """A dtype and a shape. Invariant: every dim is an int >= 0 or an identifier symbol."""
+    """A dtype and a shape. Invariant: every dim is an int >= 0, a symbol, or a symbol times
+    an int >= 2 in canonical form (`N*12`)."""
 
     dtype: DType
     shape: tuple[Dim, ...] = ()
@@ -102,10 +169,13 @@ class TensorType:
             if isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0:
                 dims.append(int(d))
             elif is_symbol(d):
-                dims.append(str(d))
+                symbol, k = dim_parts(str(d))
+                assert symbol is not None
+                dims.append(symbolic_dim(symbol, k))
             else:
                 raise IRError(
-                    f"bad dim {d!r} in shape {self.shape!r}: need an int >= 0 or a symbol"
+                    f"bad dim {d!r} in shape {self.shape!r}: need an int >= 0, a symbol or "
+                    "a symbol times an int (N*12)"
                 )
         object.__setattr__(self, "shape", tuple(dims))
 
@@ -127,8 +197,9 @@ class TensorType:
 
     @property
     def symbols(self) -> tuple[str, ...]:
-        """The distinct symbolic dims, in order of first appearance."""
-        return tuple(dict.fromkeys(d for d in self.shape if isinstance(d, str)))
+        """The distinct symbols of the symbolic dims (`N` for N and N*12), in order of first
+        appearance."""
+        return tuple(dict.fromkeys(dim_parts(d)[0] for d in self.shape if isinstance(d, str)))  # type: ignore[misc]
 
     def concrete(self, bindings: Mapping[str, int] | None = None) -> TensorType:
         """This type with every symbol replaced by its binding; IRError if one is unbound."""
@@ -154,12 +225,10 @@ def concrete_shape(shape: tuple[Dim, ...], bindings: Mapping[str, int] | None) -
     """`shape` with symbols replaced from `bindings`; IRError naming an unbound symbol."""
     out: list[int] = []
     for d in shape:
-        if isinstance(d, int):
-            out.append(d)
-        elif bindings is not None and d in bindings:
-            out.append(int(bindings[d]))
-        else:
-            raise IRError(f"symbolic dim {d} of shape {format_shape(shape)} is not bound")
+        try:
+            out.append(dim_value(d, bindings))
+        except IRError:
+            raise IRError(f"symbolic dim {d} of shape {format_shape(shape)} is not bound") from None
     return tuple(out)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from lucid._symbolic import python
 from lucid.errors import InputError, LucidError
 from lucid.ir.core import Graph
-from lucid.ir.types import DType
+from lucid.ir.types import DType, bind_dim
 from lucid.nn.module import Parameter
 from lucid.random import draw_seed
 from lucid.runtime._gradplan import dependencies
@@ -217,10 +217,10 @@ class Entry:
                     raise InputError(
                         f"{label('input', i, value.hint)}: expected {want}, got {type_of(a)}"
                     )
-                if isinstance(dim, str) and bound.setdefault(dim, n) != n:
+                why = None if isinstance(dim, int) else bind_dim(dim, n, bound)
+                if why is not None:
                     raise InputError(
-                        f"{label('input', i, value.hint)}: expected {want}, got {type_of(a)}: "
-                        f"{dim} is {n} here but {bound[dim]} in an earlier input"
+                        f"{label('input', i, value.hint)}: expected {want}, got {type_of(a)}: {why}"
                     )
         return bound.get(_BATCH, 1)
 

@@ -55,7 +55,8 @@ def backward_one_source(plan: BackwardPlan) -> str:
     where = plan.batch_from
     if where is not None:
         lines += [
-            f"    n = {names[where[0]]}.shape[{int(where[1])}]",
+            f"    n = {names[where[0]]}.shape[{int(where[1])}]"
+            + (f" // {int(where[2])}" if where[2] != 1 else ""),
             "    if n < 1:  # the C asks for batch >= 1",
             "        return slow(saved, arrays, params, g)",
         ]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lucid.ir.types import TensorType, dim_parts
 from lucid.runtime import threads as _threads
 from lucid.runtime._entry import new_seed
 from lucid.tensor import Tensor
@@ -127,7 +128,9 @@ def fast_source(entry: Entry) -> str:
         elif not any(wrt):  # only the params make this a grad call
             lines += [f"    if not ({any_param}):", "        return None"]
     for k, t in enumerate(g.output_types):
-        shape = f"(n,) + oshape{k}" if t.shape[:1] == (BATCH,) else f"oshape{k}"
+        lead = _lead_factor(t)
+        shape = f"oshape{k}" if lead is None else f"(n * {lead},) + oshape{k}"
+        shape = shape.replace("(n * 1,)", "(n,)")
         lines.append(f"    y{k} = empty({shape}, odt{k})")
     # the seeds of the graph's random ops: drawn after the last `return None`, so a call the
     # slow path serves draws once, as eager does
@@ -219,9 +222,15 @@ def make_fast(entry: Entry, module: Any, late: Any, late_backward: Any) -> Any:
         ns[f"pshape{j}"] = g.params[j].type.shape
     for k, t in enumerate(g.output_types):
         ns[f"odt{k}"] = t.dtype.np
-        ns[f"oshape{k}"] = t.shape[1:] if t.shape[:1] == (BATCH,) else t.shape
+        ns[f"oshape{k}"] = t.shape[1:] if _lead_factor(t) is not None else t.shape
         if any(isinstance(d, str) for d in ns[f"oshape{k}"]):
             return None  # a symbol past axis 0: leave it to the generic path
     code = builtins.compile(fast_source(entry), f"<lucid fast path @{g.name}>", "exec")
     exec(code, ns)  # noqa: S102  (text from fast_source: indices and fixed names only)
     return ns["fast"]
+
+
+def _lead_factor(t: TensorType) -> int | None:
+    """k when t's axis 0 is k times the batch (`N`: 1, `N*8`: 8), else None."""
+    symbol, factor = dim_parts(t.shape[0]) if t.shape else (None, 0)
+    return factor if symbol == BATCH else None

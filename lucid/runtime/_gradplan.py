@@ -14,6 +14,7 @@ from typing import Any
 from lucid.ir.autodiff import GradResult
 from lucid.ir.core import Graph, Value
 from lucid.ir.ops import NOT_DIFFERENTIABLE, OPS
+from lucid.ir.types import dim_parts
 from lucid.runtime.backends import Executable
 
 __all__ = ["BackwardPlan", "dependencies", "plan_backward"]
@@ -48,7 +49,8 @@ class BackwardPlan:
     forward order). `deps[k]` are the sources output k reaches (indices of backward outputs);
     `input_grads` and `param_grads` split their union at `first_param`; `input_args` are the
     call arguments whose grads `input_grads` are. `outs` is each backward output's (dtype,
-    shape with None for the batch), `batch_from` the (input, axis) holding the batch.
+    shape with None for the batch; `out_shape` makes it concrete), `batch_from` the (input,
+    axis, factor) whose size is factor times the batch.
     """
 
     num_outputs: int
@@ -64,7 +66,7 @@ class BackwardPlan:
     param_grads: tuple[int, ...]
     outs: tuple[tuple[Any, tuple[int | None, ...]], ...]
     static: bool  # no backward output has the batch
-    batch_from: tuple[int, int] | None  # None also when the executable has no object-address C
+    batch_from: tuple[int, int, int] | None  # None also when the executable has no object-address C
     out_kind: type | None
 
 
@@ -110,3 +112,13 @@ def plan_backward(
         batch_from=getattr(executable, "batch_from", None) if has_call else None,
         out_kind=out_kind,
     )
+
+
+def out_shape(shape: tuple[Any, ...], batch: int) -> tuple[int, ...]:
+    """An output shape of a plan (None for the batch, else an IR dim of the one symbol, such
+    as 5 or N*8) at `batch`."""
+    out = []
+    for d in shape:
+        symbol, factor = (None, batch) if d is None else dim_parts(d)
+        out.append(factor if symbol is None else factor * batch)
+    return tuple(out)

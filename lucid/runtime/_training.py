@@ -47,7 +47,7 @@ from lucid.ir.autodiff import GradResult
 from lucid.ir.core import Graph
 from lucid.runtime import _fastgrad
 from lucid.runtime import threads as _threads
-from lucid.runtime._gradplan import plan_backward
+from lucid.runtime._gradplan import out_shape, plan_backward
 from lucid.runtime.backends import Executable
 from lucid.tensor import Tensor
 
@@ -223,15 +223,9 @@ class GradProgram:
         if call is not None:
             plan = self.plan
             where = plan.batch_from
-            batch = arrays[where[0]].shape[where[1]] if where is not None else 1
+            batch = arrays[where[0]].shape[where[1]] // where[2] if where is not None else 1
             if batch > 0:
-                outs = tuple(
-                    np.empty(
-                        shape if plan.static else tuple(batch if d is None else d for d in shape),  # type: ignore[misc]
-                        dt,
-                    )
-                    for dt, shape in plan.outs
-                )
+                outs = tuple(np.empty(out_shape(shape, batch), dt) for dt, shape in plan.outs)
                 code = call(*map(id, arrays), *map(id, outs), batch, _threads.num_threads)
                 if code:
                     raise self.executable.error(code)  # type: ignore[attr-defined]

@@ -38,6 +38,7 @@ import numpy as np
 
 import lucid
 from lucid.codegen.tuning import Blocking, GemmProblem, blocking_candidates, blocks, timing_module
+from lucid.ir.types import dim_parts
 from lucid.runtime import cache as _cache
 from lucid.runtime import threads as _threads
 from lucid.runtime.build import BuildOptions, build
@@ -140,7 +141,7 @@ class Autotuner:
     def dims(self, problem: GemmProblem) -> tuple[int, int, int]:
         """(M, N, K) to time with: static dims as they are, the batch (and runtime N or K) at
         `rows`."""
-        m = math.prod(d if isinstance(d, int) else self.rows for d in problem.m_dims)
+        m = math.prod(_rows(d, self.rows) for d in problem.m_dims)
         n = problem.n if problem.n is not None else self.rows
         k = problem.k if problem.k is not None else self.rows
         return max(1, m), max(1, n), max(1, k)
@@ -397,3 +398,9 @@ class _Progress:
         with contextlib.suppress(OSError, ValueError):  # a closed stderr must not stop a compile
             self.stream.write(text)
             self.stream.flush()
+
+
+def _rows(d: int | str, batch: int) -> int:
+    """A row dim of a GEMM at the timed batch size (`N*8` is 8 batches)."""
+    symbol, factor = dim_parts(d)
+    return factor if symbol is None else factor * batch

@@ -8,7 +8,7 @@ module's `__call__` with its arrays passed as object addresses (see lucid/codege
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +19,7 @@ import numpy as np
 from lucid.errors import LucidError
 from lucid.ir.core import Graph
 from lucid.ir.printer import format as format_graph
+from lucid.ir.types import TensorType, concrete_shape, dim_parts
 from lucid.runtime import _index
 from lucid.runtime import threads as _threads
 from lucid.runtime.build import BuildOptions, build, load_cached
@@ -172,8 +173,8 @@ class CExecutable:
 
     Invariants: `call_objects(*ids, batch, nthreads)` takes id() of inputs, params, outputs
     (in that order), each a C-contiguous aligned ndarray of its declared type; `dynamic` says
-    whether `batch` binds a symbol (else the C ignores it); `batch_from` is the (input, axis)
-    whose size is the batch (None when no input has the symbol). `pack_slots` lists the
+    whether `batch` binds a symbol (else the C ignores it); `batch_from` is the (input, axis,
+    factor) whose size is factor times the batch (None when no input has the symbol). `pack_slots` lists the
     prepacked weight slots as (graph param index, elements), read from the module itself;
     `call_objects_packed(*ids, id(table), batch, nthreads)` runs with them (see _prepack.py).
     """
@@ -213,17 +214,9 @@ class CExecutable:
             codegen_seconds,
             list(built.command),
         )
-        # (input, axis) whose size binds the batch: axis 0 of input 0 for a traced forward, but
-        # a backward graph's first inputs may be saved values of static shape.
-        self.batch_from = next(
-            (
-                (i, axis)
-                for i, t in enumerate(graph.input_types)
-                for axis, d in enumerate(t.shape)
-                if d == self.batch_symbol
-            ),
-            None,
-        )
+        # (input, axis, factor) whose size is factor * batch: axis 0 of input 0 for a traced
+        # forward, but a backward graph's first inputs may be saved values of static shape.
+        self.batch_from = batch_source(graph.input_types, batch_symbol)
         self._outs = [(t.dtype.np, t.shape) for t in graph.output_types]
 
     @property
@@ -282,12 +275,13 @@ class CExecutable:
             for a in arrays
         )
         where = self.batch_from
-        batch = arrays[where[0]].shape[where[1]] if self.dynamic and where is not None else 1
-        bind = {self.batch_symbol: batch}
-        outs = tuple(
-            np.empty(tuple(bind.get(d, d) for d in shape), dt)  # type: ignore[misc]
-            for dt, shape in self._outs
+        batch = (
+            arrays[where[0]].shape[where[1]] // where[2]
+            if self.dynamic and where is not None
+            else 1
         )
+        bind = {self.batch_symbol: batch} if self.batch_symbol is not None else {}
+        outs = tuple(np.empty(concrete_shape(shape, bind), dt) for dt, shape in self._outs)
         if packed is not None:
             ids = (*map(id, arrays), *map(id, outs), id(packed))
             code = self.call_objects_packed(*ids, batch, _threads.num_threads)
@@ -437,3 +431,16 @@ class _Generated:
 
 register_backend(CBackend())
 register_backend(InterpreterBackend())
+
+
+def batch_source(types: Sequence[TensorType], symbol: str | None) -> tuple[int, int, int] | None:
+    """The (input, axis, factor) whose size is `factor` times the batch: the first dim that is
+    the symbol itself, else the first `symbol*factor` dim (N*8); None when no input has it."""
+    found = [
+        (factor != 1, i, axis, factor)
+        for i, t in enumerate(types)
+        for axis, d in enumerate(t.shape)
+        for sym, factor in (dim_parts(d),)
+        if sym is not None and sym == symbol
+    ]
+    return min(found)[1:] if found else None

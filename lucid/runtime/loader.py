@@ -162,8 +162,7 @@ class LoadedModel:
     def __repr__(self) -> str:
         def sig(items: list[tuple[str, DType, tuple[int, ...]]]) -> str:
             return ", ".join(
-                f"{n}: {d}[{','.join('N' if s == abi.DYNAMIC_DIM else str(s) for s in shape)}]"
-                for n, d, shape in items
+                f"{n}: {d}[{','.join(abi.dim_text(s) for s in shape)}]" for n, d, shape in items
             )
 
         return f"LoadedModel({self.name!r}, ({sig(self.inputs)}) -> ({sig(self.outputs)}))"
@@ -174,19 +173,28 @@ class LoadedModel:
             raise InputError(f"{self.name} takes {len(self.inputs)} input(s), got {len(arrays)}")
         batch: int | None = None
         for i, (a, (name, dtype, shape)) in enumerate(zip(arrays, self.inputs)):
-            want = f"{dtype}[{','.join('N' if s == abi.DYNAMIC_DIM else str(s) for s in shape)}]"
+            want = f"{dtype}[{','.join(abi.dim_text(s) for s in shape)}]"
             got = f"{a.dtype}{list(a.shape)}"
             if a.dtype != dtype.np or a.ndim != len(shape):
                 raise InputError(f"{self.name} input {i} ({name}): expected {want}, got {got}")
             for d, n in zip(shape, a.shape):
-                if d == abi.DYNAMIC_DIM:
-                    if batch is not None and batch != n:
+                if d >= 0:
+                    if d != n:
                         raise InputError(
-                            f"{self.name} input {i} ({name}): batch {n}, but {batch} in an earlier input"
+                            f"{self.name} input {i} ({name}): expected {want}, got {got}"
                         )
-                    batch = n
-                elif d != n:
-                    raise InputError(f"{self.name} input {i} ({name}): expected {want}, got {got}")
+                    continue
+                if n % -d:  # a dim N*k: the size must be a multiple of k
+                    raise InputError(
+                        f"{self.name} input {i} ({name}): expected {want}, got {got}: "
+                        f"dim {abi.dim_text(d)} is {n}, which is not a multiple of {-d}"
+                    )
+                if batch is not None and batch != n // -d:
+                    raise InputError(
+                        f"{self.name} input {i} ({name}): batch {n // -d}, but {batch} in an "
+                        "earlier input"
+                    )
+                batch = n // -d
         if batch is not None and batch < 1:
             raise InputError(f"{self.name}: the batch size must be at least 1, got {batch}")
         return 1 if batch is None else batch
@@ -196,7 +204,7 @@ class LoadedModel:
         arrays = [np.ascontiguousarray(getattr(x, "data", x)) for x in inputs]
         batch = self._check(arrays)
         outs = [
-            np.empty(tuple(batch if s == abi.DYNAMIC_DIM else s for s in shape), dtype.np)
+            np.empty(tuple(abi.decode_dim(s, batch) for s in shape), dtype.np)
             for _, dtype, shape in self.outputs
         ]
         ffi = self._ffi

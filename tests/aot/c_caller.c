@@ -42,7 +42,7 @@ static size_t nbytes(int input, int i, int64_t batch)
     const int64_t *shape = input ? API(_input_shape)(i) : API(_output_shape)(i);
     size_t n = dtype_size(input ? API(_input_dtype)(i) : API(_output_dtype)(i));
     for (int k = 0; k < rank; ++k)
-        n *= (size_t)(shape[k] == API(_DYNAMIC) ? batch : shape[k]);
+        n *= (size_t)(shape[k] < 0 ? -shape[k] * batch : shape[k]); /* -k: k times the batch */
     return n;
 }
 

@@ -226,6 +226,9 @@ def _shape(draw: DrawFn, w: Writer) -> None:
                 f"h.reshape(-1, {a}, {b}).sum(axis=1, keepdims=True).reshape(-1, {b})"
                 ".mean(axis=1, keepdims=True) + h"
             ),
+            # rows of b: [N*a, b] under a dynamic batch (a dim that is the batch times a)
+            f"lucid.tanh(h.reshape(-1, {b})).reshape(-1, {{f}})",
+            f"F.softmax(h.reshape(-1, {b}), dim=1).reshape(-1, {a}, {b}).reshape(-1, {{f}})",
         ]
     form = draw(st.sampled_from(forms)).format(f=w.features)
     if "self.flat" in form and "self.flat = nn.Flatten()" not in w.init:
@@ -239,7 +242,8 @@ def _matmul(draw: DrawFn, w: Writer) -> None:
     if pairs and draw(st.booleans()):  # a batched matmul: [B, a, b] @ [b, out]
         a, b = draw(st.sampled_from(pairs))
         m = w.param(b, out, scale=1 / math.sqrt(b))
-        w.line(f"h = (h.reshape(-1, {a}, {b}) @ self.{m}).reshape(-1, {a * out})")
+        rows = draw(st.sampled_from([f"-1, {a}, {b}", f"-1, {b}"]))  # [N*a, b]: one GEMM, M = aN
+        w.line(f"h = (h.reshape({rows}) @ self.{m}).reshape(-1, {a * out})")
         w.features = a * out
         return
     m = w.param(w.features, out, scale=1 / math.sqrt(w.features))
@@ -305,6 +309,9 @@ def _batch_reshape(draw: DrawFn, w: Writer) -> None:
     forms = ["h.reshape(x.shape[0], -1)", f"h.reshape(h.shape[0], {w.features})"]
     forms += [
         f"h.reshape(x.shape[0], {a}, {b}).reshape(x.shape[0], -1)" for a, b in _factors(w.features)
+    ]
+    forms += [  # the batch times a constant as a dim (N*a), and back
+        f"h.reshape(x.shape[0] * {a}, {b}).reshape(x.shape[0], -1)" for a, b in _factors(w.features)
     ]
     w.line("h = " + draw(st.sampled_from(forms)))
 

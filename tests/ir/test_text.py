@@ -158,7 +158,7 @@ def _parse_error(text: str) -> ParseError:
         ),
         (
             "graph @g(%a: f32[-1]) -> (f32[3]) {\n  return %a\n}",
-            "expected a dim (an int >= 0 or a symbol)",
+            "expected a dim (an int >= 0, a symbol, or a symbol times an int: N*12)",
             1,
             18,
         ),

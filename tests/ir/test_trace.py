@@ -295,12 +295,28 @@ def test_errors_without_unsupported_ops_propagate_unchanged() -> None:
 def test_shape_dependent_constants_fail_with_dynamic_batch() -> None:
     class Reshape(nn.Module):
         def forward(self, x):  # type: ignore[no-untyped-def]
-            return x.reshape(x.shape[0] * 3)  # N * 3: no dim of compiled code
+            return x.reshape(x.shape[0] // 2, 6)  # N // 2: no dim of compiled code
 
     graph = trace(Reshape(), rand(4, 3))  # static: fine
-    assert graph.nodes[0].attrs["shape"] == (12,)
-    with pytest.raises(TraceError, match="in Reshape: reshape .*N \\* 3 computed from the batch"):
+    assert graph.nodes[0].attrs["shape"] == (2, 6)
+    with pytest.raises(TraceError, match="in Reshape: reshape .*N // 2 computed from the batch"):
         trace(Reshape(), rand(4, 3), dynamic_batch=True)
+
+
+def test_the_batch_times_a_constant_is_a_dim_of_a_shape() -> None:
+    """`x.reshape(n * 3)` with n = x.shape[0] records the dim N*3, and the shape of the result
+    reads back as the SymInt N * 3 (so `reshape(n, 3)` returns to f32[N,3])."""
+
+    class Flat(nn.Module):
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            n = x.shape[0]
+            flat = x.reshape(n * 3)
+            assert repr(flat.shape[0]) == "N * 3=12"
+            return flat.reshape(n, 3), flat
+
+    graph = trace(Flat(), rand(4, 3), dynamic_batch=True)
+    assert graph.nodes[0].attrs["shape"] == ("N*3",)
+    assert [str(t) for t in graph.output_types] == ["f32[N,3]", "f32[N*3]"]
 
 
 def test_non_tensor_output_is_an_error() -> None:

@@ -11,46 +11,63 @@ from lucid.errors import IRTypeError
 from lucid.ir.ops import grad as G
 from lucid.ir.ops.base import DIMS, DTYPE, INT, INTS, NOT_DIFFERENTIABLE, REQUIRED, Array, OpDef
 from lucid.ir.ops.reduce import ints
-from lucid.ir.types import Attr, Dim, DType, TensorType, broadcast_shapes, format_shape
+from lucid.ir.types import (
+    Attr,
+    Dim,
+    DType,
+    TensorType,
+    broadcast_shapes,
+    format_shape,
+    shape_factors,
+    symbolic_dim,
+)
 
 Types = tuple[TensorType, ...]
 Attrs = Mapping[str, Attr]
 
 
 def _reshape_infer(ts: Types, attrs: Attrs) -> Types:
-    """Symbols cancel: f32[N,3,4] reshapes to (N, -1) or (-1, 12) as f32[N,12], and to (N, 12)."""
+    """Element counts must agree as products of a constant and symbols: f32[N,3,4] reshapes
+    to (N, 12), (N, -1), (-1, 12) as f32[N,12]; f32[N,8,11] to (-1, 11) as f32[N*8,11] and back
+    with (-1, 8, 11) or (N, 8, 11). A -1 stands for what is left: a constant, or one symbol
+    times a constant (`N*8`); several symbols in a dim (N*N) are refused."""
     (x,) = ts
     target = attrs["shape"]
     assert isinstance(target, tuple)
     ints_only = [d for d in target if isinstance(d, int)]
     if ints_only.count(-1) > 1 or any(d < -1 for d in ints_only):
         raise IRTypeError(f"reshape: shape may hold one -1 and dims >= 0, got {target}")
-    known = int(np.prod([d for d in ints_only if d != -1], dtype=np.int64))
-    static = int(np.prod([d for d in x.shape if isinstance(d, int)], dtype=np.int64))
-    have = sorted(d for d in x.shape if isinstance(d, str))
-    want = sorted(d for d in target if isinstance(d, str))
-    fill: Dim
-    if have == want:  # the same symbols on both sides: the static parts must match
-        if -1 not in target:
-            if known != static:
-                raise IRTypeError(f"reshape: cannot reshape {x} ({static} elements) to {target}")
-            return (TensorType(x.dtype, target),)  # type: ignore[arg-type]
-        if known == 0 or static % known:
-            raise IRTypeError(f"reshape: cannot reshape {x} ({static} elements) to {target}")
-        fill = static // known
-    else:  # one symbol left over on the input's side: the -1 stands for it
-        left = list(have)
-        for d in want:
-            if d in left:
-                left.remove(d)
-        if -1 not in target or len(left) != 1 or len(have) != len(want) + 1 or known != static:
+    static, have = shape_factors(x.shape)
+    known, want = shape_factors(tuple(d for d in target if d != -1))  # type: ignore[misc]
+    if -1 not in target:
+        if (known, want) != (static, have):
             raise IRTypeError(
-                f"reshape: a symbolic dim reshapes only into itself or a -1 standing for exactly "
-                f"it (e.g. f32[N,4,5] -> (N, 20) or (-1, 20)); cannot reshape {x} to "
-                f"{format_shape(target)}"  # type: ignore[arg-type]
+                f"reshape: cannot reshape {x} ({_count(static, have)} elements) to "
+                f"{format_shape(target)} ({_count(known, want)} elements)"  # type: ignore[arg-type]
             )
-        fill = left[0]
+        return (TensorType(x.dtype, target),)  # type: ignore[arg-type]
+    left, foreign = list(have), False
+    for d in want:
+        if d in left:
+            left.remove(d)
+        else:
+            foreign = True  # the target has a symbol the input has not: no -1 can fix that
+    if foreign or known == 0 or static % known or len(left) > 1 or (left and static == 0):
+        if foreign or len(left) > 1:
+            why = "the symbols of both sides do not match (-1 may stand for one symbol at most)"
+        else:
+            why = f"the -1 would be {_count(static, tuple(left))} / {known}, not a whole dim"
+        raise IRTypeError(
+            f"reshape: cannot reshape {x} ({_count(static, have)} elements) to "
+            f"{format_shape(target)}: {why}"  # type: ignore[arg-type]
+        )
+    fill: Dim = symbolic_dim(left[0], static // known) if left else static // known
     return (TensorType(x.dtype, tuple(fill if d == -1 else d for d in target)),)  # type: ignore[misc]
+
+
+def _count(factor: int, symbols: tuple[str, ...]) -> str:
+    """An element count as people read it: `N*88`, `12`."""
+    return "*".join([*symbols, str(factor)] if factor != 1 or not symbols else symbols)
 
 
 RESHAPE = OpDef(
