@@ -39,8 +39,11 @@ def _geometries() -> list[dict]:
     return out
 
 
-def _run_c(cases: list[tuple[str, list[np.ndarray], dict]]) -> None:
-    """One program with one node per case, compiled once; each result against the kernel."""
+def one_node_per_case(
+    cases: list[tuple[str, list[np.ndarray], dict]], options: object = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One program with one node per case, compiled once (with BackendOptions `options`) and
+    run: (its results, each op's NumPy kernel on the same arrays)."""
     from lucid.runtime.backends import BackendOptions, get_backend
 
     b = Builder("forward")
@@ -50,8 +53,14 @@ def _run_c(cases: list[tuple[str, list[np.ndarray], dict]]) -> None:
         b.output(b.op(name, ins, attrs))
         feeds += arrays
         wants.append(OPS[name].numpy(*arrays, **dict(b.nodes[-1].attrs)))
-    executable = get_backend("c").prepare(b.build(), BackendOptions())
-    for got, want, (name, _, attrs) in zip(executable.run(*feeds), wants, cases):
+    executable = get_backend("c").prepare(b.build(), options or BackendOptions())
+    return list(executable.run(*feeds)), wants
+
+
+def _run_c(cases: list[tuple[str, list[np.ndarray], dict]]) -> None:
+    """One program with one node per case; each result against the kernel."""
+    gots, wants = one_node_per_case(cases)
+    for got, want, (name, _, attrs) in zip(gots, wants, cases):
         assert got.shape == want.shape, (name, attrs)
         if got.dtype == np.float64 and attrs.get("output_size") != (1, 1):
             np.testing.assert_array_equal(got, want, err_msg=f"{name} {attrs}")

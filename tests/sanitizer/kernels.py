@@ -14,12 +14,12 @@ import numpy as np
 import lucid
 import lucid.nn.functional as F
 from lucid import nn
-from lucid.ir import Builder, DType, TensorType, grad, trace
+from lucid.ir import grad, trace
 from lucid.ir.ops import OPS
 from lucid.runtime.backends import BackendOptions, get_backend
 from lucid.runtime.build import BuildOptions
 from tests.runtime.test_normalization_compiled import Text, Vision
-from tests.runtime.test_pool_compiled import GEOMETRIES, PoolNet
+from tests.runtime.test_pool_compiled import GEOMETRIES, PoolNet, one_node_per_case
 from tests.sanitizer._check import (
     both_dtypes,
     check_module,
@@ -87,15 +87,8 @@ _KERNEL_OPTIONS = BackendOptions(
 def _one_program(cases: list[tuple[str, list[np.ndarray], dict[str, Any]]]) -> int:
     """One sanitized program holding one node per case; each result against the op's NumPy
     kernel (the eager implementation)."""
-    b = Builder("forward")
-    feeds, wants = [], []
-    for name, arrays, attrs in cases:
-        ins = [b.input(TensorType(DType.from_numpy(a.dtype), a.shape), "x") for a in arrays]
-        b.output(b.op(name, ins, attrs))
-        feeds += arrays
-        wants.append(OPS[name].numpy(*arrays, **dict(b.nodes[-1].attrs)))
-    ex = get_backend("c").prepare(b.build(), _KERNEL_OPTIONS)
-    for got, want in zip(ex.run(*feeds), wants, strict=True):
+    gots, wants = one_node_per_case(cases, _KERNEL_OPTIONS)
+    for got, want in zip(gots, wants, strict=True):
         close(got, want, want.dtype, "pooling kernel")
     return len(cases)
 
