@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lucid.codegen import gemm
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import (
     Kernel,
@@ -432,6 +433,7 @@ class Softmax:
     """softmax or log_softmax of x viewed as [outer, n, inner], along n (softmax.c.j2)."""
 
     op: str
+    name: str  # the kernel's name, prefixing its part function and job
     log: bool
     T: str
     s: str
@@ -439,6 +441,7 @@ class Softmax:
     n: str
     inner: str
     acc_why: str
+    min_work: int  # elements that pay for one more thread
 
 
 def lower_softmax(ctx: LowerCtx) -> Kernel:
@@ -449,6 +452,7 @@ def lower_softmax(ctx: LowerCtx) -> Kernel:
     assert isinstance(dim, int)
     sm = Softmax(
         op=ctx.node.op,
+        name=ctx.name,
         log=ctx.node.op == "log_softmax",
         T=x.dtype.c,
         s=SUFFIX[x.dtype],
@@ -456,5 +460,12 @@ def lower_softmax(ctx: LowerCtx) -> Kernel:
         n=dim_c(x.shape[dim]),
         inner=prod_c(x.shape[dim + 1 :]),
         acc_why="the sum accumulates in double, then rounds to the dtype like NumPy's sum",
+        # an exp, a max and a division per element: ~16k elements pay for a pool wake-up
+        min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else 1 << 14,
     )
-    return ctx.kernel(render("softmax.c.j2", sm=sm))
+    return ctx.kernel(
+        render("softmax.c.j2", sm=sm),
+        support=render("softmax_part.c.j2", sm=sm),
+        shared=(gemm.parallel_block(),),
+        threads=True,
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lucid.codegen import gemm
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import Kernel, LowerCtx, prod_c
 from lucid.ir.ops.norm import kept_block
@@ -25,12 +26,14 @@ from lucid.ir.ops.reduce import ints
 class Moments:
     """Everything moments.c.j2 lays out: the element type and the [A, K, B] view as C."""
 
+    name: str  # the kernel's name, prefixing its part function and job
     T: str
     A: str
     K: str
     B: str
     lanes: int  # accumulators in the dtype: 128 bytes, four AVX registers (latency hidden)
     chunk: int  # elements summed in the dtype before the lanes go into double
+    min_work: int  # elements that pay for one more thread
 
 
 def lower_moments(ctx: LowerCtx) -> Kernel:
@@ -42,11 +45,18 @@ def lower_moments(ctx: LowerCtx) -> Kernel:
     if lo == hi:  # nothing kept: one group of every element
         lo = hi = x.rank
     v = Moments(
+        name=ctx.name,
         T=x.dtype.c,
         A=prod_c(x.shape[:lo]),
         K=prod_c(x.shape[lo:hi]),
         B=prod_c(x.shape[hi:]),
         lanes=128 // x.dtype.np.itemsize,
         chunk=256,
+        min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else 1 << 15,
     )
-    return ctx.kernel(render("moments.c.j2", v=v))
+    return ctx.kernel(
+        render("moments.c.j2", v=v),
+        support=render("moments_part.c.j2", v=v),
+        shared=(gemm.parallel_block(),),
+        threads=True,
+    )

@@ -1,6 +1,7 @@
 """Kernels laid out for speed that must keep their results: batch_matmul's entries shared out
 between threads (each GEMM single-threaded) give the same bits as one thread, for static and
-symbolic batch dims and a broadcast operand; column sums give each column's in-order sum."""
+symbolic batch dims and a broadcast operand, and softmax rows and moments groups likewise;
+column sums give each column's in-order sum."""
 
 from __future__ import annotations
 
@@ -60,3 +61,40 @@ def test_column_sums_read_rows_in_order_and_add_each_column_in_row_order(op: str
         total = np.float32(in_order[-1])
         want = total / np.float32(5 * n) if op == "mean" else total
         np.testing.assert_array_equal(mod.run([xs])[0], want)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dim", [2, 1])
+def test_softmax_rows_split_between_threads_equal_one_thread(op: str, dim: int) -> None:
+    b = Builder("forward")
+    x = b.input(TensorType(DType.F32, ("N", 6, 9)), "x")
+    b.output(b.op(op, [x], {"dim": dim}))
+    mod = compile_graph(b.build(), threads_min_work=1)  # every row is worth a thread
+    for n in (5, 1):
+        xs = (np.random.default_rng(n).standard_normal((n, 6, 9)) * 4).astype(np.float32)
+        one = mod.run([xs], nthreads=1)[0]
+        for threads in (2, 3):
+            np.testing.assert_array_equal(mod.run([xs], nthreads=threads)[0], one)
+        d = xs.astype(np.float64)
+        shifted = d - d.max(axis=dim, keepdims=True)
+        log = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        np.testing.assert_allclose(
+            one, log if op == "log_softmax" else np.exp(log), rtol=2e-6, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize("axes", [(2,), (0, 2), (1, 2)])
+def test_moments_groups_split_between_threads_equal_one_thread(axes: tuple[int, ...]) -> None:
+    """LayerNorm's per-row statistics (axes (2,)), BatchNorm's per-channel ones (0, 2)."""
+    b = Builder("forward")
+    x = b.input(TensorType(DType.F32, ("N", 6, 300)), "x")
+    b.output(b.op("moments", [x], {"axes": axes}))
+    mod = compile_graph(b.build(), threads_min_work=1)
+    for n in (4, 1):
+        xs = (np.random.default_rng(n).standard_normal((n, 6, 300)) + 3).astype(np.float32)
+        one = mod.run([xs], nthreads=1)[0]
+        for threads in (2, 3):
+            np.testing.assert_array_equal(mod.run([xs], nthreads=threads)[0], one)
+        d = xs.astype(np.float64)
+        want = np.stack([d.mean(axis=axes, keepdims=True), d.var(axis=axes, keepdims=True)])
+        np.testing.assert_allclose(one, want, rtol=1e-6, atol=1e-6)
