@@ -43,7 +43,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="lucid and NumPy only (the smoke test: no peer imports)",
     )
-    ap.add_argument("--only", default="", help="comma-separated workloads (seed,wide,deep,gemm)")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma-separated workloads or groups (seed,wide,deep,gemm,mnv3,gpt; "
+        "mnv3 = mnv3-b1,mnv3-b32)",
+    )
+    ap.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the models on small shapes (the smoke test: code paths, not numbers)",
+    )
     ap.add_argument("--json", default="bench-results/results.json", help="results file")
     ap.add_argument("--png", default="bench-results/results.png", help="bar chart ('' = none)")
     ap.add_argument(
@@ -163,7 +173,8 @@ def run_system(system, w, d, mode: str, reference, args) -> dict[str, object]:
     except Exception as exc:  # noqa: BLE001  one broken peer must not lose the other rows
         return {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"}
     rec["status"] = "ok" if rec["check"]["ok"] else "MISMATCH"
-    rec["gflops"] = flops / rec["median"] / 1e9
+    if flops is not None:
+        rec["gflops"] = flops / rec["median"] / 1e9
     if first is not None:
         rec["first_call_s"] = first
     return rec
@@ -212,8 +223,9 @@ def header(args: argparse.Namespace, notes: list[str], pools: str) -> dict[str, 
         "load_before": round(os.getloadavg()[0], 2),
         "quick": args.quick,
         "notes": notes,
-        "training_step": "forward + MSE(mean) + backward (all param grads) + plain SGD "
-        "update (lr 1e-3, no momentum), identical in every system",
+        "training_step": "forward + loss (MLP: MSE(mean); models: cross-entropy(mean)) + "
+        "backward (all param grads) + plain SGD update (lr 1e-3, no momentum), identical in "
+        "every system",
     }
     for k, v in meta.items():
         print(f"{k:>14}: {v}")
@@ -224,13 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     """Run the suite; exit 0 even when targets miss (the table says so), 2 on bad arguments."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    from workloads import WORKLOADS, make_data
+    from workloads import WORKLOADS, make_data, select
 
-    names = [n for n in args.only.split(",") if n] or list(WORKLOADS)
-    unknown = [n for n in names if n not in WORKLOADS]
+    chosen_workloads, unknown = select(args.only, args.tiny)
     if unknown:
-        print(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}", file=sys.stderr)
+        groups = sorted({w.group for w in WORKLOADS.values() if w.group})
+        print(
+            f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)} or {groups}",
+            file=sys.stderr,
+        )
         return 2
+    workloads = {w.name: w for w in chosen_workloads}
     notes = prepare_environment(args, argv)
     from suite_compile import compile_times
     from suite_report import (
@@ -249,12 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
     compile_s: dict[str, dict[str, float | str]] = {}
     if not args.no_compile_times:
-        jobs = [
-            (n, m)
-            for n in names
-            for m in ("forward", "train")
-            if not (WORKLOADS[n].kind == "gemm" and m == "train")
-        ]
+        jobs = [(w, m) for w in workloads.values() for m in w.modes]
         if args.quick:
             jobs = jobs[:1]  # the code path, not the numbers
         compile_s = compile_times(jobs, Path(os.environ["LUCID_CACHE_DIR"]))
@@ -263,12 +274,9 @@ def main(argv: list[str] | None = None) -> int:
 
     chosen, skipped = systems(args.threads, args.quick, args.no_peers)
     results: dict[str, dict[str, dict[str, object]]] = {}
-    for name in names:
-        w = WORKLOADS[name]
+    for name, w in workloads.items():
         d = make_data(w)
-        for mode in ("forward", "train"):
-            if w.kind == "gemm" and mode == "train":
-                continue
+        for mode in w.modes:
             ref = reference_for(w, d, mode)
             rows = results.setdefault(f"{name}/{mode}", {})
             for system in chosen:
@@ -284,13 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         peak = max(peak, again)
     for key, rows in results.items():
         name, mode = key.split("/")
-        print_results(WORKLOADS[name], mode, rows, peak)
+        print_results(workloads[name], mode, rows, peak)
     print(
         f"\nload average: {meta['load_before']:.2f} before, {meta['load_after']:.2f} after "
         f"({os.cpu_count()} cores)"
     )
     print_first_calls(results, compile_s)
-    checks = targets(results, compile_s, peak)
+    models = {f"{w.name}/{m}" for w in workloads.values() if w.kind == "model" for m in w.modes}
+    checks = targets(results, compile_s, peak, models)
     print_targets(checks, compile_s)
     write_json(Path(args.json), meta, peak, results, compile_s, checks)
     if args.png:
