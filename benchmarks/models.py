@@ -47,17 +47,40 @@ def lucid_model(w: Workload):
 def make_model_data(w: Workload) -> Data:
     """lucid's state dict, the input (images or token ids) and the class targets of `w`."""
     model = lucid_model(w)
-    state = {k: np.array(v, copy=True) for k, v in model.state_dict().items()}
-    names = [n for n, _ in model.named_parameters()]
     rng = np.random.default_rng(0)
     if w.model == "mnv3":
         x = rng.standard_normal((w.batch, *w.sizes)).astype(np.float32)
         target = rng.integers(0, 1000, w.batch)
+        calibrate_batch_norm(model, rng.standard_normal((8, *w.sizes)).astype(np.float32))
     else:
         vocab, block = w.sizes[:2]
         x = rng.integers(0, vocab, (w.batch, block))
         target = rng.integers(0, vocab, (w.batch, block))
+    state = {k: np.array(v, copy=True) for k, v in model.state_dict().items()}
+    names = [n for n, _ in model.named_parameters()]
     return Data([], x, target, state=state, param_names=names)
+
+
+def calibrate_batch_norm(model, images: np.ndarray) -> None:
+    """Set every BatchNorm's running statistics to those of `images` (one train-mode forward
+    with momentum 1), as a trained network has them.
+
+    At torchvision's initialisation the running statistics are mean 0, variance 1, and an
+    eval-mode MobileNetV3 shrinks its activations about tenfold per block: the logits are
+    ~1e-9, and a forward check against them would pass whatever a system computed."""
+    import lucid
+    from lucid import nn
+
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 1.0
+    model.train()
+    with lucid.no_grad():
+        model(lucid.Tensor(images))
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    model.eval()
 
 
 def lucid_loaded(w: Workload, d: Data):
