@@ -3,7 +3,7 @@
 Every system is fed the arrays made here, so all of them start from the same weights (lucid's
 own initialisation under `lucid.random.seed(0)`) and see the same inputs and targets. The
 issue-15 models (MobileNetV3-Small, the character GPT) are `kind="model"` workloads; their
-builders and data live in models.py.
+builders and data live in model_workloads.py.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def lucid_matmul():
 def make_data(w: Workload) -> Data:
     """Weights (lucid's initialisation), input and regression target of a workload."""
     if w.kind == "model":
-        from models import make_model_data
+        from model_workloads import make_model_data
 
         return make_model_data(w)
     rng = np.random.default_rng(0)

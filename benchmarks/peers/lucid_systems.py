@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from models import logits_2d, lucid_loaded
+from model_workloads import logits_2d, lucid_loaded
 from workloads import LR, Data, Workload, load_into_lucid, lucid_matmul, lucid_mlp
 
 from peers import Forward, Train, Unavailable, flat

@@ -62,7 +62,7 @@ def _exported(w: Workload, d: Data) -> bytes:
     if not installed("torch"):
         raise Unavailable("the model graph is exported from the PyTorch twin: needs torch")
     import torch
-    from models import torch_twin
+    from model_workloads import torch_twin
 
     model = torch_twin(w, d).eval()
     buf = io.BytesIO()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from models import logits_2d, torch_twin
+from model_workloads import logits_2d, torch_twin
 from workloads import LR, Data, Workload
 
 from peers import Forward, Train, Unavailable
