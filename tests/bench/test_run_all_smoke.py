@@ -207,6 +207,19 @@ def test_model_forward_check_is_relative(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not run_all.forward_check(np.zeros((2, 2)), ref, relative=True)["ok"]  # shape
 
 
+def test_model_update_check_is_per_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
+    run_all = _load_run_all(monkeypatch)
+    before = [np.zeros(3), np.zeros(2)]
+    ref = [np.array([1.0, -1.0, 0.5]), np.array([1e-2, 0.0])]  # the second hardly moves
+    wrong_small = [ref[0], np.array([-1e-2, 0.0])]  # its update reversed
+    # against the largest update of all the error is 2%: the MLP rule lets it through
+    assert run_all.update_check(before, wrong_small, ref)["ok"]
+    assert not run_all.update_check(before, wrong_small, ref, per_param=True)["ok"]
+    noise = [ref[0] + 1e-6, ref[1] + 1e-6]
+    assert run_all.update_check(before, noise, ref, per_param=True)["ok"]
+    assert not run_all.update_check(before, ref[:1], ref, per_param=True)["ok"]  # count
+
+
 def test_mobilenet_data_has_calibrated_batch_norm(bench_imports) -> None:
     from model_workloads import lucid_loaded, make_model_data
     from workloads import TINY
