@@ -78,8 +78,14 @@ def test_a_wrong_peer_is_a_mismatch(bench) -> None:
     from peers.jax_system import JaxJit
 
     real = jax_models.gpt_forward
-    try:  # one head fewer: a plausible bug, a different function
-        jax_models.gpt_forward = lambda p, idx, n_layer, n_head: real(p, idx, n_layer, 1)
+
+    def no_positions(p, idx, n_layer, n_head):
+        """A plausible bug: the position embedding left out (its gradient is then zero)."""
+        wpe = "transformer.wpe.weight"
+        return real({**p, wpe: p[wpe] * 0}, idx, n_layer, n_head)
+
+    try:
+        jax_models.gpt_forward = no_positions
         rows = _rows(bench, JaxJit(), "gpt")
     finally:
         jax_models.gpt_forward = real

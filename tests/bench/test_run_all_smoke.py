@@ -217,6 +217,12 @@ def test_model_update_check_is_per_parameter(monkeypatch: pytest.MonkeyPatch) ->
     assert not run_all.update_check(before, wrong_small, ref, per_param=True)["ok"]
     noise = [ref[0] + 1e-6, ref[1] + 1e-6]
     assert run_all.update_check(before, noise, ref, per_param=True)["ok"]
+    # a parameter near 1 that hardly moves, one float32 rounding step off: not a mismatch
+    before = [np.zeros(2, np.float32), np.ones(2, np.float32)]
+    ref = [np.array([1e-2, -1e-2], np.float32), np.float32(1) - np.array([1e-6, 0], np.float32)]
+    rounded = [ref[0], ref[1] + np.spacing(np.float32(1))]
+    assert run_all.update_check(before, rounded, ref, per_param=True)["ok"]
+    assert not run_all.update_check(before, [ref[0], ref[1] + 1e-5], ref, per_param=True)["ok"]
     assert not run_all.update_check(before, ref[:1], ref, per_param=True)["ok"]  # count
 
 
