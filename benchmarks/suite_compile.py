@@ -9,20 +9,23 @@ training the first forward + backward.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from workloads import Workload
+
 HERE = Path(__file__).resolve().parent
 
 CHILD = """
 import json, sys
 sys.path[:0] = [{here!r}, {root!r}]
-from workloads import WORKLOADS, make_data
+from workloads import Workload, make_data
 from peers.lucid_systems import LucidCompiled
-w = WORKLOADS[{workload!r}]
+w = Workload(**{fields!r})
 d = make_data(w)
 system = LucidCompiled()
 run = system.forward(w, d) if {mode!r} == "forward" else system.train(w, d)
@@ -30,9 +33,10 @@ print(json.dumps({{"seconds": run.first_call_s}}))
 """
 
 
-def first_call(workload: str, mode: str, cache_dir: Path, env: dict[str, str]) -> float:
-    """Seconds of compile + first call of `workload`'s `mode` in a fresh child process."""
-    code = CHILD.format(here=str(HERE), root=str(HERE.parent), workload=workload, mode=mode)
+def first_call(w: Workload, mode: str, cache_dir: Path, env: dict[str, str]) -> float:
+    """Seconds of compile + first call of workload `w`'s `mode` in a fresh child process."""
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(w).items()}
+    code = CHILD.format(here=str(HERE), root=str(HERE.parent), fields=fields, mode=mode)
     child_env = dict(env, LUCID_CACHE_DIR=str(cache_dir))
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -48,7 +52,7 @@ def first_call(workload: str, mode: str, cache_dir: Path, env: dict[str, str]) -
 
 
 def compile_times(
-    jobs: list[tuple[str, str]], cache_dir: Path
+    jobs: list[tuple[Workload, str]], cache_dir: Path
 ) -> dict[str, dict[str, float | str]]:
     """'workload/mode' -> {"cold": s, "warm": s} (or {"error": text}) for each (workload, mode).
 
@@ -56,12 +60,12 @@ def compile_times(
     compiled GEMM machinery objects), so a directory an earlier job filled is not cold."""
     env = dict(os.environ)
     out: dict[str, dict[str, float | str]] = {}
-    for workload, mode in jobs:
-        key = f"{workload}/{mode}"
-        job_dir = cache_dir / f"{workload}-{mode}"
+    for w, mode in jobs:
+        key = f"{w.name}/{mode}"
+        job_dir = cache_dir / f"{w.name}-{mode}"
         try:
-            cold = first_call(workload, mode, job_dir, env)
-            warm = first_call(workload, mode, job_dir, env)
+            cold = first_call(w, mode, job_dir, env)
+            warm = first_call(w, mode, job_dir, env)
             out[key] = {"cold": cold, "warm": warm}
         except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
             out[key] = {"error": str(exc).strip().splitlines()[-1]}

@@ -36,6 +36,8 @@ class JaxJit:
     def forward(self, w: Workload, d: Data) -> Forward:
         """jit(forward)(params, x).block_until_ready()."""
         jax, jnp, forward = _forward_fn()
+        if w.kind == "model":
+            return _model_forward(w, d)
         if w.kind == "gemm":
             a, b = jnp.asarray(d.x), jnp.asarray(d.b_matrix)
             mm = jax.jit(jnp.matmul)
@@ -48,8 +50,10 @@ class JaxJit:
     def train(self, w: Workload, d: Data) -> Train:
         """One jitted function: loss, gradients and the SGD update; params are replaced."""
         jax, jnp, forward = _forward_fn()
-        if w.kind == "gemm":
+        if "train" not in w.modes:
             raise Unavailable("forward only")
+        if w.kind == "model":
+            return _model_train(w, d)
 
         def loss_fn(params, x, t):
             return jnp.mean((forward(params, x) - t) ** 2)
@@ -71,3 +75,71 @@ class JaxJit:
             return [np.asarray(a) for pair in state["params"] for a in pair]
 
         return Train(step, params)
+
+
+def _split_state(w: Workload, d: Data):
+    """(parameters, buffers) of a model workload as dicts of jnp arrays by lucid's names; the
+    BatchNorm step counters (`num_batches_tracked`) are left out (nothing reads them)."""
+    _, jnp, _ = _forward_fn()
+    assert d.state is not None and d.param_names is not None
+    params = {n: jnp.asarray(d.state[n]) for n in d.param_names}
+    buffers = {
+        k: jnp.asarray(v)
+        for k, v in d.state.items()
+        if k not in params and not k.endswith("num_batches_tracked")
+    }
+    return params, buffers
+
+
+def _model_fn(w: Workload, training: bool):
+    """f(params, buffers, x) -> (logits, updated buffers) of the model's JAX twin."""
+    from peers import jax_models
+
+    if w.model == "mnv3":
+        return lambda p, b, x: jax_models.mnv3_forward(p, b, x, training)
+    _vocab, _block, n_layer, n_head, _embd = w.sizes
+    return lambda p, b, x: (jax_models.gpt_forward(p, x, n_layer, n_head), {})
+
+
+def _model_forward(w: Workload, d: Data) -> Forward:
+    """The jitted eval-mode twin (BatchNorm from the running statistics)."""
+    jax, jnp, _ = _forward_fn()
+    params, buffers = _split_state(w, d)
+    run = _model_fn(w, training=False)
+    fn = jax.jit(lambda p, b, x: run(p, b, x)[0])
+    x = jnp.asarray(d.x)
+    return Forward(lambda: fn(params, buffers, x).block_until_ready(), np.asarray)
+
+
+def _model_train(w: Workload, d: Data) -> Train:
+    """One jitted step: train-mode forward, mean cross-entropy, value_and_grad, SGD update (and
+    the BatchNorm running statistics, as the other systems keep them)."""
+    jax, jnp, _ = _forward_fn()
+    from peers.jax_models import cross_entropy
+
+    params, buffers = _split_state(w, d)
+    run = _model_fn(w, training=True)
+
+    def loss_fn(p, b, x, t):
+        logits, new_b = run(p, b, x)
+        return cross_entropy(logits, t), new_b
+
+    @jax.jit
+    def update(p, b, x, t):
+        (loss, new_b), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, b, x, t)
+        new_p = jax.tree_util.tree_map(lambda a, g: a - LR * g, p, grads)
+        return new_p, {**b, **new_b}, loss
+
+    state = {"p": params, "b": buffers}
+    assert d.target is not None
+    x, t = jnp.asarray(d.x), jnp.asarray(d.target)
+    names = list(params)
+
+    def step() -> object:
+        state["p"], state["b"], loss = update(state["p"], state["b"], x, t)
+        return loss.block_until_ready()
+
+    def current() -> list[np.ndarray]:
+        return [np.asarray(state["p"][n]) for n in names]
+
+    return Train(step, current)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from model_workloads import logits_2d, lucid_loaded
 from workloads import LR, Data, Workload, load_into_lucid, lucid_matmul, lucid_mlp
 
 from peers import Forward, Train, Unavailable, flat
@@ -12,27 +13,42 @@ from peers import Forward, Train, Unavailable, flat
 
 def _model(w: Workload, d: Data, training: bool):
     """A fresh lucid model holding a private copy of the workload's weights."""
-    model = lucid_mlp(w)
-    load_into_lucid(model, d.weights_copy())
+    if w.kind == "model":
+        model = lucid_loaded(w, d)
+    else:
+        model = lucid_mlp(w)
+        load_into_lucid(model, d.weights_copy())
     return model.train(training)
 
 
-def _lucid_train(w: Workload, d: Data, compiled: bool) -> Train:
-    """Zero grads, forward (compiled or eager), MSE, backward, SGD step on lucid's own model."""
-    import lucid
-    from lucid import optim
+def _loss(w: Workload, out, target):
+    """MSE against the regression target (MLPs), mean cross-entropy of the logits (models)."""
     from lucid.nn import functional as F
 
-    if w.kind == "gemm":
+    if w.kind == "model":
+        return F.cross_entropy(logits_2d(out), target)
+    return F.mse_loss(out, target)
+
+
+def _lucid_train(w: Workload, d: Data, compiled: bool) -> Train:
+    """Zero grads, forward (compiled or eager), loss, backward, SGD step on lucid's own model."""
+    import lucid
+    from lucid import optim
+
+    if "train" not in w.modes:
         raise Unavailable("forward only")
     model = _model(w, d, training=True)
     run = lucid.compile(model) if compiled else model
     opt = optim.SGD(model.parameters(), lr=LR)
-    x, target = lucid.Tensor(d.x), lucid.Tensor(d.target)
+    assert d.target is not None
+    x, target = (
+        lucid.Tensor(d.x),
+        lucid.Tensor(d.target.reshape(-1) if w.kind == "model" else d.target),
+    )
 
     def step() -> object:
         opt.zero_grad()
-        loss = F.mse_loss(run(x), target)
+        loss = _loss(w, run(x), target)
         loss.backward()
         opt.step()
         return loss
@@ -108,7 +124,11 @@ class LucidEager:
 
 def reference_step(w: Workload, d: Data) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(initial weights, weights after one lucid eager training step): the update reference."""
-    before = [a.copy() for a in flat(d.weights)]
+    if w.kind == "model":
+        assert d.state is not None and d.param_names is not None
+        before = [d.state[n].copy() for n in d.param_names]
+    else:
+        before = [a.copy() for a in flat(d.weights)]
     t = _lucid_train(w, d, compiled=False)
     t.step()
     return before, [a.copy() for a in t.params()]

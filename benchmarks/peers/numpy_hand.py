@@ -38,6 +38,8 @@ class NumpyHand:
 
     def forward(self, w: Workload, d: Data) -> Forward:
         """The layers as `h @ W.T + b` and HardSwish as clip."""
+        if w.kind == "model":
+            raise Unavailable("MLP and GEMM workloads only (no hand-written model)")
         if w.kind == "gemm":
             a, b = d.x, d.b_matrix
             return Forward(lambda: a @ b, np.asarray)
@@ -46,6 +48,8 @@ class NumpyHand:
 
     def train(self, w: Workload, d: Data) -> Train:
         """Forward keeping pre-activations, MSE gradient, backward layer by layer, SGD."""
+        if w.kind == "model":
+            raise Unavailable("MLP workloads only (no hand-written model)")
         if w.kind == "gemm":
             raise Unavailable("forward only")
         weights, x, target = d.weights_copy(), d.x, d.target

@@ -1,7 +1,11 @@
-"""ONNX Runtime (CPU execution provider), forward only, on a graph built with onnx.helper.
+"""ONNX Runtime (CPU execution provider), forward only.
 
-Building the graph directly (Gemm with transB=1, HardSwish) keeps torch out of this row, and
-the graph is exactly lucid's model: no exporter decides how to lower anything.
+MLP and GEMM rows: a graph built with onnx.helper (Gemm with transB=1, HardSwish), which keeps
+torch out of these rows, and the graph is exactly lucid's model: no exporter decides how to
+lower anything. Model rows (MobileNetV3-Small, GPT): the PyTorch twin of tests/zoo/ holding
+lucid's weights, exported in eval mode by `torch.onnx.export` (the TorchScript exporter,
+`dynamo=False`: it needs no onnxscript and gives one plain graph; the shapes are static, as
+timed), so these rows need torch.
 """
 
 from __future__ import annotations
@@ -48,6 +52,34 @@ def _graph(w: Workload, d: Data):
     return model
 
 
+def _exported(w: Workload, d: Data) -> bytes:
+    """The model's PyTorch twin (eval mode, lucid's weights) exported to ONNX, serialized."""
+    import io
+    import warnings
+
+    from peers import installed
+
+    if not installed("torch"):
+        raise Unavailable("the model graph is exported from the PyTorch twin: needs torch")
+    import torch
+    from model_workloads import torch_twin
+
+    model = torch_twin(w, d).eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's tracer warnings are not results
+        torch.onnx.export(
+            model,
+            (torch.from_numpy(d.x),),
+            buf,
+            input_names=["x"],
+            output_names=["y"],
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
 class OnnxRuntime:
     """onnxruntime.InferenceSession, all graph optimisations, intra_op_num_threads = --threads."""
 
@@ -64,9 +96,8 @@ class OnnxRuntime:
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        sess = ort.InferenceSession(
-            _graph(w, d).SerializeToString(), opts, providers=["CPUExecutionProvider"]
-        )
+        graph = _exported(w, d) if w.kind == "model" else _graph(w, d).SerializeToString()
+        sess = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
         feed = {"a": d.x, "b": d.b_matrix} if w.kind == "gemm" else {"x": d.x}
         return Forward(lambda: sess.run(None, feed), lambda out: np.asarray(out[0]))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from model_workloads import logits_2d, torch_twin
 from workloads import LR, Data, Workload
 
 from peers import Forward, Train, Unavailable
@@ -18,8 +19,11 @@ def _torch():
 
 
 def _model(w: Workload, d: Data):
-    """torch.nn.Sequential of Linear/Hardswish holding a copy of lucid's weights."""
+    """torch.nn.Sequential of Linear/Hardswish holding a copy of lucid's weights, or for a
+    model workload the PyTorch twin of tests/zoo/ holding lucid's state dict."""
     torch = _torch()
+    if w.kind == "model":
+        return torch_twin(w, d)
     mods: list = []
     for j, ((i, o), (wt, b)) in enumerate(zip(w.layers, d.weights_copy())):
         if j:
@@ -33,24 +37,42 @@ def _model(w: Workload, d: Data):
 
 
 def _train(w: Workload, d: Data, wrap) -> Train:
-    """zero_grad, forward through `wrap(model)`, MSE, backward, torch.optim.SGD step."""
+    """zero_grad, forward through `wrap(model)`, loss (MSE for an MLP, mean cross-entropy for
+    a model), backward, torch.optim.SGD step."""
     torch = _torch()
-    if w.kind == "gemm":
+    if "train" not in w.modes:
         raise Unavailable("forward only")
     model = _model(w, d).train()
     run = wrap(model)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
-    x, target = torch.from_numpy(d.x), torch.from_numpy(d.target)
+    assert d.target is not None
+    x = torch.from_numpy(d.x)
+    if w.kind == "model":
+        target = torch.from_numpy(d.target.reshape(-1))
+
+        def loss_of(out):
+            return torch.nn.functional.cross_entropy(logits_2d(out), target)
+
+        named = dict(model.named_parameters())
+        assert d.param_names is not None and set(named) == set(d.param_names)
+        ordered = [named[n] for n in d.param_names]  # lucid's order, for the update check
+    else:
+        target = torch.from_numpy(d.target)
+
+        def loss_of(out):
+            return torch.nn.functional.mse_loss(out, target)
+
+        ordered = list(model.parameters())
 
     def step() -> object:
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.mse_loss(run(x), target)
+        loss = loss_of(run(x))
         loss.backward()
         opt.step()
         return loss
 
     def params() -> list[np.ndarray]:
-        return [p.detach().numpy() for p in model.parameters()]
+        return [p.detach().numpy() for p in ordered]
 
     start = time.perf_counter()
     run(x).sum().backward()  # compiles forward and backward; the grads are dropped below

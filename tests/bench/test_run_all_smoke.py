@@ -1,4 +1,5 @@
-"""benchmarks/run_all.py keeps working: a --quick run of the seed workload (lucid and NumPy rows)."""
+"""benchmarks/run_all.py keeps working: --quick runs of the seed workload (lucid and NumPy rows)
+and of the tiny GPT (the model rows), and the pieces that decide a row passes."""
 
 from __future__ import annotations
 
@@ -100,3 +101,144 @@ def test_unknown_workload_is_an_error() -> None:
         cwd=ROOT,
     )
     assert proc.returncode == 2 and "unknown workload" in proc.stderr
+
+
+@pytest.fixture
+def bench_imports():
+    """Let a test import benchmarks/ modules (workloads, model_workloads, ...) by their short
+    names; sys.path and sys.modules are restored afterwards."""
+    path, before = list(sys.path), set(sys.modules)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    yield
+    sys.path[:] = path
+    bench = str(ROOT / "benchmarks")
+    for name in set(sys.modules) - before:
+        if (getattr(sys.modules[name], "__file__", None) or "").startswith(bench):
+            del sys.modules[name]
+
+
+def _load_run_all(monkeypatch: pytest.MonkeyPatch):
+    """benchmarks/run_all.py as a module (it puts benchmarks/ on sys.path: a restored copy)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec = importlib.util.spec_from_file_location("run_all", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    return run_all
+
+
+@pytest.fixture(scope="module")
+def gpt_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    """(stdout, results JSON) of `run_all.py --quick --no-peers --tiny --only gpt`."""
+    out = tmp_path_factory.mktemp("bench-gpt")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--no-peers",
+            "--tiny",
+            "--only",
+            "gpt",
+            "--threads",
+            "1",
+            "--no-compile-times",
+            "--json",
+            str(out / "r.json"),
+            "--png",
+            "",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, json.loads((out / "r.json").read_text())
+
+
+@pytest.mark.needs_cc
+@pytest.mark.slow
+def test_model_rows_are_timed_checked_and_targeted(gpt_run) -> None:
+    stdout, doc = gpt_run
+    results = doc["results"]
+    assert set(results) == {"gpt/forward", "gpt/train"}
+    for key in results:
+        rows = results[key]
+        for name in ("lucid compiled", "lucid eager"):
+            assert rows[name]["status"] == "ok", (key, rows[name])
+            assert rows[name]["p10"] <= rows[name]["median"] <= rows[name]["p90"]
+            assert "gflops" not in rows[name]  # no FLOP count is claimed for the models
+        assert rows["numpy by hand"]["status"].startswith("not available")
+        assert rows["pytorch eager"]["status"] == "not available: skipped by --no-peers"
+    # the compiled rows were checked against eager: forward output, then one SGD update
+    assert results["gpt/forward"]["lucid compiled"]["check"]["max_abs_diff"] < 1e-4
+    assert results["gpt/train"]["lucid compiled"]["check"]["rel_to_update"] < 5e-2
+    by_target = {t["target"]: t for t in doc["targets"]}
+    for key in ("gpt/forward", "gpt/train"):
+        eager = by_target[f"{key} lucid compiled >= 3x faster than lucid eager"]
+        assert eager["status"] in {"PASS", "MISS"} and eager["value"] > 0
+        # no PyTorch in this run: the 2x target is not measured, never a pass
+        assert by_target[f"{key} lucid compiled within 2x of PyTorch eager"]["status"] == "n/a"
+    assert "== gpt forward: GPT 1 layer" in stdout and "lucid eager/lucid" in stdout
+    assert "cross-entropy" in doc["meta"]["training_step"]
+
+
+def test_only_accepts_model_groups(bench_imports) -> None:
+    from workloads import select
+
+    chosen, unknown = select("mnv3,gpt")
+    assert [w.name for w in chosen] == ["mnv3-b1", "mnv3-b32", "gpt"] and unknown == []
+    assert [w.modes for w in chosen] == [("forward",), ("forward", "train"), ("forward", "train")]
+    assert (chosen[0].batch, chosen[1].batch, chosen[2].batch) == (1, 32, 16)
+    assert chosen[0].sizes == (3, 224, 224) and chosen[2].sizes == (65, 64, 4, 4, 128)
+    tiny, _ = select("mnv3-b32", tiny=True)
+    assert tiny[0].sizes == (3, 32, 32) and tiny[0].batch == 2
+    assert select("seed,nope")[1] == ["nope"]
+
+
+def test_model_forward_check_is_relative(monkeypatch: pytest.MonkeyPatch) -> None:
+    run_all = _load_run_all(monkeypatch)
+    ref = np.array([[0.02, -0.01]])  # logits far below 1, as MobileNet's
+    assert not run_all.forward_check(ref + 1e-4, ref, relative=True)["ok"]
+    assert run_all.forward_check(ref + 1e-4, ref)["ok"]  # the MLP rule would let it through
+    assert run_all.forward_check(ref + 1e-6, ref, relative=True)["ok"]
+    assert not run_all.forward_check(np.zeros((2, 2)), ref, relative=True)["ok"]  # shape
+
+
+def test_model_update_check_is_per_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
+    run_all = _load_run_all(monkeypatch)
+    before = [np.zeros(3), np.zeros(2)]
+    ref = [np.array([1.0, -1.0, 0.5]), np.array([1e-2, 0.0])]  # the second hardly moves
+    wrong_small = [ref[0], np.array([-1e-2, 0.0])]  # its update reversed
+    # against the largest update of all the error is 2%: the MLP rule lets it through
+    assert run_all.update_check(before, wrong_small, ref)["ok"]
+    assert not run_all.update_check(before, wrong_small, ref, per_param=True)["ok"]
+    noise = [ref[0] + 1e-6, ref[1] + 1e-6]
+    assert run_all.update_check(before, noise, ref, per_param=True)["ok"]
+    # a parameter near 1 that hardly moves, one float32 rounding step off: not a mismatch
+    before = [np.zeros(2, np.float32), np.ones(2, np.float32)]
+    ref = [np.array([1e-2, -1e-2], np.float32), np.float32(1) - np.array([1e-6, 0], np.float32)]
+    rounded = [ref[0], ref[1] + np.spacing(np.float32(1))]
+    assert run_all.update_check(before, rounded, ref, per_param=True)["ok"]
+    assert not run_all.update_check(before, [ref[0], ref[1] + 1e-5], ref, per_param=True)["ok"]
+    assert not run_all.update_check(before, ref[:1], ref, per_param=True)["ok"]  # count
+
+
+def test_mobilenet_data_has_calibrated_batch_norm(bench_imports) -> None:
+    from model_workloads import lucid_loaded, make_model_data
+    from workloads import TINY
+
+    import lucid
+
+    w = TINY["mnv3-b1"]
+    d = make_model_data(w)
+    assert d.state is not None and d.param_names is not None
+    assert d.state["features.0.1.running_var"].std() > 0  # not the initial ones
+    assert set(d.param_names) < set(d.state)  # buffers too
+    model = lucid_loaded(w, d).eval()
+    with lucid.no_grad():
+        logits = model(lucid.Tensor(d.x)).data
+    # with the initial statistics these logits are ~1e-9 and every forward check would pass
+    assert logits.shape == (1, 1000) and np.abs(logits).max() > 1e-2
