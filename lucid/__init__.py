@@ -48,11 +48,13 @@ _LAZY = {
     "set_num_threads": "lucid.runtime.threads",
     "get_num_threads": "lucid.runtime.threads",
     "export": "lucid.runtime.aot",
+    "save": "lucid.io",
+    "load": "lucid.io",
 }
 
 
 def __getattr__(name: str) -> object:
-    """`lucid.compile`, `lucid.export` and the thread setters, imported on first use (light import)."""
+    """`lucid.compile`, `lucid.export`, `lucid.save`/`load` and the thread setters, imported on first use (light import)."""
     if name in _LAZY:
         import importlib
 

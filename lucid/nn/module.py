@@ -237,10 +237,18 @@ class Module:
         for key, value in state.items():
             if key not in own:
                 continue
-            arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+            if isinstance(value, Tensor):
+                value = value.data
+            elif hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy"):
+                value = value.detach().cpu().numpy()  # a torch tensor, without importing torch
+            arr = np.asarray(value)
             if arr.shape != own[key].shape:
                 problems.append(
                     f"shape mismatch for {key}: state has {arr.shape}, model has {own[key].shape}"
+                )
+            elif not np.can_cast(arr.dtype, own[key].data.dtype, casting="same_kind"):
+                problems.append(
+                    f"dtype mismatch for {key}: state has {arr.dtype}, model has {own[key].data.dtype}"
                 )
             arrays[key] = arr
         if problems:
@@ -253,6 +261,12 @@ class Module:
             if isinstance(p, Parameter):
                 p._version += 1
         return LoadResult(missing, unexpected)
+
+    def save(self, path: Any) -> None:
+        """Write `state_dict()` to `path` with `lucid.save` (read back with `lucid.load`)."""
+        from lucid.io import save
+
+        save(self.state_dict(), path)
 
     def train(self, mode: bool = True) -> Module:
         """Set training mode on this module and all descendants; returns self."""

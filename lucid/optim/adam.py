@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,38 @@ class Adam(Optimizer):
         self.t = 0
         self._m = [np.zeros_like(p.data) for p in self.params]
         self._v = [np.zeros_like(p.data) for p in self.params]
+
+    _HYPER = ("betas", "eps", "weight_decay")
+
+    def _param_state(self, i: int) -> dict[str, Any] | None:
+        if self.t == 0:
+            return None
+        return {"step": float(self.t), "exp_avg": self._m[i], "exp_avg_sq": self._v[i]}
+
+    def _check_param_states(self, states: dict[int, dict[str, Any]]) -> list[str]:
+        problems = [
+            f"state {i} has no {k}"
+            for i, st in states.items()
+            for k in ("step", "exp_avg", "exp_avg_sq")
+            if k not in st
+        ]
+        steps = {int(st["step"]) for st in states.values() if "step" in st}
+        if len(steps) > 1:
+            problems.append(
+                f"parameters have different step counts {sorted(steps)}; lucid keeps one"
+            )
+        return problems
+
+    def _set_param_states(self, states: dict[int, dict[str, Any]]) -> None:
+        self.t = int(next(iter(states.values()))["step"]) if states else 0
+        self._m = [
+            np.array(states[i]["exp_avg"]) if i in states else np.zeros_like(p.data)
+            for i, p in enumerate(self.params)
+        ]
+        self._v = [
+            np.array(states[i]["exp_avg_sq"]) if i in states else np.zeros_like(p.data)
+            for i, p in enumerate(self.params)
+        ]
 
     def step(self) -> None:
         """One Adam update of every parameter that has a gradient."""

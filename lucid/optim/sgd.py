@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,25 @@ class SGD(Optimizer):
         self.weight_decay = weight_decay
         self.nesterov = bool(nesterov)
         self._velocity: list[np.ndarray | None] = [None] * len(self.params)
+
+    _HYPER = ("momentum", "dampening", "weight_decay", "nesterov")
+
+    def _param_state(self, i: int) -> dict[str, Any] | None:
+        v = self._velocity[i]
+        return None if v is None else {"momentum_buffer": v}
+
+    def _check_param_states(self, states: dict[int, dict[str, Any]]) -> list[str]:
+        return [
+            f"state {i} has no momentum_buffer"
+            for i, st in states.items()
+            if "momentum_buffer" not in st
+        ]
+
+    def _set_param_states(self, states: dict[int, dict[str, Any]]) -> None:
+        self._velocity = [
+            np.array(states[i]["momentum_buffer"]) if i in states else None
+            for i in range(len(self.params))
+        ]
 
     def step(self) -> None:
         """Update every parameter that has a gradient.
