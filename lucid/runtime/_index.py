@@ -27,7 +27,7 @@ import lucid
 from lucid.runtime import build as _build
 from lucid.runtime import cache as _cache
 
-FORMAT = 1  # bump when the index key's parts or the index file's schema change
+FORMAT = 2  # bump when the index key's parts or the index file's schema change
 _CACHES = "/sys/devices/system/cpu/cpu0/cache"
 
 
@@ -107,9 +107,11 @@ def lookup(root: Path, ikey: str) -> dict[str, Any] | None:
     """The index record of `ikey` (build key, prefix, batch symbol), or None if absent/invalid."""
     try:
         with open(_index_dir(root) / f"{ikey}.json", encoding="utf-8") as f:
-            record = json.load(f)
+            record = _cache.unseal(json.load(f))
     except (OSError, ValueError):
         return None
+    if record is None:
+        return None  # damaged since written (its seal does not match): a rebuild, not a wrong load
     if (
         not isinstance(record, dict)
         or record.get("format") != FORMAT
@@ -132,7 +134,7 @@ def record(root: Path, ikey: str, build_key: str, prefix: str, batch_symbol: str
         "prefix": prefix,
         "batch_symbol": batch_symbol,
     }
-    _write_json(_index_dir(root), f"{ikey}.json", data)
+    _write_json(_index_dir(root), f"{ikey}.json", _cache.seal(data))
 
 
 def _write_json(directory: Path, name: str, data: Any) -> None:

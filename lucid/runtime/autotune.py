@@ -45,7 +45,7 @@ from lucid.runtime.build import BuildOptions, build
 
 __all__ = ["DEFAULT_ROWS", "Autotuner", "TuneResult"]
 
-FORMAT = 1  # bump when the record's schema or the candidate policy changes; part of every key
+FORMAT = 2  # bump when the record's schema or the candidate policy changes; part of every key
 AUTOTUNE_DIR = "autotune"
 DEFAULT_ROWS = 256  # rows (and any other runtime dim) to time with when nothing better is known
 # A candidate must beat the cost model's choice by this fraction to replace it: closer than
@@ -312,8 +312,8 @@ def _read_record(path: Path, key: dict[str, Any], base: Blocking) -> Blocking | 
     """The recorded blocking of `key`, or None when absent, unreadable or not for this key."""
     try:
         with open(path, encoding="utf-8") as f:
-            record = json.load(f)
-        if not isinstance(record, dict) or record.get("key") != key:
+            record = _cache.unseal(json.load(f))
+        if record is None or record.get("key") != key:
             return None
         found = record["blocking"]
         mc, kc, nc = (found[name] for name in ("mc", "kc", "nc"))
@@ -346,7 +346,7 @@ def _write_record(
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2)
+            json.dump(_cache.seal(record), f, indent=2)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

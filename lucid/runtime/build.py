@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import platform
 import shlex
@@ -33,6 +34,8 @@ from lucid.runtime import cache as _cache
 from lucid.runtime.cache import cache_clear, cache_info
 
 __all__ = ["BuildOptions", "BuiltModule", "build", "cache_clear", "cache_info", "load_cached"]
+
+_log = logging.getLogger("lucid")
 
 DEFAULT_FLAGS: tuple[str, ...] = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno")
 DEFAULT_LINK: tuple[str, ...] = ("-lm", "-lpthread")
@@ -481,10 +484,18 @@ def _shared_object(
     obj.parent.mkdir(mode=0o700, exist_ok=True)
     with _cache.key_lock(obj.parent, obj.stem):
         if obj.exists() and not replace_existing:
-            return "", False
+            if _cache.object_intact(obj):
+                return "", False
+            _log.warning(
+                "lucid: shared object %s does not match its recorded sha256 (damaged on "
+                "disk); compiling it again",
+                obj,
+            )
+        _cache.sweep_stale(obj.parent.parent, held=obj.stem)
         tmp = obj.with_name(f"{obj.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             stderr = run_compiler([*command[:-1], str(tmp)], work, what=obj.name, where=where)
+            _cache.record_checksum(tmp, obj)
             os.replace(tmp, obj)
         finally:
             tmp.unlink(missing_ok=True)

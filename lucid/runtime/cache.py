@@ -7,11 +7,15 @@ Layout of the cache root (one directory per key, nothing else is ever deleted by
     <root>/.tmp-<key>-*    a build in progress, renamed to <root>/<key> when complete
     <root>/.trash-<key>-*  a replaced or cleared entry on its way out
     <root>/index/          the warm-start index (_index.py): small JSON files naming build keys
+    <root>/objects/        shared GEMM objects <okey>.o, each with <okey>.o.sha256 beside it
 
 An entry appears in one `os.rename`, so a reader sees either nothing or a complete entry; its
 meta.json stores the sha256 of the .so, checked before every load, so a truncated or altered
 file (disk full, crash before writeback, tampering) is rebuilt instead of mapped: mapping a
-truncated .so kills the process with SIGBUS.
+truncated .so kills the process with SIGBUS. Shared objects are checked the same way before
+every link (`object_intact`): a damaged object that still links would give modules that crash.
+Builds remove the temp dirs and files of killed builds (`sweep_stale`): only those whose key
+lock nobody holds, so a build in progress in another process is never touched.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ INDEX_DIR = "index"
 OBJECTS_DIR = "objects"  # compiled second units shared by modules (see build._shared_object)
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
 _WORK_RE = re.compile(r"\.(tmp|trash)-([0-9a-f]{64})-")
+_OBJECT_TMP_RE = re.compile(r"([0-9a-f]{64})\..*\.tmp$")
 
 
 def is_key(name: str) -> bool:
@@ -139,6 +144,102 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def checksum_path(obj: Path) -> Path:
+    """Where the sha256 of a shared object is recorded: <okey>.o.sha256 beside it."""
+    return obj.with_name(obj.name + ".sha256")
+
+
+def record_checksum(built: Path, obj: Path) -> None:
+    """Record the sha256 of `built` (about to be renamed to `obj`) for `object_intact`,
+    written under a temporary name and renamed like the object itself."""
+    target = checksum_path(obj)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(file_sha256(built) + "\n", encoding="ascii")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def object_intact(obj: Path) -> bool:
+    """Whether `obj` exists and matches its recorded sha256 (no record counts as damaged: an
+    object is only ever published after its record)."""
+    try:
+        recorded = checksum_path(obj).read_text(encoding="ascii").strip()
+        return _KEY_RE.fullmatch(recorded) is not None and file_sha256(obj) == recorded
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def seal(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with a "sha256" field over its canonical JSON, for `unseal` to check: a JSON
+    file in the cache that still parses after damage must not be believed."""
+    body = {k: v for k, v in record.items() if k != "sha256"}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return {**body, "sha256": digest}
+
+
+def unseal(record: object) -> dict[str, Any] | None:
+    """The record without its seal if the seal matches (see `seal`), else None."""
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        return None
+    body = {k: v for k, v in record.items() if k != "sha256"}
+    try:
+        text = json.dumps(body, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+    if hashlib.sha256(text.encode()).hexdigest() != record["sha256"]:
+        return None
+    return body
+
+
+def sweep_stale(root: Path, held: str | None = None) -> int:
+    """Remove the `.tmp-<key>-*` / `.trash-<key>-*` dirs under `root` (and `<okey>.*.tmp`
+    files under its objects dir) left by killed processes; return how many went.
+
+    A leftover is stale when nobody holds its key's lock: builders and deleters hold it for
+    as long as the temp exists. `held` is the key whose lock the caller holds itself (its own
+    leftovers are stale by definition). A lock file that is gone has no holder either."""
+    removed = 0
+    for directory, pattern in ((root, _WORK_RE), (root / OBJECTS_DIR, _OBJECT_TMP_RE)):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            match = pattern.match(name)
+            if match is None:
+                continue
+            key = match.group(match.lastindex or 0)
+            if key != held and not _try_lock_free(directory, key):
+                continue
+            path = directory / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            removed += 1
+    return removed
+
+
+def _try_lock_free(root: Path, key: str) -> bool:
+    """Whether nobody holds <root>/<key>.lock right now (a non-blocking probe; not kept)."""
+    try:
+        fd = os.open(root / f"{key}.lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def valid_meta(entry: Path, key: str) -> dict[str, Any] | None:
     """meta.json of a complete entry whose .so matches its recorded size and sha256, else None."""
     try:
@@ -157,7 +258,9 @@ def valid_meta(entry: Path, key: str) -> dict[str, Any] | None:
 
 
 def new_workdir(root: Path, key: str) -> Path:
-    """A private (0700) temp dir in the cache root, on the same filesystem as the entries."""
+    """A private (0700) temp dir in the cache root, on the same filesystem as the entries;
+    the caller holds the key's lock. Leftovers of killed builds are removed first."""
+    sweep_stale(root, held=key)
     return Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
 
 
@@ -250,7 +353,7 @@ def _clear_objects(root: Path) -> None:
         return
     for name in os.listdir(objects):
         stem = name.split(".")[0]
-        if not _KEY_RE.fullmatch(stem) or not name.endswith((".o", ".tmp", ".lock")):
+        if not _KEY_RE.fullmatch(stem) or not name.endswith((".o", ".sha256", ".tmp", ".lock")):
             continue
         if name.endswith(".lock"):
             with key_lock(objects, stem):

@@ -130,6 +130,20 @@ def test_record_with_an_impossible_blocking_is_retuned(
     assert tuner(tmp_path).tune(PROBLEM).timed and calls
 
 
+@pytest.mark.needs_cc
+def test_record_edited_after_it_was_written_is_retuned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A possible blocking written over the recorded one fails the record's seal."""
+    tuner(tmp_path).tune(PROBLEM)
+    (path,) = records(tmp_path)
+    record = json.loads(path.read_text())
+    record["blocking"]["kc"] += 8
+    path.write_text(json.dumps(record))
+    calls = count_timings(monkeypatch)
+    assert tuner(tmp_path).tune(PROBLEM).timed and calls
+
+
 def test_nothing_to_tune_is_not_timed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     forbid_timing(monkeypatch)
     tiny = GemmProblem("float", detect_isa(), False, True, (4,), 8, 8, CacheSizes())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -363,3 +364,53 @@ def test_a_damaged_shared_object_is_compiled_again(tmp_path: Path) -> None:
     # another module (one more line of source) with the same second unit links it
     m = build(main + "\n", PROBE_CDEF, cache_dir=tmp_path, second_source=second)
     assert m.lib.probe(4) == 12 and obj.read_bytes()[:4] == b"\x7fELF"
+
+
+@pytest.mark.needs_cc
+def test_a_damaged_object_that_still_links_is_caught_by_its_checksum(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An object replaced on disk by another valid object (here: one computing 4x instead of
+    3x) links without complaint; its recorded sha256 catches it before the link, with a
+    warning on the `lucid` logger, and the object is compiled again."""
+    tag = uuid.uuid4().hex[:8]
+    second = f'__attribute__((visibility("hidden"))) int thrice_{tag}(int x) {{ return 3 * x; }}'
+    main = f"int thrice_{tag}(int x);\nint probe(int x) {{ return thrice_{tag}(x); }}"
+    build(main, PROBE_CDEF, cache_dir=tmp_path, second_source=second)
+    (obj,) = (tmp_path / "objects").glob("*.o")
+    assert (tmp_path / "objects" / (obj.name + ".sha256")).is_file()
+    wrong = build(main, PROBE_CDEF, cache_dir=tmp_path, second_source=second.replace("3 *", "4 *"))
+    assert wrong.lib.probe(4) == 16
+    (impostor,) = set((tmp_path / "objects").glob("*.o")) - {obj}
+    obj.write_bytes(impostor.read_bytes())
+    with caplog.at_level(logging.WARNING, logger="lucid"):
+        m = build(main + "\n", PROBE_CDEF, cache_dir=tmp_path, second_source=second)
+    assert m.lib.probe(4) == 12
+    assert any("does not match its recorded sha256" in r.getMessage() for r in caplog.records)
+    from lucid.runtime.cache import object_intact
+
+    assert object_intact(obj)
+
+
+@pytest.mark.needs_cc
+def test_builds_remove_leftovers_of_killed_builds_but_not_live_ones(tmp_path: Path) -> None:
+    """Temp dirs and object temp files whose key lock nobody holds are leftovers of killed
+    processes: the next build removes them. One whose lock is held (a build in progress) stays."""
+    from lucid.runtime.cache import key_lock
+
+    dead, live = "a" * 64, "b" * 64
+    (tmp_path / f".tmp-{dead}-x1").mkdir(parents=True)
+    (tmp_path / f".tmp-{dead}-x1" / "half.c").write_text("int")
+    (tmp_path / f".trash-{dead}-x2").mkdir()
+    (tmp_path / f".tmp-{live}-x3").mkdir()
+    (tmp_path / "objects").mkdir()
+    (tmp_path / "objects" / f"{dead}.999.1.tmp").write_bytes(b"partial")
+    (tmp_path / f"{dead}.lock").touch()  # a lock file whose holder was killed
+    with key_lock(tmp_path, live):  # held, as a build in another process would
+        m = build("int probe(int x) { return x + 7; }", PROBE_CDEF, cache_dir=tmp_path)
+        assert m.lib.probe(1) == 8
+        names = {p.name for p in tmp_path.iterdir()} | {
+            p.name for p in (tmp_path / "objects").iterdir()
+        }
+    assert f".tmp-{live}-x3" in names
+    assert not {f".tmp-{dead}-x1", f".trash-{dead}-x2", f"{dead}.999.1.tmp"} & names

@@ -187,6 +187,19 @@ def test_lookup_rejects_malformed_records(tmp_path: Path) -> None:
     assert _index.lookup(root, ikey) is None  # a record filed under another key's name
 
 
+def test_lookup_rejects_a_record_edited_after_it_was_written(tmp_path: Path) -> None:
+    """A record still well-formed after damage (its build key now names another entry that
+    exists) fails its seal: a rebuild, never a load of the other program."""
+    root = cache_root(tmp_path / "cache")
+    ikey = "1" * 64
+    _index.record(root, ikey, "2" * 64, "lucid", "N")
+    path = root / "index" / f"{ikey}.json"
+    record = json.loads(path.read_text())
+    record["build_key"] = "4" * 64
+    path.write_text(json.dumps(record))
+    assert _index.lookup(root, ikey) is None
+
+
 def test_clear_removes_the_index_too(tmp_path: Path) -> None:
     root = cache_root(tmp_path / "cache")
     _index.record(root, "1" * 64, "2" * 64, "lucid", None)
