@@ -87,6 +87,15 @@ class BuildError(LucidError):
     """The C compiler failed; the message carries its stderr."""
 
 
+class CacheError(LucidError):
+    """The compile cache cannot be used (not creatable, not writable, not ours, disk full):
+    the message names the path, the cause and the fix."""
+
+
+class CacheWarning(LucidWarning):
+    """The default compile cache is unusable, so lucid uses a private temporary one."""
+
+
 class CompilerNotFoundError(BuildError):
     """No working C compiler was found."""
 

@@ -7,6 +7,7 @@ module's `__call__` with its arrays passed as object addresses (see lucid/codege
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,8 @@ from lucid.runtime import _index
 from lucid.runtime import threads as _threads
 from lucid.runtime.build import BuildOptions, build, load_cached
 from lucid.runtime.cache import cache_root
+
+_log = logging.getLogger("lucid")
 
 __all__ = [
     "Backend",
@@ -368,7 +371,12 @@ class CBackend:
         if ikey is not None:
             info = executable.build_info
             assert info is not None
-            _index.record(cache_root(), ikey, info.key, executable.prefix, executable.batch_symbol)
+            try:
+                _index.record(
+                    cache_root(), ikey, info.key, executable.prefix, executable.batch_symbol
+                )
+            except OSError as exc:  # the index only saves codegen time: a full disk costs that
+                _log.warning("lucid: warm-start index not written: %s", exc)
 
     def _codegen(self, graph: Graph, options: BackendOptions) -> _Generated:
         """Generate the C for `graph` with codegen."""

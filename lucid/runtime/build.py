@@ -516,7 +516,10 @@ def _build_entry(
     """Compile into a temp dir in the cache, record meta.json, and move it into place."""
     source, second = sources
     command = commands[0] if second is None else commands[1]  # the module's own compile
-    work = _cache.new_workdir(root, key)
+    try:
+        work = _cache.new_workdir(root, key)
+    except OSError as exc:
+        raise _cache.environment_error(f"building {module_name} in {root}", exc) from exc
     try:
         start = time.perf_counter()
         _write_inputs(work, source, cdef, module_name, commands, second and second[0])
@@ -549,6 +552,9 @@ def _build_entry(
         (work / _cache.META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         _cache.install(root, key, work)
         return meta
+    except OSError as exc:  # disk full, read-only file system...: nothing half-written stays
+        shutil.rmtree(work, ignore_errors=True)
+        raise _cache.environment_error(f"building {module_name} in {work}", exc) from exc
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

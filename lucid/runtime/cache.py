@@ -20,20 +20,26 @@ lock nobody holds, so a build in progress in another process is never touched.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import stat
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lucid.errors import LucidError
+from lucid.errors import CacheError, CacheWarning
+
+_log = logging.getLogger("lucid")
 
 META = "meta.json"
 FORMAT = 1  # bump when the entry layout or meta.json schema changes; part of every key
@@ -62,46 +68,125 @@ def default_cache_dir() -> Path:
 
 
 def cache_root(cache_dir: Path | str | None = None, *, create: bool = True) -> Path:
-    """Resolve the cache root, create it 0700 if asked, and refuse one other users can write."""
+    """Resolve the cache root, create it 0700 if asked, and refuse one other users can write.
+
+    A root the user chose (`cache_dir`, $LUCID_CACHE_DIR) that cannot be used is a CacheError
+    naming the path, the cause and the fix. The default root (under $XDG_CACHE_HOME or the
+    home directory) that cannot be used - no home directory, not writable, not ours, a
+    read-only file system - is replaced, with one CacheWarning, by a private temporary cache
+    for the rest of the process; lucid never creates a missing home directory."""
+    chosen = cache_dir is not None or bool(os.environ.get("LUCID_CACHE_DIR"))
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     root = root.absolute()
-    if create and not os.path.lexists(root):
-        root.parent.mkdir(parents=True, exist_ok=True)
+    if not create:
+        if os.path.lexists(root):
+            _check_private(root)
+        return root
+    try:
+        if not chosen and not _under_existing_home(root):
+            raise CacheError(f"lucid cache directory {root}: the home directory does not exist")
+        _make_root(root)
+        return root
+    except CacheError as exc:
+        if chosen:
+            raise
+        return _private_fallback(root, exc)
+
+
+def _make_root(root: Path) -> None:
+    """Create root (0700) if missing and check it is private and writable, or raise CacheError."""
+    if not os.path.lexists(root):
         try:
+            root.parent.mkdir(parents=True, exist_ok=True)
             os.mkdir(root, 0o700)
             os.chmod(root, 0o700)  # mkdir's mode passes through the umask; make it exact
         except FileExistsError:
             pass  # another process created it first; it is checked below like any existing dir
-    if os.path.lexists(root):
-        _check_private(root)
-    return root
+        except OSError as exc:
+            raise environment_error(f"cannot create lucid cache directory {root}", exc) from exc
+    _check_private(root)
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise CacheError(
+            f"lucid cache directory {root} is not writable by you; "
+            f"run `chmod u+rwx {root}` or {_ADVICE}"
+        )
+
+
+def _under_existing_home(root: Path) -> bool:
+    """False when root is under a home directory that does not exist ($HOME unset or stale)."""
+    try:
+        home = Path.home()
+    except (KeyError, RuntimeError):
+        return False
+    return not root.is_relative_to(home) or home.is_dir()
+
+
+_fallback: tuple[int, Path] | None = None  # (pid, root) of this process's temporary cache
+
+
+def _private_fallback(wanted: Path, reason: CacheError) -> Path:
+    """This process's private temporary cache, made at the first need and removed at exit."""
+    global _fallback
+    if _fallback is None or _fallback[0] != os.getpid():
+        root = Path(tempfile.mkdtemp(prefix="lucid-cache-"))
+        _fallback = (os.getpid(), root)
+        atexit.register(_remove_fallback, os.getpid(), root)
+        message = (
+            f"{reason}; lucid uses a private temporary cache {root} for this process (compiled "
+            f"models are rebuilt in every process); {_ADVICE}"
+        )
+        _log.warning("%s", message)
+        warnings.warn(message, CacheWarning, stacklevel=4)
+    return _fallback[1]
+
+
+def _remove_fallback(pid: int, root: Path) -> None:
+    if os.getpid() == pid:  # not in a forked child, whose parent still uses it
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def environment_error(what: str, exc: OSError) -> CacheError:
+    """A CacheError for an OSError of the file system: the path, the cause and the fix."""
+    cause = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        fix = "free space on that file system or " + _ADVICE
+    elif exc.errno == errno.EROFS:
+        fix = "the file system is read-only; " + _ADVICE
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = "check its permissions or " + _ADVICE
+    else:
+        fix = _ADVICE
+    return CacheError(f"{what}: {cause}; {fix}")
+
+
+_ADVICE = "set LUCID_CACHE_DIR (or pass cache_dir=) to a private directory"
 
 
 def _check_private(root: Path) -> None:
     """Raise unless root is a directory owned by us that no other user can write."""
     uid = os.getuid()
-    advice = "set LUCID_CACHE_DIR (or pass cache_dir=) to a private directory"
+    advice = _ADVICE
     if root.is_symlink():
         link = os.lstat(root)
         # Whoever owns the link can point it elsewhere between our check and our load.
         if link.st_uid not in (uid, 0):
-            raise LucidError(
+            raise CacheError(
                 f"lucid cache directory {root} is a symlink owned by uid {link.st_uid}; "
                 f"refusing to load compiled code through it; {advice}"
             )
     try:
         st = os.stat(root)
     except OSError as exc:
-        raise LucidError(f"lucid cache directory {root} is not usable: {exc}; {advice}") from exc
+        raise CacheError(f"lucid cache directory {root} is not usable: {exc}; {advice}") from exc
     if not stat.S_ISDIR(st.st_mode):
-        raise LucidError(f"lucid cache path {root} exists but is not a directory; {advice}")
+        raise CacheError(f"lucid cache path {root} exists but is not a directory; {advice}")
     if st.st_uid != uid:
-        raise LucidError(
+        raise CacheError(
             f"lucid cache directory {root} is owned by uid {st.st_uid}, not by you (uid {uid}); "
             f"lucid loads compiled code from it, so it must be yours alone; {advice}"
         )
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise LucidError(
+        raise CacheError(
             f"lucid cache directory {root} is writable by group or others "
             f"(mode {stat.S_IMODE(st.st_mode):o}); another user could plant code that lucid "
             f"would load; run `chmod 700 {root}` or {advice}"
