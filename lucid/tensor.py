@@ -107,6 +107,7 @@ class Tensor:
         "__weakref__",
         "_backward",
         "_parents",
+        "_widened_from",
         "data",
         "grad",
         "keep_grad",
@@ -119,6 +120,9 @@ class Tensor:
         self, data: Any, requires_grad: bool = False, keep_grad: bool = False, dtype: Any = None
     ) -> None:
         self.data: Array = _as_array(data, dtype)
+        given = getattr(data, "dtype", None)
+        if dtype is None and isinstance(given, np.dtype) and given != self.data.dtype:
+            self._widened_from = given  # for error messages: say what the caller passed
         if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(
                 f"requires_grad=True needs a floating dtype, got {self.data.dtype}; "
@@ -803,6 +807,13 @@ def constant(value: Any, like: Tensor | None = None) -> Tensor:
     return Tensor(value)
 
 
+def given_dtype(t: Tensor) -> str:
+    """`t`'s dtype for a message, with the dtype of the array it was made from when the Tensor
+    constructor widened it (an int32 array becomes int64: the message must say int32 came)."""
+    widened = getattr(t, "_widened_from", None)
+    return f"{t.dtype} (made from a {widened} array)" if widened is not None else str(t.dtype)
+
+
 def operands(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
     """Both operands of a binary op as Tensors of one dtype, or a TypeError naming both."""
     if not isinstance(a, Tensor):
@@ -811,8 +822,8 @@ def operands(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
         b = constant(b, a)
     if a.data.dtype != b.data.dtype:  # .data directly: this runs for every binary op
         raise TypeError(
-            f"{op}: operands have different dtypes {a.dtype} and {b.dtype}; lucid does not "
-            "promote implicitly, convert one with .astype()"
+            f"{op}: operands have different dtypes {given_dtype(a)} and {given_dtype(b)}; "
+            "lucid does not promote implicitly, convert one with .astype()"
         )
     return a, b
 

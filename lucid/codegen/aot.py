@@ -31,6 +31,7 @@ _OWN_ERRORS: tuple[tuple[str, str], ...] = (
     ("ARG", "invalid argument (nthreads < 0)"),
     ("IO", "cannot open or read the weights file"),
     ("WEIGHTS", "the weights file is not for this model, or is truncated or corrupt"),
+    ("HANDLE", "the model handle is NULL (a failed or missing NAME_open)"),
 )
 
 
@@ -52,7 +53,10 @@ def _errors(p: str) -> list[_Error]:
     if not needed <= {e.name for e in out}:
         raise LucidError(f"emit_c.ERROR_LIST lacks one of {sorted(needed)}: the wrapper needs them")
     nxt = max(e.code for e in out) + 1
-    out += [_Error(f"{p}_E_{n}", nxt + i, m) for i, (n, m) in enumerate(_OWN_ERRORS)]
+    out += [
+        _Error(f"{p}_E_{n}", nxt + i, m.replace("NAME_", f"{p}_"))
+        for i, (n, m) in enumerate(_OWN_ERRORS)
+    ]
     return out
 
 

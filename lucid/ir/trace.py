@@ -458,10 +458,14 @@ def empty_batch_suffices(module: Any, inputs: Sequence[Tensor]) -> bool:
 
 
 def _no_rows(t: Tensor) -> Tensor:
-    """A Tensor of `t`'s dtype and shape, but with no rows."""
+    """A Tensor of `t`'s dtype and shape, but with no rows (and the dtype it was made from)."""
     from lucid.tensor import Tensor
 
-    return Tensor(t.data[:0])
+    empty = Tensor(t.data[:0])
+    widened = getattr(t, "_widened_from", None)
+    if widened is not None:
+        empty._widened_from = widened
+    return empty
 
 
 def _record(

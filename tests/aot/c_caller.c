@@ -210,7 +210,8 @@ int main(int argc, char **argv)
         int64_t b0 = batches[0];
         CHECK(API(_model_run)(model, NULL, first_outs, b0) == API(_E_NULL), "NULL inputs");
         CHECK(API(_model_run)(model, ins, NULL, b0) == API(_E_NULL), "NULL outputs");
-        CHECK(API(_model_run)(NULL, ins, first_outs, b0) == API(_E_NULL), "NULL model");
+        CHECK(API(_model_run)(NULL, ins, first_outs, b0) == API(_E_HANDLE), "NULL model");
+        CHECK(strstr(API(_strerror)(API(_E_HANDLE)), "handle is NULL") != NULL, "E_HANDLE message");
         void *saved = first_outs[0];
         first_outs[0] = NULL;
         CHECK(API(_model_run)(model, ins, first_outs, b0) == API(_E_NULL), "NULL output 0");

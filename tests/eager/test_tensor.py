@@ -161,6 +161,25 @@ def test_mixed_tensor_dtypes_are_refused() -> None:
         Tensor([1.0]) + Tensor(np.array([1.0]))
 
 
+def test_a_dtype_error_names_the_integer_dtype_the_caller_passed() -> None:
+    """Integer arrays are widened to int64 on the way in; a dtype error still says an int32
+    array came (not only int64), eagerly and through lucid.compile on a plain array."""
+    import lucid
+    from lucid import nn
+
+    x = np.ones((2, 3), dtype=np.int32)
+    model = nn.Linear(3, 2)
+    message = (
+        r"linear: operands have different dtypes int64 \(made from a int32 array\) and float32"
+    )
+    with pytest.raises(TypeError, match=message):
+        model(Tensor(x))
+    with pytest.raises(TypeError, match=message):
+        lucid.compile(model)(x)
+    with pytest.raises(TypeError, match=r"dtypes int64 and float32;"):
+        model(Tensor(x.astype(np.int64)))  # nothing was widened: nothing more to say
+
+
 def test_matmul_shape_error_names_both_shapes() -> None:
     with pytest.raises(ValueError, match=r"cannot multiply shapes \(2, 3\) and \(4, 5\)"):
         Tensor(np.ones((2, 3))) @ Tensor(np.ones((4, 5)))
