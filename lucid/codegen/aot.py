@@ -7,6 +7,7 @@ reach the C only as escaped string literals or sanitised comments, never as iden
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,50 @@ _OWN_ERRORS: tuple[tuple[str, str], ...] = (
     ("IO", "cannot open or read the weights file"),
     ("WEIGHTS", "the weights file is not for this model, or is truncated or corrupt"),
     ("HANDLE", "the model handle is NULL (a failed or missing NAME_open)"),
+    (
+        "CPU",
+        (
+            "this CPU lacks an instruction set the library was compiled for (NAME_cpu_missing "
+            "names them); export it again with an older march, e.g. march='x86-64'"
+        ),
+    ),
+)
+
+# x86 instruction sets a build may enable (-march, -m flags): (the compiler's predefined
+# macro, the name __builtin_cpu_supports knows). An exported library checks each one it was
+# compiled with against the running CPU before running any code that may use it.
+CPU_FEATURES: tuple[tuple[str, str], ...] = (
+    ("__SSE3__", "sse3"),
+    ("__SSSE3__", "ssse3"),
+    ("__SSE4_1__", "sse4.1"),
+    ("__SSE4_2__", "sse4.2"),
+    ("__POPCNT__", "popcnt"),
+    ("__AVX__", "avx"),
+    ("__AVX2__", "avx2"),
+    ("__FMA__", "fma"),
+    ("__F16C__", "f16c"),
+    ("__BMI__", "bmi"),
+    ("__BMI2__", "bmi2"),
+    ("__LZCNT__", "lzcnt"),
+    ("__MOVBE__", "movbe"),
+    ("__AVX512F__", "avx512f"),
+    ("__AVX512CD__", "avx512cd"),
+    ("__AVX512BW__", "avx512bw"),
+    ("__AVX512DQ__", "avx512dq"),
+    ("__AVX512VL__", "avx512vl"),
+    ("__AVX512VNNI__", "avx512vnni"),
+    ("__AVX512IFMA__", "avx512ifma"),
+    ("__AVX512VBMI__", "avx512vbmi"),
+    ("__AVX512VBMI2__", "avx512vbmi2"),
+    ("__AVX512BITALG__", "avx512bitalg"),
+    ("__AVX512VPOPCNTDQ__", "avx512vpopcntdq"),
+    ("__AVX512BF16__", "avx512bf16"),
+    ("__AVX512FP16__", "avx512fp16"),
+    ("__AVX512VP2INTERSECT__", "avx512vp2intersect"),
+    ("__AVXVNNI__", "avxvnni"),
+    ("__GFNI__", "gfni"),
+    ("__VAES__", "vaes"),
+    ("__VPCLMULQDQ__", "vpclmulqdq"),
 )
 
 
@@ -183,6 +228,10 @@ def _wrapper_data(
         "embedded": embedded,
         "blob_path": _asm_path(BLOB_FILE),
         "crc_rows": [crc[i : i + 6] for i in range(0, len(crc), 6)],
+        "cpu_features": [
+            {"macro": macro, "name": name, "ident": re.sub(r"[^0-9a-z]", "_", name)}
+            for macro, name in CPU_FEATURES
+        ],
         "header_bytes": abi.HEADER_BYTES,
         "file_magic": abi.FILE_MAGIC.decode(),
         "file_version": abi.FILE_VERSION,

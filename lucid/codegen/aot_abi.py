@@ -57,7 +57,7 @@ __all__ = [
     "layout",
 ]
 
-ABI_VERSION = 1
+ABI_VERSION = 2  # 2: NAME_cpu_missing, NAME_E_HANDLE, NAME_E_CPU
 # The one data symbol the loader reads before trusting anything else in a library:
 # `NAME_lucid_aot_magic`, 16 bytes, this text NUL-padded. Its prefix says "a lucid export";
 # the digits say which ABI.

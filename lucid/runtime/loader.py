@@ -122,6 +122,16 @@ class LoadedModel:
             )
         self._ffi, self._lib = ffi, lib
         fn = self._fn
+        missing = []
+        while len(missing) < 64 and (lacks := fn("cpu_missing")(len(missing))) != ffi.NULL:
+            missing.append(ffi.string(lacks).decode("ascii", "replace"))
+        if missing:
+            raise LucidError(
+                f"{path} was compiled for instruction sets this CPU lacks: "
+                f"{', '.join(missing)}; export the model again with march='x86-64' (any x86-64 "
+                "CPU), march='x86-64-v3' (AVX2, most CPUs since 2015) or march='native' on "
+                "this machine"
+            )
         self.embedded = bool(fn("has_embedded_weights")())
         self.lucid_version = ffi.string(fn("lucid_version")()).decode()
         self.inputs = [self._describe("input", i) for i in range(fn("num_inputs")())]
