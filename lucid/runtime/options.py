@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lucid.errors import LucidError
 from lucid.ir.types import TensorType
 from lucid.runtime.build import DEFAULT_FLAGS, BuildOptions
 
@@ -26,7 +27,22 @@ _OPTION_KEYS = (
     "autotune",
     "max_entries",
     "fullgraph",
+    "sanitize",
 )
+
+# options["sanitize"] = "address": every build instrumented with AddressSanitizer and
+# UndefinedBehaviorSanitizer (stopping at the first finding), debuggable (-O1 -g). The
+# sanitizer runtimes must be in the process before Python (LD_PRELOAD), see sanitizer_preloaded.
+SANITIZE_FLAGS: dict[str, tuple[str, ...]] = {
+    "address": (
+        "-O1",
+        "-g",
+        "-fno-omit-frame-pointer",
+        "-fsanitize=address,undefined",
+        "-fsanitize=float-cast-overflow",
+        "-fno-sanitize-recover=all",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,16 @@ class CompileOptions:
         cflags = options.get("cflags", DEFAULT_FLAGS)
         if isinstance(cflags, str):
             raise TypeError(f"lucid.compile: 'cflags' must be a list of flags, not {cflags!r}")
+        sanitize = options.get("sanitize")
+        if sanitize is not None:
+            if sanitize not in SANITIZE_FLAGS:
+                raise ValueError(
+                    f"lucid.compile: 'sanitize' must be None or one of "
+                    f"{', '.join(map(repr, SANITIZE_FLAGS))}, not {sanitize!r} (ThreadSanitizer "
+                    "does not run inside CPython: use an exported library from C for it)"
+                )
+            check_sanitizer_preloaded()
+            cflags = [f for f in cflags if not f.startswith("-O")] + list(SANITIZE_FLAGS[sanitize])
         debug_dir = options.get("debug_dir")
         autotune = options.get("autotune", False)
         if not isinstance(autotune, bool):
@@ -110,6 +136,23 @@ class CompileOptions:
         return (
             list(self.passes) if self.passes is not None else default_pipeline(fusion=self.fusion)
         )
+
+
+def check_sanitizer_preloaded() -> None:
+    """Raise unless AddressSanitizer's runtime is loaded in this process: an instrumented
+    library loaded into a Python started without it aborts the process."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            if "libasan" in maps.read():
+                return
+    except OSError:
+        pass
+    raise LucidError(
+        "lucid.compile(options={'sanitize': 'address'}) needs the sanitizer runtimes loaded "
+        "before Python: run it as\n"
+        '  ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$(gcc -print-file-name=libasan.so) '
+        '$(gcc -print-file-name=libubsan.so)" python ...'
+    )
 
 
 @dataclass(frozen=True)
