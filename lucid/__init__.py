@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"  # the one place the version is written (pyproject reads it)
 
 from lucid import random
 from lucid._eager_factory import arange, ones, ones_like, rand, randn, tensor, zeros, zeros_like
@@ -42,6 +44,18 @@ from lucid.functional import (
 )
 from lucid.tensor import Tensor, grad_enabled, no_grad
 
+if TYPE_CHECKING:  # the lazy names below, visible to type checkers and IDEs
+    from lucid import errors as errors
+    from lucid import ir as ir
+    from lucid import nn as nn
+    from lucid import optim as optim
+    from lucid.io import load as load
+    from lucid.io import save as save
+    from lucid.runtime.aot import export as export
+    from lucid.runtime.compiled import compile as compile
+    from lucid.runtime.threads import get_num_threads as get_num_threads
+    from lucid.runtime.threads import set_num_threads as set_num_threads
+
 # Not in __all__: `from lucid import *` must not shadow the builtin compile().
 _LAZY = {
     "compile": "lucid.runtime.compiled",
@@ -53,13 +67,26 @@ _LAZY = {
 }
 
 
+# Subpackages, imported at first use as attributes (`import lucid; lucid.nn.Linear`): lucid's
+# modules import `lucid` itself, so importing them here would make an import cycle. None of
+# them loads cffi or Jinja2 (the first compile does).
+_SUBPACKAGES = frozenset({"errors", "ir", "nn", "optim"})
+
+
 def __getattr__(name: str) -> object:
     """`lucid.compile`, `lucid.export`, `lucid.save`/`load` and the thread setters, imported on first use (light import)."""
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"lucid.{name}")
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'lucid' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names and the lazy ones, for completion in shells and notebooks."""
+    return sorted({*globals(), *_SUBPACKAGES, *_LAZY})
 
 
 __all__ = [
@@ -74,10 +101,12 @@ __all__ = [
     "chunk",
     "clip",
     "detach",
+    "errors",
     "exp",
     "flatten",
     "get_num_threads",
     "grad_enabled",
+    "ir",
     "log",
     "matmul",
     "max",
@@ -85,9 +114,11 @@ __all__ = [
     "mean",
     "min",
     "minimum",
+    "nn",
     "no_grad",
     "ones",
     "ones_like",
+    "optim",
     "permute",
     "rand",
     "randn",

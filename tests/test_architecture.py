@@ -17,7 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "lucid"
+import lucid
+
+# the package under test: the installed one when CI tests the wheel, else the checkout's
+PACKAGE = Path(lucid.__file__).resolve().parent
 
 
 @dataclass(frozen=True)
