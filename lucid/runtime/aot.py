@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+import lucid
 from lucid.codegen import aot_abi as abi
 from lucid.codegen.aot import BLOB_FILE, render_files
 from lucid.codegen.emit_c import CodegenOptions, emit_c
@@ -56,6 +57,8 @@ class ExportResult:
     command: list[str]
     seconds: float
     compile_seconds: float
+    pkg_config: Path | None = None  # PATH.pc: `pkg-config --cflags --libs` for C consumers
+    cmake_config: Path | None = None  # <stem>Config.cmake: find_package(<stem> CONFIG)
 
 
 def model_name(stem: str) -> str:
@@ -126,6 +129,18 @@ def export(
     compile_start = time.perf_counter()
     command = _compile(options, source, lay, arrays if embedded else None, out[".so"])
     done = time.perf_counter()
+    pc = cmake = None
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", stem.name) and not re.search(
+        r"[\x00-\x1f\x7f]", str(stem.parent.resolve())
+    ):
+        pc, cmake = _consumer_files(out[".so"], name)
+    else:  # a name pkg-config and CMake could not take, or a path that would break their files
+        warnings.warn(
+            f"lucid.export: no {stem.name}.pc / {stem.name}Config.cmake written: the file name "
+            "must be letters, digits and ._+- for pkg-config and CMake",
+            LucidWarning,
+            stacklevel=2,
+        )
     return ExportResult(
         out[".so"],
         out[".h"],
@@ -136,7 +151,55 @@ def export(
         command,
         done - start,
         done - compile_start,
+        pc,
+        cmake,
     )
+
+
+def _consumer_files(so: Path, name: str) -> tuple[Path, Path]:
+    """Write STEM.pc (pkg-config) and STEMConfig.cmake (CMake) beside `so`, so a C or C++
+    program builds against it from any directory: `pkg-config --cflags --libs STEM` with
+    PKG_CONFIG_PATH=<dir>, or find_package(STEM CONFIG) with STEM_DIR=<dir> and the target
+    lucid::STEM. Both record the library's absolute directory as its run path."""
+    where = so.parent.resolve()
+    stem = so.name.removesuffix(".so")
+    if re.search(r"\s", str(where)):
+        warnings.warn(
+            f"lucid.export: {where} has white space, which {stem}.pc cannot quote: "
+            "pkg-config will split the path",
+            LucidWarning,
+            stacklevel=3,
+        )
+    pc = so.with_name(stem + ".pc")
+    pc.write_text(
+        f"# pkg-config file of the model {name!r} exported by lucid {lucid.__version__}\n"
+        f"libdir={where}\n"
+        f"includedir={where}\n"
+        "\n"
+        f"Name: {stem}\n"
+        f"Description: the model {name}, exported by lucid (C ABI {abi.ABI_VERSION})\n"
+        f"Version: {lucid.__version__}\n"
+        f"Libs: -L${{libdir}} -l:{so.name} -Wl,-rpath,${{libdir}}\n"
+        "Libs.private: -lm -lpthread\n"
+        "Cflags: -I${includedir}\n",
+        encoding="utf-8",
+    )
+    cmake = so.with_name(stem + "Config.cmake")
+    cmake.write_text(
+        f"# CMake package of the model {name!r} exported by lucid {lucid.__version__}:\n"
+        f"#   find_package({stem} CONFIG REQUIRED)  (with -D{stem}_DIR=<this directory>)\n"
+        f"#   target_link_libraries(app PRIVATE lucid::{stem})\n"
+        f"set({stem}_VERSION {lucid.__version__})\n"
+        f"if(NOT TARGET lucid::{stem})\n"
+        f"  add_library(lucid::{stem} SHARED IMPORTED)\n"
+        f"  set_target_properties(lucid::{stem} PROPERTIES\n"
+        f'    IMPORTED_LOCATION "${{CMAKE_CURRENT_LIST_DIR}}/{so.name}"\n'
+        f'    IMPORTED_SONAME "{so.name}"\n'
+        f'    INTERFACE_INCLUDE_DIRECTORIES "${{CMAKE_CURRENT_LIST_DIR}}")\n'
+        "endif()\n",
+        encoding="utf-8",
+    )
+    return pc, cmake
 
 
 def _build_options(march: str, cc: str | None, flags: Sequence[str] | None) -> BuildOptions:
@@ -239,6 +302,12 @@ def _compile(
         command = [
             *compiler,
             *_LINK,
+            # the name programs linked against it record (DT_NEEDED), not the path given at
+            # link time: found through their run path from any directory
+            "-Xlinker",
+            "-soname",
+            "-Xlinker",
+            so.name,
             *options.flags,
             "model.c",
             "-o",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,31 +25,62 @@ def _section() -> str:
     return text.split("## Deploying without Python", 1)[1].split("\n## ", 1)[0]
 
 
-def test_readme_c_caller_runs(seed_exports: dict[str, ExportResult], tmp_path: Path) -> None:
+def _build_command() -> str:
+    """The README's command that builds the C caller (the one that runs pkg-config)."""
+    (command,) = re.findall(r"`(cc app\.c [^`]*pkg-config[^`]*)`", _section())
+    return command
+
+
+@pytest.mark.skipif(shutil.which("pkg-config") is None, reason="needs pkg-config")
+def test_readme_c_caller_builds_as_written_and_runs_from_anywhere(tmp_path: Path) -> None:
+    """The README's caller, built with exactly the README's command in a directory holding
+    build/seed.*, then run from another working directory (/): it finds its library."""
+    import lucid
+
     caller = re.findall(r"```c\n(.*?)```", _section(), re.DOTALL)[1]
     assert len([ln for ln in caller.splitlines() if ln.strip()]) <= 10
-    result = seed_exports["embedded"]
+    result = lucid.export(seed_model().eval(), (lucid.randn(1, 3),), tmp_path / "build" / "seed")
+    assert result.name == "seed" and result.pkg_config == tmp_path / "build" / "seed.pc"
     (tmp_path / "app.c").write_text(caller)
-    exe = tmp_path / "app"
+    env = {**os.environ, "CC": CC or "cc"}
     subprocess.run(
-        [
-            CC,
-            "-Wall",
-            "-Werror",
-            f"-I{result.header.parent}",
-            str(tmp_path / "app.c"),
-            str(result.library),
-            f"-Wl,-rpath,{result.library.parent}",
-            "-o",
-            str(exe),
-        ],
+        _build_command().replace("cc ", '"$CC" -Wall -Werror ', 1),
+        shell=True,
+        cwd=tmp_path,
+        env=env,
         check=True,
     )
-    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(tmp_path / "app")], capture_output=True, text=True, check=True, cwd="/"
+    ).stdout
     x = np.array([[0.5, -1.2, 3.3], [1, 2, 3]], np.float32)
     np.testing.assert_allclose(
         np.array(out.split(), float).reshape(2, 2), eager(seed_model(), x), atol=1e-5
     )
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake")
+def test_the_cmake_package_builds_the_caller(tmp_path: Path) -> None:
+    import lucid
+
+    caller = re.findall(r"```c\n(.*?)```", _section(), re.DOTALL)[1]
+    lucid.export(seed_model().eval(), (lucid.randn(1, 3),), tmp_path / "build" / "seed")
+    (tmp_path / "app.c").write_text(caller)
+    (tmp_path / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.16)\n"
+        "project(app C)\n"
+        "find_package(seed CONFIG REQUIRED)\n"
+        "add_executable(app app.c)\n"
+        "target_link_libraries(app PRIVATE lucid::seed)\n"
+    )
+    build = tmp_path / "cmake-build"
+    for command in (
+        ["cmake", "-S", str(tmp_path), "-B", str(build), f"-Dseed_DIR={tmp_path / 'build'}"],
+        ["cmake", "--build", str(build)],
+    ):
+        subprocess.run(command, check=True, capture_output=True)
+    out = subprocess.run([str(build / "app")], capture_output=True, text=True, check=True, cwd="/")
+    assert len(out.stdout.split()) == 4
 
 
 def test_readme_header_excerpt_matches_the_header(seed_exports: dict[str, ExportResult]) -> None:
