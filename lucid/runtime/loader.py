@@ -105,6 +105,7 @@ class LoadedModel:
     def __init__(self, path: Path, name: str, weights: Path | None) -> None:
         self.path = path
         self.name = name
+        self.weights = weights  # as given: None for the embedded or the default file
         ffi = cffi.FFI()
         # ABI mode binds symbols on first use: nothing but the magic is touched until it is checked
         ffi.cdef(abi.cdef(name, embedded=True))
@@ -148,6 +149,12 @@ class LoadedModel:
             )
         self._handle = ffi.gc(handle, fn("close"))
         self._run = fn("model_run_threads")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as the paths it was loaded from: another process (a multiprocessing or Dask
+        worker on this machine, or one that sees the same files) loads the library again."""
+        weights = self.weights.resolve() if self.weights is not None else None
+        return (LoadedModel, (self.path.resolve(), self.name, weights))
 
     def _fn(self, suffix: str) -> Any:
         return getattr(self._lib, f"{self.name}_{suffix}")
