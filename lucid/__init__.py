@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os as _os
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"  # the one place the version is written (pyproject reads it)
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # the lazy names below, visible to type checkers and IDEs
     from lucid import ir as ir
     from lucid import nn as nn
     from lucid import optim as optim
+    from lucid._logging import set_log_level as set_log_level
     from lucid.io import load as load
     from lucid.io import save as save
     from lucid.runtime.aot import export as export
@@ -64,6 +66,7 @@ _LAZY = {
     "export": "lucid.runtime.aot",
     "save": "lucid.io",
     "load": "lucid.io",
+    "set_log_level": "lucid._logging",
 }
 
 
@@ -141,3 +144,8 @@ __all__ = [
     "zeros",
     "zeros_like",
 ]
+
+if _os.environ.get("LUCID_LOG"):  # e.g. LUCID_LOG=info: print lucid's log records (_logging.py)
+    from lucid._logging import set_log_level as _set_log_level
+
+    _set_log_level(_os.environ["LUCID_LOG"])

@@ -395,7 +395,15 @@ class CBackend:
         )
         program = emit_c(graph, codegen)
         source, cdef = cffi_module(program)
-        return _Generated(graph, program, source, cdef, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        _log.debug(
+            "codegen %s: %d kernels, %d bytes of C in %.1f ms",
+            options.prefix,
+            len(program.kernels),
+            len(source),
+            seconds * 1e3,
+        )
+        return _Generated(graph, program, source, cdef, seconds)
 
     def _build(
         self, gen: _Generated, options: BackendOptions, shared: str | None = None

@@ -176,6 +176,15 @@ def build(
                 meta = _cache.valid_meta(entry, key)
                 if meta is not None:
                     loaded = _load(module_name, entry / meta["so"], meta["command"])
+                    _log.debug("cache hit: %s from %s", module_name, entry)
+                elif os.path.isdir(entry):
+                    _log.warning(
+                        "lucid: cache entry %s is incomplete or damaged (its .so does not match "
+                        "meta.json); building it again",
+                        entry,
+                    )
+                else:
+                    _log.debug("cache miss: %s", module_name)
             if loaded is None:
                 with _cache.key_lock(root, key):
                     # Re-check: another process may have built it while we waited.
@@ -192,6 +201,12 @@ def build(
                             version,
                             options,
                             debug_dir,
+                        )
+                        _log.info(
+                            "built %s in %.2f s: %s",
+                            module_name,
+                            meta["build_seconds"],
+                            shlex.join(meta["command"]),
                         )
                     try:
                         loaded = _load(module_name, entry / meta["so"], meta["command"])
@@ -228,6 +243,7 @@ def load_cached(key: str, *, cache_dir: Path | None = None) -> BuiltModule | Non
                     loaded = _load(module_name, root / key / meta["so"], meta["command"])
                 except BuildError:
                     return None  # `build` rebuilds it, and reports a failure to load again
+                _log.debug("cache hit (warm-start index): %s from %s", module_name, root / key)
             _LOADED[key] = loaded
     seconds = time.perf_counter() - start
     return BuiltModule(

@@ -409,6 +409,13 @@ class CompiledModule:
             except (LucidError, ValueError, TypeError) as exc:
                 raise self._mismatch(arrays, exc) from exc
             signature = Signature(traced.input_types[: len(arrays)], training, grad)  # no seeds
+            _log.debug(
+                "traced %s for %s: %d nodes, %d guards",
+                self._name(),
+                signature,
+                len(traced.nodes),
+                len(guards),
+            )
             names = self.options.pipeline()
             debug_path = self._debug_path(signature)
             rows = next((a.shape[0] for a in arrays if a.ndim), None)  # the batch, for autotune

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Mapping
@@ -13,6 +14,8 @@ from lucid.ir.core import Graph
 from lucid.ir.passes.registry import PASSES, Pass, get_pass
 from lucid.ir.printer import format as format_graph
 from lucid.ir.verify import verify
+
+_log = logging.getLogger("lucid")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,13 @@ class PassManager:
                     raise VerifyError(f"the IR after pass {p.name!r} is invalid:\n{e}") from e
             seconds = time.perf_counter() - start
             report.timings.append(PassTiming(p.name, seconds, len(graph.nodes), len(result.nodes)))
+            _log.debug(
+                "pass %s: %d -> %d nodes in %.2f ms",
+                p.name,
+                len(graph.nodes),
+                len(result.nodes),
+                seconds * 1e3,
+            )
             if self.print_after_all:
                 out = self.out if self.out is not None else sys.stdout
                 out.write(ir_header(p.name) + "\n" + format_graph(result) + "\n")
