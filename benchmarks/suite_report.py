@@ -185,30 +185,72 @@ def write_json(
     print(f"\nwrote {path}")
 
 
+# One colour per system, the same in every chart; lucid's own stands out.
+COLOURS = {
+    LUCID: "#d62728",
+    "lucid eager": "#ff9896",
+    "numpy by hand": "#7f7f7f",
+    "pytorch eager": "#1f77b4",
+    "torch.compile": "#aec7e8",
+    "onnxruntime": "#2ca02c",
+    "jax jit": "#9467bd",
+}
+
+
+def chart_series(
+    results: dict[str, Rows],
+) -> list[tuple[str, list[int], list[float], list[float], list[float]]]:
+    """(system, group indices, medians, p10s, p90s) of every system that ran at least one row
+    (a peer skipped everywhere gets no bar and no legend entry)."""
+    groups = list(results)
+    systems = list(dict.fromkeys(s for rows in results.values() for s in rows))
+    series = []
+    for s in systems:
+        at, med, lo, hi = [], [], [], []
+        for g, key in enumerate(groups):
+            row = results[key].get(s)
+            if _ok(row):
+                assert row is not None
+                at.append(g)
+                med.append(float(row["median"]))  # type: ignore[arg-type]
+                lo.append(float(row.get("p10", row["median"])))  # type: ignore[arg-type]
+                hi.append(float(row.get("p90", row["median"])))  # type: ignore[arg-type]
+        if at:
+            series.append((s, at, med, lo, hi))
+    return series
+
+
 def write_png(path: Path, results: dict[str, Rows]) -> None:
-    """Grouped bars, one group per workload/mode, log-scale median time (needs matplotlib)."""
+    """Grouped bars, one group per workload/mode: median time per call with p10-p90 error
+    bars, only for systems that ran, in fixed colours, times in readable units on a log axis
+    when the rows span more than a factor of 30 (needs matplotlib)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # no display: write the file only
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         print("matplotlib not installed: no chart")
         return
-    systems = list(dict.fromkeys(s for rows in results.values() for s in rows))
+    series = chart_series(results)
+    if not series:
+        print("no timed rows: no chart")
+        return
     groups = list(results)
-    width = 0.8 / max(1, len(systems))
+    width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4.5))
-    for i, s in enumerate(systems):
-        xs, ys = [], []
-        for g, key in enumerate(groups):
-            t = _median(results, key, s)
-            if t is not None:
-                xs.append(g + (i - (len(systems) - 1) / 2) * width)
-                ys.append(t)
-        ax.bar(xs, ys, width, label=s)
-    ax.set_yscale("log")
-    ax.set_ylabel("median seconds per call (log)")
+    spare = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for i, (s, at, med, lo, hi) in enumerate(series):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in at]
+        errors = [[m - low for m, low in zip(med, lo)], [high - m for m, high in zip(med, hi)]]
+        colour = COLOURS.get(s) or next(spare)
+        ax.bar(xs, med, width, label=s, color=colour, yerr=errors, capsize=2, ecolor="#333333")
+    every = [t for _, _, med, lo, hi in series for t in (*med, *lo, *hi) if t > 0]
+    if max(every) / min(every) > 30:
+        ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_time(v) if v > 0 else "0"))
+    ax.set_ylabel("median time per call (bars: p10-p90)")
     ax.set_xticks(range(len(groups)), groups, rotation=20)
     ax.legend(fontsize=8)
     ax.set_title("lucid benchmark suite (lower is better)")

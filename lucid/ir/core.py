@@ -9,6 +9,7 @@ from types import MappingProxyType
 from lucid.errors import IRError, IRTypeError, SourceLoc
 from lucid.ir.ops import OPS
 from lucid.ir.printer import format as format_graph
+from lucid.ir.printer import to_svg
 from lucid.ir.types import Attr, DType, TensorType, freeze_attr, freeze_attrs
 
 __all__ = ["Attr", "Builder", "Graph", "Node", "Value", "freeze_attr", "freeze_attrs"]
@@ -131,6 +132,19 @@ class Graph:
             f"<Graph @{self.name}: {len(self.inputs)} inputs, {len(self.params)} params, "
             f"{len(self.nodes)} nodes, {len(self.outputs)} outputs>"
         )
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        """In a notebook: the graph drawn by Graphviz when `dot` is installed, else its text
+        form (an escaped <pre> block), with the plain repr for text front ends."""
+        import html
+
+        bundle = {"text/plain": repr(self)}
+        svg = to_svg(self)
+        if svg is not None:
+            bundle["image/svg+xml"] = svg
+        else:
+            bundle["text/html"] = f"<pre>{html.escape(format_graph(self))}</pre>"
+        return bundle
 
 
 class Builder:

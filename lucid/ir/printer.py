@@ -208,6 +208,28 @@ def to_dot(graph: Graph) -> str:
     return "\n".join(out) + "\n"
 
 
+def to_svg(graph: Graph, *, timeout: float = 30.0) -> str | None:
+    """The graph drawn by Graphviz's `dot` as SVG text, or None when `dot` is not installed
+    (or fails): callers fall back to the text form."""
+    import shutil
+    import subprocess
+
+    dot = shutil.which("dot")
+    if dot is None:
+        return None
+    try:
+        done = subprocess.run(
+            [dot, "-Tsvg"],
+            input=to_dot(graph).encode(),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else None
+
+
 def _dot_str(text: str) -> str:
     """A DOT double-quoted string: backslashes and quotes escaped, newlines as \\n."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -616,6 +616,42 @@ class CompiledModule:
         )
         return "\n".join([head, *("  " + line for line in self.describe().splitlines())])
 
+    def _repr_html_(self) -> str:
+        """In a notebook: one row per compiled signature (guards, build or cache load time,
+        where its C is), under the model's name and options."""
+        import html
+
+        rows = []
+        for e in self._order:
+            guards = "<br>".join(html.escape(str(g)) for g in getattr(e, "guards", ())) or "-"
+            parts = [("forward", e.forward)]
+            if e.grad is not None:
+                parts.append(("backward", e.grad.executable))
+            for which, executable in parts:
+                info = getattr(executable, "build_info", None)
+                if info is None:
+                    built, where = "-", html.escape(executable.describe())
+                else:
+                    how = "cache" if info.from_cache else "built"
+                    built = f"{how} in {info.seconds * 1e3:.0f} ms"
+                    where = f"<code>{html.escape(str(info.path.parent))}</code>"
+                rows.append(
+                    f"<tr><td>{html.escape(str(e.signature))}</td><td>{which}</td>"
+                    f"<td>{guards}</td><td>{built}</td><td>{where}</td></tr>"
+                )
+        head = (
+            f"<b>CompiledModule</b> {html.escape(type(self.module).__name__)}: backend "
+            f"{html.escape(self.backend.name)}, dynamic_batch={self.dynamic_batch}, "
+            f"{len(self._order)} signature(s)"
+        )
+        if not rows:
+            return f"<div>{head}; nothing compiled yet (the first call compiles)</div>"
+        table = (
+            "<table><tr><th>signature</th><th>graph</th><th>guards</th><th>C</th>"
+            "<th>where</th></tr>" + "".join(rows) + "</table>"
+        )
+        return f"<div>{head}{table}</div>"
+
     # -- passthrough to the model ------------------------------------------------------
     def parameters(self) -> Iterator[Any]:
         """The model's parameters (read live by compiled calls)."""

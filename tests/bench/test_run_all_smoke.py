@@ -242,3 +242,30 @@ def test_mobilenet_data_has_calibrated_batch_norm(bench_imports) -> None:
         logits = model(lucid.Tensor(d.x)).data
     # with the initial statistics these logits are ~1e-9 and every forward check would pass
     assert logits.shape == (1, 1000) and np.abs(logits).max() > 1e-2
+
+
+def test_the_chart_has_only_systems_that_ran_with_their_spread(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A peer that was not available anywhere gets no bar and no legend entry; each bar
+    carries its p10 and p90 for the error bar."""
+    _load_run_all(monkeypatch)  # puts benchmarks/ on the (restored) sys.path
+    import suite_report
+
+    results = {
+        "seed/forward": {
+            "lucid compiled": {"status": "ok", "median": 2e-6, "p10": 1.9e-6, "p90": 2.4e-6},
+            "pytorch eager": {"status": "ok", "median": 2e-5, "p10": 1.8e-5, "p90": 2.5e-5},
+            "jax jit": {"status": "not available: not installed"},
+        },
+        "wide/forward": {
+            "lucid compiled": {"status": "ok", "median": 3e-3, "p10": 2.9e-3, "p90": 3.3e-3},
+            "jax jit": {"status": "not available: not installed"},
+        },
+    }
+    series = suite_report.chart_series(results)
+    assert [s[0] for s in series] == ["lucid compiled", "pytorch eager"]
+    assert series[0][1:] == ([0, 1], [2e-6, 3e-3], [1.9e-6, 2.9e-3], [2.4e-6, 3.3e-3])
+    pytest.importorskip("matplotlib")
+    suite_report.write_png(tmp_path / "chart.png", results)
+    assert (tmp_path / "chart.png").stat().st_size > 1000
