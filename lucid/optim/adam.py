@@ -16,26 +16,34 @@ class Adam(Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Tensor],
+        params: Iterable[Any],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(params, lr)
-        b1, b2 = betas
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"Adam: betas must lie in [0, 1), got {betas}")
-        if eps <= 0 or weight_decay < 0:
-            raise ValueError(f"Adam: need eps > 0 and weight_decay >= 0, got {eps}, {weight_decay}")
-        self.betas = (b1, b2)
-        self.eps = eps
-        self.weight_decay = weight_decay
         self.t = 0
-        self._m = [np.zeros_like(p.data) for p in self.params]
-        self._v = [np.zeros_like(p.data) for p in self.params]
+        self._m: list[np.ndarray] = []
+        self._v: list[np.ndarray] = []
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        super().__init__(params, defaults)
 
-    _HYPER = ("betas", "eps", "weight_decay")
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        name = type(self).__name__
+        b1, b2 = group["betas"]
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ValueError(f"{name}: betas must lie in [0, 1), got {group['betas']}")
+        if group["eps"] <= 0 or group["weight_decay"] < 0:
+            raise ValueError(
+                f"{name}: need eps > 0 and weight_decay >= 0, got {group['eps']}, "
+                f"{group['weight_decay']}"
+            )
+        group["betas"] = (b1, b2)
+
+    def _grow(self, params: list[Tensor]) -> None:
+        self._m += [np.zeros_like(p.data) for p in params]
+        self._v += [np.zeros_like(p.data) for p in params]
 
     def _param_state(self, i: int) -> dict[str, Any] | None:
         if self.t == 0:
@@ -72,15 +80,21 @@ class Adam(Optimizer):
         self.t += 1
         super().step()
 
-    def _update(self, i: int, p: Tensor) -> None:
-        assert p.grad is not None
-        b1, b2 = self.betas
-        g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
+    def _moments(
+        self, i: int, g: np.ndarray, b1: float, b2: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Update parameter i's moments with gradient g; return them bias-corrected."""
         m, v = self._m[i], self._v[i]
         m *= b1
         m += (1 - b1) * g
         v *= b2
         v += (1 - b2) * g * g
-        m_hat = m / (1 - b1**self.t)
-        v_hat = v / (1 - b2**self.t)
-        p.data -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        return m / (1 - b1**self.t), v / (1 - b2**self.t)
+
+    def _update(self, i: int, p: Tensor) -> None:
+        assert p.grad is not None
+        h = self.group(i)
+        b1, b2 = h["betas"]
+        g = p.grad + h["weight_decay"] * p.data if h["weight_decay"] else p.grad
+        m_hat, v_hat = self._moments(i, g, b1, b2)
+        p.data -= h["lr"] * m_hat / (np.sqrt(v_hat) + h["eps"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ class AdamW(Adam):
 
     def __init__(
         self,
-        params: Iterable[Tensor],
+        params: Iterable[Any],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -27,15 +28,9 @@ class AdamW(Adam):
 
     def _update(self, i: int, p: Tensor) -> None:
         assert p.grad is not None
-        b1, b2 = self.betas
-        g = p.grad
-        if self.weight_decay:
-            p.data *= 1 - self.lr * self.weight_decay
-        m, v = self._m[i], self._v[i]
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * g * g
-        m_hat = m / (1 - b1**self.t)
-        v_hat = v / (1 - b2**self.t)
-        p.data -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        h = self.group(i)
+        b1, b2 = h["betas"]
+        if h["weight_decay"]:
+            p.data *= 1 - h["lr"] * h["weight_decay"]
+        m_hat, v_hat = self._moments(i, p.grad, b1, b2)
+        p.data -= h["lr"] * m_hat / (np.sqrt(v_hat) + h["eps"])

@@ -18,30 +18,38 @@ class SGD(Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Tensor],
+        params: Iterable[Any],
         lr: float = 1e-3,
         momentum: float = 0.0,
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
     ) -> None:
-        super().__init__(params, lr)
+        self._velocity: list[np.ndarray | None] = []
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": bool(nesterov),
+        }
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        momentum, weight_decay = group["momentum"], group["weight_decay"]
         if momentum < 0 or weight_decay < 0:
             raise ValueError(
                 f"SGD: momentum and weight_decay must be >= 0, got {momentum} and {weight_decay}"
             )
-        if nesterov and (momentum <= 0 or dampening != 0):
+        if group["nesterov"] and (momentum <= 0 or group["dampening"] != 0):
             raise ValueError(
                 f"SGD: nesterov needs momentum > 0 and dampening 0, got momentum={momentum}, "
-                f"dampening={dampening}"
+                f"dampening={group['dampening']}"
             )
-        self.momentum = momentum
-        self.dampening = dampening
-        self.weight_decay = weight_decay
-        self.nesterov = bool(nesterov)
-        self._velocity: list[np.ndarray | None] = [None] * len(self.params)
 
-    _HYPER = ("momentum", "dampening", "weight_decay", "nesterov")
+    def _grow(self, params: list[Tensor]) -> None:
+        self._velocity += [None] * len(params)
 
     def _param_state(self, i: int) -> dict[str, Any] | None:
         v = self._velocity[i]
@@ -63,27 +71,32 @@ class SGD(Optimizer):
     def step(self) -> None:
         """Update every parameter that has a gradient.
 
-        Plain SGD (no momentum, no weight decay: the usual small-model step) runs inline, one
-        `p.data -= lr * grad` per parameter, which is `_update`'s arithmetic without the
-        per-parameter call; anything else (or a subclass's own `_update`) takes the base loop.
+        Plain SGD (no momentum, no weight decay in any group: the usual small-model step) runs
+        inline, one `p.data -= lr * grad` per parameter, which is `_update`'s arithmetic
+        without the per-parameter call; anything else (or a subclass's own `_update`) takes
+        the base loop.
         """
-        if self.momentum or self.weight_decay or type(self)._update is not SGD._update:
+        plain = all(not g["momentum"] and not g["weight_decay"] for g in self.param_groups)
+        if not plain or type(self)._update is not SGD._update:
             super().step()
             return
-        lr = self.lr
-        for p in self.params:
-            g = p.grad
-            if g is not None:
-                p.data -= lr * g
-                if hasattr(p, "_version"):
-                    p._version += 1
+        for g in self.param_groups:
+            lr = g["lr"]
+            for p in g["params"]:
+                grad = p.grad
+                if grad is not None:
+                    p.data -= lr * grad
+                    if hasattr(p, "_version"):
+                        p._version += 1
 
     def _update(self, i: int, p: Tensor) -> None:
         assert p.grad is not None
-        g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
-        if self.momentum:
+        h = self.group(i)
+        decay, momentum = h["weight_decay"], h["momentum"]
+        g = p.grad + decay * p.data if decay else p.grad
+        if momentum:
             v = self._velocity[i]
-            v = g.copy() if v is None else self.momentum * v + (1 - self.dampening) * g
+            v = g.copy() if v is None else momentum * v + (1 - h["dampening"]) * g
             self._velocity[i] = v
-            g = g + self.momentum * v if self.nesterov else v
-        p.data -= self.lr * g
+            g = g + momentum * v if h["nesterov"] else v
+        p.data -= h["lr"] * g
