@@ -67,7 +67,9 @@ def _as_array(value: Any, where: str) -> np.ndarray:
         raise CheckpointError(
             f"lucid.save: {where} has dtype {arr.dtype}; supported: float32, float64, int64, bool"
         )
-    return np.ascontiguousarray(arr)
+    # not np.ascontiguousarray: it turns a 0-d array (BatchNorm's num_batches_tracked) into
+    # shape (1,), which then no longer loads into the model
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
 def _is_tensor(value: Any) -> bool:

@@ -83,6 +83,17 @@ def test_module_save_round_trip(tmp_path: Path, fmt: str) -> None:
         np.testing.assert_array_equal(b.state_dict()[k], v)
 
 
+def test_zero_dim_tensors_keep_their_shape(tmp_path: Path, fmt: str) -> None:
+    """BatchNorm's num_batches_tracked is 0-d: saved as shape (1,) it would not load back."""
+    lucid.random.seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    model(lucid.randn(5, 3))
+    model.save(tmp_path / "bn")
+    loaded = lucid.load(tmp_path / "bn")
+    assert loaded["1.num_batches_tracked"].shape == () and loaded["1.num_batches_tracked"] == 1
+    model.load_state_dict(loaded)
+
+
 def test_unsupported_values_are_named(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"'a.b'.*float16"):
         lucid.save({"a": {"b": np.zeros(2, np.float16)}}, tmp_path / "x")
