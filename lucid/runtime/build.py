@@ -536,6 +536,7 @@ def _build_entry(
         work = _cache.new_workdir(root, key)
     except OSError as exc:
         raise _cache.environment_error(f"building {module_name} in {root}", exc) from exc
+    progress = _Progress(module_name)
     try:
         start = time.perf_counter()
         _write_inputs(work, source, cdef, module_name, commands, second and second[0])
@@ -574,6 +575,45 @@ def _build_entry(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        progress.stop()
+
+
+class _Progress:
+    """A line on stderr, when it is a terminal, for a build that takes more than a second:
+    "lucid: compiling <module>... 3 s", redrawn each second and erased when the build ends.
+    Nothing on a pipe or a file (logs get the INFO record of the build instead)."""
+
+    DELAY = 1.0
+
+    def __init__(self, module_name: str) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        try:
+            tty = sys.stderr is not None and sys.stderr.isatty()
+        except (AttributeError, ValueError):  # replaced or closed stderr
+            tty = False
+        if tty:
+            self._thread = threading.Thread(target=self._run, args=(module_name,), daemon=True)
+            self._thread.start()
+
+    def _run(self, module_name: str) -> None:
+        start = time.monotonic()
+        shown = False
+        while not self._stop.wait(self.DELAY):
+            shown = True
+            sys.stderr.write(
+                f"\rlucid: compiling {module_name}... {time.monotonic() - start:.0f} s\x1b[K"
+            )
+            sys.stderr.flush()
+        if shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _load(module_name: str, so: Path, command: list[str]) -> _Loaded:

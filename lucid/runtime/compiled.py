@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -196,6 +196,14 @@ def _grad_mode(module: Any, args: tuple[Any, ...], training: bool) -> tuple[bool
     return None
 
 
+class _Background:
+    """A build running on a thread: `done` is set when it ends, `error` if it failed."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
 class CompiledModule:
     """A model compiled per input signature by `lucid.compile`.
 
@@ -217,6 +225,11 @@ class CompiledModule:
         self._entries: dict[tuple[Any, ...], list[Entry]] = {}
         self._order: list[Entry] = []
         self._lock = threading.Lock()
+        # held only to add an entry: a background build installs under it, not under _lock
+        # (which the trace of another signature may hold for as long as it runs)
+        self._install_lock = threading.Lock()
+        self._building: dict[tuple[Any, ...], _Background] = {}  # options["background"]
+        self._generation = 0  # bumped when a structure change drops every entry
         self._fast: Any = None
         self._last_key: tuple[Any, ...] | None = None  # the key of the newest entry
         self._fell_back = False  # warned that new signatures run eagerly
@@ -251,10 +264,16 @@ class CompiledModule:
         if entry is None:
             if key in self._untraceable:
                 return self.module(*args)
+            job = self._building.get(key)
+            if job is not None:  # options["background"]: built on a thread, eager meanwhile
+                if job.error is None:
+                    return self.module(*args)
+                del self._building[key]
+                raise job.error
             if self._compiles >= self.options.max_entries:
                 return self._fall_back(args)
-            entry = self._compile(key, arrays, training, grad)
-            if entry is None:  # untraceable, and fallback="eager"
+            entry = self._compile(key, arrays, training, grad, background=self.options.background)
+            if entry is None:  # untraceable with fallback="eager", or building in the background
                 return self.module(*args)
         self._fast = entry.fast
         if entry.n_seeds:  # after any trace (which draws none): the draws eager would make
@@ -332,8 +351,11 @@ class CompiledModule:
             self._structure, self._seen_version = now, version
             if change is None or not self._entries:
                 return
-            self._entries.clear()
-            self._order.clear()
+            with self._install_lock:
+                self._entries.clear()
+                self._order.clear()
+                self._generation += 1  # builds still running in the background are stale
+                self._building.clear()
             self._fast = None
             self._last_key = None
             self._recompiling(change, stacklevel=4)
@@ -375,9 +397,11 @@ class CompiledModule:
         training: bool,
         grad: tuple[bool, ...] | None,
         why: str | None = None,
+        background: bool = False,
     ) -> Entry | None:
         """Trace, optimize and prepare the entry for a new signature (once per key); `why`
-        overrides the reason the recompile warning gives."""
+        overrides the reason the recompile warning gives. With `background`, only the trace
+        runs now: the rest runs on a thread and None is returned (the caller runs eagerly)."""
         from lucid.ir.trace import trace
 
         with self._lock:
@@ -419,20 +443,72 @@ class CompiledModule:
             names = self.options.pipeline()
             debug_path = self._debug_path(signature)
             rows = next((a.shape[0] for a in arrays if a.ndim), None)  # the batch, for autotune
-            if grad is None:
-                stages = optimize(traced, names)
-                forward = self._prepare(stages, signature, debug_path, rows)
-                entry = Entry(self.module, signature, stages, forward, spied.kind, debug_path)
-            else:
-                entry = self._compile_grad(traced, signature, names, spied.kind, debug_path, rows)
-            entry.guards = tuple(guards)
-            entry.set_state(self.module, state)
-            entry.fast = make_fast(
-                entry, self.module, self._differentiable_later, self._late_backward
-            )
-            self._entries.setdefault(key, []).append(entry)
-            self._order.append(entry)
-            return entry
+            generation = self._generation
+
+            def build() -> Entry:
+                """Optimize, generate and build; then install the entry (under the lock)."""
+                if grad is None:
+                    stages = optimize(traced, names)
+                    forward = self._prepare(stages, signature, debug_path, rows)
+                    entry = Entry(self.module, signature, stages, forward, spied.kind, debug_path)
+                else:
+                    entry = self._compile_grad(
+                        traced, signature, names, spied.kind, debug_path, rows
+                    )
+                entry.guards = tuple(guards)
+                entry.set_state(self.module, state)
+                entry.fast = make_fast(
+                    entry, self.module, self._differentiable_later, self._late_backward
+                )
+                with self._install_lock:
+                    if self._generation == generation:  # else the module changed meanwhile
+                        self._entries.setdefault(key, []).append(entry)
+                        self._order.append(entry)
+                return entry
+
+            if background:
+                self._build_in_background(key, build, signature)
+                return None
+            return build()
+
+    def _build_in_background(
+        self, key: tuple[Any, ...], build: Callable[[], Entry], signature: Signature
+    ) -> None:
+        """Run `build` on a daemon thread (the trace already ran on the caller's: the tracer
+        hooks are process-wide); calls of `key` run eagerly until it installs the entry. A
+        build that fails is raised by the next call of `key` (see _call_slow)."""
+        job = _Background()
+        self._building[key] = job
+
+        def run() -> None:
+            start = time.perf_counter()
+            try:
+                build()
+                _log.info(
+                    "%s for %s built in the background in %.2f s",
+                    self._name(),
+                    signature,
+                    time.perf_counter() - start,
+                )
+            except Exception as exc:  # noqa: BLE001  (any failure is the next call's to raise)
+                job.error = exc
+            finally:
+                job.done.set()
+                if job.error is None:
+                    self._building.pop(key, None)
+
+        _log.info("%s for %s: building in the background; running eagerly", self._name(), signature)
+        threading.Thread(target=run, name=f"lucid-build-{self._name()}", daemon=True).start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the builds started in the background (options["background"]) are done;
+        False if `timeout` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for job in list(self._building.values()):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.done.wait(left):
+                return False
+        return True
 
     def _compile_grad(
         self,

@@ -28,6 +28,7 @@ _OPTION_KEYS = (
     "max_entries",
     "fullgraph",
     "sanitize",
+    "background",
 )
 
 # options["sanitize"] = "address": every build instrumented with AddressSanitizer and
@@ -62,6 +63,9 @@ class CompileOptions:
     # what a model that cannot be traced does: "error" (a TraceError listing every problem) or
     # "eager" (run it eagerly, with one FallbackWarning); lucid.compile's `fallback=` sets it
     fallback: str = "error"
+    # build new signatures on a thread while their calls run eagerly (no call waits for the C
+    # compiler); the compiled program takes over once it is built
+    background: bool = False
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> CompileOptions:
@@ -105,6 +109,16 @@ class CompileOptions:
         fullgraph = options.get("fullgraph", False)
         if not isinstance(fullgraph, bool):
             raise TypeError(f"lucid.compile: 'fullgraph' must be True or False, not {fullgraph!r}")
+        background = options.get("background", False)
+        if not isinstance(background, bool):
+            raise TypeError(
+                f"lucid.compile: 'background' must be True or False, not {background!r}"
+            )
+        if background and fullgraph:
+            raise ValueError(
+                "lucid.compile: options 'background' (eager calls while the C builds) and "
+                "'fullgraph' (no call may run eagerly) contradict each other"
+            )
         return cls(
             fusion=bool(options.get("fusion", True)),
             passes=passes,
@@ -114,6 +128,7 @@ class CompileOptions:
             autotune=autotune,
             max_entries=max_entries,
             fullgraph=fullgraph,
+            background=background,
         )
 
     def with_fallback(self, fallback: str) -> CompileOptions:
