@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -280,6 +280,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
     names = {v: f"v{i}" for i, v in enumerate(graph.all_values())}
 
     kernels: list[Kernel] = []
+    seen: dict[tuple[object, ...], Kernel] = {}  # _kernel_key -> the kernel emitted for it
     calls: list[str] = []
     constants: list[Constant] = []
     packs: list[Prepack] = []
@@ -301,7 +302,21 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
             tuple(graph.params),
         )
         kernel = _lower(graph, ctx)
-        kernels.append(kernel)
+        same = _same_as(kernel, seen)
+        if same is None:
+            kernels.append(kernel)
+        else:  # the C of an earlier node, names aside: call that kernel (compile it once)
+            at = kernels.index(same)
+            kernels[at] = replace(same, comment=f"{same.comment}; also {kernel.comment}")
+            seen[_kernel_key(kernel)] = kernels[at]
+            kernel = replace(
+                kernel,
+                name=same.name,
+                prepacks=tuple(
+                    replace(k, pack_fn=k.pack_fn.replace(kernel.name, same.name, 1))
+                    for k in kernel.prepacks
+                ),
+            )
         args = [names[v] for v in (*node.inputs, *node.results)]
         for pack in kernel.prepacks:
             args.append(f"(const {pack.ctype} *)pk[{len(packs)}]")
@@ -370,6 +385,30 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         shared_source=shared_source,
         shared_blocks=second,
     )
+
+
+def _kernel_key(kernel: Kernel) -> tuple[object, ...]:
+    """What a kernel's C is, its own name aside (its functions all start with that name)."""
+    hole = "\0"
+    return (
+        kernel.params.replace(kernel.name, hole),
+        kernel.body.replace(kernel.name, hole),
+        kernel.support.replace(kernel.name, hole),
+        kernel.uses_batch,
+        kernel.uses_threads,
+        tuple(replace(k, pack_fn=k.pack_fn.replace(kernel.name, hole, 1)) for k in kernel.prepacks),
+    )
+
+
+def _same_as(kernel: Kernel, seen: dict[tuple[object, ...], Kernel]) -> Kernel | None:
+    """The kernel already emitted with the same C as `kernel` (names aside), or None after
+    recording `kernel` as the one for its C. Deep models repeat equal layers: each distinct
+    kernel is compiled once, so the C compiler's time stops growing with their number."""
+    key = _kernel_key(kernel)
+    if key in seen:
+        return seen[key]
+    seen[key] = kernel
+    return None
 
 
 def _cdef(prefix: str, n_pointers: int) -> str:

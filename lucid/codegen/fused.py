@@ -119,10 +119,12 @@ def _add_stage(
 
 
 def _operand(stage: Stage, idx: int, broadcast: str) -> str:
-    """The epilogue operand name of body input `idx` (parameter e_x<idx> of the GEMM)."""
+    """The epilogue operand name of body input `idx` read with `broadcast`: o<k> for the
+    stage's k-th distinct operand (parameter e_o<k> of the GEMM). Positional, not the input's
+    index, so equal layers of an MLP get equal GEMMs (see _shared_layers)."""
     if (idx, broadcast) not in stage.operands:
         stage.operands.append((idx, broadcast))
-    return f"x{idx}"
+    return f"o{stage.operands.index((idx, broadcast))}"
 
 
 def _add_step(stage: Stage, node: Node, index: dict[Value, int]) -> None:
@@ -198,7 +200,10 @@ def _step_notes(stage: Stage) -> tuple[str, ...]:
     """Each epilogue step as `code [x = input, broadcast]`, for the kernel's comment."""
     notes = []
     for step in stage.steps:
-        where = f" [x = {step.operand}, {step.broadcast}]" if step.operand else ""
+        where = ""
+        if step.operand:  # o<k>: the stage's k-th operand, named here by its body input
+            idx = stage.operands[int(step.operand[1:])][0]
+            where = f" [x = x{idx}, {step.broadcast}]"
         notes.append(c_comment(step.code + where))
     return tuple(notes)
 
@@ -313,10 +318,15 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
     elem = 4 if T == "float" else 8
     widths = [int(s.n) for s in stages[:-1]]
     nbuf = 1 if len(stages) == 2 else 2
-    specs = [
-        _spec(ctx, s, f"{ctx.name}_layer{i}", f"layer {i} of {ctx.name}: {s.node.op}", tiled=True)
-        for i, s in enumerate(stages)
-    ]
+    specs = _shared_layers(
+        ctx.name,
+        [
+            _spec(
+                ctx, s, f"{ctx.name}_layer{i}", f"layer {i} of {ctx.name}: {s.node.op}", tiled=True
+            )
+            for i, s in enumerate(stages)
+        ],
+    )
     blk = specs[0].resolved_blocking()
     tile = rows_per_tile(max(widths), nbuf, elem, ctx.caches.l2, blk.mr)
     layers = []
@@ -350,7 +360,7 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
         packs=tuple(f"const {p.ctype} *p{j}" for j, p in enumerate(packs)),
         budget_note=f"{nbuf} x {tile} x {max(widths)} x {elem} B <= L2/2 ({ctx.caches.l2} B L2)",
     )
-    parts = [gemm_support(spec) for spec in specs]
+    parts = [gemm_support(spec) for spec in dict.fromkeys(specs)]  # each distinct GEMM once
     # the row tiles run on lucid_parallel_run even when every layer takes the small path
     shared = (gemm.parallel_block(),) + tuple(b for blocks, _ in parts for b in blocks)
     support = "".join(text for _, text in parts) + render("fused_mlp_tile.c.j2", m=data)
@@ -361,6 +371,29 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
         threads=True,
         prepacks=tuple(packs),
     )
+
+
+def _shared_layers(name: str, specs: list[gemm.GemmSpec]) -> list[gemm.GemmSpec]:
+    """`specs` with every layer whose GEMM equals an earlier layer's (shapes, epilogue,
+    blocking: all but the name) replaced by that layer's spec, commented with every layer it
+    serves. A deep MLP of equal layers then compiles one GEMM, not one per layer: the C
+    compiler's time stops growing with depth."""
+    first: dict[gemm.GemmSpec, int] = {}
+    serves: dict[int, list[int]] = {}
+    for i, spec in enumerate(specs):
+        j = first.setdefault(replace(spec, name="", ir_comment=""), i)
+        serves.setdefault(j, []).append(i)
+    shared = {
+        j: replace(
+            specs[j],
+            ir_comment=f"layers {', '.join(map(str, served))} of {name}: "
+            + specs[j].ir_comment.split(": ", 1)[1],
+        )
+        if len(served) > 1
+        else specs[j]
+        for j, served in serves.items()
+    }
+    return [shared[first[replace(spec, name="", ir_comment="")]] for spec in specs]
 
 
 def _tile_operand(ptr: str, kind: str, n: str) -> str:
