@@ -120,8 +120,11 @@ def test_process_with_pool_workers_exits_promptly(tmp_path):
 
     env = dict(os.environ, LUCID_CACHE_DIR=str(tmp_path / "cache"))
     proc = subprocess.Popen(
-        [sys.executable, "-c", _EXIT_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env,
+        [sys.executable, "-c", _EXIT_SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None
