@@ -69,7 +69,9 @@ def test_seed_matches_interpreter_at_several_batches(dtype: type) -> None:
             (got,) = c.run([x, *params], flat=flat, nthreads=2)
             assert got.shape == (batch, 2)
             tol = (
-                dict(rtol=1.3e-6, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-7, atol=1e-12)
+                {"rtol": 1.3e-6, "atol": 1e-5}
+                if dtype == np.float32
+                else {"rtol": 1e-7, "atol": 1e-12}
             )
             np.testing.assert_allclose(got, ref, **tol)
             np.testing.assert_allclose(got, ref64, **tol)

@@ -110,8 +110,11 @@ def test_concurrent_callers_share_one_pool(built) -> None:
                 ):
                     failures.append(f"thread {tid} call {it}: status {status} or wrong result")
                     return
-        except Exception as exc:  # surfaced below: an exception in a thread is otherwise lost
+        except Exception as exc:
+            # Recorded for the assert below (an exception in a thread is otherwise lost) and
+            # re-raised so that the thread's traceback is printed as well.
             failures.append(f"thread {tid}: {exc!r}")
+            raise
 
     threads = [threading.Thread(target=caller, args=(t,), daemon=True) for t in range(3)]
     for t in threads:

@@ -80,8 +80,11 @@ def test_threads_calling_one_compiled_model_at_once():
                 if not np.array_equal(cm(x[:rows]).data, expected[rows]):
                     failures.append(f"thread {tid} call {it}: wrong result")
                     return
-        except Exception as exc:  # surfaced below
+        except Exception as exc:
+            # Recorded for the assert below (an exception in a thread is otherwise lost) and
+            # re-raised so that the thread's traceback is printed as well.
             failures.append(f"thread {tid}: {exc!r}")
+            raise
 
     threads = [threading.Thread(target=caller, args=(t,), daemon=True) for t in range(3)]
     for t in threads:
