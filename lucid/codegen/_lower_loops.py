@@ -19,6 +19,7 @@ from lucid.codegen._lower import (
 from lucid.codegen._scalar_c import SUFFIX, scalar_exprs
 from lucid.errors import CompileError
 from lucid.ir.core import Value
+from lucid.ir.ops.reduce import ints
 from lucid.ir.types import Dim, DType, broadcast_shapes
 
 INDENT = "    "
@@ -101,6 +102,7 @@ def loop_nest(
     overrides the index of input k (transpose)."""
     index_of = index_of or {}
     flat = not index_of and all(v.type.shape == out_shape or _is_scalar(v) for v in inputs)
+    loops: tuple[Loop, ...]
     if flat:
         loops = (Loop("i", prod_c(out_shape), INDENT),) if out_shape else ()
         out_index = "i" if out_shape else "0"
@@ -346,7 +348,7 @@ def _column_sum(ctx: LowerCtx, axes: set[int], final: str) -> Kernel | None:
 def lower_reduce(ctx: LowerCtx) -> Kernel:
     """sum/mean over `axes`; mean = the sum in the dtype divided by the count in the dtype."""
     x = ctx.inputs[0]
-    axes = {int(a) for a in ctx.node.attrs["axes"]}  # type: ignore[union-attr]
+    axes = set(ints(ctx.node.attrs, "axes"))
     t = x.type.dtype.c
     count = prod_c([x.type.shape[a] for a in sorted(axes)])
     final = "({t})" + ("{acc}" if ctx.node.op == "sum" else "{acc} / ({t})({count})")
@@ -361,7 +363,7 @@ def lower_reduce(ctx: LowerCtx) -> Kernel:
 def lower_extremum(ctx: LowerCtx) -> Kernel:
     """max/min over `axes`: the NaN-propagating select of `maximum`/`minimum`, in the dtype."""
     x = ctx.inputs[0]
-    axes = {int(a) for a in ctx.node.attrs["axes"]}  # type: ignore[union-attr]
+    axes = set(ints(ctx.node.attrs, "axes"))
     dtype = x.type.dtype
     t, high = dtype.c, ctx.node.op == "max"
     if dtype.is_float:

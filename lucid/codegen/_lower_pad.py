@@ -94,16 +94,16 @@ def lower_pad(ctx: LowerCtx) -> Kernel:
         if pairs[k] == (0, 0):
             body = [f"const int64_t {outer_s[k]} = {outer_o[k]};"]
         else:
-            body = fold(outer_s[k], outer_o[k], b, int(n), mode)  # type: ignore[call-overload]
+            body = fold(outer_s[k], outer_o[k], b, int(n), mode)
             if constant:  # only the rows that read the input: the rest keep the fill
                 start = max(b, 0)
-                extent = str(min(b + int(n), int(y.shape[k])))  # type: ignore[call-overload]
+                extent = str(min(b + int(n), int(y.shape[k])))
         levels.append(Level(outer_o[k], start, extent, INDENT * (k + 1), tuple(body)))
     y_strides, x_strides = strides_c(y.shape), strides_c(x.shape)
     y_row = index_c(list(zip(outer_o, y_strides[:-1])))
     x_row = index_c(list(zip(outer_s, x_strides[:-1])))
     b, _ = pairs[-1]
-    n, row = int(x.shape[-1]), int(y.shape[-1])  # type: ignore[call-overload]
+    n, row = int(x.shape[-1]), int(y.shape[-1])
     mid_lo = min(max(b, 0), row)
     mid_hi = max(min(b + n, row), mid_lo)
     edge: tuple[str, ...] = ()
@@ -152,7 +152,7 @@ def lower_pad_grad(ctx: LowerCtx) -> Kernel:
     levels = []
     for k in range(rank):
         body = (
-            fold(ss[k], os_[k], pairs[k][0], int(dx.shape[k]), mode)  # type: ignore[call-overload]
+            fold(ss[k], os_[k], pairs[k][0], int(dx.shape[k]), mode)
             if pairs[k] != (0, 0)
             else [f"const int64_t {ss[k]} = {os_[k]};"]
         )

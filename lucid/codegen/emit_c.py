@@ -463,7 +463,7 @@ def _lower(graph: Graph, ctx: LowerCtx) -> Kernel:
     """Dispatch: the lowering the op names, else its scalar C expression, else CompileError."""
     node = ctx.node
     opdef = OPS.get(node.op)
-    if opdef is not None and opdef.lowering in LOWERINGS:
+    if opdef is not None and opdef.lowering is not None and opdef.lowering in LOWERINGS:
         return LOWERINGS[opdef.lowering](ctx)
     if opdef is not None and opdef.c is not None and not opdef.region:
         return _lower_loops.lower_elementwise(ctx)
