@@ -230,11 +230,12 @@ class CExecutable:
     def source(self) -> str | None:
         """The C that was compiled: the program (and shim), then the GEMM machinery's second
         unit if it has one; after an index hit, read from the cache entry (once)."""
-        if self._source is None:
-            entry = self.build_info.path.parent  # type: ignore[union-attr]
+        info = self.build_info  # set by __init__; optional only in the Executable protocol
+        if self._source is None and info is not None:
+            entry = info.path.parent
             try:
                 text = (entry / "source.c").read_text(encoding="utf-8")
-                second = entry / f"_lucid_{self.build_info.key[:16]}_gemm.c"  # type: ignore[union-attr]
+                second = entry / f"_lucid_{info.key[:16]}_gemm.c"
                 if second.exists():
                     from lucid.codegen.shim import with_second_unit  # for reading: imports Jinja
 
