@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import Kernel, LowerCtx, dim_c, index_c, prod_c, strides_c
 from lucid.codegen._scalar_c import c_literal
+from lucid.ir.ops.base import number
 from lucid.ir.ops.pad import per_axis
 from lucid.ir.ops.reduce import ints
 
@@ -79,7 +80,7 @@ def lower_pad(ctx: LowerCtx) -> Kernel:
     mode = str(ctx.node.attrs["mode"])
     rank = x.rank
     pairs = per_axis(pads, rank)
-    value = c_literal(float(ctx.node.attrs["value"]), x.dtype)  # type: ignore[arg-type]
+    value = c_literal(number(ctx.node.attrs, "value"), x.dtype)
     comment = f"mode {mode}; (before, after) per axis: {', '.join(str(p) for p in pairs)}"
     if rank == 0:
         return ctx.kernel(f"    /* {comment} */\n    y0[0] = x0[0];\n    return 0;")

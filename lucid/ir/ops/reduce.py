@@ -21,6 +21,7 @@ from lucid.ir.ops.base import (
     Array,
     InferFn,
     OpDef,
+    dims,
     expect_float,
     expect_numeric,
 )
@@ -213,15 +214,14 @@ def unbroadcast(g: Array, *, shape: tuple[int, ...]) -> Array:
 
 def _sum_to_infer(ts: Types, attrs: Attrs) -> Types:
     (g,) = ts
-    shape = attrs["shape"]
-    assert isinstance(shape, tuple)
+    shape = dims(attrs, "shape")
     try:
-        fits = broadcast_shapes(shape, g.shape) == g.shape  # type: ignore[arg-type]
+        fits = broadcast_shapes(shape, g.shape) == g.shape
     except IRTypeError:
         fits = False
     if not fits or len(shape) > g.rank:
-        raise IRTypeError(f"sum_to: {g} is not a broadcast of the shape {format_shape(shape)}")  # type: ignore[arg-type]
-    return (TensorType(g.dtype, shape),)  # type: ignore[arg-type]
+        raise IRTypeError(f"sum_to: {g} is not a broadcast of the shape {format_shape(shape)}")
+    return (TensorType(g.dtype, shape),)
 
 
 SUM_TO = OpDef(

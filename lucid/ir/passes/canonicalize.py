@@ -165,7 +165,7 @@ def _linear(s: _Sweep, node: Node, old_m: Value, m: Value, bias: Value) -> Value
         return None
     x, wt = mm.inputs
     tr = s.rw.producer(wt)
-    if tr is None or tr.op != "transpose" or tuple(tr.attrs["perm"]) != (1, 0):  # type: ignore[arg-type]
+    if tr is None or tr.op != "transpose" or ints(tr.attrs, "perm") != (1, 0):
         return None
     (w,) = tr.inputs
     if bias.type.shape != (w.type.shape[0],):
