@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT / "tests" / "codegen"))
 
 import gemm_harness as H
 
-from lucid.ir.ops import OPS
 from lucid.codegen.gemm import (
     Epilogue,
     GemmSpec,
@@ -40,6 +39,7 @@ from lucid.codegen.gemm import (
     detect_caches,
     detect_isa,
 )
+from lucid.ir.ops import OPS
 
 # A tight loop of independent FMA chains: enough accumulators to cover latency x 2 ports.
 PEAK_C = r"""

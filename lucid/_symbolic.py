@@ -204,10 +204,10 @@ class SymInt:
     def __ge__(self, other: Any) -> Any:
         return self._compare(">=", other)
 
-    def __eq__(self, other: object) -> Any:  # type: ignore[override]
+    def __eq__(self, other: object) -> Any:
         return self._compare("==", other)
 
-    def __ne__(self, other: object) -> Any:  # type: ignore[override]
+    def __ne__(self, other: object) -> Any:
         return self._compare("!=", other)
 
     def __hash__(self) -> int:

@@ -30,13 +30,13 @@ from lucid.errors import LucidError
 _STRUCT_KEY = "lucid.structure"
 _NPZ_STRUCT = "__lucid_structure__"
 _SAVED_DTYPES = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64), np.dtype(bool)}
-_ST_DTYPES = {
+_ST_DTYPES: dict[str, np.dtype[Any]] = {
     "F32": np.dtype("<f4"),
     "F64": np.dtype("<f8"),
     "I64": np.dtype("<i8"),
     "BOOL": np.dtype(bool),
 }
-_ST_WIDENED = {"F16": np.dtype("<f2")}  # BF16 handled by hand below
+_ST_WIDENED: dict[str, np.dtype[Any]] = {"F16": np.dtype("<f2")}  # BF16 handled by hand below
 _ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from lucid._tape import (
     store_grad,
 )
 from lucid.ir.ops import EAGER, OPS, OpDef
+from lucid.ir.ops.base import VjpRule
 
 Array = np.ndarray
 # Maps the output's cotangent to one cotangent (or None) per input, in input order.
@@ -267,7 +268,7 @@ class Tensor:
             )
         self.data[_plain_index(index)] = value.data if isinstance(value, Tensor) else value
         if hasattr(self, "_version"):
-            self._version += 1  # type: ignore[attr-defined]  # a Parameter: repack its weights
+            self._version += 1  # a Parameter: repack its weights
 
     # ------------------------------------------------------------ autograd
 
@@ -724,7 +725,7 @@ def apply(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict[str, Any] = _NO_ATT
     if len(inputs) == 2:
         x, y = inputs
         arrays: tuple[Array, ...] = (x.data, y.data)
-        needs = (x.requires_grad, y.requires_grad)
+        needs: tuple[bool, ...] = (x.requires_grad, y.requires_grad)
     elif len(inputs) == 1:
         arrays, needs = (inputs[0].data,), (inputs[0].requires_grad,)
     elif len(inputs) == 3:  # linear with a bias, where
@@ -735,14 +736,19 @@ def apply(op: OpDef, inputs: tuple[Tensor, ...], attrs: dict[str, Any] = _NO_ATT
         )
     else:
         arrays, needs = tuple(map(_DATA, inputs)), tuple(map(_REQUIRES_GRAD, inputs))
-    data = op.numpy(*arrays, **attrs) if attrs else op.numpy(*arrays)
+    kernel = op.numpy
+    if kernel is None:  # region ops and gradient-only companions run only inside a graph
+        raise TypeError(f"op {op.name!r} has no NumPy kernel, so it cannot run eagerly")
+    data = kernel(*arrays, **attrs) if attrs else kernel(*arrays)
     if type(data) is not np.ndarray:
         data = np.asarray(data)  # NumPy gives scalars, not 0-d arrays, for ops on 0-d arrays
     if _grad_enabled and op.differentiable and True in needs and data.dtype.kind == "f":
+        vjp = cast(VjpRule, op.vjp)  # what `differentiable` means: a callable rule
+        rule: BackwardFn
         if data.ndim:  # the tape calls the rule with the cotangent
-            rule = partial(op.vjp, EAGER, attrs, arrays, (data,), needs)
+            rule = partial(vjp, EAGER, attrs, arrays, (data,), needs)
         else:  # a loss: its rule computes on a NumPy scalar, a quarter of a 0-d array's cost
-            rule = partial(_on_scalar, op.vjp, attrs, arrays, (data,), needs)
+            rule = partial(_on_scalar, vjp, attrs, arrays, (data,), needs)
         out = Tensor._make(data, True, inputs, rule)
     else:
         out = Tensor._make(data)
@@ -772,7 +778,7 @@ def _on_scalar(
     rule: Any, attrs: Any, xs: Any, ys: Any, needs: Any, g: Array
 ) -> Sequence[Array | None]:
     """The VJP `rule` of a 0-d result, run on its cotangent as a NumPy scalar."""
-    return rule(EAGER, attrs, xs, ys, needs, g[()])  # type: ignore[no-any-return]
+    return rule(EAGER, attrs, xs, ys, needs, g[()])
 
 
 def attach(out: Tensor, inputs: tuple[Tensor, ...], backward: BackwardFn) -> Tensor:

@@ -71,11 +71,15 @@ def golden(update_goldens: bool):
         path = GOLDEN_DIR / name
         if update_goldens or not path.exists():
             if not update_goldens:
-                pytest.fail(f"golden file {path} is missing; run pytest --update-goldens and review it")
+                pytest.fail(
+                    f"golden file {path} is missing; run pytest --update-goldens and review it"
+                )
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             return
         expected = path.read_text()
-        assert text == expected, f"output differs from golden {path} (rerun with --update-goldens to accept)"
+        assert text == expected, (
+            f"output differs from golden {path} (rerun with --update-goldens to accept)"
+        )
 
     return check

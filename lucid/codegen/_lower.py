@@ -28,6 +28,7 @@ from lucid.codegen.gemm import (
     SharedBlock,
     prepacked_b_elems,
 )
+from lucid.errors import CompileError
 from lucid.ir.core import Node, Value
 from lucid.ir.types import Dim, DType, dim_parts
 
@@ -47,6 +48,17 @@ def c_ident(text: str) -> str:
     """A C identifier fragment from an internal name (op names are registry keys, not user
     strings, but a stray character must still never reach the C text)."""
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+_GEMM_DTYPES: tuple[DTypeName, ...] = ("float", "double")
+
+
+def gemm_dtype(dtype: DType) -> DTypeName:
+    """The GEMM element type of `dtype`: GEMMs are float or double, nothing else."""
+    for name in _GEMM_DTYPES:
+        if dtype.c == name:
+            return name
+    raise CompileError(f"a GEMM needs float32 or float64 operands, got {dtype}")
 
 
 def dim_c(d: Dim) -> str:

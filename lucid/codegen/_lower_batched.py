@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from lucid.codegen import gemm
 from lucid.codegen._jinja import render
-from lucid.codegen._lower import Kernel, LowerCtx, dim_c, prod_c, strides_c
+from lucid.codegen._lower import Kernel, LowerCtx, dim_c, gemm_dtype, prod_c, strides_c
 from lucid.codegen._lower_special import gemm_support
 from lucid.ir.types import Dim, TensorType
 
@@ -23,13 +23,13 @@ def _static(d: Dim) -> int | None:
 
 def _spec(ctx: LowerCtx, trans_a: bool, trans_b: bool, m: Dim, n: Dim, k: Dim) -> gemm.GemmSpec:
     """The GEMM of this node: C[m, n] = op(A) @ op(B), no epilogue, B not prepacked."""
-    dtype = ctx.results[0].type.dtype.c
-    blocking = ctx.gemm_blocking(dtype, trans_a, trans_b, (m,), _static(n), _static(k))  # type: ignore[arg-type]
+    dtype = gemm_dtype(ctx.results[0].type.dtype)
+    blocking = ctx.gemm_blocking(dtype, trans_a, trans_b, (m,), _static(n), _static(k))
     if ctx.threads_min_work > 0:
         blocking = replace(blocking, par_min_work=ctx.threads_min_work)
     return gemm.GemmSpec(
         name=f"{ctx.name}_gemm",
-        dtype=dtype,  # type: ignore[arg-type]
+        dtype=dtype,
         trans_a=trans_a,
         trans_b=trans_b,
         m=_static(m),

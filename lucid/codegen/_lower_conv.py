@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from lucid.codegen import gemm
 from lucid.codegen._jinja import render
-from lucid.codegen._lower import Kernel, LowerCtx, c_comment, dim_c
+from lucid.codegen._lower import Kernel, LowerCtx, c_comment, dim_c, gemm_dtype
 from lucid.codegen._lower_special import gemm_support
 from lucid.codegen._scalar_c import scalar_exprs
 from lucid.errors import CompileError
@@ -376,13 +376,13 @@ def _gemm_spec(
     k: int,
     ep: gemm.Epilogue | None,
 ) -> gemm.GemmSpec:
-    dtype = ctx.results[0].type.dtype.c
-    blocking = ctx.gemm_blocking(dtype, trans_a, trans_b, (m,), n, k)  # type: ignore[arg-type]
+    dtype = gemm_dtype(ctx.results[0].type.dtype)
+    blocking = ctx.gemm_blocking(dtype, trans_a, trans_b, (m,), n, k)
     if ctx.threads_min_work > 0:
         blocking = replace(blocking, par_min_work=ctx.threads_min_work)
     return gemm.GemmSpec(
         name=name,
-        dtype=dtype,  # type: ignore[arg-type]
+        dtype=dtype,
         trans_a=trans_a,
         trans_b=trans_b,
         m=m,

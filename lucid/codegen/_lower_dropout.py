@@ -14,6 +14,7 @@ from lucid.codegen._jinja import render
 from lucid.codegen._lower import Kernel, LowerCtx, prod_c
 from lucid.codegen._scalar_c import c_literal
 from lucid.ir.ops import dropout as D
+from lucid.ir.ops.base import number
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Dropout:
 def lower_dropout(ctx: LowerCtx) -> Kernel:
     """y0[i] = keep(x1[0], i) ? x0[i] * scale : 0 over the flat index i."""
     x = ctx.inputs[0].type
-    p = float(ctx.node.attrs["p"])  # type: ignore[arg-type]
+    p = number(ctx.node.attrs, "p")
     drop_all = p == 1.0
     d = Dropout(
         T=x.dtype.c,

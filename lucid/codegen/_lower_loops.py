@@ -3,6 +3,7 @@ reductions, mse_loss, softmax and log_softmax."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lucid.codegen import gemm
@@ -19,7 +20,8 @@ from lucid.codegen._lower import (
 from lucid.codegen._scalar_c import SUFFIX, scalar_exprs
 from lucid.errors import CompileError
 from lucid.ir.core import Value
-from lucid.ir.types import Dim, DType, broadcast_shapes
+from lucid.ir.ops.reduce import ints
+from lucid.ir.types import Attr, Dim, DType, broadcast_shapes
 
 INDENT = "    "
 
@@ -101,6 +103,7 @@ def loop_nest(
     overrides the index of input k (transpose)."""
     index_of = index_of or {}
     flat = not index_of and all(v.type.shape == out_shape or _is_scalar(v) for v in inputs)
+    loops: tuple[Loop, ...]
     if flat:
         loops = (Loop("i", prod_c(out_shape), INDENT),) if out_shape else ()
         out_index = "i" if out_shape else "0"
@@ -175,25 +178,24 @@ def lower_broadcast(ctx: LowerCtx) -> Kernel:
 
 def lower_transpose(ctx: LowerCtx) -> Kernel:
     """y[i0, i1, ...] = x[index permuted by perm]."""
-    perm = ctx.node.attrs["perm"]
-    assert isinstance(perm, tuple)
+    perm = ints(ctx.node.attrs, "perm")
     out = ctx.results[0].type.shape
     names = [f"i{k}" for k in range(len(out))]
     in_strides = strides_c(ctx.inputs[0].type.shape)
-    index = index_c([(names[k], in_strides[int(p)]) for k, p in enumerate(perm)])  # type: ignore[arg-type]
+    index = index_c([(names[k], in_strides[p]) for k, p in enumerate(perm)])
     nest = loop_nest(out, ctx.inputs, ("a0",), index_of={0: index})
     return ctx.kernel(render("loopnest.c.j2", n=nest))
 
 
 def _slice_terms(
-    node_attrs: object, shape: tuple[Dim, ...], names: list[str]
+    attrs: Mapping[str, Attr], shape: tuple[Dim, ...], names: list[str]
 ) -> list[tuple[str, str]]:
     """(index expression, stride) per axis of a C-contiguous `shape` read (or written) at
-    `start + i * step` along the sliced axes and at `i` along the others."""
-    attrs = node_attrs  # a node's attrs: axes, starts, stops, steps
+    `start + i * step` along the sliced axes (`attrs`: a slice node's axes, starts, stops,
+    steps) and at `i` along the others."""
     spec = {
-        int(a): (int(lo), int(st))
-        for a, lo, st in zip(attrs["axes"], attrs["starts"], attrs["steps"])  # type: ignore[index]
+        a: (lo, st)
+        for a, lo, st in zip(ints(attrs, "axes"), ints(attrs, "starts"), ints(attrs, "steps"))
     }
     terms = []
     for k, (name, stride) in enumerate(zip(names, strides_c(shape))):
@@ -346,7 +348,7 @@ def _column_sum(ctx: LowerCtx, axes: set[int], final: str) -> Kernel | None:
 def lower_reduce(ctx: LowerCtx) -> Kernel:
     """sum/mean over `axes`; mean = the sum in the dtype divided by the count in the dtype."""
     x = ctx.inputs[0]
-    axes = {int(a) for a in ctx.node.attrs["axes"]}  # type: ignore[union-attr]
+    axes = set(ints(ctx.node.attrs, "axes"))
     t = x.type.dtype.c
     count = prod_c([x.type.shape[a] for a in sorted(axes)])
     final = "({t})" + ("{acc}" if ctx.node.op == "sum" else "{acc} / ({t})({count})")
@@ -361,7 +363,7 @@ def lower_reduce(ctx: LowerCtx) -> Kernel:
 def lower_extremum(ctx: LowerCtx) -> Kernel:
     """max/min over `axes`: the NaN-propagating select of `maximum`/`minimum`, in the dtype."""
     x = ctx.inputs[0]
-    axes = {int(a) for a in ctx.node.attrs["axes"]}  # type: ignore[union-attr]
+    axes = set(ints(ctx.node.attrs, "axes"))
     dtype = x.type.dtype
     t, high = dtype.c, ctx.node.op == "max"
     if dtype.is_float:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import Kernel, LowerCtx, dim_c, index_c, prod_c, strides_c
 from lucid.codegen._scalar_c import c_literal
+from lucid.ir.ops.base import number
 from lucid.ir.ops.pad import per_axis
 from lucid.ir.ops.reduce import ints
 
@@ -79,7 +80,7 @@ def lower_pad(ctx: LowerCtx) -> Kernel:
     mode = str(ctx.node.attrs["mode"])
     rank = x.rank
     pairs = per_axis(pads, rank)
-    value = c_literal(float(ctx.node.attrs["value"]), x.dtype)  # type: ignore[arg-type]
+    value = c_literal(number(ctx.node.attrs, "value"), x.dtype)
     comment = f"mode {mode}; (before, after) per axis: {', '.join(str(p) for p in pairs)}"
     if rank == 0:
         return ctx.kernel(f"    /* {comment} */\n    y0[0] = x0[0];\n    return 0;")
@@ -94,16 +95,16 @@ def lower_pad(ctx: LowerCtx) -> Kernel:
         if pairs[k] == (0, 0):
             body = [f"const int64_t {outer_s[k]} = {outer_o[k]};"]
         else:
-            body = fold(outer_s[k], outer_o[k], b, int(n), mode)  # type: ignore[call-overload]
+            body = fold(outer_s[k], outer_o[k], b, int(n), mode)
             if constant:  # only the rows that read the input: the rest keep the fill
                 start = max(b, 0)
-                extent = str(min(b + int(n), int(y.shape[k])))  # type: ignore[call-overload]
+                extent = str(min(b + int(n), int(y.shape[k])))
         levels.append(Level(outer_o[k], start, extent, INDENT * (k + 1), tuple(body)))
     y_strides, x_strides = strides_c(y.shape), strides_c(x.shape)
     y_row = index_c(list(zip(outer_o, y_strides[:-1])))
     x_row = index_c(list(zip(outer_s, x_strides[:-1])))
     b, _ = pairs[-1]
-    n, row = int(x.shape[-1]), int(y.shape[-1])  # type: ignore[call-overload]
+    n, row = int(x.shape[-1]), int(y.shape[-1])
     mid_lo = min(max(b, 0), row)
     mid_hi = max(min(b + n, row), mid_lo)
     edge: tuple[str, ...] = ()
@@ -152,7 +153,7 @@ def lower_pad_grad(ctx: LowerCtx) -> Kernel:
     levels = []
     for k in range(rank):
         body = (
-            fold(ss[k], os_[k], pairs[k][0], int(dx.shape[k]), mode)  # type: ignore[call-overload]
+            fold(ss[k], os_[k], pairs[k][0], int(dx.shape[k]), mode)
             if pairs[k] != (0, 0)
             else [f"const int64_t {ss[k]} = {os_[k]};"]
         )

@@ -10,13 +10,15 @@ innermost and free of bounds tests so GCC can vectorize it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import Kernel, LowerCtx, prod_c
 from lucid.codegen._scalar_c import SUFFIX
 from lucid.ir.ops.pool import adaptive_bins, avg_divisors
-from lucid.ir.types import Attr
+from lucid.ir.ops.reduce import ints
+from lucid.ir.types import Attr, Dim
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,13 @@ class Pool:
     why: str = ""
 
 
-def _pair(attrs: object, key: str, default: tuple[int, int] = (1, 1)) -> tuple[int, int]:
-    v = attrs.get(key, default)  # type: ignore[attr-defined]
-    assert isinstance(v, tuple)
-    return int(v[0]), int(v[1])
+def _pair(
+    attrs: Mapping[str, Attr], key: str, default: tuple[int, int] = (1, 1)
+) -> tuple[int, int]:
+    if key not in attrs:
+        return default
+    v = ints(attrs, key)
+    return v[0], v[1]
 
 
 def _table(values: list[int]) -> str:
@@ -69,18 +74,18 @@ def _columns(w: int, ow: int, kw: int, sw: int, pw: int, dw: int) -> tuple[list[
     return lo, hi
 
 
-def _pool(ctx: LowerCtx, x_shape: tuple[object, ...], y_shape: tuple[object, ...]) -> Pool:
+def _pool(ctx: LowerCtx, x_shape: tuple[Dim, ...], y_shape: tuple[Dim, ...]) -> Pool:
     attrs: dict[str, Attr] = dict(ctx.node.attrs)
     (kh, kw), (sh, sw) = _pair(attrs, "kernel_size"), _pair(attrs, "stride")
     (ph, pw), (dh, dw) = _pair(attrs, "padding", (0, 0)), _pair(attrs, "dilation")
-    h, w = int(x_shape[2]), int(x_shape[3])  # type: ignore[call-overload]
-    oh, ow = int(y_shape[2]), int(y_shape[3])  # type: ignore[call-overload]
+    h, w = int(x_shape[2]), int(x_shape[3])
+    oh, ow = int(y_shape[2]), int(y_shape[3])
     lo, hi = _columns(w, ow, kw, sw, pw, dw)
     dtype = ctx.results[0].type.dtype
     pool = Pool(
         T=dtype.c,
         s=SUFFIX[dtype],
-        planes=prod_c(x_shape[:2]),  # type: ignore[arg-type]
+        planes=prod_c(x_shape[:2]),
         h=h,
         w=w,
         oh=oh,
@@ -153,14 +158,14 @@ class Adaptive:
     w_hi: str
 
 
-def _adaptive(ctx: LowerCtx, x_shape: tuple[object, ...], y_shape: tuple[object, ...]) -> Adaptive:
-    h, w = int(x_shape[2]), int(x_shape[3])  # type: ignore[call-overload]
-    oh, ow = int(y_shape[2]), int(y_shape[3])  # type: ignore[call-overload]
+def _adaptive(ctx: LowerCtx, x_shape: tuple[Dim, ...], y_shape: tuple[Dim, ...]) -> Adaptive:
+    h, w = int(x_shape[2]), int(x_shape[3])
+    oh, ow = int(y_shape[2]), int(y_shape[3])
     h_lo, h_hi = adaptive_bins(h, oh)
     w_lo, w_hi = adaptive_bins(w, ow)
     return Adaptive(
         T=ctx.results[0].type.dtype.c,
-        planes=prod_c(x_shape[:2]),  # type: ignore[arg-type]
+        planes=prod_c(x_shape[:2]),
         h=h,
         w=w,
         oh=oh,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 from lucid.codegen import gemm
 from lucid.codegen._jinja import render
-from lucid.codegen._lower import Kernel, LowerCtx, dim_c, prod_c
+from lucid.codegen._lower import Kernel, LowerCtx, dim_c, gemm_dtype, prod_c
 from lucid.codegen._scalar_c import SUFFIX
 from lucid.ir.types import Dim
 
@@ -35,13 +35,13 @@ def gemm_kernel(
 ) -> Kernel:
     """A kernel computing y0[M, n] = x0[M, k] @ op(x1) (+ epilogue), M = prod(lead)."""
     m_c, n_c, k_c = prod_c(lead), dim_c(n), dim_c(k)
-    dtype = ctx.results[0].type.dtype.c
-    blocking = ctx.gemm_blocking(dtype, False, trans_b, lead, _static(n_c), _static(k_c))  # type: ignore[arg-type]
+    dtype = gemm_dtype(ctx.results[0].type.dtype)
+    blocking = ctx.gemm_blocking(dtype, False, trans_b, lead, _static(n_c), _static(k_c))
     if ctx.threads_min_work > 0:
         blocking = replace(blocking, par_min_work=ctx.threads_min_work)
     spec = gemm.GemmSpec(
         name=f"{ctx.name}_gemm",
-        dtype=dtype,  # type: ignore[arg-type]
+        dtype=dtype,
         trans_a=False,
         trans_b=trans_b,
         m=_static(m_c),

@@ -164,11 +164,11 @@ def _plan_arena(
     live: list[tuple[int, Slot]] = []  # (last node index reading it, slot)
     for i, node in enumerate(graph.nodes):
         still = []
-        for end, slot in live:
+        for end, held in live:
             if end < i:
-                free.append(slot)
+                free.append(held)
             else:
-                still.append((end, slot))
+                still.append((end, held))
         live = still
         for r in node.results:
             if r in storage:

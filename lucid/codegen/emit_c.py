@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -64,6 +64,7 @@ from lucid.ir.printer import diagnose, format_lines
 from lucid.ir.types import TensorType, dim_parts, is_symbol
 
 IsaOption = Literal["auto", "avx512", "avx2", "scalar"]
+ISA_OPTIONS: tuple[IsaOption, ...] = get_args(IsaOption)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MAX_COMMENT = 240  # IR lines longer than this (big constants) are cut in C comments
 
@@ -117,6 +118,14 @@ def error_for(code: int) -> Exception:
     return kind(message)
 
 
+def isa_option(value: object) -> IsaOption:
+    """`value` as an IsaOption; CompileError naming the choices if it is none of them."""
+    for isa in ISA_OPTIONS:
+        if value == isa:
+            return isa
+    raise CompileError(f"isa must be auto, avx512, avx2 or scalar, got {value!r}")
+
+
 @dataclass(frozen=True)
 class CodegenOptions:
     """How to generate: GEMM isa ("auto" detects), C symbol prefix, GEMM threading threshold,
@@ -143,8 +152,7 @@ class CodegenOptions:
             raise CompileError(
                 f"prefix {self.prefix!r} is not a C identifier of at most 64 characters"
             )
-        if self.isa not in ("auto", "avx512", "avx2", "scalar"):
-            raise CompileError(f"isa must be auto, avx512, avx2 or scalar, got {self.isa!r}")
+        isa_option(self.isa)
         if self.threads not in THREADS_MODES:
             raise CompileError(f"threads must be pool or spawn, got {self.threads!r}")
 
@@ -502,7 +510,7 @@ def _lower(graph: Graph, ctx: LowerCtx) -> Kernel:
     """Dispatch: the lowering the op names, else its scalar C expression, else CompileError."""
     node = ctx.node
     opdef = OPS.get(node.op)
-    if opdef is not None and opdef.lowering in LOWERINGS:
+    if opdef is not None and opdef.lowering is not None and opdef.lowering in LOWERINGS:
         return LOWERINGS[opdef.lowering](ctx)
     if opdef is not None and opdef.c is not None and not opdef.region:
         return _lower_loops.lower_elementwise(ctx)

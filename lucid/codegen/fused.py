@@ -23,6 +23,7 @@ from lucid.codegen._lower import (
     Prepack,
     c_comment,
     dim_c,
+    gemm_dtype,
     prod_c,
 )
 from lucid.codegen._lower_loops import loop_nest
@@ -156,16 +157,16 @@ def _spec(
 ) -> gemm.GemmSpec:
     """The GemmSpec of a stage, with the blocking the unfused GEMM would get (same kernel);
     `tiled` GEMMs run on row tiles, so their M is a runtime argument even for a static batch."""
-    dtype = stage.node.result.type.dtype.c
+    dtype = gemm_dtype(stage.node.result.type.dtype)
     m_dims, n, k = stage.node.result.type.shape[:-1], _static(stage.n), _static(stage.k)
-    blocking = ctx.gemm_blocking(dtype, stage.trans_a, stage.trans_b, m_dims, n, k)  # type: ignore[arg-type]
+    blocking = ctx.gemm_blocking(dtype, stage.trans_a, stage.trans_b, m_dims, n, k)
     if ctx.threads_min_work > 0:
         blocking = replace(blocking, par_min_work=ctx.threads_min_work)
     ep = gemm.Epilogue(tuple(stage.steps), stage.colsum) if stage.steps or stage.colsum else None
     weight = ctx.param_of(ctx.inputs[stage.b]) is not None
     return gemm.GemmSpec(
         name=name,
-        dtype=dtype,  # type: ignore[arg-type]
+        dtype=dtype,
         trans_a=stage.trans_a,
         trans_b=stage.trans_b,
         m=None if tiled else _static(stage.m),

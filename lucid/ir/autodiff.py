@@ -42,11 +42,11 @@ rule is an AutodiffError naming the op and the user's source line.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lucid.errors import AutodiffError, IRError
+from lucid.errors import AutodiffError, IRError, SourceLoc
 from lucid.ir.core import Builder, Graph, Node, Value
 from lucid.ir.ops import NOT_DIFFERENTIABLE, OPS
 from lucid.ir.printer import diagnose
@@ -115,8 +115,8 @@ def grad(graph: Graph, *, wrt_inputs: Sequence[bool] | None = None) -> GradResul
     targets = [v for v, w in zip(graph.inputs, wrt) if w] + list(graph.params)
     grads = []
     for v in targets:
-        ct = draft.ct.get(v)
-        grads.append(ct if ct is not None else _zeros(draft.b, v.type))
+        total = draft.ct.get(v)
+        grads.append(total if total is not None else _zeros(draft.b, v.type))
     draft.b.output(*grads)
     return _finish(graph, draft, cotangents, wrt)
 
@@ -163,9 +163,17 @@ def _zeros(b: Builder, t: TensorType) -> Value:
 class _LocBuilder(Builder):
     """A Builder that stamps the forward node's SourceLoc on the backward nodes made for it."""
 
-    loc: Any = None
+    loc: SourceLoc | None = None
 
-    def op_multi(self, name, inputs, attrs=None, *, loc=None, body=None):  # type: ignore[no-untyped-def, override]
+    def op_multi(
+        self,
+        name: str,
+        inputs: Sequence[Value],
+        attrs: Mapping[str, object] | None = None,
+        *,
+        loc: SourceLoc | None = None,
+        body: Graph | None = None,
+    ) -> tuple[Value, ...]:
         return super().op_multi(name, inputs, attrs, loc=loc or self.loc, body=body)
 
 
@@ -193,7 +201,7 @@ class IRGrad:
         """The number of elements of `shape` as a scalar of like's dtype: a constant when the
         shape is static, else the sum of a broadcast one (the IR has no shape-query op)."""
         if all(isinstance(d, int) for d in shape):
-            return self.const(float(math.prod(shape)), like)  # type: ignore[arg-type]
+            return self.const(float(math.prod(shape)), like)
         one = self.b.op("broadcast", [self.const(1.0, like)], {"shape": tuple(shape)})
         return self.b.op("sum", [one], {"axes": None})
 
@@ -202,6 +210,7 @@ class IRGrad:
         if opdef is None:
             raise AttributeError(f"no op {name!r} in the table (a VJP rule asked for it)")
         b = self.b
+        apply: Callable[..., Value | tuple[Value, ...]]
         if opdef.results > 1:
             apply = lambda *xs, **attrs: b.op_multi(name, xs, attrs)
         else:
@@ -342,7 +351,7 @@ def _finish(
         (p for p in draft.placeholders if p in live), key=lambda p: position[draft.placeholders[p]]
     )
     forward_outputs = list(graph.outputs)
-    out_index = {}
+    out_index: dict[Value, int] = {}
     for j, v in enumerate(forward_outputs):
         out_index.setdefault(v, j)
     input_index = {v: i for i, v in enumerate(graph.inputs)}
@@ -375,7 +384,7 @@ def _finish(
             env[old] = new
     b.output(*(env[v] for v in rough.outputs))
     backward = b.build()
-    forward = Graph(graph.name, graph.inputs, graph.params, graph.nodes, forward_outputs)
+    forward = Graph(graph.name, graph.inputs, graph.params, graph.nodes, tuple(forward_outputs))
     verify(forward)
     verify(backward)
     return GradResult(

@@ -249,7 +249,13 @@ class Builder:
 
     def build(self) -> Graph:
         """The finished, immutable Graph."""
-        return Graph(self.name, self._inputs, self._params, self._nodes, self._outputs)
+        return Graph(
+            self.name,
+            tuple(self._inputs),
+            tuple(self._params),
+            tuple(self._nodes),
+            tuple(self._outputs),
+        )
 
     def _define(self, into: list[Value], value: Value) -> Value:
         into.append(value)

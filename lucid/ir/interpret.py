@@ -11,6 +11,7 @@ import numpy as np
 from lucid.errors import InputError, IRError
 from lucid.ir.core import Attr, Graph, Node, Value
 from lucid.ir.ops import DIMS, OPS, Array, OpDef
+from lucid.ir.ops.base import dims
 from lucid.ir.types import bind_dim, concrete_shape
 
 
@@ -142,7 +143,5 @@ def _concrete_attrs(
         return attrs
     out = dict(attrs)
     for k in symbolic:
-        dims = attrs[k]
-        assert isinstance(dims, tuple)
-        out[k] = concrete_shape(dims, bindings)  # type: ignore[arg-type]
+        out[k] = concrete_shape(dims(attrs, k), bindings)
     return out

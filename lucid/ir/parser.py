@@ -162,7 +162,7 @@ class _Parser:
                 f"({', '.join(map(str, declared))})",
                 ret,
             )
-        return Graph(name, inputs, params, nodes, outputs)
+        return Graph(name, tuple(inputs), tuple(params), tuple(nodes), tuple(outputs))
 
     def block(self, scope: dict[str, Value], end: str) -> tuple[list[Node], list[Value], Token]:
         """Node lines up to `return` (or `yield`) and the values it lists."""
@@ -199,7 +199,7 @@ class _Parser:
         results = []
         for tok, t in zip(names, types):
             results.append(self.define(scope, tok, Value(t)))
-        return Node(op_tok.text, inputs, attrs, results, loc, body)
+        return Node(op_tok.text, tuple(inputs), attrs, tuple(results), loc, body)
 
     def region(self, op: str) -> Graph:
         """^(args): node* yield values }  -- a fused node's body, with its own scope."""
@@ -210,7 +210,7 @@ class _Parser:
         self.expect(":", "':' after the region's arguments")
         nodes, outputs, _ = self.block(scope, "yield")
         self.expect("}", "'}' closing the region")
-        return Graph(op, args, (), nodes, outputs)
+        return Graph(op, tuple(args), (), tuple(nodes), tuple(outputs))
 
     def decls(self, scope: dict[str, Value], close: str, hinted: bool = True) -> list[Value]:
         """`%name: type` declarations up to `close`."""

@@ -31,7 +31,7 @@ class ModuleList(Module):
             self.extend(modules)
 
     def _items(self) -> list[Module]:
-        return list(self._modules.values())
+        return self._submodules()
 
     def _reset(self, items: list[Module]) -> None:
         """Re-register `items` as '0'..'n-1' (insertion and deletion renumber, as in PyTorch)."""
@@ -130,7 +130,7 @@ class ModuleDict(Module):
     def __getitem__(self, key: str) -> Module:
         if key not in self._modules:
             raise KeyError(key)
-        return self._modules[key]
+        return self._submodule(key)
 
     def __setitem__(self, key: str, module: Module) -> None:
         setattr(self, self._key(key), _check("ModuleDict", module, f"the value for {key!r}"))
@@ -146,11 +146,11 @@ class ModuleDict(Module):
 
     def values(self) -> list[Module]:
         """The modules, in insertion order."""
-        return list(self._modules.values())
+        return self._submodules()
 
     def items(self) -> list[tuple[str, Module]]:
         """(key, module) pairs, in insertion order."""
-        return list(self._modules.items())
+        return list(zip(self._modules, self._submodules(), strict=True))
 
     def pop(self, key: str) -> Module:
         """Remove `key` and return its module."""

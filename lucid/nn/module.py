@@ -51,6 +51,12 @@ class Module:
     """
 
     training: bool  # set in __init__, flipped by train() / eval()
+    # Set in __init__ through object.__setattr__ (our __setattr__ needs _parameters to exist);
+    # annotations only, so instances keep them in __dict__ and the class has none.
+    _parameters: dict[str, Parameter | None]
+    _modules: dict[str, Module | None]
+    _owner: weakref.ref[Module] | None
+    _name: str
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -164,6 +170,18 @@ class Module:
         for name, module in self._modules.items():
             if module is not None:
                 yield name, module
+
+    def _submodule(self, name: str) -> Module:
+        """The module registered as `name`, for containers (Sequential, ModuleList, ModuleDict),
+        whose slots are never deliberately empty: one set to None is an error, not a skip."""
+        module = self._modules[name]
+        if module is None:
+            raise TypeError(f"{type(self).__name__}: {name!r} was set to None, expected a Module")
+        return module
+
+    def _submodules(self) -> list[Module]:
+        """Every registered module of a container, in order (see `_submodule`)."""
+        return [self._submodule(name) for name in self._modules]
 
     def children(self) -> Iterator[Module]:
         """Each direct submodule."""
@@ -373,14 +391,14 @@ class Sequential(Module):
         return len(self._modules)
 
     def __getitem__(self, i: int) -> Module:
-        return list(self._modules.values())[i]
+        return self._submodules()[i]
 
     def __iter__(self) -> Iterator[Module]:
-        return iter(list(self._modules.values()))
+        return iter(self._submodules())
 
     def forward(self, x: Any) -> Any:
         """Feed x through each module in turn."""
-        for module in self._modules.values():
+        for module in self._submodules():
             x = module(x)
         return x
 

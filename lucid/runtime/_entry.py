@@ -107,7 +107,7 @@ class Entry:
         # a forward-only entry keeps its GEMM weights packed between calls (grad entries run
         # after every optimizer step, so they pack in the call, on all threads)
         self.packed: PackedWeights | None = None
-        if signature.grad is None and getattr(forward, "pack_slots", ()):
+        if signature.grad is None and getattr(forward, "pack_slots", None):
             self.packed = PackedWeights(forward)
         # the outputs that reach a parameter differentiably: in an eval-mode call with grad
         # enabled they require grad, as in eager (see CompiledModule._differentiable_later)
@@ -266,13 +266,13 @@ class _ReturnSpy:
         return out
 
 
-_SPIES: dict[str, type] = {}
+_SPIES: dict[str, type[_ReturnSpy]] = {}
 
 
 def spy(module: Any) -> _ReturnSpy:
     name = type(module).__name__
     cls = _SPIES.setdefault(name, type(name, (_ReturnSpy,), {}))
-    return cls(module)  # type: ignore[no-any-return]
+    return cls(module)
 
 
 def optimize(graph: Graph, names: list[str], first: str = "traced") -> dict[str, Graph]:

@@ -14,7 +14,7 @@ from typing import Any
 from lucid.ir.autodiff import GradResult
 from lucid.ir.core import Graph, Value
 from lucid.ir.ops import NOT_DIFFERENTIABLE, OPS
-from lucid.ir.types import dim_parts
+from lucid.ir.types import Dim, dim_parts
 from lucid.runtime.backends import Executable
 
 __all__ = ["BackwardPlan", "dependencies", "plan_backward"]
@@ -64,7 +64,9 @@ class BackwardPlan:
     input_grads: tuple[int, ...]
     input_args: tuple[int, ...]
     param_grads: tuple[int, ...]
-    outs: tuple[tuple[Any, tuple[int | None, ...]], ...]
+    # (dtype, shape) of each backward output: None for the batch itself, else an IR dim (an
+    # int, or a dim of the batch symbol such as N*8: see out_shape)
+    outs: tuple[tuple[Any, tuple[Dim | None, ...]], ...]
     static: bool  # no backward output has the batch
     batch_from: tuple[int, int, int] | None  # None also when the executable has no object-address C
     out_kind: type | None

@@ -28,7 +28,7 @@ import numpy as np
 import lucid
 from lucid.codegen import aot_abi as abi
 from lucid.codegen.aot import BLOB_FILE, render_files
-from lucid.codegen.emit_c import CodegenOptions, emit_c
+from lucid.codegen.emit_c import CodegenOptions, IsaOption, emit_c
 from lucid.errors import LucidError, LucidWarning
 from lucid.ir.core import Graph
 from lucid.runtime.build import BuildOptions, resolve_compiler, run_compiler
@@ -40,7 +40,7 @@ DEFAULT_FLAGS: tuple[str, ...] = ("-O3", "-ffp-contract=off", "-fno-math-errno")
 _LINK: tuple[str, ...] = ("-shared", "-fPIC", "-fvisibility=hidden", "-Wl,--no-undefined")
 _LIBS: tuple[str, ...] = ("-lm", "-lpthread")
 # The GEMM micro-kernel family a -march level guarantees; anything else gets portable C.
-_ISA_OF_MARCH = {"x86-64-v3": "avx2", "x86-64-v4": "avx512", "native": "auto"}
+_ISA_OF_MARCH: dict[str, IsaOption] = {"x86-64-v3": "avx2", "x86-64-v4": "avx512", "native": "auto"}
 _MAX_NAME = 48  # emit_c caps its prefix (NAME_impl) at 64 characters
 
 
@@ -112,7 +112,7 @@ def export(
     graph = _optimised_graph(model, inputs, dynamic_batch, passes, specialize)
     arrays = _param_arrays(model, graph)
     # per-call threads: the library promises no global mutable state (NAME_run is reentrant)
-    codegen = CodegenOptions(isa=_isa(march), prefix=f"{name}_impl", threads="spawn")  # type: ignore[arg-type]
+    codegen = CodegenOptions(isa=_isa(march), prefix=f"{name}_impl", threads="spawn")
     program = emit_c(graph, codegen)
     lay = abi.layout(graph)
     embedded = weights == "embedded"
@@ -214,7 +214,7 @@ def _build_options(march: str, cc: str | None, flags: Sequence[str] | None) -> B
     return BuildOptions(cc=cc, flags=tuple(chosen), extra_link=_LIBS)
 
 
-def _isa(march: str) -> str:
+def _isa(march: str) -> IsaOption:
     return _ISA_OF_MARCH.get(march, "scalar")
 
 
@@ -338,7 +338,7 @@ def write_blob(
     at = 0
     for offset, size, a in zip(lay.offsets, lay.nbytes, arrays):
         pad = bytes(offset - at)
-        data = memoryview(_le(a)).cast("B")
+        data = _le(a).data.cast("B")  # .data: the array's memoryview
         if len(data) != size:
             raise ValueError(f"parameter has {len(data)} bytes, the layout expects {size}")
         for chunk in (pad, data):

@@ -76,8 +76,11 @@ class Executable(Protocol):
 
     backend: str
     graph: Graph
-    source: str | None  # generated code, if any
     build_info: BuildInfo | None
+
+    @property
+    def source(self) -> str | None:
+        """The generated code, if any (read-only: the C backend reads it from its cache)."""
 
     def run(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]: ...
 
@@ -165,7 +168,8 @@ class InterpreterBackend:
 
 def pack_slots(ffi: Any, lib: Any, prefix: str) -> tuple[tuple[int, int], ...]:
     """(graph param index, elements) of each prepacked weight slot of a loaded program."""
-    slot, param, out = getattr(lib, f"{prefix}_pack_slot"), ffi.new("int *"), []
+    slot, param = getattr(lib, f"{prefix}_pack_slot"), ffi.new("int *")
+    out: list[tuple[int, int]] = []
     while (elems := slot(len(out), param)) >= 0:
         out.append((int(param[0]), int(elems)))
     return tuple(out)
@@ -226,11 +230,12 @@ class CExecutable:
     def source(self) -> str | None:
         """The C that was compiled: the program (and shim), then the GEMM machinery's second
         unit if it has one; after an index hit, read from the cache entry (once)."""
-        if self._source is None:
-            entry = self.build_info.path.parent  # type: ignore[union-attr]
+        info = self.build_info  # set by __init__; optional only in the Executable protocol
+        if self._source is None and info is not None:
+            entry = info.path.parent
             try:
                 text = (entry / "source.c").read_text(encoding="utf-8")
-                second = entry / f"_lucid_{self.build_info.key[:16]}_gemm.c"  # type: ignore[union-attr]
+                second = entry / f"_lucid_{info.key[:16]}_gemm.c"
                 if second.exists():
                     from lucid.codegen.shim import with_second_unit  # for reading: imports Jinja
 
@@ -380,7 +385,7 @@ class CBackend:
 
     def _codegen(self, graph: Graph, options: BackendOptions) -> _Generated:
         """Generate the C for `graph` with codegen."""
-        from lucid.codegen.emit_c import CodegenOptions, emit_c
+        from lucid.codegen.emit_c import CodegenOptions, emit_c, isa_option
         from lucid.codegen.shim import cffi_module
 
         tuner = None
@@ -391,7 +396,10 @@ class CBackend:
         start = time.perf_counter()
         # split: the GEMM machinery compiles on the other core while the program does
         codegen = CodegenOptions(
-            isa=options.isa, prefix=options.prefix, blocking_for=tuner, split=options.split
+            isa=isa_option(options.isa),
+            prefix=options.prefix,
+            blocking_for=tuner,
+            split=options.split,
         )
         program = emit_c(graph, codegen)
         source, cdef = cffi_module(program)

@@ -419,8 +419,14 @@ class CompiledModule:
             guards: list[Guard] = []
             state: list[str] = []  # buffers forward writes: the graph's last outputs
             try:
+                # The spy is a stand-in, not a Module: it forwards every attribute to the
+                # model, and trace names the model through its __wrapped__.
                 traced = trace(
-                    spied, *arrays, dynamic_batch=self.dynamic_batch, guards=guards, state=state
+                    spied,  # type: ignore[arg-type]
+                    *arrays,
+                    dynamic_batch=self.dynamic_batch,
+                    guards=guards,
+                    state=state,
                 )
             except TraceError as exc:
                 if self.options.fallback != "eager":

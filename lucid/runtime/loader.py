@@ -123,9 +123,9 @@ class LoadedModel:
             )
         self._ffi, self._lib = ffi, lib
         fn = self._fn
-        missing = []
+        missing: list[str] = []
         while len(missing) < 64 and (lacks := fn("cpu_missing")(len(missing))) != ffi.NULL:
-            missing.append(ffi.string(lacks).decode("ascii", "replace"))
+            missing.append(_c_bytes(ffi, lacks).decode("ascii", "replace"))
         if missing:
             raise LucidError(
                 f"{path} was compiled for instruction sets this CPU lacks: "
@@ -134,7 +134,7 @@ class LoadedModel:
                 "this machine"
             )
         self.embedded = bool(fn("has_embedded_weights")())
-        self.lucid_version = ffi.string(fn("lucid_version")()).decode()
+        self.lucid_version = _c_bytes(ffi, fn("lucid_version")()).decode()
         self.inputs = [self._describe("input", i) for i in range(fn("num_inputs")())]
         self.outputs = [self._describe("output", i) for i in range(fn("num_outputs")())]
         if weights is None and not self.embedded:
@@ -160,7 +160,7 @@ class LoadedModel:
         return getattr(self._lib, f"{self.name}_{suffix}")
 
     def _message(self, code: int) -> str:
-        return f"{self._ffi.string(self._fn('strerror')(code)).decode()} (code {code})"
+        return f"{_c_bytes(self._ffi, self._fn('strerror')(code)).decode()} (code {code})"
 
     def _describe(self, role: str, i: int) -> tuple[str, DType, tuple[int, ...]]:
         """(name, dtype, shape with -1 for the batch) of input or output i, from the library."""
@@ -171,7 +171,7 @@ class LoadedModel:
         rank = fn(f"{role}_rank")(i)
         shape = fn(f"{role}_shape")(i)
         return (
-            ffi.string(fn(f"{role}_name")(i)).decode(),
+            _c_bytes(ffi, fn(f"{role}_name")(i)).decode(),
             _DTYPES[code],
             tuple(int(shape[k]) for k in range(rank)),
         )
@@ -225,13 +225,22 @@ class LoadedModel:
             for _, dtype, shape in self.outputs
         ]
         ffi = self._ffi
-        ins = ffi.new("void *[]", [ffi.from_buffer(a) for a in arrays] or [ffi.NULL])
-        out_ptrs = ffi.new("void *[]", [ffi.from_buffer(o) for o in outs])
+        # a.data: the array's memoryview (the same buffer; NumPy's stubs declare ndarray a
+        # buffer only for Python >= 3.12, where __buffer__ exists)
+        ins = ffi.new("void *[]", [ffi.from_buffer(a.data) for a in arrays] or [ffi.NULL])
+        out_ptrs = ffi.new("void *[]", [ffi.from_buffer(o.data) for o in outs])
         code = self._run(self._handle, ins, out_ptrs, batch, _threads.num_threads)
         if code != 0:
             kind = IndexRangeError if code in _INDEX_ERRORS else LucidError
             raise kind(f"{self.name}: {self._message(code)}")
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _c_bytes(ffi: cffi.FFI, ptr: Any) -> bytes:
+    """The bytes of a NUL-terminated `char *` the library returned."""
+    raw = ffi.string(ptr)
+    assert isinstance(raw, bytes)  # str comes only from wchar_t *, which the ABI never uses
+    return raw
 
 
 def load(

@@ -13,9 +13,11 @@ F = DType.F32
 def _check_no_overlap(graph: Graph) -> None:
     """No two arena values that are live at the same node share a slot."""
     plan = plan_memory(graph)
+
     def root(v):
         st = plan.storage[v]
         return st.base if st.kind == "alias" else v
+
     start, end = {}, {}
     for i, node in enumerate(graph.nodes):
         for r in node.results:

@@ -20,8 +20,24 @@ from tests.codegen.test_c_harness import compile_graph
 LIBM = {"exp", "log", "tanh", "sigmoid", "pow_gen"}
 EXACT, LIBM_TOL, SUM_TOL = "exact", "libm", "sum"
 
-SPECIALS = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-40, -1e-42, 3.0, -3.0, 6.0, 0.5, -0.5,
-            1e30, -1e30, 2.0, -1.0]
+SPECIALS = [
+    np.nan,
+    np.inf,
+    -np.inf,
+    -0.0,
+    0.0,
+    1e-40,
+    -1e-42,
+    3.0,
+    -3.0,
+    6.0,
+    0.5,
+    -0.5,
+    1e30,
+    -1e30,
+    2.0,
+    -1.0,
+]
 
 
 def assert_same(got: np.ndarray, want: np.ndarray, what: str) -> None:
@@ -44,7 +60,9 @@ class G:
         self.checks: list[tuple[str, str]] = []
         self.ops_used: set[str] = set()
 
-    def out(self, label: str, mode: str, op: str, inputs: list[Value], attrs: dict | None = None) -> Value:
+    def out(
+        self, label: str, mode: str, op: str, inputs: list[Value], attrs: dict | None = None
+    ) -> Value:
         v = self.b.op(op, inputs, attrs)
         self.ops_used.add(op)
         self.b.output(v)
@@ -73,7 +91,17 @@ def float_graph(dt: DType) -> tuple[G, Callable[[int, np.random.Generator], list
     w = b.param(TensorType(dt, (3, 4)), "w")
     bias = b.param(TensorType(dt, (3,)), "bias")
 
-    for op in ("neg", "abs", "sign", "hardswish", "hardsigmoid", "relu", "relu6", "sqrt", "stop_gradient"):
+    for op in (
+        "neg",
+        "abs",
+        "sign",
+        "hardswish",
+        "hardsigmoid",
+        "relu",
+        "relu6",
+        "sqrt",
+        "stop_gradient",
+    ):
         g.out(op, EXACT, op, [x])
     for op in ("exp", "log", "tanh", "sigmoid"):
         g.out(op, LIBM_TOL, op, [x])
@@ -82,8 +110,20 @@ def float_graph(dt: DType) -> tuple[G, Callable[[int, np.random.Generator], list
     g.out("pow3", LIBM_TOL, "pow", [x], {"exponent": 3.0})
     g.out("clip", EXACT, "clip", [x], {"min": -1.0, "max": 2.0})
     g.out("clip_lo", EXACT, "clip", [x], {"min": 0.5, "max": None})
-    for op in ("add", "sub", "mul", "div", "maximum", "minimum", "less", "less_equal",
-               "greater", "greater_equal", "equal", "not_equal"):
+    for op in (
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "maximum",
+        "minimum",
+        "less",
+        "less_equal",
+        "greater",
+        "greater_equal",
+        "equal",
+        "not_equal",
+    ):
         g.out(op, EXACT, op, [x, y])
         g.out(op + "_bcast", EXACT, op, [z, x])
     g.out("add_scalar", EXACT, "add", [x, s])
@@ -114,7 +154,13 @@ def float_graph(dt: DType) -> tuple[G, Callable[[int, np.random.Generator], list
     for axes in ((0,), (1,), None):
         g.out(f"sum{axes}", SUM_TOL, "sum", [xf], {"axes": axes})
         g.out(f"mean{axes}", SUM_TOL, "mean", [xf], {"axes": axes, "keepdims": True})
-    g.out("sum_to", SUM_TOL, "sum_to", [b.op("broadcast", [yf], {"shape": (2, "N", 4)})], {"shape": (1, 4)})
+    g.out(
+        "sum_to",
+        SUM_TOL,
+        "sum_to",
+        [b.op("broadcast", [yf], {"shape": (2, "N", 4)})],
+        {"shape": (1, 4)},
+    )
     g.out("mse", SUM_TOL, "mse_loss", [xf, yf])
     g.out("mse_sum", SUM_TOL, "mse_loss", [xf, z], {"reduction": "sum"})
     g.out("ce", SUM_TOL, "cross_entropy", [xf, tgt])
@@ -133,16 +179,23 @@ def float_graph(dt: DType) -> tuple[G, Callable[[int, np.random.Generator], list
         ys = np.resize(np.roll(sp, 5), batch * 4).reshape(batch, 4)
         ys[::3] = xs[::3]  # ties for maximum/minimum and equal
         return [
-            xs, ys, np.array([0.0, -0.0, np.nan, 3.0], t), np.array(2.5, t),
-            rng.standard_normal((batch, 4)).astype(t), rng.standard_normal((batch, 4)).astype(t),
+            xs,
+            ys,
+            np.array([0.0, -0.0, np.nan, 3.0], t),
+            np.array(2.5, t),
+            rng.standard_normal((batch, 4)).astype(t),
+            rng.standard_normal((batch, 4)).astype(t),
             rng.integers(0, 4, batch).astype(np.int64),
-            rng.standard_normal((3, 4)).astype(t), rng.standard_normal(3).astype(t),
+            rng.standard_normal((3, 4)).astype(t),
+            rng.standard_normal(3).astype(t),
         ]
 
     return g, inputs
 
 
-def _check_all(g: G, got: list[np.ndarray], want: tuple[np.ndarray, ...], args: list[np.ndarray], dt: DType) -> None:
+def _check_all(
+    g: G, got: list[np.ndarray], want: tuple[np.ndarray, ...], args: list[np.ndarray], dt: DType
+) -> None:
     rtol = 1.3e-6 if dt is DType.F32 else 1e-7
     atol = 1e-5 if dt is DType.F32 else 1e-12
     assert len(g.checks) == len(got) == len(want)
@@ -185,8 +238,14 @@ def test_int_and_bool_ops_wrap_like_numpy() -> None:
     a, c = b.input(i64, "a"), b.input(i64, "c")
     m = b.input(TensorType(DType.BOOL, ("N", 3)), "m")
     outs = [b.op(op, [a]) for op in ("neg", "abs", "sign")]
-    outs += [b.op(op, [a, c]) for op in ("add", "sub", "mul", "maximum", "minimum", "less", "equal")]
-    outs += [b.op("where", [m, a, c]), b.op("equal", [m, m]), b.op("not_equal", [m, b.op("less", [a, c])])]
+    outs += [
+        b.op(op, [a, c]) for op in ("add", "sub", "mul", "maximum", "minimum", "less", "equal")
+    ]
+    outs += [
+        b.op("where", [m, a, c]),
+        b.op("equal", [m, m]),
+        b.op("not_equal", [m, b.op("less", [a, c])]),
+    ]
     outs += [b.op("cast", [a], {"dtype": d}) for d in (DType.F32, DType.F64, DType.BOOL)]
     outs += [b.op("cast", [m], {"dtype": DType.I64}), b.op("sum", [a], {"axes": (0,)})]
     outs += [b.op("transpose", [a], {"perm": None}), b.op("sum_to", [a], {"shape": (3,)})]
@@ -229,7 +288,9 @@ def test_static_shapes_odd_sizes_and_empty_tensors() -> None:
     c = compile_graph(graph)
     assert c.program.batch_symbol is None
     rng = np.random.default_rng(6)
-    args = [rng.standard_normal(s).astype(np.float32) for s in [(37, 53), (53, 29), (53,), (0, 3), ()]]
+    args = [
+        rng.standard_normal(s).astype(np.float32) for s in [(37, 53), (53, 29), (53,), (0, 3), ()]
+    ]
     with np.errstate(all="ignore"):
         want = interpret(graph, *args)
     got = c.run(args, nthreads=2)
@@ -259,6 +320,8 @@ def test_every_op_has_a_lowering() -> None:
     compiles every op on its own sample, so a new op needs no line here."""
     region = {k for k, v in OPS.items() if v.region}
     lowered = {
-        k for k, v in OPS.items() if v.lowering in LOWERINGS or v.lowering in INLINE or v.c is not None
+        k
+        for k, v in OPS.items()
+        if v.lowering in LOWERINGS or v.lowering in INLINE or v.c is not None
     }
     assert set(OPS) - region - lowered == set()

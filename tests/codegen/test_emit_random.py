@@ -22,13 +22,37 @@ from tests.codegen.test_c_harness import compile_graph
 
 pytestmark = [pytest.mark.needs_cc, pytest.mark.slow]
 
-UNARY = ["neg", "abs", "sign", "hardswish", "hardsigmoid", "relu", "relu6", "sigmoid", "tanh",
-         "exp", "log", "sqrt", "stop_gradient"]
+UNARY = [
+    "neg",
+    "abs",
+    "sign",
+    "hardswish",
+    "hardsigmoid",
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "exp",
+    "log",
+    "sqrt",
+    "stop_gradient",
+]
 BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
 COMPARE = ["less", "less_equal", "greater", "greater_equal", "equal", "not_equal"]
 GRADS = ["hardswish_grad", "hardsigmoid_grad", "relu_grad", "relu6_grad", "clip_grad"]
-TERMINAL = ["none", "sum", "mean", "linear", "matmul", "mse_loss", "cross_entropy",
-            "cross_entropy_grad", "sum_to", "broadcast", "transpose"]
+TERMINAL = [
+    "none",
+    "sum",
+    "mean",
+    "linear",
+    "matmul",
+    "mse_loss",
+    "cross_entropy",
+    "cross_entropy_grad",
+    "sum_to",
+    "broadcast",
+    "transpose",
+]
 
 step = st.one_of(
     st.tuples(st.just("unary"), st.sampled_from(UNARY)),
@@ -37,7 +61,11 @@ step = st.one_of(
     st.tuples(st.just("binary"), st.sampled_from(BINARY), st.integers(0, 4), st.booleans()),
     st.tuples(st.just("where"), st.sampled_from(COMPARE), st.integers(0, 4)),
     st.tuples(st.just("grad"), st.sampled_from(GRADS)),
-    st.tuples(st.just("extremum_grad"), st.sampled_from(["maximum_grad", "minimum_grad"]), st.integers(0, 1)),
+    st.tuples(
+        st.just("extremum_grad"),
+        st.sampled_from(["maximum_grad", "minimum_grad"]),
+        st.integers(0, 1),
+    ),
     st.tuples(st.just("cast"), st.sampled_from(["other", "bool"])),
     st.tuples(st.just("shuffle")),
 )
@@ -60,8 +88,13 @@ def build(r: Any, dt: DType) -> Graph:
     _, batch, chains = r
     b = Builder("random")
     bt = TensorType(dt, (batch, 4))
-    ins = [b.input(bt, "x"), b.input(bt, "y"), b.input(TensorType(dt, (4,)), "v"),
-           b.input(TensorType(dt, (batch, 1)), "col"), b.input(TensorType(dt, ()), "s")]
+    ins = [
+        b.input(bt, "x"),
+        b.input(bt, "y"),
+        b.input(TensorType(dt, (4,)), "v"),
+        b.input(TensorType(dt, (batch, 1)), "col"),
+        b.input(TensorType(dt, ()), "s"),
+    ]
     target = b.input(TensorType(DType.I64, (batch,)), "target")
     w, bias = b.param(TensorType(dt, (3, 4)), "w"), b.param(TensorType(dt, (3,)), "b")
     gemms = 0
@@ -93,11 +126,19 @@ def _step(b: Builder, s: tuple[Any, ...], cur: Value, ins: list[Value], dt: DTyp
     if kind == "binary":
         other = _partners(cur, ins)[s[2] % len(_partners(cur, ins))]
         out = b.op(s[1], [other, cur] if s[3] else [cur, other])
-        return out if out.type.shape == cur.type.shape else b.op("sum_to", [out], {"shape": cur.type.shape})
+        return (
+            out
+            if out.type.shape == cur.type.shape
+            else b.op("sum_to", [out], {"shape": cur.type.shape})
+        )
     if kind == "where":
         other = _partners(cur, ins)[s[2] % len(_partners(cur, ins))]
         out = b.op("where", [b.op(s[1], [cur, other]), cur, other])
-        return out if out.type.shape == cur.type.shape else b.op("sum_to", [out], {"shape": cur.type.shape})
+        return (
+            out
+            if out.type.shape == cur.type.shape
+            else b.op("sum_to", [out], {"shape": cur.type.shape})
+        )
     if kind == "grad":
         attrs = {"min": -0.5, "max": 1.0} if s[1] == "clip_grad" else None
         return b.op(s[1], [cur, same], attrs)
@@ -113,8 +154,18 @@ def _step(b: Builder, s: tuple[Any, ...], cur: Value, ins: list[Value], dt: DTyp
     return b.op("reshape", [t], {"shape": (-1, 4) if cur.type.rank == 2 else (4,)})
 
 
-def _terminal(b: Builder, term: str, cur: Value, ins: list[Value], target: Value, w: Value,
-              bias: Value, axes: set[int], keep: bool, batch: Any) -> Value:
+def _terminal(
+    b: Builder,
+    term: str,
+    cur: Value,
+    ins: list[Value],
+    target: Value,
+    w: Value,
+    bias: Value,
+    axes: set[int],
+    keep: bool,
+    batch: Any,
+) -> Value:
     batched = cur.type.rank == 2
     if term in ("sum", "mean"):
         ax = tuple(a for a in sorted(axes) if a < cur.type.rank) or None
@@ -152,8 +203,13 @@ def _inputs(batch: int, dt: DType, rng: np.random.Generator) -> list[np.ndarray]
 
 
 # No shrinking: every shrink step is a C build; the failing recipe is printed as drawn.
-@settings(derandomize=True, max_examples=20, deadline=None, phases=[Phase.generate],
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    derandomize=True,
+    max_examples=20,
+    deadline=None,
+    phases=[Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(recipe)
 def test_random_graphs_match_the_interpreter(r: Any) -> None:
     dt, batch, _ = r
@@ -167,14 +223,28 @@ def test_random_graphs_match_the_interpreter(r: Any) -> None:
         args = _inputs(n, dt, rng)
         with np.errstate(all="ignore"):
             want = interpret(graph, *args)
-            want64 = interpret(ref64_graph, *(a.astype(np.float64) if a.dtype.kind == "f" else a for a in args)) if ref64_graph else None
+            want64 = (
+                interpret(
+                    ref64_graph, *(a.astype(np.float64) if a.dtype.kind == "f" else a for a in args)
+                )
+                if ref64_graph
+                else None
+            )
         got = c.run(args, nthreads=2)
         assert len(got) == len(want)
         for k, (a, e) in enumerate(zip(got, want)):
-            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"output {k} at batch {n}")
+            np.testing.assert_allclose(
+                a, e, rtol=rtol, atol=atol, err_msg=f"output {k} at batch {n}"
+            )
             if want64 is not None:
                 e64 = want64[k].astype(np.float64)
                 both = np.isfinite(e64) & np.isfinite(e.astype(np.float64)) & np.isfinite(a)
-                exact, numpy_val, c_val = e64[both], e.astype(np.float64)[both], a.astype(np.float64)[both]
+                exact, numpy_val, c_val = (
+                    e64[both],
+                    e.astype(np.float64)[both],
+                    a.astype(np.float64)[both],
+                )
                 bound = np.abs(numpy_val - exact) + atol + rtol * np.abs(exact)
-                assert np.all(np.abs(c_val - exact) <= bound), f"output {k}: further from f64 than NumPy"
+                assert np.all(np.abs(c_val - exact) <= bound), (
+                    f"output {k}: further from f64 than NumPy"
+                )

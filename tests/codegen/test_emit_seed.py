@@ -62,11 +62,17 @@ def test_seed_matches_interpreter_at_several_batches(dtype: type) -> None:
     for batch in (1, 2, 7, 33, 1000):
         x = rng.standard_normal((batch, 3)).astype(dtype) * 4
         (ref,) = interpret(graph, x, *params)
-        ref64 = interpret(seed_graph(DType.F64), x.astype(np.float64), *(p.astype(np.float64) for p in params))[0]
+        ref64 = interpret(
+            seed_graph(DType.F64), x.astype(np.float64), *(p.astype(np.float64) for p in params)
+        )[0]
         for flat in (True, False):
             (got,) = c.run([x, *params], flat=flat, nthreads=2)
             assert got.shape == (batch, 2)
-            tol = dict(rtol=1.3e-6, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-7, atol=1e-12)
+            tol = (
+                {"rtol": 1.3e-6, "atol": 1e-5}
+                if dtype == np.float32
+                else {"rtol": 1e-7, "atol": 1e-12}
+            )
             np.testing.assert_allclose(got, ref, **tol)
             np.testing.assert_allclose(got, ref64, **tol)
 

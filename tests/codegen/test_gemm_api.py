@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lucid.codegen._lower import gemm_dtype
 from lucid.codegen.gemm import (
     Blocking,
     CacheSizes,
@@ -20,6 +21,8 @@ from lucid.codegen.gemm import (
     gemm_params,
     gemm_prototype,
 )
+from lucid.errors import CompileError
+from lucid.ir.types import DType
 
 
 @pytest.mark.parametrize("dtype", ["float", "double"])
@@ -147,3 +150,10 @@ def test_invalid_specs_are_rejected() -> None:
                 "g", "float", False, False, None, 4, 4, None, "avx512", Blocking(14, 24, 28, 64, 48)
             )
         )  # nr not whole vectors
+
+
+def test_gemm_dtype_is_float_or_double_and_names_anything_else() -> None:
+    assert gemm_dtype(DType.F32) == "float"
+    assert gemm_dtype(DType.F64) == "double"
+    with pytest.raises(CompileError, match="a GEMM needs float32 or float64 operands, got i64"):
+        gemm_dtype(DType.I64)

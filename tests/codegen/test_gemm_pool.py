@@ -26,9 +26,7 @@ def _spec(dtype: str, ta: bool, tb: bool, threads: str) -> GemmSpec:
     blk = H.small_blocking(dtype, ISA)
     ep = Epilogue((bias_add("bias"), H.HARDSWISH), colsum=True)
     name = f"pool_{dtype}_{int(ta)}{int(tb)}_{threads}"
-    return replace(
-        GemmSpec(name, dtype, ta, tb, None, None, None, ep, ISA, blk), threads=threads
-    )
+    return replace(GemmSpec(name, dtype, ta, tb, None, None, None, ep, ISA, blk), threads=threads)
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +103,18 @@ def test_concurrent_callers_share_one_pool(built) -> None:
             for it in range(60):
                 a, b, ops, ref_c, ref_sum = jobs[(tid + it) % len(jobs)]
                 status, c, colsum = H.run(mod, spec, a, b, ops, nthreads=2 + (it + tid) % 2)
-                if status != 0 or not np.array_equal(c, ref_c) or not np.array_equal(colsum, ref_sum):
+                if (
+                    status != 0
+                    or not np.array_equal(c, ref_c)
+                    or not np.array_equal(colsum, ref_sum)
+                ):
                     failures.append(f"thread {tid} call {it}: status {status} or wrong result")
                     return
-        except Exception as exc:  # surfaced below: an exception in a thread is otherwise lost
+        except Exception as exc:
+            # Recorded for the assert below (an exception in a thread is otherwise lost) and
+            # re-raised so that the thread's traceback is printed as well.
             failures.append(f"thread {tid}: {exc!r}")
+            raise
 
     threads = [threading.Thread(target=caller, args=(t,), daemon=True) for t in range(3)]
     for t in threads:

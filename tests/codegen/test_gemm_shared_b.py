@@ -71,7 +71,9 @@ def test_shared_b_bitwise(built, dtype: str, ta: bool, tb: bool, specials: bool)
         a, b, bias = _inputs(rng, dtype, m, n, k, ta, tb, specials)
         ref = H.run(built[own.name], own, a, b, {"bias": bias}, nthreads=1)
         runs = [H.run(built[own.name], own, a, b, {"bias": bias}, nthreads=2)]
-        runs += [H.run(built[shared.name], shared, a, b, {"bias": bias}, nthreads=t) for t in (2, 3)]
+        runs += [
+            H.run(built[shared.name], shared, a, b, {"bias": bias}, nthreads=t) for t in (2, 3)
+        ]
         assert ref[0] == 0
         if not specials:  # a plain reference, so equal bits also mean right values
             expect = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b) + bias

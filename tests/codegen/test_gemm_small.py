@@ -241,4 +241,7 @@ def test_emit_c_lays_out_shared_blocks_once() -> None:
     assert ukernels == ["lucid_gemm_f32_avx2_6x16_ukernel_" + h for h in ("6", "4", "2", "1")]
     finishes = re.findall(r"^static void (k\d+_\w+)_finish\(", src, re.MULTILINE)
     assert len(finishes) == 3
-    assert len(re.findall(r"^LUCID_SHARED_FN int lucid_gemm_f32_avx2_6x16_run\(", src, re.MULTILINE)) == 1
+    assert (
+        len(re.findall(r"^LUCID_SHARED_FN int lucid_gemm_f32_avx2_6x16_run\(", src, re.MULTILINE))
+        == 1
+    )

@@ -138,3 +138,16 @@ def test_requires_grad_freezes_parameters_in_eager_training() -> None:
     np.testing.assert_array_equal(m.layers[0].weight.data, w0)
     m.requires_grad_()
     assert all(p.requires_grad for p in m.parameters())
+
+
+def test_a_container_slot_set_to_none_is_a_clear_error() -> None:
+    seq = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+    seq.__setattr__("1", None)  # registered slots keep their name when set to None
+    with pytest.raises(TypeError, match=r"Sequential: '1' was set to None, expected a Module"):
+        seq(lucid.randn(2, 3))
+    with pytest.raises(TypeError, match="'1' was set to None"):
+        list(seq)
+    md = nn.ModuleDict({"a": nn.ReLU()})
+    md.__setattr__("a", None)
+    with pytest.raises(TypeError, match=r"ModuleDict: 'a' was set to None, expected a Module"):
+        md["a"]

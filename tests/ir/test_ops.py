@@ -392,3 +392,23 @@ def test_symbolic_shape_attrs_are_bound_by_the_interpreter() -> None:
     np.testing.assert_array_equal(got_flat, xs.reshape(3, 20))
     np.testing.assert_array_equal(got_wide, np.broadcast_to(r, (3, 5)))
     np.testing.assert_array_equal(got_back, np.broadcast_to(r, (3, 4, 5)).sum(1, keepdims=True))
+
+
+def test_dims_reads_a_shape_attr_and_names_a_bad_one() -> None:
+    from lucid.ir.ops.base import dims
+
+    assert dims({"shape": (2, "N", -1)}, "shape") == (2, "N", -1)
+    assert dims({"shape": ()}, "shape") == ()
+    with pytest.raises(IRTypeError, match=r"attribute 'shape' must be a tuple of dims, got 3"):
+        dims({"shape": 3}, "shape")
+    with pytest.raises(IRTypeError, match=r"must be a tuple of dims, got \(2, 1\.5\)"):
+        dims({"shape": (2, 1.5)}, "shape")
+
+
+def test_number_reads_a_number_attr_and_names_a_bad_one() -> None:
+    from lucid.ir.ops.base import number
+
+    assert number({"p": 0.25}, "p") == 0.25
+    assert number({"p": 2}, "p") == 2.0 and isinstance(number({"p": 2}, "p"), float)
+    with pytest.raises(IRTypeError, match=r"attribute 'p' must be a number, got None"):
+        number({"p": None}, "p")

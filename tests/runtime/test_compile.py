@@ -186,7 +186,9 @@ def test_wrong_inputs_raise_before_any_run(backend, monkeypatch):
     monkeypatch.setattr(entry.forward, "run", lambda *a: runs.append(a))
     if backend == "c":
         monkeypatch.setattr(entry.forward, "call_objects", lambda *a: runs.append(a))
-        monkeypatch.setattr(entry, "fast", make_fast(entry, cm.module, cm._differentiable_later, cm._late_backward))
+        monkeypatch.setattr(
+            entry, "fast", make_fast(entry, cm.module, cm._differentiable_later, cm._late_backward)
+        )
         monkeypatch.setattr(cm, "_fast", entry.fast)
     cases = {
         r"input 0 \(x\): expected f32\[N,3\], got f64\[2,3\]": np.ones((2, 3)),
@@ -234,7 +236,9 @@ def test_contiguous_inputs_are_passed_without_copy(monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(entry.forward, "call_objects", spy)
-    monkeypatch.setattr(entry, "fast", make_fast(entry, cm.module, cm._differentiable_later, cm._late_backward))
+    monkeypatch.setattr(
+        entry, "fast", make_fast(entry, cm.module, cm._differentiable_later, cm._late_backward)
+    )
     monkeypatch.setattr(cm, "_fast", entry.fast)
     t = lucid.Tensor(x)
     cm(t)  # fast path

@@ -80,8 +80,11 @@ def test_threads_calling_one_compiled_model_at_once():
                 if not np.array_equal(cm(x[:rows]).data, expected[rows]):
                     failures.append(f"thread {tid} call {it}: wrong result")
                     return
-        except Exception as exc:  # surfaced below
+        except Exception as exc:
+            # Recorded for the assert below (an exception in a thread is otherwise lost) and
+            # re-raised so that the thread's traceback is printed as well.
             failures.append(f"thread {tid}: {exc!r}")
+            raise
 
     threads = [threading.Thread(target=caller, args=(t,), daemon=True) for t in range(3)]
     for t in threads:
@@ -120,8 +123,11 @@ def test_process_with_pool_workers_exits_promptly(tmp_path):
 
     env = dict(os.environ, LUCID_CACHE_DIR=str(tmp_path / "cache"))
     proc = subprocess.Popen(
-        [sys.executable, "-c", _EXIT_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env,
+        [sys.executable, "-c", _EXIT_SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None

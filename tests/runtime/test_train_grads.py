@@ -72,7 +72,9 @@ def central_differences(
 
 def margin_to_kinks(model: nn.Sequential | SeedModel, x: np.ndarray) -> float:
     """The smallest distance of a pre-activation to a kink of the activation applied to it."""
-    layers = [model.fc1, model.hardswish, model.fc2] if isinstance(model, SeedModel) else list(model)
+    layers = (
+        [model.fc1, model.hardswish, model.fc2] if isinstance(model, SeedModel) else list(model)
+    )
     h, best = x, np.inf
     with lucid.no_grad():
         for layer in layers:

@@ -114,6 +114,27 @@ def _is_dims(v: Attr) -> bool:
 
 INTS = AttrKind("tuple[int, ...]", _is_ints, _coerce_with(_is_ints, _to_tuple))
 DIMS = AttrKind("tuple[int | symbol, ...]", _is_dims, _coerce_with(_is_dims, _to_tuple))
+
+
+def dims(attrs: Mapping[str, Attr], key: str) -> tuple[Dim, ...]:
+    """A shape attribute (kind DIMS or INTS: ints and symbols) with its static type."""
+    value = attrs[key]
+    out: list[Dim] = []
+    for d in value if isinstance(value, tuple) else (None,):
+        if not isinstance(d, (int, str)):
+            raise IRTypeError(f"attribute {key!r} must be a tuple of dims, got {value!r}")
+        out.append(d)
+    return tuple(out)
+
+
+def number(attrs: Mapping[str, Attr], key: str) -> float:
+    """A number attribute (kind FLOAT or INT) as a float."""
+    value = attrs[key]
+    if not isinstance(value, (int, float)):
+        raise IRTypeError(f"attribute {key!r} must be a number, got {value!r}")
+    return float(value)
+
+
 NUMBERS = AttrKind(
     "number or nested tuple of numbers",
     _is_nested_number,
@@ -288,6 +309,6 @@ def arr(x: Any, dtype: np.dtype[Any] | None = None) -> Array:
     return np.asarray(x, dtype=dtype)
 
 
-def float_attr_or_inf(v: object, sign: float) -> object:
+def float_attr_or_inf(v: Attr, sign: float) -> Attr:
     """clip's None bound as +-inf; other values unchanged."""
     return sign * math.inf if v is None else v

@@ -35,6 +35,7 @@ from lucid.ir.ops.base import (
     expect_numeric,
     expect_same_dtype,
     float_attr_or_inf,
+    number,
 )
 from lucid.ir.types import Attr, DType, TensorType
 
@@ -255,7 +256,7 @@ def _pow(x: Array, *, exponent: float) -> Array:
 
 
 def _pow_vjp(b: Any, attrs: Attrs, xs: Any, ys: Any, needs: Any, g: Any) -> tuple[Any, ...]:
-    (x,), p = xs, float(attrs["exponent"])  # type: ignore[arg-type]
+    (x,), p = xs, number(attrs, "exponent")
     return (b.mul(g, b.mul(b.const(p, x), b.pow(x, exponent=p - 1.0))),)
 
 
@@ -278,8 +279,8 @@ POW = unary(
 
 def _clip_prepare(attrs: dict[str, Attr], ts: Types) -> dict[str, Attr]:
     out = dict(attrs)
-    out["min"] = float_attr_or_inf(attrs.get("min"), -1.0)  # type: ignore[assignment]
-    out["max"] = float_attr_or_inf(attrs.get("max"), 1.0)  # type: ignore[assignment]
+    out["min"] = float_attr_or_inf(attrs.get("min"), -1.0)
+    out["max"] = float_attr_or_inf(attrs.get("max"), 1.0)
     return out
 
 

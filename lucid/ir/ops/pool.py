@@ -28,7 +28,16 @@ from typing import Any
 import numpy as np
 
 from lucid.errors import IRTypeError
-from lucid.ir.ops.base import BOOL, INTS, REQUIRED, Array, OpDef, expect_float, expect_same_dtype
+from lucid.ir.ops.base import (
+    BOOL,
+    INTS,
+    REQUIRED,
+    Array,
+    InferFn,
+    OpDef,
+    expect_float,
+    expect_same_dtype,
+)
 from lucid.ir.ops.reduce import ints
 from lucid.ir.types import Attr, TensorType, is_symbol
 
@@ -128,7 +137,7 @@ def _geometry(op: str, shape: tuple[Any, ...], attrs: Attrs, dilation: bool) -> 
     return oh, ow
 
 
-def _pooled_infer(op: str, dilation: bool):  # type: ignore[no-untyped-def]
+def _pooled_infer(op: str, dilation: bool) -> InferFn:
     def infer(ts: Types, attrs: Attrs) -> Types:
         x = ts[0]
         expect_float(op, x, "x")
@@ -144,7 +153,7 @@ def _pooled_infer(op: str, dilation: bool):  # type: ignore[no-untyped-def]
     return infer
 
 
-def _grad_infer(op: str, dilation: bool):  # type: ignore[no-untyped-def]
+def _grad_infer(op: str, dilation: bool) -> InferFn:
     """g [N, C, OH, OW] -> [N, C, H, W] with (H, W) the `input_size` attr."""
 
     def infer(ts: Types, attrs: Attrs) -> Types:

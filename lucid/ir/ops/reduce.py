@@ -19,7 +19,9 @@ from lucid.ir.ops.base import (
     NOT_DIFFERENTIABLE,
     REQUIRED,
     Array,
+    InferFn,
     OpDef,
+    dims,
     expect_float,
     expect_numeric,
 )
@@ -50,7 +52,7 @@ def _axes_prepare(attrs: dict[str, Attr], ts: Types) -> dict[str, Attr]:
     return out
 
 
-def _reduce_infer(name: str, float_only: bool):  # type: ignore[no-untyped-def]
+def _reduce_infer(name: str, float_only: bool) -> InferFn:
     def infer(ts: Types, attrs: Attrs) -> Types:
         (x,) = ts
         (expect_float if float_only else expect_numeric)(name, x, "x")
@@ -69,7 +71,9 @@ def _reduce_infer(name: str, float_only: bool):  # type: ignore[no-untyped-def]
 def _sum(x: Array, *, axes: tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
     # NumPy keeps float and int64 dtypes (bool counts as int64: eager only, the IR has no bool
     # sum); a 0-d result comes back as a NumPy scalar, which callers wrap
-    return np.add.reduce(x, axis=axes, keepdims=keepdims)  # what x.sum runs, without its wrapper
+    # what x.sum runs, without its wrapper. NumPy's stubs overload reduce on keepdims as
+    # Literal[True] / Literal[False] only, so a plain bool matches none of them.
+    return np.add.reduce(x, axis=axes, keepdims=keepdims)  # type: ignore[call-overload]
 
 
 def _mean(x: Array, *, axes: tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
@@ -156,7 +160,7 @@ MAX = _extremum_op("max", np.max)
 MIN = _extremum_op("min", np.min)
 
 
-def _arg_infer(name: str):  # type: ignore[no-untyped-def]
+def _arg_infer(name: str) -> InferFn:
     def infer(ts: Types, attrs: Attrs) -> Types:
         (x,) = ts
         expect_numeric(name, x, "x")
@@ -210,15 +214,14 @@ def unbroadcast(g: Array, *, shape: tuple[int, ...]) -> Array:
 
 def _sum_to_infer(ts: Types, attrs: Attrs) -> Types:
     (g,) = ts
-    shape = attrs["shape"]
-    assert isinstance(shape, tuple)
+    shape = dims(attrs, "shape")
     try:
-        fits = broadcast_shapes(shape, g.shape) == g.shape  # type: ignore[arg-type]
+        fits = broadcast_shapes(shape, g.shape) == g.shape
     except IRTypeError:
         fits = False
     if not fits or len(shape) > g.rank:
-        raise IRTypeError(f"sum_to: {g} is not a broadcast of the shape {format_shape(shape)}")  # type: ignore[arg-type]
-    return (TensorType(g.dtype, shape),)  # type: ignore[arg-type]
+        raise IRTypeError(f"sum_to: {g} is not a broadcast of the shape {format_shape(shape)}")
+    return (TensorType(g.dtype, shape),)
 
 
 SUM_TO = OpDef(

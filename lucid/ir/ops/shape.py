@@ -9,7 +9,17 @@ import numpy as np
 
 from lucid.errors import IRTypeError
 from lucid.ir.ops import grad as G
-from lucid.ir.ops.base import DIMS, DTYPE, INT, INTS, NOT_DIFFERENTIABLE, REQUIRED, Array, OpDef
+from lucid.ir.ops.base import (
+    DIMS,
+    DTYPE,
+    INT,
+    INTS,
+    NOT_DIFFERENTIABLE,
+    REQUIRED,
+    Array,
+    OpDef,
+    dims,
+)
 from lucid.ir.ops.reduce import ints
 from lucid.ir.types import (
     Attr,
@@ -32,20 +42,19 @@ def _reshape_infer(ts: Types, attrs: Attrs) -> Types:
     with (-1, 8, 11) or (N, 8, 11). A -1 stands for what is left: a constant, or one symbol
     times a constant (`N*8`); several symbols in a dim (N*N) are refused."""
     (x,) = ts
-    target = attrs["shape"]
-    assert isinstance(target, tuple)
+    target = dims(attrs, "shape")
     ints_only = [d for d in target if isinstance(d, int)]
     if ints_only.count(-1) > 1 or any(d < -1 for d in ints_only):
         raise IRTypeError(f"reshape: shape may hold one -1 and dims >= 0, got {target}")
     static, have = shape_factors(x.shape)
-    known, want = shape_factors(tuple(d for d in target if d != -1))  # type: ignore[misc]
+    known, want = shape_factors(tuple(d for d in target if d != -1))
     if -1 not in target:
         if (known, want) != (static, have):
             raise IRTypeError(
                 f"reshape: cannot reshape {x} ({_count(static, have)} elements) to "
-                f"{format_shape(target)} ({_count(known, want)} elements)"  # type: ignore[arg-type]
+                f"{format_shape(target)} ({_count(known, want)} elements)"
             )
-        return (TensorType(x.dtype, target),)  # type: ignore[arg-type]
+        return (TensorType(x.dtype, target),)
     left, foreign = list(have), False
     for d in want:
         if d in left:
@@ -59,10 +68,10 @@ def _reshape_infer(ts: Types, attrs: Attrs) -> Types:
             why = f"the -1 would be {_count(static, tuple(left))} / {known}, not a whole dim"
         raise IRTypeError(
             f"reshape: cannot reshape {x} ({_count(static, have)} elements) to "
-            f"{format_shape(target)}: {why}"  # type: ignore[arg-type]
+            f"{format_shape(target)}: {why}"
         )
     fill: Dim = symbolic_dim(left[0], static // known) if left else static // known
-    return (TensorType(x.dtype, tuple(fill if d == -1 else d for d in target)),)  # type: ignore[misc]
+    return (TensorType(x.dtype, tuple(fill if d == -1 else d for d in target)),)
 
 
 def _count(factor: int, symbols: tuple[str, ...]) -> str:
@@ -121,15 +130,14 @@ TRANSPOSE = OpDef(
 
 def _broadcast_infer(ts: Types, attrs: Attrs) -> Types:
     (x,) = ts
-    shape = attrs["shape"]
-    assert isinstance(shape, tuple)
+    shape = dims(attrs, "shape")
     try:
-        fits = broadcast_shapes(x.shape, shape) == shape  # type: ignore[arg-type]
+        fits = broadcast_shapes(x.shape, shape) == shape
     except IRTypeError:
         fits = False
     if not fits:
-        raise IRTypeError(f"broadcast: cannot broadcast {x} to {format_shape(shape)}")  # type: ignore[arg-type]
-    return (TensorType(x.dtype, shape),)  # type: ignore[arg-type]
+        raise IRTypeError(f"broadcast: cannot broadcast {x} to {format_shape(shape)}")
+    return (TensorType(x.dtype, shape),)
 
 
 BROADCAST = OpDef(
@@ -285,14 +293,13 @@ SLICE = OpDef(
 
 def _slice_grad_infer(ts: Types, attrs: Attrs) -> Types:
     (g,) = ts
-    shape = attrs["shape"]
-    assert isinstance(shape, tuple)
-    want = _sliced_shape("slice_grad", shape, attrs)  # type: ignore[arg-type]
+    shape = dims(attrs, "shape")
+    want = _sliced_shape("slice_grad", shape, attrs)
     if g.shape != want:
         raise IRTypeError(
             f"slice_grad: the cotangent {g} does not have the sliced shape {format_shape(want)}"
         )
-    return (TensorType(g.dtype, shape),)  # type: ignore[arg-type]
+    return (TensorType(g.dtype, shape),)
 
 
 def _slice_grad(g: Array, *, shape: Any, **attrs: Any) -> Array:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from lucid.errors import IRTypeError
-from lucid.ir.ops.base import INT, REQUIRED, Array, OpDef, expect_float
+from lucid.ir.ops.base import INT, REQUIRED, Array, InferFn, OpDef, expect_float
 from lucid.ir.types import Attr, TensorType
 
 Types = tuple[TensorType, ...]
@@ -31,7 +31,7 @@ def _dim_prepare(attrs: dict[str, Attr], ts: Types) -> dict[str, Attr]:
     return out
 
 
-def _infer(name: str):  # type: ignore[no-untyped-def]
+def _infer(name: str) -> InferFn:
     def infer(ts: Types, attrs: Attrs) -> Types:
         (x,) = ts
         expect_float(name, x, "x")

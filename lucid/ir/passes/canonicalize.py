@@ -22,6 +22,7 @@ import numpy as np
 from lucid.errors import IRTypeError
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.ops import OPS
+from lucid.ir.ops.reduce import ints
 from lucid.ir.passes._rewrite import Rewriter, use_counts
 from lucid.ir.passes.dce import eliminate_dead_code
 
@@ -164,7 +165,7 @@ def _linear(s: _Sweep, node: Node, old_m: Value, m: Value, bias: Value) -> Value
         return None
     x, wt = mm.inputs
     tr = s.rw.producer(wt)
-    if tr is None or tr.op != "transpose" or tuple(tr.attrs["perm"]) != (1, 0):  # type: ignore[arg-type]
+    if tr is None or tr.op != "transpose" or ints(tr.attrs, "perm") != (1, 0):
         return None
     (w,) = tr.inputs
     if bias.type.shape != (w.type.shape[0],):
@@ -178,11 +179,11 @@ def _neg(s: _Sweep, node: Node, ins: list[Value]) -> Value | None:
 
 
 def _transpose(s: _Sweep, node: Node, ins: list[Value]) -> Value | None:
-    perm = tuple(node.attrs["perm"])  # type: ignore[arg-type]
+    perm = ints(node.attrs, "perm")
     x = ins[0]
     d = s.rw.producer(x)
     if d is not None and d.op == "transpose":
-        inner = tuple(d.attrs["perm"])  # type: ignore[arg-type]
+        inner = ints(d.attrs, "perm")
         perm = tuple(inner[p] for p in perm)  # y[i] = x[inner[i]], z[i] = y[perm[i]]
         x = d.inputs[0]
     if perm == tuple(range(len(perm))):

@@ -38,7 +38,7 @@ def fold_constants(graph: Graph) -> Graph:
         inputs = [rw.get(v) for v in node.inputs]
         if node.op == "constant":
             (new,) = rw.copy(node)
-            arrays[new] = OPS["constant"].reference([], node.attrs)[0]  # type: ignore[misc]
+            arrays[new] = OPS["constant"].reference([], node.attrs)[0]
             continue
         if not _foldable(node) or not all(v in arrays for v in inputs):
             rw.copy(node)

@@ -24,6 +24,7 @@ exactly what the unfused graph did; a GEMM with nothing to absorb is left alone.
 from __future__ import annotations
 
 from lucid.ir.core import Graph, Node
+from lucid.ir.ops.reduce import ints
 from lucid.ir.passes.fusion_rules import (
     Grouping,
     absorbable_transpose,
@@ -36,9 +37,7 @@ from lucid.ir.passes.fusion_rules import (
 
 def _is_colsum(node: Node) -> bool:
     """sum over axis 0 of a 2-D value: the column sum the GEMM kernel can produce."""
-    return (
-        node.op == "sum" and node.inputs[0].type.rank == 2 and tuple(node.attrs["axes"]) == (0,)  # type: ignore[arg-type]
-    )
+    return node.op == "sum" and node.inputs[0].type.rank == 2 and ints(node.attrs, "axes") == (0,)
 
 
 def fuse_epilogue(graph: Graph) -> Graph:
