@@ -59,6 +59,10 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == "onnx":  # the submodule; it imports the onnx package only when exporting
+        import importlib
+
+        return importlib.import_module("lucid.onnx")
     raise AttributeError(f"module 'lucid' has no attribute {name!r}")
 
 
