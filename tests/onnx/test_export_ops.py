@@ -1,0 +1,315 @@
+"""lucid.onnx.export, op family by op family: each small module is exported with an example
+batch of 2, must pass onnx.checker (full_check), and ONNX Runtime must give eager lucid's results
+at batch 2, 1 and 3 (the batch is the symbolic dim "N")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lucid
+from lucid import nn
+from lucid.nn import functional as F
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+Make = Callable[[int, np.random.Generator], list[np.ndarray]]
+
+
+class Fn(nn.Module):
+    """A module whose forward is `fn` (lucid ops on the inputs)."""
+
+    def __init__(self, fn: Callable[..., Any], *children: nn.Module) -> None:
+        super().__init__()
+        self.fn = fn
+        self.parts = nn.ModuleList(list(children))
+
+    def forward(self, *xs: Any) -> Any:
+        return self.fn(*xs, *self.parts)
+
+
+def floats(*shape: int, dtype: Any = np.float32, low: float = -3.0, high: float = 3.0) -> Make:
+    """One input of `shape` after the batch, uniform in [low, high)."""
+    return lambda n, rng: [rng.uniform(low, high, (n, *shape)).astype(dtype)]
+
+
+def check(
+    tmp_path: Path,
+    module: nn.Module,
+    make: Make,
+    *,
+    opset: int = 17,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    batches: Sequence[int] = (2, 1, 3),
+) -> Any:
+    """Export `module` on a batch of 2, check the file, compare ORT with eager at `batches`."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "model.onnx"
+    example = make(2, rng)
+    proto = lucid.onnx.export(module, [lucid.Tensor(a) for a in example], path, opset=opset)
+    loaded = onnx.load(str(path))
+    assert loaded.SerializeToString() == proto.SerializeToString()  # export returns what it wrote
+    onnx.checker.check_model(loaded, full_check=True)
+    assert [i.type.tensor_type.shape.dim[0].dim_param for i in loaded.graph.input] == ["N"] * len(
+        example
+    )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in batches:
+        arrays = example if n == 2 else make(n, rng)
+        want = module(*(lucid.Tensor(a) for a in arrays))
+        wants = want if isinstance(want, (tuple, list)) else [want]
+        got = session.run(None, {f"input_{i}": a for i, a in enumerate(arrays)})
+        assert len(got) == len(wants)
+        for g, w in zip(got, wants):
+            assert g.dtype == w.data.dtype and g.shape == w.data.shape, (n, g.shape, w.shape)
+            np.testing.assert_allclose(g, w.data, rtol=rtol, atol=atol, err_msg=f"batch {n}")
+    return loaded
+
+
+def op_types(proto: Any) -> set[str]:
+    return {node.op_type for node in proto.graph.node}
+
+
+ACTIVATIONS: dict[str, tuple[nn.Module, str | None]] = {
+    "relu": (nn.ReLU(), "Relu"),
+    "relu6": (nn.ReLU6(), "Clip"),
+    "hardtanh": (nn.Hardtanh(-2.0, 1.5), "Clip"),
+    "sigmoid": (nn.Sigmoid(), "Sigmoid"),
+    "tanh": (nn.Tanh(), "Tanh"),
+    "hardswish": (nn.HardSwish(), "HardSwish"),
+    "hardsigmoid": (nn.HardSigmoid(), "HardSigmoid"),
+    "leaky_relu": (nn.LeakyReLU(0.2), "LeakyRelu"),
+    "elu": (nn.ELU(0.7), "Elu"),
+    "silu": (nn.SiLU(), "Sigmoid"),
+    "softplus": (nn.Softplus(beta=2.0, threshold=5.0), "Softplus"),
+    "gelu": (nn.GELU(), "Erf"),
+    "gelu_tanh": (nn.GELU(approximate="tanh"), "Tanh"),
+    "softmax": (nn.Softmax(dim=1), "Softmax"),
+    "log_softmax": (nn.LogSoftmax(dim=2), "LogSoftmax"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation(tmp_path: Path, name: str) -> None:
+    module, op_type = ACTIVATIONS[name]
+    proto = check(tmp_path, module, floats(5, 7))
+    assert op_type in op_types(proto)
+
+
+def test_hardswish_is_one_onnx_node_not_its_expansion(tmp_path: Path) -> None:
+    proto = check(tmp_path, nn.HardSwish(), floats(6))
+    assert [n.op_type for n in proto.graph.node] == ["HardSwish", "Identity"]
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_is_the_onnx_op_from_opset_20(tmp_path: Path, approximate: str) -> None:
+    proto = check(tmp_path, nn.GELU(approximate=approximate), floats(9), opset=20)
+    assert "Gelu" in op_types(proto) and "Erf" not in op_types(proto)
+
+
+ELEMENTWISE: dict[str, Callable[..., Any]] = {
+    "arith": lambda x, y: (x + y) * x - y / (y.abs() + 1.0),
+    "neg_exp_log_sqrt": lambda x, y: -(x.exp() + (y.abs() + 0.5).log() + (x * x).sqrt()),
+    "pow": lambda x, y: x**3 + y**2,
+    "max_min": lambda x, y: lucid.maximum(x, y) - lucid.minimum(x, y * 2.0),
+    "compare_where": lambda x, y: lucid.where(x > y, x, lucid.where(x <= -1.0, y * 3.0, y)),
+    "clip": lambda x, y: lucid.clip(x, -1.0, 0.5) + y,
+    "cast": lambda x, y: (x > y).astype(np.float32) + (x < 0).astype(np.float32) * 2.0,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_elementwise(tmp_path: Path, name: str) -> None:
+    def make(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        return [rng.uniform(-2, 2, (n, 4, 3)).astype(np.float32) for _ in range(2)]
+
+    check(tmp_path, Fn(ELEMENTWISE[name]), make)
+
+
+def test_float64_is_exported_in_float64(tmp_path: Path) -> None:
+    fn = Fn(lambda x: F.softmax(F.tanh(x) * 3.0 + x.exp(), dim=1) + x.mean(1, keepdims=True))
+    proto = check(tmp_path, fn, floats(6, dtype=np.float64), rtol=1e-12, atol=1e-13)
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+
+
+REDUCTIONS: dict[str, Callable[..., Any]] = {
+    "sum": lambda x: x.sum(1),
+    "sum_all": lambda x: x.sum() + x,
+    "mean_keepdim": lambda x: x.mean((1, 2), keepdims=True),
+    "max": lambda x: x.max(2),
+    "min": lambda x: x.min(1, keepdim=True),
+    "argmax": lambda x: x.argmax(2),
+    "argmin": lambda x: x.argmin(1),
+    "var_std": lambda x: x.var(2) + x.std(1).sum(1, keepdims=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REDUCTIONS))
+def test_reduction(tmp_path: Path, name: str) -> None:
+    check(tmp_path, Fn(REDUCTIONS[name]), floats(4, 5))
+
+
+def test_linear_on_rows_is_gemm_and_on_sequences_matmul(tmp_path: Path) -> None:
+    lucid.random.seed(1)
+    assert "Gemm" in op_types(check(tmp_path, nn.Linear(6, 4), floats(6)))
+    proto = check(tmp_path, nn.Linear(6, 4), floats(3, 6))
+    assert "MatMul" in op_types(proto)
+    assert {i.name for i in proto.graph.initializer} == {"weight", "bias"}
+
+
+def test_matmul_and_batched_matmul_with_transposes(tmp_path: Path) -> None:
+    def make(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        return [rng.standard_normal((n, 3, 4, 5)).astype(np.float32) for _ in range(2)]
+
+    fn = Fn(
+        lambda a, b: (a @ b.permute(0, 1, 3, 2)) @ a + a.permute(0, 1, 3, 2).permute(0, 1, 3, 2)
+    )
+    check(tmp_path, fn, make)
+
+
+CONVS: dict[str, Callable[[], nn.Module]] = {
+    "plain_bias": lambda: nn.Conv2d(4, 6, 3),
+    "stride_padding": lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False),
+    "groups_dilation": lambda: nn.Conv2d(4, 8, 3, padding=2, dilation=2, groups=2),
+    "depthwise_rect": lambda: nn.Conv2d(4, 4, (3, 1), stride=(1, 2), padding=(1, 0), groups=4),
+    "same_even_kernel": lambda: nn.Conv2d(4, 2, (2, 4), padding="same"),  # uneven pads
+    "conv1d": lambda: Fn(lambda x, c: c(x.reshape(x.shape[0], 4, 72)), nn.Conv1d(4, 3, 5, 2, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONVS))
+def test_conv(tmp_path: Path, name: str) -> None:
+    lucid.random.seed(2)
+    proto = check(tmp_path, CONVS[name](), floats(4, 9, 8))
+    assert "Conv" in op_types(proto)
+
+
+POOLS: dict[str, tuple[Callable[[], nn.Module], str]] = {
+    "max": (lambda: nn.MaxPool2d(3, 2, 1), "MaxPool"),
+    "max_ceil": (lambda: nn.MaxPool2d(2, 2, ceil_mode=True), "MaxPool"),
+    "max_dilated": (lambda: Fn(lambda x: F.max_pool2d(x, 2, 1, 0, dilation=2)), "MaxPool"),
+    "avg": (lambda: nn.AvgPool2d(3, 2, 1), "AveragePool"),
+    "avg_no_pad_count": (lambda: nn.AvgPool2d(3, 2, 1, count_include_pad=False), "AveragePool"),
+    "avg_ceil": (lambda: nn.AvgPool2d(2, 2, ceil_mode=True), "AveragePool"),
+    "adaptive_1x1": (lambda: nn.AdaptiveAvgPool2d(1), "GlobalAveragePool"),
+    "adaptive_even": (lambda: nn.AdaptiveAvgPool2d((3, 2)), "AveragePool"),
+    "adaptive_uneven": (lambda: nn.AdaptiveAvgPool2d((4, 3)), "ReduceMean"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POOLS))
+def test_pool(tmp_path: Path, name: str) -> None:
+    factory, op_type = POOLS[name]
+    proto = check(tmp_path, factory(), floats(3, 9, 8))
+    assert op_type in op_types(proto)
+
+
+@pytest.mark.parametrize(
+    ("mode", "opset"),
+    [("constant", 17), ("reflect", 17), ("replicate", 17), ("circular", 19)],
+)
+def test_pad(tmp_path: Path, mode: str, opset: int) -> None:
+    value = 1.5 if mode == "constant" else None
+    fn = Fn(lambda x: F.pad(x, (1, 2, 2, 0), mode=mode, value=value))
+    proto = check(tmp_path, fn, floats(2, 5, 4), opset=opset)
+    assert "Pad" in op_types(proto)
+
+
+def test_circular_pad_below_opset_19_is_refused(tmp_path: Path) -> None:
+    fn = Fn(lambda x: F.pad(x, (1, 1), mode="circular"))
+    with pytest.raises(lucid.errors.LucidError, match="opset 19"):
+        lucid.onnx.export(fn, lucid.Tensor(np.ones((2, 3, 4), np.float32)), tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
+
+
+def _with_stats(bn: nn.Module, channels: int) -> nn.Module:
+    rng = np.random.default_rng(3)
+    state = {
+        "weight": rng.uniform(0.5, 1.5, channels).astype(np.float32),
+        "bias": rng.uniform(-1, 1, channels).astype(np.float32),
+        "running_mean": rng.uniform(-1, 1, channels).astype(np.float32),
+        "running_var": rng.uniform(0.5, 2, channels).astype(np.float32),
+    }
+    bn.load_state_dict({k: lucid.Tensor(v) for k, v in state.items()}, strict=False)
+    return bn.eval()
+
+
+NORMS: dict[str, tuple[Callable[[], nn.Module], Make]] = {
+    "layer_norm": (lambda: nn.LayerNorm(6), floats(3, 6)),
+    "layer_norm_2d": (lambda: nn.LayerNorm((3, 6)), floats(3, 6)),
+    "group_norm": (lambda: nn.GroupNorm(2, 4), floats(4, 3, 5)),
+    "batch_norm_2d_eval": (lambda: _with_stats(nn.BatchNorm2d(4), 4), floats(4, 3, 5)),
+    "batch_norm_1d_eval": (lambda: _with_stats(nn.BatchNorm1d(4), 4), floats(4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_norm(tmp_path: Path, name: str) -> None:
+    factory, make = NORMS[name]
+    check(tmp_path, factory(), make)
+
+
+def test_embedding_is_gather_and_refuses_bad_ids_at_run_time(tmp_path: Path) -> None:
+    lucid.random.seed(4)
+    emb = nn.Embedding(7, 3)
+
+    def make(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        return [rng.integers(0, 7, (n, 5))]
+
+    proto = check(tmp_path, emb, make)
+    assert "Gather" in op_types(proto)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    for bad in (7, -1):  # eager lucid raises IndexError for both; ONNX Gather would wrap -1
+        ids = np.array([[0, 1, bad, 2, 3]])
+        with pytest.raises(IndexError):
+            emb(lucid.Tensor(ids))
+        with pytest.raises(Exception, match="(?i)out of (data )?bounds|indices"):
+            session.run(None, {"input_0": ids})
+
+
+SHAPES: dict[str, Callable[..., Any]] = {
+    "slice_step": lambda x: x[:, 1:5:2, ::3],
+    "split_cat": lambda x: lucid.cat([*reversed(x.split(2, dim=1))], dim=2),
+    "reshape_flatten": lambda x: x.reshape(x.shape[0], 3, -1).flatten(1) * 2.0,
+    "permute_unsqueeze": lambda x: x.permute(0, 2, 1).unsqueeze(1).squeeze(1),
+    "broadcast_to": lambda x: x[:, :1, :].broadcast_to(x.shape) + x,
+    "chunk_stack": lambda x: lucid.stack(x.chunk(2, dim=2), dim=1).sum(1),
+    "batch_times_rows": lambda x: x.reshape(-1, 4).softmax(1).reshape(x.shape),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_shapes_and_indexing(tmp_path: Path, name: str) -> None:
+    check(tmp_path, Fn(SHAPES[name]), floats(6, 4))
+
+
+def test_scaled_dot_product_attention_with_causal_mask(tmp_path: Path) -> None:
+    def make(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        return [rng.standard_normal((n, 2, 5, 4)).astype(np.float32) for _ in range(3)]
+
+    fn = Fn(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    proto = check(tmp_path, fn, make)
+    assert {"Softmax", "Where", "MatMul"} <= op_types(proto)
+
+
+def test_multihead_attention_and_transformer_layer(tmp_path: Path) -> None:
+    lucid.random.seed(5)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    check(tmp_path, Fn(lambda x, m: m(x, x, x)[0], mha), floats(5, 8), atol=2e-5)
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True).eval()
+    check(tmp_path, layer, floats(5, 8), atol=2e-5)
+
+
+def test_losses_take_two_inputs(tmp_path: Path) -> None:
+    def make(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        return [rng.standard_normal((n, 5)).astype(np.float32), rng.integers(0, 5, n)]
+
+    check(tmp_path, nn.CrossEntropyLoss(), make)
+    mse = Fn(lambda a, b: F.mse_loss(a, b) + F.mse_loss(a, b, reduction="sum"))
+    check(tmp_path, mse, lambda n, rng: [rng.standard_normal((n, 3)).astype(np.float32)] * 2)
