@@ -208,6 +208,8 @@ class Emitter:
                 symbol, factor = dim_parts(d)
                 if symbol is not None:
                     self._symbols.setdefault(symbol, (name, axis, factor))
+        for value in graph.inputs[n_in:]:  # training-mode Dropout's seeds: ONNX draws its own
+            self._names[value] = ""  # an absent optional input, should any op reach for it
         initializers = []
         for value, array in zip(graph.params, arrays):
             assert value.hint is not None
@@ -280,7 +282,7 @@ class Emitter:
 
     def const(self, array: np.ndarray, hint: str = "const") -> str:
         """A Constant node holding `array` (one per distinct value)."""
-        array = np.ascontiguousarray(array)
+        array = np.array(array, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
         key = (hint, array.dtype.str, array.shape, array.tobytes())
         found = self._consts.get(key)
         if found is None:
