@@ -86,17 +86,52 @@ def _relu6(e: Emitter, node: Node, x: Sequence[str]) -> str:
     return e.node("Clip", [x[0], e.scalar(0.0, t), e.scalar(6.0, t)])
 
 
+# ONNX float attributes are float32, and ONNX Runtime's CPU kernels of HardSigmoid, HardSwish,
+# Elu and Softplus take float32 only: in float64 these ops are spelled out as lucid's kernels
+# compute them (lucid/ir/ops/activations.py), with float64 constants.
+
+
+def _f64(node: Node) -> bool:
+    return _dtype(node) is DType.F64
+
+
+def _hardsigmoid_f64(e: Emitter, x: str) -> str:
+    """clip(x / 6 + 1/2, 0, 1), lucid's spelling."""
+    t = DType.F64
+    y = e.node("Add", [e.node("Div", [x, e.scalar(6.0, t)]), e.scalar(0.5, t)])
+    return e.node("Clip", [y, e.scalar(0.0, t), e.scalar(1.0, t)])
+
+
 def _hardsigmoid(e: Emitter, node: Node, x: Sequence[str]) -> str:
+    if _f64(node):
+        return _hardsigmoid_f64(e, x[0])
     # lucid: clip(x / 6 + 1/2, 0, 1); ONNX: clip(alpha * x + beta, 0, 1)
     return e.node("HardSigmoid", x, alpha=1.0 / 6.0, beta=0.5)
 
 
+def _hardswish(e: Emitter, node: Node, x: Sequence[str]) -> str:
+    if _f64(node):
+        return e.node("Mul", [x[0], _hardsigmoid_f64(e, x[0])])
+    return e.node("HardSwish", x)
+
+
 def _leaky_relu(e: Emitter, node: Node, x: Sequence[str]) -> str:
-    return e.node("LeakyRelu", x, alpha=float(node.attrs["negative_slope"]))  # type: ignore[arg-type]
+    slope = float(node.attrs["negative_slope"])  # type: ignore[arg-type]
+    if _f64(node):
+        positive = e.node("Greater", [x[0], e.scalar(0.0, DType.F64)])
+        return e.node("Where", [positive, x[0], e.node("Mul", [x[0], e.scalar(slope, DType.F64)])])
+    return e.node("LeakyRelu", x, alpha=slope)
 
 
 def _elu(e: Emitter, node: Node, x: Sequence[str]) -> str:
-    return e.node("Elu", x, alpha=float(node.attrs["alpha"]))  # type: ignore[arg-type]
+    alpha = float(node.attrs["alpha"])  # type: ignore[arg-type]
+    if _f64(node):  # alpha * (exp(min(x, 0)) - 1) where x <= 0
+        t = DType.F64
+        zero, one = e.scalar(0.0, t), e.scalar(1.0, t)
+        expm1 = e.node("Sub", [e.node("Exp", [e.node("Min", [x[0], zero])]), one])
+        negative = e.node("Mul", [e.scalar(alpha, t), expm1])
+        return e.node("Where", [e.node("Greater", [x[0], zero]), x[0], negative])
+    return e.node("Elu", x, alpha=alpha)
 
 
 def _silu(e: Emitter, node: Node, x: Sequence[str]) -> str:
@@ -108,7 +143,12 @@ def _softplus(e: Emitter, node: Node, x: Sequence[str]) -> str:
     t = _dtype(node)
     beta, threshold = node.attrs["beta"], node.attrs["threshold"]
     z = e.node("Mul", [x[0], e.scalar(beta, t)])
-    soft = e.node("Div", [e.node("Softplus", [z]), e.scalar(beta, t)])
+    if _f64(node):  # log(1 + exp(min(z, threshold))): the branch not taken cannot overflow
+        capped = e.node("Min", [z, e.scalar(threshold, t)])
+        sp = e.node("Log", [e.node("Add", [e.scalar(1.0, t), e.node("Exp", [capped])])])
+    else:
+        sp = e.node("Softplus", [z])
+    soft = e.node("Div", [sp, e.scalar(beta, t)])
     return e.node("Where", [e.node("Greater", [z, e.scalar(threshold, t)]), x[0], soft])
 
 
@@ -416,7 +456,7 @@ TRANSLATIONS: dict[str, Translate] = {
     "hardtanh": _clip("min_val", "max_val"),
     "sigmoid": _same("Sigmoid"),
     "tanh": _same("Tanh"),
-    "hardswish": _same("HardSwish"),
+    "hardswish": _hardswish,
     "hardsigmoid": _hardsigmoid,
     "leaky_relu": _leaky_relu,
     "elu": _elu,
