@@ -248,19 +248,91 @@ def _with_stats(bn: nn.Module, channels: int) -> nn.Module:
     return bn.eval()
 
 
-NORMS: dict[str, tuple[Callable[[], nn.Module], Make]] = {
-    "layer_norm": (lambda: nn.LayerNorm(6), floats(3, 6)),
-    "layer_norm_2d": (lambda: nn.LayerNorm((3, 6)), floats(3, 6)),
-    "group_norm": (lambda: nn.GroupNorm(2, 4), floats(4, 3, 5)),
-    "batch_norm_2d_eval": (lambda: _with_stats(nn.BatchNorm2d(4), 4), floats(4, 3, 5)),
-    "batch_norm_1d_eval": (lambda: _with_stats(nn.BatchNorm1d(4), 4), floats(4)),
+NORMS: dict[str, tuple[Callable[[], nn.Module], Make, str]] = {
+    "layer_norm": (lambda: nn.LayerNorm(6), floats(3, 6), "LayerNormalization"),
+    "layer_norm_2d": (lambda: nn.LayerNorm((3, 6)), floats(3, 6), "LayerNormalization"),
+    "layer_norm_no_bias": (lambda: nn.LayerNorm(6, bias=False), floats(6), "LayerNormalization"),
+    "layer_norm_no_affine": (
+        lambda: nn.LayerNorm(6, elementwise_affine=False),
+        floats(2, 6),
+        "LayerNormalization",
+    ),
+    "group_norm": (lambda: nn.GroupNorm(2, 4), floats(4, 3, 5), "LayerNormalization"),
+    "batch_norm_2d_eval": (
+        lambda: _with_stats(nn.BatchNorm2d(4), 4),
+        floats(4, 3, 5),
+        "BatchNormalization",
+    ),
+    "batch_norm_1d_eval": (
+        lambda: _with_stats(nn.BatchNorm1d(4), 4),
+        floats(4),
+        "BatchNormalization",
+    ),
+    "batch_norm_1d_seq_eval": (
+        lambda: _with_stats(nn.BatchNorm1d(4), 4),
+        floats(4, 3),
+        "BatchNormalization",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(NORMS))
-def test_norm(tmp_path: Path, name: str) -> None:
-    factory, make = NORMS[name]
-    check(tmp_path, factory(), make)
+def test_norm_is_the_onnx_op(tmp_path: Path, name: str) -> None:
+    factory, make, op_type = NORMS[name]
+    proto = check(tmp_path, factory(), make)
+    assert op_type in op_types(proto) and not {"ReduceMean", "Sqrt"} & op_types(proto)
+
+
+@pytest.mark.parametrize("name", ["layer_norm", "batch_norm_2d_eval"])
+def test_norm_float64(tmp_path: Path, name: str) -> None:
+    factory, make, op_type = NORMS[name]
+    module = factory().double()
+    f64: Make = lambda n, rng: [a.astype(np.float64) for a in make(n, rng)]
+    proto = check(tmp_path, module, f64, rtol=1e-12, atol=1e-12)
+    assert op_type in op_types(proto)
+
+
+def test_a_norm_whose_inner_values_are_used_elsewhere_stays_spelled_out(tmp_path: Path) -> None:
+    # CSE shares the BatchNorm's sqrt(var + eps) with the second output: no fusion, same results
+    bn = _with_stats(nn.BatchNorm1d(4), 4)
+    proto = check(tmp_path, Fn(lambda x, b: (b(x), (b.running_var + 1e-5).sqrt()), bn), floats(4))
+    assert "BatchNormalization" not in op_types(proto) and "Sqrt" in op_types(proto)
+    # two LayerNorms of one x share everything up to their weights: one normalisation, twice scaled
+    lucid.random.seed(6)
+    ln1, ln2 = nn.LayerNorm(6), nn.LayerNorm(6)
+    for ln in (ln1, ln2):
+        ln.load_state_dict({"weight": lucid.randn(6), "bias": lucid.randn(6)})
+    proto = check(tmp_path, Fn(lambda x, a, b: a(x) - b(x), ln1, ln2), floats(3, 6))
+    assert "LayerNormalization" in op_types(proto)
+
+
+LAYER_NORM_IR = """graph @forward(%x: f32[N,6]) -> (f32[N,6], f32[N,1]) {
+  %0 = moments %x {axes=[1]} : f32[2,N,1]
+  %1 = slice %0 {axes=[0], starts=[0], steps=[1], stops=[1]} : f32[1,N,1]
+  %2 = reshape %1 {shape=["N", 1]} : f32[N,1]
+  %3 = slice %0 {axes=[0], starts=[1], steps=[1], stops=[2]} : f32[1,N,1]
+  %4 = reshape %3 {shape=["N", 1]} : f32[N,1]
+  %5 = sub %x, %2 : f32[N,6]
+  %6 = constant {dtype=f32, value=1e-05} : f32[]
+  %7 = add %4, %6 : f32[N,1]
+  %8 = sqrt %7 : f32[N,1]
+  %9 = constant {dtype=f32, value=1.0} : f32[]
+  %10 = div %9, %8 : f32[N,1]
+  %11 = mul %5, %10 : f32[N,6]
+  %12 = mean %x {axes=[1], keepdims=true} : f32[N,1]
+  return %11, RETURNED
+}
+"""
+
+
+def test_layer_norm_recognition_needs_the_inner_values_private() -> None:
+    from lucid.ir.parser import parse
+    from lucid.onnx._export import recognise_norms
+
+    (norm,) = recognise_norms(parse(LAYER_NORM_IR.replace("RETURNED", "%12"))).values()
+    assert norm.op_type == "LayerNormalization" and norm.attrs == {"axis": 1, "epsilon": 1e-05}
+    for inner in ("%2", "%4", "%8", "%10"):  # the mean, the variance, sqrt(var + eps), 1 / that
+        assert recognise_norms(parse(LAYER_NORM_IR.replace("RETURNED", inner))) == {}
 
 
 def test_embedding_is_gather_and_refuses_bad_ids_at_run_time(tmp_path: Path) -> None:
