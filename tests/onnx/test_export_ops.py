@@ -361,12 +361,25 @@ SHAPES: dict[str, Callable[..., Any]] = {
     "broadcast_to": lambda x: x[:, :1, :].broadcast_to(x.shape) + x,
     "chunk_stack": lambda x: lucid.stack(x.chunk(2, dim=2), dim=1).sum(1),
     "batch_times_rows": lambda x: x.reshape(-1, 4).softmax(1).reshape(x.shape),
+    "batch_as_a_number": lambda x: x.sum(0) / x.shape[0] + x,
+    "batch_shaped_constants": lambda x: lucid.ones(x.shape) * x + lucid.zeros((x.shape[0], 1, 1)),
+    "masked_fill_tril": lambda x: x.masked_fill(x > 0, -1.0) + x.tril() - x.triu(1),
+    "int_index": lambda x: x[:, 2] + x[:, -1],
 }
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
 def test_shapes_and_indexing(tmp_path: Path, name: str) -> None:
     check(tmp_path, Fn(SHAPES[name]), floats(6, 4))
+
+
+def test_outputs_of_batch_times_constant_rows(tmp_path: Path) -> None:
+    proto = check(tmp_path, Fn(lambda x: (x.reshape(-1, 4), x.flatten())), floats(6, 4))
+    dims = [
+        [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
+        for o in proto.graph.output
+    ]
+    assert dims == [["N*6", 4], ["N*24"]]
 
 
 def test_scaled_dot_product_attention_with_causal_mask(tmp_path: Path) -> None:
