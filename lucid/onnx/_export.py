@@ -27,6 +27,7 @@ from lucid.onnx._export_ops import TRANSLATIONS
 __all__ = ["OnnxExportError", "export"]
 
 MIN_OPSET = 17  # LayerNormalization, and Reduce* taking axes as an attribute up to 17
+PROTOBUF_LIMIT = 2**31 - 2**24  # bytes of parameters; the message adds the graph around them
 
 
 class OnnxExportError(LucidError):
@@ -79,8 +80,16 @@ def export(
             "input and output names must be distinct from each other and from the parameter "
             f"names; got inputs {in_names}, outputs {out_names}"
         )
+    arrays = _param_arrays(model, graph)
+    size = sum(a.nbytes for a in arrays)
+    if size >= PROTOBUF_LIMIT:
+        raise OnnxExportError(
+            f"the model's parameters take {size / 2**30:.2f} GiB, and an ONNX file holding them "
+            "is a protobuf message, which cannot reach 2 GiB; weights in external data files "
+            "are not supported yet"
+        )
     emitter = Emitter(onnx, opset)
-    proto = emitter.model(graph, _param_arrays(model, graph), in_names, out_names, n_in)
+    proto = emitter.model(graph, arrays, in_names, out_names, n_in)
     onnx.checker.check_model(proto, full_check=True)
     _atomic_write(path, proto.SerializeToString())
     return proto
@@ -105,14 +114,16 @@ def _graph(model: Any, inputs: Sequence[Any], dynamic_batch: bool) -> Graph:
 
 def _refuse_unmapped(model: Any, graph: Graph) -> None:
     """One error listing every node whose op has no ONNX translation, with its source line."""
-    lines = str(graph).splitlines()[1:-1]  # the printer's node lines, one per node, in order
+    flat = all(node.body is None for node in graph.nodes)
+    # the printer's node lines, one per node in order (a fused body would add its own lines)
+    lines = str(graph).splitlines()[1:-1] if flat else []
+    index = {node: i for i, node in enumerate(graph.nodes)}
     problems = []
-    for index, (owner, node) in enumerate(graph.walk()):
+    for _owner, node in graph.walk():
         if node.op in TRANSLATIONS or node.body is not None:
             continue
-        shown = lines if owner is graph else []
         message = f"op {node.op!r} has no ONNX translation"
-        problems.append(format_diagnostic(message, node.loc, shown, index if shown else None, 0))
+        problems.append(format_diagnostic(message, node.loc, lines, index.get(node), 0))
     if problems:
         name = type(getattr(model, "__wrapped__", model)).__name__
         listed = "\n".join("  " + p.replace("\n", "\n  ") for p in problems)
@@ -256,7 +267,10 @@ class Emitter:
                     self._names[inner] = self._names[outer]
                 self._pending.append(node)
                 continue
-            results = TRANSLATIONS[node.op](self, node, [self._names[v] for v in node.inputs])
+            try:
+                results = TRANSLATIONS[node.op](self, node, [self._names[v] for v in node.inputs])
+            except LucidError as exc:  # an op ONNX cannot express with these attributes
+                raise OnnxExportError(format_diagnostic(str(exc), node.loc)) from exc
             outs = (results,) if isinstance(results, str) else results
             for value, name in zip(node.results, outs):
                 self._names[value] = name

@@ -21,6 +21,7 @@ from lucid import nn
 from lucid.errors import LucidError, TraceError
 from lucid.ir.ops import OPS
 from lucid.models import GPT, GPTConfig, mobilenet_v3_small
+from lucid.nn import functional as F
 from lucid.tensor import apply
 
 onnx = pytest.importorskip("onnx")
@@ -149,6 +150,45 @@ def test_unwritable_path_is_a_clear_error_and_leaves_no_partial_file(tmp_path: P
         lucid.onnx.export(nn.ReLU(), x, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_directory"]
     assert not list(target.iterdir())
+
+
+def test_circular_pad_below_opset_19_names_the_line(tmp_path: Path) -> None:
+    class Circular(nn.Module):
+        def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+            return F.pad(x, (1, 1), mode="circular")
+
+    with pytest.raises(LucidError, match=r"test_export_models.py:\d+: error: .*opset 19"):
+        lucid.onnx.export(Circular(), lucid.Tensor(np.ones((2, 3, 4), np.float32)), tmp_path / "m")
+    assert not list(tmp_path.iterdir())
+
+
+def test_parameters_past_the_protobuf_limit_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lucid.onnx._export as exporter
+
+    monkeypatch.setattr(exporter, "PROTOBUF_LIMIT", 4 * 6)  # Linear(3, 2): 6 float32 weights + 2
+    with pytest.raises(LucidError, match="GiB.*external data"):
+        lucid.onnx.export(
+            nn.Linear(3, 2), lucid.Tensor(np.ones((2, 3), np.float32)), tmp_path / "m"
+        )
+    assert not list(tmp_path.iterdir())
+
+
+def test_inputs_and_repeated_values_can_be_outputs(tmp_path: Path) -> None:
+    fn = Identityish()
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    lucid.onnx.export(fn, lucid.Tensor(x), tmp_path / "m.onnx")
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")), full_check=True)
+    got = _session(tmp_path / "m.onnx").run(None, {"input_0": x})
+    for g, w in zip(got, (x, x * 2.0, x * 2.0)):
+        np.testing.assert_array_equal(g, w)
+
+
+class Identityish(nn.Module):
+    def forward(self, x: lucid.Tensor) -> tuple[lucid.Tensor, ...]:
+        y = x * 2.0
+        return x, y, y
 
 
 def test_training_mode_batchnorm_is_refused(tmp_path: Path) -> None:

@@ -229,13 +229,6 @@ def test_pad(tmp_path: Path, mode: str, opset: int) -> None:
     assert "Pad" in op_types(proto)
 
 
-def test_circular_pad_below_opset_19_is_refused(tmp_path: Path) -> None:
-    fn = Fn(lambda x: F.pad(x, (1, 1), mode="circular"))
-    with pytest.raises(lucid.errors.LucidError, match="opset 19"):
-        lucid.onnx.export(fn, lucid.Tensor(np.ones((2, 3, 4), np.float32)), tmp_path / "m.onnx")
-    assert not list(tmp_path.iterdir())
-
-
 def _with_stats(bn: nn.Module, channels: int) -> nn.Module:
     rng = np.random.default_rng(3)
     state = {
