@@ -263,3 +263,25 @@ def test_missing_onnx_package_says_how_to_install(
     monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'lucid\[onnx\]'"):
         lucid.onnx.export(nn.ReLU(), lucid.Tensor(np.ones((2, 3), np.float32)), tmp_path / "m")
+
+
+def test_fused_nodes_are_inlined() -> None:
+    """export runs no fusion pass, but a graph with fused nodes (here from lucid.compile's
+    pipeline) translates too: each body is inlined, op by op."""
+    from lucid.ir.passes import PassManager, default_pipeline
+    from lucid.ir.trace import trace
+    from lucid.onnx._export import Emitter
+
+    lucid.random.seed(7)
+    model = nn.Sequential(nn.Linear(8, 16), nn.HardSwish(), nn.Linear(16, 4), nn.ReLU())
+    x = np.random.default_rng(3).standard_normal((3, 8)).astype(np.float32)
+    graph = PassManager(default_pipeline()).run(trace(model, lucid.Tensor(x), dynamic_batch=True))[
+        0
+    ]
+    assert any(node.body is not None for node in graph.nodes)
+    arrays = [np.asarray(dict(model.named_parameters())[p.hint].data) for p in graph.params]
+    proto = Emitter(onnx, 17).model(graph, arrays, ["input_0"], ["output_0"], 1)
+    onnx.checker.check_model(proto, full_check=True)
+    assert "HardSwish" in {n.op_type for n in proto.graph.node}
+    (got,) = ort.InferenceSession(proto.SerializeToString()).run(None, {"input_0": x})
+    np.testing.assert_allclose(got, model(lucid.Tensor(x)).data, rtol=1e-5, atol=1e-5)
