@@ -234,6 +234,10 @@ def test_names_and_opset_are_checked(tmp_path: Path) -> None:
         ["x"],
         ["y"],
     )
+    # names like the exporter's own intermediate names (v0, v1, ...) stay the caller's
+    lucid.onnx.export(lin, x, tmp_path / "v.onnx", input_names=["v0"], output_names=["v1"])
+    (got,) = _session(tmp_path / "v.onnx").run(["v1"], {"v0": x.data})
+    np.testing.assert_allclose(got, lin(x).data, rtol=1e-6)
     bad: list[dict[str, Any]] = [
         {"opset": 16},
         {"opset": "17"},

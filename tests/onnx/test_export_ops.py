@@ -320,7 +320,7 @@ LAYER_NORM_IR = """graph @forward(%x: f32[N,6]) -> (f32[N,6], f32[N,1]) {
 
 def test_layer_norm_recognition_needs_the_inner_values_private() -> None:
     from lucid.ir.parser import parse
-    from lucid.onnx._export import recognise_norms
+    from lucid.onnx._export_norms import recognise_norms
 
     (norm,) = recognise_norms(parse(LAYER_NORM_IR.replace("RETURNED", "%12"))).values()
     assert norm.op_type == "LayerNormalization" and norm.attrs == {"axis": 1, "epsilon": 1e-05}
