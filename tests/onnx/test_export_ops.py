@@ -396,6 +396,28 @@ def test_losses_take_two_inputs(tmp_path: Path) -> None:
     def make(n: int, rng: np.random.Generator) -> list[np.ndarray]:
         return [rng.standard_normal((n, 5)).astype(np.float32), rng.integers(0, 5, n)]
 
-    check(tmp_path, nn.CrossEntropyLoss(), make)
+    proto = check(tmp_path, nn.CrossEntropyLoss(), make)
+    assert "SoftmaxCrossEntropyLoss" in op_types(proto)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception, match="(?i)out of (data )?bounds|out of range"):  # class 5 of 5
+        session.run(None, {"input_0": np.zeros((2, 5), np.float32), "input_1": np.array([0, 5])})
+    check(tmp_path, Fn(lambda a, t: F.cross_entropy(a, t, reduction="none")), make)
     mse = Fn(lambda a, b: F.mse_loss(a, b) + F.mse_loss(a, b, reduction="sum"))
     check(tmp_path, mse, lambda n, rng: [rng.standard_normal((n, 3)).astype(np.float32)] * 2)
+
+
+def test_mask_based_losses(tmp_path: Path) -> None:
+    def make(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        target = rng.integers(0, 5, n)
+        target[0] = -100 if n > 1 else 0  # ignore_index (not every row: the mean would be 0/0)
+        return [rng.standard_normal((n, 5)).astype(np.float32), target]
+
+    def losses(a: Any, t: Any) -> Any:
+        hot = (t.reshape(-1, 1) > 1).astype(np.float32) * lucid.ones((1, 5))
+        return (
+            F.nll_loss(F.log_softmax(a, 1), t),
+            F.binary_cross_entropy_with_logits(a, hot),
+            F.huber_loss(a, a * 0.5) + F.l1_loss(a, a * 0.3),
+        )
+
+    check(tmp_path, Fn(losses), make)
