@@ -180,6 +180,8 @@ def _softmax(op_type: str) -> Translate:
 def _reduce(op_type: str) -> Translate:
     def translate(e: Emitter, node: Node, x: Sequence[str]) -> str:
         axes = node.attrs["axes"]
+        if axes == ():  # over no axis: the input itself (ONNX's empty axes mean all of them)
+            return e.node("Identity", x)
         chosen = None if axes is None else _ints(node, "axes")
         return e.reduce(op_type, x[0], chosen, keepdims=bool(node.attrs["keepdims"]))
 
@@ -258,30 +260,53 @@ def _conv2d(e: Emitter, node: Node, x: Sequence[str]) -> str:
     )
 
 
+def _pool_window(node: Node, extents: Sequence[int]) -> dict[str, Any]:
+    """kernel_shape, strides, pads and ceil_mode giving the node's own output size.
+
+    ONNX's ceil_mode keeps a last window that starts in the end padding, which PyTorch (and
+    lucid) drop: then the floor formula gives lucid's size. When the axes disagree (one needs
+    ceil, the other floor), ceil_mode is off and the ceil axis gets the padding its last window
+    needs at the end (for MaxPool, padding never wins; AveragePool counts it, see below)."""
+    (ph, pw), (sh, sw) = _ints(node, "padding"), _ints(node, "stride")
+    x, y = node.inputs[0].type.shape, node.result.type.shape
+    end, needs = [ph, pw], set()
+    for axis, (p, s, ext) in enumerate(zip((ph, pw), (sh, sw), extents)):
+        n, out = x[2 + axis], y[2 + axis]
+        assert isinstance(n, int) and isinstance(out, int)
+        floor, ceil = (n + 2 * p - ext) // s + 1, -(-(n + 2 * p - ext) // s) + 1
+        if floor != ceil:  # else either mode gives lucid's size
+            needs.add("ceil" if out == ceil else "floor")
+        if out == ceil != floor:
+            end[axis] = (out - 1) * s + ext - n - p  # the end padding the last window needs
+    mixed = needs == {"ceil", "floor"}
+    return {
+        "kernel_shape": _ints(node, "kernel_size"),
+        "strides": [sh, sw],
+        "pads": [ph, pw, *end] if mixed else [ph, pw, ph, pw],
+        "ceil_mode": int(needs == {"ceil"}),
+        "_mixed": mixed,
+    }
+
+
 def _max_pool2d(e: Emitter, node: Node, x: Sequence[str]) -> str:
-    ph, pw = _ints(node, "padding")
-    return e.node(
-        "MaxPool",
-        x,
-        kernel_shape=_ints(node, "kernel_size"),
-        strides=_ints(node, "stride"),
-        pads=[ph, pw, ph, pw],
-        dilations=_ints(node, "dilation"),
-        ceil_mode=int(bool(node.attrs["ceil_mode"])),
-    )
+    dilation = _ints(node, "dilation")
+    extents = [d * (k - 1) + 1 for d, k in zip(dilation, _ints(node, "kernel_size"))]
+    window = _pool_window(node, extents)
+    del window["_mixed"]
+    return e.node("MaxPool", x, dilations=dilation, **window)
 
 
 def _avg_pool2d(e: Emitter, node: Node, x: Sequence[str]) -> str:
-    ph, pw = _ints(node, "padding")
-    return e.node(
-        "AveragePool",
-        x,
-        kernel_shape=_ints(node, "kernel_size"),
-        strides=_ints(node, "stride"),
-        pads=[ph, pw, ph, pw],
-        ceil_mode=int(bool(node.attrs["ceil_mode"])),
-        count_include_pad=int(bool(node.attrs["count_include_pad"])),
-    )
+    window = _pool_window(node, _ints(node, "kernel_size"))
+    include = bool(node.attrs["count_include_pad"])
+    if window.pop("_mixed") and include:
+        raise LucidError(
+            "avg_pool2d with ceil_mode and count_include_pad, whose one axis keeps a last "
+            "partial window and the other does not, has no ONNX AveragePool form (the divisor "
+            "would count the extra padding); use count_include_pad=False, or sizes that both "
+            "axes round alike"
+        )
+    return e.node("AveragePool", x, count_include_pad=int(include), **window)
 
 
 def _adaptive_avg_pool2d(e: Emitter, node: Node, x: Sequence[str]) -> str:

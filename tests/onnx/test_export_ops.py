@@ -149,6 +149,7 @@ def test_float64_is_exported_in_float64(tmp_path: Path) -> None:
 REDUCTIONS: dict[str, Callable[..., Any]] = {
     "sum": lambda x: x.sum(1),
     "sum_all": lambda x: x.sum() + x,
+    "sum_no_axes": lambda x: x.sum(()) * 2.0,
     "mean_keepdim": lambda x: x.mean((1, 2), keepdims=True),
     "max": lambda x: x.max(2),
     "min": lambda x: x.min(1, keepdim=True),
@@ -205,6 +206,10 @@ POOLS: dict[str, tuple[Callable[[], nn.Module], str]] = {
     "avg": (lambda: nn.AvgPool2d(3, 2, 1), "AveragePool"),
     "avg_no_pad_count": (lambda: nn.AvgPool2d(3, 2, 1, count_include_pad=False), "AveragePool"),
     "avg_ceil": (lambda: nn.AvgPool2d(2, 2, ceil_mode=True), "AveragePool"),
+    # ceil_mode whose last window would start in the padding: PyTorch drops it, ONNX keeps it
+    "max_ceil_drops_window": (lambda: nn.MaxPool2d(2, 2, 1, ceil_mode=True), "MaxPool"),
+    "avg_ceil_drops_window": (lambda: nn.AvgPool2d(2, 2, 1, ceil_mode=True), "AveragePool"),
+    "avg_ceil_keeps_window": (lambda: nn.AvgPool2d(3, 2, 1, ceil_mode=True), "AveragePool"),
     "adaptive_1x1": (lambda: nn.AdaptiveAvgPool2d(1), "GlobalAveragePool"),
     "adaptive_even": (lambda: nn.AdaptiveAvgPool2d((3, 2)), "AveragePool"),
     "adaptive_uneven": (lambda: nn.AdaptiveAvgPool2d((4, 3)), "ReduceMean"),
@@ -216,6 +221,21 @@ def test_pool(tmp_path: Path, name: str) -> None:
     factory, op_type = POOLS[name]
     proto = check(tmp_path, factory(), floats(3, 9, 8))
     assert op_type in op_types(proto)
+
+
+def test_pool_whose_axes_round_differently_under_ceil_mode(tmp_path: Path) -> None:
+    # on 5x6, the 2-row windows drop their last (it starts in the padding), the 3-column keep it
+    for pool in (
+        nn.MaxPool2d((2, 3), 2, 1, ceil_mode=True),
+        nn.AvgPool2d((2, 3), 2, 1, ceil_mode=True, count_include_pad=False),
+    ):
+        proto = check(tmp_path, pool, floats(3, 5, 6))
+        assert proto.graph.output[0].type.tensor_type.shape.dim[2].dim_value == 3
+    pool = nn.AvgPool2d((2, 3), 2, 1, ceil_mode=True)  # its divisor would count ONNX's padding
+    x = lucid.Tensor(np.ones((2, 3, 5, 6), np.float32))
+    with pytest.raises(lucid.errors.LucidError, match="count_include_pad"):
+        lucid.onnx.export(pool, x, tmp_path / "avg.onnx")
+    assert not (tmp_path / "avg.onnx").exists()
 
 
 @pytest.mark.parametrize(
