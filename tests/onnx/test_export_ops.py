@@ -164,6 +164,19 @@ def test_reduction(tmp_path: Path, name: str) -> None:
     check(tmp_path, Fn(REDUCTIONS[name]), floats(4, 5))
 
 
+def _opset_sensitive(x: Any) -> Any:
+    """Ops whose ONNX form changes with the opset: Reduce* axes (an input from 18), Pad, Gelu."""
+    y = F.gelu(x) + x.var(2, keepdim=True) + x.max(2, keepdim=True)[0] - x.min(1, keepdim=True)[0]
+    return F.pad(y, (1, 1), mode="reflect").mean(1), F.layer_norm(x, (4,)), x.argmax(2)
+
+
+@pytest.mark.parametrize("opset", [17, 18, 19, 20, 21])
+def test_opsets(tmp_path: Path, opset: int) -> None:
+    proto = check(tmp_path, Fn(_opset_sensitive), floats(6, 4), opset=opset)
+    assert proto.opset_import[0].version == opset
+    assert ("Gelu" in op_types(proto)) is (opset >= 20)
+
+
 def test_linear_on_rows_is_gemm_and_on_sequences_matmul(tmp_path: Path) -> None:
     lucid.random.seed(1)
     assert "Gemm" in op_types(check(tmp_path, nn.Linear(6, 4), floats(6)))
