@@ -2,10 +2,11 @@
 
 A translation gets the emitter (lucid/onnx/_export.py), the IR node and the ONNX names of the
 node's inputs, and returns the ONNX names of the node's results. It uses ONNX's own op where
-one exists (HardSwish, Conv, LayerNormalization's parts, ...) and otherwise the exact
-expansion of lucid's NumPy kernel, so ONNX Runtime gives eager lucid's results. Ops with no
-entry here (the gradient companions, which only backward graphs hold) make `export` fail with
-a list of every such node; an op is never exported approximately.
+one exists (HardSwish, Conv, MaxPool, Gather, ...) and otherwise the exact expansion of lucid's
+NumPy kernel, so ONNX Runtime gives eager lucid's results (LayerNorm and BatchNorm, which span
+several IR nodes, are found in lucid/onnx/_export_norms.py). Ops with no entry here (the
+gradient companions, which only backward graphs hold) make `export` fail with a list of every
+such node; no op is exported approximately (training-mode Dropout draws ONNX Runtime's masks).
 """
 
 from __future__ import annotations

@@ -454,3 +454,44 @@ def test_mask_based_losses(tmp_path: Path) -> None:
         )
 
     check(tmp_path, Fn(losses), make)
+
+
+# Ops deliberately without an ONNX form: gradient companions appear only in backward graphs
+# (export writes forward graphs), and fused region ops are inlined body by body.
+NO_ONNX_FORM = {
+    "adaptive_avg_pool2d_grad",
+    "avg_pool2d_grad",
+    "clip_grad",
+    "conv2d_grad_input",
+    "conv2d_grad_weight",
+    "cross_entropy_grad",
+    "elu_grad",
+    "embedding_grad",
+    "gelu_grad",
+    "hardsigmoid_grad",
+    "hardswish_grad",
+    "hardtanh_grad",
+    "leaky_relu_grad",
+    "max_pool2d_grad",
+    "maximum_grad",
+    "minimum_grad",
+    "pad_grad",
+    "relu6_grad",
+    "relu_grad",
+    "slice_grad",
+    "softplus_grad",
+    "sum_to",
+    "fused_conv",
+    "fused_elementwise",
+    "fused_gemm",
+    "fused_mlp",
+}
+
+
+def test_every_ir_op_has_an_onnx_translation_or_a_reason_not_to() -> None:
+    from lucid.ir.ops import OPS
+    from lucid.onnx._export_ops import TRANSLATIONS
+
+    assert set(TRANSLATIONS) <= set(OPS)
+    assert sorted(set(OPS) - set(TRANSLATIONS)) == sorted(NO_ONNX_FORM)
+    assert all(OPS[name].region for name in NO_ONNX_FORM if name.startswith("fused_"))
