@@ -177,6 +177,10 @@ def _atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     except OSError as exc:
         raise OnnxExportError(f"cannot write {target}: {exc.strerror or exc}") from exc
     try:
+        # mkstemp's file is private (0600); the model file gets the mode of the one it replaces,
+        # or the usual 0644, so that a server running as another user can read it
+        mode = os.stat(target).st_mode & 0o7777 if os.path.isfile(target) else 0o644
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -273,6 +277,7 @@ class Emitter:
                 for inner, outer in zip(node.body.inputs, node.inputs):
                     self._names[inner] = self._names[outer]
                 self._pending.append(node)
+                self._bind_finished_bodies()  # a body may return its inputs as they are
                 continue
             try:
                 results = TRANSLATIONS[node.op](self, node, [self._names[v] for v in node.inputs])

@@ -140,6 +140,16 @@ def test_unmapped_ops_are_listed_with_their_lines_and_nothing_is_written(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
+def test_the_file_is_readable_by_others_or_keeps_the_mode_it_replaces(tmp_path: Path) -> None:
+    x = lucid.Tensor(np.ones((2, 3), np.float32))
+    lucid.onnx.export(nn.ReLU(), x, tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").stat().st_mode & 0o777 == 0o644
+    (tmp_path / "m.onnx").chmod(0o640)
+    lucid.onnx.export(nn.Tanh(), x, tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").stat().st_mode & 0o777 == 0o640
+    assert "Tanh" in {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+
+
 def test_unwritable_path_is_a_clear_error_and_leaves_no_partial_file(tmp_path: Path) -> None:
     x = lucid.Tensor(np.ones((2, 3), np.float32))
     with pytest.raises(LucidError, match="cannot write .*missing"):
