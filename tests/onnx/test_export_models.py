@@ -299,3 +299,22 @@ def test_fused_nodes_are_inlined() -> None:
     assert "HardSwish" in {n.op_type for n in proto.graph.node}
     (got,) = ort.InferenceSession(proto.SerializeToString()).run(None, {"input_0": x})
     np.testing.assert_allclose(got, model(lucid.Tensor(x)).data, rtol=1e-5, atol=1e-5)
+
+
+def test_a_scalar_input_has_no_batch_dim(tmp_path: Path) -> None:
+    class Tempered(nn.Module):
+        def forward(self, x: lucid.Tensor, t: lucid.Tensor) -> lucid.Tensor:
+            return F.softmax(x / t, 1)
+
+    example = [lucid.Tensor(np.ones((2, 4), np.float32)), lucid.Tensor(np.array(2.0, np.float32))]
+    lucid.onnx.export(Tempered(), example, tmp_path / "m.onnx")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    shapes = [
+        [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in proto.graph.input
+    ]
+    assert shapes == [["N", 4], []]
+    x, t = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32), np.float32(0.5)
+    (got,) = _session(tmp_path / "m.onnx").run(None, {"input_0": x, "input_1": np.array(t)})
+    want = Tempered()(lucid.Tensor(x), lucid.Tensor(np.array(t))).data
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
