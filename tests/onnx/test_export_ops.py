@@ -495,3 +495,40 @@ def test_every_ir_op_has_an_onnx_translation_or_a_reason_not_to() -> None:
     assert set(TRANSLATIONS) <= set(OPS)
     assert sorted(set(OPS) - set(TRANSLATIONS)) == sorted(NO_ONNX_FORM)
     assert all(OPS[name].region for name in NO_ONNX_FORM if name.startswith("fused_"))
+
+
+# Ops the tracer never records in a forward pass, yet the table maps (a graph built by hand,
+# or by a pass, may hold them): checked on IR text against lucid's interpreter.
+IR_ONLY = {
+    "matmul_at": """graph @f(%a: f32[N,3,4], %b: f32[N,3,5]) -> (f32[4,5]) {
+  %0 = matmul_at %a, %b : f32[4,5]
+  return %0
+}
+""",
+    "stop_gradient_clip_dim": """graph @f(%a: f32[N,3,4], %b: f32[N,3,5]) -> (f32[N,3,4], f32[]) {
+  %0 = stop_gradient %a : f32[N,3,4]
+  %1 = clip %0 {max=0.5, min=-0.25} : f32[N,3,4]
+  %2 = dim %b {axis=0, dtype=f32} : f32[]
+  return %1, %2
+}
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(IR_ONLY))
+def test_ops_only_ir_text_holds(name: str) -> None:
+    from lucid.ir.interpret import interpret
+    from lucid.ir.parser import parse
+    from lucid.onnx._export import Emitter
+
+    graph = parse(IR_ONLY[name])
+    proto = Emitter(onnx, 17).model(graph, [], ["a", "b"], ["y0", "y1"][: len(graph.outputs)], 2)
+    onnx.checker.check_model(proto, full_check=True)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(5)
+    for n in (1, 3):
+        a = rng.standard_normal((n, 3, 4)).astype(np.float32)
+        b = rng.standard_normal((n, 3, 5)).astype(np.float32)
+        for got, want in zip(session.run(None, {"a": a, "b": b}), interpret(graph, a, b)):
+            assert got.shape == want.shape and got.dtype == want.dtype
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
