@@ -106,8 +106,16 @@ def _graph(model: Any, inputs: Sequence[Any], dynamic_batch: bool) -> Graph:
     from lucid.ir.trace import Guard, decision_error, trace
 
     guards: list[Guard] = []
-    # no `state` list: a forward that writes buffers (training-mode BatchNorm) is a TraceError
-    graph = trace(model, *inputs, dynamic_batch=dynamic_batch, guards=guards)
+    writes: list[str] = []  # buffers forward writes: BatchNorm's running statistics in training
+    graph = trace(model, *inputs, dynamic_batch=dynamic_batch, guards=guards, state=writes)
+    if writes:
+        name = type(getattr(model, "__wrapped__", model)).__name__
+        listed = ", ".join(repr(w) for w in writes)
+        raise OnnxExportError(
+            f"cannot export {name} to ONNX: forward writes the buffer(s) {listed} (running "
+            "statistics of a BatchNorm in training mode), which an ONNX graph cannot write "
+            "back; call model.eval() before exporting"
+        )
     if guards:
         raise decision_error(
             model,
