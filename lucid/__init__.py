@@ -73,7 +73,7 @@ _LAZY = {
 # Subpackages, imported at first use as attributes (`import lucid; lucid.nn.Linear`): lucid's
 # modules import `lucid` itself, so importing them here would make an import cycle. None of
 # them loads cffi or Jinja2 (the first compile does).
-_SUBPACKAGES = frozenset({"errors", "ir", "nn", "optim", "runtime"})
+_SUBPACKAGES = frozenset({"errors", "ir", "nn", "onnx", "optim", "runtime"})
 
 
 def __getattr__(name: str) -> object:

@@ -31,12 +31,27 @@ def blocks(path: Path) -> list[tuple[str | None, str, int]]:
     ]
 
 
+# optional packages a block may import: without one, that block is reported and skipped
+OPTIONAL = ("onnx", "onnxruntime", "torch", "safetensors", "distributed", "dask")
+RUN_BLOCK = """
+print({where!r}, flush=True)
+try:
+    exec(compile({code!r}, {where!r}, "exec"), globals())
+except ModuleNotFoundError as exc:
+    if (exc.name or "").split(".")[0] not in {optional!r}:
+        raise
+    print("skipped, not installed:", exc.name, flush=True)
+"""
+
+
 def script(path: Path) -> str:
-    """The runnable blocks of `path` as one program that says which block it is in."""
+    """The runnable blocks of `path` as one program that says which block it is in; a block
+    that imports an optional package that is not installed is skipped (and says so)."""
     parts = []
     for reason, code, line in blocks(path):
         if not reason:
-            parts.append(f"print('--- {path.name}:{line}', flush=True)\n{code}")
+            where = f"--- {path.name}:{line}"
+            parts.append(RUN_BLOCK.format(where=where, code=code, optional=OPTIONAL))
     return "\n".join(parts)
 
 
