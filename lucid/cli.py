@@ -35,6 +35,7 @@ from lucid._cli_common import (
     traced_target,
 )
 from lucid._cli_compile import COMPILE_COMMANDS
+from lucid._cli_onnx import ONNX_COMMANDS
 
 __all__ = ["COMMANDS", "PROG", "SeedModel", "build_parser", "main", "seed_model"]
 
@@ -204,8 +205,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- entry point
 
-# Every subcommand, in help order: the IR commands above, then the C compiler's.
-COMMANDS: dict[str, Command] = {**IR_COMMANDS.commands, **COMPILE_COMMANDS.commands}
+# Every subcommand, in help order: the IR commands above, the C compiler's, then ONNX import.
+COMMANDS: dict[str, Command] = {
+    **IR_COMMANDS.commands,
+    **COMPILE_COMMANDS.commands,
+    **ONNX_COMMANDS.commands,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

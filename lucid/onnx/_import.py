@@ -1,0 +1,621 @@
+"""`lucid.onnx.load`: an ONNX model as a lucid `nn.Module`.
+
+The module's float initializers are Parameters; its forward walks the graph's nodes in order
+and calls each op type's converter (`_import_ops.OPS_TABLE`), which uses lucid's eager ops, so
+the module runs eagerly, and `lucid.compile` / `lucid.export` trace it like any lucid model.
+
+Import runs in three steps, and fails as a whole (one OnnxImportError listing every problem)
+rather than returning a partial module:
+1. read and check the file: protobuf, opset, graph order (no cycles), ONNX shape inference;
+2. the static support check: every node's op type, attributes and dtypes, and that the inputs
+   lucid needs as compile-time values (a Reshape's shape, ...) are known at import;
+3. probe runs: the graph runs eagerly on zero inputs of the declared shapes; every node whose
+   inputs are all known (constants, static shapes) is evaluated then and folded. With a dynamic
+   batch (a first input dim without a fixed size) it runs at two batch sizes: a folded integer
+   that follows the batch becomes the marker `BATCH`, which shape consumers (Reshape, Expand)
+   read back as the run's batch, so PyTorch's Shape -> Gather -> Unsqueeze -> Concat ->
+   Reshape flatten works for any batch and traces to a reshape on the batch symbol.
+Nothing from the file is ever unpickled or executed: tensors are read with onnx.numpy_helper.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lucid.errors import LucidError, OnnxImportError
+from lucid.nn import Module, Parameter
+from lucid.onnx._import_ops import (
+    BATCH,
+    DTYPES,
+    FOLDED_ALWAYS,
+    OPS_TABLE,
+    ConvertError,
+    Ctx,
+    NodeInfo,
+)
+from lucid.tensor import Tensor
+
+MIN_OPSET, MAX_OPSET = 7, 28  # the standard-domain opsets the converters follow (and are tested at)
+_PROBE_BATCHES = (2, 3)  # two batch sizes tell batch-dependent shape values from constants
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(
+            "lucid.onnx needs the onnx package: pip install 'lucid-compiler[onnx]' "
+            "(or pip install onnx)"
+        ) from None
+    return onnx
+
+
+# ---------------------------------------------------------------- reading and checking
+
+
+def read_model(source: Any) -> Any:
+    """A ModelProto from a path, bytes or a ModelProto, or an OnnxImportError saying why not."""
+    onnx = _onnx()
+    if isinstance(source, onnx.ModelProto):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, where = bytes(source), "the bytes given"
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise OnnxImportError(f"cannot read {path}: {e.strerror or e}") from None
+        where = str(path)
+    else:
+        raise TypeError(
+            f"lucid.onnx.load: expected a path, bytes or an onnx.ModelProto, got {type(source).__name__}"
+        )
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # noqa: BLE001  (protobuf's DecodeError and friends: one message)
+        raise OnnxImportError(
+            f"{where} is not an ONNX model (the protobuf does not parse: {type(e).__name__}: {e})"
+        ) from None
+    if not model.HasField("graph") or not model.graph.node and not model.graph.output:
+        raise OnnxImportError(f"{where} holds no ONNX graph (not an ONNX model, or truncated)")
+    return model
+
+
+def _opset(model: Any) -> int:
+    """The standard-domain opset, checked against what lucid supports."""
+    version = None
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            version = int(entry.version)
+        else:
+            raise OnnxImportError(
+                f"the model imports the operator set {entry.domain!r} (version {entry.version}); "
+                "lucid imports only the standard ONNX domain"
+            )
+    if version is None:
+        raise OnnxImportError("the model declares no standard ONNX opset")
+    if not MIN_OPSET <= version <= MAX_OPSET:
+        raise OnnxImportError(
+            f"opset {version} is not supported: lucid imports opsets {MIN_OPSET} to {MAX_OPSET}"
+        )
+    return version
+
+
+def _order(graph: Any, known: set[str]) -> list[Any]:
+    """The nodes in an order where each input is defined first, or an error naming the nodes
+    caught in a cycle or reading undefined values (a worklist, not recursion)."""
+    producers: dict[str, int] = {}
+    for i, node in enumerate(graph.node):
+        for out in node.output:
+            if out and (out in producers or out in known):
+                raise OnnxImportError(f"value {out!r} is defined twice (node {_label(node)})")
+            if out:
+                producers[out] = i
+    waiting = [0] * len(graph.node)
+    readers: dict[int, list[int]] = {}
+    for i, node in enumerate(graph.node):
+        deps = {producers[n] for n in node.input if n and n not in known and n in producers}
+        missing = [n for n in node.input if n and n not in known and n not in producers]
+        if missing:
+            raise OnnxImportError(f"node {_label(node)} reads undefined values {missing}")
+        waiting[i] = len(deps)
+        for d in deps:
+            readers.setdefault(d, []).append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)  # the file's order wherever it is a valid one
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for r in readers.get(i, ()):
+            waiting[r] -= 1
+            if waiting[r] == 0:
+                heapq.heappush(ready, r)
+    if len(order) != len(graph.node):
+        stuck = [_label(graph.node[i]) for i, w in enumerate(waiting) if w > 0]
+        raise OnnxImportError(f"the graph has a cycle through the nodes {', '.join(stuck[:8])}")
+    return [graph.node[i] for i in order]
+
+
+def _label(node: Any) -> str:
+    return f"{node.name or '(unnamed)'} ({node.op_type})"
+
+
+def _infer(model: Any) -> Any:
+    onnx = _onnx()
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as e:  # noqa: BLE001  (InferenceError, ValidationError: one message)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OnnxImportError(f"the model's types and shapes do not check: {first}") from None
+
+
+def value_types(graph: Any) -> dict[str, tuple[int | None, tuple[Any, ...] | None]]:
+    """name -> (element type, shape with ints / dim_param strings / None), as inference left them."""
+    out: dict[str, tuple[int | None, tuple[Any, ...] | None]] = {}
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        t = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+        if t is None:
+            out[vi.name] = (None, None)
+            continue
+        shape = None
+        if t.HasField("shape"):
+            shape = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in t.shape.dim
+            )
+        out[vi.name] = (t.elem_type or None, shape)
+    return out
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One node as the forward runs it."""
+
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any]
+
+
+@dataclass
+class _Input:
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int | None, ...]  # None: the batch
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    onnx = _onnx()
+    out: dict[str, Any] = {}
+    for a in node.attribute:
+        v = onnx.helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [s.decode("utf-8", "replace") for s in v]
+        out[a.name] = v
+    return out
+
+
+def _sanitize(name: str, taken: set[str]) -> str:
+    """An attribute name for an initializer: [A-Za-z0-9_], not starting with a digit, unique."""
+    base = re.sub(r"\W", "_", name) or "param"
+    if base[0].isdigit():
+        base = "p_" + base
+    out, k = base, 1
+    while out in taken or out.startswith("__"):
+        out, k = f"{base}_{k}", k + 1
+    taken.add(out)
+    return out
+
+
+class OnnxModule(Module):
+    """An imported ONNX graph. Invariants: `steps` are topologically ordered; each float
+    initializer read as a tensor is a Parameter (attribute name: `param_names[onnx name]`);
+    `folded` holds every value evaluated at import (with `BATCH` where a shape follows the
+    batch); forward takes the graph inputs in the file's order."""
+
+    def __init__(
+        self,
+        name: str,
+        inputs: list[_Input],
+        outputs: list[str],
+        steps: list[_Step],
+        params: dict[str, np.ndarray],
+        consts: dict[str, np.ndarray],
+        opset: int,
+    ) -> None:
+        super().__init__()
+        taken: set[str] = set(dir(self))
+        self.param_names: dict[str, str] = {}
+        for onnx_name, value in params.items():
+            attr = _sanitize(onnx_name, taken)
+            self.param_names[onnx_name] = attr
+            setattr(self, attr, Parameter(value))
+        self.graph_name = name
+        self.input_specs = inputs
+        self.output_names = outputs
+        self.steps = steps
+        self.consts = consts
+        self.opset = opset
+        self.folded: dict[str, np.ndarray] = {}
+        self.dynamic_batch = any(None in i.shape for i in inputs)
+
+    def extra_repr(self) -> str:
+        ins = ", ".join(
+            f"{i.name}: {i.dtype}[{','.join('N' if d is None else str(d) for d in i.shape)}]"
+            for i in self.input_specs
+        )
+        return f"graph={self.graph_name!r}, inputs=({ins}), nodes={len(self.steps)}"
+
+    def onnx_state_dict(self) -> dict[str, np.ndarray]:
+        """The parameters under their ONNX initializer names."""
+        return {k: getattr(self, v).data for k, v in self.param_names.items()}
+
+    # -------------------------------------------------------------- running
+
+    def forward(self, *inputs: Any) -> Any:
+        """Run the graph on its inputs (Tensors or arrays, in the file's order)."""
+        if len(inputs) != len(self.input_specs):
+            names = [i.name for i in self.input_specs]
+            raise TypeError(
+                f"{self.graph_name}: expected {len(names)} inputs {names}, got {len(inputs)}"
+            )
+        xs = [x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in inputs]
+        for x, spec in zip(xs, self.input_specs):
+            _check_input(x, spec)
+        env = self._run(xs, self.folded, None)
+        outs = [env[n] if isinstance(env[n], Tensor) else Tensor(env[n]) for n in self.output_names]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _batch(self, xs: Sequence[Tensor]) -> Any:
+        for x, spec in zip(xs, self.input_specs):
+            if spec.shape and spec.shape[0] is None:
+                return x.shape[0]
+        return None
+
+    def _run(
+        self,
+        xs: Sequence[Tensor],
+        folded: Mapping[str, np.ndarray],
+        probe: dict[str, np.ndarray] | None,
+        problems: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Walk the steps. With `probe` (a dict), nodes whose inputs are all known are
+        evaluated and recorded there, and failures go to `problems` (their outputs are then
+        missing, so the nodes reading them are skipped) instead of raising."""
+        env: dict[str, Any] = dict(self.consts)
+        env.update(folded)
+        for spec, x in zip(self.input_specs, xs):
+            env[spec.name] = x
+        for onnx_name, attr in self.param_names.items():
+            env[onnx_name] = getattr(self, attr)
+        batch = self._batch(xs)
+        for step in self.steps:
+            if step.outputs and all(o in folded or not o for o in step.outputs):
+                continue
+            if any(n and n not in env for n in step.inputs):
+                continue  # a probe: an input failed upstream
+            try:
+                outs = self._step(step, env, batch, probe is not None)
+            except (ConvertError, LucidError, ValueError, TypeError, IndexError) as e:
+                if problems is None:
+                    raise OnnxImportError(f"node {step.name} ({step.op_type}): {e}") from None
+                problems.append(f"node {step.name} ({step.op_type}): {e}")
+                continue
+            for name, value in zip(step.outputs, outs):
+                if not name:
+                    continue
+                env[name] = value
+                if probe is not None and isinstance(value, np.ndarray):
+                    probe[name] = value
+        return env
+
+    def _step(self, step: _Step, env: dict[str, Any], batch: Any, probing: bool) -> list[Any]:
+        spec = OPS_TABLE[step.op_type]
+        values = [env[n] if n else None for n in step.inputs]
+        consts: list[np.ndarray | None] = []
+        for n, v in zip(step.inputs, values):
+            if isinstance(v, np.ndarray):
+                consts.append(v)
+            elif isinstance(v, Parameter) and n in self.param_names:
+                consts.append(v.data)  # an initializer read as a value (Clip's bounds, ...)
+            else:
+                consts.append(None)
+        tensors = [Tensor(v) if isinstance(v, np.ndarray) else v for v in values]
+        known = all(v is None or isinstance(v, np.ndarray) for v in values)
+        ctx = Ctx(step.attrs, consts, step.inputs, batch, self.opset, len(step.outputs))
+        with np.errstate(all="ignore"):
+            outs = list(spec.fn(ctx, tensors))
+        if len(outs) < len([o for o in step.outputs if o]):
+            raise ConvertError(f"gives {len(outs)} outputs, the node names {len(step.outputs)}")
+        if probing and (known or step.op_type in FOLDED_ALWAYS):
+            outs = [o.data if isinstance(o, Tensor) else o for o in outs]
+        return outs
+
+
+def _check_input(x: Tensor, spec: _Input) -> None:
+    if x.data.dtype != spec.dtype:
+        raise TypeError(f"input {spec.name!r}: expected dtype {spec.dtype}, got {x.data.dtype}")
+    want = spec.shape
+    got = tuple(x.data.shape)
+    if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
+        shown = [("N" if w is None else w) for w in want]
+        raise ValueError(f"input {spec.name!r}: expected shape {shown}, got {list(got)}")
+
+
+# ---------------------------------------------------------------- load
+
+
+def _support_problems(
+    nodes: Sequence[Any],
+    types: Mapping[str, tuple[int | None, tuple[Any, ...] | None]],
+    known: set[str],
+    opset: int,
+) -> list[str]:
+    """The static support check: one line per node lucid cannot import, and why."""
+    problems = []
+    known = set(known)
+    for node in nodes:
+        why = node_problem(node, types, known, opset)
+        if why is not None:
+            problems.append(f"node {_label(node)}: {why}")
+        ins = [n for n in node.input if n]
+        if node.op_type in FOLDED_ALWAYS or all(n in known for n in ins):
+            known.update(o for o in node.output if o)
+    return problems
+
+
+def node_problem(
+    node: Any,
+    types: Mapping[str, tuple[int | None, tuple[Any, ...] | None]],
+    known: set[str],
+    opset: int,
+) -> str | None:
+    """Why lucid cannot import this node (None: it can), from its op type, attributes and
+    input dtypes, and whether the inputs it needs at import are known there."""
+    if node.domain not in ("", "ai.onnx"):
+        return f"op domain {node.domain!r} is not supported"
+    spec = OPS_TABLE.get(node.op_type)
+    if spec is None:
+        return "op type not supported"
+    attrs = _attrs(node)
+    extra = sorted(set(attrs) - spec.attrs)
+    if extra:
+        return f"attribute{'s' if len(extra) > 1 else ''} {', '.join(extra)} not supported"
+    outs = [o for o in node.output]
+    if len(outs) > spec.outputs:
+        return f"{len(outs)} outputs (lucid gives {spec.outputs})"
+    in_types = [types.get(n, (None, None))[0] if n else None for n in node.input]
+    for n, t in zip(node.input, in_types):
+        if n and t is not None and t not in DTYPES:
+            return f"input {n!r} has dtype {_type_name(t)}"
+    for o in node.output:
+        t = types.get(o, (None, None))[0]
+        if o and t is not None and t not in DTYPES:
+            return f"output {o!r} has dtype {_type_name(t)}"
+    if in_types and in_types[0] is not None and in_types[0] not in spec.dtypes:
+        return f"input dtype {_type_name(in_types[0])}"
+    for i in spec.const_inputs:
+        if i < len(node.input) and node.input[i] and node.input[i] not in known:
+            if node.op_type in ("Squeeze", "Unsqueeze", "Split") and opset < 13:
+                continue
+            return f"input {i} ({node.input[i]!r}) must be known at import, it is a runtime value"
+    info = NodeInfo(
+        node.op_type,
+        attrs,
+        in_types,
+        [types.get(o, (None, None))[0] for o in node.output],
+        [types.get(n, (None, None))[1] if n else None for n in node.input],
+        [n in known for n in node.input],
+        len(node.output),
+        opset,
+    )
+    return spec.check(info) if spec.check is not None else None
+
+
+def _type_name(t: int) -> str:
+    onnx = _onnx()
+    try:
+        return str(onnx.TensorProto.DataType.Name(t)).lower()
+    except ValueError:
+        return str(t)
+
+
+def load(source: Any, *, constants: Mapping[str, Any] | None = None) -> OnnxModule:
+    """An ONNX model (path, bytes or ModelProto) as a lucid Module; `constants` binds graph
+    inputs to fixed values (they become constants and leave the forward's signature)."""
+    onnx = _onnx()
+    model = read_model(source)
+    opset = _opset(model)
+    if model.graph.initializer and any(
+        t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer
+    ):
+        raise OnnxImportError("initializers with external data are not supported")
+    inferred = _infer(model)
+    graph = inferred.graph
+    types = value_types(graph)
+    numpy_helper = onnx.numpy_helper
+
+    inits: dict[str, np.ndarray] = {}
+    for t in graph.initializer:
+        if t.data_type not in DTYPES:
+            raise OnnxImportError(f"initializer {t.name!r} has dtype {_type_name(t.data_type)}")
+        inits[t.name] = numpy_helper.to_array(t).astype(DTYPES[t.data_type])
+        types.setdefault(t.name, (t.data_type, tuple(t.dims)))
+    bound = dict(constants or {})
+    input_names = [i.name for i in graph.input if i.name not in inits]
+    unknown = sorted(set(bound) - set(input_names))
+    if unknown:
+        raise OnnxImportError(f"constants {unknown} name no graph input (inputs: {input_names})")
+    specs: list[_Input] = []
+    consts: dict[str, np.ndarray] = {k: v for k, v in inits.items() if v.dtype.kind != "f"}
+    params = {k: v for k, v in inits.items() if v.dtype.kind == "f"}
+    for vi in graph.input:
+        if vi.name in inits:
+            continue
+        elem, shape = types.get(vi.name, (None, None))
+        if elem is None or elem not in DTYPES:
+            raise OnnxImportError(
+                f"graph input {vi.name!r} has dtype {_type_name(elem) if elem else 'unknown'} "
+                "(lucid takes float32, float64, int64 and bool)"
+            )
+        if vi.name in bound:
+            value = np.asarray(bound[vi.name])
+            consts[vi.name] = value.astype(DTYPES[elem])
+            continue
+        if shape is None:
+            raise OnnxImportError(f"graph input {vi.name!r} has no declared shape")
+        dims: list[int | None] = []
+        for k, d in enumerate(shape):
+            if isinstance(d, int):
+                dims.append(d)
+            elif k == 0:
+                dims.append(None)
+            else:
+                raise OnnxImportError(
+                    f"graph input {vi.name!r}: dim {k} has no fixed size ({d!r}); lucid "
+                    "compiles static shapes with at most a dynamic first (batch) dim"
+                )
+        specs.append(_Input(vi.name, DTYPES[elem], tuple(dims)))
+
+    known = set(inits) - set(params) | set(bound)
+    nodes = _order(graph, set(inits) | {i.name for i in graph.input})
+    problems = _support_problems(nodes, types, known | set(params) & _const_read(nodes), opset)
+    if problems:
+        raise OnnxImportError(
+            f"{len(problems)} node{'s' if len(problems) > 1 else ''} cannot be imported:\n  "
+            + "\n  ".join(problems),
+            problems,
+        )
+    steps = [
+        _Step(
+            n.name or f"{n.op_type}_{i}",
+            n.op_type,
+            tuple(n.input),
+            tuple(n.output),
+            _attrs(n),
+        )
+        for i, n in enumerate(nodes)
+    ]
+    outputs = [o.name for o in graph.output]
+    module = OnnxModule(graph.name, specs, outputs, steps, params, consts, opset)
+    module.folded = _fold(module, types)
+    return module
+
+
+def _const_read(nodes: Sequence[Any]) -> set[str]:
+    """Values read where a converter needs them known at import (float initializers there are
+    read as values, not as parameters)."""
+    out: set[str] = set()
+    for node in nodes:
+        spec = OPS_TABLE.get(node.op_type)
+        if spec is None:
+            continue
+        for i in (*spec.const_inputs, *((1, 2) if node.op_type == "Clip" else ())):
+            if i < len(node.input) and node.input[i]:
+                out.add(node.input[i])
+    return out
+
+
+def _probe_inputs(module: OnnxModule, batch: int) -> list[Tensor]:
+    return [
+        Tensor(np.zeros(tuple(batch if d is None else d for d in s.shape), s.dtype))
+        for s in module.input_specs
+    ]
+
+
+def _fold(module: OnnxModule, types: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Run the probes; the values they could evaluate, merged across batch sizes."""
+    batches = _PROBE_BATCHES if module.dynamic_batch else (_PROBE_BATCHES[0],)
+    runs: list[dict[str, np.ndarray]] = []
+    for b in batches:
+        record: dict[str, np.ndarray] = {}
+        problems: list[str] = []
+        env = module._run(_probe_inputs(module, b), {}, record, problems)
+        if problems:
+            raise OnnxImportError(
+                f"{len(problems)} node{'s' if len(problems) > 1 else ''} failed on inputs of "
+                "the declared shapes:\n  " + "\n  ".join(problems),
+                problems,
+            )
+        _check_types(module, env, types, b)
+        runs.append(record)
+    folded = runs[0] if len(runs) == 1 else _merge(runs[0], runs[1], batches)
+    # the module as it will run: folded values skipped, the rest traced through
+    for b in batches[:1]:
+        module._run(_probe_inputs(module, b), folded, None)
+    return folded
+
+
+def _merge(
+    a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], batches: Sequence[int]
+) -> dict[str, np.ndarray]:
+    """Values of two probes at different batch sizes: equal ones are constants; an int64 one
+    that differs only where it equals the batch holds the BATCH marker there."""
+    merged: dict[str, np.ndarray] = {}
+    for name, x in a.items():
+        y = b.get(name)
+        if y is None:
+            continue
+        if x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind == "f"):
+            merged[name] = x
+            continue
+        if x.shape == y.shape and x.dtype == np.int64:
+            follows = (x == batches[0]) & (y == batches[1])
+            if ((x == y) | follows).all():
+                merged[name] = np.where(follows, BATCH, x)
+                continue
+        raise OnnxImportError(
+            f"value {name!r} is computed at import but depends on the batch size in a way "
+            "lucid cannot express (only a shape entry equal to the batch may vary with it)"
+        )
+    return merged
+
+
+def _check_types(
+    module: OnnxModule, env: Mapping[str, Any], types: Mapping[str, Any], batch: int
+) -> None:
+    """Each value's dtype and static dims as ONNX inference declared them (a converter bug
+    or an inconsistent file shows here, at import, not as a wrong answer)."""
+    for step in module.steps:
+        for name in step.outputs:
+            if not name or name not in env:
+                continue
+            elem, shape = types.get(name, (None, None))
+            value = env[name]
+            data = value.data if isinstance(value, Tensor) else value
+            if elem in DTYPES and data.dtype != DTYPES[elem]:
+                raise OnnxImportError(
+                    f"node {step.name} ({step.op_type}): output {name!r} has dtype {data.dtype}, "
+                    f"the model declares {DTYPES[elem]}"
+                )
+            if (
+                shape is not None
+                and not module.dynamic_batch
+                and (
+                    len(shape) != data.ndim
+                    or any(isinstance(d, int) and d != g for d, g in zip(shape, data.shape))
+                )
+            ):
+                raise OnnxImportError(
+                    f"node {step.name} ({step.op_type}): output {name!r} has shape "
+                    f"{list(data.shape)}, the model declares {list(shape)}"
+                )
+
+
+__all__ = ["MAX_OPSET", "MIN_OPSET", "OnnxModule", "load", "node_problem", "read_model"]
