@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from lucid.nn import Module
 from lucid.onnx._import import MAX_OPSET, MIN_OPSET, node_problem, value_types
 from lucid.onnx._import_ops import DTYPES, SUPPORTED_OPS
 
@@ -169,6 +170,29 @@ def compare(got: Any, want: np.ndarray, rtol: float, atol: float) -> str | None:
     return None
 
 
+class Bundle(Module):
+    """Several imported cases as one Module, so one compiled library serves them all (a C
+    build has a fixed cost far above these graphs' own). Its forward takes every case's
+    runtime inputs in order and returns every case's outputs in order; the cases share
+    nothing, so each output is what the case's module alone would give."""
+
+    def __init__(self, modules: Sequence[Module], arity: Sequence[int]) -> None:
+        super().__init__()
+        self.arity = tuple(arity)
+        for i, m in enumerate(modules):
+            setattr(self, f"case{i}", m)
+
+    def forward(self, *inputs: Any) -> tuple[Any, ...]:
+        """The cases' outputs, flattened in case order."""
+        outs: list[Any] = []
+        at = 0
+        for i, n in enumerate(self.arity):
+            got = getattr(self, f"case{i}")(*inputs[at : at + n])
+            outs.extend(got if isinstance(got, tuple) else (got,))
+            at += n
+        return tuple(outs)
+
+
 def table(all_cases: Sequence[Case]) -> str:
     """The Markdown table: counts, then out-of-scope cases grouped by reason."""
     by_reason: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
@@ -227,4 +251,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["Case", "bound_inputs", "cases", "compare", "iter_in_scope", "main", "scope", "table"]
+__all__ = [
+    "Bundle",
+    "Case",
+    "bound_inputs",
+    "cases",
+    "compare",
+    "iter_in_scope",
+    "main",
+    "scope",
+    "table",
+]

@@ -184,6 +184,16 @@ def table_op(name: str, *xs: Tensor, **attrs: Any) -> Tensor:
     return apply(OPS[name], tuple(xs), attrs)
 
 
+def reverse(x: Tensor, axis: int) -> Tensor:
+    """x reversed along `axis` (lucid's slices step forwards: one slice per index, joined)."""
+    n = int(x.data.shape[axis])
+    parts = [
+        table_op("slice", x, axes=(axis,), starts=(i,), stops=(i + 1,), steps=(1,))
+        for i in range(n - 1, -1, -1)
+    ]
+    return lucid.cat(parts, axis) if len(parts) > 1 else x
+
+
 def float_only(info: NodeInfo) -> str | None:
     """A check: the first input is float32 or float64."""
     t = info.in_types[0] if info.in_types else None

@@ -31,6 +31,7 @@ from lucid.onnx._convert_base import (
     axis_of,
     float_only,
     like,
+    reverse,
     shape_of,
     table_op,
     unary,
@@ -299,14 +300,16 @@ def _arg(kind: str) -> Converter:
         x = xs[0]
         axis = axis_of(int(ctx.attr("axis", 0)), x.ndim)
         keep = bool(ctx.attr("keepdims", 1))
-        return [table_op(kind, x, axis=axis, keepdims=keep)]
+        if not ctx.attr("select_last_index", 0):
+            return [table_op(kind, x, axis=axis, keepdims=keep)]
+        # the last extreme is the first one of x reversed along the axis
+        first = table_op(kind, reverse(x, axis), axis=axis, keepdims=keep)
+        return [Tensor(np.asarray(int(x.data.shape[axis]) - 1, np.int64)) - first]
 
     return convert
 
 
 def _arg_check(info: NodeInfo) -> str | None:
-    if info.attrs.get("select_last_index", 0):
-        return "select_last_index=1"
     if info.in_types[0] == 9:
         return "ArgMax/ArgMin of bool"
     return None

@@ -256,12 +256,21 @@ def _layer_norm(ctx: Ctx, xs: list[Any]) -> list[Any]:
     mean = x.mean(axes, keepdims=True)
     d = x - mean
     var = (d * d).mean(axes, keepdims=True)
-    y = d / (var + like(eps, x)).sqrt() * scale
-    return [y + bias if bias is not None else y]
+    inv = like(1.0, x) / (var + like(eps, x)).sqrt()
+    y = d * inv * scale
+    return [y + bias if bias is not None else y, mean, inv]
+
+
+def _rms_norm(ctx: Ctx, xs: list[Any]) -> list[Any]:
+    x, scale = xs
+    axis = axis_of(int(ctx.attr("axis", -1)), x.ndim)
+    eps = float(ctx.attr("epsilon", 1e-5))
+    ms = (x * x).mean(tuple(range(axis, x.ndim)), keepdims=True)
+    return [x / (ms + like(eps, x)).sqrt() * scale]
 
 
 def _norm_check(info: NodeInfo) -> str | None:
-    if info.n_outputs > 1:
+    if info.n_outputs > 1 and info.op_type != "LayerNormalization":
         return f"{info.op_type}'s optional statistics outputs"
     if info.attrs.get("stash_type", 1) != 1:
         return "stash_type other than float32"
@@ -328,6 +337,127 @@ def _softmax(log: bool) -> Converter:
     return convert
 
 
+def _hardmax(ctx: Ctx, xs: list[Any]) -> list[Any]:
+    x = xs[0]
+    axis = axis_of(int(ctx.attr("axis", -1 if ctx.opset >= 13 else 1)), x.ndim)
+    shape = shape_of(x)
+    if ctx.opset < 13 and axis != x.ndim - 1:  # over the flattened dims from axis on
+        x = x.reshape(*shape[:axis], math.prod(int(d) for d in x.data.shape[axis:]))
+    last = x.ndim - 1 if ctx.opset < 13 else axis
+    n = int(x.data.shape[last])
+    first = table_op("argmax", x, axis=last, keepdims=True)  # the first maximum, as ONNX
+    ids = Tensor(
+        np.arange(n, dtype=np.int64).reshape([n if i == last else 1 for i in range(x.ndim)])
+    )
+    hit = first == ids
+    one = like(1.0, x).broadcast_to(shape_of(hit))
+    y = where(hit, one, like(0.0, x).broadcast_to(shape_of(hit)))
+    return [y.reshape(*shape) if ctx.opset < 13 else y]
+
+
+def _nll(ctx: Ctx, x: Tensor, weight: Tensor | None) -> Tensor:
+    """NegativeLogLikelihoodLoss of x [N, C, ...] at the target known at import (input 1)."""
+    target = ctx.const(1)
+    if target.dtype != np.int64 or target.shape != (x.data.shape[0], *x.data.shape[2:]):
+        raise ConvertError(f"target of shape {list(target.shape)} for input {list(x.data.shape)}")
+    c = int(x.data.shape[1])
+    ignore = ctx.attr("ignore_index")
+    valid = np.ones(target.shape, bool) if ignore is None else target != int(ignore)
+    if ((target[valid] < 0) | (target[valid] >= c)).any():
+        raise ConvertError(f"a target class is outside [0, {c})")
+    # the picked entries as a constant one-hot mask over C: a where and a sum pick exactly
+    hot = np.expand_dims(target, 1) == np.arange(c).reshape([1, c] + [1] * (target.ndim - 1))
+    hot &= np.expand_dims(valid, 1)
+    mask = Tensor(hot)
+    zero = like(0.0, x).broadcast_to(tuple(hot.shape))
+    picked = where(mask, x, zero).sum(1)
+    if weight is None:
+        w = Tensor(valid.astype(x.data.dtype))
+    else:
+        wb = weight.reshape(1, c, *([1] * (target.ndim - 1))).broadcast_to(tuple(hot.shape))
+        w = where(mask, wb, zero).sum(1)
+    loss = -(picked * w) if weight is not None else -picked * w
+    reduction = ctx.attr("reduction", "mean")
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.sum() / w.sum()
+    raise ConvertError(f"reduction={reduction!r}")
+
+
+def _nll_loss(ctx: Ctx, xs: list[Any]) -> list[Any]:
+    return [_nll(ctx, xs[0], xs[2] if ctx.has(2) else None)]
+
+
+def _softmax_cross_entropy(ctx: Ctx, xs: list[Any]) -> list[Any]:
+    log_prob = F.log_softmax(xs[0], 1)
+    return [_nll(ctx, log_prob, xs[2] if ctx.has(2) else None), log_prob]
+
+
+def _loss_check(info: NodeInfo) -> str | None:
+    shape = info.in_shapes[0]
+    if shape is not None and len(shape) < 2:
+        return "a loss input of rank < 2"
+    return float_only(info)
+
+
+def _conv_transpose(ctx: Ctx, xs: list[Any]) -> list[Any]:
+    x, w = xs[0], xs[1]
+    b = xs[2] if ctx.has(2) else None
+    n = x.ndim - 2
+    if n not in (1, 2) or w.ndim != x.ndim:
+        raise ConvertError(f"ConvTranspose over {n} spatial dims (lucid has 1-D and 2-D)")
+    kernel = [int(k) for k in w.data.shape[2:]]
+    strides = list(ctx.attr("strides", [1] * n))
+    dil = list(ctx.attr("dilations", [1] * n))
+    extra = list(ctx.attr("output_padding", [0] * n))
+    groups = int(ctx.attr("group", 1))
+    spatial = [int(d) for d in x.data.shape[2:]]
+    full = [
+        s * (i - 1) + e + (k - 1) * d + 1
+        for s, i, e, k, d in zip(strides, spatial, extra, kernel, dil)
+    ]
+    auto = ctx.attr("auto_pad", "NOTSET")
+    if "output_shape" in ctx.attrs or auto in ("SAME_UPPER", "SAME_LOWER"):
+        out = list(ctx.attr("output_shape", [i * s for i, s in zip(spatial, strides)]))[-n:]
+        total = [f - o for f, o in zip(full, out)]
+        if auto == "SAME_UPPER":
+            pads = [t // 2 for t in total] + [t - t // 2 for t in total]
+        else:
+            pads = [t - t // 2 for t in total] + [t // 2 for t in total]
+    elif auto == "VALID":
+        pads = [0] * 2 * n
+    else:
+        pads = list(ctx.attr("pads", [0] * 2 * n))
+    if any(e >= s for e, s in zip(extra, strides)):
+        raise ConvertError(f"ConvTranspose output_padding {extra} not below strides {strides}")
+    # a negative pad (output_shape past the full size) adds zero rows: pad the result after
+    grow = [max(0, -p) for p in pads]
+    pads = [max(0, p) for p in pads]
+    size = [f - pads[i] - pads[i + n] for i, f in enumerate(full)]
+    if n == 1:
+        x, w = x.unsqueeze(2), w.unsqueeze(2)
+        strides, dil, size = [1, *strides], [1, *dil], [1, *size]
+        pads, grow = [0, pads[0], 0, pads[1]], [0, grow[0], 0, grow[1]]
+    attrs = {
+        "stride": tuple(strides),
+        "padding": (pads[0], pads[2], pads[1], pads[3]),
+        "dilation": tuple(dil),
+        "groups": groups,
+        "in_size": tuple(size),
+    }
+    if int(x.data.shape[1]) != int(w.data.shape[0]) or int(x.data.shape[1]) % groups:
+        raise ConvertError(f"ConvTranspose of {list(x.data.shape)} by weight {list(w.data.shape)}")
+    y = table_op("conv2d_grad_input", x, w, **attrs)
+    if any(grow):
+        y = F.pad(y, (grow[1], grow[3], grow[0], grow[2]))
+    if b is not None:
+        y = y + b.reshape(int(b.data.shape[0]), 1, 1)
+    return [y.squeeze(2) if n == 1 else y]
+
+
 # ---------------------------------------------------------------- the table
 
 _SPATIAL = frozenset({"auto_pad", "pads", "strides", "dilations", "kernel_shape"})
@@ -356,7 +486,11 @@ OPS: Mapping[str, OpSpec] = {
         dtypes=FLOAT,
     ),
     "LayerNormalization": OpSpec(
-        _layer_norm, frozenset({"axis", "epsilon", "stash_type"}), check=_norm_check, dtypes=FLOAT
+        _layer_norm,
+        frozenset({"axis", "epsilon", "stash_type"}),
+        check=_norm_check,
+        dtypes=FLOAT,
+        outputs=3,
     ),
     "InstanceNormalization": OpSpec(_instance_norm, frozenset({"epsilon"}), dtypes=FLOAT),
     "GroupNormalization": OpSpec(
@@ -366,6 +500,27 @@ OPS: Mapping[str, OpSpec] = {
         dtypes=FLOAT,
     ),
     "LpNormalization": OpSpec(_lp_norm, frozenset({"axis", "p"}), dtypes=FLOAT),
+    "RMSNormalization": OpSpec(
+        _rms_norm, frozenset({"axis", "epsilon", "stash_type"}), check=_norm_check, dtypes=FLOAT
+    ),
+    "Hardmax": OpSpec(_hardmax, frozenset({"axis"}), dtypes=FLOAT),
+    "NegativeLogLikelihoodLoss": OpSpec(
+        _nll_loss, frozenset({"reduction", "ignore_index"}), (1,), _loss_check, FLOAT
+    ),
+    "SoftmaxCrossEntropyLoss": OpSpec(
+        _softmax_cross_entropy,
+        frozenset({"reduction", "ignore_index"}),
+        (1,),
+        _loss_check,
+        FLOAT,
+        outputs=2,
+    ),
+    "ConvTranspose": OpSpec(
+        _conv_transpose,
+        _SPATIAL | {"group", "output_padding", "output_shape"},
+        check=_conv_check,
+        dtypes=FLOAT,
+    ),
     "Softmax": OpSpec(_softmax(False), frozenset({"axis"}), dtypes=FLOAT),
     "LogSoftmax": OpSpec(_softmax(True), frozenset({"axis"}), dtypes=FLOAT),
 }

@@ -24,9 +24,13 @@ from lucid.onnx._convert_base import (
     NodeInfo,
     OpSpec,
     axis_of,
+    like,
+    reverse,
     shape_of,
     table_op,
+    where,
 )
+from lucid.tensor import Tensor
 
 # ---------------------------------------------------------------- shapes
 
@@ -165,12 +169,23 @@ def _gather(ctx: Ctx, xs: list[Any]) -> list[Any]:
         raise ConvertError(f"Gather index out of range for a dim of size {n}: {flat}")
     if not flat:
         raise ConvertError("Gather with no indices")
+    shape = shape_of(x)
+    if len(flat) > 8 and x.data.dtype.kind == "f" and x.ndim <= 2:
+        # many rows: one embedding lookup of the rows (a slice per index would be one op each)
+        rows = x if axis == 0 else x.transpose(1, 0)
+        table = rows if rows.ndim == 2 else rows.reshape(n, 1)
+        ids = Tensor(np.asarray([i % n for i in flat], np.int64))
+        got = table_op("embedding", ids, table, padding_idx=-1)  # [k, rest]
+        if x.ndim == 1:
+            return [got.reshape(*idx.shape)]
+        if axis == 1:
+            got = got.transpose(1, 0)  # [rest, k]
+        return [got.reshape(*shape[:axis], *idx.shape, *shape[axis + 1 :])]
     parts = [
         table_op("slice", x, axes=(axis,), starts=(i % n,), stops=(i % n + 1,), steps=(1,))
         for i in flat
     ]
     out = lucid.cat(parts, axis) if len(parts) > 1 else parts[0]
-    shape = shape_of(x)
     return [out.reshape(*shape[:axis], *idx.shape, *shape[axis + 1 :])]
 
 
@@ -345,6 +360,64 @@ def _space_depth(to_depth: bool) -> Converter:
     return convert
 
 
+def _gather_elements(ctx: Ctx, xs: list[Any]) -> list[Any]:
+    x = xs[0]
+    idx = ctx.const(1)
+    axis = axis_of(int(ctx.attr("axis", 0)), x.ndim)
+    n = int(x.data.shape[axis])
+    if idx.ndim != x.ndim or any(
+        i != axis and k > int(d) for i, (k, d) in enumerate(zip(idx.shape, x.data.shape))
+    ):
+        raise ConvertError(f"indices of shape {list(idx.shape)} for data {list(x.data.shape)}")
+    if ((idx < -n) | (idx >= n)).any():
+        raise ConvertError(f"an index is outside [-{n}, {n})")
+    # data cut to the indices' other dims, its gathered axis moved last and broadcast over the
+    # indices' axis; a constant one-hot mask over that last dim picks one entry (where + sum)
+    cut = [(0, int(k)) for k in idx.shape]
+    cut[axis] = (0, n)
+    axes = tuple(i for i in range(x.ndim) if cut[i][1] != int(x.data.shape[i]))
+    if axes:
+        x = table_op(
+            "slice",
+            x,
+            axes=axes,
+            starts=tuple(0 for _ in axes),
+            stops=tuple(cut[i][1] for i in axes),
+            steps=tuple(1 for _ in axes),
+        )
+    perm = [i for i in range(x.ndim) if i != axis] + [axis]
+    moved = x.transpose(*perm)
+    rows = list(moved.data.shape[:-1])
+    rows.insert(axis, 1)
+    full = (*idx.shape, n)
+    b = moved.reshape(*rows, n).broadcast_to(full)
+    hot = np.expand_dims(idx % n, -1) == np.arange(n)
+    zero = like(0.0, x).broadcast_to(full) if x.data.dtype.kind == "f" else None
+    if zero is None:
+        raise ConvertError(f"GatherElements of dtype {x.data.dtype}")
+    return [where(Tensor(hot), b, zero).sum(x.ndim)]
+
+
+def _cumsum(ctx: Ctx, xs: list[Any]) -> list[Any]:
+    x = xs[0]
+    axis = axis_of(int(ctx.scalar(1)), x.ndim)
+    n = int(x.data.shape[axis])
+    if ctx.attr("reverse", 0):
+        x = reverse(x, axis)
+    parts = [
+        table_op("slice", x, axes=(axis,), starts=(i,), stops=(i + 1,), steps=(1,))
+        for i in range(n)
+    ]
+    sums, total = [], None
+    for p in parts:  # running sums in order, as the reference adds
+        total = p if total is None else total + p
+        sums.append(total)
+    if ctx.attr("exclusive", 0):
+        sums = [parts[0] - parts[0], *sums[:-1]] if n else sums
+    out = lucid.cat(sums, axis) if len(sums) > 1 else sums[0]
+    return [reverse(out, axis) if ctx.attr("reverse", 0) else out]
+
+
 # ---------------------------------------------------------------- the table
 
 _SPATIAL = frozenset({"auto_pad", "pads", "strides", "dilations", "kernel_shape"})
@@ -363,6 +436,8 @@ OPS: Mapping[str, OpSpec] = {
     "Split": OpSpec(_split, frozenset({"axis", "split", "num_outputs"}), (1,), outputs=1 << 30),
     "Slice": OpSpec(_slice, frozenset({"starts", "ends", "axes"}), (1, 2, 3, 4)),
     "Gather": OpSpec(_gather, frozenset({"axis"}), (1,)),
+    "GatherElements": OpSpec(_gather_elements, frozenset({"axis"}), (1,), dtypes=FLOAT),
+    "CumSum": OpSpec(_cumsum, frozenset({"exclusive", "reverse"}), (1,), dtypes=NUM),
     "Expand": OpSpec(_expand, const_inputs=(1,)),
     "Tile": OpSpec(_tile, const_inputs=(1,)),
     "Pad": OpSpec(_pad, frozenset({"mode", "pads", "value"}), (1, 2, 3), dtypes=FLOAT),

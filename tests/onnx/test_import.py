@@ -351,3 +351,22 @@ def test_without_onnx_the_error_says_how_to_install_it(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install 'lucid-compiler\[onnx\]'"):
         load(b"anything")
+
+
+@pytest.mark.needs_cc
+@pytest.mark.xfail(
+    strict=True,
+    reason="lucid bug outside lucid.onnx: a compiled graph whose output is an int64 constant "
+    "[4, 5] returns a wrong last row with -march=native (right with -O0 or without -march); "
+    "the ONNX case test_tril_neg shows it, a plain lucid Module returning the constant too",
+)
+def test_a_constant_int64_output_compiled_with_the_default_flags() -> None:
+    x = np.array([[4, 7, 3, 7, 9], [9, 1, 2, 8, 6], [7, 6, 4, 5, 8], [6, 7, 7, 7, 7]], np.int64)
+    node = helper.make_node("Trilu", ["x"], ["y"], "tril", upper=0)
+    proto = model(
+        [node], [vi("x", [4, 5], TensorProto.INT64)], [vi("y", [4, 5], TensorProto.INT64)]
+    )
+    m = load(proto, constants={"x": x})
+    want = np.tril(x)
+    np.testing.assert_array_equal(m().data, want)
+    np.testing.assert_array_equal(lucid.compile(m)().data, want)

@@ -1,10 +1,12 @@
 """ONNX's backend node tests through lucid.onnx.load: every in-scope case must pass, eagerly
 and compiled to C (the scope and the table of the rest: lucid/onnx/_conformance.py).
 
-Speed: the cases are generated once per session (about 5 s); each compiled case builds one
-small C library with `-O0` (the numerics flags stay: `-ffp-contract=off -fno-math-errno`),
-which about halves the build time of `-O3` on these tiny graphs. A build also shares the cached
-GEMM machinery object of the session's cache.
+Speed: the cases are generated once per session (about 5 s). A C build costs far more than
+these tiny graphs, so compiled cases run in bundles: `BUNDLE` consecutive cases become one
+Module (`conformance.Bundle`), traced and built once, whose outputs are each case's own (the
+cases share nothing). Each case is still its own test, judged on its own outputs; a bundle
+that fails to compile is retried case by case, so a failure names its case. Builds use `-O0`
+(the numerics flags stay: `-ffp-contract=off -fno-math-errno`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from lucid.onnx import _conformance as conformance
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "onnx-conformance.md"
 FAST_FLAGS = ["-O0", "-march=native", "-ffp-contract=off", "-fno-math-errno"]
+BUNDLE = 120
 
 _CASES = conformance.cases()
 _IN_SCOPE = {c.name: c for c in conformance.iter_in_scope(_CASES)}
@@ -65,12 +68,50 @@ def test_eager(name: str) -> None:
     _check(case, module)
 
 
-@pytest.mark.needs_cc
-@pytest.mark.parametrize("name", sorted(_IN_SCOPE))
-def test_compiled(name: str) -> None:
+_NAMES = sorted(_IN_SCOPE)
+_COMPILED: dict[str, Any] = {}  # case name -> its outputs (list of arrays) or the exception
+
+
+def _compile_bundle(names: list[str]) -> None:
+    """Run the cases `names` compiled as one bundle; on a failure of the whole, one by one."""
     import lucid
     import lucid.onnx
 
+    cases = [_IN_SCOPE[n] for n in names]
+    modules = [lucid.onnx.load(c.model, constants=conformance.bound_inputs(c)) for c in cases]
+    inputs = [conformance.runtime_inputs(c, c.data_sets[0][0]) for c in cases]
+    try:
+        bundle = conformance.Bundle(modules, [len(x) for x in inputs])
+        outs = _outputs(
+            lucid.compile(bundle, options={"cflags": FAST_FLAGS})(*[x for xs in inputs for x in xs])
+        )
+    except Exception as e:  # noqa: BLE001  (found again below, case by case)
+        if len(names) == 1:
+            _COMPILED[names[0]] = e
+            return
+        for n in names:
+            _compile_bundle([n])
+        return
+    at = 0
+    for c in cases:
+        k = len(c.data_sets[0][1])
+        _COMPILED[c.name] = outs[at : at + k]
+        at += k
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("name", _NAMES)
+def test_compiled(name: str) -> None:
     case = _IN_SCOPE[name]
-    module = lucid.onnx.load(case.model, constants=conformance.bound_inputs(case))
-    _check(case, lucid.compile(module, options={"cflags": FAST_FLAGS}))
+    assert len(case.data_sets) == 1, "a bundle runs one data set per case"
+    if name not in _COMPILED:
+        start = _NAMES.index(name) // BUNDLE * BUNDLE
+        _compile_bundle(_NAMES[start : start + BUNDLE])
+    got = _COMPILED.pop(name)
+    if isinstance(got, Exception):
+        raise got
+    expected = case.data_sets[0][1]
+    assert len(got) == len(expected), f"{len(got)} outputs, expected {len(expected)}"
+    for i, (g, want) in enumerate(zip(got, expected)):
+        why = conformance.compare(g, want, case.rtol, case.atol)
+        assert why is None, f"output {i}: {why}"
