@@ -17,6 +17,7 @@ from lucid.nn import functional as F
 from lucid.onnx._convert_base import (
     DTYPES,
     FLOAT,
+    FLOAT_TYPES,
     NUM,
     Converter,
     ConvertError,
@@ -159,6 +160,10 @@ def _slice(ctx: Ctx, xs: list[Any]) -> list[Any]:
 
 def _gather(ctx: Ctx, xs: list[Any]) -> list[Any]:
     x = xs[0]
+    if not ctx.known(1):  # runtime indices: rows of a 2-D float table (a token embedding)
+        if int(ctx.attr("axis", 0)) != 0 or x.ndim != 2 or x.data.dtype.kind != "f":
+            raise ConvertError("Gather with runtime indices (only rows of a 2-D float table)")
+        return [F.embedding(xs[1], x)]
     idx = ctx.const(1)
     axis = axis_of(int(ctx.attr("axis", 0)), x.ndim)
     n = int(x.data.shape[axis])
@@ -187,6 +192,19 @@ def _gather(ctx: Ctx, xs: list[Any]) -> list[Any]:
     ]
     out = lucid.cat(parts, axis) if len(parts) > 1 else parts[0]
     return [out.reshape(*shape[:axis], *idx.shape, *shape[axis + 1 :])]
+
+
+def _gather_check(info: NodeInfo) -> str | None:
+    if info.known[1]:
+        return None
+    shape = info.in_shapes[0]
+    if (
+        info.attrs.get("axis", 0) != 0
+        or info.in_types[0] not in FLOAT_TYPES
+        or (shape is not None and len(shape) != 2)
+    ):
+        return "Gather with runtime indices other than rows of a 2-D float table"
+    return None
 
 
 def _expand(ctx: Ctx, xs: list[Any]) -> list[Any]:
@@ -435,7 +453,7 @@ OPS: Mapping[str, OpSpec] = {
     "Concat": OpSpec(_concat, frozenset({"axis"})),
     "Split": OpSpec(_split, frozenset({"axis", "split", "num_outputs"}), (1,), outputs=1 << 30),
     "Slice": OpSpec(_slice, frozenset({"starts", "ends", "axes"}), (1, 2, 3, 4)),
-    "Gather": OpSpec(_gather, frozenset({"axis"}), (1,)),
+    "Gather": OpSpec(_gather, frozenset({"axis"}), check=_gather_check),
     "GatherElements": OpSpec(_gather_elements, frozenset({"axis"}), (1,), dtypes=FLOAT),
     "CumSum": OpSpec(_cumsum, frozenset({"exclusive", "reverse"}), (1,), dtypes=NUM),
     "Expand": OpSpec(_expand, const_inputs=(1,)),

@@ -278,7 +278,7 @@ class OnnxModule(Module):
         xs = [x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in inputs]
         for x, spec in zip(xs, self.input_specs):
             _check_input(x, spec)
-        env = self._run(xs, self.folded, None)
+        env = self._run(xs, self.folded, None, importing=False)
         outs = [env[n] if isinstance(env[n], Tensor) else Tensor(env[n]) for n in self.output_names]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
@@ -294,10 +294,14 @@ class OnnxModule(Module):
         folded: Mapping[str, np.ndarray],
         probe: dict[str, np.ndarray] | None,
         problems: list[str] | None = None,
+        *,
+        importing: bool = True,
     ) -> dict[str, Any]:
         """Walk the steps. With `probe` (a dict), nodes whose inputs are all known are
         evaluated and recorded there, and failures go to `problems` (their outputs are then
-        missing, so the nodes reading them are skipped) instead of raising."""
+        missing, so the nodes reading them are skipped) instead of raising. While importing,
+        a failure is an OnnxImportError naming the node; in a call (`importing=False`) the
+        error about the inputs (an index out of range, ...) propagates as it is."""
         env: dict[str, Any] = dict(self.consts)
         env.update(folded)
         for spec, x in zip(self.input_specs, xs):
@@ -313,6 +317,8 @@ class OnnxModule(Module):
             try:
                 outs = self._step(step, env, batch, probe is not None)
             except (ConvertError, LucidError, ValueError, TypeError, IndexError) as e:
+                if not importing and not isinstance(e, ConvertError):
+                    raise
                 if problems is None:
                     raise OnnxImportError(f"node {step.name} ({step.op_type}): {e}") from None
                 problems.append(f"node {step.name} ({step.op_type}): {e}")

@@ -265,9 +265,9 @@ def test_unsupported_ops_are_listed_in_one_error() -> None:
 
 
 def test_unsupported_attributes_name_the_node() -> None:
-    node = helper.make_node("ArgMax", ["x"], ["y"], "am", select_last_index=1)
-    proto = model([node], [vi("x", [2, 3])], [vi("y", [1, 3], TensorProto.INT64)])
-    with pytest.raises(OnnxImportError, match=r"am \(ArgMax\): select_last_index=1"):
+    node = helper.make_node("MaxPool", ["x"], ["y"], "mp", kernel_shape=[2, 2], storage_order=1)
+    proto = model([node], [vi("x", [1, 1, 4, 4])], [vi("y", [1, 1, 3, 3])])
+    with pytest.raises(OnnxImportError, match=r"mp \(MaxPool\): storage_order=1"):
         load(proto)
     node = helper.make_node("Softmax", ["x"], ["y"], "sm", axis=1, bogus=3)
     with pytest.raises(OnnxImportError, match=r"sm \(Softmax\): attribute bogus not supported"):
@@ -370,3 +370,30 @@ def test_a_constant_int64_output_compiled_with_the_default_flags() -> None:
     want = np.tril(x)
     np.testing.assert_array_equal(m().data, want)
     np.testing.assert_array_equal(lucid.compile(m)().data, want)
+
+
+def test_gather_with_runtime_indices_is_an_embedding_lookup() -> None:
+    table = RNG.standard_normal((10, 4)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["y"], "embed", axis=0)]
+    proto = model(
+        nodes, [vi("ids", ["N", 3], TensorProto.INT64)], [vi("y", ["N", 3, 4])], {"table": table}
+    )
+    m = load(proto)
+    ids = np.array([[1, 9, 0], [4, 4, 2]], np.int64)
+    np.testing.assert_array_equal(m(ids).data, table[ids])
+    with pytest.raises(IndexError):
+        m(np.array([[10, 0, 0]], np.int64))
+
+
+def test_a_value_that_follows_the_batch_other_than_as_a_dim_is_refused() -> None:
+    # ConstantOfShape(Shape(x)) has a batch-sized shape: not a constant lucid can fold
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], "shape"),
+        helper.make_node("ConstantOfShape", ["s"], ["z"], "zeros"),
+        helper.make_node("Add", ["x", "z"], ["y"], "add"),
+    ]
+    proto = model(
+        nodes, [vi("x", ["N", 3], TensorProto.FLOAT)], [vi("y", ["N", 3], TensorProto.FLOAT)]
+    )
+    with pytest.raises(OnnxImportError, match="depends on the batch size"):
+        load(proto)
