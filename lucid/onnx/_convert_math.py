@@ -47,7 +47,35 @@ def _binary(fn: Callable[[Tensor, Tensor], Tensor]) -> Converter:
 
 
 def _div(ctx: Ctx, xs: list[Any]) -> list[Any]:
-    return [xs[0] / xs[1]]
+    if xs[0].data.dtype.kind == "f":
+        return [xs[0] / xs[1]]
+    # integer division (shape arithmetic, e.g. channels // heads): evaluated at import,
+    # truncating toward zero as ONNX does
+    a, b = ctx.const(0), ctx.const(1)
+    if (b == 0).any():
+        raise ConvertError("integer division by zero")
+    q = np.abs(a) // np.abs(b)
+    return [np.where((a < 0) != (b < 0), -q, q).astype(a.dtype)]
+
+
+def _mod(ctx: Ctx, xs: list[Any]) -> list[Any]:
+    a, b = ctx.const(0), ctx.const(1)  # integer remainders are shape arithmetic: at import
+    if (b == 0).any():
+        raise ConvertError("Mod by zero")
+    return [(np.fmod(a, b) if ctx.attr("fmod", 0) else np.mod(a, b)).astype(a.dtype)]
+
+
+def _known_if_int(info: NodeInfo) -> str | None:
+    """Integer inputs are accepted only known at import (lucid has no integer division)."""
+    if info.in_types[0] == 7 and not all(info.known[: len(info.in_types)]):
+        return f"{info.op_type} of int64 runtime values (only values known at import)"
+    return None
+
+
+def _mod_check(info: NodeInfo) -> str | None:
+    if info.in_types[0] != 7:
+        return f"Mod of {TYPE_NAMES.get(info.in_types[0] or 0, info.in_types[0])} (int64 known at import only)"
+    return _known_if_int(info)
 
 
 def _pow(ctx: Ctx, xs: list[Any]) -> list[Any]:
@@ -338,7 +366,8 @@ OPS: Mapping[str, OpSpec] = {
     "Add": OpSpec(_binary(lambda a, b: a + b), dtypes=NUM),
     "Sub": OpSpec(_binary(lambda a, b: a - b), dtypes=NUM),
     "Mul": OpSpec(_binary(lambda a, b: a * b), dtypes=NUM),
-    "Div": OpSpec(_div, dtypes=FLOAT),
+    "Div": OpSpec(_div, check=_known_if_int, dtypes=NUM),
+    "Mod": OpSpec(_mod, frozenset({"fmod"}), check=_mod_check, dtypes=NUM),
     "Pow": OpSpec(_pow, const_inputs=(1,), check=_pow_check, dtypes=FLOAT),
     "Neg": unary(lambda x: -x, NUM),
     "Abs": unary(lambda x: x.abs(), NUM),

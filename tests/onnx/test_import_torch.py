@@ -20,8 +20,8 @@ from lucid.onnx import load
 RTOL, ATOL = 1e-4, 1e-5
 
 
-def export(model: Any, example: Any) -> bytes:
-    """The model as ONNX bytes with a dynamic batch axis on input x and output y."""
+def export(model: Any, example: Any, input_name: str = "x") -> bytes:
+    """The model as ONNX bytes with a dynamic batch axis on its input and output y."""
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -30,15 +30,24 @@ def export(model: Any, example: Any) -> bytes:
             (example,),
             buf,
             dynamo=False,
-            input_names=["x"],
+            input_names=[input_name],
             output_names=["y"],
-            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+            dynamic_axes={input_name: {0: "batch"}, "y": {0: "batch"}},
             opset_version=17,
         )
     return buf.getvalue()
 
 
-def check(data: bytes, shape: tuple[int, ...], batches: tuple[int, ...], compiled: bool) -> None:
+def check(
+    data: bytes,
+    shape: tuple[int, ...],
+    batches: tuple[int, ...],
+    compiled: bool,
+    tokens: int = 0,
+    input_name: str = "x",
+) -> None:
+    """lucid (eager, and compiled if asked) against ONNX Runtime at each batch size; inputs are
+    normal floats, or token ids below `tokens` when it is given."""
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     module = load(data)
     assert module.dynamic_batch
@@ -47,8 +56,11 @@ def check(data: bytes, shape: tuple[int, ...], batches: tuple[int, ...], compile
         runs.append(lucid.compile(module, dynamic_batch=True))
     rng = np.random.default_rng(0)
     for batch in batches:
-        x = rng.standard_normal((batch, *shape)).astype(np.float32)
-        (want,) = session.run(None, {"x": x})
+        if tokens:
+            x = rng.integers(0, tokens, (batch, *shape)).astype(np.int64)
+        else:
+            x = rng.standard_normal((batch, *shape)).astype(np.float32)
+        (want,) = session.run(None, {input_name: x})
         for run in runs:
             np.testing.assert_allclose(run(x).data, want, rtol=RTOL, atol=ATOL)
 
@@ -98,6 +110,18 @@ def test_mobilenet_v3_small_matches_onnxruntime_compiled_at_64() -> None:
 @pytest.mark.needs_cc
 def test_mobilenet_v3_small_matches_onnxruntime_at_224() -> None:
     check(export(mobilenet(), torch.randn(1, 3, 224, 224)), (3, 224, 224), (1, 2), compiled=True)
+
+
+@pytest.mark.needs_cc
+def test_a_small_gpt_matches_onnxruntime() -> None:
+    # token embeddings (Gather of runtime ids), LayerNorm, the exporter's decomposed causal
+    # attention with its shape arithmetic (integer Div on Shape values), tanh GELU
+    from tests.zoo.torch_gpt import GPT
+
+    torch.manual_seed(0)
+    model = GPT(50, 16, 2, 2, 32, tied=False).eval()
+    data = export(model, torch.randint(0, 50, (2, 16)), input_name="idx")
+    check(data, (16,), (1, 3), compiled=True, tokens=50, input_name="idx")
 
 
 @pytest.mark.slow
