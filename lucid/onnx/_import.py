@@ -21,6 +21,7 @@ Nothing from the file is ever unpickled or executed: tensors are read with onnx.
 from __future__ import annotations
 
 import heapq
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -144,6 +145,54 @@ def _order(graph: Any, known: set[str]) -> list[Any]:
         stuck = [_label(graph.node[i]) for i, w in enumerate(waiting) if w > 0]
         raise OnnxImportError(f"the graph has a cycle through the nodes {', '.join(stuck[:8])}")
     return [graph.node[i] for i in order]
+
+
+def fuse_erf_gelu(nodes: Sequence[Any], inits: Mapping[str, np.ndarray]) -> list[Any]:
+    """PyTorch's exact GELU as exported before opset 20, `(x * (1 + erf(x / sqrt 2))) * 0.5`
+    (Div, Erf, Add, Mul, Mul), as one Gelu node: lucid has GELU, not erf. The formula is
+    lucid's gelu term for term (the 0.5 is exact in either order), so nothing is rounded
+    differently. The pattern's intermediate values must have no other readers."""
+    onnx = _onnx()
+    consts: dict[str, np.ndarray] = dict(inits)
+    readers: dict[str, list[Any]] = {}
+    for n in nodes:
+        if n.op_type == "Constant" and len(n.attribute) == 1 and n.attribute[0].name == "value":
+            consts[n.output[0]] = onnx.numpy_helper.to_array(n.attribute[0].t)
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+
+    def scalar(name: str, value: float) -> bool:
+        v = consts.get(name)
+        return v is not None and v.size == 1 and abs(float(v.reshape(-1)[0]) - value) < 1e-6
+
+    def only(name: str, op: str) -> Any:
+        rs = readers.get(name, [])
+        return rs[0] if len(rs) == 1 and rs[0].op_type == op else None
+
+    replaced: dict[int, Any] = {}
+    dropped: set[int] = set()
+    for erf in nodes:
+        if erf.op_type != "Erf":
+            continue
+        div = next((n for n in nodes if erf.input[0] in n.output), None)
+        if div is None or div.op_type != "Div" or not scalar(div.input[1], math.sqrt(2.0)):
+            continue
+        if len(readers.get(div.output[0], [])) != 1:
+            continue
+        x = div.input[0]
+        add = only(erf.output[0], "Add")
+        if add is None or not scalar(next(i for i in add.input if i != erf.output[0]), 1.0):
+            continue
+        mul = only(add.output[0], "Mul")
+        if mul is None or set(mul.input) != {x, add.output[0]}:
+            continue
+        half = only(mul.output[0], "Mul")
+        if half is None or not scalar(next(i for i in half.input if i != mul.output[0]), 0.5):
+            continue
+        gelu = onnx.helper.make_node("Gelu", [x], [half.output[0]], name=f"{erf.name}_gelu")
+        replaced[id(half)] = gelu
+        dropped.update(id(n) for n in (div, erf, add, mul))
+    return [replaced.get(id(n), n) for n in nodes if id(n) not in dropped]
 
 
 def _label(node: Any) -> str:
@@ -501,6 +550,7 @@ def load(source: Any, *, constants: Mapping[str, Any] | None = None) -> OnnxModu
 
     known = set(inits) - set(params) | set(bound)
     nodes = _order(graph, set(inits) | {i.name for i in graph.input})
+    nodes = fuse_erf_gelu(nodes, inits)
     problems = _support_problems(nodes, types, known | set(params) & _const_read(nodes), opset)
     if problems:
         raise OnnxImportError(

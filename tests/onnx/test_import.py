@@ -397,3 +397,15 @@ def test_a_value_that_follows_the_batch_other_than_as_a_dim_is_refused() -> None
     )
     with pytest.raises(OnnxImportError, match="depends on the batch size"):
         load(proto)
+
+
+def test_erf_outside_the_gelu_pattern_stays_unsupported() -> None:
+    inits = {"r2": np.array(np.sqrt(2.0), np.float32), "one": np.array(1.0, np.float32)}
+    nodes = [  # the GELU prefix, but the erf value is also an output: no fusion
+        helper.make_node("Div", ["x", "r2"], ["d"], "div"),
+        helper.make_node("Erf", ["d"], ["e"], "erf"),
+        helper.make_node("Add", ["e", "one"], ["y"], "add"),
+    ]
+    proto = model(nodes, [vi("x", [3])], [vi("y", [3]), vi("e", [3])], inits)
+    with pytest.raises(OnnxImportError, match=r"erf \(Erf\): op type not supported"):
+        load(proto)

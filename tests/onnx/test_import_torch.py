@@ -76,6 +76,17 @@ class MLP(torch.nn.Module):  # type: ignore[misc]
         return self.fc2(self.act(self.fc1(x)))
 
 
+class GeluMLP(torch.nn.Module):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(6, 16)
+        self.act = torch.nn.GELU()  # exact: exported as Div, Erf, Add, Mul, Mul before opset 20
+        self.fc2 = torch.nn.Linear(16, 3)
+
+    def forward(self, x: Any) -> Any:
+        return self.fc2(self.act(self.fc1(x)))
+
+
 def mobilenet() -> Any:
     from tests.zoo.torch_mobilenet import MobileNetV3Small
 
@@ -95,6 +106,18 @@ def test_mlp_with_hardswish_matches_onnxruntime() -> None:
     module = load(data)
     assert sorted(module.onnx_state_dict()) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
     check(data, (10,), (1, 5), compiled=True)
+
+
+@pytest.mark.needs_cc
+def test_the_erf_pattern_of_exact_gelu_imports_as_gelu() -> None:
+    from lucid.ir import format_graph, trace
+
+    torch.manual_seed(0)
+    data = export(GeluMLP().eval(), torch.randn(2, 6))
+    module = load(data)
+    text = format_graph(trace(module, lucid.Tensor(np.zeros((2, 6), np.float32))))
+    assert "= gelu " in text and "erf" not in text
+    check(data, (6,), (1, 4), compiled=True)
 
 
 def test_mobilenet_v3_small_matches_onnxruntime_eagerly_at_64() -> None:
