@@ -1,6 +1,6 @@
 """ONNX interchange: `lucid.onnx.load` imports an ONNX model as a lucid Module.
 
-The onnx package is an optional dependency (`pip install 'lucid-compiler[onnx]'`), imported
+The onnx package is an optional dependency (`pip install 'lucid[onnx]'`), imported
 only when a function here is called.
 """
 

@@ -53,8 +53,7 @@ def _onnx() -> Any:
         import onnx
     except ImportError:
         raise ImportError(
-            "lucid.onnx needs the onnx package: pip install 'lucid-compiler[onnx]' "
-            "(or pip install onnx)"
+            "lucid.onnx needs the onnx package: pip install 'lucid[onnx]' (or pip install onnx)"
         ) from None
     return onnx
 

@@ -349,7 +349,7 @@ def test_inputs_of_the_wrong_shape_or_dtype_are_refused_at_the_call() -> None:
 
 def test_without_onnx_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnx", None)
-    with pytest.raises(ImportError, match=r"pip install 'lucid-compiler\[onnx\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'lucid\[onnx\]'"):
         load(b"anything")
 
 
