@@ -61,9 +61,12 @@ def cases() -> list[Case]:
 
 
 def _array(value: Any) -> Any:
-    """A data set entry as an ndarray (some cases store TensorProtos); others stay as they are."""
+    """A data set entry as an ndarray (some cases store TensorProtos or NumPy scalars); others
+    (sequences, optionals) stay as they are."""
     from onnx import TensorProto, numpy_helper
 
+    if isinstance(value, np.generic):
+        return np.asarray(value)
     if isinstance(value, TensorProto):
         try:
             return numpy_helper.to_array(value)

@@ -295,6 +295,8 @@ def _dropout(ctx: Ctx, xs: list[Any]) -> list[Any]:
 def _dropout_check(info: NodeInfo) -> str | None:
     if info.n_outputs > 1:
         return "Dropout's mask output"
+    if len(info.known) > 2 and not info.known[2]:
+        return "Dropout's training_mode given at run time (inference only)"
     return None
 
 

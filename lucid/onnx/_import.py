@@ -475,7 +475,7 @@ def node_problem(
         in_types,
         [types.get(o, (None, None))[0] for o in node.output],
         [types.get(n, (None, None))[1] if n else None for n in node.input],
-        [n in known for n in node.input],
+        [not n or n in known for n in node.input],
         len(node.output),
         opset,
     )
