@@ -234,6 +234,16 @@ def onnx_target(args: argparse.Namespace) -> tuple[Any, Any]:
     return model, trace(model, *inputs, dynamic_batch=model.dynamic_batch or args.dynamic_batch)
 
 
+def export_stem(target: str, output: str) -> str:
+    """Where `export` writes: `output` itself, or for an ONNX target and an output that names
+    a directory (`out/`), that directory (created) / the ONNX file's stem."""
+    if not is_onnx(target) or not (output.endswith(("/", "\\")) or Path(output).is_dir()):
+        return output
+    directory = Path(output)
+    directory.mkdir(parents=True, exist_ok=True)
+    return str(directory / Path(target).stem)
+
+
 _NP = {"f32": np.float32, "f64": np.float64, "i64": np.int64, "bool": np.bool_}
 
 

@@ -61,3 +61,14 @@ def test_export_builds_a_library_from_an_onnx_file(
     lib = load_library(str(stem) + ".so")
     x = np.random.default_rng(1).standard_normal((7, 3)).astype(np.float32)
     np.testing.assert_allclose(lib(x), load(mlp_file)(x).data, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.needs_cc
+def test_export_into_a_directory_names_the_files_after_the_model(
+    mlp_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "build"
+    assert main(["export", str(mlp_file), "-o", f"{out}/"]) == 0
+    written = capsys.readouterr().out.split()
+    assert written[:2] == [str(out / "mlp.so"), str(out / "mlp.h")]
+    assert (out / "mlp.so").is_file() and (out / "mlp.h").is_file()
