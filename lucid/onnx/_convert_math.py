@@ -254,7 +254,7 @@ def _is_inf(ctx: Ctx, xs: list[Any]) -> list[Any]:
         return [x == like(math.inf, x)]
     if neg:
         return [x == like(-math.inf, x)]
-    return [x != x.abs() + like(math.inf, x)]  # never: x != x + inf is False unless NaN
+    raise ConvertError("IsInf detecting neither sign")
 
 
 def _is_inf_check(info: NodeInfo) -> str | None:
