@@ -458,6 +458,98 @@ def _conv_transpose(ctx: Ctx, xs: list[Any]) -> list[Any]:
     return [y.squeeze(2) if n == 1 else y]
 
 
+def _heads(x: Tensor, heads: int) -> Tensor:
+    """[B, L, H * E] as [B, H, L, E]."""
+    b, length = shape_of(x)[:2]
+    return x.reshape(b, length, heads, -1).transpose(0, 2, 1, 3)
+
+
+def _pad_keys(mask: Tensor, kv: int) -> Tensor:
+    """A mask shorter than the keys, padded on its last axis with 'masked' (False / -inf)."""
+    short = int(mask.data.shape[-1])
+    if short == kv:
+        return mask
+    shape = (*mask.data.shape[:-1], kv - short)
+    fill = np.zeros(shape, bool) if mask.data.dtype == np.bool_ else np.full(shape, -np.inf)
+    return lucid.cat([mask, Tensor(fill.astype(mask.data.dtype))], mask.ndim - 1)
+
+
+def _attention(ctx: Ctx, xs: list[Any]) -> list[Any]:
+    """ONNX Attention (opset 23): scaled dot-product attention with masks, a causal frontier
+    after the past keys, grouped-query heads and softcap, as the ONNX reference computes it
+    (scale split as sqrt on q and k; rows whose bias masks every key give 0)."""
+    q, k, v = xs[:3]
+    mask = xs[3] if ctx.has(3) else None
+    past_k = xs[4] if ctx.has(4) else None
+    past_v = xs[5] if ctx.has(5) else None
+    if (past_k is None) != (past_v is None):
+        raise ConvertError("past_key and past_value must come together")
+    three_d = q.ndim == 3
+    if three_d:
+        q = _heads(q, int(ctx.attr("q_num_heads")))
+        k = _heads(k, int(ctx.attr("kv_num_heads")))
+        v = _heads(v, int(ctx.attr("kv_num_heads")))
+    elif q.ndim != 4:
+        raise ConvertError(f"Attention of rank-{q.ndim} inputs")
+    dtype = q.data.dtype
+    scale = ctx.attr("scale")
+    scale = 1 / math.sqrt(int(q.data.shape[3])) if scale is None else float(scale)
+    root = like(float(dtype.type(np.sqrt(dtype.type(scale)))), q)
+    if past_k is not None and past_v is not None:
+        k = lucid.cat([past_k, k], 2)
+        v = lucid.cat([past_v, v], 2)
+    present_k, present_v = k, v
+    lq, lkv = int(q.data.shape[2]), int(k.data.shape[2])
+    bias: Tensor | None = None
+    if mask is not None:
+        mask = _pad_keys(mask, lkv)
+        if mask.data.dtype == np.bool_:
+            full = (*mask.data.shape,)
+            mask = where(
+                mask, like(0.0, q).broadcast_to(full), like(-math.inf, q).broadcast_to(full)
+            )
+        bias = mask
+    if ctx.attr("is_causal", 0):
+        offset = int(past_k.data.shape[2]) if past_k is not None else 0
+        allowed = np.arange(lkv)[None, :] <= np.arange(lq)[:, None] + offset
+        causal = Tensor(np.where(allowed, 0.0, -np.inf).astype(dtype))
+        bias = causal if bias is None else bias + causal
+    hq, hk = int(q.data.shape[1]), int(k.data.shape[1])
+    if hq != hk:
+        if hq % hk:
+            raise ConvertError(f"{hq} query heads over {hk} key heads")
+        r = hq // hk
+        b, _, lk, e = shape_of(k)
+        k = k.reshape(b, hk, 1, lk, e).broadcast_to((b, hk, r, lk, e)).reshape(b, hq, lk, e)
+        ev = shape_of(v)[3]
+        v = v.reshape(b, hk, 1, lk, ev).broadcast_to((b, hk, r, lk, ev)).reshape(b, hq, lk, ev)
+    qk = (q * root) @ (k * root).transpose(0, 1, 3, 2)
+    softcap = float(ctx.attr("softcap", 0.0))
+    if softcap > 0:
+        qk = (qk / like(softcap, qk)).tanh() * like(softcap, qk)
+    if bias is not None:
+        qk = qk + bias
+    p = F.softmax(qk, qk.ndim - 1)
+    if bias is not None:  # a row whose bias masks every key attends to nothing: 0, not NaN
+        last = bias.ndim - 1
+        empty = table_op("max", bias, axes=(last,), keepdims=True) == like(-math.inf, bias)
+        full = shape_of(p)
+        p = where(empty.broadcast_to(full), like(0.0, p).broadcast_to(full), p)
+    y = p @ v
+    if three_d:
+        y = y.transpose(0, 2, 1, 3)
+        y = y.reshape(*shape_of(y)[:2], -1)
+    return [y, present_k, present_v]
+
+
+def _attention_check(info: NodeInfo) -> str | None:
+    if len(info.in_types) > 6:
+        return "Attention's nonpad_kv_seqlen input"
+    if info.n_outputs > 3:
+        return "Attention's qk_matmul_output"
+    return float_only(info)
+
+
 # ---------------------------------------------------------------- the table
 
 _SPATIAL = frozenset({"auto_pad", "pads", "strides", "dilations", "kernel_shape"})
@@ -520,6 +612,13 @@ OPS: Mapping[str, OpSpec] = {
         _SPATIAL | {"group", "output_padding", "output_shape"},
         check=_conv_check,
         dtypes=FLOAT,
+    ),
+    "Attention": OpSpec(
+        _attention,
+        frozenset({"is_causal", "scale", "softcap", "q_num_heads", "kv_num_heads"}),
+        check=_attention_check,
+        dtypes=FLOAT,
+        outputs=3,
     ),
     "Softmax": OpSpec(_softmax(False), frozenset({"axis"}), dtypes=FLOAT),
     "LogSoftmax": OpSpec(_softmax(True), frozenset({"axis"}), dtypes=FLOAT),
