@@ -248,7 +248,8 @@ def _pad(ctx: Ctx, xs: list[Any]) -> list[Any]:
         value = float(ctx.attr("value", 0.0))
     else:
         pads = ctx.ints(1)
-        value = ctx.scalar(2) if ctx.has(2) else 0.0
+        value = ctx.scalar(2) if ctx.has(2) and ctx.known(2) else 0.0
+    runtime_value = ctx.opset >= 11 and ctx.has(2) and not ctx.known(2) and mode == "constant"
     n = x.ndim
     axes = ctx.ints(3) if ctx.has(3) else list(range(n))
     axes = [axis_of(a, n) for a in axes]
@@ -266,7 +267,13 @@ def _pad(ctx: Ctx, xs: list[Any]) -> list[Any]:
         raise ConvertError(f"Pad mode {mode!r}")
     if not torch_pads:
         return [x]
-    return [F.pad(x, tuple(torch_pads), modes[mode], value if mode == "constant" else None)]
+    y = F.pad(x, tuple(torch_pads), modes[mode], value if mode == "constant" else None)
+    if runtime_value:  # the value comes at run time: zeros padded, then it where the pad is
+        inside = np.zeros(tuple(int(d) for d in x.data.shape), bool)
+        border = Tensor(~np.pad(~inside, full, constant_values=False))
+        fill = xs[2].reshape(*([1] * n)).broadcast_to(shape_of(y))
+        y = where(border, fill, y)
+    return [y]
 
 
 def _trilu(ctx: Ctx, xs: list[Any]) -> list[Any]:
@@ -460,7 +467,7 @@ OPS: Mapping[str, OpSpec] = {
     "CumSum": OpSpec(_cumsum, frozenset({"exclusive", "reverse"}), (1,), dtypes=NUM),
     "Expand": OpSpec(_expand, const_inputs=(1,)),
     "Tile": OpSpec(_tile, const_inputs=(1,)),
-    "Pad": OpSpec(_pad, frozenset({"mode", "pads", "value"}), (1, 2, 3), dtypes=FLOAT),
+    "Pad": OpSpec(_pad, frozenset({"mode", "pads", "value"}), (1, 3), dtypes=FLOAT),
     "Trilu": OpSpec(_trilu, frozenset({"upper"}), (1,), check=_trilu_check),
     "SpaceToDepth": OpSpec(_space_depth(True), frozenset({"blocksize"})),
     "DepthToSpace": OpSpec(_space_depth(False), frozenset({"blocksize", "mode"})),
