@@ -356,9 +356,10 @@ def test_without_onnx_the_error_says_how_to_install_it(monkeypatch: pytest.Monke
 @pytest.mark.needs_cc
 @pytest.mark.xfail(
     strict=True,
-    reason="lucid bug outside lucid.onnx: a compiled graph whose output is an int64 constant "
-    "[4, 5] returns a wrong last row with -march=native (right with -O0 or without -march); "
-    "the ONNX case test_tril_neg shows it, a plain lucid Module returning the constant too",
+    reason="outside lucid.onnx: GCC 12.2 with -march=native (AVX-512) miscompiles the C "
+    "memcpy of a static const int64 [4, 5] array into the output: its last 32-byte store is a "
+    "broadcast of one element (seen in the assembly; right at -O0 or without -march). The "
+    "node test test_tril_neg shows it, a plain lucid Module returning the constant too",
 )
 def test_a_constant_int64_output_compiled_with_the_default_flags() -> None:
     x = np.array([[4, 7, 3, 7, 9], [9, 1, 2, 8, 6], [7, 6, 4, 5, 8], [6, 7, 7, 7, 7]], np.int64)
