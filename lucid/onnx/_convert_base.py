@@ -184,9 +184,35 @@ def table_op(name: str, *xs: Tensor, **attrs: Any) -> Tensor:
     return apply(OPS[name], tuple(xs), attrs)
 
 
+# Converters that unroll into one lucid op per element (reversal, CumSum, Gather by slices,
+# Tile) refuse more than this many pieces: the graph would be too large to build in useful time.
+MAX_PIECES = 1024
+
+
+def pieces(what: str, n: int) -> int:
+    """n, or a ConvertError when a converter would unroll into more than MAX_PIECES ops."""
+    if n > MAX_PIECES:
+        raise ConvertError(
+            f"{what} would unroll into {n} lucid ops (one per element; at most {MAX_PIECES})"
+        )
+    return n
+
+
+# Constant one-hot masks (a loss's targets, GatherElements' indices) hold at most this many
+# elements: a larger one would be a graph constant of hundreds of megabytes.
+MAX_MASK = 1 << 24
+
+
+def mask_size(what: str, n: int) -> int:
+    """n, or a ConvertError when a constant mask would exceed MAX_MASK elements."""
+    if n > MAX_MASK:
+        raise ConvertError(f"{what} would be a constant mask of {n} elements (at most {MAX_MASK})")
+    return n
+
+
 def reverse(x: Tensor, axis: int) -> Tensor:
     """x reversed along `axis` (lucid's slices step forwards: one slice per index, joined)."""
-    n = int(x.data.shape[axis])
+    n = pieces("reversing an axis", int(x.data.shape[axis]))
     parts = [
         table_op("slice", x, axes=(axis,), starts=(i,), stops=(i + 1,), steps=(1,))
         for i in range(n - 1, -1, -1)

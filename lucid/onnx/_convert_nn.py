@@ -24,6 +24,7 @@ from lucid.onnx._convert_base import (
     axis_of,
     float_only,
     like,
+    mask_size,
     shape_of,
     table_op,
     unary,
@@ -366,6 +367,7 @@ def _nll(ctx: Ctx, x: Tensor, weight: Tensor | None) -> Tensor:
     if ((target[valid] < 0) | (target[valid] >= c)).any():
         raise ConvertError(f"a target class is outside [0, {c})")
     # the picked entries as a constant one-hot mask over C: a where and a sum pick exactly
+    mask_size("the targets of a loss", target.size * c)
     hot = np.expand_dims(target, 1) == np.arange(c).reshape([1, c] + [1] * (target.ndim - 1))
     hot &= np.expand_dims(valid, 1)
     mask = Tensor(hot)

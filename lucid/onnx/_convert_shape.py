@@ -26,6 +26,8 @@ from lucid.onnx._convert_base import (
     OpSpec,
     axis_of,
     like,
+    mask_size,
+    pieces,
     reverse,
     shape_of,
     table_op,
@@ -148,6 +150,7 @@ def _slice(ctx: Ctx, xs: list[Any]) -> list[Any]:
             lo = min(max(lo + n if lo < 0 else lo, -1), n - 1)
             hi = min(max(hi + n if hi < 0 else hi, -1), n - 1)
             picks = list(range(lo, hi, st))
+            pieces("a Slice with a negative step", len(picks))
             if not picks:
                 raise ConvertError("Slice with a negative step selecting nothing")
             parts = [
@@ -186,6 +189,7 @@ def _gather(ctx: Ctx, xs: list[Any]) -> list[Any]:
         if axis == 1:
             got = got.transpose(1, 0)  # [rest, k]
         return [got.reshape(*shape[:axis], *idx.shape, *shape[axis + 1 :])]
+    pieces("a Gather by slices", len(flat))
     parts = [
         table_op("slice", x, axes=(axis,), starts=(i % n,), stops=(i % n + 1,), steps=(1,))
         for i in flat
@@ -236,7 +240,7 @@ def _tile(ctx: Ctx, xs: list[Any]) -> list[Any]:
         raise ConvertError(f"Tile repeats {reps} for rank {x.ndim}")
     for a, r in enumerate(reps):
         if r != 1:
-            x = lucid.cat([x] * r, a)
+            x = lucid.cat([x] * pieces("Tile", r), a)
     return [x]
 
 
@@ -418,6 +422,7 @@ def _gather_elements(ctx: Ctx, xs: list[Any]) -> list[Any]:
     rows.insert(axis, 1)
     full = (*idx.shape, n)
     b = moved.reshape(*rows, n).broadcast_to(full)
+    mask_size("GatherElements' indices", idx.size * n)
     hot = np.expand_dims(idx % n, -1) == np.arange(n)
     zero = like(0.0, x).broadcast_to(full) if x.data.dtype.kind == "f" else None
     if zero is None:
@@ -428,7 +433,7 @@ def _gather_elements(ctx: Ctx, xs: list[Any]) -> list[Any]:
 def _cumsum(ctx: Ctx, xs: list[Any]) -> list[Any]:
     x = xs[0]
     axis = axis_of(int(ctx.scalar(1)), x.ndim)
-    n = int(x.data.shape[axis])
+    n = pieces("CumSum", int(x.data.shape[axis]))
     if ctx.attr("reverse", 0):
         x = reverse(x, axis)
     parts = [

@@ -410,3 +410,11 @@ def test_erf_outside_the_gelu_pattern_stays_unsupported() -> None:
     proto = model(nodes, [vi("x", [3])], [vi("y", [3]), vi("e", [3])], inits)
     with pytest.raises(OnnxImportError, match=r"erf \(Erf\): op type not supported"):
         load(proto)
+
+
+def test_a_cumsum_too_long_to_unroll_is_refused_at_import() -> None:
+    nodes = [helper.make_node("CumSum", ["x", "axis"], ["y"], "cs")]
+    inits = {"axis": np.array(0, np.int64)}
+    proto = model(nodes, [vi("x", [5000])], [vi("y", [5000])], inits)
+    with pytest.raises(OnnxImportError, match=r"cs \(CumSum\): CumSum would unroll into 5000"):
+        load(proto)
