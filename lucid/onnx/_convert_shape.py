@@ -450,6 +450,89 @@ def _cumsum(ctx: Ctx, xs: list[Any]) -> list[Any]:
     return [reverse(out, axis) if ctx.attr("reverse", 0) else out]
 
 
+def _source_coords(mode: str, n: int, out: int, scale: float) -> np.ndarray:
+    """Resize's coordinate transform: the input coordinate of each output index."""
+    y = np.arange(out, dtype=np.float64)
+    if mode == "align_corners":
+        return np.zeros(out) if out == 1 else y * (n - 1) / (out - 1)
+    if mode == "asymmetric":
+        return y / scale
+    if mode == "pytorch_half_pixel":
+        return np.full(out, -0.5) if scale * n == 1 else (y + 0.5) / scale - 0.5
+    if mode == "half_pixel":
+        return (y + 0.5) / scale - 0.5
+    raise ConvertError(f"Resize coordinate_transformation_mode={mode!r}")
+
+
+def _nearest(x: np.ndarray, rounding: str, n: int) -> np.ndarray:
+    """The input index Resize's nearest mode picks for each source coordinate."""
+    low = np.floor(x)
+    r = x - low
+    if rounding == "round_prefer_floor":
+        up = r > 0.5
+    elif rounding == "round_prefer_ceil":
+        up = r >= 0.5
+    elif rounding == "floor":
+        up = np.zeros_like(r, bool)
+    elif rounding == "ceil":
+        up = r > 0
+    else:
+        raise ConvertError(f"Resize nearest_mode={rounding!r}")
+    return np.clip(np.where(r == 0, low, low + up), 0, n - 1).astype(np.int64)
+
+
+def _resize(ctx: Ctx, xs: list[Any]) -> list[Any]:
+    x = xs[0]
+    if ctx.attr("mode", "nearest") != "nearest":
+        raise ConvertError(f"Resize mode={ctx.attr('mode')!r} (lucid imports nearest)")
+    axes = [axis_of(a, x.ndim) for a in ctx.attr("axes", range(x.ndim))]
+    shape = [int(d) for d in x.data.shape]
+    if ctx.has(3):
+        sizes = ctx.ints(3)
+        if len(sizes) != len(axes):
+            raise ConvertError(f"Resize sizes {sizes} for axes {axes}")
+        outs = dict(zip(axes, sizes))
+        scales = {a: outs[a] / shape[a] for a in axes}
+    elif ctx.has(2):
+        values = [float(v) for v in ctx.const(2).reshape(-1)]
+        if len(values) != len(axes):
+            raise ConvertError(f"Resize scales {values} for axes {axes}")
+        scales = dict(zip(axes, values))
+        outs = {a: int(scales[a] * shape[a]) for a in axes}
+    else:
+        raise ConvertError("Resize without scales or sizes")
+    mode = ctx.attr("coordinate_transformation_mode", "half_pixel")
+    rounding = ctx.attr("nearest_mode", "round_prefer_floor")
+    for a in axes:
+        n, out = shape[a], outs[a]
+        if out == n and scales[a] == 1.0:
+            continue
+        picks = _nearest(_source_coords(mode, n, out, scales[a]), rounding, n)
+        pieces("a nearest Resize", len(picks))
+        parts = [
+            table_op("slice", x, axes=(a,), starts=(int(i),), stops=(int(i) + 1,), steps=(1,))
+            for i in picks
+        ]
+        x = lucid.cat(parts, a) if len(parts) > 1 else parts[0]
+    return [x]
+
+
+def _resize_check(info: NodeInfo) -> str | None:
+    if info.attrs.get("mode", "nearest") != "nearest":
+        return f"Resize mode {info.attrs['mode']}"
+    mode = info.attrs.get("coordinate_transformation_mode", "half_pixel")
+    if mode not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"):
+        return f"Resize coordinate_transformation_mode {mode}"
+    if info.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        return "Resize keep_aspect_ratio_policy other than stretch"
+    if info.attrs.get("antialias", 0):
+        return "Resize antialias=1"
+    for i in (2, 3):
+        if i < len(info.known) and not info.known[i]:
+            return f"Resize with {'scales' if i == 2 else 'sizes'} given at run time"
+    return None
+
+
 # ---------------------------------------------------------------- the table
 
 _SPATIAL = frozenset({"auto_pad", "pads", "strides", "dilations", "kernel_shape"})
@@ -470,6 +553,23 @@ OPS: Mapping[str, OpSpec] = {
     "Gather": OpSpec(_gather, frozenset({"axis"}), check=_gather_check),
     "GatherElements": OpSpec(_gather_elements, frozenset({"axis"}), (1,), dtypes=FLOAT),
     "CumSum": OpSpec(_cumsum, frozenset({"exclusive", "reverse"}), (1,), dtypes=NUM),
+    "Resize": OpSpec(
+        _resize,
+        frozenset(
+            {
+                "mode",
+                "axes",
+                "coordinate_transformation_mode",
+                "nearest_mode",
+                "keep_aspect_ratio_policy",
+                "antialias",
+                "cubic_coeff_a",
+                "exclude_outside",
+                "extrapolation_value",
+            }
+        ),
+        check=_resize_check,
+    ),
     "Expand": OpSpec(_expand, const_inputs=(1,)),
     "Tile": OpSpec(_tile, const_inputs=(1,)),
     "Pad": OpSpec(_pad, frozenset({"mode", "pads", "value"}), (1, 3), dtypes=FLOAT),

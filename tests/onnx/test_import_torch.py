@@ -87,6 +87,16 @@ class GeluMLP(torch.nn.Module):  # type: ignore[misc]
         return self.fc2(self.act(self.fc1(x)))
 
 
+class Upsample(torch.nn.Module):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: Any) -> Any:
+        up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        return self.conv(up)
+
+
 def mobilenet() -> Any:
     from tests.zoo.torch_mobilenet import MobileNetV3Small
 
@@ -118,6 +128,12 @@ def test_the_erf_pattern_of_exact_gelu_imports_as_gelu() -> None:
     text = format_graph(trace(module, lucid.Tensor(np.zeros((2, 6), np.float32))))
     assert "= gelu " in text and "erf" not in text
     check(data, (6,), (1, 4), compiled=True)
+
+
+@pytest.mark.needs_cc
+def test_nearest_upsampling_matches_onnxruntime() -> None:
+    torch.manual_seed(0)
+    check(export(Upsample().eval(), torch.randn(2, 3, 5, 6)), (3, 5, 6), (1, 3), compiled=True)
 
 
 def test_mobilenet_v3_small_matches_onnxruntime_eagerly_at_64() -> None:
