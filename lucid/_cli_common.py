@@ -182,6 +182,8 @@ def traced_target(args: argparse.Namespace) -> tuple[Any, Any]:
     from lucid.ir import trace
     from lucid.tensor import Tensor
 
+    if is_onnx(args.target):
+        return onnx_target(args)
     model = load_target(args.target)
     specs = args.input or BUILTINS.get(args.target, (None, []))[1]
     if not specs:
@@ -204,6 +206,42 @@ def traced_target(args: argparse.Namespace) -> tuple[Any, Any]:
     except (ValueError, TypeError) as e:  # e.g. Linear's check of the input's last dim
         shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
         raise CLIError(f"{args.target}: running the model on inputs {shapes} failed: {e}") from None
+
+
+def is_onnx(target: str) -> bool:
+    """Whether a target names an ONNX file."""
+    return target.lower().endswith(".onnx")
+
+
+def onnx_target(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(module, graph): an ONNX file imported with lucid.onnx.load and traced on zeros of the
+    input shapes it declares (a first dim without a fixed size is the batch: the symbol N)."""
+    from lucid.ir import trace
+    from lucid.onnx import load
+    from lucid.tensor import Tensor
+
+    if args.input:
+        raise CLIError(
+            f"{args.target}: an ONNX model's input shapes come from the file; drop --input"
+        )
+    if args.dtype != "f32":
+        raise CLIError(f"{args.target}: an ONNX model keeps its own dtypes; drop --dtype")
+    model = load(args.target)
+    inputs = [
+        Tensor(np.zeros(tuple(args.batch if d is None else d for d in s.shape), s.dtype))
+        for s in model.input_specs
+    ]
+    return model, trace(model, *inputs, dynamic_batch=model.dynamic_batch or args.dynamic_batch)
+
+
+def export_stem(target: str, output: str) -> str:
+    """Where `export` writes: `output` itself, or for an ONNX target and an output that names
+    a directory (`out/`), that directory (created) / the ONNX file's stem."""
+    if not is_onnx(target) or not (output.endswith(("/", "\\")) or Path(output).is_dir()):
+        return output
+    directory = Path(output)
+    directory.mkdir(parents=True, exist_ok=True)
+    return str(directory / Path(target).stem)
 
 
 _NP = {"f32": np.float32, "f64": np.float64, "i64": np.int64, "bool": np.bool_}
@@ -273,7 +311,7 @@ def target_args(p: argparse.ArgumentParser, *, lir: bool) -> None:
     p.add_argument(
         "target",
         metavar="FILE.lir|TARGET" if lir else "TARGET",
-        help=f"{what}: 'seed', path/to/file.py:Name or package.module:Name",
+        help=f"{what}: 'seed', path/to/file.py:Name, package.module:Name or MODEL.onnx",
     )
     p.add_argument(
         "--input",

@@ -26,6 +26,7 @@ from lucid._cli_common import (
     CommandTable,
     SeedModel,
     emit,
+    export_stem,
     load_graph,
     output_args,
     random_array,
@@ -35,6 +36,7 @@ from lucid._cli_common import (
     traced_target,
 )
 from lucid._cli_compile import COMPILE_COMMANDS
+from lucid._cli_onnx import ONNX_COMMANDS
 
 __all__ = ["COMMANDS", "PROG", "SeedModel", "build_parser", "main", "seed_model"]
 
@@ -165,7 +167,13 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     target_args(p, lir=False)
-    p.add_argument("-o", "--output", metavar="STEM", required=True, help="writes STEM.so/.h/.c")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="STEM",
+        required=True,
+        help="writes STEM.so/.h/.c (an ONNX target may name a directory: DIR/MODEL.so ...)",
+    )
     p.add_argument("--name", help="C symbol prefix (default: STEM's base name, sanitised)")
     p.add_argument("--weights", choices=["embedded", "file"], default="embedded")
     p.add_argument("--march", default="x86-64-v3", help="-march of the build (e.g. native)")
@@ -188,7 +196,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export(
         model,
         tuple(inputs),
-        args.output,
+        export_stem(args.target, args.output),
         dynamic_batch=bool(bind),
         name=args.name,
         weights=args.weights,
@@ -204,8 +212,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- entry point
 
-# Every subcommand, in help order: the IR commands above, then the C compiler's.
-COMMANDS: dict[str, Command] = {**IR_COMMANDS.commands, **COMPILE_COMMANDS.commands}
+# Every subcommand, in help order: the IR commands above, the C compiler's, then ONNX import.
+COMMANDS: dict[str, Command] = {
+    **IR_COMMANDS.commands,
+    **COMPILE_COMMANDS.commands,
+    **ONNX_COMMANDS.commands,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

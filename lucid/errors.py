@@ -100,6 +100,15 @@ class CompilerNotFoundError(BuildError):
     """No working C compiler was found."""
 
 
+class OnnxImportError(LucidError, ValueError):
+    """An ONNX model cannot be imported (lucid.onnx.load); `problems` lists each node lucid
+    cannot take, with its name and op type, when there are several."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+
 class InputError(LucidError, ValueError):
     """A call received inputs of the wrong count, shape or dtype."""
 

@@ -318,7 +318,7 @@ class Emitter:
             DType.F64: tp.DOUBLE,
             DType.I64: tp.INT64,
             DType.BOOL: tp.BOOL,
-        }[dtype]  # type: ignore[no-any-return]
+        }[dtype]
 
     def fresh(self) -> str:
         """A new value name, never one of the graph's own (inputs, outputs, parameters)."""

@@ -1,0 +1,41 @@
+"""`lucid-ir import MODEL.onnx`: an ONNX model imported with lucid.onnx.load, printed as the IR
+lucid traces from it (the text `trace` prints for a lucid model).
+
+The other subcommands (`trace`, `opt`, `run`, `grad`, `emit-c`, `export`) take an `.onnx`
+target too: lucid/_cli_common.py's `onnx_target` imports it, with the input shapes the file
+declares (a first dim without a fixed size is the batch, given --batch rows when data is
+needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lucid._cli_common import (
+    CLIError,
+    CommandTable,
+    emit,
+    is_onnx,
+    onnx_target,
+    output_args,
+    render,
+    target_args,
+)
+
+ONNX_COMMANDS = CommandTable()
+command = ONNX_COMMANDS.command
+
+
+def _import_args(p: argparse.ArgumentParser) -> None:
+    target_args(p, lir=False)
+    output_args(p)
+
+
+@command("import", "import an ONNX model and print its traced IR", _import_args)
+def cmd_import(args: argparse.Namespace) -> int:
+    """Print the IR lucid traces from an ONNX file."""
+    if not is_onnx(args.target):
+        raise CLIError(f"{args.target}: expected an .onnx file")
+    _, graph = onnx_target(args)
+    emit(render(graph, args), args.output)
+    return 0
