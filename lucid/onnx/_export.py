@@ -80,7 +80,9 @@ def export(
             "input and output names must be distinct from each other and from the parameter "
             f"names; got inputs {in_names}, outputs {out_names}"
         )
-    arrays = _param_arrays(model, graph)
+    from lucid.runtime.aot import param_arrays
+
+    arrays = param_arrays(model, graph, OnnxExportError)
     size = sum(a.nbytes for a in arrays)
     if size >= PROTOBUF_LIMIT:
         raise OnnxExportError(
@@ -156,23 +158,6 @@ def _names(given: Sequence[str] | None, prefix: str, count: int, what: str) -> l
     ):
         raise OnnxExportError(f"{what} must be {count} non-empty strings, got {given!r}")
     return names
-
-
-def _param_arrays(model: Any, graph: Graph) -> list[np.ndarray]:
-    """The model's parameter and buffer arrays in graph order, checked against the graph."""
-    found = dict([*model.named_parameters(), *model.named_buffers()])
-    arrays = []
-    for value in graph.params:
-        p = found.get(value.hint or "")
-        if p is None:
-            raise OnnxExportError(f"graph parameter {value.hint!r} is not a parameter of the model")
-        a = np.asarray(p.data)
-        if a.dtype != value.type.dtype.np or a.shape != value.type.shape:
-            raise OnnxExportError(
-                f"parameter {value.hint}: expected {value.type}, has {a.dtype}{a.shape}"
-            )
-        arrays.append(a)
-    return arrays
 
 
 def _atomic_write(path: str | os.PathLike[str], data: bytes) -> None:

@@ -110,7 +110,7 @@ def export(
     inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
 
     graph = _optimised_graph(model, inputs, dynamic_batch, passes, specialize)
-    arrays = _param_arrays(model, graph)
+    arrays = param_arrays(model, graph)
     # per-call threads: the library promises no global mutable state (NAME_run is reentrant)
     codegen = CodegenOptions(isa=_isa(march), prefix=f"{name}_impl", threads="spawn")
     program = emit_c(graph, codegen)
@@ -268,19 +268,20 @@ def _refuse_random(model: Any, graph: Graph, n_inputs: int) -> None:
     )
 
 
-def _param_arrays(model: Any, graph: Graph) -> list[np.ndarray]:
-    """The model's parameter arrays in graph order, checked against the graph's types."""
-    found = {name: p for name, p in [*model.named_parameters(), *model.named_buffers()]}
+def param_arrays(
+    model: Any, graph: Graph, error: type[LucidError] = LucidError
+) -> list[np.ndarray]:
+    """The model's parameter and buffer arrays in graph order, checked against the graph's
+    types (a mismatch raises `error`: lucid.export's and lucid.onnx.export's own class)."""
+    found = dict([*model.named_parameters(), *model.named_buffers()])
     arrays = []
     for value in graph.params:
         p = found.get(value.hint or "")
         if p is None:
-            raise LucidError(f"graph parameter {value.hint!r} is not a parameter of the model")
+            raise error(f"graph parameter {value.hint!r} is not a parameter of the model")
         a = np.asarray(p.data)
         if a.dtype != value.type.dtype.np or a.shape != value.type.shape:
-            raise LucidError(
-                f"parameter {value.hint}: expected {value.type}, has {a.dtype}{a.shape}"
-            )
+            raise error(f"parameter {value.hint}: expected {value.type}, has {a.dtype}{a.shape}")
         arrays.append(a)
     return arrays
 
