@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 import lucid
+from lucid.ir.ops import OPS as _IR_OPS
 from lucid.nn import functional as F
 from lucid.onnx._convert_base import (
     DTYPES,
@@ -33,7 +34,7 @@ from lucid.onnx._convert_base import (
     table_op,
     where,
 )
-from lucid.tensor import Tensor
+from lucid.tensor import Tensor, apply
 
 # ---------------------------------------------------------------- shapes
 
@@ -161,8 +162,36 @@ def _slice(ctx: Ctx, xs: list[Any]) -> list[Any]:
     return [out]
 
 
+def _checked_positions(ids: Tensor, n: int) -> Tensor:
+    """ONNX's Gather positions of runtime `ids` along a dim of size n: -n <= id < n (an
+    out-of-range id stops the call, in eager and compiled code alike), negative ids counted
+    from the end."""
+    shifted = ids + n  # [0, 2n): a negative id lands below n, a non-negative one above
+    shifted = apply(
+        _IR_OPS["index_check"],
+        (shifted,),
+        {"size": 2 * n, "allow": (), "what": f"Gather indices (in [-{n}, {n}))"},
+    )
+    return lucid.where(shifted >= n, shifted - n, shifted)
+
+
+def _gather_int_table(table: np.ndarray, ids: Tensor) -> Tensor:
+    """Gather from a 1-D integer table known at import, with runtime indices: an index table
+    (arange: lucid.onnx.export's range check of embedding ids) is the checked positions
+    themselves; any other table is looked up exactly (float64 rows hold int values to 2**53)."""
+    n = int(table.shape[0])
+    positions = _checked_positions(ids, n)
+    if np.array_equal(table, np.arange(n)):
+        return positions
+    rows = Tensor(table.astype(np.float64).reshape(n, 1))
+    got = F.embedding(positions, rows)
+    return got.reshape(*ids.shape).astype(np.int64)
+
+
 def _gather(ctx: Ctx, xs: list[Any]) -> list[Any]:
     x = xs[0]
+    if not ctx.known(1) and ctx.known(0) and x.ndim == 1 and x.data.dtype.kind in "iu":
+        return [_gather_int_table(ctx.const(0), xs[1])]
     if not ctx.known(1):  # runtime indices: rows of a 2-D float table (a token embedding)
         if int(ctx.attr("axis", 0)) != 0 or x.ndim != 2 or x.data.dtype.kind != "f":
             raise ConvertError("Gather with runtime indices (only rows of a 2-D float table)")
@@ -202,6 +231,8 @@ def _gather_check(info: NodeInfo) -> str | None:
     if info.known[1]:
         return None
     shape = info.in_shapes[0]
+    if info.known[0] and info.in_types[0] == 7 and shape is not None and len(shape) == 1:
+        return None  # an int64 table known at import: _gather_int_table
     if (
         info.attrs.get("axis", 0) != 0
         or info.in_types[0] not in FLOAT_TYPES
