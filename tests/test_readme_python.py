@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+import lucid
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"(?:<!-- readme-test: ([^>]*)-->\n)?```python\n(.*?)```", re.DOTALL)
@@ -96,11 +98,20 @@ def _definitions(code: str) -> dict[str, str]:
     return found
 
 
+def _source(relative: str) -> Path:
+    """The file an excerpt quotes. Files of the package are read from the lucid that is
+    imported, so the check also runs against an installed wheel (CI runs the suite from the
+    unpacked sdist with its lucid/ removed)."""
+    if relative.startswith("lucid/"):
+        return Path(lucid.__file__).parent.parent / relative
+    return ROOT / relative
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_excerpts_match_their_source(doc: Path) -> None:
     for reason, code, line in blocks(doc):
         if reason and reason.startswith("excerpt of "):
-            path = ROOT / reason.removeprefix("excerpt of ").strip()
+            path = _source(reason.removeprefix("excerpt of ").strip())
             source, excerpt = _definitions(path.read_text()), _definitions(code)
             assert excerpt, f"{doc.name}:{line}: the excerpt defines nothing"
             for name, tree in excerpt.items():
