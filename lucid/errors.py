@@ -17,9 +17,10 @@ class SourceLoc:
     file: str
     line: int
     function: str | None = None
+    column: int | None = None  # set for a node read from IR text (lucid.ir.parse)
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}" + (f":{self.column}" if self.column else "")
 
 
 class LucidError(Exception):
@@ -56,7 +57,15 @@ class IRTypeError(IRError, TypeError):
 
 
 class VerifyError(IRError):
-    """`verify` found a broken invariant; the message shows the IR around the node."""
+    """`verify` found a broken invariant; the message shows the IR around the node.
+
+    `reason` is the message without location or context, `node` the node it blames (None for
+    a problem of the graph itself), so that a parser can point at the node in its text."""
+
+    def __init__(self, message: str, reason: str | None = None, node: object = None) -> None:
+        super().__init__(message)
+        self.reason = message if reason is None else reason
+        self.node = node
 
 
 class ParseError(IRError):
@@ -67,8 +76,7 @@ class ParseError(IRError):
         self.column = column
         self.source_line = source_line
         self.reason = message
-        caret = " " * (column - 1) + "^"
-        super().__init__(f"{line}:{column}: error: {message}\n  {source_line}\n  {caret}")
+        super().__init__(f"{line}:{column}: error: {message}\n{excerpt(source_line, column)}")
 
 
 class TraceError(LucidError):
@@ -111,6 +119,11 @@ class OnnxImportError(LucidError, ValueError):
 
 class InputError(LucidError, ValueError):
     """A call received inputs of the wrong count, shape or dtype."""
+
+
+def excerpt(source_line: str, column: int) -> str:
+    """A source line and a caret under `column` (1-based), both indented two spaces."""
+    return f"  {source_line}\n  {' ' * (column - 1)}^"
 
 
 def format_diagnostic(

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from lucid.errors import IRError, ParseError, SourceLoc
+from lucid.errors import IRError, ParseError, SourceLoc, VerifyError, excerpt
 from lucid.ir.core import Attr, Graph, Node, Value
 from lucid.ir.ops import FLOAT, OPS
 from lucid.ir.types import SYMBOL_RE, Dim, DType, TensorType, symbolic_dim
@@ -42,33 +42,31 @@ class Token:
     offset: int
 
 
-def parse(text: str, verify: bool = True) -> Graph:
-    """The one Graph in `text`; ParseError (with a caret) on bad text, VerifyError if invalid."""
-    parser = _Parser(text)
+def parse(text: str, verify: bool = True, *, filename: str | None = None) -> Graph:
+    """The one Graph in `text`; ParseError (with a caret) on bad text, VerifyError if invalid.
+
+    With `filename`, each node without a `loc(...)` gets SourceLoc(filename, line, column) of
+    its text, so errors found later (autodiff, codegen) point into the file; a verify error
+    points at the node's line and column in either case (`[file:]line:col: error:`, caret)."""
+    parser = _Parser(text, filename)
     graph = parser.graph()
     if parser.peek().kind != "eof":
         raise parser.error("expected the end of the text after the graph", parser.peek())
     if verify:
-        _verify(graph)
+        parser.verify(graph)
     return graph
 
 
-def parse_module(text: str, verify: bool = True) -> list[Graph]:
+def parse_module(text: str, verify: bool = True, *, filename: str | None = None) -> list[Graph]:
     """Every Graph in `text` (e.g. a forward graph and its backward graph)."""
-    parser = _Parser(text)
+    parser = _Parser(text, filename)
     graphs = [parser.graph()]
     while parser.peek().kind != "eof":
         graphs.append(parser.graph())
     if verify:
         for g in graphs:
-            _verify(g)
+            parser.verify(g)
     return graphs
-
-
-def _verify(graph: Graph) -> None:
-    from lucid.ir.verify import verify  # verify imports the printer, which is independent of us
-
-    verify(graph)
 
 
 def tokenize(text: str) -> list[Token]:
@@ -78,7 +76,8 @@ def tokenize(text: str) -> list[Token]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise _error(text, f"unexpected character {text[pos]!r}", pos)
+            line, column, source = _Lines(text).position(pos)
+            raise ParseError(f"unexpected character {text[pos]!r}", line, column, source)
         kind = m.lastgroup or ""
         if kind != "ws":
             tokens.append(Token(m.group() if kind == "punct" else kind, m.group(), pos))
@@ -87,22 +86,32 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def _error(text: str, message: str, offset: int) -> ParseError:
-    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
-    line = bisect.bisect_right(starts, offset)
-    start = starts[line - 1]
-    end = text.find("\n", start)
-    source = text[start : end if end >= 0 else len(text)]
-    return ParseError(message, line, offset - start + 1, source)
-
-
-class _Parser:
-    """Recursive descent over the token list; each graph or region has its own name scope."""
+class _Lines:
+    """Offsets in a text as (line, column, the line's text), both 1-based."""
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self.starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+
+    def position(self, offset: int) -> tuple[int, int, str]:
+        line = bisect.bisect_right(self.starts, offset)
+        start = self.starts[line - 1]
+        end = self.text.find("\n", start)
+        return line, offset - start + 1, self.text[start : end if end >= 0 else len(self.text)]
+
+
+class _Parser:
+    """Recursive descent over the token list; each graph or region has its own name scope.
+
+    `offsets` remembers where each node and graph starts in the text, for verify's errors."""
+
+    def __init__(self, text: str, filename: str | None = None) -> None:
+        self.text = text
+        self.filename = filename
+        self.lines = _Lines(text)
         self.tokens = tokenize(text)
         self.pos = 0
+        self.offsets: dict[Node | Graph, int] = {}
 
     # ------------------------------------------------------------ token helpers
 
@@ -130,13 +139,29 @@ class _Parser:
         return tok
 
     def error(self, message: str, tok: Token) -> ParseError:
-        return _error(self.text, message, tok.offset)
+        return ParseError(message, *self.lines.position(tok.offset))
+
+    def verify(self, graph: Graph) -> None:
+        """lucid.ir.verify, its error moved to the blamed node's line and column in the text."""
+        from lucid.ir.verify import verify  # verify imports the printer, independent of us
+
+        try:
+            verify(graph)
+        except VerifyError as e:
+            node = e.node if isinstance(e.node, Node) and e.node in self.offsets else graph
+            line, column, source = self.lines.position(self.offsets[node])
+            where = f"{self.filename}:" if self.filename is not None else ""
+            raise VerifyError(
+                f"{where}{line}:{column}: error: {e.reason}\n{excerpt(source, column)}",
+                e.reason,
+                e.node,
+            ) from None
 
     # ------------------------------------------------------------ grammar
 
     def graph(self) -> Graph:
         """graph @name(args) [params(args)] -> (types) { node* return values }"""
-        self.expect("ident", "'graph'", "graph")
+        start = self.expect("ident", "'graph'", "graph").offset
         name_tok = self.expect("gname", "a graph name such as @forward")
         name = _unquote(name_tok.text[1:])
         scope: dict[str, Value] = {}
@@ -162,7 +187,9 @@ class _Parser:
                 f"({', '.join(map(str, declared))})",
                 ret,
             )
-        return Graph(name, tuple(inputs), tuple(params), tuple(nodes), tuple(outputs))
+        graph = Graph(name, tuple(inputs), tuple(params), tuple(nodes), tuple(outputs))
+        self.offsets[graph] = start
+        return graph
 
     def block(self, scope: dict[str, Value], end: str) -> tuple[list[Node], list[Value], Token]:
         """Node lines up to `return` (or `yield`) and the values it lists."""
@@ -180,6 +207,7 @@ class _Parser:
 
     def node(self, scope: dict[str, Value]) -> Node:
         """%r, ... = op %a, ... {attrs} : types [loc(...)] [{ region }]"""
+        start = self.peek().offset
         names = [self.expect("value", "a result name")]
         while self.accept(","):
             names.append(self.expect("value", "a result name"))
@@ -196,10 +224,15 @@ class _Parser:
         if self.accept("{"):
             body = self.region(op_tok.text)
             loc = self.loc() or loc
+        if loc is None and self.filename is not None:
+            line, column, _ = self.lines.position(start)
+            loc = SourceLoc(self.filename, line, column=column)
         results = []
         for tok, t in zip(names, types):
             results.append(self.define(scope, tok, Value(t)))
-        return Node(op_tok.text, tuple(inputs), attrs, tuple(results), loc, body)
+        node = Node(op_tok.text, tuple(inputs), attrs, tuple(results), loc, body)
+        self.offsets[node] = start
+        return node
 
     def region(self, op: str) -> Graph:
         """^(args): node* yield values }  -- a fused node's body, with its own scope."""

@@ -24,7 +24,8 @@ def verify(graph: Graph) -> None:
             where = f"in the body of {owner.op}: " if owner is not None else ""
             # the context is always printed from the top-level graph, so the numbering in
             # the message is the numbering a user sees when printing the graph
-            raise VerifyError(diagnose(where + message, graph, node or owner))
+            blamed = node or owner
+            raise VerifyError(diagnose(where + message, graph, blamed), where + message, blamed)
 
 
 def _check_graph(g: Graph, work: list[tuple[Graph, Node | None]]) -> tuple[Node | None, str] | None:
