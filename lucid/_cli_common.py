@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
+import os
 import re
 import shutil
 import subprocess
@@ -26,14 +28,20 @@ from lucid import nn
 from lucid.nn import Module
 
 SEED_INPUT = [[0.5, -1.2, 3.3]]  # the seed page's example input
+BATCH = 4  # the rows a symbolic batch dim gets when data is made up (tracing; `run` by default)
 
 
 class CLIError(Exception):
-    """A user-facing failure with an optional `file:line` location."""
+    """A user-facing failure with an optional `file:line` location: exit 1."""
 
     def __init__(self, message: str, where: str | None = None) -> None:
         super().__init__(message)
         self.where = where
+
+
+class UsageError(CLIError):
+    """A mistake in the command line that argparse cannot see (options that conflict, a
+    malformed model spec): exit 2 with the subcommand's usage, as argparse's own errors do."""
 
 
 @dataclass(frozen=True)
@@ -97,36 +105,82 @@ def seed_model() -> SeedModel:
 BUILTINS: dict[str, tuple[Callable[[], Any], list[str]]] = {"seed": (seed_model, ["1x3"])}
 
 
-def load_target(target: str) -> Any:
-    """The Module named by `seed`, `path/file.py:Name` or `package.module:Name`."""
+def load_target(target: str) -> Module:
+    """The Module named by `seed`, `path/file.py:attr` or `package.module:attr`: attr is a
+    Module instance, a Module class or a factory called with no arguments."""
     if target in BUILTINS:
         return BUILTINS[target][0]()
     where, sep, name = target.rpartition(":")
-    if not sep or not where or not name:
-        raise CLIError(
-            f"target {target!r} is not 'seed', 'path/to/file.py:Name' or 'package.module:Name'"
+    if not sep or not where or not name.isidentifier():
+        raise UsageError(
+            "expected a model as 'seed', package.module:attr or path/to/file.py:attr "
+            f"(attr a Python name), got {target!r}"
         )
     if where.endswith(".py") or "/" in where or "\\" in where:
         namespace = _load_file(Path(where))
     else:
-        try:
-            namespace = importlib.import_module(where)
-        except ImportError as e:
-            raise CLIError(f"cannot import module {where!r}: {e}") from None
+        namespace = _import_module(where)
     if not hasattr(namespace, name):
-        raise CLIError(f"{where} has no attribute {name!r}")
-    obj = getattr(namespace, name)
+        models = sorted(k for k, v in vars(namespace).items() if _is_model(v) and k[0] != "_")
+        found = f"; its models: {', '.join(models)}" if models else ""
+        origin = getattr(namespace, "__file__", None) or where
+        raise CLIError(f"{origin} has no attribute {name!r}{found}")
+    return _as_module(getattr(namespace, name), target, name)
+
+
+def _is_model(obj: object) -> bool:
+    return isinstance(obj, Module) or (isinstance(obj, type) and issubclass(obj, Module))
+
+
+def _as_module(obj: object, target: str, name: str) -> Module:
+    """`obj` itself if it is a Module, else what calling it with no arguments returns."""
+    if isinstance(obj, Module):
+        return obj
+    kinds = "an nn.Module instance, an nn.Module class or a function that returns an nn.Module"
     if isinstance(obj, type) and not issubclass(obj, Module):
-        raise CLIError(f"{target}: {name} is a class but not an nn.Module")
+        raise CLIError(f"{target}: expected {kinds}, got the class {obj.__name__}")
     if not callable(obj):
-        raise CLIError(f"{target}: {name} is neither an nn.Module class nor a factory function")
+        raise CLIError(f"{target}: expected {kinds}, got an object of type {type(obj).__name__}")
+    try:
+        inspect.signature(obj).bind()
+    except TypeError as e:
+        raise CLIError(f"{target}: {name} cannot be called with no arguments ({e})") from None
+    except ValueError:  # no signature to inspect (a builtin): let the call decide
+        pass
     try:
         model = obj()
-    except TypeError as e:
-        raise CLIError(f"{target}: cannot call {name}() with no arguments: {e}") from None
+    except Exception as e:  # noqa: BLE001  (any failure of the user's code: one line)
+        raise CLIError(f"{target}: {name}() raised {type(e).__name__}: {e}") from None
     if not isinstance(model, Module):
-        raise CLIError(f"{target}: {name}() returned {type(model).__name__}, not an nn.Module")
+        got = type(model).__name__
+        raise CLIError(
+            f"{target}: expected {name}() to return an nn.Module, got an object of type {got}"
+        )
     return model
+
+
+def _import_module(where: str) -> Any:
+    """Import `where` as `python -m` would: the current directory first, then sys.path.
+
+    The directory is on sys.path during the import only, so the caller's path is unchanged."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    importlib.invalidate_caches()  # a module file written after the last import is seen
+    try:
+        return importlib.import_module(where)
+    except ModuleNotFoundError as e:
+        if e.name is not None and (where == e.name or where.startswith(e.name + ".")):
+            raise CLIError(
+                f"no module named {e.name!r} in the current directory ({cwd}) or on sys.path"
+            ) from None
+        raise CLIError(f"importing {where!r} failed: {type(e).__name__}: {e}") from None
+    except Exception as e:  # noqa: BLE001  (any failure of the user's module: one line)
+        raise CLIError(f"importing {where!r} failed: {type(e).__name__}: {e}") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
 
 
 def _load_file(path: Path) -> Any:
@@ -149,7 +203,7 @@ _INPUT_RE = re.compile(r"(?P<shape>[A-Za-z_0-9x]*?)(?::(?P<dtype>f32|f64|i64|boo
 
 def parse_input(spec: str) -> tuple[tuple[int | str, ...], str | None]:
     """`1x3` -> ((1, 3), None); `Nx3` -> (("N", 3), None); `N:i64` -> (("N",), "i64")."""
-    bad = CLIError(
+    bad = UsageError(
         f"bad --input {spec!r}: expected dims like 1x3 or Nx3 (only the first dim may be a "
         "symbol), optionally followed by :f32, :f64, :i64 or :bool"
     )
@@ -187,7 +241,9 @@ def traced_target(args: argparse.Namespace) -> tuple[Any, Any]:
     model = load_target(args.target)
     specs = args.input or BUILTINS.get(args.target, (None, []))[1]
     if not specs:
-        raise CLIError(f"{args.target}: give the input shapes with --input, e.g. --input Nx3")
+        raise UsageError(
+            f"{args.target}: expected the input shapes with --input (e.g. --input Nx3), got none"
+        )
     float_dtype = np.dtype(np.float64 if args.dtype == "f64" else np.float32)
     if float_dtype == np.float64:
         for p in model.parameters():  # the model is ours (made just now): widen it in place
@@ -197,7 +253,7 @@ def traced_target(args: argparse.Namespace) -> tuple[Any, Any]:
     for spec in specs:
         shape, dt = parse_input(spec)
         dynamic = dynamic or any(isinstance(d, str) for d in shape)
-        concrete = tuple(args.batch if isinstance(d, str) else d for d in shape)
+        concrete = tuple((args.batch or BATCH) if isinstance(d, str) else d for d in shape)
         inputs.append(Tensor(random_array(concrete, np.dtype(dt and _NP[dt] or float_dtype), rng)))
     if args.target == "seed" and not args.input:
         inputs = [Tensor(np.array(SEED_INPUT, float_dtype))]
@@ -220,15 +276,10 @@ def onnx_target(args: argparse.Namespace) -> tuple[Any, Any]:
     from lucid.onnx import load
     from lucid.tensor import Tensor
 
-    if args.input:
-        raise CLIError(
-            f"{args.target}: an ONNX model's input shapes come from the file; drop --input"
-        )
-    if args.dtype != "f32":
-        raise CLIError(f"{args.target}: an ONNX model keeps its own dtypes; drop --dtype")
     model = load(args.target)
+    batch = args.batch or BATCH
     inputs = [
-        Tensor(np.zeros(tuple(args.batch if d is None else d for d in s.shape), s.dtype))
+        Tensor(np.zeros(tuple(batch if d is None else d for d in s.shape), s.dtype))
         for s in model.input_specs
     ]
     return model, trace(model, *inputs, dynamic_batch=model.dynamic_batch or args.dynamic_batch)
@@ -260,14 +311,64 @@ def load_graph(args: argparse.Namespace) -> tuple[Any, Any]:
     except OSError as e:
         raise CLIError(f"cannot read {path}: {e.strerror}") from None
     try:
-        return None, parse(text)
+        return None, parse(text, filename=str(path))
     except ParseError as e:
-        raise CLIError(
-            f"{e.line}:{e.column}: error: {e.reason}\n  {e.source_line}\n  "
-            + " " * (e.column - 1)
-            + "^",
-            where=str(path),
-        ) from None
+        raise CLIError(str(e), where=str(path)) from None
+
+
+def with_excerpt(message: str, lir: str) -> str:
+    """`message` with the source line and a caret under its first line, when that line is
+    located in the .lir file `lir` (`lir:line:col: error: ...`) and they are not shown yet."""
+    from lucid.errors import excerpt
+
+    m = re.match(rf"{re.escape(lir)}:(\d+):(\d+): error: ", message)
+    if m is None:
+        return message
+    try:
+        lines = Path(lir).read_text().splitlines()
+    except OSError:
+        return message
+    line, column = int(m[1]), int(m[2])
+    if line > len(lines):
+        return message
+    shown = excerpt(lines[line - 1], column)
+    head, _, rest = message.partition("\n")
+    if rest.startswith(shown):
+        return message
+    return "\n".join([head, shown, *([rest] if rest else [])])
+
+
+def check_target(args: argparse.Namespace) -> None:
+    """The checks argparse cannot make: exactly one of TARGET and --model, and no option that
+    the target cannot use (a .lir file and an ONNX model declare their own input types)."""
+    model = getattr(args, "model", None)
+    if model is not None:
+        if args.target is not None:
+            raise UsageError(
+                f"expected the model once, as TARGET or --model, got both: {args.target!r} "
+                f"and --model {model!r}"
+            )
+        if model.endswith((".lir", ".onnx")):
+            raise UsageError(
+                f"--model expects module:attr or path/to/file.py:attr, got {model!r}; give a "
+                ".lir or .onnx file as the TARGET argument"
+            )
+        args.target = model
+    elif args.target is None:
+        raise UsageError("expected a TARGET or --model module:attr, got neither")
+    if args.target.endswith(".lir") or is_onnx(args.target):
+        kind = "a .lir file" if args.target.endswith(".lir") else "an ONNX model"
+        given = [f"--input {args.input[0]}"] if getattr(args, "input", None) else []
+        given += [f"--dtype {args.dtype}"] if getattr(args, "dtype", None) else []
+        if args.target.endswith(".lir") and getattr(args, "dynamic_batch", False):
+            given.append("--dynamic-batch")
+        if given:
+            raise UsageError(
+                f"{args.target}: {kind} declares its own input types; {' and '.join(given)} "
+                "applies to Python models only"
+            )
+    if getattr(args, "locs", False) and args.format != "text":
+        raise UsageError(f"--locs applies to --format text, got --format {args.format}")
 
 
 # ---------------------------------------------------------------- output
@@ -306,13 +407,26 @@ def emit(data: str | bytes, output: str | None) -> None:
         sys.stdout.write(data)
 
 
-def target_args(p: argparse.ArgumentParser, *, lir: bool) -> None:
-    what = "FILE.lir or TARGET" if lir else "TARGET"
+def _positive(text: str) -> int:
+    """argparse type: an int >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def target_args(p: argparse.ArgumentParser, *, lir: bool, data: bool = False) -> None:
+    """TARGET (or --model) and the options that shape a traced model's inputs; with `data`
+    (commands that run the graph on random inputs), --batch and --seed too."""
+    what = "FILE.lir, " if lir else ""
     p.add_argument(
         "target",
+        nargs="?",
         metavar="FILE.lir|TARGET" if lir else "TARGET",
-        help=f"{what}: 'seed', path/to/file.py:Name, package.module:Name or MODEL.onnx",
+        help=f"{what}'seed', package.module:attr, path/to/file.py:attr or MODEL.onnx; attr is "
+        "an nn.Module, an nn.Module class or a function returning one; modules are imported "
+        "from the current directory first",
     )
+    p.add_argument("--model", metavar="SPEC", help="the model as module:attr (instead of TARGET)")
     p.add_argument(
         "--input",
         action="append",
@@ -320,9 +434,17 @@ def target_args(p: argparse.ArgumentParser, *, lir: bool) -> None:
         help="an input shape such as 1x3 or Nx3 (symbolic batch), repeat per input; "
         "append :i64 etc. for another dtype",
     )
-    p.add_argument("--dtype", choices=["f32", "f64"], default="f32", help="float dtype")
+    p.add_argument("--dtype", choices=["f32", "f64"], help="float dtype (default: f32)")
     p.add_argument("--dynamic-batch", action="store_true", help="make every first dim N")
-    p.add_argument("--batch", type=int, default=4, help="the size a symbolic dim gets")
+    if not data:
+        p.set_defaults(batch=None, seed=0)
+        return
+    p.add_argument(
+        "--batch",
+        type=_positive,
+        help=f"rows of the symbolic batch dim N (default: {BATCH}); makes a model's batch "
+        "symbolic, as --dynamic-batch does",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
 
 

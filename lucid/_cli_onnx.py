@@ -19,7 +19,6 @@ from lucid._cli_common import (
     onnx_target,
     output_args,
     render,
-    target_args,
 )
 
 ONNX_COMMANDS = CommandTable()
@@ -27,7 +26,11 @@ command = ONNX_COMMANDS.command
 
 
 def _import_args(p: argparse.ArgumentParser) -> None:
-    target_args(p, lir=False)
+    p.add_argument("target", metavar="MODEL.onnx", help="the ONNX file")
+    p.add_argument(
+        "--dynamic-batch", action="store_true", help="make every first dim N (the batch)"
+    )
+    p.set_defaults(batch=None)
     output_args(p)
 
 

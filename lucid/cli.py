@@ -6,8 +6,10 @@ and what both share (loading targets, random inputs, output) in lucid/_cli_commo
 `COMMANDS` joins the two tables and `main` builds the argparse parser from it.
 
 Results go to stdout; diagnostics (errors, --timings, --print-after-all) to stderr. Errors
-print as `file:line: error: message` when they have a location, else `lucid-ir: error: ...`,
-and exit 1; usage errors exit 2 (argparse).
+print as `file:line: error: message` when they have a location (`file.lir:line:col: error:`
+with the source line and a caret for a .lir file), else `lucid-ir: error: ...`, and exit 1.
+Usage errors exit 2 with the subcommand's usage: argparse's own, and those found after
+parsing (UsageError: options that conflict, a malformed model spec).
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ import numpy as np
 
 import lucid
 from lucid._cli_common import (
+    BATCH,
     CLIError,
     Command,
     CommandTable,
     SeedModel,
+    UsageError,
+    check_target,
     emit,
     export_stem,
     load_graph,
@@ -34,6 +39,7 @@ from lucid._cli_common import (
     seed_model,
     target_args,
     traced_target,
+    with_excerpt,
 )
 from lucid._cli_compile import COMPILE_COMMANDS
 from lucid._cli_onnx import ONNX_COMMANDS
@@ -95,16 +101,25 @@ def cmd_opt(args: argparse.Namespace) -> int:
 @command(
     "run",
     "interpret a graph on random inputs and print its outputs",
-    lambda p: target_args(p, lir=True),
+    lambda p: target_args(p, lir=True, data=True),
 )
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the reference interpreter; a target runs with its own parameters."""
     from lucid.ir import interpret
     from lucid.ir.printer import format_lines
 
+    if args.batch is not None and not args.target.endswith(".lir"):
+        args.dynamic_batch = True  # a model traced for --batch rows gets a symbolic batch
     model, graph = load_graph(args)
+    symbols = {s for v in graph.inputs for s in v.type.symbols}
+    if args.batch is not None and not symbols:
+        types = ", ".join(str(v.type) for v in graph.inputs)
+        raise UsageError(
+            f"--batch {args.batch} expected a symbolic dim such as N in the inputs of "
+            f"@{graph.name}, got none ({types})"
+        )
     rng = np.random.default_rng(args.seed)
-    bindings = {s: args.batch for v in graph.inputs for s in v.type.symbols}
+    bindings = dict.fromkeys(symbols, args.batch or BATCH)
     values = graph.inputs if model is not None else (*graph.inputs, *graph.params)
     arrays = [random_array(v.type.concrete(bindings).shape, v.type.dtype.np, rng) for v in values]
     if model is not None:
@@ -187,8 +202,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from lucid.tensor import Tensor
 
     model, graph = traced_target(args)
-    bind = {s: args.batch for v in graph.inputs for s in v.type.symbols}
-    rng = np.random.default_rng(args.seed)
+    bind = {s: BATCH for v in graph.inputs for s in v.type.symbols}
+    rng = np.random.default_rng(0)  # example inputs: their values do not reach the library
     inputs = [
         Tensor(random_array(v.type.concrete(bind).shape, v.type.dtype.np, rng))
         for v in graph.inputs
@@ -231,12 +246,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `lucid-ir` with `argv` (default: sys.argv[1:]); return the exit code."""
+    """Run `lucid-ir` with `argv` (default: sys.argv[1:]); return the exit code.
+
+    A usage error exits through argparse (SystemExit(2), the subcommand's usage on stderr)."""
     from lucid.errors import LucidError, TraceError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if "target" in args:
+            check_target(args)
         return COMMANDS[args.command].run(args)
+    except UsageError as e:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(str(e))
     except CLIError as e:
         where = f"{e.where}:" if e.where else f"{PROG}: error: "
         print(f"{where}{e}", file=sys.stderr)
@@ -247,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = problem.diagnostic()
             print(text if problem.loc else f"{PROG}: {text}", file=sys.stderr)
     except LucidError as e:
-        text = str(e)
+        lir = args.target if str(getattr(args, "target", "")).endswith(".lir") else None
+        text = with_excerpt(str(e), lir) if lir is not None else str(e)
         located = re.match(r"\S+:\d+: error: ", text) is not None
         print(
             text

@@ -102,11 +102,13 @@ def test_trace_module_target_and_locs(capsys) -> None:  # type: ignore[no-untype
     [
         ("missing.py:Small", "no such file: missing.py"),
         ("{file}:Nope", "has no attribute 'Nope'"),
-        ("{file}:NotAModule", "NotAModule is a class but not an nn.Module"),
-        ("{file}:not_a_model", "not_a_model() returned int, not an nn.Module"),
-        ("{file}:needs_args", "cannot call needs_args() with no arguments"),
-        ("no_such_pkg_xyz.mod:Name", "cannot import module 'no_such_pkg_xyz.mod'"),
-        ("justaname", "is not 'seed', 'path/to/file.py:Name'"),
+        ("{file}:NotAModule", "a function that returns an nn.Module, got the class NotAModule"),
+        (
+            "{file}:not_a_model",
+            "expected not_a_model() to return an nn.Module, got an object of type int",
+        ),
+        ("{file}:needs_args", "needs_args cannot be called with no arguments"),
+        ("no_such_pkg_xyz.mod:Name", "no module named 'no_such_pkg_xyz' in the current directory"),
     ],
 )
 def test_target_errors_are_clear(capsys, model_file: Path, target: str, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -128,9 +130,10 @@ def test_wrong_input_shape_is_reported(capsys) -> None:  # type: ignore[no-untyp
 
 
 @pytest.mark.parametrize("spec", ["1xN", "3y", "1x3:f16"])
-def test_bad_input_spec(capsys, spec: str) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = run(capsys, "trace", "seed", "--input", spec)
-    assert code == 1 and "bad --input" in err
+def test_bad_input_spec_is_a_usage_error(capsys, spec: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as info:
+        main(["trace", "seed", "--input", spec])
+    assert info.value.code == 2 and "bad --input" in capsys.readouterr().err
 
 
 def test_trace_error_prints_one_located_line_per_problem(capsys, model_file: Path) -> None:  # type: ignore[no-untyped-def]

@@ -42,8 +42,16 @@ def test_import_errors_go_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_import_refuses_input_shapes(mlp_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["import", str(mlp_file), "--input", "2x3"]) == 1
-    assert "come from the file" in capsys.readouterr().err
+    # a usage error (exit 2): `import` has no --input, and the other commands refuse it for
+    # an ONNX target, whose input shapes come from the file
+    with pytest.raises(SystemExit) as info:
+        main(["import", str(mlp_file), "--input", "2x3"])
+    assert info.value.code == 2 and "unrecognized arguments: --input" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["trace", str(mlp_file), "--input", "2x3", "--dtype", "f64"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "an ONNX model declares its own input types; --input 2x3 and --dtype f64" in err
 
 
 @pytest.mark.needs_cc
