@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -193,12 +194,18 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", choices=["embedded", "file"], default="embedded")
     p.add_argument("--march", default="x86-64-v3", help="-march of the build (e.g. native)")
     p.add_argument("--cc", help="C compiler (default: $CC or cc)")
+    p.add_argument(
+        "--print-flags",
+        action="store_true",
+        help="print the compile and link flags of a C program using the library, instead of "
+        "the paths written (those go to stderr): cc app.c $(lucid-ir export ... --print-flags)",
+    )
 
 
 @command("export", "compile a model into a shared library + C header (no Python)", _export_args)
 def cmd_export(args: argparse.Namespace) -> int:
     """Trace the target on --input shapes and export it with lucid.export."""
-    from lucid.runtime.aot import export
+    from lucid.runtime.aot import consumer_flags, export
     from lucid.tensor import Tensor
 
     model, graph = traced_target(args)
@@ -218,9 +225,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         march=args.march,
         cc=args.cc,
     )
+    paths = sys.stderr if args.print_flags else sys.stdout
     for path in (result.library, result.header, result.source, result.weights):
         if path is not None:
-            print(path)
+            print(path, file=paths)
+    if args.print_flags:
+        print(shlex.join(consumer_flags(result.library)))
     print(f"model {result.name}: {result.seconds:.2f} s", file=sys.stderr)
     return 0
 

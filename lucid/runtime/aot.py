@@ -156,6 +156,14 @@ def export(
     )
 
 
+def consumer_flags(library: Path, directory: str | None = None) -> list[str]:
+    """The flags a C program needs to include the header of `library` and link against it from
+    any directory: -I and -L of its directory, -l:FILE (the name it records, its SONAME) and the
+    directory as the program's run path. `directory` defaults to the absolute one."""
+    where = str(library.parent.resolve()) if directory is None else directory
+    return [f"-I{where}", f"-L{where}", f"-l:{library.name}", f"-Wl,-rpath,{where}"]
+
+
 def _consumer_files(so: Path, name: str) -> tuple[Path, Path]:
     """Write STEM.pc (pkg-config) and STEMConfig.cmake (CMake) beside `so`, so a C or C++
     program builds against it from any directory: `pkg-config --cflags --libs STEM` with
@@ -179,7 +187,7 @@ def _consumer_files(so: Path, name: str) -> tuple[Path, Path]:
         f"Name: {stem}\n"
         f"Description: the model {name}, exported by lucid (C ABI {abi.ABI_VERSION})\n"
         f"Version: {lucid.__version__}\n"
-        f"Libs: -L${{libdir}} -l:{so.name} -Wl,-rpath,${{libdir}}\n"
+        f"Libs: {' '.join(consumer_flags(so, '${libdir}')[1:])}\n"
         "Libs.private: -lm -lpthread\n"
         "Cflags: -I${includedir}\n",
         encoding="utf-8",
