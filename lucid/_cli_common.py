@@ -44,14 +44,20 @@ class UsageError(CLIError):
     malformed model spec): exit 2 with the subcommand's usage, as argparse's own errors do."""
 
 
+Example = tuple[str, str]  # (command line, what it does): `--help` lists them, tests run them
+
+
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: its name, one-line help, argument setup and the function that runs it."""
+    """A subcommand: its name, one-line help, argument setup, the function that runs it and
+    the examples its `--help` shows (each runs as written in a directory holding mymodel.py,
+    which defines an nn.Module class Net, and model.onnx)."""
 
     name: str
     help: str
     arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    examples: tuple[Example, ...] = ()
 
 
 class CommandTable:
@@ -65,6 +71,7 @@ class CommandTable:
         name: str,
         help: str,
         arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None,
+        examples: tuple[Example, ...] = (),
     ) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
         """Decorator: add `run(args) -> exit code` as subcommand `name`."""
 
@@ -73,10 +80,16 @@ class CommandTable:
         ) -> Callable[[argparse.Namespace], int]:
             if name in self.commands:
                 raise ValueError(f"subcommand {name!r} is already defined")
-            self.commands[name] = Command(name, help, arguments, run)
+            self.commands[name] = Command(name, help, arguments, run, examples)
             return run
 
         return register
+
+
+def format_examples(examples: tuple[Example, ...]) -> str:
+    """The `examples:` section of a --help text: each command line under a comment."""
+    rows = [f"  # {what}\n  {line}" for line, what in examples]
+    return "\n".join(["examples:", *rows])
 
 
 # ---------------------------------------------------------------- targets and inputs

@@ -48,7 +48,18 @@ def _emit_c_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("emit-c", "print the C that lucid generates for a graph", _emit_c_args)
+@command(
+    "emit-c",
+    "print the C that lucid generates for a graph",
+    _emit_c_args,
+    examples=(
+        ("lucid-ir emit-c seed --input Nx3 -o seed.c", "after the default passes"),
+        (
+            "lucid-ir emit-c --model mymodel:Net --input Nx3 --no-opt --isa scalar --prefix net",
+            "as traced, portable C, symbols net_*",
+        ),
+    ),
+)
 def cmd_emit_c(args: argparse.Namespace) -> int:
     """Optimise a graph with the default pipeline (unless --no-opt) and print its C source."""
     from lucid.codegen import CodegenOptions, emit_c
@@ -82,6 +93,7 @@ def _median_us(fn: Callable[[], object], repeat: int = 2000) -> float:
 @command(
     "demo",
     "compile the seed model, run it, compare with eager and print IR, timings and the C's path",
+    examples=(("lucid-ir demo", "exit 1 if the compiled results differ from eager lucid's"),),
 )
 def cmd_demo(args: argparse.Namespace) -> int:
     """The quick-start: the seed model compiled to C, checked against eager lucid."""

@@ -34,7 +34,18 @@ def _import_args(p: argparse.ArgumentParser) -> None:
     output_args(p)
 
 
-@command("import", "import an ONNX model and print its traced IR", _import_args)
+@command(
+    "import",
+    "import an ONNX model and print its traced IR",
+    _import_args,
+    examples=(
+        ("lucid-ir import model.onnx", "the IR lucid traces from the file"),
+        (
+            "lucid-ir import model.onnx --dynamic-batch --format dot -o model.dot",
+            "with a symbolic batch, as Graphviz DOT",
+        ),
+    ),
+)
 def cmd_import(args: argparse.Namespace) -> int:
     """Print the IR lucid traces from an ONNX file."""
     if not is_onnx(args.target):

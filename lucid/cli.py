@@ -33,6 +33,7 @@ from lucid._cli_common import (
     check_target,
     emit,
     export_stem,
+    format_examples,
     load_graph,
     output_args,
     random_array,
@@ -60,7 +61,20 @@ def _trace_args(p: argparse.ArgumentParser) -> None:
     output_args(p)
 
 
-@command("trace", "trace a model and print its IR", _trace_args)
+@command(
+    "trace",
+    "trace a model and print its IR",
+    _trace_args,
+    examples=(
+        ("lucid-ir trace seed", "the built-in seed model (Linear -> HardSwish -> Linear)"),
+        (
+            "lucid-ir trace --model mymodel:Net --input Nx3",
+            "class Net of ./mymodel.py (or a Module instance or factory) on a symbolic batch N",
+        ),
+        ("lucid-ir trace mymodel.py:Net --input 2x3 --dtype f64 --locs", "a file, in float64"),
+        ("lucid-ir trace seed --input Nx3 --format dot -o seed.dot", "Graphviz DOT, to a file"),
+    ),
+)
 def cmd_trace(args: argparse.Namespace) -> int:
     """Print the traced IR of a target."""
     _, graph = traced_target(args)
@@ -82,7 +96,18 @@ def _opt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timings", action="store_true", help="per-pass wall time, to stderr")
 
 
-@command("opt", "run passes over a graph and print the result", _opt_args)
+@command(
+    "opt",
+    "run passes over a graph and print the result",
+    _opt_args,
+    examples=(
+        ("lucid-ir opt seed --input Nx3", "the pipeline lucid.compile runs"),
+        (
+            "lucid-ir trace seed --input Nx3 -o seed.lir && lucid-ir opt seed.lir -p dce,cse",
+            "named passes over a .lir file",
+        ),
+    ),
+)
 def cmd_opt(args: argparse.Namespace) -> int:
     """Run named passes (or the default pipeline) and print the resulting IR."""
     from lucid.ir.passes import PassManager, default_pipeline
@@ -103,6 +128,13 @@ def cmd_opt(args: argparse.Namespace) -> int:
     "run",
     "interpret a graph on random inputs and print its outputs",
     lambda p: target_args(p, lir=True, data=True),
+    examples=(
+        ("lucid-ir run seed", "the seed model on its example input"),
+        (
+            "lucid-ir run --model mymodel:Net --input Nx3 --batch 8 --seed 1",
+            "8 rows of random inputs drawn with seed 1",
+        ),
+    ),
 )
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the reference interpreter; a target runs with its own parameters."""
@@ -148,7 +180,15 @@ def _grad_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("grad", "print the backward graph of a graph (reverse-mode autodiff)", _grad_args)
+@command(
+    "grad",
+    "print the backward graph of a graph (reverse-mode autodiff)",
+    _grad_args,
+    examples=(
+        ("lucid-ir grad seed --input Nx3", "gradients of the inputs and parameters"),
+        ("lucid-ir grad seed --input Nx3 --no-input-grads -O", "parameters only, optimised"),
+    ),
+)
 def cmd_grad(args: argparse.Namespace) -> int:
     """Differentiate with lucid.ir.autodiff.grad and print the backward (-O: optimised)."""
     from lucid.ir.autodiff import grad
@@ -168,7 +208,15 @@ def _cache_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["info", "clear"])
 
 
-@command("cache", "show or clear the compile cache", _cache_args)
+@command(
+    "cache",
+    "show or clear the compile cache",
+    _cache_args,
+    examples=(
+        ("lucid-ir cache info", "where the cache is, its entries and size"),
+        ("lucid-ir cache clear", "delete its entries"),
+    ),
+)
 def cmd_cache(args: argparse.Namespace) -> int:
     """`info`: where the cache is and how big; `clear`: delete its entries."""
     from lucid.runtime import cache
@@ -202,7 +250,18 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("export", "compile a model into a shared library + C header (no Python)", _export_args)
+@command(
+    "export",
+    "compile a model into a shared library + C header (no Python)",
+    _export_args,
+    examples=(
+        ("lucid-ir export seed --input Nx3 -o build/seed", "build/seed.so, .h, .c, .pc"),
+        (
+            "lucid-ir export --model mymodel:Net --input Nx3 -o build/net --print-flags",
+            "and print the flags of a C program using it: cc app.c $(lucid-ir export ...)",
+        ),
+    ),
+)
 def cmd_export(args: argparse.Namespace) -> int:
     """Trace the target on --input shapes and export it with lucid.export."""
     from lucid.runtime.aot import consumer_flags, export
@@ -245,13 +304,33 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+EXAMPLES = (
+    ("lucid-ir demo", "compile the seed model to C and compare it with eager lucid"),
+    ("python -m lucid trace seed", "python -m lucid is lucid-ir"),
+    ("lucid-ir run --help", "each command's options and examples"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser with one subparser per command."""
-    parser = argparse.ArgumentParser(prog=PROG, description="lucid's IR tool")
+    """The argparse parser with one subparser per command; each --help ends with examples."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="lucid's IR tool",
+        epilog=format_examples(EXAMPLES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {lucid.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS.values():
-        cmd.arguments(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help))
+        cmd.arguments(
+            sub.add_parser(
+                cmd.name,
+                help=cmd.help,
+                description=cmd.help,
+                epilog=format_examples(cmd.examples),
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+        )
     return parser
 
 
