@@ -7,7 +7,6 @@ import argparse
 import importlib.util
 import shlex
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,18 +14,7 @@ import pytest
 
 import lucid
 from lucid.cli import COMMANDS, build_parser, main, seed_model
-
-MYMODEL = textwrap.dedent("""
-    from lucid import nn
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(3, 4)
-
-        def forward(self, x):
-            return self.fc(x).relu()
-""")
+from tests.cli._models import MODULE
 
 
 def help_texts() -> dict[str, str]:
@@ -46,7 +34,7 @@ def examples(text: str) -> list[str]:
 def example_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A current directory with mymodel.py and model.onnx, and a compile cache of its own
     (`cache clear` is an example)."""
-    (tmp_path / "mymodel.py").write_text(MYMODEL)
+    (tmp_path / "mymodel.py").write_text(MODULE)
     if importlib.util.find_spec("onnx") is not None:
         lucid.onnx.export(seed_model(), (lucid.randn(1, 3),), tmp_path / "model.onnx")
     monkeypatch.chdir(tmp_path)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,31 +16,7 @@ import pytest
 import lucid
 from lucid.cli import main
 from lucid.ir import parse
-
-MODULE = textwrap.dedent("""
-    from lucid import nn
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(3, 2)
-
-        def forward(self, x):
-            return self.fc(x)
-
-    net = Net()
-
-    def make():
-        return Net()
-
-    def make_sized(n):
-        return Net()
-
-    class Plain:
-        pass
-
-    answer = 42
-""")
+from tests.cli._models import MODULE
 
 
 @pytest.fixture
