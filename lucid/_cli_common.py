@@ -25,6 +25,7 @@ import numpy as np
 
 import lucid
 from lucid import nn
+from lucid.errors import excerpt
 from lucid.nn import Module
 
 SEED_INPUT = [[0.5, -1.2, 3.3]]  # the seed page's example input
@@ -332,8 +333,6 @@ def load_graph(args: argparse.Namespace) -> tuple[Any, Any]:
 def with_excerpt(message: str, lir: str) -> str:
     """`message` with the source line and a caret under its first line, when that line is
     located in the .lir file `lir` (`lir:line:col: error: ...`) and they are not shown yet."""
-    from lucid.errors import excerpt
-
     m = re.match(rf"{re.escape(lir)}:(\d+):(\d+): error: ", message)
     if m is None:
         return message
@@ -351,9 +350,10 @@ def with_excerpt(message: str, lir: str) -> str:
     return "\n".join([head, shown, *([rest] if rest else [])])
 
 
-def check_target(args: argparse.Namespace) -> None:
-    """The checks argparse cannot make: exactly one of TARGET and --model, and no option that
-    the target cannot use (a .lir file and an ONNX model declare their own input types)."""
+def check_args(args: argparse.Namespace) -> None:
+    """The checks argparse cannot make: exactly one of TARGET and --model, no option that the
+    target cannot use (a .lir file and an ONNX model declare their own input types), and no
+    --locs for a format without locations."""
     model = getattr(args, "model", None)
     if model is not None:
         if args.target is not None:

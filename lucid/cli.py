@@ -30,7 +30,7 @@ from lucid._cli_common import (
     CommandTable,
     SeedModel,
     UsageError,
-    check_target,
+    check_args,
     emit,
     export_stem,
     format_examples,
@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if "target" in args:
-            check_target(args)
+            check_args(args)
         return COMMANDS[args.command].run(args)
     except UsageError as e:
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -359,8 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = problem.diagnostic()
             print(text if problem.loc else f"{PROG}: {text}", file=sys.stderr)
     except LucidError as e:
-        lir = args.target if str(getattr(args, "target", "")).endswith(".lir") else None
-        text = with_excerpt(str(e), lir) if lir is not None else str(e)
+        target = getattr(args, "target", None) or ""
+        text = with_excerpt(str(e), target) if target.endswith(".lir") else str(e)
         located = re.match(r"\S+:\d+: error: ", text) is not None
         print(
             text

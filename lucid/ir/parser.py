@@ -2,6 +2,8 @@
 
 The parser checks syntax and names (undefined or twice-defined values); `verify` then checks
 the semantics (op known, arity, attrs, types), so `parse(text)` verifies unless told not to.
+It remembers where each node starts, so that a verify error points at the node's line and
+column too, and with a file name it gives each node a SourceLoc in that file.
 """
 
 from __future__ import annotations
