@@ -439,7 +439,11 @@ def target_args(p: argparse.ArgumentParser, *, lir: bool, data: bool = False) ->
         "an nn.Module, an nn.Module class or a function returning one; modules are imported "
         "from the current directory first",
     )
-    p.add_argument("--model", metavar="SPEC", help="the model as module:attr (instead of TARGET)")
+    p.add_argument(
+        "--model",
+        metavar="SPEC",
+        help="the model as module:attr or path/to/file.py:attr (instead of TARGET)",
+    )
     p.add_argument(
         "--input",
         action="append",

@@ -129,7 +129,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
     "interpret a graph on random inputs and print its outputs",
     lambda p: target_args(p, lir=True, data=True),
     examples=(
-        ("lucid-ir run seed", "the seed model on its example input"),
+        ("lucid-ir run seed", "the seed model on a random 1x3 input"),
         (
             "lucid-ir run --model mymodel:Net --input Nx3 --batch 8 --seed 1",
             "8 rows of random inputs drawn with seed 1",
