@@ -7,7 +7,6 @@ its reason."""
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,8 +14,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "benchmarks"
 ALLOCATED_MIB = 64
 
 pytestmark = pytest.mark.skipif(
@@ -25,20 +22,13 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def bench():
-    """suite_memory, suite_report and the workloads, imported from benchmarks/ (sys.path and
-    sys.modules restored after)."""
-    path, before = list(sys.path), set(sys.modules)
-    sys.path[:0] = [str(BENCH), str(ROOT)]
+def bench(bench_imports):
+    """suite_memory, suite_report and the workloads, imported from benchmarks/."""
     import suite_memory
     import suite_report
     from workloads import TINY
 
-    yield SimpleNamespace(memory=suite_memory, report=suite_report, TINY=TINY)
-    sys.path[:] = path
-    for name in set(sys.modules) - before:
-        if (getattr(sys.modules[name], "__file__", None) or "").startswith(str(BENCH)):
-            del sys.modules[name]
+    return SimpleNamespace(memory=suite_memory, report=suite_report, TINY=TINY)
 
 
 def allocating() -> Callable[[], object]:
