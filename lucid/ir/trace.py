@@ -424,13 +424,29 @@ def trace(
     return _record(module, inputs, types, name, guards, state)
 
 
+ROW_AGNOSTIC = "__lucid_row_agnostic__"
+
+
+def row_agnostic(forward: Any) -> Any:
+    """Mark a model's `forward` as one that records the same graph on an empty batch as on a
+    full one (see `_row_agnostic_forwards`), so lucid.compile traces it without arithmetic;
+    for lucid's own models (lucid.models), whose forwards the tracer cannot import."""
+    setattr(forward, ROW_AGNOSTIC, True)
+    return forward
+
+
 # The forwards that record the same ops and attributes for an empty batch as for a full one: each reads no batch size and no data (Python control flow on neither), and creates no
 # constant shaped like its input; Flatten reshapes to (-1, prod(shape[1:])). Dropout qualifies
 # in training too: it records `dropout(x, seed)` with the seed a graph input, drawing nothing.
+# BatchNorm2d qualifies in eval mode; in training it refuses an empty batch (no statistics),
+# and the trace falls back to the full batch.
 def _row_agnostic_forwards() -> frozenset[Any]:
     from lucid import nn
 
     classes = (
+        nn.Conv2d,
+        nn.BatchNorm2d,
+        nn.AdaptiveAvgPool2d,
         nn.Sequential,
         nn.Linear,
         nn.HardSwish,
@@ -464,7 +480,7 @@ def empty_batch_suffices(module: Any, inputs: Sequence[Tensor]) -> bool:
         cls = type(m)
         if cls.__call__ is not Module.__call__ or "forward" in vars(m):
             return False
-        if cls.forward not in agnostic:
+        if cls.forward not in agnostic and not getattr(cls.forward, ROW_AGNOSTIC, False):
             return False
     return True
 
