@@ -2,7 +2,9 @@
 
 A system's `forward(workload, data)` returns a `Forward`, its `train(workload, data)` a `Train`;
 either may raise `Unavailable(reason)` (not installed, not supported for this workload, ...),
-which the suite prints as "not available: reason" instead of a number.
+which the suite prints as "not available: reason" instead of a number. A system may also have
+`prepare(workload, data)`: work that is not the system's own (ONNX Runtime: exporting the model
+from PyTorch), which `suite_memory.py` runs before its baseline so it is not counted.
 
 A training step is the same everywhere: forward, mean squared error against `data.target`,
 backward producing every parameter gradient, then one plain SGD update (lr = workloads.LR).
