@@ -57,6 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--json", default="bench-results/results.json", help="results file")
     ap.add_argument("--png", default="bench-results/results.png", help="bar chart ('' = none)")
     ap.add_argument(
+        "--memory",
+        action="store_true",
+        help="also measure each system's peak working memory per row (a fresh process each)",
+    )
+    ap.add_argument(
         "--no-compile-times",
         action="store_true",
         help="skip the cold/warm first-call measurements in child processes",
@@ -175,20 +180,20 @@ def update_check(before, after, ref_after, per_param: bool = False) -> dict[str,
 
 def run_system(system, w, d, mode: str, reference, args) -> dict[str, object]:
     """Build, check and time one (system, workload, mode); never raises."""
-    from peers import Unavailable
+    from peers import Forward, Unavailable, build_row
 
     heavy = w.name != "seed"
     try:
-        if mode == "forward":
-            fwd = system.forward(w, d)
-            out = fwd.result(fwd.call())
+        run = build_row(system, w, d, mode)
+        if isinstance(run, Forward):
+            out = run.result(run.call())
             rec: dict[str, object] = {
                 "check": forward_check(out, reference, relative=w.kind == "model")
             }
-            fn, first = fwd.call, fwd.first_call_s
+            fn, first = run.call, run.first_call_s
             flops = w.forward_flops()
         else:
-            tr = system.train(w, d)
+            tr = run
             tr.step()
             rec = {
                 "check": update_check(
@@ -234,6 +239,17 @@ def peak_gflops(threads: int) -> float | None:
     return bench_gemm.measure_peak(built, threads)
 
 
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() is often empty)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def header(args: argparse.Namespace, notes: list[str], pools: str) -> dict[str, object]:
     """What the run was: machine, threads, lucid's flags and isa, versions, load."""
     import numpy as np
@@ -242,6 +258,7 @@ def header(args: argparse.Namespace, notes: list[str], pools: str) -> dict[str, 
     from lucid.runtime.build import DEFAULT_FLAGS
 
     meta = {
+        "cpu": cpu_name(),
         "threads": args.threads,
         "lucid_isa": detect_isa(),
         "lucid_cflags": " ".join(DEFAULT_FLAGS),
@@ -280,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     notes = prepare_environment(args, argv)
     from suite_compile import compile_times
     from suite_report import (
+        memory_targets,
         print_first_calls,
+        print_memory,
         print_results,
         print_targets,
         targets,
@@ -303,9 +322,17 @@ def main(argv: list[str] | None = None) -> int:
             jobs = jobs[:1]  # the code path, not the numbers
         compile_s = compile_times(jobs, Path(os.environ["LUCID_CACHE_DIR"]))
 
-    from peers import systems
+    from peers import make_system, system_names
 
-    chosen, skipped = systems(args.threads, args.quick, args.no_peers)
+    names, skipped = system_names(args.quick, args.no_peers)
+    memory = None
+    if args.memory:  # first: its table is printed as soon as it is measured
+        from suite_memory import memory_rows
+
+        jobs = [(w, m) for w in workloads.values() for m in w.modes]
+        memory = memory_rows(jobs, names, skipped, args.threads)
+        print_memory(memory, str(meta["cpu"]), args.threads)
+    chosen = [make_system(n, args.threads) for n in names]
     results: dict[str, dict[str, dict[str, object]]] = {}
     for name, w in workloads.items():
         d = make_data(w)
@@ -333,8 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     print_first_calls(results, compile_s)
     models = {f"{w.name}/{m}" for w in workloads.values() if w.kind == "model" for m in w.modes}
     checks = targets(results, compile_s, peak, models)
+    if memory is not None:
+        print_memory(memory, str(meta["cpu"]), args.threads)
+        checks += memory_targets(memory)
     print_targets(checks, compile_s)
-    write_json(Path(args.json), meta, peak, results, compile_s, checks)
+    write_json(Path(args.json), meta, peak, results, compile_s, checks, memory)
     if args.png:
         write_png(Path(args.png), results)
     return 0

@@ -24,11 +24,11 @@ CHILD = """
 import json, sys
 sys.path[:0] = [{here!r}, {root!r}]
 from workloads import Workload, make_data
+from peers import build_row
 from peers.lucid_systems import LucidCompiled
 w = Workload(**{fields!r})
 d = make_data(w)
-system = LucidCompiled()
-run = system.forward(w, d) if {mode!r} == "forward" else system.train(w, d)
+run = build_row(LucidCompiled(), w, d, {mode!r})
 print(json.dumps({{"seconds": run.first_call_s}}))
 """
 

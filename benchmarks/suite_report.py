@@ -170,9 +170,15 @@ def print_targets(checks: list[dict], compile_s: dict) -> None:
 
 
 def write_json(
-    path: Path, meta: dict, peak: float | None, results: dict, compile_s: dict, checks: list[dict]
+    path: Path,
+    meta: dict,
+    peak: float | None,
+    results: dict,
+    compile_s: dict,
+    checks: list[dict],
+    memory: dict | None = None,
 ) -> None:
-    """Everything measured, for tools and for comparing runs."""
+    """Everything measured, for tools and for comparing runs (`memory_mb` with --memory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "meta": meta,
@@ -181,6 +187,8 @@ def write_json(
         "compile_first_call_s": compile_s,
         "targets": checks,
     }
+    if memory is not None:
+        doc["memory_mb"] = memory
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     print(f"\nwrote {path}")
 
@@ -259,3 +267,66 @@ def write_png(path: Path, results: dict[str, Rows]) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     print(f"wrote {path}")
+
+
+def _peak(row: dict | None) -> float | None:
+    """The peak MiB of a measured memory record, else None."""
+    return row["peak_mb"] if row and "peak_mb" in row else None
+
+
+def best_memory_peer(rows: Rows) -> tuple[str, float] | None:
+    """(system, peak MiB) of the peer (any system but lucid's two) that needed least, if any."""
+    peaks = {s: _peak(r) for s, r in rows.items() if not s.startswith("lucid")}
+    measured = {s: p for s, p in peaks.items() if p is not None}
+    if not measured:
+        return None
+    best = min(measured, key=measured.__getitem__)
+    return best, measured[best]
+
+
+def print_memory(memory: dict[str, Rows], cpu: str, threads: int) -> None:
+    """The working-memory table: one column per system that measured a row, each cell
+    `peak (steady)` MiB, and lucid compiled's peak over the best peer's."""
+    systems = [
+        s
+        for s in dict.fromkeys(s for rows in memory.values() for s in rows)
+        if any(_peak(rows.get(s)) is not None for rows in memory.values())
+    ]
+    print(
+        f"\nPeak working memory, MiB above the baseline of a fresh process: peak over compile + "
+        f"first call and {threads} threads ({cpu}); in brackets the steady peak of later calls"
+    )
+    width = max([len(k) for k in memory] + [4])
+    print(f"  {'row':<{width}} " + " ".join(f"{s:>15}" for s in systems) + "  lucid/best peer")
+    for key, rows in memory.items():
+        cells = []
+        for s in systems:
+            r = rows.get(s)
+            peak = _peak(r)
+            cells.append(f"{peak:7.0f} ({r['steady_mb']:4.0f})" if r and peak is not None else "-")
+        best, mine = best_memory_peer(rows), _peak(rows.get(LUCID))
+        ratio = f"{mine / best[1]:.2f} ({best[0]})" if best and mine is not None else "-"
+        print(f"  {key:<{width}} " + " ".join(f"{c:>15}" for c in cells) + f"  {ratio}")
+    for key, rows in memory.items():
+        for s, r in rows.items():
+            if _peak(r) is None and not r["status"].startswith("not available"):
+                print(f"  {key} {s}: {r['status']}")
+
+
+def memory_targets(memory: dict[str, Rows]) -> list[dict]:
+    """Issue 17's memory target on each inference (forward) row: lucid compiled's peak working
+    memory at or below the best peer's (n/a when either was not measured)."""
+    out = []
+    for key, rows in memory.items():
+        if not key.endswith("/forward"):
+            continue
+        best, mine = best_memory_peer(rows), _peak(rows.get(LUCID))
+        target = f"{key} peak memory <= the best peer's"
+        if best is None or mine is None:
+            out.append({"target": target, "status": "n/a", "value": None, "detail": "not measured"})
+            continue
+        ratio = mine / best[1]
+        detail = f"lucid {mine:.0f} MiB / {best[0]} {best[1]:.0f} MiB = {ratio:.2f} (need <= 1)"
+        status = "PASS" if ratio <= 1.0 else "MISS"
+        out.append({"target": target, "status": status, "value": ratio, "detail": detail})
+    return out

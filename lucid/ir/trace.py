@@ -16,9 +16,11 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -124,13 +126,16 @@ class Guard:
 class _Tracer:
     """Implements lucid._hooks.TraceHook: maps eager tensors to IR values while forward runs.
 
-    Invariant: every tensor in `values` is kept alive in `_keep`, so ids are never reused.
+    Invariant: `values` holds the id of live tensors only: a weak reference drops a tensor's
+    entry when it dies, so an id Python reuses for a new tensor is never mistaken for it, and
+    the trace does not keep every intermediate alive (a full-batch trace would otherwise hold
+    all of forward's activations at once: 800 MiB for MobileNetV3-Small at batch 32).
     """
 
     def __init__(self, root: Module, builder: Builder) -> None:
         self.builder = builder
         self.values: dict[int, Value] = {}
-        self._keep: list[Tensor] = []
+        self._alive: dict[int, weakref.ref[Tensor]] = {}  # id -> the weak ref that forgets it
         self.problems: list[TraceProblem] = []
         self.guards: list[Guard] = []
         # a graph value with each symbol at some axis (read by `dim` when a size becomes a
@@ -147,11 +152,18 @@ class _Tracer:
 
     def bind(self, tensor: Tensor, value: Value) -> None:
         """Declare that `tensor` stands for `value` in the graph."""
-        self.values[id(tensor)] = value
-        self._keep.append(tensor)
+        key = id(tensor)
+        self.values[key] = value
+        if key not in self._alive:
+            self._alive[key] = weakref.ref(tensor, partial(self._forget, key))
         for axis, d in enumerate(value.type.shape):
             if isinstance(d, str) and SYMBOL_RE.match(d):  # N itself, not N*8
                 self._size_source.setdefault(d, (value, axis))
+
+    def _forget(self, key: int, _ref: object) -> None:
+        """A bound tensor died: its id may now be reused by a tensor the graph has not seen."""
+        self.values.pop(key, None)
+        self._alive.pop(key, None)
 
     def value_of(self, tensor: Tensor) -> Value:
         """The IR value of `tensor`; a tensor never seen before becomes a constant node."""
@@ -412,13 +424,29 @@ def trace(
     return _record(module, inputs, types, name, guards, state)
 
 
+ROW_AGNOSTIC = "__lucid_row_agnostic__"
+
+
+def row_agnostic(forward: Any) -> Any:
+    """Mark a model's `forward` as one that records the same graph on an empty batch as on a
+    full one (see `_row_agnostic_forwards`), so lucid.compile traces it without arithmetic;
+    for lucid's own models (lucid.models), whose forwards the tracer cannot import."""
+    setattr(forward, ROW_AGNOSTIC, True)
+    return forward
+
+
 # The forwards that record the same ops and attributes for an empty batch as for a full one: each reads no batch size and no data (Python control flow on neither), and creates no
 # constant shaped like its input; Flatten reshapes to (-1, prod(shape[1:])). Dropout qualifies
 # in training too: it records `dropout(x, seed)` with the seed a graph input, drawing nothing.
+# BatchNorm2d qualifies in eval mode; in training it refuses an empty batch (no statistics),
+# and the trace falls back to the full batch.
 def _row_agnostic_forwards() -> frozenset[Any]:
     from lucid import nn
 
     classes = (
+        nn.Conv2d,
+        nn.BatchNorm2d,
+        nn.AdaptiveAvgPool2d,
         nn.Sequential,
         nn.Linear,
         nn.HardSwish,
@@ -452,7 +480,7 @@ def empty_batch_suffices(module: Any, inputs: Sequence[Tensor]) -> bool:
         cls = type(m)
         if cls.__call__ is not Module.__call__ or "forward" in vars(m):
             return False
-        if cls.forward not in agnostic:
+        if cls.forward not in agnostic and not getattr(cls.forward, ROW_AGNOSTIC, False):
             return False
     return True
 

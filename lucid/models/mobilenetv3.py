@@ -18,6 +18,7 @@ import numpy as np
 
 from lucid import nn
 from lucid import random as _random
+from lucid.ir.trace import row_agnostic
 from lucid.tensor import Tensor
 
 # torchvision's BatchNorm2d settings for MobileNetV3 (partial(nn.BatchNorm2d, eps=0.001,
@@ -94,6 +95,7 @@ class SqueezeExcitation(nn.Module):
         self.fc2 = nn.Conv2d(squeeze, channels, 1)
         self.scale_activation = nn.HardSigmoid()
 
+    @row_agnostic
     def forward(self, x: Tensor) -> Tensor:
         """Gate each channel of x by a weight computed from the whole feature map."""
         scale = self.fc2(self.relu(self.fc1(self.avgpool(x))))
@@ -127,6 +129,7 @@ class InvertedResidual(nn.Module):
         layers.append(conv_bn(cfg.expanded, cfg.out_channels, 1))
         self.block = nn.Sequential(*layers)
 
+    @row_agnostic
     def forward(self, x: Tensor) -> Tensor:
         """The block, plus x when the shapes allow."""
         y = self.block(x)
@@ -160,10 +163,12 @@ class MobileNetV3(nn.Module):
         )
         _init_like_torchvision(self)
 
+    @row_agnostic
     def forward(self, x: Tensor) -> Tensor:
         """Class logits [N, num_classes] for images [N, 3, H, W]."""
         x = self.avgpool(self.features(x))
-        return self.classifier(x.flatten(1))
+        # flatten(1) with the batch as -1, as nn.Flatten: the same reshape for any row count
+        return self.classifier(x.reshape(-1, math.prod(x.shape[1:])))
 
 
 def mobilenet_v3_small(num_classes: int = 1000, dropout: float = 0.2) -> MobileNetV3:

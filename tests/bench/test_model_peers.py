@@ -4,29 +4,18 @@ run_all itself uses (forward output; the parameters after one SGD step)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "benchmarks"
-
 
 @pytest.fixture
-def bench():
-    """run_all and the workloads, imported from benchmarks/ (sys.path/modules restored after)."""
-    path, before = list(sys.path), set(sys.modules)
-    sys.path[:0] = [str(BENCH), str(ROOT)]
+def bench(bench_imports):
+    """run_all and the workloads, imported from benchmarks/."""
     import run_all
     from workloads import TINY, make_data
 
-    yield SimpleNamespace(run_all=run_all, TINY=TINY, make_data=make_data)
-    sys.path[:] = path
-    for name in set(sys.modules) - before:
-        if (getattr(sys.modules[name], "__file__", None) or "").startswith(str(BENCH)):
-            del sys.modules[name]
+    return SimpleNamespace(run_all=run_all, TINY=TINY, make_data=make_data)
 
 
 def _rows(bench, system, name: str) -> dict[str, dict]:

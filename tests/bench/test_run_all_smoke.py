@@ -103,20 +103,6 @@ def test_unknown_workload_is_an_error() -> None:
     assert proc.returncode == 2 and "unknown workload" in proc.stderr
 
 
-@pytest.fixture
-def bench_imports():
-    """Let a test import benchmarks/ modules (workloads, model_workloads, ...) by their short
-    names; sys.path and sys.modules are restored afterwards."""
-    path, before = list(sys.path), set(sys.modules)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    yield
-    sys.path[:] = path
-    bench = str(ROOT / "benchmarks")
-    for name in set(sys.modules) - before:
-        if (getattr(sys.modules[name], "__file__", None) or "").startswith(bench):
-            del sys.modules[name]
-
-
 def _load_run_all(monkeypatch: pytest.MonkeyPatch):
     """benchmarks/run_all.py as a module (it puts benchmarks/ on sys.path: a restored copy)."""
     monkeypatch.setattr(sys, "path", list(sys.path))

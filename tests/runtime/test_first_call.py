@@ -216,3 +216,64 @@ def test_keys_do_not_read_sysconfig_per_call(monkeypatch):
         build._command(compiler, options, "m"),
     )
     assert after == before
+
+
+def test_a_convolution_runs_on_an_empty_batch():
+    lucid.random.seed(0)
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1, groups=1)
+    with lucid.no_grad():
+        assert conv(Tensor(np.ones((0, 3, 9, 9), np.float32))).shape == (0, 4, 5, 5)
+
+
+@pytest.mark.parametrize("dynamic_batch", [False, True])
+def test_mobilenet_inference_traces_on_an_empty_batch(monkeypatch, dynamic_batch):
+    """MobileNetV3-Small's eval forward (lucid's own, marked row_agnostic) is traced with no
+    eager arithmetic: at batch 32 the full trace took 9 s and 230 MiB; the graph is the same."""
+    from lucid.models.mobilenetv3 import mobilenet_v3_small
+
+    lucid.random.seed(0)
+    model = mobilenet_v3_small(num_classes=10, dropout=0.0).eval()
+    x = np.random.default_rng(0).standard_normal((7, 3, 32, 32)).astype(np.float32)
+    assert tracing.empty_batch_suffices(model, [Tensor(x)])
+    rows = Rows(monkeypatch)
+    full, fast = _both(model, x, dynamic_batch)
+    assert fast == full
+    half = len(rows.seen) // 2  # the second trace ran on no rows (weights' ops have their own)
+    assert 7 in rows.seen[:half] and 7 not in rows.seen[half:] and 0 in rows.seen[half:]
+
+
+def test_mobilenet_training_falls_back_to_the_full_batch(monkeypatch):
+    """BatchNorm in training refuses an empty batch (no statistics): the trace falls back to
+    the whole batch and records what it always did."""
+    from lucid.models.mobilenetv3 import mobilenet_v3_small
+
+    lucid.random.seed(0)
+    model = mobilenet_v3_small(num_classes=10, dropout=0.0).train()
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    rows = Rows(monkeypatch)
+    state: list[str] = []  # the running statistics it writes back
+    graph = tracing.trace(model, x, state=state)
+    assert 2 in rows.seen and "features.0.1.running_mean" in state
+    assert graph.input_types[0].shape == (2, 3, 32, 32)
+
+
+class NotMarked(nn.Module):
+    """A subclass overriding a marked forward is a user forward again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    @tracing.row_agnostic
+    def forward(self, x):
+        return self.fc(x)
+
+
+def test_only_marked_forwards_are_row_agnostic():
+    class Override(NotMarked):
+        def forward(self, x):
+            return self.fc(x) * (1.0 / x.shape[0])
+
+    x = Tensor(np.ones((4, 3), np.float32))
+    assert tracing.empty_batch_suffices(NotMarked(), [x])
+    assert not tracing.empty_batch_suffices(Override(), [x])

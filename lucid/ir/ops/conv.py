@@ -192,7 +192,7 @@ def _conv2d(
     cols = _columns(x, kh, kw, stride, padding, dilation, groups)
     n, oh = x.shape[0], out_size(x.shape[2], padding[0], padding[1], kh, stride[0], dilation[0])
     y: Array = np.matmul(w.reshape(groups, o // groups, -1), cols)  # [N, G, O/G, OH*OW]
-    y = y.reshape(n, o, oh, -1)
+    y = y.reshape(n, o, oh, y.shape[-1] // oh)  # not -1: an empty batch has no size to infer
     if b is not None:
         y += b.reshape(o, 1, 1)
     return y
