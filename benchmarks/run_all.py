@@ -218,10 +218,12 @@ def run_system(system, w, d, mode: str, reference, args) -> dict[str, object]:
 def reference_for(w, d, mode: str):
     """lucid eager's forward output (float64), or its weights before and after one step."""
     import numpy as np
+    from peers import Forward, build_row
     from peers.lucid_systems import LucidEager, reference_step
 
     if mode == "forward":
-        fwd = LucidEager().forward(w, d)
+        fwd = build_row(LucidEager(), w, d, mode)
+        assert isinstance(fwd, Forward)
         return np.asarray(fwd.result(fwd.call()), np.float64)
     return reference_step(w, d)
 

@@ -1,13 +1,16 @@
 """Peak working memory of each system on each row, every (system, row) in a fresh process.
 
-A spawned child sets the threads, makes the workload's data, builds the system and imports
-the libraries it will use (ONNX Runtime's model graph is exported from PyTorch here too: its
-user starts from a file). Then, after `gc.collect()` and glibc's `malloc_trim(0)`, it takes its
-resident set size as the baseline and resets the kernel's high-water mark (writing "5" to
-/proc/self/clear_refs). It builds the row (compiling systems compile and call once inside) and
-calls it once more: VmHWM minus the baseline is the **first-call** working memory. After
-another collect, trim and reset it calls the row CALLS more times: VmHWM minus the same
-baseline is the **steady** working memory (what the system keeps plus what a call needs).
+What a row measures is the memory a system needs to get ready to run, and run, a model its user
+already has. A spawned child sets the threads, imports the libraries the system will use, makes
+the workload's data and the system's model of the row (`peers.user_model`: the Module and its
+weights, JAX's arrays, ONNX Runtime's .onnx bytes exported from PyTorch). Then, after
+`gc.collect()` and glibc's `malloc_trim(0)`, it takes its resident set size as the baseline and
+resets the kernel's high-water mark (writing "5" to /proc/self/clear_refs). It gets the system
+ready (`peers.ready`: lucid.compile, torch.compile, an InferenceSession, jax.jit; compiling
+systems also compile and call once there) and calls the row once more: VmHWM minus the baseline
+is the **first-call** working memory. After another collect, trim and reset it calls the row
+CALLS more times: VmHWM minus the same baseline is the **steady** working memory (what the
+system keeps plus what a call needs).
 The **peak** is the larger of the two: the most memory the row needed at any moment.
 Linux only (/proc); elsewhere every record says why it is missing.
 """
@@ -22,8 +25,12 @@ import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from workloads import Workload
+from workloads import Data, Workload
+
+if TYPE_CHECKING:
+    from peers import System
 
 CALLS = 5  # calls after the first one
 TIMEOUT_S = 1800.0  # one child: torch.compile of a model's training step takes minutes
@@ -88,9 +95,26 @@ def working_memory(build: Callable[[], Callable[[], object]], calls: int = CALLS
     }
 
 
+def measure_system(system: System, w: Workload, d: Data, mode: str) -> dict:
+    """The working memory of `system` getting ready to run a row and running it; the user's
+    model is made before the baseline, so it is not counted."""
+    from peers import Forward, Unavailable, ready, user_model
+
+    try:
+        model = user_model(system, w, d, mode)
+
+        def build() -> Callable[[], object]:
+            run = ready(system, w, d, mode, model)
+            return run.call if isinstance(run, Forward) else run.step
+
+        return working_memory(build)
+    except Unavailable as exc:
+        return {"status": f"not available: {exc}"}
+
+
 def measure_row(system_name: str, threads: int, w: Workload, mode: str) -> dict:
     """The working memory of one (system, row), in the calling process (a fresh child)."""
-    from peers import Forward, Unavailable, build_row, make_system
+    from peers import make_system
     from run_all import set_threads
     from workloads import make_data
 
@@ -99,20 +123,7 @@ def measure_row(system_name: str, threads: int, w: Workload, mode: str) -> dict:
         importlib.import_module(module)
     if system_name == "jax jit":  # XLA starts its CPU client (allocator, thread pools) lazily
         importlib.import_module("jax").devices()
-    d = make_data(w)
-    system = make_system(system_name, threads)
-    prepare = getattr(system, "prepare", None)  # work that is not the system's own
-    try:
-        if prepare is not None and mode == "forward":
-            prepare(w, d)
-
-        def build() -> Callable[[], object]:
-            run = build_row(system, w, d, mode)
-            return run.call if isinstance(run, Forward) else run.step
-
-        return working_memory(build)
-    except Unavailable as exc:
-        return {"status": f"not available: {exc}"}
+    return measure_system(make_system(system_name, threads), w, make_data(w), mode)
 
 
 def _child(conn: Connection, fn: Callable[..., dict], args: tuple) -> None:

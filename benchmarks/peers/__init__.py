@@ -1,10 +1,14 @@
 """The systems the suite compares: each builds a timed forward and a timed training step.
 
-A system's `forward(workload, data)` returns a `Forward`, its `train(workload, data)` a `Train`;
-either may raise `Unavailable(reason)` (not installed, not supported for this workload, ...),
-which the suite prints as "not available: reason" instead of a number. A system may also have
-`prepare(workload, data)`: work that is not the system's own (ONNX Runtime: exporting the model
-from PyTorch), which `suite_memory.py` runs before its baseline so it is not counted.
+A row is built in two steps, the same for every system. `model(workload, data, mode)` makes what
+the system's user already has before they reach for the system: the model holding its weights,
+in the system's own form (a lucid or PyTorch Module, JAX's parameter arrays, for ONNX Runtime
+the serialized .onnx graph exported from PyTorch). `forward(workload, data, model)` returns a
+`Forward` and `train(workload, data, model)` a `Train`: all the system does to get ready to run
+(lucid.compile, torch.compile, an InferenceSession, jax.jit) and, for compiling systems, the
+first call. `suite_memory.py` makes the model before its baseline and counts only the second
+step. Any of them may raise `Unavailable(reason)` (not installed, not supported for this
+workload, ...), which the suite prints as "not available: reason" instead of a number.
 
 A training step is the same everywhere: forward, mean squared error against `data.target`,
 backward producing every parameter gradient, then one plain SGD update (lr = workloads.LR).
@@ -48,9 +52,11 @@ class System(Protocol):
 
     name: str
 
-    def forward(self, w: Workload, d: Data) -> Forward: ...
+    def model(self, w: Workload, d: Data, mode: str) -> object: ...
 
-    def train(self, w: Workload, d: Data) -> Train: ...
+    def forward(self, w: Workload, d: Data, model: object) -> Forward: ...
+
+    def train(self, w: Workload, d: Data, model: object) -> Train: ...
 
 
 def installed(module: str) -> bool:
@@ -106,10 +112,23 @@ def make_system(name: str, threads: int) -> System:
     raise ValueError(f"unknown system {name!r}")
 
 
+def user_model(system: System, w: Workload, d: Data, mode: str) -> object:
+    """The model `system`'s user has before using the system, for the row (w, mode): a fresh
+    one each time (a training step updates its weights)."""
+    if mode == "train" and "train" not in w.modes:
+        raise Unavailable("forward only")
+    return system.model(w, d, mode)
+
+
+def ready(system: System, w: Workload, d: Data, mode: str, model: object) -> Forward | Train:
+    """`system`'s callable for one row, made from the user's `model`: its forward, or its
+    training step when `mode` is "train" (compiling systems compile, and call once, inside)."""
+    return system.forward(w, d, model) if mode == "forward" else system.train(w, d, model)
+
+
 def build_row(system: System, w: Workload, d: Data, mode: str) -> Forward | Train:
-    """`system`'s callable for one row: its forward, or its training step when `mode` is
-    "train" (compiling systems compile, and call once, inside)."""
-    return system.forward(w, d) if mode == "forward" else system.train(w, d)
+    """`system`'s callable for one row, from a model of its own: `ready(user_model(...))`."""
+    return ready(system, w, d, mode, user_model(system, w, d, mode))
 
 
 def system_names(quick: bool, no_peers: bool) -> tuple[list[str], dict[str, str]]:

@@ -6,10 +6,13 @@ JAX's thread count cannot be set after import; run_all sets XLA_FLAGS before imp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from workloads import LR, Data, Workload
 
-from peers import Forward, Train, Unavailable
+from peers import Forward, Train
 
 
 def _forward_fn():
@@ -28,32 +31,49 @@ def _forward_fn():
     return jax, jnp, forward
 
 
+@dataclass
+class Arrays:
+    """JAX's model of a row: its weights as device arrays, and the batch too (a jitted function
+    takes them all as arguments; lucid and torch read the NumPy batch without a copy)."""
+
+    params: Any  # [(W1, b1), ...] for an MLP, name -> array for a model, the B of a GEMM
+    buffers: dict[str, Any]  # a model's BatchNorm running statistics
+    x: Any
+    target: Any  # None for a forward row
+
+
 class JaxJit:
     """jax.jit on the CPU backend; results are blocked on so the time includes the work."""
 
     name = "jax jit"
 
-    def forward(self, w: Workload, d: Data) -> Forward:
+    def model(self, w: Workload, d: Data, mode: str) -> Arrays:
+        """The row's weights, buffers, input and (training) target as jax arrays."""
+        _, jnp, _ = _forward_fn()
+        buffers: dict[str, Any] = {}
+        if w.kind == "model":
+            params, buffers = _split_state(w, d)
+        elif w.kind == "gemm":
+            params = jnp.asarray(d.b_matrix)
+        else:
+            params = [(jnp.asarray(wt), jnp.asarray(b)) for wt, b in d.weights]
+        target = jnp.asarray(d.target) if mode == "train" else None
+        return Arrays(params, buffers, jnp.asarray(d.x), target)
+
+    def forward(self, w: Workload, d: Data, model: Arrays) -> Forward:
         """jit(forward)(params, x).block_until_ready()."""
         jax, jnp, forward = _forward_fn()
         if w.kind == "model":
-            return _model_forward(w, d)
-        if w.kind == "gemm":
-            a, b = jnp.asarray(d.x), jnp.asarray(d.b_matrix)
-            mm = jax.jit(jnp.matmul)
-            return Forward(lambda: mm(a, b).block_until_ready(), np.asarray)
-        params = [(jnp.asarray(wt), jnp.asarray(b)) for wt, b in d.weights]
-        x = jnp.asarray(d.x)
-        fn = jax.jit(forward)
-        return Forward(lambda: fn(params, x).block_until_ready(), np.asarray)
+            return _model_forward(w, model)
+        fn = jax.jit(jnp.matmul if w.kind == "gemm" else forward)
+        args = (model.x, model.params) if w.kind == "gemm" else (model.params, model.x)
+        return Forward(lambda: fn(*args).block_until_ready(), np.asarray)
 
-    def train(self, w: Workload, d: Data) -> Train:
+    def train(self, w: Workload, d: Data, model: Arrays) -> Train:
         """One jitted function: loss, gradients and the SGD update; params are replaced."""
         jax, jnp, forward = _forward_fn()
-        if "train" not in w.modes:
-            raise Unavailable("forward only")
         if w.kind == "model":
-            return _model_train(w, d)
+            return _model_train(w, model)
 
         def loss_fn(params, x, t):
             return jnp.mean((forward(params, x) - t) ** 2)
@@ -64,8 +84,8 @@ class JaxJit:
             new = jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
             return new, loss
 
-        state = {"params": [(jnp.asarray(wt), jnp.asarray(b)) for wt, b in d.weights]}
-        x, t = jnp.asarray(d.x), jnp.asarray(d.target)
+        state = {"params": model.params}
+        x, t = model.x, model.target
 
         def step() -> object:
             state["params"], loss = update(state["params"], x, t)
@@ -101,23 +121,20 @@ def _model_fn(w: Workload, training: bool):
     return lambda p, b, x: (jax_models.gpt_forward(p, x, n_layer, n_head), {})
 
 
-def _model_forward(w: Workload, d: Data) -> Forward:
+def _model_forward(w: Workload, m: Arrays) -> Forward:
     """The jitted eval-mode twin (BatchNorm from the running statistics)."""
-    jax, jnp, _ = _forward_fn()
-    params, buffers = _split_state(w, d)
+    jax, _, _ = _forward_fn()
     run = _model_fn(w, training=False)
     fn = jax.jit(lambda p, b, x: run(p, b, x)[0])
-    x = jnp.asarray(d.x)
-    return Forward(lambda: fn(params, buffers, x).block_until_ready(), np.asarray)
+    return Forward(lambda: fn(m.params, m.buffers, m.x).block_until_ready(), np.asarray)
 
 
-def _model_train(w: Workload, d: Data) -> Train:
+def _model_train(w: Workload, m: Arrays) -> Train:
     """One jitted step: train-mode forward, mean cross-entropy, value_and_grad, SGD update (and
     the BatchNorm running statistics, as the other systems keep them)."""
-    jax, jnp, _ = _forward_fn()
+    jax, _, _ = _forward_fn()
     from peers.jax_models import cross_entropy
 
-    params, buffers = _split_state(w, d)
     run = _model_fn(w, training=True)
 
     def loss_fn(p, b, x, t):
@@ -130,10 +147,9 @@ def _model_train(w: Workload, d: Data) -> Train:
         new_p = jax.tree_util.tree_map(lambda a, g: a - LR * g, p, grads)
         return new_p, {**b, **new_b}, loss
 
-    state = {"p": params, "b": buffers}
-    assert d.target is not None
-    x, t = jnp.asarray(d.x), jnp.asarray(d.target)
-    names = list(params)
+    state = {"p": m.params, "b": m.buffers}
+    x, t = m.x, m.target
+    names = list(m.params)
 
     def step() -> object:
         state["p"], state["b"], loss = update(state["p"], state["b"], x, t)

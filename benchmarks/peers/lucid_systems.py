@@ -12,13 +12,24 @@ from peers import Forward, Train, Unavailable, flat
 
 
 def _model(w: Workload, d: Data, training: bool):
-    """A fresh lucid model holding a private copy of the workload's weights."""
+    """A fresh lucid model holding a private copy of the workload's weights (for a GEMM row,
+    the matmul as a Module)."""
+    if w.kind == "gemm":
+        return lucid_matmul().eval()
     if w.kind == "model":
         model = lucid_loaded(w, d)
     else:
         model = lucid_mlp(w)
         load_into_lucid(model, d.weights_copy())
     return model.train(training)
+
+
+class _Lucid:
+    """What lucid's two systems share: the user's model is a lucid Module."""
+
+    def model(self, w: Workload, d: Data, mode: str):
+        """A fresh lucid model of the row, in train mode for a training row."""
+        return _model(w, d, training=mode == "train")
 
 
 def _loss(w: Workload, out, target):
@@ -30,14 +41,11 @@ def _loss(w: Workload, out, target):
     return F.mse_loss(out, target)
 
 
-def _lucid_train(w: Workload, d: Data, compiled: bool) -> Train:
-    """Zero grads, forward (compiled or eager), loss, backward, SGD step on lucid's own model."""
+def _lucid_train(w: Workload, d: Data, model, compiled: bool) -> Train:
+    """Zero grads, forward (compiled or eager), loss, backward, SGD step on `model`."""
     import lucid
     from lucid import optim
 
-    if "train" not in w.modes:
-        raise Unavailable("forward only")
-    model = _model(w, d, training=True)
     run = lucid.compile(model) if compiled else model
     opt = optim.SGD(model.parameters(), lr=LR)
     assert d.target is not None
@@ -66,38 +74,34 @@ def _lucid_train(w: Workload, d: Data, compiled: bool) -> Train:
     return Train(step, params, first_call_s=first if compiled else None)
 
 
-class LucidCompiled:
+class LucidCompiled(_Lucid):
     """`lucid.compile(model)` with the default options (fusion on, the machine's isa)."""
 
     name = "lucid compiled"
 
-    def forward(self, w: Workload, d: Data) -> Forward:
+    def forward(self, w: Workload, d: Data, model) -> Forward:
         """Forward-only build (eval mode, plain arrays in), called on NumPy arrays."""
         import lucid
 
-        if w.kind == "gemm":
-            cm = lucid.compile(lucid_matmul().eval())
-            args: tuple[np.ndarray, ...] = (d.x, d.b_matrix)
-        else:
-            cm = lucid.compile(_model(w, d, training=False))
-            args = (d.x,)
+        cm = lucid.compile(model)
+        args = (d.x, d.b_matrix) if w.kind == "gemm" else (d.x,)
         start = time.perf_counter()
         cm(*args)
         first = time.perf_counter() - start
         return Forward(lambda: cm(*args), lambda out: out.data, first_call_s=first)
 
-    def train(self, w: Workload, d: Data) -> Train:
+    def train(self, w: Workload, d: Data, model) -> Train:
         """The compiled augmented forward and backward (lucid.compile in grad mode)."""
-        return _lucid_train(w, d, compiled=True)
+        return _lucid_train(w, d, model, compiled=True)
 
 
-class LucidEager:
+class LucidEager(_Lucid):
     """lucid's eager library (NumPy underneath, tape-based autograd)."""
 
     name = "lucid eager"
 
-    def forward(self, w: Workload, d: Data) -> Forward:
-        """model(x) under no_grad in eval mode."""
+    def forward(self, w: Workload, d: Data, model) -> Forward:
+        """model(x) under no_grad in eval mode (a GEMM row: a @ b, no Module call)."""
         import lucid
 
         if w.kind == "gemm":
@@ -108,7 +112,6 @@ class LucidEager:
                     return a @ b
 
             return Forward(gemm, lambda out: out.data)
-        model = _model(w, d, training=False)
         x = lucid.Tensor(d.x)
 
         def call() -> object:
@@ -117,9 +120,9 @@ class LucidEager:
 
         return Forward(call, lambda out: out.data)
 
-    def train(self, w: Workload, d: Data) -> Train:
+    def train(self, w: Workload, d: Data, model) -> Train:
         """Eager forward, tape backward, lucid.optim.SGD."""
-        return _lucid_train(w, d, compiled=False)
+        return _lucid_train(w, d, model, compiled=False)
 
 
 def reference_step(w: Workload, d: Data) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -129,6 +132,6 @@ def reference_step(w: Workload, d: Data) -> tuple[list[np.ndarray], list[np.ndar
         before = [d.state[n].copy() for n in d.param_names]
     else:
         before = [a.copy() for a in flat(d.weights)]
-    t = _lucid_train(w, d, compiled=False)
+    t = _lucid_train(w, d, _model(w, d, training=True), compiled=False)
     t.step()
     return before, [a.copy() for a in t.params()]

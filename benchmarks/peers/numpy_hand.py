@@ -36,23 +36,24 @@ class NumpyHand:
 
     name = "numpy by hand"
 
-    def forward(self, w: Workload, d: Data) -> Forward:
-        """The layers as `h @ W.T + b` and HardSwish as clip."""
+    def model(self, w: Workload, d: Data, mode: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """A private copy of the MLP's weights [(W1, b1), ...] (none for a GEMM row)."""
         if w.kind == "model":
-            raise Unavailable("MLP and GEMM workloads only (no hand-written model)")
+            rows = "MLP" if mode == "train" else "MLP and GEMM"
+            raise Unavailable(f"{rows} workloads only (no hand-written model)")
+        return [] if w.kind == "gemm" else d.weights_copy()
+
+    def forward(self, w: Workload, d: Data, model: list) -> Forward:
+        """The layers as `h @ W.T + b` and HardSwish as clip."""
         if w.kind == "gemm":
             a, b = d.x, d.b_matrix
             return Forward(lambda: a @ b, np.asarray)
-        weights, x = d.weights_copy(), d.x
+        weights, x = model, d.x
         return Forward(lambda: _mlp_forward(weights, x)[-1], np.asarray)
 
-    def train(self, w: Workload, d: Data) -> Train:
+    def train(self, w: Workload, d: Data, model: list) -> Train:
         """Forward keeping pre-activations, MSE gradient, backward layer by layer, SGD."""
-        if w.kind == "model":
-            raise Unavailable("MLP workloads only (no hand-written model)")
-        if w.kind == "gemm":
-            raise Unavailable("forward only")
-        weights, x, target = d.weights_copy(), d.x, d.target
+        weights, x, target = model, d.x, d.target
         assert target is not None
         scale = np.float32(2.0 / target.size)
 

@@ -87,30 +87,27 @@ class OnnxRuntime:
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self.graphs: dict[str, bytes] = {}  # workload name -> serialized ModelProto
 
-    def prepare(self, w: Workload, d: Data) -> None:
-        """Build the workload's ONNX graph ahead (for a model, the export from PyTorch): a
-        user of ONNX Runtime starts from a file, so the memory suite leaves this out."""
-        self.graphs[w.name] = (
-            _exported(w, d) if w.kind == "model" else _graph(w, d).SerializeToString()
-        )
+    def model(self, w: Workload, d: Data, mode: str) -> bytes:
+        """The row's serialized ONNX graph (for a model, exported from PyTorch): what a user of
+        ONNX Runtime starts from, the .onnx file's bytes."""
+        if mode == "train":
+            raise Unavailable("forward only (inference runtime)")
+        return _exported(w, d) if w.kind == "model" else _graph(w, d).SerializeToString()
 
-    def forward(self, w: Workload, d: Data) -> Forward:
-        """sess.run on the workload's input (the output is a list of one array)."""
+    def forward(self, w: Workload, d: Data, model: bytes) -> Forward:
+        """An InferenceSession of `model`; sess.run on the workload's input (the output is a
+        list of one array)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if w.name not in self.graphs:
-            self.prepare(w, d)
-        graph = self.graphs.pop(w.name)
-        sess = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         feed = {"a": d.x, "b": d.b_matrix} if w.kind == "gemm" else {"x": d.x}
         return Forward(lambda: sess.run(None, feed), lambda out: np.asarray(out[0]))
 
-    def train(self, w: Workload, d: Data) -> Train:
+    def train(self, w: Workload, d: Data, model: bytes) -> Train:
         """ONNX Runtime's training API is a separate package; inference is what it is for."""
         raise Unavailable("forward only (inference runtime)")

@@ -8,7 +8,7 @@ import numpy as np
 from model_workloads import logits_2d, torch_twin
 from workloads import LR, Data, Workload
 
-from peers import Forward, Train, Unavailable
+from peers import Forward, Train
 
 
 def _torch():
@@ -36,13 +36,10 @@ def _model(w: Workload, d: Data):
     return torch.nn.Sequential(*mods)
 
 
-def _train(w: Workload, d: Data, wrap) -> Train:
+def _train(w: Workload, d: Data, model, wrap) -> Train:
     """zero_grad, forward through `wrap(model)`, loss (MSE for an MLP, mean cross-entropy for
     a model), backward, torch.optim.SGD step."""
     torch = _torch()
-    if "train" not in w.modes:
-        raise Unavailable("forward only")
-    model = _model(w, d).train()
     run = wrap(model)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     assert d.target is not None
@@ -81,15 +78,23 @@ def _train(w: Workload, d: Data, wrap) -> Train:
     return Train(step, params, first_call_s=first)
 
 
-class TorchEager:
-    """PyTorch eager on CPU, inference_mode for the forward."""
-
-    name = "pytorch eager"
+class _Torch:
+    """What the PyTorch systems share: the thread count, and the user's model is a torch Module."""
 
     def __init__(self, threads: int) -> None:
         _torch().set_num_threads(threads)
 
-    def forward(self, w: Workload, d: Data) -> Forward:
+    def model(self, w: Workload, d: Data, mode: str):
+        """The row's torch Module in train or eval mode (None for a GEMM row: no model)."""
+        return None if w.kind == "gemm" else _model(w, d).train(mode == "train")
+
+
+class TorchEager(_Torch):
+    """PyTorch eager on CPU, inference_mode for the forward."""
+
+    name = "pytorch eager"
+
+    def forward(self, w: Workload, d: Data, model) -> Forward:
         """model(x) (or a @ b) under torch.inference_mode."""
         torch = _torch()
         if w.kind == "gemm":
@@ -100,7 +105,7 @@ class TorchEager:
                     return a @ b
 
             return Forward(gemm, lambda out: out.numpy())
-        model, x = _model(w, d).eval(), torch.from_numpy(d.x)
+        x = torch.from_numpy(d.x)
 
         def call() -> object:
             with torch.inference_mode():
@@ -108,20 +113,17 @@ class TorchEager:
 
         return Forward(call, lambda out: out.numpy())
 
-    def train(self, w: Workload, d: Data) -> Train:
+    def train(self, w: Workload, d: Data, model) -> Train:
         """Autograd backward and torch.optim.SGD."""
-        return _train(w, d, lambda m: m)
+        return _train(w, d, model, lambda m: m)
 
 
-class TorchCompile:
+class TorchCompile(_Torch):
     """torch.compile (mode default, inductor on CPU); frozen weights for inference."""
 
     name = "torch.compile"
 
-    def __init__(self, threads: int) -> None:
-        _torch().set_num_threads(threads)
-
-    def forward(self, w: Workload, d: Data) -> Forward:
+    def forward(self, w: Workload, d: Data, model) -> Forward:
         """Compiled under no_grad with inductor's freezing (weights as constants)."""
         torch = _torch()
         import torch._inductor.config as inductor_config
@@ -131,7 +133,7 @@ class TorchCompile:
             fn = torch.compile(lambda p, q: p @ q)
             args: tuple = (a, b)
         else:
-            fn, args = torch.compile(_model(w, d).eval()), (torch.from_numpy(d.x),)
+            fn, args = torch.compile(model), (torch.from_numpy(d.x),)
         inductor_config.freezing = True
         try:
             with torch.no_grad():
@@ -147,6 +149,6 @@ class TorchCompile:
 
         return Forward(call, lambda out: out.numpy(), first_call_s=first)
 
-    def train(self, w: Workload, d: Data) -> Train:
+    def train(self, w: Workload, d: Data, model) -> Train:
         """The model compiled (forward + AOT-autograd backward); the optimizer step eager."""
-        return _train(w, d, lambda m: _torch().compile(m))
+        return _train(w, d, model, lambda m: _torch().compile(m))
