@@ -23,6 +23,7 @@ from lucid.ir.core import Graph, Node, Value
 from lucid.ir.types import Dim, DType, dim_parts
 from lucid.onnx._export_norms import recognise_norms
 from lucid.onnx._export_ops import TRANSLATIONS
+from lucid.onnx._package import require_onnx
 
 __all__ = ["OnnxExportError", "export"]
 
@@ -32,17 +33,6 @@ PROTOBUF_LIMIT = 2**31 - 2**24  # bytes of parameters; the message adds the grap
 
 class OnnxExportError(LucidError):
     """The model cannot be written as ONNX (an op with no ONNX form, a bad argument)."""
-
-
-def _import_onnx() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise ImportError(
-            "lucid.onnx.export needs the 'onnx' package: pip install 'lucid[onnx]' "
-            "(or pip install onnx)"
-        ) from None
-    return onnx
 
 
 def export(
@@ -62,7 +52,7 @@ def export(
     ONNX form). With `dynamic_batch`, inputs and outputs declare the batch as dim_param "N",
     and Python decisions on the batch size in forward are refused (the file cannot check them).
     """
-    onnx = _import_onnx()
+    onnx = require_onnx("lucid.onnx.export")
     latest = int(onnx.defs.onnx_opset_version())
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= latest:
         raise OnnxExportError(

@@ -39,20 +39,11 @@ from lucid.onnx._import_ops import (
     NodeInfo,
 )
 from lucid.onnx._module import InputSpec, OnnxModule, Step
+from lucid.onnx._package import require_onnx
 from lucid.tensor import Tensor
 
 MIN_OPSET, MAX_OPSET = 7, 28  # the standard-domain opsets the converters follow (and are tested at)
 _PROBE_BATCHES = (2, 3)  # two batch sizes tell batch-dependent shape values from constants
-
-
-def _onnx() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise ImportError(
-            "lucid.onnx needs the onnx package: pip install 'lucid[onnx]' (or pip install onnx)"
-        ) from None
-    return onnx
 
 
 # ---------------------------------------------------------------- reading and checking
@@ -60,7 +51,7 @@ def _onnx() -> Any:
 
 def read_model(source: Any) -> Any:
     """A ModelProto from a path, bytes or a ModelProto, or an OnnxImportError saying why not."""
-    onnx = _onnx()
+    onnx = require_onnx("lucid.onnx")
     if isinstance(source, onnx.ModelProto):
         return source
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -148,7 +139,7 @@ def fuse_erf_gelu(nodes: Sequence[Any], inits: Mapping[str, np.ndarray]) -> list
     (Div, Erf, Add, Mul, Mul), as one Gelu node: lucid has GELU, not erf. The formula is
     lucid's gelu term for term (the 0.5 is exact in either order), so nothing is rounded
     differently. The pattern's intermediate values must have no other readers."""
-    onnx = _onnx()
+    onnx = require_onnx("lucid.onnx")
     consts: dict[str, np.ndarray] = dict(inits)
     readers: dict[str, list[Any]] = {}
     for n in nodes:
@@ -196,7 +187,7 @@ def _label(node: Any) -> str:
 
 
 def _infer(model: Any) -> Any:
-    onnx = _onnx()
+    onnx = require_onnx("lucid.onnx")
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as e:  # noqa: BLE001  (InferenceError, ValidationError: one message)
@@ -226,7 +217,7 @@ def value_types(graph: Any) -> dict[str, tuple[int | None, tuple[Any, ...] | Non
 
 
 def _attrs(node: Any) -> dict[str, Any]:
-    onnx = _onnx()
+    onnx = require_onnx("lucid.onnx")
     out: dict[str, Any] = {}
     for a in node.attribute:
         v = onnx.helper.get_attribute_value(a)
@@ -306,7 +297,7 @@ def node_problem(
 
 
 def _type_name(t: int) -> str:
-    onnx = _onnx()
+    onnx = require_onnx("lucid.onnx")
     try:
         return str(onnx.TensorProto.DataType.Name(t)).lower()
     except ValueError:
@@ -316,7 +307,7 @@ def _type_name(t: int) -> str:
 def load(source: Any, *, constants: Mapping[str, Any] | None = None) -> OnnxModule:
     """An ONNX model (path, bytes or ModelProto) as a lucid Module; `constants` binds graph
     inputs to fixed values (they become constants and leave the forward's signature)."""
-    onnx = _onnx()
+    onnx = require_onnx("lucid.onnx")
     model = read_model(source)
     opset = _opset(model)
     if model.graph.initializer and any(
