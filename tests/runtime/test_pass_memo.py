@@ -181,3 +181,29 @@ def test_an_unwritable_memo_costs_only_the_passes(
             y2 = lucid.compile(b)(X)
     np.testing.assert_array_equal(y1.data, y2.data)
     assert passes == ["traced", "traced"]
+
+
+def _graph(scale: float, line: int, function: str = "forward", hint: str = "x") -> Graph:
+    from lucid.errors import SourceLoc
+    from lucid.ir.core import Builder
+    from lucid.ir.types import DType, TensorType
+
+    b = Builder("forward")
+    x = b.input(TensorType(DType.F32, (2, 3)), hint)
+    c = b.constant(scale, DType.F32, loc=SourceLoc("model.py", line, function))
+    b.output(b.op("mul", (x, c), loc=SourceLoc("model.py", line, function)))
+    return b.build()
+
+
+def test_the_key_sees_attrs_locations_and_names_but_nothing_else() -> None:
+    key = _memo.memo_key(_graph(0.5, 3), ["cse"], None)
+    assert key == _memo.memo_key(_graph(0.5, 3), ["cse"], None)  # a fresh trace: the same key
+    changed = [
+        _memo.memo_key(_graph(0.5 + 2**-20, 3), ["cse"], None),  # a constant's last bits
+        _memo.memo_key(_graph(0.5, 4), ["cse"], None),  # the source line errors would name
+        _memo.memo_key(_graph(0.5, 3, "step"), ["cse"], None),  # its function
+        _memo.memo_key(_graph(0.5, 3, hint="y"), ["cse"], None),  # an input's name
+        _memo.memo_key(_graph(0.5, 3), ["cse", "dce"], None),  # the pipeline
+        _memo.memo_key(_graph(0.5, 3), ["cse"], (True,)),  # a grad entry
+    ]
+    assert len({key, *changed}) == 1 + len(changed)
