@@ -39,10 +39,10 @@ from lucid.errors import (
     RecompileWarning,
     TraceError,
 )
+from lucid.ir.autodiff import GradResult
 from lucid.ir.core import Graph
 from lucid.ir.trace import BATCH, Guard
 from lucid.nn.module import STRUCTURE_VERSION, structure_version
-from lucid.ir.autodiff import GradResult
 from lucid.runtime import _memo
 from lucid.runtime._entry import Entry, dump, label, optimize, slug, spy, type_of, wrap
 from lucid.runtime._fastpath import make_fast
