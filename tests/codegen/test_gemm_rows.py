@@ -94,3 +94,36 @@ def test_a_fused_mlp_at_batch_one_runs_every_layer_on_the_row_path() -> None:
     with lucid.no_grad():
         np.testing.assert_allclose(dyn(x).data, want, rtol=1e-5, atol=1e-5)
     assert "Row path:" not in dyn.c_source
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
+def test_row_path_results_do_not_depend_on_threads_or_isa(isa: str) -> None:
+    """threads_min_work=1: every row-path GEMM splits its columns into tasks; 1, 2 and 3
+    threads give the same bits, and every isa the same sums (the row path is plain C)."""
+    from lucid.ir import Builder, DType, TensorType
+    from lucid.ir.passes import PassManager, default_pipeline
+    from tests.codegen.test_c_harness import compile_graph
+
+    if isa == "avx512" and gemm.detect_isa() != "avx512":
+        pytest.skip("this CPU has no AVX-512")
+    b = Builder("forward")
+    x = b.input(TensorType(DType.F32, (3, 300)), "x")
+    w1 = b.param(TensorType(DType.F32, (257, 300)), "w1")
+    b1 = b.param(TensorType(DType.F32, (257,)), "b1")
+    w2 = b.param(TensorType(DType.F32, (31, 257)), "w2")
+    b2 = b.param(TensorType(DType.F32, (31,)), "b2")
+    h = b.op("hardswish", [b.op("linear", [x, w1, b1])])
+    b.output(b.op("linear", [h, w2, b2]))
+    graph = PassManager(default_pipeline()).run(b.build())[0]
+    mod = compile_graph(graph, threads_min_work=1, isa=isa)
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs]
+    arrays += [rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.params]
+    runs = [mod.run(arrays, nthreads=t)[0] for t in (1, 2, 3)]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other, runs[0])
+    xs, w1a, b1a, w2a, b2a = (a.astype(np.float64) for a in arrays)
+    hid = xs @ w1a.T + b1a
+    want = (hid * np.clip(hid + 3, 0, 6) / 6) @ w2a.T + b2a
+    np.testing.assert_allclose(runs[0], want, rtol=1e-4, atol=1e-4)
+    assert "Row path:" in mod.program.source
