@@ -290,7 +290,6 @@ class MlpData:
     nbuf: int
     work_per_row: int  # multiply-adds per batch row over all layers (thread threshold)
     par_min_work: int
-    few: bool  # a static batch of at most gemm.ROW_PATH_ROWS rows: one tile, threads per GEMM
     layers: tuple[Layer, ...]
     inputs: tuple[str, ...]  # C declarations of the job's input pointers
     packs: tuple[str, ...]  # C declarations of the job's prepacked weights (NULL: pack per call)
@@ -366,7 +365,6 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
         nbuf=nbuf,
         work_per_row=work,
         par_min_work=blk.par_min_work,
-        few=few,
         layers=tuple(layers),
         inputs=tuple(f"const {v.type.dtype.c} *x{i}" for i, v in enumerate(ctx.inputs)),
         packs=tuple(f"const {p.ctype} *p{j}" for j, p in enumerate(packs)),

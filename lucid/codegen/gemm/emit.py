@@ -18,7 +18,6 @@ from lucid.codegen.gemm.shared import (
     common_block,
     driver_name,
     pack_names,
-    parallel_block,
     short,
 )
 from lucid.codegen.gemm.spec import Epilogue, GemmSpec
@@ -128,9 +127,6 @@ class SmallPath:
 # and pack B (or keep a packed copy of the weight, as big as the weight, between calls).
 ROW_PATH_ROWS = 4
 ROW_PATH_MIN_K = 64
-# The row path reads each weight once, at memory speed: a thread pays for itself at far fewer
-# multiply-adds than in the blocked path (2^16: 256 KiB of f32 weights, ~15 us on one core).
-ROW_PATH_MIN_WORK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -162,7 +158,6 @@ class NodeTemplate:
     kc: int
     nc: int
     par_min_work: int
-    row_min_work: int  # the row path's multiply-adds per thread
     jobs_per_thread: int
     shared_b_bytes: int
     driver: str
@@ -227,9 +222,6 @@ def _node_template(spec: GemmSpec) -> NodeTemplate:
     small_params += [f"{t} *restrict colsum"] if ep.colsum else []
     small_args = ["A", "B", "C", "M", "N", "K", *(op.param for op in operands)]
     small_args += ["colsum"] if ep.colsum else []
-    if small is not None and small.lanes:  # the row path splits the columns over threads
-        small_params.append("int nthreads")
-        small_args.append("nthreads")
     notes = []
     if small is not None and small.lanes:
         notes.append(
@@ -274,7 +266,6 @@ def _node_template(spec: GemmSpec) -> NodeTemplate:
         kc=blk.kc,
         nc=blk.nc,
         par_min_work=blk.par_min_work,
-        row_min_work=max(1, min(blk.par_min_work, ROW_PATH_MIN_WORK)),
         jobs_per_thread=max(1, blk.jobs_per_thread),
         shared_b_bytes=max(0, blk.shared_b_bytes),
         driver=driver_name(t, spec.isa, blk),
@@ -310,8 +301,6 @@ def gemm_parts(spec: GemmSpec) -> tuple[tuple[SharedBlock, ...], str]:
     _validate(spec)
     node = _node_template(spec)
     blocks = [common_block(spec.dtype)]
-    if node.small is not None and node.small.lanes:
-        blocks.append(parallel_block(spec.threads))
     if node.blocked:
         blk = spec.resolved_blocking()
         blocks = blocked_blocks(spec.dtype, spec.isa, blk, spec.trans_a, spec.trans_b, spec.threads)
