@@ -261,6 +261,9 @@ class Program:
     size_rows: tuple[SizeRow, ...]
     size_degree: int
     n_slots: int
+    # keep the arena between calls (a static slot): lucid.compile's modules; an exported
+    # library (threads "spawn") promises no global state, and allocates per call
+    keep_arena: bool
     decls: tuple[Decl, ...]
     calls: tuple[str, ...]
     copies: tuple[Copy, ...]
@@ -356,6 +359,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         size_rows=size_rows,
         size_degree=degree,
         n_slots=len(plan.slots),
+        keep_arena=bool(plan.slots) and options.threads == "pool",
         decls=_decls(graph, plan, names, constants),
         calls=tuple(calls),
         copies=_copies(graph, plan, names),
