@@ -62,7 +62,9 @@ def gemm_kernel(
         ["x0", "x1", "y0", m_c, n_c, k_c, *operands, *(["p0"] if packs else []), "nthreads"]
     )
     opb = "x1^T" if trans_b else "x1"
-    what = what or f"y0[{m_c}, {n_c}] = x0[{m_c}, {k_c}] @ {opb}" + (" + bias x2" if operands else "")
+    what = what or f"y0[{m_c}, {n_c}] = x0[{m_c}, {k_c}] @ {opb}" + (
+        " + bias x2" if operands else ""
+    )
     body = render("matmul_call.c.j2", g=GemmCall(what, spec.name, args))
     return ctx.kernel(body, support=support, shared=shared, threads=True, prepacks=packs)
 
