@@ -5,8 +5,8 @@ running codegen (Jinja template compilation alone is ~150 ms per process) and `c
 The index key hashes the inputs of that computation instead: the optimised IR text (what
 codegen reads; locations are not part of it), the codegen and build options, a fingerprint
 of lucid's own code (a changed code generator must not be served old C), what codegen reads
-from the machine (/proc/cpuinfo for isa "auto" and -march=native, cpu0's cache sizes for GEMM
-blocking), the compiler's identity (path, inode, size, mtime, ctime of the resolved binary:
+from the machine (/proc/cpuinfo for isa "auto" and -march=native, the CPU kind (vendor, family,
+model) whose gemm.CPU_TABLE entry decides GEMM blocking, cpu0's cache sizes for the cost model), the compiler's identity (path, inode, size, mtime, ctime of the resolved binary:
 a stand-in for `--version`) and the Python ABI. It names a build key in
 `<root>/index/<index key>.json`; the entry itself is still loaded through build.py's verified
 path (sha256 of the .so), so a stale or wrong index file costs a rebuild, never a bad load.
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import lucid
+from lucid.codegen.gemm import detect_cpu
 from lucid.runtime import build as _build
 from lucid.runtime import cache as _cache
 
@@ -65,6 +66,15 @@ def _cache_sizes() -> str:
     return "\n".join(parts)
 
 
+@cache
+def _cpu_kind() -> list[Any] | None:
+    """(vendor, family, model): the gemm.CPU_TABLE key codegen looks this machine up by. The
+    cpu hash below does not hold it (a KVM guest's model name can be a bare "Intel(R) Xeon(R)
+    Processor"), so without it two kinds with equal flags would share C blocked for one."""
+    cpu = detect_cpu()
+    return None if cpu is None or cpu.key is None else list(cpu.key)
+
+
 def _compiler_identity(cc: str | None) -> list[Any]:
     """The resolved compiler argv and its binary's stat: changes when the compiler does."""
     compiler = _build.resolve_compiler(cc)
@@ -94,6 +104,7 @@ def index_key(ir_text: str, isa: str, prefix: str, build: Any) -> str:
         "machine": os.uname().machine,
         # codegen reads the cpu for isa "auto" even without -march=native, so always included
         "cpu": _build.cpu_id(),
+        "cpu_kind": _cpu_kind(),
         "caches": _cache_sizes(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
