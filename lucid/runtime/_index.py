@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import lucid
-from lucid.codegen.gemm import detect_cpu
 from lucid.runtime import build as _build
 from lucid.runtime import cache as _cache
 
@@ -66,13 +65,30 @@ def _cache_sizes() -> str:
     return "\n".join(parts)
 
 
+# The /proc/cpuinfo fields gemm.CPU_TABLE is keyed by: vendor, family, model (x86) or
+# implementer, architecture, part (ARM). Read here as raw lines (a superset of the key) rather
+# than through lucid.codegen.gemm, whose import pulls in Jinja: a warm start never needs it.
+_CPU_KIND_FIELDS = (
+    "vendor_id",
+    "cpu family",
+    "model",
+    "CPU implementer",
+    "CPU architecture",
+    "CPU part",
+)
+
+
 @cache
-def _cpu_kind() -> list[Any] | None:
-    """(vendor, family, model): the gemm.CPU_TABLE key codegen looks this machine up by. The
-    cpu hash below does not hold it (a KVM guest's model name can be a bare "Intel(R) Xeon(R)
+def _cpu_kind() -> str:
+    """The CPU kind codegen looks up gemm.CPU_TABLE by, as its /proc/cpuinfo lines. The cpu
+    hash below does not hold it (a KVM guest's model name can be a bare "Intel(R) Xeon(R)
     Processor"), so without it two kinds with equal flags would share C blocked for one."""
-    cpu = detect_cpu()
-    return None if cpu is None or cpu.key is None else list(cpu.key)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = [" ".join(ln.split()) for ln in f if ln.startswith(_CPU_KIND_FIELDS)]
+    except OSError:
+        return ""
+    return "\n".join(dict.fromkeys(lines))  # every core repeats the same lines
 
 
 def _compiler_identity(cc: str | None) -> list[Any]:
