@@ -13,8 +13,9 @@ Every entry carries `evidence`: the command that measured it, the CPU, the threa
 GFLOP/s of the chosen blocking and of the alternatives timed. An entry not measured yet says
 so and has `measured=False`.
 
-This module reads only text (and imports nothing from blocking.py): the tables are plain
-data and every function is pure given the /proc/cpuinfo text it is handed.
+The tables are plain data and this module imports nothing from blocking.py (which imports
+it); every function but `detect_cpu` (which reads /proc/cpuinfo) is pure, so a test hands
+`parse_cpuinfo` another machine's text.
 """
 
 from __future__ import annotations
