@@ -10,8 +10,10 @@ the autotuner would time around it (plus the CPU's current TABLE blocking, if it
 the autotuner's own machinery (lucid.runtime.autotune: the candidates built into one module,
 medians of interleaved rounds), and prints each one's median GFLOP/s. The blocking chosen is
 the one with the best geometric mean speedup over the cost model across every shape and thread
-count, and it must beat the cost model by autotune.MARGIN, else the cost model's own is kept
-(one entry serves every shape). Last it prints a ready-to-paste TABLE entry whose evidence
+count, and it must beat the cost model by autotune.MARGIN, and again in a rematch of the two
+(twice the rounds), else the cost model's own is kept (one entry serves every shape). A load
+average above a quarter of the cpus, at the start or the end, prints a warning and marks the
+evidence NOT IDLE. Last it prints a ready-to-paste TABLE entry whose evidence
 holds the command, the CPU, threads, load average, date and every number measured.
 
 Shapes are MxNxK (C is MxN, the reduction is K); a trailing "t" means op(B) = B^T, the Linear
@@ -33,6 +35,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -101,20 +104,32 @@ def candidates(isa: str, caches: CacheSizes, cpu: CpuId | None, limit: int) -> l
     return found if table in found else [*found, table]
 
 
-def time_shape(
-    shape: Shape,
-    isa: str,
-    caches: CacheSizes,
-    blockings: list[Blocking],
-    threads: list[int],
-    rounds: int,
-) -> dict[int, list[float]] | None:
-    """GFLOP/s of each blocking (in order) per thread count; None when the shape never takes
-    the blocked path (no blocking matters)."""
+@dataclass(frozen=True)
+class Timing:
+    """One shape's candidates built into one module, each distinct behaviour once: blockings
+    larger than the matrix all mean one block (`which[i]` is blocking i's function)."""
+
+    shape: Shape
+    problem: GemmProblem
+    ffi: Any
+    fns: tuple[Any, ...]
+    which: tuple[int, ...]
+
+    def gflops(self, picks: list[int], threads: int, rounds: int) -> list[float]:
+        """Median GFLOP/s of blockings `picks` (indices) at `threads`, interleaved."""
+        kinds = sorted({self.which[i] for i in picks})
+        m, n, k = self.shape.m, self.shape.n, self.shape.k
+        fns = [self.fns[j] for j in kinds]
+        seconds = dict(zip(kinds, measure(self.ffi, fns, self.problem, m, n, k, threads, rounds)))
+        return [2.0 * m * n * k / seconds[self.which[i]] / 1e9 for i in picks]
+
+
+def prepare(shape: Shape, isa: str, caches: CacheSizes, blockings: list[Blocking]) -> Timing | None:
+    """Build the shape's candidates; None when the shape never takes the blocked path (no
+    blocking matters)."""
     problem = GemmProblem(DTYPE, isa, False, shape.trans_b, (shape.m,), shape.n, shape.k, caches)
     if not blocks(problem, blockings[0]):
         return None
-    # Blocks larger than the matrix all mean one block: time each behaviour once.
     rows = -(-shape.m // blockings[0].mr) * blockings[0].mr
     cols = -(-shape.n // blockings[0].nr) * blockings[0].nr
     kinds: dict[tuple[int, int, int], int] = {}
@@ -125,22 +140,22 @@ def time_shape(
     distinct = [blockings[which.index(i)] for i in range(len(kinds))]
     source, cdef, names = timing_module(problem, distinct)
     built = build(source, cdef, options=BuildOptions())
-    fns = [getattr(built.lib, name) for name in names]
-    flops = 2.0 * shape.m * shape.n * shape.k
-    out = {}
-    for t in threads:
-        seconds = measure(built.ffi, fns, problem, shape.m, shape.n, shape.k, t, rounds)
-        out[t] = [flops / seconds[i] / 1e9 for i in which]
-    return out
+    fns = tuple(getattr(built.lib, name) for name in names)
+    return Timing(shape, problem, built.ffi, fns, tuple(which))
+
+
+def geomean_speedups(table: dict[tuple[str, int], list[float]], count: int) -> list[float]:
+    """Each blocking's geometric-mean speedup over blocking 0 across the cases of `table`."""
+    return [
+        math.exp(statistics.fmean(math.log(g[i] / g[0]) for g in table.values()))
+        for i in range(count)
+    ]
 
 
 def choose(table: dict[tuple[str, int], list[float]], count: int) -> tuple[int, list[float]]:
     """(index of the chosen blocking, each blocking's geometric-mean speedup over the cost
     model's, index 0): the best one if it beats the cost model by MARGIN, else 0."""
-    speedups = [
-        math.exp(statistics.fmean(math.log(g[i] / g[0]) for g in table.values()))
-        for i in range(count)
-    ]
+    speedups = geomean_speedups(table, count)
     best = max(range(count), key=speedups.__getitem__)
     return (best if speedups[best] >= 1 + MARGIN else 0), speedups
 
@@ -201,14 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     blockings = candidates(isa, caches, cpu, limit)
     print(f"{len(blockings)} blockings, {rounds} rounds, f32; GFLOP/s (median):")
 
+    timings: dict[tuple[str, int], Timing] = {}
     results: dict[tuple[str, int], list[float]] = {}
+    every = list(range(len(blockings)))
     for shape in shapes:
-        timed = time_shape(shape, isa, caches, blockings, threads, rounds)
-        if timed is None:
+        timing = prepare(shape, isa, caches, blockings)
+        if timing is None:
             print(f"  {shape.label}: never blocked (small path), skipped")
             continue
-        for t, gflops in timed.items():
-            results[(shape.label, t)] = gflops
+        for t in threads:
+            timings[(shape.label, t)] = timing
+            results[(shape.label, t)] = gflops = timing.gflops(every, t, rounds)
             row = "  ".join(f"{g:7.1f}" for g in gflops)
             print(f"  {shape.label:>16} {t}t  {row}")
     if not results:
@@ -216,13 +234,31 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     best, speedups = choose(results, len(blockings))
+    rematch = ""
+    if best != 0:
+        # As the autotuner does: a winner must win again, in a rematch of twice the rounds
+        # against the cost model alone (one lucky round of medians is not rare on a busy machine).
+        again = {c: timings[c].gflops([0, best], c[1], 2 * rounds) for c in results}
+        (_, ratio) = geomean_speedups(again, 2)
+        print(f"rematch of {_blocks(blockings[best])}: x{ratio:.3f} of the cost model")
+        rematch = f" Rematch ({2 * rounds} rounds) of the best against the cost model: x{ratio:.3f}"
+        rematch += "; kept." if ratio >= 1 + MARGIN else "; lost, the cost model is kept."
+        best = best if ratio >= 1 + MARGIN else 0
+    end_load = os.getloadavg()[0]
+    busy = max(load, end_load) > 0.25 * (os.cpu_count() or 1)
+    if busy:
+        print(
+            f"WARNING: load average {load:.2f} .. {end_load:.2f} on {os.cpu_count()} cpus: "
+            "this machine is not idle, these numbers are not fit for the TABLE",
+            file=sys.stderr,
+        )
     table = choose_blocking(DTYPE, isa, caches, cpu=cpu)
-    cases = ", ".join(f"{label} {t}t" for label, t in results)
     command = " ".join(["python benchmarks/tune_cpu_table.py", *(argv or sys.argv[1:])])
     cases = ", ".join(f"{label} {t}t" for label, t in results)
     head = (
         f"`{command}` on {time.strftime('%Y-%m-%d')}: {where}, {isa}, {cache_text}, "
-        f"{os.cpu_count()} cpus, load average {load:.2f}, {rounds} rounds. f32 GFLOP/s "
+        f"{os.cpu_count()} cpus, load average {load:.2f} .. {end_load:.2f}"
+        f"{' (NOT IDLE)' if busy else ''}, {rounds} rounds. f32 GFLOP/s "
         f"(median) at {cases}, and the geometric-mean speedup over the cost model:"
     )
     evidence = [head]
@@ -236,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {i:2d} {_blocks(blockings[i])}: x{s:.3f} of the cost model")
     print(f"chosen: {_blocks(blockings[best])} ({'cost model' if best == 0 else 'tuned'})")
     print("\nTABLE entry for lucid/codegen/gemm/cpus.py:\n")
-    text = f"{evidence[0]} {'; '.join(evidence[1:])}."
+    text = f"{evidence[0]} {'; '.join(evidence[1:])}.{rematch}"
     print(entry_text(cpu, isa, caches, blockings[best], where, text))
     return 0
 

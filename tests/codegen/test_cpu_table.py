@@ -4,10 +4,12 @@ is cached, and benchmarks/tune_cpu_table.py in a smoke run."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -221,6 +223,33 @@ def test_index_key_and_tune_records_hold_the_cpu_kind(monkeypatch: pytest.Monkey
     problem = GemmProblem("float", "avx2", False, True, (64,), 200, 300, FAKE_CACHES, FAKE)
     assert autotune.machine_signature(problem)["cpu_kind"] == list(FAKE.key or ())
     assert "codegen/gemm/cpus.py" in autotune._GENERATOR_FILES
+
+
+def _tune_script() -> ModuleType:
+    """benchmarks/tune_cpu_table.py as a module (not a package: loaded by path)."""
+    spec = importlib.util.spec_from_file_location(
+        "tune_cpu_table", ROOT / "benchmarks" / "tune_cpu_table.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while defining
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_tune_script_keeps_the_cost_model_within_the_margin() -> None:
+    script = _tune_script()
+    assert script.parse_shape("256x1024x784t") == script.Shape(256, 1024, 784, True)
+    assert script.parse_shape("64x32x16").trans_b is False
+    # blocking 1 is 1.5% faster in geometric mean: noise on a shared machine, not a win
+    close = {("a", 1): [100.0, 101.5, 90.0], ("b", 2): [50.0, 50.75, 45.0]}
+    assert script.choose(close, 3)[0] == 0
+    clear = {("a", 1): [100.0, 104.0, 90.0], ("b", 2): [50.0, 52.0, 45.0]}
+    best, speedups = script.choose(clear, 3)
+    assert best == 1 and speedups[0] == 1.0 and speedups[1] == pytest.approx(1.04)
 
 
 @pytest.mark.slow
