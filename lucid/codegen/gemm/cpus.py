@@ -21,7 +21,7 @@ it); every function but `detect_cpu` (which reads /proc/cpuinfo) is pure, so a t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 __all__ = ["TABLE", "Blocks", "CpuEntry", "CpuId", "detect_cpu", "parse_cpuinfo", "table_blocks"]
@@ -87,10 +87,10 @@ def parse_cpuinfo(text: str) -> CpuId:
         family, model = _int(fields.get("CPU architecture")), _int(fields.get("CPU part"))
         flags = frozenset(fields.get("Features", "").split())
     cpu = CpuId(vendor, family, model, fields.get("model name", ""), flags)
-    full: bool | None = None
-    if "avx512f" in flags and cpu.key is not None:
-        full = False if (vendor, family) == ("AuthenticAMD", 25) else _FULL_WIDTH.get(cpu.key)
-    return CpuId(vendor, family, model, cpu.model_name, flags, full)
+    if "avx512f" not in flags or cpu.key is None:
+        return cpu
+    full = False if (vendor, family) == ("AuthenticAMD", 25) else _FULL_WIDTH.get(cpu.key)
+    return replace(cpu, avx512_full_width=full)
 
 
 def detect_cpu(cpuinfo: str = "/proc/cpuinfo") -> CpuId | None:
