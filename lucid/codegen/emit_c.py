@@ -50,9 +50,11 @@ from lucid.codegen.gemm import (
     PARALLEL_KEY,
     THREADS_MODES,
     CacheSizes,
+    CpuId,
     SharedBlock,
     ThreadsMode,
     detect_caches,
+    detect_cpu,
     detect_isa,
     parallel_block,
 )
@@ -137,6 +139,7 @@ class CodegenOptions:
     threads_min_work: int = 0  # M*N*K per extra GEMM thread; 0 keeps the GEMM default
     threads: ThreadsMode = "pool"
     caches: CacheSizes | None = None  # None: read this machine's cache sizes (GEMM blocking)
+    cpu: CpuId | None = None  # None: this machine's /proc/cpuinfo (its gemm.CPU_TABLE entry)
     # The GEMM machinery as a second translation unit (`CProgram.shared_source`), so a build
     # can compile the two in parallel: lucid.compile's cold builds, on 2 cores, take ~2/3.
     split: bool = False
@@ -285,6 +288,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
     options = options or CodegenOptions()
     isa = detect_isa() if options.isa == "auto" else options.isa
     caches = options.caches or detect_caches()
+    cpu = options.cpu or detect_cpu()
     symbol = _batch_symbol(graph)
     lines, where = format_lines(graph)
     plan = plan_memory(graph)
@@ -311,6 +315,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
             options.threads_min_work,
             options.blocking_for,
             tuple(graph.params),
+            cpu,
         )
         kernel = _lower(graph, ctx)
         same = _same_as(kernel, seen)
