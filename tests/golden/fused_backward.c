@@ -150,6 +150,9 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
 
 /* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm/ */
 
+/* Kernels are never inlined into the program body: each is optimised on its own (with its
+ * restrict parameters), a profile names it, and the one large body compiles faster. */
+
 /* GEMM k0_fused_gemm_gemm: see lucid/codegen/gemm/ */
 
 /* %0, %1 = fused_gemm %dy, %fc2.weight, %z : f32[N,5], f32[5] {
@@ -159,7 +162,7 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
  * %7 = sum %6 {axes=[0], keepdims=false} : f32[5]
  * yield %6, %7
  * } */
-static int k0_fused_gemm(const float *restrict x0, const float *restrict x1, const float *restrict x2, float *restrict y0, float *restrict y1, int64_t batch, int nthreads)
+static __attribute__((noinline)) int k0_fused_gemm(const float *restrict x0, const float *restrict x1, const float *restrict x2, float *restrict y0, float *restrict y1, int64_t batch, int nthreads)
 {
     /* y0 = epilogue(x0 @ x1), y1 = column sums of y0
      *   v = v * (x < -3 ? (float)0 : (x > 3 ? (float)1 : x / (float)3 + (float)0.5)); [x = x2, full] */
@@ -175,7 +178,7 @@ static int k0_fused_gemm(const float *restrict x0, const float *restrict x1, con
  * %12 = matmul %11, %10 : f32[5,3]
  * yield %12
  * } */
-static int k1_fused_gemm(const float *restrict x0, const float *restrict x1, float *restrict y0, int64_t batch, int nthreads)
+static __attribute__((noinline)) int k1_fused_gemm(const float *restrict x0, const float *restrict x1, float *restrict y0, int64_t batch, int nthreads)
 {
     /* y0 = epilogue(x0^T @ x1) */
     const int rc = k1_fused_gemm_gemm(x0, x1, y0, 5, 3, batch, nthreads);
@@ -185,7 +188,7 @@ static int k1_fused_gemm(const float *restrict x0, const float *restrict x1, flo
 /* GEMM k2_matmul_gemm: see lucid/codegen/gemm/ */
 
 /* %13 = matmul %0, %fc1.weight : f32[N,3] */
-static int k2_matmul(const float *restrict x0, const float *restrict x1, float *restrict y0, int64_t batch, int nthreads)
+static __attribute__((noinline)) int k2_matmul(const float *restrict x0, const float *restrict x1, float *restrict y0, int64_t batch, int nthreads)
 {
     /* y0[batch, 3] = x0[batch, 5] @ x1 */
     const int rc = k2_matmul_gemm(x0, x1, y0, batch, 3, 5, nthreads);

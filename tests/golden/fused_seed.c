@@ -144,6 +144,9 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
 
 /* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm/ */
 
+/* Kernels are never inlined into the program body: each is optimised on its own (with its
+ * restrict parameters), a profile names it, and the one large body compiles faster. */
+
 /* GEMM k0_fused_mlp_layer0: see lucid/codegen/gemm/ */
 /* GEMM k0_fused_mlp_layer1: see lucid/codegen/gemm/ */
 /* One job of k0_fused_mlp: tiles of `tile` rows of the batch's `rows`, claimed from *next.
@@ -198,7 +201,7 @@ static void k0_fused_mlp_rows(void *arg)
  * %8 = linear %7, %4, %5 : f32[N,2]
  * yield %8
  * } */
-static int k0_fused_mlp(const float *restrict x0, const float *restrict x1, const float *restrict x2, const float *restrict x3, const float *restrict x4, float *restrict y0, int64_t batch, int nthreads)
+static __attribute__((noinline)) int k0_fused_mlp(const float *restrict x0, const float *restrict x1, const float *restrict x2, const float *restrict x3, const float *restrict x4, float *restrict y0, int64_t batch, int nthreads)
 {
     const int64_t M = batch;
     if (M == 0)

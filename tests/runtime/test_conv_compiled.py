@@ -130,7 +130,7 @@ def test_conv_bias_hardswish_is_one_fused_kernel_in_ir_and_c() -> None:
     assert re.search(
         r"k0_fused_conv_gemm\(x1 \+ grp \* 432, b, .*, 16, 64, 27, x2 \+ grp \* 16,", task
     )
-    kernel = source[source.index("static int k0_fused_conv(") :]
+    kernel = source[source.index(" int k0_fused_conv(") :]
     kernel = kernel[: kernel.index("\n}\n")]
     assert "lucid_parallel_run((int)nt, k0_fused_conv_images, jobs" in kernel
     assert "rc = k0_fused_conv_one(x0, x1, x2, y0, col, t / 1, t % 1, nthreads);" in kernel
