@@ -313,6 +313,21 @@ class _Tracer:
         self.writes[name] = new
         self.values[id(target)] = new  # later reads in this forward see the new value
 
+    def backward(self, tensor: Tensor, grad: Any) -> None:
+        self._problem(
+            "backward() inside a traced forward; to compile the backward and the optimizer "
+            "update, compile a training-step function with lucid.compile(step)"
+        )
+
+    def optimizer_step(self, optimizer: Any) -> None:
+        self._problem(
+            f"{type(optimizer).__name__}.step() inside a traced forward; compile a "
+            "training-step function with lucid.compile(step) instead"
+        )
+
+    def zero_grad(self, optimizer: Any) -> None:
+        self._problem(f"{type(optimizer).__name__}.zero_grad() inside a traced forward")
+
     def rng_seed(self) -> Tensor:
         # a seed is a run-time input (after the example inputs), never a constant: whoever runs
         # the graph passes a fresh one per call, as eager draws one per call

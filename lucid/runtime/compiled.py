@@ -771,13 +771,27 @@ def compile(
 ) -> CompiledModule:
     """Compile `model` lazily: each new input signature is traced, optimized and built at its
     first call; calls that need gradients also build the backward (see the module doc).
+    A plain function instead of a model is a training step (forward, loss.backward(),
+    optimizer.step()), compiled into one program by lucid.runtime.step.
 
     A model lucid cannot trace (`.item()` in forward, a branch on a tensor's value, an op
     with no IR form) raises a TraceError listing each problem with its source line; with
     `fallback="eager"` such signatures run eagerly instead, after one FallbackWarning."""
     from lucid.nn import Module
 
-    if not isinstance(model, Module):
-        raise TypeError(f"lucid.compile: expected a lucid.nn.Module, got {type(model).__name__}")
     options_ = CompileOptions.from_dict(options).with_fallback(fallback)
+    if not isinstance(model, Module) and callable(model) and not isinstance(model, type):
+        from lucid.runtime.step import CompiledStep
+
+        if dynamic_batch:
+            raise ValueError(
+                "lucid.compile: a training step is compiled per static input shape; "
+                "dynamic_batch=True is for models"
+            )
+        return CompiledStep(model, backend, options_)  # type: ignore[return-value]
+    if not isinstance(model, Module):
+        raise TypeError(
+            "lucid.compile: expected a lucid.nn.Module or a training-step function, got "
+            f"{type(model).__name__}"
+        )
     return CompiledModule(model, backend, dynamic_batch, options_)
