@@ -42,7 +42,17 @@ from lucid.errors import (
 from lucid.ir.core import Graph
 from lucid.ir.trace import BATCH, Guard
 from lucid.nn.module import STRUCTURE_VERSION, structure_version
-from lucid.runtime._entry import Entry, dump, label, optimize, slug, spy, type_of, wrap
+from lucid.runtime._entry import (
+    Entry,
+    call_arrays,
+    dump,
+    label,
+    optimize,
+    slug,
+    spy,
+    type_of,
+    wrap,
+)
 from lucid.runtime._fastpath import make_fast
 from lucid.runtime.backends import BackendOptions, BuildInfo, Executable, get_backend
 from lucid.runtime.options import CompileOptions, Signature
@@ -55,27 +65,6 @@ __all__ = ["CompileOptions", "CompiledModule", "Signature", "compile"]
 
 
 _log = logging.getLogger("lucid")
-
-
-def call_arrays(args: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
-    """The arrays a compiled call passes on: a Tensor's data, an array as it is, and a Python
-    number as a 0-d array of the dtype of the first float Tensor or array among the arguments
-    (float32 if none), the dtype that eager lucid's constants adopt when they meet it. A number
-    is a run-time input, never a constant baked into the graph."""
-    like: np.dtype[Any] | None = None
-    for a in args:
-        dtype = a.data.dtype if isinstance(a, Tensor) else getattr(a, "dtype", None)
-        if dtype is not None and dtype.kind == "f":
-            like = dtype
-            break
-    return tuple(
-        a.data
-        if isinstance(a, Tensor)
-        else np.asarray(a, like or np.float32)
-        if isinstance(a, (int, float)) and not isinstance(a, bool)
-        else np.asarray(a)
-        for a in args
-    )
 
 
 def _key(

@@ -47,7 +47,7 @@ from lucid.errors import FallbackWarning, LucidError, RecompileWarning, TraceErr
 from lucid.ir.step import ParamUpdate, StepGraph, build_step
 from lucid.ir.trace_step import StepTrace, trace_step
 from lucid.nn.module import STRUCTURE_VERSION
-from lucid.runtime._entry import new_seed, optimize, wrap
+from lucid.runtime._entry import call_arrays, new_seed, optimize, wrap
 from lucid.runtime.backends import BackendOptions, Executable, get_backend
 from lucid.runtime.options import CompileOptions
 from lucid.tensor import Tensor
@@ -302,8 +302,6 @@ class CompiledStep:
         return getattr(self.fn, "__name__", type(self.fn).__name__)
 
     def __call__(self, *args: Any) -> Any:
-        from lucid.runtime.compiled import call_arrays
-
         arrays = call_arrays(args)
         key = _inputs_key(arrays)
         if key in self._eager:

@@ -374,3 +374,34 @@ def test_module_trace_refuses_backward_inside_forward():
 
     with pytest.raises(TraceError, match=r"backward\(\) inside a traced forward"):
         lucid.compile(Bad().eval(), backend="interpreter")(np.ones((2, 3), np.float32))
+
+
+# -- the update fused into the weight-gradient GEMM's epilogue ------------------------------
+
+
+def _wide() -> nn.Module:
+    """19 -> 37 -> 3: no dim a multiple of a register tile."""
+    lucid.random.seed(5)
+    model = nn.Sequential(nn.Linear(19, 37), nn.HardSwish(), nn.Linear(37, 3))
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    return model
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd-momentum", "sgd-nesterov-decay"])
+def test_sgd_update_in_the_gemm_epilogue_across_k_blocks(name):
+    """401 rows: the weight gradient's K (the batch) spans two K blocks (kc <= 512), and the
+    update must run once the whole sum for a tile is done; 37 x 19 and 3 x 37 tiles have
+    edges. For plain SGD and momentum SGD the weight update (or the new momentum buffer) is
+    the fused GEMM's result: no gradient buffer is materialized."""
+    batches = data(np.float64, 2, rows=401, shape=(19,), classes=3)
+    eager, compiled = twin_runs(_wide, OPTIMIZERS[name], batches)
+    assert_same(eager, compiled, F64)
+    graph = compiled[3].graph()
+    producer = {r: n for n in graph.nodes for r in n.results}
+    weights = [1, 3] if name == "sgd" else [5, 7]  # new weights, or new momentum buffers
+    if name != "sgd-nesterov-decay":  # nesterov reads the gradient twice: it is stored
+        for k in weights:
+            node = producer[graph.outputs[k]]
+            assert node.op == "fused_gemm", (k, node.op)
+            assert {"add" if name != "sgd" else "sub"} <= {n.op for n in node.body.nodes}
