@@ -296,6 +296,7 @@ class CompiledStep:
         self._compiles = 0
         self._seen_version = STRUCTURE_VERSION[0]
         self._eager: set[tuple[Any, ...]] = set()  # signatures run eagerly (fallback="eager")
+        self._dropped: str | None = None  # why _revalidate dropped entries, until a rebuild
 
     @property
     def _name(self) -> str:
@@ -317,7 +318,10 @@ class CompiledStep:
                 break
             reason = _change(candidate.guards, now)
         if entry is None:
-            if self._order:
+            if self._dropped is not None:  # entries dropped for a structure change
+                reason, self._dropped = self._dropped, None
+                self._recompiling(reason)
+            elif self._order:
                 self._recompiling(reason, warn=not reason.startswith(_FIRST_STEP))
             entry = self._compile(key, arrays, args)
             if entry is None:
@@ -329,11 +333,15 @@ class CompiledStep:
         changed since they were traced (the next call traces again)."""
         self._seen_version = STRUCTURE_VERSION[0]
         for key, entries in list(self._entries.items()):
-            kept = [
-                e
-                for e in entries
-                if all(m.structure() == s for m, s in zip(e.trace.modules, e.structures))
-            ]
+            kept = []
+            for e in entries:
+                changed = [
+                    m for m, was in zip(e.trace.modules, e.structures) if m.structure() != was
+                ]
+                if changed:
+                    self._dropped = f"the structure of {type(changed[0]).__name__} changed"
+                else:
+                    kept.append(e)
             if len(kept) != len(entries):
                 self._entries[key] = kept
                 self._order = [e for e in self._order if e in kept or e not in entries]

@@ -405,3 +405,51 @@ def test_sgd_update_in_the_gemm_epilogue_across_k_blocks(name):
             node = producer[graph.outputs[k]]
             assert node.op == "fused_gemm", (k, node.op)
             assert {"add" if name != "sgd" else "sub"} <= {n.op for n in node.body.nodes}
+
+
+# -- what a compiled step draws and guards --------------------------------------------------
+
+
+def test_dropout_masks_are_eagers():
+    """A training-mode Dropout's seed is a run-time input drawn from lucid.random at every
+    call, in eager's order, so a seeded run gives eager's masks step after step."""
+    batches = data(np.float64, 3)
+
+    def make_model():
+        lucid.random.seed(6)
+        model = nn.Sequential(nn.Linear(13, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 5))
+        for p in model.parameters():
+            p.data = p.data.astype(np.float64)
+        return model
+
+    eager, compiled = twin_runs(make_model, OPTIMIZERS["sgd-momentum"], batches)
+    assert_same(eager, compiled, F64)
+    assert compiled[3].compiles == 1
+
+
+def test_eval_mode_and_a_replaced_layer_recompile():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(13, 5), nn.HardSwish()
+
+        def forward(self, x):
+            return self.act(self.fc(x))
+
+    lucid.random.seed(7)
+    model = Net()
+    opt = lucid.optim.SGD(model.parameters(), lr=0.1)
+    step = lucid.compile(make_step(model, opt), backend="interpreter")
+    ((x, y),) = data(np.float32, 1)
+    step(x, y)
+    model.eval()
+    with pytest.warns(RecompileWarning, match="train/eval modes of Net"):
+        step(x, y)
+    model.train()
+    step(x, y)  # the train-mode entry again: no warning, no build
+    assert step.compiles == 2
+    model.act = nn.ReLU()  # a structure change: the entries of this model are dropped
+    with pytest.warns(RecompileWarning, match="the structure of Net changed"):
+        step(x, y)
+    assert step.compiles == 3
+    assert "relu" in [n.op for n in step.stages()["step"].nodes]
