@@ -27,7 +27,7 @@ import lucid
 from lucid import _hooks
 from lucid.errors import SourceLoc, TraceError, format_diagnostic
 from lucid.ir.core import Builder, Graph, Value
-from lucid.ir.trace import TraceProblem, _as_tensor, _exception_location, _Tracer, input_type
+from lucid.ir.trace import TraceProblem, Tracer, as_tensor, exception_location, input_type
 from lucid.ir.trace import user_location as _user_location
 from lucid.ir.types import DType, TensorType
 from lucid.nn.module import Module, Parameter
@@ -112,7 +112,7 @@ class _UnstoredGrad:
     __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __pow__ = __matmul__ = _refuse
 
 
-class _StepTracer(_Tracer):
+class _StepTracer(Tracer):
     """The module tracer plus the step mode's marks (see the module docstring)."""
 
     def __init__(self, fn: Callable[..., Any], builder: Builder) -> None:
@@ -260,7 +260,7 @@ def _arg_names(fn: Callable[..., Any], count: int) -> list[str]:
 
 def trace_step(fn: Callable[..., Any], *example_inputs: Any, name: str = "step") -> StepTrace:
     """Trace the training-step function `fn` called on `example_inputs` (see the module doc)."""
-    inputs = [_as_tensor(x) for x in example_inputs]
+    inputs = [as_tensor(x) for x in example_inputs]
     builder = Builder(name)
     tracer = _StepTracer(fn, builder)
     for hint, tensor in zip(_arg_names(fn, len(inputs)), inputs):
@@ -278,7 +278,7 @@ def trace_step(fn: Callable[..., Any], *example_inputs: Any, name: str = "step")
             TraceProblem(
                 f"tracing stopped: {type(exc).__name__}: {exc}",
                 tracer.scope_path(),
-                _exception_location(exc),
+                exception_location(exc),
             )
         )
         raise _error(fn_name, tracer.problems) from exc
