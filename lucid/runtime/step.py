@@ -47,6 +47,7 @@ from lucid.errors import FallbackWarning, LucidError, RecompileWarning, TraceErr
 from lucid.ir.step import ParamUpdate, StepGraph, build_step
 from lucid.ir.trace_step import StepTrace, trace_step
 from lucid.nn.module import STRUCTURE_VERSION
+from lucid.runtime import threads as _threads
 from lucid.runtime._entry import call_arrays, new_seed, optimize, wrap
 from lucid.runtime.backends import BackendOptions, Executable, get_backend
 from lucid.runtime.options import CompileOptions
@@ -85,6 +86,26 @@ def _snapshot(trace: StepTrace) -> dict[str, Any]:
 
 
 _FIRST_STEP = "which momentum buffers"
+
+
+def _guard_values(modules: list[Any], steps: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What `_snapshot` names, as one cheap tuple (compared at every call; `_snapshot` only
+    says what changed). `modules` is every module of the traced models, flattened."""
+    values: list[Any] = [tuple([m.training for m in modules])]
+    for s in steps:
+        opt = s.optimizer
+        values.append(tuple(map(id, opt.params)))
+        values.append(tuple([p.requires_grad for p in opt.params]))
+        for group in opt.param_groups:
+            values.append(tuple([v for h, v in group.items() if h not in ("params", "lr")]))
+        velocity = getattr(opt, "_velocity", None)
+        if velocity is not None:
+            values.append(
+                tuple(
+                    [v is not None or _first_buffer(opt.group(i)) for i, v in enumerate(velocity)]
+                )
+            )
+    return tuple(values)
 
 
 def _first_buffer(group: Mapping[str, Any]) -> bool:
@@ -138,6 +159,16 @@ class StepEntry:
         self.slots = slots
         self.scalar_sets = scalar_sets
         self.guards = _snapshot(trace)
+        self.modules = [m for root in trace.modules for m in root.modules()]
+        self.guard_values = _guard_values(self.modules, trace.steps)
+        # the C's direct entry (id()s of inputs, params, outputs; batch; threads) and the
+        # static shapes of the outputs it fills
+        self._call = getattr(executable, "call_objects", None)
+        self._outs = tuple(
+            (tuple(int(d) for d in t.shape), t.dtype.np) for t in executable.graph.output_types
+        )
+        # the SGD updates whose momentum buffer eager has not made yet (see state_arrays)
+        self._buffered = [slot for slot in slots if slot.update.state_read == ("momentum_buffer",)]
         self.structures = [m.structure() for m in trace.modules]
         self.unzeroed = [s.optimizer for s in trace.steps if id(s.optimizer) not in trace.zeroed]
         self.adams = [s.optimizer for s in trace.steps if hasattr(s.optimizer, "_m")]
@@ -163,11 +194,15 @@ class StepEntry:
     def state_arrays(self) -> tuple[np.ndarray, ...]:
         """The optimizer state the graph reads, in its param order after the traced params
         (a momentum buffer the graph reads but eager has not made yet starts at zeros)."""
-        for slot in self.slots:
+        for slot in self._buffered:
             opt, i = slot.optimizer, slot.index
-            if slot.update.state_read == ("momentum_buffer",) and opt._velocity[i] is None:
+            if opt._velocity[i] is None:
                 opt._velocity[i] = np.zeros_like(slot.tensor.data)
         return tuple(_state(self.slots[k], name) for k, name in self.step.state)
+
+    def admits(self) -> bool:
+        """Whether every guard of the trace still holds."""
+        return _guard_values(self.modules, self.trace.steps) == self.guard_values
 
     def run(self, arrays: tuple[np.ndarray, ...]) -> Any:
         """One compiled step on the call's arrays: run, then write everything back."""
@@ -181,8 +216,23 @@ class StepEntry:
                 )
         trace = self.trace
         seeds = tuple(new_seed() for _ in range(trace.n_seeds))
-        params = tuple(np.ascontiguousarray(t.data) for t in trace.tensors)
-        outs = self.executable.run(*arrays, *seeds, *self.scalars(), *params, *self.state_arrays())
+        params = tuple([t.data for t in trace.tensors])
+        given = (*arrays, *seeds, *self.scalars(), *params, *self.state_arrays())
+        call = self._call
+        if call is not None and all(a.size for a in given):
+            given = tuple(
+                [a if a.flags.c_contiguous and a.flags.aligned else np.array(a) for a in given]
+            )
+            outs = tuple([np.empty(shape, dt) for shape, dt in self._outs])
+            code = call(*map(id, given), *map(id, outs), 1, _threads.num_threads)
+            if code:
+                raise self.executable.error(code)  # type: ignore[attr-defined]
+        elif any(a.size == 0 for a in given):  # the C asks for sizes >= 1
+            from lucid.ir.interpret import interpret
+
+            outs = tuple(np.array(o) for o in interpret(self.executable.graph, *given))
+        else:
+            outs = self.executable.run(*given)
         n_ret, n_written = trace.n_returns, len(trace.written)
         for target, new in zip(trace.written, outs[n_ret : n_ret + n_written]):
             target.data[...] = new
@@ -312,11 +362,10 @@ class CompiledStep:
         entry = None
         reason = "a new input signature"
         for candidate in self._entries.get(key, ()):
-            now = _snapshot(candidate.trace)
-            if now == candidate.guards:
+            if candidate.admits():
                 entry = candidate
                 break
-            reason = _change(candidate.guards, now)
+            reason = _change(candidate.guards, _snapshot(candidate.trace))
         if entry is None:
             if self._dropped is not None:  # entries dropped for a structure change
                 reason, self._dropped = self._dropped, None
