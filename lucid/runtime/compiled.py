@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -57,6 +57,10 @@ from lucid.runtime._fastpath import make_fast
 from lucid.runtime.backends import BackendOptions, BuildInfo, Executable, get_backend
 from lucid.runtime.options import CompileOptions, Signature
 from lucid.tensor import Tensor
+
+if TYPE_CHECKING:
+    from lucid.nn import Module
+    from lucid.runtime.step import CompiledStep
 
 # the module, not `lucid.tensor` the factory function that shadows it as an attribute
 _tensor = sys.modules["lucid.tensor"]
@@ -750,6 +754,28 @@ class CompiledModule:
         return self.train(False)
 
 
+@overload
+def compile(  # type: ignore[overload-overlap]  # a Module is callable: the first one wins
+    model: Module,
+    *,
+    backend: str = "c",
+    dynamic_batch: bool = False,
+    options: Mapping[str, Any] | None = None,
+    fallback: str = "error",
+) -> CompiledModule: ...
+
+
+@overload
+def compile(
+    model: Callable[..., Any],
+    *,
+    backend: str = "c",
+    dynamic_batch: bool = False,
+    options: Mapping[str, Any] | None = None,
+    fallback: str = "error",
+) -> CompiledStep: ...
+
+
 def compile(
     model: Any,
     *,
@@ -757,7 +783,7 @@ def compile(
     dynamic_batch: bool = False,
     options: Mapping[str, Any] | None = None,
     fallback: str = "error",
-) -> CompiledModule:
+) -> CompiledModule | CompiledStep:
     """Compile `model` lazily: each new input signature is traced, optimized and built at its
     first call; calls that need gradients also build the backward (see the module doc).
     A plain function instead of a model is a training step (forward, loss.backward(),
@@ -777,7 +803,7 @@ def compile(
                 "lucid.compile: a training step is compiled per static input shape; "
                 "dynamic_batch=True is for models"
             )
-        return CompiledStep(model, backend, options_)  # type: ignore[return-value]
+        return CompiledStep(model, backend, options_)
     if not isinstance(model, Module):
         raise TypeError(
             "lucid.compile: expected a lucid.nn.Module or a training-step function, got "

@@ -379,13 +379,22 @@ def test_module_trace_refuses_backward_inside_forward():
 # -- the update fused into the weight-gradient GEMM's epilogue ------------------------------
 
 
-def _wide() -> nn.Module:
+def _wide(dtype: Any = np.float64) -> nn.Module:
     """19 -> 37 -> 3: no dim a multiple of a register tile."""
     lucid.random.seed(5)
     model = nn.Sequential(nn.Linear(19, 37), nn.HardSwish(), nn.Linear(37, 3))
     for p in model.parameters():
-        p.data = p.data.astype(np.float64)
+        p.data = p.data.astype(dtype)
     return model
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd-momentum"])
+def test_float32_sgd_in_the_gemm_epilogue(name):
+    batches = data(np.float32, 2, rows=401, shape=(19,), classes=3)
+    eager, compiled = twin_runs(lambda: _wide(np.float32), OPTIMIZERS[name], batches)
+    assert_same(eager, compiled, F32)
+    graph = compiled[3].graph()
+    assert sum(n.op == "fused_gemm" for n in graph.nodes) >= 3  # dX and both dW GEMMs
 
 
 @pytest.mark.parametrize("name", ["sgd", "sgd-momentum", "sgd-nesterov-decay"])
