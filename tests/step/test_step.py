@@ -462,3 +462,64 @@ def test_eval_mode_and_a_replaced_layer_recompile():
         step(x, y)
     assert step.compiles == 3
     assert "relu" in [n.op for n in step.stages()["step"].nodes]
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"), [("adam", np.float64), ("adamw", np.float64), ("adam-decay", np.float32)]
+)
+def test_adam_update_in_the_gemm_epilogue_across_k_blocks(name, dtype):
+    """Adam reads the weight gradient three times (its moments, then the update): the whole
+    update is the weight-gradient GEMM's epilogue, which stores the new moments and the new
+    weight (three results) once the sum over both K blocks of a tile is done."""
+    batches = data(dtype, 3, rows=401, shape=(19,), classes=3)
+    eager, compiled = twin_runs(lambda: _wide(dtype), OPTIMIZERS[name], batches)
+    assert_same(eager, compiled, F64 if dtype == np.float64 else F32)
+    graph = compiled[3].graph()
+    producer = {r: n for n in graph.nodes for r in n.results}
+    for k in (1, 3):  # the two weights: new value, new exp_avg, new exp_avg_sq from one GEMM
+        node = producer[graph.outputs[k]]
+        assert node.op == "fused_gemm" and "sqrt" in [n.op for n in node.body.nodes]
+        assert len(node.results) == 3
+        assert producer[graph.outputs[5 + 2 * (k - 1)]] is node  # exp_avg of weight k
+    assert "matmul" not in [n.op for n in graph.nodes]  # no unfused GEMM: no dW stored
+
+
+def _tail_graph(also_output: bool) -> Any:
+    from lucid.ir.core import Builder
+    from lucid.ir.types import DType, TensorType
+
+    b = Builder("f")
+    x = b.input(TensorType(DType.F64, (5, 3)), "x")
+    w = b.input(TensorType(DType.F64, (3, 4)), "w")
+    m = b.input(TensorType(DType.F64, (5, 4)), "m")
+    s = b.input(TensorType(DType.F64, ()), "s")
+    g = b.op("matmul", [x, w])
+    first = b.op("add", [m, b.op("mul", [s, g])])
+    second = b.op("sub", [b.op("mul", [g, g]), first])
+    b.output(first, second, *([g] if also_output else []))
+    return b.build()
+
+
+@pytest.mark.parametrize("also_output", [False, True])
+def test_fuse_epilogue_absorbs_a_tail_only_when_nothing_else_reads_the_gemm(also_output):
+    from lucid.ir.interpret import interpret
+    from lucid.ir.passes import PassManager
+    from lucid.runtime.backends import BackendOptions, get_backend
+
+    graph = _tail_graph(also_output)
+    fused = PassManager(["fuse_epilogue"]).run(graph)[0]
+    gemms = [n for n in fused.nodes if n.op == "fused_gemm"]
+    if also_output:  # the product is stored anyway: no tail (the chain rule holds)
+        assert not gemms
+        return
+    (node,) = gemms
+    assert [n.op for n in node.body.nodes] == ["matmul", "mul", "add", "mul", "sub"]
+    assert len(node.results) == 2
+    rng = np.random.default_rng(2)
+    args = [rng.standard_normal(v.type.shape) for v in graph.inputs]
+    want = interpret(graph, *args)
+    for got, ref in zip(interpret(fused, *args), want):
+        np.testing.assert_array_equal(got, ref)
+    compiled = get_backend("c").prepare(fused, BackendOptions())  # the tail's C epilogue
+    for got, ref in zip(compiled.run(*args), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-14, atol=1e-14)
