@@ -268,14 +268,15 @@ def _state(slot: _Slot, name: str) -> np.ndarray:
 
 
 def _set_state(slot: _Slot, name: str, new: np.ndarray) -> None:
+    """Install the new optimizer state array `new` (a fresh output of this call). It takes the
+    old array's place rather than being copied into it: a parameter must keep its array (a
+    compiled model reads it), but only the optimizer holds its state, and a copy per step
+    would cost as much memory traffic as the update itself."""
     opt, i = slot.optimizer, slot.index
     if name == "momentum_buffer":
-        if opt._velocity[i] is None:
-            opt._velocity[i] = new  # created at the first step, as eager's copy of d
-        else:
-            opt._velocity[i][...] = new
+        opt._velocity[i] = new  # at the first step too, where eager makes its copy of d
     else:
-        (opt._m if name == "exp_avg" else opt._v)[i][...] = new
+        (opt._m if name == "exp_avg" else opt._v)[i] = new
 
 
 def _updates(trace: StepTrace) -> tuple[list[ParamUpdate], list[_Slot], list[tuple[Any, int]]]:
