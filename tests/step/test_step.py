@@ -523,3 +523,71 @@ def test_fuse_epilogue_absorbs_a_tail_only_when_nothing_else_reads_the_gemm(also
     compiled = get_backend("c").prepare(fused, BackendOptions())  # the tail's C epilogue
     for got, ref in zip(compiled.run(*args), want):
         np.testing.assert_allclose(got, ref, rtol=1e-14, atol=1e-14)
+
+
+def test_two_optimizers_a_free_parameter_and_a_tuple_result():
+    """SGD with momentum on the first layer, AdamW on the second and on a temperature that no
+    model holds; the step returns (loss, logits): all as eager, for several steps."""
+    batches = data(np.float64, 3)
+
+    def run(compiled: bool) -> tuple[Any, ...]:
+        model = mlp()
+        temperature = nn.Parameter(np.array([1.5]))
+        first = lucid.optim.SGD(model[0].parameters(), lr=0.1, momentum=0.9)
+        second = lucid.optim.AdamW([*model[2].parameters(), temperature], lr=0.01)
+
+        def step(x, y):
+            first.zero_grad()
+            second.zero_grad()
+            logits = model(x) * temperature
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            first.step()
+            second.step()
+            return loss, logits
+
+        fn = lucid.compile(step) if compiled else step
+        outs = [fn(lucid.Tensor(x), lucid.Tensor(y)) for x, y in batches]
+        assert all(isinstance(o, tuple) and len(o) == 2 for o in outs)
+        return (
+            [o[1].data for o in outs],
+            model.state_dict(),
+            temperature.data.copy(),
+            first.state_dict(),
+            second.state_dict(),
+        )
+
+    results = [run(False), run(True)]
+    (l0, s0, t0, f0, a0), (l1, s1, t1, f1, a1) = results
+    for a, b in zip(l1, l0):
+        np.testing.assert_allclose(a, b, **F64)
+    np.testing.assert_allclose(t1, t0, **F64)
+    assert not np.array_equal(t1, [1.5])  # the free parameter was stepped
+    for k in s0:
+        np.testing.assert_allclose(s1[k], s0[k], err_msg=k, **F64)
+    for e, c in ((f0, f1), (a0, a1)):
+        for i, st in e["state"].items():
+            for k, v in st.items():
+                np.testing.assert_allclose(c["state"][i][k], v, **F64)
+
+
+def test_untraceable_step_falls_back_to_eager_when_asked():
+    model = mlp()
+    opt = lucid.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        if loss.item() > 100:  # a Python decision on a value: not traceable
+            return loss
+        loss.backward()
+        opt.step()
+        return loss
+
+    ((x, y),) = data(np.float64, 1)
+    before = model[0].weight.data.copy()
+    with pytest.warns(lucid.errors.FallbackWarning, match="runs eagerly"):
+        lucid.compile(step, backend="interpreter", fallback="eager")(x, y)
+    assert not np.array_equal(model[0].weight.data, before)  # the eager step ran
+    with pytest.raises(TraceError, match=r"item\(\)"):
+        lucid.compile(step, backend="interpreter")(x, y)
