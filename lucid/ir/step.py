@@ -59,6 +59,7 @@ class ParamUpdate:
     loc: SourceLoc | None = None
 
     def get(self, name: str) -> float:
+        """The baked hyperparameter `name` as a float (a bool as 0.0 or 1.0)."""
         return float(dict(self.hyper)[name])
 
     @property

@@ -201,9 +201,10 @@ class _StepTracer(Tracer):
         for p in self.tensors:  # a read of .grad from here on would see no gradient
             if isinstance(p, Parameter) and p.requires_grad:
                 self._saved_grads.append((p, p.grad))
-                p.grad = _UnstoredGrad(self.builder_hint(p))  # type: ignore[assignment]
+                p.grad = _UnstoredGrad(self._hint(p))  # type: ignore[assignment]
 
-    def builder_hint(self, tensor: Tensor) -> str:
+    def _hint(self, tensor: Tensor) -> str:
+        """The graph hint of a bound tensor (its module path), for messages."""
         value = self.values.get(id(tensor))
         return (value.hint if value is not None else None) or "a parameter"
 

@@ -477,10 +477,3 @@ class CompiledStep:
             f"CompiledStep({self._name}, backend={self.backend.name!r}, "
             f"{len(self._order)} entr{'y' if len(self._order) == 1 else 'ies'})"
         )
-
-
-def compile_step(
-    fn: Callable[..., Any], backend: str = "c", options: CompileOptions | None = None
-) -> CompiledStep:
-    """Compile the training-step function `fn` lazily (see the module docstring)."""
-    return CompiledStep(fn, backend, options or CompileOptions())
