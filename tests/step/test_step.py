@@ -484,17 +484,21 @@ def test_adam_update_in_the_gemm_epilogue_across_k_blocks(name, dtype):
     assert "matmul" not in [n.op for n in graph.nodes]  # no unfused GEMM: no dW stored
 
 
-def _tail_graph(also_output: bool) -> Any:
+def _tail_graph(
+    also_output: bool, m: int = 5, k: int = 3, n: int = 4, dtype: Any = np.float64
+) -> Any:
+    """x[m,k] @ w[k,n] read twice by an elementwise tail with full and scalar operands."""
     from lucid.ir.core import Builder
     from lucid.ir.types import DType, TensorType
 
+    dt = DType.from_numpy(np.dtype(dtype))
     b = Builder("f")
-    x = b.input(TensorType(DType.F64, (5, 3)), "x")
-    w = b.input(TensorType(DType.F64, (3, 4)), "w")
-    m = b.input(TensorType(DType.F64, (5, 4)), "m")
-    s = b.input(TensorType(DType.F64, ()), "s")
+    x = b.input(TensorType(dt, (m, k)), "x")
+    w = b.input(TensorType(dt, (k, n)), "w")
+    acc = b.input(TensorType(dt, (m, n)), "m")
+    s = b.input(TensorType(dt, ()), "s")
     g = b.op("matmul", [x, w])
-    first = b.op("add", [m, b.op("mul", [s, g])])
+    first = b.op("add", [acc, b.op("mul", [s, g])])
     second = b.op("sub", [b.op("mul", [g, g]), first])
     b.output(first, second, *([g] if also_output else []))
     return b.build()
@@ -502,9 +506,7 @@ def _tail_graph(also_output: bool) -> Any:
 
 @pytest.mark.parametrize("also_output", [False, True])
 def test_fuse_epilogue_absorbs_a_tail_only_when_nothing_else_reads_the_gemm(also_output):
-    from lucid.ir.interpret import interpret
     from lucid.ir.passes import PassManager
-    from lucid.runtime.backends import BackendOptions, get_backend
 
     graph = _tail_graph(also_output)
     fused = PassManager(["fuse_epilogue"]).run(graph)[0]
@@ -515,14 +517,38 @@ def test_fuse_epilogue_absorbs_a_tail_only_when_nothing_else_reads_the_gemm(also
     (node,) = gemms
     assert [n.op for n in node.body.nodes] == ["matmul", "mul", "add", "mul", "sub"]
     assert len(node.results) == 2
-    rng = np.random.default_rng(2)
-    args = [rng.standard_normal(v.type.shape) for v in graph.inputs]
+
+
+@pytest.mark.parametrize(
+    ("m", "k", "n", "threads"),
+    [(5, 3, 4, 1), (67, 700, 45, 1), (67, 700, 45, 2), (1, 513, 9, 2), (130, 40, 1, 2)],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tail_kernel_against_the_interpreter(m, k, n, threads, dtype):
+    """The tail's C (fused.tail_stage + EpilogueStep.store) on the small path (5x3x4) and the
+    blocked one: K over several K blocks, edge tiles in both dims, one row, one column, one
+    and two threads; every stored result against the interpreter of the unfused graph."""
+    from lucid.ir.interpret import interpret
+    from lucid.ir.passes import PassManager
+    from lucid.runtime.backends import BackendOptions, get_backend
+
+    graph = _tail_graph(False, m, k, n, dtype)
+    fused = PassManager(["fuse_epilogue"]).run(graph)[0]
+    assert [n.op for n in fused.nodes] == ["fused_gemm"]
+    rng = np.random.default_rng(m * k + n)
+    args = [rng.standard_normal(v.type.shape).astype(dtype) for v in graph.inputs]
     want = interpret(graph, *args)
-    for got, ref in zip(interpret(fused, *args), want):
-        np.testing.assert_array_equal(got, ref)
-    compiled = get_backend("c").prepare(fused, BackendOptions())  # the tail's C epilogue
-    for got, ref in zip(compiled.run(*args), want):
-        np.testing.assert_allclose(got, ref, rtol=1e-14, atol=1e-14)
+    compiled = get_backend("c").prepare(fused, BackendOptions())
+    before = lucid.get_num_threads()
+    lucid.set_num_threads(threads)
+    try:
+        got = compiled.run(*args)
+    finally:
+        lucid.set_num_threads(before)
+    tol = F64 if dtype == np.float64 else {"rtol": 1e-4, "atol": 1e-4 * np.sqrt(k)}
+    for out, ref in zip(got, want):
+        assert out.shape == ref.shape
+        np.testing.assert_allclose(out, ref, **tol)
 
 
 def test_two_optimizers_a_free_parameter_and_a_tuple_result():
