@@ -21,7 +21,7 @@ from workloads import Workload
 HERE = Path(__file__).resolve().parent
 
 CHILD = """
-import json, sys
+import json, sys, time
 sys.path[:0] = [{here!r}, {root!r}]
 from workloads import Workload, make_data
 from peers import build_row
@@ -29,12 +29,21 @@ from peers.lucid_systems import LucidCompiled
 w = Workload(**{fields!r})
 d = make_data(w)
 run = build_row(LucidCompiled(), w, d, {mode!r})
-print(json.dumps({{"seconds": run.first_call_s}}))
+again = run.call if {mode!r} == "forward" else run.first_again  # what the first call timed
+times = []
+for _ in range(3):  # what a call costs once compiled: the first call's share that is not compiling
+    start = time.perf_counter()
+    again()
+    times.append(time.perf_counter() - start)
+print(json.dumps({{"seconds": run.first_call_s, "call": sorted(times)[1]}}))
 """
 
 
-def first_call(w: Workload, mode: str, cache_dir: Path, env: dict[str, str]) -> float:
-    """Seconds of compile + first call of workload `w`'s `mode` in a fresh child process."""
+def first_call(
+    w: Workload, mode: str, cache_dir: Path, env: dict[str, str]
+) -> tuple[float, float]:
+    """(seconds of compile + first call, seconds of a later call: the median of 3) of workload
+    `w`'s `mode` in a fresh child process."""
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(w).items()}
     code = CHILD.format(here=str(HERE), root=str(HERE.parent), fields=fields, mode=mode)
     child_env = dict(env, LUCID_CACHE_DIR=str(cache_dir))
@@ -48,25 +57,32 @@ def first_call(w: Workload, mode: str, cache_dir: Path, env: dict[str, str]) -> 
     )
     if proc.returncode != 0:
         raise RuntimeError(f"compile-time child failed:\n{proc.stderr[-2000:]}")
-    return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return float(report["seconds"]), float(report["call"])
 
 
 def compile_times(
     jobs: list[tuple[Workload, str]], cache_dir: Path
 ) -> dict[str, dict[str, float | str]]:
-    """'workload/mode' -> {"cold": s, "warm": s} (or {"error": text}) for each (workload, mode).
+    """'workload/mode' -> {"cold": s, "warm": s, "call": s, "warm_overhead": s} (or {"error":
+    text}) for each (workload, mode): `call` is a compiled call's own time (the warm child's
+    median of 3 later calls) and `warm_overhead` = warm - call, the wait a warm start adds.
 
     Each job gets its own empty directory under `cache_dir`: models share cache content (the
-    compiled GEMM machinery objects), so a directory an earlier job filled is not cold."""
+    compiled GEMM machinery objects), so a directory an earlier job filled is not cold.
+    The children may write Python bytecode (PYTHONDONTWRITEBYTECODE is dropped) as `pip
+    install` does: otherwise every child compiles lucid's modules from source, ~15-35 ms of a
+    warm start that no installed lucid pays."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     out: dict[str, dict[str, float | str]] = {}
     for w, mode in jobs:
         key = f"{w.name}/{mode}"
         job_dir = cache_dir / f"{w.name}-{mode}"
         try:
-            cold = first_call(w, mode, job_dir, env)
-            warm = first_call(w, mode, job_dir, env)
-            out[key] = {"cold": cold, "warm": warm}
+            cold, _ = first_call(w, mode, job_dir, env)
+            warm, call = first_call(w, mode, job_dir, env)
+            out[key] = {"cold": cold, "warm": warm, "call": call, "warm_overhead": warm - call}
         except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
             out[key] = {"error": str(exc).strip().splitlines()[-1]}
     return out

@@ -55,11 +55,11 @@ def _median(results: dict[str, Rows], key: str, system: str) -> float | None:
 def targets(
     results: dict[str, Rows], compile_s: dict, peak: float | None, models: set[str] = frozenset()
 ) -> list[dict]:
-    """The issue's targets: each {"target", "status" PASS/MISS/n/a, "value", "detail"}.
+    """Issue 17's targets: each {"target", "status" PASS/MISS/n/a, "value", "detail"}.
 
-    `models` are the keys ("mnv3-b32/train", ...) of the model rows: they get issue 15's
-    targets (within 2x of PyTorch eager, >= 3x faster than lucid eager) instead of the MLPs'
-    compile-time ones."""
+    `models` are the keys ("mnv3-b32/train", ...) of the model rows, whose cold compile may
+    take 2 s instead of 1. The warm-start target is on what a warm start adds to the first
+    call (first call - a later call): a call that computes for 60 ms cannot finish in 20."""
     out: list[dict] = []
 
     def add(target: str, key: str, value: float | None, passed: bool | None, detail: str) -> None:
@@ -87,75 +87,98 @@ def targets(
             detail = f"lucid/{best} = {ratio:.2f}x (need <= {limit:.3g})"
         add(target, key, ratio, ratio <= limit, detail)
 
-    vs("seed/forward", ["onnxruntime"], "seed forward b1 <= 0.5x ONNX Runtime", 0.5)
+    peers = ["pytorch eager", "torch.compile", "onnxruntime", "jax jit"]
+    vs("seed/forward", peers, "seed forward b1 <= 0.5x the fastest peer", 0.5)
     vs("seed/train", ["jax jit"], "seed train step <= 0.5x JAX", 0.5)
     for wl in ("wide", "deep"):
-        vs(
-            f"{wl}/forward",
-            ["pytorch eager", "torch.compile", "onnxruntime"],
-            f"{wl} forward faster than the fastest of torch/torch.compile/ORT",
-            1.0,
-        )
-    for wl in ("seed", "wide", "deep"):
+        vs(f"{wl}/forward", peers, f"{wl} forward faster than every peer", 1.0)
         vs(
             f"{wl}/train",
             ["pytorch eager"],
-            f"{wl} train step >= 1.15x faster than PyTorch",
-            1 / 1.15,
+            f"{wl} train step >= 1.3x faster than PyTorch eager",
+            1 / 1.3,
             speedup=True,
         )
+        vs(f"{wl}/train", ["jax jit"], f"{wl} train step faster than JAX", 1.0)
     if "gemm/forward" in results:
-        gf = results["gemm/forward"].get(LUCID, {}).get("gflops")
-        frac = gf / peak if gf and peak else None
-        add(
-            "GEMM 1024^3 >= 80% of measured peak",
-            "gemm/forward",
-            frac,
-            None if frac is None else frac >= 0.8,
-            f"{gf:.1f} of {peak:.1f} GFLOP/s = {100 * frac:.0f}%" if frac else "no peak/no row",
-        )
-    for key in sorted(models):
-        vs(key, ["pytorch eager"], f"{key} lucid compiled within 2x of PyTorch eager", 2.0)
-        vs(
-            key,
-            ["lucid eager"],
-            f"{key} lucid compiled >= 3x faster than lucid eager",
-            1 / 3,
-            speedup=True,
-        )
+        gemm(results["gemm/forward"], peak, add)
+    vs("mnv3-b1/forward", ["onnxruntime"], "mnv3-b1 forward faster than ONNX Runtime", 1.0)
+    vs("mnv3-b32/forward", ["onnxruntime"], "mnv3-b32 forward faster than ONNX Runtime", 1.0)
+    vs(
+        "mnv3-b32/train",
+        ["pytorch eager"],
+        "mnv3-b32 train step >= 1.15x faster than PyTorch eager",
+        1 / 1.15,
+        speedup=True,
+    )
+    vs("gpt/forward", peers, "gpt forward faster than every peer", 1.0)
+    vs("gpt/train", peers, "gpt train step faster than every peer", 1.0)
     for key, t in compile_s.items():
         if "error" in t:
             add(f"{key} compile", key, None, False, f"failed: {t['error']}")
             continue
-        if key in models:  # measured and printed; the < 1 s / 50 ms targets are the MLPs'
-            continue
+        limit = 2.0 if key in models else 1.0
         add(
-            f"{key} cold compile + first call < 1 s",
+            f"{key} cold compile + first call < {limit:g} s",
             key,
             t["cold"],
-            t["cold"] < 1.0,
+            t["cold"] < limit,
             f"{fmt_time(t['cold'])}",
         )
         add(
-            f"{key} warm-cache first call < 50 ms",
+            f"{key} warm start adds < 20 ms to the first call",
             key,
-            t["warm"],
-            t["warm"] < 0.05,
-            f"{fmt_time(t['warm'])}",
+            t["warm_overhead"],
+            t["warm_overhead"] < 0.02,
+            f"first call {fmt_time(t['warm'])} - a later call {fmt_time(t['call'])} = "
+            f"{fmt_time(t['warm_overhead'])}",
         )
     return out
 
 
+def gemm(rows: Rows, peak: float | None, add) -> None:
+    """GEMM 1024^3: >= 80% of the measured peak, and at least the best peer's fraction."""
+    gf = rows.get(LUCID, {}).get("gflops")
+    frac = gf / peak if gf and peak else None
+    add(
+        "GEMM 1024^3 >= 80% of measured peak",
+        "gemm/forward",
+        frac,
+        None if frac is None else frac >= 0.8,
+        f"{gf:.1f} of {peak:.1f} GFLOP/s = {100 * frac:.0f}%" if frac else "no peak/no row",
+    )
+    theirs = {
+        name: r["gflops"]
+        for name, r in rows.items()
+        if name not in (LUCID, "lucid eager") and _ok(r) and r.get("gflops")
+    }
+    if not gf or not theirs:
+        add("GEMM 1024^3 >= the best peer's GFLOP/s", "gemm/forward", None, None, "no peer row")
+        return
+    best = max(theirs, key=theirs.get)  # type: ignore[arg-type]
+    add(
+        "GEMM 1024^3 >= the best peer's GFLOP/s",
+        "gemm/forward",
+        gf / theirs[best],
+        gf >= theirs[best],
+        f"lucid {gf:.1f} / {best} {theirs[best]:.1f} GFLOP/s = {gf / theirs[best]:.2f}",
+    )
+
+
 def print_first_calls(results: dict[str, Rows], compile_s: dict) -> None:
     """Compile + first call: lucid cold/warm (fresh processes), torch.compile cold (in process)."""
-    print("\nFirst call (compile + run): lucid cold / warm cache, torch.compile cold")
+    print(
+        "\nFirst call (compile + run): lucid cold / warm cache (what the warm start adds to a "
+        "call), torch.compile cold"
+    )
     for key, rows in results.items():
         lucid = compile_s.get(key, {})
         tc = rows.get("torch.compile", {}).get("first_call_s")
         cold = fmt_time(lucid["cold"]) if "cold" in lucid else "-"
         warm = fmt_time(lucid["warm"]) if "warm" in lucid else "-"
+        adds = f"({fmt_time(lucid['warm_overhead'])})" if "warm_overhead" in lucid else ""
         print(
-            f"  {key:<14} lucid {cold:>9} / {warm:>9}   torch.compile "
+            f"  {key:<14} lucid {cold:>9} / {warm:>9} {adds:>11}   torch.compile "
             f"{fmt_time(tc) if tc else '-':>9}"
         )
 

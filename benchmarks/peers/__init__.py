@@ -45,6 +45,8 @@ class Train:
     step: Callable[[], object]
     params: Callable[[], list[np.ndarray]]
     first_call_s: float | None = None
+    # what first_call_s timed, to time again once compiled (suite_compile: the warm overhead)
+    first_again: Callable[[], object] | None = None
 
 
 class System(Protocol):

@@ -64,14 +64,19 @@ def _lucid_train(w: Workload, d: Data, model, compiled: bool) -> Train:
     def params() -> list[np.ndarray]:
         return [p.data for p in model.parameters()]
 
+    def forward_backward() -> None:
+        out = run(x)
+        if not out.requires_grad:  # a checkout whose lucid.compile has no compiled backward yet
+            raise Unavailable("lucid.compile output does not support backward in this checkout")
+        out.sum().backward()  # the first time: builds (compiled: forward + backward C)
+        opt.zero_grad()  # grads dropped
+
     start = time.perf_counter()
-    out = run(x)
-    if not out.requires_grad:  # a checkout whose lucid.compile has no compiled backward yet
-        raise Unavailable("lucid.compile output does not support backward in this checkout")
-    out.sum().backward()  # builds (compiled: forward + backward C) and runs once; grads dropped
+    forward_backward()
     first = time.perf_counter() - start
-    opt.zero_grad()
-    return Train(step, params, first_call_s=first if compiled else None)
+    if not compiled:
+        return Train(step, params)
+    return Train(step, params, first_call_s=first, first_again=forward_backward)
 
 
 class LucidCompiled(_Lucid):

@@ -444,6 +444,7 @@ class Softmax:
     inner: str
     acc_why: str
     min_work: int  # elements that pay for one more thread
+    lanes: int = 16  # partial maxima and sums of a contiguous row: a 64-byte vector of T
 
 
 def lower_softmax(ctx: LowerCtx) -> Kernel:
@@ -464,6 +465,7 @@ def lower_softmax(ctx: LowerCtx) -> Kernel:
         acc_why="the sum accumulates in double, then rounds to the dtype like NumPy's sum",
         # an exp, a max and a division per element: ~16k elements pay for a pool wake-up
         min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else 1 << 14,
+        lanes=64 // x.dtype.np.itemsize,
     )
     return ctx.kernel(
         render("softmax.c.j2", sm=sm),

@@ -395,17 +395,26 @@ def lower_fused_mlp(ctx: LowerCtx) -> Kernel:
     elem = 4 if T == "float" else 8
     widths = [int(s.n) for s in stages[:-1]]
     nbuf = 1 if len(stages) == 2 else 2
+    # a static batch of a few rows is one tile of exactly those rows: the layers' GEMMs get
+    # that M, and with it their row path (gemm.ROW_PATH_ROWS)
+    few = stages[0].m.isdigit() and int(stages[0].m) <= gemm.ROW_PATH_ROWS
     specs = _shared_layers(
         ctx.name,
         [
             _spec(
-                ctx, s, f"{ctx.name}_layer{i}", f"layer {i} of {ctx.name}: {s.node.op}", tiled=True
+                ctx,
+                s,
+                f"{ctx.name}_layer{i}",
+                f"layer {i} of {ctx.name}: {s.node.op}",
+                tiled=not few,
             )
             for i, s in enumerate(stages)
         ],
     )
     blk = specs[0].resolved_blocking()
     tile = rows_per_tile(max(widths), nbuf, elem, ctx.caches.l2, blk.mr)
+    if few:
+        tile = max(tile, int(stages[0].m))  # the GEMMs' static M: one tile of every row
     layers = []
     packs: list[Prepack] = []
     last = len(stages) - 1

@@ -208,7 +208,8 @@ class Builder:
         if problem:
             raise IRTypeError(f"{name}: {problem}")
         in_types = tuple(v.type for v in inputs)
-        frozen = freeze_attrs(opdef.normalize_attrs(attrs or {}, in_types))
+        normal = opdef.normalize_attrs(attrs or {}, in_types)  # values frozen, keys unsorted
+        frozen = MappingProxyType({k: normal[k] for k in sorted(normal)})
         if opdef.region:
             out_types = _body_types(name, in_types, body)
         else:
@@ -224,7 +225,25 @@ class Builder:
     def clone(
         self, node: Node, new_inputs: Sequence[Value], body: Graph | None = None
     ) -> tuple[Value, ...]:
-        """Copy `node` (op, attrs, loc, and body unless a new one is given) onto new inputs."""
+        """Copy `node` (op, attrs, loc, and body unless a new one is given) onto new inputs.
+
+        On inputs of the node's own types (what most rewrites do), its attrs are already in
+        normal form and inference would give its result types again, so both are reused: a
+        pass over a graph is then a copy, not a re-check (the passes' verify still checks)."""
+        new_inputs = tuple(new_inputs)
+        same = (body is None or body is node.body) and len(new_inputs) == len(node.inputs)
+        if same and all(
+            isinstance(v, Value) and v.type == u.type for v, u in zip(new_inputs, node.inputs)
+        ):
+            for i, v in enumerate(new_inputs):
+                if v not in self._defined:
+                    raise IRError(
+                        f"{node.op}: input {i} ({v}) is not defined in builder @{self.name}"
+                    )
+            results = tuple(Value(r.type) for r in node.results)
+            self._nodes.append(Node(node.op, new_inputs, node.attrs, results, node.loc, node.body))
+            self._defined.update(results)
+            return results
         return self.op_multi(
             node.op, new_inputs, node.attrs, loc=node.loc, body=body if body else node.body
         )

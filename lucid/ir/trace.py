@@ -13,6 +13,7 @@ seed per draw in the order forward made them, and whoever runs the graph passes 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
@@ -48,10 +49,16 @@ def user_location() -> SourceLoc | None:
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not os.path.abspath(filename).startswith(_LUCID_DIR):
+        if not _in_lucid(filename):
             return SourceLoc(filename, frame.f_lineno, frame.f_code.co_name)
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _in_lucid(filename: str) -> bool:
+    """Whether code of `filename` is lucid's own (asked for every frame of every traced op)."""
+    return os.path.abspath(filename).startswith(_LUCID_DIR)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -255,6 +255,8 @@ Attr: TypeAlias = int | float | bool | str | DType | None | tuple["Attr", ...]
 def freeze_attr(value: object) -> Attr:
     """`value` as an immutable Attr: lists and arrays become tuples, NumPy scalars Python ones."""
     if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuf":  # tolist() gives Python scalars: only nests to freeze
+            return _frozen_nest(value.tolist(), value.ndim)
         value = value.tolist()
     if isinstance(value, np.generic):
         value = value.item()
@@ -263,6 +265,15 @@ def freeze_attr(value: object) -> Attr:
     if value is None or isinstance(value, (bool, int, float, str, DType)):
         return value
     raise IRTypeError(f"attribute value {value!r} is not an int, float, bool, str, DType or tuple")
+
+
+def _frozen_nest(value: Any, depth: int) -> Attr:
+    """An ndarray's tolist() (`depth` levels of lists around Python scalars) as tuples."""
+    if depth == 0:
+        return value
+    if depth == 1:
+        return tuple(value)
+    return tuple(_frozen_nest(v, depth - 1) for v in value)
 
 
 def freeze_attrs(attrs: Mapping[str, object] | None) -> Mapping[str, Attr]:

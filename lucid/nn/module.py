@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -401,6 +401,38 @@ class Sequential(Module):
         for module in self._submodules():
             x = module(x)
         return x
+
+    def append(self, module: Module) -> Sequential:
+        """Add `module` at the end, as '<len>'; returns self (torch.nn.Sequential.append)."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
+        setattr(self, str(len(self)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> Sequential:
+        """Append each of `modules` in order (all checked first); returns self."""
+        items = list(modules)
+        for k, module in enumerate(items):
+            if not isinstance(module, Module):
+                raise TypeError(
+                    f"Sequential.extend: item {k} is a {type(module).__name__}, expected a Module"
+                )
+        for module in items:
+            self.append(module)
+        return self
+
+    def insert(self, index: int, module: Module) -> Sequential:
+        """Insert `module` before position `index` (list.insert's rules); the modules after it
+        are renumbered, as in PyTorch. Returns self."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.insert: expected a Module, got {type(module).__name__}")
+        items = self._submodules()
+        items.insert(index, module)
+        for name in list(self._modules):
+            delattr(self, name)
+        for i, item in enumerate(items):
+            setattr(self, str(i), item)
+        return self
 
 
 _INTERNAL = frozenset({"_parameters", "_modules", "training", "_owner", "_name", "_state_buffers"})

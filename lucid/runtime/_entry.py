@@ -97,6 +97,9 @@ class Entry:
     ) -> None:
         self.signature = signature
         self.stages = stages
+        # the pass memo gave the optimized graph(s): stages holds only the first and the last
+        # (CompiledModule._restage fills in the rest on demand)
+        self.memo_hit = False
         self.forward = forward
         self.grad: GradProgram | None = None
         self.out_kind = out_kind

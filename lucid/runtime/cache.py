@@ -458,8 +458,9 @@ def _clear_index(root: Path) -> None:
     if index.is_symlink() or not index.is_dir():
         return
     for name in os.listdir(index):
-        stem = name.removesuffix(".json")
-        # lowerings-KEY.json: written by earlier versions of lucid (a pipeline filter, removed)
+        stem = name.removesuffix(".json").removesuffix(".pkl").removeprefix("passes-")
+        # lowerings-KEY.json: written by earlier versions of lucid (a pipeline filter, removed);
+        # passes-KEY.pkl: the pass memo (_memo.py)
         ours = _KEY_RE.fullmatch(stem.removeprefix("lowerings-")) or name.startswith(".tmp-")
         if ours:
             with contextlib.suppress(FileNotFoundError):

@@ -39,9 +39,11 @@ from lucid.errors import (
     RecompileWarning,
     TraceError,
 )
+from lucid.ir.autodiff import GradResult
 from lucid.ir.core import Graph
 from lucid.ir.trace import BATCH, Guard
 from lucid.nn.module import STRUCTURE_VERSION, structure_version
+from lucid.runtime import _memo
 from lucid.runtime._entry import (
     Entry,
     call_arrays,
@@ -55,6 +57,7 @@ from lucid.runtime._entry import (
 )
 from lucid.runtime._fastpath import make_fast
 from lucid.runtime.backends import BackendOptions, BuildInfo, Executable, get_backend
+from lucid.runtime.cache import cache_root
 from lucid.runtime.options import CompileOptions, Signature
 from lucid.tensor import Tensor
 
@@ -117,6 +120,16 @@ def _shown(entry: Any) -> str:
     if isinstance(entry, tuple) and len(entry) == 3 and entry[0] == "parameter":
         return f"a {entry[2]} Parameter of shape {entry[1]}"
     return repr(entry)
+
+
+def _grad_payload(hit: Any) -> bool:
+    """Whether a pass-memo payload is what a grad entry stores: (GradResult, forward, backward)."""
+    return (
+        isinstance(hit, tuple)
+        and len(hit) == 3
+        and isinstance(hit[0], GradResult)
+        and all(isinstance(g, Graph) for g in hit[1:])
+    )
 
 
 def _by_identity(entry: Any) -> bool:
@@ -447,9 +460,10 @@ class CompiledModule:
             def build() -> Entry:
                 """Optimize, generate and build; then install the entry (under the lock)."""
                 if grad is None:
-                    stages = optimize(traced, names)
+                    stages, memo_hit = self._forward_stages(traced, names, debug_path)
                     forward = self._prepare(stages, signature, debug_path, rows)
                     entry = Entry(self.module, signature, stages, forward, spied.kind, debug_path)
+                    entry.memo_hit = memo_hit
                 else:
                     entry = self._compile_grad(
                         traced, signature, names, spied.kind, debug_path, rows
@@ -525,9 +539,19 @@ class CompiledModule:
 
         assert signature.grad is not None
         wrt = (*signature.grad, *(False,) * (len(traced.inputs) - len(signature.grad)))  # seeds
-        result = differentiate(traced, wrt_inputs=wrt)
-        fstages = {"traced": traced, **optimize(result.forward, names, first="autodiff")}
-        bstages = optimize(result.backward, names, first="autodiff")
+        key = self._memo_key(traced, names, wrt, debug_path)
+        hit = _memo.load(cache_root(), key, tuple) if key else None
+        memo_hit = _grad_payload(hit)
+        if memo_hit:
+            result, fopt, bopt = hit  # type: ignore[misc]
+            fstages = {"traced": traced, "autodiff": result.forward, "optimized": fopt}
+            bstages = {"autodiff": result.backward, "optimized": bopt}
+        else:
+            result = differentiate(traced, wrt_inputs=wrt)
+            fstages = {"traced": traced, **optimize(result.forward, names, first="autodiff")}
+            bstages = optimize(result.backward, names, first="autodiff")
+            if key:
+                _memo.store(cache_root(), key, (result, fstages["optimized"], bstages["optimized"]))
         bpath = debug_path / "backward" if debug_path is not None else None
         graphs = (
             self._dumped(fstages, signature, debug_path),
@@ -547,9 +571,38 @@ class CompiledModule:
                 forward = self.backend.prepare(graphs[0], opts[0])
                 backward = pending.result()
         entry = Entry(self.module, signature, fstages, forward, out_kind, debug_path)
+        entry.memo_hit = memo_hit
         hints = [p.hint for p in forward.graph.params]
         entry.grad = GradProgram(result, bstages, backward, hints, out_kind, wrt)
         return entry
+
+    def _memo_key(
+        self,
+        traced: Graph,
+        names: list[str],
+        wrt: tuple[bool, ...] | None,
+        debug_path: Path | None,
+    ) -> str | None:
+        """The pass memo's key for `traced` (see _memo.py), or None when the passes must run:
+        a debug build dumps the IR after every pass, which the memo does not keep, and only
+        the C backend keeps a cache directory."""
+        if debug_path is not None or self.backend.name != "c":
+            return None
+        return _memo.memo_key(traced, names, wrt)
+
+    def _forward_stages(
+        self, traced: Graph, names: list[str], debug_path: Path | None
+    ) -> tuple[dict[str, Graph], bool]:
+        """(`optimize(traced, names)`, False), or on a pass-memo hit (only 'traced' and
+        'optimized', True): the stages between are recomputed if `stages()` asks for them."""
+        key = self._memo_key(traced, names, None, debug_path)
+        hit = _memo.load(cache_root(), key, Graph) if key else None
+        if hit is not None:
+            return {"traced": traced, "optimized": hit}, True
+        stages = optimize(traced, names)
+        if key:
+            _memo.store(cache_root(), key, stages["optimized"])
+        return stages, False
 
     def _prepare(
         self,
@@ -645,13 +698,32 @@ class CompiledModule:
         """The IR at each stage: 'traced' (forward), 'autodiff' (a grad signature's graph from
         lucid.ir.autodiff.grad), after each pass, 'optimized'; `which` is forward or backward."""
         entry = self.entry(signature)
+        if which not in ("forward", "backward"):
+            raise ValueError(f"which must be 'forward' or 'backward', not {which!r}")
+        if which == "backward" and entry.grad is None:
+            raise LucidError(f"signature {entry.signature} is forward-only: it has no backward")
+        self._restage(entry)
         if which == "forward":
             return dict(entry.stages)
-        if which != "backward":
-            raise ValueError(f"which must be 'forward' or 'backward', not {which!r}")
-        if entry.grad is None:
-            raise LucidError(f"signature {entry.signature} is forward-only: it has no backward")
+        assert entry.grad is not None
         return dict(entry.grad.stages)
+
+    def _restage(self, entry: Entry) -> None:
+        """Fill in the stages between first and 'optimized' that a pass-memo hit skipped, by
+        running the passes again (deterministic: they end in the graph that runs, which stays
+        the 'optimized' stage)."""
+        if not entry.memo_hit:
+            return
+        entry.memo_hit = False
+        names = self.options.pipeline()
+        grad = entry.grad
+        if grad is None:
+            entry.stages = {**optimize(entry.stages["traced"], names), "optimized": entry.graph}
+            return
+        forward = optimize(entry.stages["autodiff"], names, first="autodiff")
+        entry.stages = {"traced": entry.stages["traced"], **forward, "optimized": entry.graph}
+        backward = optimize(grad.stages["autodiff"], names, first="autodiff")
+        grad.stages = {**backward, "optimized": grad.graph}
 
     def graph(self, signature: Signature | None = None) -> Graph:
         """The optimized graph that runs."""

@@ -72,3 +72,35 @@ def test_ops_built_on_exp_agree_with_numpy() -> None:
     wants = [sig, d * sig, gelu, np.exp(shifted - lse), shifted - lse]
     for g, w in zip(got, wants, strict=True):
         np.testing.assert_allclose(g, w, rtol=4e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [DType.F32, DType.F64])
+@pytest.mark.parametrize("n", [1, 7, 33, 64, 100])
+def test_softmax_rows_with_nan_and_infinities_agree_with_numpy(dtype: DType, n: int) -> None:
+    """Rows long enough for the partial maxima and sums (n >= 2 lanes) and short ones, along
+    the last axis (contiguous rows) and the first (strided): finite rows agree with float64
+    NumPy; a NaN anywhere gives a row of NaN; an inf gives what NumPy's formula gives."""
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((9, n)) * 5).astype(dtype.np)
+    x[1, n // 2] = np.nan
+    x[2, -1] = np.inf
+    x[3, 0] = -np.inf
+    x[4, :] = -np.inf
+    x[5, 0], x[5, -1] = np.inf, np.nan
+    x[6, :] = np.nan
+    b = Builder("forward")
+    v = b.input(TensorType(dtype, x.shape), "x")
+    names = ("softmax", "log_softmax")
+    b.output(*[b.op(name, [v], {"dim": d}) for d in (1, 0) for name in names])
+    got = compile_graph(b.build()).run([x])
+    tol = {"rtol": 4e-6, "atol": 1e-6} if dtype == DType.F32 else {"rtol": 1e-12, "atol": 1e-14}
+    x64 = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        for g, (d, name) in zip(got, [(d, nm) for d in (1, 0) for nm in names], strict=True):
+            shifted = x64 - x64.max(axis=d, keepdims=True)
+            total = np.exp(shifted).sum(axis=d, keepdims=True)
+            want = shifted - np.log(total) if name == "log_softmax" else np.exp(shifted) / total
+            assert np.array_equal(np.isnan(g), np.isnan(want)), (name, d)
+            finite = ~np.isnan(want)
+            np.testing.assert_allclose(g[finite], want[finite], **tol, err_msg=f"{name} dim {d}")
+    assert np.isnan(got[0][1]).all() and np.isnan(got[1][6]).all()  # a NaN spoils its row

@@ -151,3 +151,39 @@ def test_a_container_slot_set_to_none_is_a_clear_error() -> None:
     md.__setattr__("a", None)
     with pytest.raises(TypeError, match=r"ModuleDict: 'a' was set to None, expected a Module"):
         md["a"]
+
+
+def test_sequential_append_extend_insert_like_torch() -> None:
+    lucid.random.seed(0)
+    a, b, c = nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)
+    seq = nn.Sequential(a)
+    before = structure_version()
+    assert seq.append(b) is seq and seq.extend([c]) is seq
+    assert list(seq) == [a, b, c] and structure_version() != before
+    assert [n for n, _ in seq.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(seq(Tensor(x)).data, c(b(a(Tensor(x)))).data)
+    d = nn.Tanh()
+    assert seq.insert(1, d) is seq and list(seq) == [a, d, b, c]
+    assert [n for n, _ in seq.named_parameters()][-2:] == ["3.weight", "3.bias"]  # renumbered
+    assert seq.insert(-1, nn.Identity())[3] is not c and seq[4] is c  # list.insert's rules
+    with pytest.raises(TypeError, match="Sequential.append: expected a Module, got int"):
+        seq.append(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="item 1 is a str"):
+        seq.extend([nn.ReLU(), "relu"])  # type: ignore[list-item]
+    assert len(seq) == 5  # a rejected extend adds nothing
+
+
+def test_a_compiled_sequential_sees_an_appended_layer() -> None:
+    """Appending after compiling changes the structure: the next call recompiles, with a
+    warning, and agrees with eager."""
+    lucid.random.seed(1)
+    seq = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    cm = lucid.compile(seq, backend="interpreter")
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    with lucid.no_grad():
+        assert cm(x).shape == (2, 4)
+        seq.append(nn.Linear(4, 2))
+        with pytest.warns(lucid.errors.RecompileWarning):
+            y = cm(x)
+        np.testing.assert_allclose(y.data, seq(Tensor(x)).data, rtol=1e-6)

@@ -158,3 +158,15 @@ def test_aot_export_keeps_per_call_threads(tmp_path):
     assert "lucid_parallel_spawn" in source, "the model should have threaded kernels"
     assert "lucid_pool" not in source
     del result
+
+
+@pytest.mark.needs_cc
+def test_the_kept_arena_serves_larger_and_smaller_batches():
+    """A call keeps its arena for the next (program.c.j2): a bigger batch must get a bigger
+    one, a smaller batch may reuse it, and no call sees another's intermediates."""
+    model, x = _big_model()
+    cm = lucid.compile(model, dynamic_batch=True)
+    with lucid.no_grad():
+        for rows in (10, 193, 3, 193, 150, 1, 97):
+            want = model(lucid.Tensor(x[:rows])).data
+            np.testing.assert_allclose(cm(x[:rows]).data, want, rtol=1e-4, atol=1e-4)

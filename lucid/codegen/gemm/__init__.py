@@ -83,6 +83,7 @@ from lucid.codegen.gemm.blocking import (
     detect_isa,
 )
 from lucid.codegen.gemm.emit import (
+    ROW_PATH_ROWS,
     emit_gemm,
     gemm_params,
     gemm_parts,
@@ -107,6 +108,7 @@ from lucid.codegen.gemm.spec import (
 
 __all__ = [
     "PARALLEL_KEY",
+    "ROW_PATH_ROWS",
     "THREADS_MODES",
     "Blocking",
     "Broadcast",

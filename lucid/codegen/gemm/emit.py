@@ -128,6 +128,17 @@ class SmallPath:
     nn: int
     a_index: str  # element (row i0 + i, k p) of op(A)
     b_index: str  # element (k p, column j) of op(B)
+    # > 0: the row path (see ROW_PATH_ROWS): each element of C a dot product of a row of A and
+    # a row of B (op(B) = B^T), in this many partial sums that vectorize
+    lanes: int = 0
+
+
+# A GEMM whose M is static and at most this (a Linear at batch 1, ...) with op(B) = B^T and
+# static N, K >= ROW_PATH_MIN_K: the row path, which reads each row of B once and in place.
+# The blocked path would compute a whole register tile of rows (mr) for each of the M it has,
+# and pack B (or keep a packed copy of the weight, as big as the weight, between calls).
+ROW_PATH_ROWS = 4
+ROW_PATH_MIN_K = 64
 
 
 @dataclass(frozen=True)
@@ -178,10 +189,22 @@ def plan_paths(spec: GemmSpec) -> tuple[SmallPath | None, bool]:
     the row of sums lives on the stack); the blocked path alone when N is a runtime dim."""
     blk = spec.resolved_blocking()
     m, n, k = spec.m, spec.n, spec.k
-    if n is None or n > 1024 or blk.small_work <= 0:
-        return None, True
     a_index = "p * M + (i0 + i)" if spec.trans_a else "(i0 + i) * K + p"
     b_index = "j * K + p" if spec.trans_b else f"p * {n} + j"
+    if (
+        m is not None
+        and 1 <= m <= ROW_PATH_ROWS
+        and n is not None
+        and k is not None
+        and k >= ROW_PATH_MIN_K
+        and spec.trans_b
+        and not spec.trans_a
+        and not (spec.epilogue and spec.epilogue.colsum)
+    ):
+        lanes = 64 // (4 if spec.dtype == "float" else 8)  # a 64-byte vector of partial sums
+        return SmallPath(m, n, a_index, b_index, lanes), False
+    if n is None or n > 1024 or blk.small_work <= 0:
+        return None, True
     whole_c = m is not None and m * n <= blk.small_elems
     mb = m if whole_c and m is not None and m > 0 else 1
     path = SmallPath(mb, n, a_index, b_index)
@@ -212,7 +235,12 @@ def _node_template(spec: GemmSpec) -> NodeTemplate:
     small_args = ["A", "B", "C", "M", "N", "K", *(op.param for op in operands)]
     small_args += ["colsum"] if ep.colsum else []
     notes = []
-    if small is not None:
+    if small is not None and small.lanes:
+        notes.append(
+            f"row path: each of the {small.mb} row(s) of C from dot products with the rows of B, "
+            f"in {small.lanes} partial sums"
+        )
+    elif small is not None:
         when = "always" if not blocked else f"when M*N*K <= {blk.small_work}"
         notes.append(f"small path ({when}): plain loops, {small.mb} row(s) at a time")
     if blocked:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from typing import Any
+
 import numpy as np
 
 from lucid.errors import IRTypeError
@@ -31,7 +33,7 @@ def _const_shape(value: Attr) -> tuple[int, ...]:
 
 def _const_prepare(attrs: dict[str, Attr], ts: Types) -> dict[str, Attr]:
     """Round the values to the dtype, so the attr prints exactly what the tensor holds."""
-    out = dict(attrs)
+    out: dict[str, Any] = dict(attrs)  # the value as an array: freeze_attr makes it tuples
     dtype = attrs.get("dtype", DType.F32)
     if isinstance(dtype, str):
         dtype = DType.parse(dtype)
@@ -39,7 +41,7 @@ def _const_prepare(attrs: dict[str, Attr], ts: Types) -> dict[str, Attr]:
     if isinstance(dtype, DType) and value is not None:
         try:
             with np.errstate(over="ignore"):  # a float beyond f32's range rounds to inf, as in C
-                out["value"] = np.asarray(value, dtype=dtype.np).tolist()
+                out["value"] = np.asarray(value, dtype=dtype.np)
         except (TypeError, ValueError) as e:
             raise IRTypeError(f"constant: value does not fit {dtype}: {e}") from None
     return out
