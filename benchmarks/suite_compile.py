@@ -39,9 +39,7 @@ print(json.dumps({{"seconds": run.first_call_s, "call": sorted(times)[1]}}))
 """
 
 
-def first_call(
-    w: Workload, mode: str, cache_dir: Path, env: dict[str, str]
-) -> tuple[float, float]:
+def first_call(w: Workload, mode: str, cache_dir: Path, env: dict[str, str]) -> tuple[float, float]:
     """(seconds of compile + first call, seconds of a later call: the median of 3) of workload
     `w`'s `mode` in a fresh child process."""
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(w).items()}

@@ -170,7 +170,9 @@ def test_model_rows_are_timed_checked_and_targeted(gpt_run) -> None:
     for target in ("gpt forward faster than every peer", "gpt train step faster than every peer"):
         # no peer in this run: the target is not measured, never a pass
         assert by_target[target]["status"] == "n/a"
-    assert "== gpt forward: GPT 1 layer" in stdout and "gpt forward faster than every peer" in stdout
+    assert (
+        "== gpt forward: GPT 1 layer" in stdout and "gpt forward faster than every peer" in stdout
+    )
     assert "cross-entropy" in doc["meta"]["training_step"]
 
 
