@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from lucid.codegen.gemm import (
     Blocking,
     CacheSizes,
+    CpuId,
     DTypeName,
     GemmProblem,
     GemmSpec,
@@ -149,6 +150,7 @@ class LowerCtx:
     threads_min_work: int
     blocking_for: BlockingFor | None = None  # None: the cost model (see gemm_blocking)
     params: tuple[Value, ...] = ()  # the graph's params: weights a GEMM may take prepacked
+    cpu: CpuId | None = None  # the CPU kind whose gemm.CPU_TABLE entry wins (None: cost model)
 
     def gemm_blocking(
         self,
@@ -160,8 +162,11 @@ class LowerCtx:
         k: int | None,
     ) -> Blocking:
         """The cache blocking of one GEMM of this node: `blocking_for`'s (a tuner) when set,
-        else the cost model's choice, which leaves the C exactly as it was without tuning."""
-        problem = GemmProblem(dtype, self.isa, trans_a, trans_b, m_dims, n, k, self.caches)
+        else the CPU table's or the cost model's choice, which leaves the C exactly as it was
+        without tuning."""
+        problem = GemmProblem(
+            dtype, self.isa, trans_a, trans_b, m_dims, n, k, self.caches, self.cpu
+        )
         if self.blocking_for is None:
             return problem.default_blocking()
         return self.blocking_for(problem)

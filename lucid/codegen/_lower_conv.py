@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from lucid.codegen import gemm
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import Kernel, LowerCtx, c_comment, dim_c, gemm_dtype
-from lucid.codegen._lower_special import gemm_support
+from lucid.codegen._lower_special import gemm_kernel, gemm_support
 from lucid.codegen._scalar_c import scalar_exprs
 from lucid.errors import CompileError
 from lucid.ir.core import Node, Value
@@ -407,6 +407,8 @@ def _lower_forward(ctx: LowerCtx, conv: Node, srcs: list[int], steps: list[Step]
     )
     if g.depthwise and g.K > 1:
         return _lower_depthwise(ctx, g, srcs, steps, notes)
+    if _one_column(g) and srcs[:2] == [0, 1]:
+        return _lower_batch_gemm(ctx, conv, g, steps)
     ep_steps = []
     operands: list[str] = []  # pointer arguments, in the GEMM's first-use order of its operands
     seen: set[int] = set()
@@ -435,6 +437,44 @@ def _lower_forward(ctx: LowerCtx, conv: Node, srcs: list[int], steps: list[Step]
         shared=(*shared, gemm.parallel_block()),
         threads=True,
     )
+
+
+def _one_column(g: Geometry) -> bool:
+    """Whether each image's column matrix is the image itself, flattened, and has one column:
+    one output pixel whose kernel window is the whole unpadded input (a 1x1 conv on a 1x1
+    input, as in squeeze-excitation layers), in one group."""
+    return (
+        g.P == 1
+        and g.G == 1
+        and (g.kh, g.kw) == (g.H, g.W)
+        and g.pt == g.pl == 0
+        and (g.dh == 1 or g.kh == 1)
+        and (g.dw == 1 or g.kw == 1)
+    )
+
+
+def _lower_batch_gemm(ctx: LowerCtx, conv: Node, g: Geometry, steps: list[Step]) -> Kernel:
+    """A conv whose every image is one column (`_one_column`) as one GEMM over the batch:
+    y0[N, O] = epilogue(x0[N, K] @ w[O, K]^T), reading the weight once per call rather than
+    once per image (a matrix-vector product each). Per-channel operands index the GEMM's
+    columns; operands shaped like y ([N, O, 1, 1]) are laid out as C is."""
+    ep_steps = []
+    operands: list[str] = []
+    for s in steps:
+        if s.operand is None:
+            ep_steps.append(gemm.EpilogueStep(s.code))
+            continue
+        kind = "col" if s.kind == "row" else s.kind  # per output channel: a column of C
+        ep_steps.append(gemm.EpilogueStep(s.code, f"x{s.operand}", kind))  # type: ignore[arg-type]
+        if f"x{s.operand}" not in operands:
+            operands.append(f"x{s.operand}")
+    ep = gemm.Epilogue(tuple(ep_steps)) if ep_steps else None
+    what = (
+        f"conv2d with one output pixel per image as one GEMM over the batch: y[N, {g.O}] = "
+        f"epilogue(x[N, {g.K}] @ w[{g.O}, {g.K}]^T)"
+    )
+    lead = (conv.inputs[0].type.shape[0],)
+    return gemm_kernel(ctx, lead, g.O, g.K, True, ep, tuple(operands), what)
 
 
 def _lower_depthwise(

@@ -78,6 +78,9 @@ class Reduction:
     indent: str
     out_index: str
     final: str
+    # > 0: the innermost loop (the input's last, contiguous axis) adds its terms into this many
+    # partial sums of the accumulator's type, which vectorize, and then into `acc`
+    lanes: int = 0
 
 
 def _loops(shape: tuple[Dim, ...], names: list[str], depth: int = 1) -> tuple[Loop, ...]:
@@ -262,6 +265,20 @@ def _acc(dtype: DType) -> tuple[str, str]:
     return "uint64_t", "int64 sums wrap like NumPy's; unsigned overflow is defined in C"
 
 
+def _merged_suffix(shape: tuple[Dim, ...], axes: set[int]) -> tuple[tuple[Dim, ...], set[int]]:
+    """`shape` with its longest suffix of reduced, static axes merged into one axis (and the
+    axes renumbered): a contiguous input reads the same elements in the same order."""
+    start = len(shape)
+    while start > 0 and start - 1 in axes and isinstance(shape[start - 1], int):
+        start -= 1
+    if len(shape) - start < 2:
+        return shape, axes
+    run = 1
+    for d in shape[start:]:
+        run *= int(d)
+    return (*shape[:start], run), {a for a in axes if a < start} | {start}
+
+
 def reduction(
     in_shape: tuple[Dim, ...],
     axes: set[int],
@@ -275,6 +292,12 @@ def reduction(
 ) -> Reduction:
     """Sum `term` over `axes` of `in_shape` (inputs broadcast to it) into y0 over the kept axes
     (or, given `init` and `update`, accumulate as they say: max, argmax)."""
+    shapes = [v.type.shape for v in inputs]
+    summing = init is None and update is None and dtype.is_float
+    if summing and all(sh == in_shape for sh in shapes):
+        # reduced trailing axes of static sizes are one contiguous run (H*W of NCHW): one loop
+        in_shape, axes = _merged_suffix(in_shape, axes)
+        shapes = [in_shape] * len(inputs)
     kept = [k for k in range(len(in_shape)) if k not in axes]
     gone = [k for k in range(len(in_shape)) if k in axes]
     names = [f"i{k}" for k in range(len(in_shape))]
@@ -297,10 +320,14 @@ def reduction(
     kept_shape = tuple(in_shape[k] for k in kept)
     out_index = index_c([(names[k], s) for k, s in zip(kept, strides_c(kept_shape))])
     loads = tuple(
-        Load(v.type.dtype.c, f"a{k}", f"x{k}", broadcast_index(v.type.shape, in_shape, names))
-        for k, v in enumerate(inputs)
+        Load(v.type.dtype.c, f"a{k}", f"x{k}", broadcast_index(sh, in_shape, names))
+        for k, (v, sh) in enumerate(zip(inputs, shapes, strict=True))
     )
     acc_type, why = _acc(dtype)
+    # A float sum whose innermost loop runs along the last axis: eight double partial sums
+    # (a vector of them) instead of one serial chain of double adds (a channel's sum over
+    # N*H*W in a BatchNorm backward was 4 cycles an element).
+    lanes = 8 if summing and gone[-1:] == [len(in_shape) - 1] else 0
     return Reduction(
         outer,
         inner,
@@ -312,6 +339,7 @@ def reduction(
         INDENT * (1 + len(kept) + len(gone)),
         out_index,
         final,
+        lanes,
     )
 
 

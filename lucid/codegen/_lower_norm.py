@@ -7,7 +7,9 @@ GroupNorm group. Pass one sums the group for the mean, pass two the squared devi
 it, while the group is still in cache. Runs are summed in chunks: a vector register's worth of
 lanes in the dtype, each lane its own accumulator (so the compiler vectorises with no
 -ffast-math: the order is fixed, written out in the template), added into double after every
-chunk, which keeps float32 sums within a few ulps of the exact ones. The K means go to y0[0:K],
+chunk, which keeps float32 sums within a few ulps of the exact ones; what is left of a run after
+its whole chunks (all of a LayerNorm row of 128) is summed the same way in whole lane groups,
+then the last elements one by one. The K means go to y0[0:K],
 the K variances to y0[K:2K] (the result is [2, *keepdims shape]).
 """
 

@@ -32,8 +32,10 @@ def gemm_kernel(
     trans_b: bool,
     epilogue: gemm.Epilogue | None,
     operands: tuple[str, ...] = (),
+    what: str | None = None,
 ) -> Kernel:
-    """A kernel computing y0[M, n] = x0[M, k] @ op(x1) (+ epilogue), M = prod(lead)."""
+    """A kernel computing y0[M, n] = x0[M, k] @ op(x1) (+ epilogue), M = prod(lead); `what`
+    replaces the comment saying so."""
     m_c, n_c, k_c = prod_c(lead), dim_c(n), dim_c(k)
     dtype = gemm_dtype(ctx.results[0].type.dtype)
     blocking = ctx.gemm_blocking(dtype, False, trans_b, lead, _static(n_c), _static(k_c))
@@ -60,7 +62,9 @@ def gemm_kernel(
         ["x0", "x1", "y0", m_c, n_c, k_c, *operands, *(["p0"] if packs else []), "nthreads"]
     )
     opb = "x1^T" if trans_b else "x1"
-    what = f"y0[{m_c}, {n_c}] = x0[{m_c}, {k_c}] @ {opb}" + (" + bias x2" if operands else "")
+    what = what or f"y0[{m_c}, {n_c}] = x0[{m_c}, {k_c}] @ {opb}" + (
+        " + bias x2" if operands else ""
+    )
     body = render("matmul_call.c.j2", g=GemmCall(what, spec.name, args))
     return ctx.kernel(body, support=support, shared=shared, threads=True, prepacks=packs)
 

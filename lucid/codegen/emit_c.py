@@ -50,9 +50,11 @@ from lucid.codegen.gemm import (
     PARALLEL_KEY,
     THREADS_MODES,
     CacheSizes,
+    CpuId,
     SharedBlock,
     ThreadsMode,
     detect_caches,
+    detect_cpu,
     detect_isa,
     parallel_block,
 )
@@ -137,6 +139,7 @@ class CodegenOptions:
     threads_min_work: int = 0  # M*N*K per extra GEMM thread; 0 keeps the GEMM default
     threads: ThreadsMode = "pool"
     caches: CacheSizes | None = None  # None: read this machine's cache sizes (GEMM blocking)
+    cpu: CpuId | None = None  # None: this machine's /proc/cpuinfo (its gemm.CPU_TABLE entry)
     # The GEMM machinery as a second translation unit (`CProgram.shared_source`), so a build
     # can compile the two in parallel: lucid.compile's cold builds, on 2 cores, take ~2/3.
     split: bool = False
@@ -261,6 +264,9 @@ class Program:
     size_rows: tuple[SizeRow, ...]
     size_degree: int
     n_slots: int
+    # keep the arena between calls (a static slot): lucid.compile's modules; an exported
+    # library (threads "spawn") promises no global state, and allocates per call
+    keep_arena: bool
     decls: tuple[Decl, ...]
     calls: tuple[str, ...]
     copies: tuple[Copy, ...]
@@ -282,6 +288,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
     options = options or CodegenOptions()
     isa = detect_isa() if options.isa == "auto" else options.isa
     caches = options.caches or detect_caches()
+    cpu = options.cpu or detect_cpu()
     symbol = _batch_symbol(graph)
     lines, where = format_lines(graph)
     plan = plan_memory(graph)
@@ -308,6 +315,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
             options.threads_min_work,
             options.blocking_for,
             tuple(graph.params),
+            cpu,
         )
         kernel = _lower(graph, ctx)
         same = _same_as(kernel, seen)
@@ -356,6 +364,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         size_rows=size_rows,
         size_degree=degree,
         n_slots=len(plan.slots),
+        keep_arena=bool(plan.slots) and options.threads == "pool",
         decls=_decls(graph, plan, names, constants),
         calls=tuple(calls),
         copies=_copies(graph, plan, names),

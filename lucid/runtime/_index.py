@@ -5,8 +5,8 @@ running codegen (Jinja template compilation alone is ~150 ms per process) and `c
 The index key hashes the inputs of that computation instead: the optimised IR text (what
 codegen reads; locations are not part of it), the codegen and build options, a fingerprint
 of lucid's own code (a changed code generator must not be served old C), what codegen reads
-from the machine (/proc/cpuinfo for isa "auto" and -march=native, cpu0's cache sizes for GEMM
-blocking), the compiler's identity (path, inode, size, mtime, ctime of the resolved binary:
+from the machine (/proc/cpuinfo for isa "auto" and -march=native, the CPU kind (vendor, family,
+model) whose gemm.CPU_TABLE entry decides GEMM blocking, cpu0's cache sizes for the cost model), the compiler's identity (path, inode, size, mtime, ctime of the resolved binary:
 a stand-in for `--version`) and the Python ABI. It names a build key in
 `<root>/index/<index key>.json`; the entry itself is still loaded through build.py's verified
 path (sha256 of the .so), so a stale or wrong index file costs a rebuild, never a bad load.
@@ -65,6 +65,32 @@ def _cache_sizes() -> str:
     return "\n".join(parts)
 
 
+# The /proc/cpuinfo fields gemm.CPU_TABLE is keyed by: vendor, family, model (x86) or
+# implementer, architecture, part (ARM). Read here as raw lines (a superset of the key) rather
+# than through lucid.codegen.gemm, whose import pulls in Jinja: a warm start never needs it.
+_CPU_KIND_FIELDS = (
+    "vendor_id",
+    "cpu family",
+    "model",
+    "CPU implementer",
+    "CPU architecture",
+    "CPU part",
+)
+
+
+@cache
+def _cpu_kind() -> str:
+    """The CPU kind codegen looks up gemm.CPU_TABLE by, as its /proc/cpuinfo lines. The cpu
+    hash below does not hold it (a KVM guest's model name can be a bare "Intel(R) Xeon(R)
+    Processor"), so without it two kinds with equal flags would share C blocked for one."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = [" ".join(ln.split()) for ln in f if ln.startswith(_CPU_KIND_FIELDS)]
+    except OSError:
+        return ""
+    return "\n".join(dict.fromkeys(lines))  # every core repeats the same lines
+
+
 def _compiler_identity(cc: str | None) -> list[Any]:
     """The resolved compiler argv and its binary's stat: changes when the compiler does."""
     compiler = _build.resolve_compiler(cc)
@@ -94,6 +120,7 @@ def index_key(ir_text: str, isa: str, prefix: str, build: Any) -> str:
         "machine": os.uname().machine,
         # codegen reads the cpu for isa "auto" even without -march=native, so always included
         "cpu": _build.cpu_id(),
+        "cpu_kind": _cpu_kind(),
         "caches": _cache_sizes(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -8,12 +8,15 @@ model's own first), builds them all as plain GEMMs into one C module through `bu
 (same compiler, flags and cache as the model), times each (median of interleaved rounds at
 lucid's thread count), keeps the fastest (if it beats the cost model's choice by 2%, twice)
 and records it. The record's key is the problem (with
-the rows it was timed at), the thread count, the build flags and the machine: cpu model, cache
-sizes and a digest of the GEMM generator's code, so a changed generator or machine retunes.
+the rows it was timed at), the thread count, the build flags and the machine: cpu model and
+kind, cache sizes and a digest of the GEMM generator's code (its CPU table too), so a changed
+generator, table or machine retunes. The candidates start from `GemmProblem.default_blocking`:
+the CPU table's entry for a known CPU kind, the cost model's choice for any other.
 
 Records are written atomically (temp file + os.replace); one that does not parse or does not
 fit the problem is ignored and the problem retuned. Only the mc, kc, nc cache blocks are tuned:
-the register tile is the micro-kernel's and stays the cost model's, as do the other fields.
+the register tile is the micro-kernel's and stays the default's (table or cost model), as do
+the other fields.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ SAMPLE_SECONDS = 5e-3
 _GENERATOR_FILES = (
     "codegen/gemm/__init__.py",
     "codegen/gemm/blocking.py",
+    "codegen/gemm/cpus.py",
     "codegen/gemm/emit.py",
     "codegen/gemm/shared.py",
     "codegen/gemm/spec.py",
@@ -298,10 +302,12 @@ def _cpu_model() -> str:
 
 
 def machine_signature(problem: GemmProblem) -> dict[str, Any]:
-    """The machine a timing holds for: cpu model, cache sizes, GEMM generator version."""
+    """The machine a timing holds for: cpu model and kind (the CPU table key: it decides the
+    candidates' starting point), cache sizes, GEMM generator version (the table included)."""
     c = problem.caches
     return {
         "cpu": _cpu_model(),
+        "cpu_kind": None if problem.cpu is None else list(problem.cpu.key or ()),
         "caches": [c.l1d, c.l2, c.l3],
         "lucid": lucid.__version__,
         "generator": _generator_digest(),

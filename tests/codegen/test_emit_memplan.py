@@ -69,3 +69,21 @@ def test_poly_domination_is_coefficientwise() -> None:
     assert not Poly((64, 20)).dominates(Poly((0, 21)))
     assert Poly((0, 4)).max(Poly((8,))).coefs == (8, 4)
     assert str(Poly((8, 0, 3))) == "3*N^2 + 8"
+
+
+def test_only_pool_modules_keep_their_arena_between_calls() -> None:
+    """lucid.compile's modules ("pool") keep the last call's arena in one static slot; an
+    exported library ("spawn") promises no global state and allocates its arena per call."""
+    from lucid.codegen.emit_c import CodegenOptions, emit_c
+    from lucid.ir import Builder, DType, TensorType
+
+    b = Builder("forward")
+    x = b.input(TensorType(DType.F32, ("N", 8)), "x")
+    b.output(b.op("tanh", [b.op("exp", [b.op("neg", [x])])]))
+    graph = b.build()
+    pool = emit_c(graph, CodegenOptions(threads="pool")).source
+    spawn = emit_c(graph, CodegenOptions(threads="spawn")).source
+    assert "static _Atomic(lucid_arena_head *) lucid_kept_arena;" in pool
+    assert "lucid_arena_give(arena_head);" in pool
+    assert "_Atomic" not in spawn and "lucid_kept_arena" not in spawn
+    assert "free(arena_raw);" in spawn

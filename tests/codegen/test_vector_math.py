@@ -104,3 +104,54 @@ def test_softmax_rows_with_nan_and_infinities_agree_with_numpy(dtype: DType, n: 
             finite = ~np.isnan(want)
             np.testing.assert_allclose(g[finite], want[finite], **tol, err_msg=f"{name} dim {d}")
     assert np.isnan(got[0][1]).all() and np.isnan(got[1][6]).all()  # a NaN spoils its row
+
+
+@pytest.mark.parametrize("dtype", [DType.F32, DType.F64])
+def test_moments_of_runs_shorter_and_longer_than_a_chunk(dtype: DType) -> None:
+    """LayerNorm-shaped moments (A = 1, K rows, B features) for B around the lane count and the
+    chunk (moments_part.c.j2): means and variances within a few ulps of float64 NumPy."""
+    rng = np.random.default_rng(7)
+    for width in (5, 31, 32, 33, 64, 128, 255, 256, 300, 700):
+        x = (rng.standard_normal((6, width)) * 3 + 1).astype(dtype.np)
+        b = Builder("forward")
+        v = b.input(TensorType(dtype, x.shape), "x")
+        b.output(b.op("moments", [v], {"axes": (1,)}))
+        (got,) = compile_graph(b.build()).run([x])
+        d = x.astype(np.float64)
+        want = np.stack([d.mean(axis=1, keepdims=True), d.var(axis=1, keepdims=True)])
+        tol = 8 * np.finfo(dtype.np).eps
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=f"width {width}")
+
+
+@pytest.mark.parametrize("dtype", [DType.F32, DType.F64])
+def test_sums_in_partial_lanes_agree_with_float64(dtype: DType) -> None:
+    """sum/mean over axes ending in the last one (partial sums along it; static trailing
+    reduced axes merged into one run), sum_to of a broadcast and mse_loss, for run lengths
+    below, at and above the 8 lanes: within a few ulps of float64 NumPy."""
+    rng = np.random.default_rng(11)
+    cases = [((3, 4, 5, 7), (0, 2, 3)), ((2, 3, 16), (2,)), ((5, 9), (1,)), ((2, 3, 4, 2), (1, 3))]
+    for shape, axes in cases:
+        x = (rng.standard_normal(shape) * 4 + 1).astype(dtype.np)
+        b = Builder("forward")
+        v = b.input(TensorType(dtype, shape), "x")
+        t = b.input(TensorType(dtype, shape[-1:]), "t")
+        b.output(
+            b.op("sum", [v], {"axes": axes}),
+            b.op("mean", [v], {"axes": axes}),
+            b.op("sum_to", [v], {"shape": (1,) * (len(shape) - 1) + shape[-1:]}),
+            b.op("mse_loss", [v, t]),
+        )
+        tgt = rng.standard_normal(shape[-1:]).astype(dtype.np)
+        got = compile_graph(b.build()).run([x, tgt])
+        d = x.astype(np.float64)
+        wants = [
+            d.sum(axis=axes),
+            d.mean(axis=axes),
+            d.sum(axis=tuple(range(len(shape) - 1)), keepdims=True),
+            ((d - tgt) ** 2).mean(),
+        ]
+        tol = 16 * np.finfo(dtype.np).eps
+        for g, w in zip(got, wants, strict=True):
+            np.testing.assert_allclose(
+                g, w, rtol=tol, atol=tol * np.abs(d).sum(), err_msg=str(shape)
+            )

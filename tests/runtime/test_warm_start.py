@@ -93,7 +93,7 @@ def test_fresh_process_is_served_by_the_index_without_codegen(tmp_path: Path) ->
 
 
 def _index_records(cache: Path) -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text()) for p in (cache / "index").iterdir()}
+    return {p.name: json.loads(p.read_text()) for p in (cache / "index").glob("*.json")}
 
 
 @pytest.mark.parametrize("damage", ["deleted entry", "truncated so", "garbage index"])

@@ -3,7 +3,7 @@
 What is public is what this module exports (`__all__`); code outside the subpackage imports from
 here, never from its modules. Inside: `spec.py` (what to compute: `GemmSpec`, `Epilogue`),
 `blocking.py` (this machine's isa and caches, the register tiles and the cache-block cost
-model), `shared.py` (the machinery shared by every GEMM of a translation unit), `emit.py` (the
+model), `cpus.py` (which CPU this is, and the table of blockings measured per CPU kind), `shared.py` (the machinery shared by every GEMM of a translation unit), `emit.py` (the
 node's own C text), and `templates/` (their C layout, named `gemm/<file>` in lucid's one Jinja
 environment, lucid/codegen/_jinja.py).
 
@@ -59,7 +59,9 @@ whole K block. Full tiles with nothing left to apply go straight from registers 
 block of an epilogue GEMM (and every edge tile) goes through a small L1 tile buffer, where the
 epilogue runs before the single store of the valid part. Block sizes come from
 ``choose_blocking(dtype, isa, caches, n=static N)`` (a cost model on cache sizes, passed in the
-spec so output is deterministic; ``blocking.py``); ``detect_caches()`` / ``detect_isa()`` read
+spec so output is deterministic; ``blocking.py``), unless the CPU kind has an entry in
+``CPU_TABLE`` (``cpus.py``: measured blockings keyed by vendor, family and model, each with its
+evidence), which then wins; ``detect_caches()`` / ``detect_isa()`` / ``detect_cpu()`` read
 this machine. The driver calls the node's ``finish`` (epilogue and store of a finished tile) and
 the packing routines through pointers: once per tile or block, never per element.
 
@@ -82,6 +84,8 @@ from lucid.codegen.gemm.blocking import (
     detect_caches,
     detect_isa,
 )
+from lucid.codegen.gemm.cpus import TABLE as CPU_TABLE
+from lucid.codegen.gemm.cpus import CpuEntry, CpuId, detect_cpu, parse_cpuinfo, table_blocks
 from lucid.codegen.gemm.emit import (
     ROW_PATH_ROWS,
     emit_gemm,
@@ -107,12 +111,15 @@ from lucid.codegen.gemm.spec import (
 )
 
 __all__ = [
+    "CPU_TABLE",
     "PARALLEL_KEY",
     "ROW_PATH_ROWS",
     "THREADS_MODES",
     "Blocking",
     "Broadcast",
     "CacheSizes",
+    "CpuEntry",
+    "CpuId",
     "DTypeName",
     "Epilogue",
     "EpilogueStep",
@@ -125,12 +132,15 @@ __all__ = [
     "blocking_candidates",
     "choose_blocking",
     "detect_caches",
+    "detect_cpu",
     "detect_isa",
     "emit_gemm",
     "gemm_params",
     "gemm_parts",
     "gemm_prototype",
     "parallel_block",
+    "parse_cpuinfo",
     "plan_paths",
     "prepacked_b_elems",
+    "table_blocks",
 ]

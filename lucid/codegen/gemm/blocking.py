@@ -1,7 +1,8 @@
 """GEMM blocking: this machine's isa and caches, the register tiles, and the cache-block cost model.
 
-Everything here is a pure function of (dtype, isa, cache sizes, static N); the generator
-(`emit.py`) receives the result in its spec, so generated C is deterministic.
+Everything here is a pure function of (dtype, isa, cache sizes, static N, CPU kind); the
+generator (`emit.py`) receives the result in its spec, so generated C is deterministic. A CPU
+kind listed in cpus.TABLE gets that entry's blocking; any other gets the cost model.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
+
+from lucid.codegen.gemm.cpus import CpuId, table_blocks
 
 DTypeName = Literal["float", "double"]
 Isa = Literal["avx512", "avx2", "scalar"]
@@ -144,17 +147,27 @@ def _round_down(x: int, unit: int) -> int:
 
 
 def choose_blocking(
-    dtype: DTypeName, isa: Isa, caches: CacheSizes | None = None, n: int | None = None
+    dtype: DTypeName,
+    isa: Isa,
+    caches: CacheSizes | None = None,
+    n: int | None = None,
+    cpu: CpuId | None = None,
 ) -> Blocking:
-    """Cache blocks from a small cost model: the B micro-panel (kc x nr) stays in L1 while the
-    A micro-panels stream past it, the A block (mc x kc) in L2, a B panel in part of L3.
-    A static N narrower than the tile shrinks nr to whole vectors, so less of each tile is pad."""
+    """The blocking of a GEMM: `cpu`'s entry in cpus.TABLE when it has one for (isa, dtype)
+    and these caches, else a small cost model: the B micro-panel (kc x nr) stays in L1 while
+    the A micro-panels stream past it, the A block (mc x kc) in L2, a B panel in part of L3.
+    A static N narrower than the tile shrinks nr to whole vectors, so less of each tile is pad
+    (always the cost model: a table entry is measured at its full tile)."""
     caches = caches or CacheSizes()
     mr, nr = TILES[(isa, dtype)]
     elem = 4 if dtype == "float" else 8
     vec = vec_of(isa, dtype)
     if vec is not None and n is not None and 0 < n < nr:
         nr = -(-n // vec.lanes) * vec.lanes
+    else:
+        found = table_blocks(cpu, isa, dtype, caches.l1d, caches.l2)
+        if found is not None:
+            return Blocking(mr=found.mr, nr=found.nr, mc=found.mc, kc=found.kc, nc=found.nc)
     # ~2/3 of L1 for the reused B micro-panel; the rest for the streaming A micro-panel and C.
     kc = min(512, _round_down(caches.l1d * 2 // 3 // (nr * elem), 16))
     # A quarter of L2 for the A block: measured best for both dtypes on a 2 MB L2 (B panel
@@ -174,7 +187,8 @@ class GemmProblem:
 
     `m_dims` multiply to the rows of C, a str being the batch symbol; `n` and `k` are None when
     they are runtime dims. `caches` are what the cost model reads, so a tuner can start from
-    exactly the blocking that codegen would choose without it."""
+    exactly the blocking that codegen would choose without it; `cpu` is the CPU kind whose
+    cpus.TABLE entry (if any) replaces the cost model (None: the cost model)."""
 
     dtype: DTypeName
     isa: Isa
@@ -184,10 +198,11 @@ class GemmProblem:
     n: int | None
     k: int | None
     caches: CacheSizes
+    cpu: CpuId | None = None
 
     def default_blocking(self) -> Blocking:
-        """The cost model's choice: what codegen uses when nothing is tuned."""
-        return choose_blocking(self.dtype, self.isa, self.caches)
+        """The table's or the cost model's choice: what codegen uses when nothing is tuned."""
+        return choose_blocking(self.dtype, self.isa, self.caches, cpu=self.cpu)
 
 
 def blocking_candidates(base: Blocking, dtype: DTypeName, limit: int = 12) -> list[Blocking]:

@@ -1,0 +1,164 @@
+"""GEMM blocking per CPU kind: which CPU this is (`CpuId`) and a TABLE of measured choices.
+
+`choose_blocking` (blocking.py) asks `table_blocks` first: a CPU kind listed in TABLE, keyed by
+(vendor, family, model) as /proc/cpuinfo names them, gets the register tile and cache blocks
+of its entry for the GEMM's (isa, dtype); anything else (an unknown CPU, an isa or dtype the
+entry does not list, per-core caches other than the ones the entry was measured with) gets
+the cost model on the cache sizes, as before the table existed. Tune an unknown CPU with
+`lucid.compile(model, options={"autotune": True})`, which times blockings around whichever
+of the two answered (lucid/runtime/autotune.py); add it to TABLE with the entry that
+`python benchmarks/tune_cpu_table.py` prints after measuring on an idle machine.
+
+Every entry carries `evidence`: the command that measured it, the CPU, the threads, and the
+GFLOP/s of the chosen blocking and of the alternatives timed. An entry not measured yet says
+so and has `measured=False`.
+
+The tables are plain data and this module imports nothing from blocking.py (which imports
+it); every function but `detect_cpu` (which reads /proc/cpuinfo) is pure, so a test hands
+`parse_cpuinfo` another machine's text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+__all__ = ["TABLE", "Blocks", "CpuEntry", "CpuId", "detect_cpu", "parse_cpuinfo", "table_blocks"]
+
+
+@dataclass(frozen=True)
+class CpuId:
+    """One CPU kind as /proc/cpuinfo names it. On x86 `vendor` is vendor_id and family/model
+    are "cpu family"/"model"; on ARM they are "CPU implementer" (e.g. "0x41"), "CPU
+    architecture" and "CPU part". A field the text lacks is "" or None; `key` is then None."""
+
+    vendor: str
+    family: int | None
+    model: int | None
+    model_name: str = ""
+    flags: frozenset[str] = frozenset()
+    # True: 512-bit FMAs run on full-width units; False: split in two 256-bit halves (Zen 4);
+    # None: no AVX-512, or a CPU this module cannot tell about.
+    avx512_full_width: bool | None = None
+
+    @property
+    def key(self) -> tuple[str, int, int] | None:
+        """(vendor, family, model): what TABLE is indexed by; None when a part is unknown."""
+        if not self.vendor or self.family is None or self.model is None:
+            return None
+        return (self.vendor, self.family, self.model)
+
+
+# 512-bit FMA width by (vendor, family, model), only where it does not vary by part: Intel
+# lists two AVX-512 FMA units for the Xeon Scalable parts of these server generations; AMD
+# Zen 4 (family 25 with avx512f) executes a 512-bit op as two 256-bit halves. Anything else
+# (older or client Intel, Zen 5 whose datapath width depends on the part) is None.
+_FULL_WIDTH: dict[tuple[str, int, int], bool] = {
+    ("GenuineIntel", 6, 143): True,  # Sapphire Rapids
+    ("GenuineIntel", 6, 207): True,  # Emerald Rapids
+    ("GenuineIntel", 6, 173): True,  # Granite Rapids
+}
+
+
+def _int(text: str | None) -> int | None:
+    """A decimal or 0x-hex field, None when absent or not a number."""
+    if text is None:
+        return None
+    try:
+        return int(text, 0) if text.lower().startswith("0x") else int(text)
+    except ValueError:
+        return None
+
+
+def parse_cpuinfo(text: str) -> CpuId:
+    """The CpuId of the first processor described by /proc/cpuinfo `text` (x86 or ARM)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(name.strip(), value.strip())  # every core repeats its lines
+    if "vendor_id" in fields:
+        vendor = fields["vendor_id"]
+        family, model = _int(fields.get("cpu family")), _int(fields.get("model"))
+        flags = frozenset(fields.get("flags", "").split())
+    else:  # ARM: the implementer code names the vendor, the part number the core
+        vendor = fields.get("CPU implementer", "")
+        family, model = _int(fields.get("CPU architecture")), _int(fields.get("CPU part"))
+        flags = frozenset(fields.get("Features", "").split())
+    cpu = CpuId(vendor, family, model, fields.get("model name", ""), flags)
+    if "avx512f" not in flags or cpu.key is None:
+        return cpu
+    full = False if (vendor, family) == ("AuthenticAMD", 25) else _FULL_WIDTH.get(cpu.key)
+    return replace(cpu, avx512_full_width=full)
+
+
+def detect_cpu(cpuinfo: str = "/proc/cpuinfo") -> CpuId | None:
+    """This machine's CpuId; None when /proc/cpuinfo cannot be read."""
+    try:
+        return parse_cpuinfo(Path(cpuinfo).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+
+
+# ------------------------------------------------------------------------------------ TABLE
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """A register tile (mr x nr) and cache blocks: the `Blocking` fields a table entry sets."""
+
+    mr: int
+    nr: int
+    mc: int
+    kc: int
+    nc: int
+
+
+@dataclass(frozen=True)
+class CpuEntry:
+    """TABLE's answer for one CPU kind: `blocks` per (isa, dtype); `l1d`/`l2` are the per-core
+    cache bytes they were measured with (the entry applies only where both match: a VM hiding
+    them, or another part of the same model, gets the cost model); `evidence` says how."""
+
+    name: str
+    l1d: int
+    l2: int
+    blocks: Mapping[tuple[str, str], Blocks]
+    evidence: str
+    measured: bool  # False: a placeholder (the cost model's own choice), not a measurement
+
+
+TABLE: dict[tuple[str, int, int], CpuEntry] = {
+    # Intel Xeon, family 6 model 207 (Emerald Rapids; under KVM model name reads only
+    # "Intel(R) Xeon(R) Processor"): 48 KiB L1d, 2 MiB L2 per core.
+    ("GenuineIntel", 6, 207): CpuEntry(
+        name="Intel Xeon family 6 model 207 (Emerald Rapids)",
+        l1d=48 * 1024,
+        l2=2048 * 1024,
+        blocks={("avx512", "float"): Blocks(mr=14, nr=32, mc=504, kc=256, nc=4096)},
+        evidence=(
+            "NOT MEASURED: the cost model's choice for this CPU's caches (L1d 48K, L2 2048K, "
+            "L3 307200K), entered so the behaviour is unchanged. Pending "
+            "`python benchmarks/tune_cpu_table.py` on an idle machine "
+            "(written 2026-12-06 on a shared, busy 2-vCPU KVM guest)."
+        ),
+        measured=False,
+    ),
+}
+
+
+def table_blocks(
+    cpu: CpuId | None,
+    isa: str,
+    dtype: str,
+    l1d: int,
+    l2: int,
+    table: Mapping[tuple[str, int, int], CpuEntry] = TABLE,
+) -> Blocks | None:
+    """The blocks TABLE gives `cpu` for (isa, dtype) with these per-core caches, else None."""
+    key = cpu.key if cpu is not None else None
+    entry = table.get(key) if key is not None else None
+    if entry is None or (entry.l1d, entry.l2) != (l1d, l2):
+        return None
+    return entry.blocks.get((isa, dtype))
