@@ -331,7 +331,7 @@ def test_errors_name_the_line():
     assert "no optimizer's step()" in _trace_error(no_step, x, y)
 
 
-def test_unsupported_optimizer_option_and_type():
+def test_unsupported_optimizer_type():
     model = mlp()
 
     class Mine(lucid.optim.SGD):
