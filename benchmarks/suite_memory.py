@@ -41,6 +41,7 @@ PROC = Path("/proc/self")
 # (lucid compiles with its codegen and cffi, imported on first use; torch.compile with dynamo).
 LIBRARIES = {
     "lucid compiled": ("lucid.runtime.compiled", "lucid.codegen.emit_c", "cffi", "jinja2"),
+    "lucid step": ("lucid.runtime.step", "lucid.codegen.emit_c", "cffi", "jinja2"),
     "pytorch eager": ("torch",),
     "torch.compile": ("torch", "torch._dynamo", "torch._inductor.compile_fx"),
     "onnxruntime": ("onnxruntime", "onnx"),

@@ -219,6 +219,7 @@ def write_json(
 # One colour per system, the same in every chart; lucid's own stands out.
 COLOURS = {
     LUCID: "#d62728",
+    "lucid step": "#8c564b",
     "lucid eager": "#ff9896",
     "numpy by hand": "#7f7f7f",
     "pytorch eager": "#1f77b4",

@@ -44,6 +44,13 @@ class TraceHook(Protocol):
 
     def write_buffer(self, target: Tensor, value: Tensor) -> None: ...
 
+    # a training step traced whole (lucid/ir/trace_step.py); the module tracer refuses them
+    def backward(self, tensor: Tensor, grad: Any) -> None: ...
+
+    def optimizer_step(self, optimizer: Any) -> None: ...
+
+    def zero_grad(self, optimizer: Any) -> None: ...
+
 
 active: TraceHook | None = None
 
@@ -82,6 +89,33 @@ def write_buffer(target: Tensor, value: Tensor) -> None:
         active.write_buffer(target, value)
     else:
         target.data[...] = value.data
+
+
+def backward(tensor: Tensor, grad: Any) -> bool:
+    """While a tracer is active, tell it that `tensor.backward(grad)` was called and return
+    True (the tape does not run: a traced step differentiates in the graph); False when eager."""
+    if active is None:
+        return False
+    active.backward(tensor, grad)
+    return True
+
+
+def optimizer_step(optimizer: Any) -> bool:
+    """While a tracer is active, tell it that `optimizer.step()` was called and return True
+    (nothing is updated now: the compiled step updates); False when eager."""
+    if active is None:
+        return False
+    active.optimizer_step(optimizer)
+    return True
+
+
+def zero_grad(optimizer: Any) -> bool:
+    """While a tracer is active, tell it that `optimizer.zero_grad()` was called and return
+    True (no `.grad` is touched now); False when eager."""
+    if active is None:
+        return False
+    active.zero_grad(optimizer)
+    return True
 
 
 @contextmanager

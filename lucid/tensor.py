@@ -274,6 +274,8 @@ class Tensor:
 
     def backward(self, grad: Any = None) -> None:
         """Accumulate d(self)/d(leaf) * grad into every leaf's `.grad`; grad defaults to ones."""
+        if _hooks.backward(self, grad):  # a traced training step: differentiated in the graph
+            return
         if not self.requires_grad:
             raise RuntimeError(
                 "backward() on a Tensor that does not require grad: no input of the ops that "

@@ -87,6 +87,10 @@ def make_system(name: str, threads: int) -> System:
         from peers.lucid_systems import LucidCompiled
 
         return LucidCompiled()
+    if name == "lucid step":
+        from peers.lucid_systems import LucidStep
+
+        return LucidStep()
     if name == "lucid eager":
         from peers.lucid_systems import LucidEager
 
@@ -137,7 +141,7 @@ def system_names(quick: bool, no_peers: bool) -> tuple[list[str], dict[str, str]
     """The names of the systems to run, lucid compiled first; and name -> reason for those
     left out. `quick` leaves out torch.compile (its compiles take minutes); `no_peers` every
     peer."""
-    chosen = ["lucid compiled", "lucid eager", "numpy by hand"]
+    chosen = ["lucid compiled", "lucid step", "lucid eager", "numpy by hand"]
     skipped: dict[str, str] = {}
     for name, module in PEER_MODULES.items():
         if no_peers:

@@ -100,6 +100,55 @@ class LucidCompiled(_Lucid):
         return _lucid_train(w, d, model, compiled=True)
 
 
+def _lucid_whole_step(w: Workload, d: Data, model) -> Train:
+    """`lucid.compile` of the whole step function (zero_grad, forward, loss, backward, SGD
+    step): one compiled program per call. The first call builds it and steps once; the
+    weights are put back after it, so the row's check sees one step from the start."""
+    import lucid
+    from lucid import optim
+
+    opt = optim.SGD(model.parameters(), lr=LR)
+    assert d.target is not None
+    x, target = (
+        lucid.Tensor(d.x),
+        lucid.Tensor(d.target.reshape(-1) if w.kind == "model" else d.target),
+    )
+
+    def train_step(x, target):
+        opt.zero_grad()
+        loss = _loss(w, model(x), target)
+        loss.backward()
+        opt.step()
+        return loss
+
+    compiled = lucid.compile(train_step)
+    before = [p.data.copy() for p in model.parameters()]
+    start = time.perf_counter()
+    compiled(x, target)
+    first = time.perf_counter() - start
+    for p, saved in zip(model.parameters(), before):
+        p.data[...] = saved
+
+    def params() -> list[np.ndarray]:
+        return [p.data for p in model.parameters()]
+
+    return Train(lambda: compiled(x, target), params, first_call_s=first)
+
+
+class LucidStep(_Lucid):
+    """`lucid.compile(train_step)`: forward, backward and the SGD update as one program."""
+
+    name = "lucid step"
+
+    def forward(self, w: Workload, d: Data, model) -> Forward:
+        """No forward rows: a training step has nothing to add there (see lucid compiled)."""
+        raise Unavailable("a training-step system: forward rows are lucid compiled's")
+
+    def train(self, w: Workload, d: Data, model) -> Train:
+        """The whole step compiled (lucid.runtime.step)."""
+        return _lucid_whole_step(w, d, model)
+
+
 class LucidEager(_Lucid):
     """lucid's eager library (NumPy underneath, tape-based autograd)."""
 

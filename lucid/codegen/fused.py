@@ -47,7 +47,8 @@ class Stage:
     trans_a: bool
     trans_b: bool
     steps: list[gemm.EpilogueStep] = field(default_factory=list)
-    operands: list[tuple[int, str]] = field(default_factory=list)  # (input index, broadcast)
+    # (input index, broadcast) of each operand; ("y<k>", "full") for an output a tail stores
+    operands: list[tuple[int | str, str]] = field(default_factory=list)
     colsum: bool = False
     value: Value | None = None  # the running value the next step reads
 
@@ -91,6 +92,75 @@ def gemm_stages(body: Graph) -> list[Stage]:
     if not stages:
         raise CompileError("fused GEMM body without a linear/matmul")
     return stages
+
+
+def is_tail(body: Graph) -> bool:
+    """Whether a fused_gemm body's epilogue is a tail (fuse_epilogue: a value made in the body
+    read by two of its nodes, or several stored results) rather than a chain of steps."""
+    readers: dict[Value, int] = {}
+    for node in body.nodes:
+        for v in set(node.inputs):
+            readers[v] = readers.get(v, 0) + 1
+    made = {r for n in body.nodes for r in n.results}
+    if any(readers.get(v, 0) > 1 for v in made):
+        return True
+    return sum(1 for n in body.nodes if n.op == "sum") == 0 and len(body.outputs) > 1
+
+
+def tail_stage(body: Graph) -> Stage:
+    """A fused_gemm body whose epilogue is a tail: each node after the GEMM becomes a local
+    `t<k>` of the epilogue (its op's scalar C, reading locals, the sum `v` and at most one
+    operand `x`); C gets the body's first output, each further output is stored as an extra
+    output `y<k>` of the kernel."""
+    index = {v: i for i, v in enumerate(body.inputs)}
+    transposed: dict[Value, int] = {}
+    stages: list[Stage] = []
+    local: dict[Value, str] = {}
+    for node in body.nodes:
+        if not stages and node.op == "transpose" and node.inputs[0] in index:
+            transposed[node.result] = index[node.inputs[0]]
+        elif not stages and node.op in ("linear", "matmul"):
+            _add_stage(stages, node, index, transposed)
+            local[node.result] = "v"
+        elif stages and is_elementwise(node):
+            stage = stages[0]
+            args: list[str] = []
+            operand: str | None = None
+            broadcast = "col"
+            for v in node.inputs:
+                if v in local:
+                    args.append(local[v])
+                elif v in index:
+                    kind = classify_operand(v.type, node.result.type)
+                    if kind is None or (operand is not None and kind != broadcast):
+                        raise _fail(node, f"operand {v.type} cannot be indexed by the epilogue")
+                    if operand is not None and stage.operands[int(operand[1:])][0] != index[v]:
+                        raise _fail(node, "a tail step reads at most one operand")
+                    broadcast, operand = kind, _operand(stage, index[v], kind)
+                    args.append("x")
+                else:
+                    raise _fail(node, "a tail step reads the GEMM, its own values and inputs")
+            exprs = scalar_exprs(node, args)
+            if exprs is None or len(exprs) != 1:
+                raise CompileError(f"op {node.op!r} has no scalar C expression for an epilogue")
+            name = f"t{len(local) - 1}"
+            stage.steps.append(
+                gemm.EpilogueStep(f"{name} = {exprs[0]};", operand, broadcast)  # type: ignore[arg-type]
+            )
+            local[node.result] = name
+        else:
+            raise _fail(node, f"cannot lower {node.op!r} in a tail")
+    if len(stages) != 1 or any(o not in local for o in body.outputs):
+        raise CompileError("fused GEMM tail: one GEMM whose tail yields the body's outputs")
+    stage = stages[0]
+    names = [n for v, n in local.items() if n != "v"]
+    stage.steps.insert(0, gemm.EpilogueStep(f"T {', '.join(names)};"))
+    stage.steps.append(gemm.EpilogueStep(f"v = {local[body.outputs[0]]};"))
+    for k, out in enumerate(body.outputs[1:], start=1):
+        stage.operands.append((f"y{k}", "full"))
+        store = f"o{len(stage.operands) - 1}"
+        stage.steps.append(gemm.EpilogueStep(local[out], store, "full", store=True))
+    return stage
 
 
 def _add_stage(
@@ -204,6 +274,9 @@ def _step_notes(stage: Stage) -> tuple[str, ...]:
         where = ""
         if step.operand:  # o<k>: the stage's k-th operand, named here by its body input
             idx = stage.operands[int(step.operand[1:])][0]
+            if step.store:
+                notes.append(c_comment(f"{idx} = {step.code}"))
+                continue
             where = f" [x = x{idx}, {step.broadcast}]"
         notes.append(c_comment(step.code + where))
     return tuple(notes)
@@ -213,17 +286,20 @@ def lower_fused_gemm(ctx: LowerCtx) -> Kernel:
     """One specialised GEMM whose epilogue is the body's tail (and colsum)."""
     body = ctx.node.body
     assert body is not None
-    (stage,) = gemm_stages(body)
+    (stage,) = [tail_stage(body)] if is_tail(body) else gemm_stages(body)
     assert stage.a is not None
     spec = _spec(ctx, stage, f"{ctx.name}_gemm", ctx.ir_line)
     pack = ctx.prepack(spec, ctx.inputs[stage.b])
     args = [f"x{stage.a}", f"x{stage.b}", "y0", stage.m, stage.n, stage.k]
-    args += [f"x{i}" for i, _ in stage.operands]
+    args += [i if isinstance(i, str) else f"x{i}" for i, _ in stage.operands]
     args += ["y1"] if stage.colsum else []
     args += ["p0"] if pack else []
     opa = f"x{stage.a}^T" if stage.trans_a else f"x{stage.a}"
     opb = f"x{stage.b}^T" if stage.trans_b else f"x{stage.b}"
     what = f"y0 = epilogue({opa} @ {opb})" + (", y1 = column sums of y0" if stage.colsum else "")
+    stored = [i for i, _ in stage.operands if isinstance(i, str)]
+    if stored:
+        what += f"; the epilogue also stores {', '.join(stored)}"
     call = GemmCallData(what, _step_notes(stage), spec.name, ", ".join([*args, "nthreads"]))
     shared, support = gemm_support(spec)
     return ctx.kernel(

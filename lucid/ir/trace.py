@@ -130,7 +130,7 @@ class Guard:
         return f"{self.condition()}{where}"
 
 
-class _Tracer:
+class Tracer:
     """Implements lucid._hooks.TraceHook: maps eager tensors to IR values while forward runs.
 
     Invariant: `values` holds the id of live tensors only: a weak reference drops a tensor's
@@ -320,6 +320,21 @@ class _Tracer:
         self.writes[name] = new
         self.values[id(target)] = new  # later reads in this forward see the new value
 
+    def backward(self, tensor: Tensor, grad: Any) -> None:
+        self._problem(
+            "backward() inside a traced forward; to compile the backward and the optimizer "
+            "update, compile a training-step function with lucid.compile(step)"
+        )
+
+    def optimizer_step(self, optimizer: Any) -> None:
+        self._problem(
+            f"{type(optimizer).__name__}.step() inside a traced forward; compile a "
+            "training-step function with lucid.compile(step) instead"
+        )
+
+    def zero_grad(self, optimizer: Any) -> None:
+        self._problem(f"{type(optimizer).__name__}.zero_grad() inside a traced forward")
+
     def rng_seed(self) -> Tensor:
         # a seed is a run-time input (after the example inputs), never a constant: whoever runs
         # the graph passes a fresh one per call, as eager draws one per call
@@ -381,7 +396,8 @@ def _input_names(module: Module, count: int) -> list[str]:
     return ["x"] if count == 1 else [f"x{i}" for i in range(count)]
 
 
-def _as_tensor(x: Any) -> Tensor:
+def as_tensor(x: Any) -> Tensor:
+    """`x` itself if it is a Tensor, else a Tensor of it (an example input of a trace)."""
     from lucid.tensor import Tensor
 
     return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
@@ -421,7 +437,7 @@ def trace(
     no arithmetic, so the trace costs the same at any batch size. Should that run fail in any
     way, the full-batch trace runs and reports what it always reported.
     """
-    inputs = [_as_tensor(x) for x in example_inputs]
+    inputs = [as_tensor(x) for x in example_inputs]
     types = [input_type(t, dynamic_batch) for t in inputs]
     if empty_batch_suffices(module, inputs):
         try:
@@ -515,7 +531,7 @@ def _record(
     from lucid.tensor import Tensor
 
     builder = Builder(name)
-    tracer = _Tracer(module, builder)
+    tracer = Tracer(module, builder)
     for hint, tensor, itype in zip(_input_names(module, len(inputs)), inputs, types):
         tracer.bind(tensor, builder.input(itype, hint))
     for pname, param in module.named_parameters():
@@ -535,7 +551,7 @@ def _record(
             TraceProblem(
                 f"tracing stopped: {type(exc).__name__}: {exc}",
                 tracer.scope_path(),
-                _exception_location(exc),
+                exception_location(exc),
             )
         )
         raise _trace_error(module, tracer.problems) from exc
@@ -603,7 +619,7 @@ def _trace_error(module: Module, problems: list[TraceProblem]) -> TraceError:
     return error
 
 
-def _exception_location(exc: BaseException) -> SourceLoc | None:
+def exception_location(exc: BaseException) -> SourceLoc | None:
     """The innermost frame of `exc`'s traceback that lies outside lucid."""
     found: SourceLoc | None = None
     tb = exc.__traceback__

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from lucid import _hooks
 from lucid.optim.optimizer import Optimizer
 from lucid.tensor import Tensor
 
@@ -77,6 +78,8 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         """One Adam update of every parameter that has a gradient."""
+        if _hooks.optimizer_step(self):  # a traced training step: the compiled step updates
+            return
         self.t += 1
         super().step()
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from lucid import _hooks
 from lucid.nn.module import Parameter as _Parameter
 from lucid.tensor import Tensor
 
@@ -104,11 +105,15 @@ class Optimizer:
 
     def zero_grad(self) -> None:
         """Forget every parameter's gradient."""
+        if _hooks.zero_grad(self):  # a traced training step: no gradient is stored
+            return
         for p in self.params:
             p.grad = None
 
     def step(self) -> None:
         """Update every parameter that has a gradient."""
+        if _hooks.optimizer_step(self):  # a traced training step: the compiled step updates
+            return
         update = self._update
         for i, p in enumerate(self.params):
             if p.grad is not None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from lucid import _hooks
 from lucid.optim.optimizer import Optimizer
 from lucid.tensor import Tensor
 
@@ -76,6 +77,8 @@ class SGD(Optimizer):
         without the per-parameter call; anything else (or a subclass's own `_update`) takes
         the base loop.
         """
+        if _hooks.optimizer_step(self):  # a traced training step: the compiled step updates
+            return
         plain = all(not g["momentum"] and not g["weight_decay"] for g in self.param_groups)
         if not plain or type(self)._update is not SGD._update:
             super().step()

@@ -39,6 +39,27 @@ def type_of(a: np.ndarray) -> str:
     return f"{name}[{','.join(map(str, a.shape))}]"
 
 
+def call_arrays(args: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+    """The arrays a compiled call passes on: a Tensor's data, an array as it is, and a Python
+    number as a 0-d array of the dtype of the first float Tensor or array among the arguments
+    (float32 if none), the dtype that eager lucid's constants adopt when they meet it. A number
+    is a run-time input, never a constant baked into the graph."""
+    like: np.dtype[Any] | None = None
+    for a in args:
+        dtype = a.data.dtype if isinstance(a, Tensor) else getattr(a, "dtype", None)
+        if dtype is not None and dtype.kind == "f":
+            like = dtype
+            break
+    return tuple(
+        a.data
+        if isinstance(a, Tensor)
+        else np.asarray(a, like or np.float32)
+        if isinstance(a, (int, float)) and not isinstance(a, bool)
+        else np.asarray(a)
+        for a in args
+    )
+
+
 def new_seed() -> np.ndarray:
     """One seed input's array: a fresh i64[] draw from lucid.random (see Entry.draw_seeds)."""
     return np.array(draw_seed(), np.int64)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -44,12 +44,26 @@ from lucid.ir.core import Graph
 from lucid.ir.trace import BATCH, Guard
 from lucid.nn.module import STRUCTURE_VERSION, structure_version
 from lucid.runtime import _memo
-from lucid.runtime._entry import Entry, dump, label, optimize, slug, spy, type_of, wrap
+from lucid.runtime._entry import (
+    Entry,
+    call_arrays,
+    dump,
+    label,
+    optimize,
+    slug,
+    spy,
+    type_of,
+    wrap,
+)
 from lucid.runtime._fastpath import make_fast
 from lucid.runtime.backends import BackendOptions, BuildInfo, Executable, get_backend
 from lucid.runtime.cache import cache_root
 from lucid.runtime.options import CompileOptions, Signature
 from lucid.tensor import Tensor
+
+if TYPE_CHECKING:
+    from lucid.nn import Module
+    from lucid.runtime.step import CompiledStep
 
 # the module, not `lucid.tensor` the factory function that shadows it as an attribute
 _tensor = sys.modules["lucid.tensor"]
@@ -58,27 +72,6 @@ __all__ = ["CompileOptions", "CompiledModule", "Signature", "compile"]
 
 
 _log = logging.getLogger("lucid")
-
-
-def call_arrays(args: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
-    """The arrays a compiled call passes on: a Tensor's data, an array as it is, and a Python
-    number as a 0-d array of the dtype of the first float Tensor or array among the arguments
-    (float32 if none), the dtype that eager lucid's constants adopt when they meet it. A number
-    is a run-time input, never a constant baked into the graph."""
-    like: np.dtype[Any] | None = None
-    for a in args:
-        dtype = a.data.dtype if isinstance(a, Tensor) else getattr(a, "dtype", None)
-        if dtype is not None and dtype.kind == "f":
-            like = dtype
-            break
-    return tuple(
-        a.data
-        if isinstance(a, Tensor)
-        else np.asarray(a, like or np.float32)
-        if isinstance(a, (int, float)) and not isinstance(a, bool)
-        else np.asarray(a)
-        for a in args
-    )
 
 
 def _key(
@@ -833,6 +826,28 @@ class CompiledModule:
         return self.train(False)
 
 
+@overload
+def compile(  # type: ignore[overload-overlap]  # a Module is callable: the first one wins
+    model: Module,
+    *,
+    backend: str = "c",
+    dynamic_batch: bool = False,
+    options: Mapping[str, Any] | None = None,
+    fallback: str = "error",
+) -> CompiledModule: ...
+
+
+@overload
+def compile(
+    model: Callable[..., Any],
+    *,
+    backend: str = "c",
+    dynamic_batch: bool = False,
+    options: Mapping[str, Any] | None = None,
+    fallback: str = "error",
+) -> CompiledStep: ...
+
+
 def compile(
     model: Any,
     *,
@@ -840,16 +855,30 @@ def compile(
     dynamic_batch: bool = False,
     options: Mapping[str, Any] | None = None,
     fallback: str = "error",
-) -> CompiledModule:
+) -> CompiledModule | CompiledStep:
     """Compile `model` lazily: each new input signature is traced, optimized and built at its
     first call; calls that need gradients also build the backward (see the module doc).
+    A plain function instead of a model is a training step (forward, loss.backward(),
+    optimizer.step()), compiled into one program by lucid.runtime.step.
 
     A model lucid cannot trace (`.item()` in forward, a branch on a tensor's value, an op
     with no IR form) raises a TraceError listing each problem with its source line; with
     `fallback="eager"` such signatures run eagerly instead, after one FallbackWarning."""
     from lucid.nn import Module
 
-    if not isinstance(model, Module):
-        raise TypeError(f"lucid.compile: expected a lucid.nn.Module, got {type(model).__name__}")
     options_ = CompileOptions.from_dict(options).with_fallback(fallback)
+    if not isinstance(model, Module) and callable(model) and not isinstance(model, type):
+        from lucid.runtime.step import CompiledStep
+
+        if dynamic_batch:
+            raise ValueError(
+                "lucid.compile: a training step is compiled per static input shape; "
+                "dynamic_batch=True is for models"
+            )
+        return CompiledStep(model, backend, options_)
+    if not isinstance(model, Module):
+        raise TypeError(
+            "lucid.compile: expected a lucid.nn.Module or a training-step function, got "
+            f"{type(model).__name__}"
+        )
     return CompiledModule(model, backend, dynamic_batch, options_)

@@ -336,8 +336,8 @@ def test_options_are_validated():
         lucid.compile(SeedModel(), backend="cuda")
     with pytest.raises(ValueError, match="-ffast-math is not allowed"):
         lucid.compile(SeedModel(), options={"cflags": ["-O2", "-ffast-math"]})
-    with pytest.raises(TypeError, match="expected a lucid.nn.Module"):
-        lucid.compile(lambda x: x)
+    with pytest.raises(TypeError, match="expected a lucid.nn.Module or a training-step function"):
+        lucid.compile(3)
 
 
 def test_inspection_and_passthrough():

@@ -39,13 +39,13 @@ class Rows:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.seen: list[int] = []
-        record = tracing._Tracer.record
+        record = tracing.Tracer.record
 
         def spy(tracer, op, inputs, attrs, output):
             self.seen.append(output.data.shape[0] if output.data.ndim else 0)
             return record(tracer, op, inputs, attrs, output)
 
-        monkeypatch.setattr(tracing._Tracer, "record", spy)
+        monkeypatch.setattr(tracing.Tracer, "record", spy)
 
 
 def _every_layer() -> nn.Module:

@@ -34,6 +34,12 @@ class Operand:
 
     param: str  # e_<name>
     load: str  # C expression of its element for tile element (i, j)
+    writable: bool = False  # an extra output the epilogue stores into (EpilogueStep.store)
+
+    @property
+    def qual(self) -> str:
+        """`const ` for an input, nothing for an output."""
+        return "" if self.writable else "const "
 
 
 def _check_ident(name: str, what: str) -> None:
@@ -60,8 +66,14 @@ def _operands(ep: Epilogue) -> tuple[tuple[Operand, ...], tuple[str, ...]]:
         if kinds.setdefault(step.operand, step.broadcast) != step.broadcast:
             raise ValueError(f"operand {step.operand!r} used with two broadcasts")
         param = f"e_{step.operand}"
-        op = seen.setdefault(step.operand, Operand(param, loads[step.broadcast].format(p=param)))
-        steps.append(f"{{ const T x = {op.load}; {step.code} }}")
+        load = loads[step.broadcast].format(p=param)
+        op = seen.setdefault(step.operand, Operand(param, load, step.store))
+        if op.writable != step.store:
+            raise ValueError(f"operand {step.operand!r} is both read and stored")
+        if step.store:
+            steps.append(f"{op.load} = {step.code};")
+        else:
+            steps.append(f"{{ const T x = {op.load}; {step.code} }}")
     return tuple(seen.values()), tuple(steps)
 
 
@@ -78,7 +90,7 @@ def gemm_params(spec: GemmSpec) -> list[tuple[str, str]]:
     ]
     if spec.epilogue is not None:
         ops, _ = _operands(spec.epilogue)
-        params += [(f"const {t} *", op.param) for op in ops]
+        params += [(f"{op.qual}{t} *", op.param) for op in ops]
         if spec.epilogue.colsum:
             params.append((f"{t} *", "colsum"))
     if prepacked_b_elems(spec):
@@ -218,7 +230,7 @@ def _node_template(spec: GemmSpec) -> NodeTemplate:
     t = spec.dtype
     small_params = [f"const {t} *restrict A", f"const {t} *restrict B", f"{t} *restrict C"]
     small_params += ["int64_t M", "int64_t N", "int64_t K"]
-    small_params += [f"const {t} *restrict {op.param}" for op in operands]
+    small_params += [f"{op.qual}{t} *restrict {op.param}" for op in operands]
     small_params += [f"{t} *restrict colsum"] if ep.colsum else []
     small_args = ["A", "B", "C", "M", "N", "K", *(op.param for op in operands)]
     small_args += ["colsum"] if ep.colsum else []

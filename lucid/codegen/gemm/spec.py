@@ -18,6 +18,9 @@ class EpilogueStep:
     code: str  # e.g. "v = v + x;" -- must assign v, may read v and x (when operand is set)
     operand: str | None = None  # C identifier of the extra input (becomes parameter e_<operand>)
     broadcast: Broadcast = "col"
+    # a store instead: `code` is a C expression (a local of the steps before) written to
+    # element (i, j) of the extra output `operand` (a whole [M, N] array, broadcast "full")
+    store: bool = False
 
 
 @dataclass(frozen=True)
