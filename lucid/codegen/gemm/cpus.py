@@ -133,18 +133,30 @@ TABLE: dict[tuple[str, int, int], CpuEntry] = {
     # Intel Xeon, family 6 model 207 (Emerald Rapids; under KVM model name reads only
     # "Intel(R) Xeon(R) Processor"): 48 KiB L1d, 2 MiB L2 per core.
     ("GenuineIntel", 6, 207): CpuEntry(
-        name="Intel Xeon family 6 model 207 (Emerald Rapids)",
+        name="Intel(R) Xeon(R) Processor (GenuineIntel family 6 model 207)",
         l1d=48 * 1024,
         l2=2048 * 1024,
         blocks={("avx512", "float"): Blocks(mr=14, nr=32, mc=504, kc=256, nc=4096)},
         evidence=(
-            "NOT MEASURED: the cost model's choice for this CPU's caches (L1d 48K, L2 2048K, "
-            "L3 307200K), entered so the behaviour is unchanged. Pending "
-            "`python benchmarks/tune_cpu_table.py` on an idle machine "
-            "(written 2026-12-06 on a shared, busy 2-vCPU KVM guest)."
+            "`python benchmarks/tune_cpu_table.py` on 2026-12-06: Intel(R) Xeon(R) Processor "
+            "(GenuineIntel family 6 model 207), avx512, L1d 48K L2 2048K L3 307200K, 2 cpus, load"
+            " average 0.22 .. 0.41, 7 rounds. f32 GFLOP/s (median) at 1024x1024x1024 1t, "
+            "1024x1024x1024 2t, 256x1024x1024t 1t, 256x1024x1024t 2t, 512x2048x784t 1t, "
+            "512x2048x784t 2t, 512x2048x2048t 1t, 512x2048x2048t 2t, and the geometric-mean "
+            "speedup over the cost model: mc=504 kc=256 nc=4096 (chosen, cost model, table "
+            "before): 189.3 354.3 175.2 331.5 186.7 356.7 177.8 351.6 (x1.000); mc=1008 kc=128 "
+            "nc=4096: 179.9 358.8 174.1 320.3 173.6 355.4 170.3 350.0 (x0.975); mc=336 kc=384 "
+            "nc=4096: 190.2 369.2 166.1 332.2 183.9 349.0 182.8 347.3 (x0.997); mc=252 kc=512 "
+            "nc=4096: 192.5 379.7 171.1 338.1 179.8 367.5 180.9 358.5 (x1.014); mc=672 kc=192 "
+            "nc=4096: 184.7 366.8 168.8 327.4 174.1 350.4 171.3 336.0 (x0.974); mc=252 kc=256 "
+            "nc=4096: 189.7 374.4 174.6 329.8 182.0 369.0 176.4 349.5 (x1.005); mc=1008 kc=256 "
+            "nc=4096: 186.6 368.3 175.2 331.5 179.1 358.4 173.9 354.1 (x0.997); mc=504 kc=128 "
+            "nc=4096: 183.2 356.2 174.1 320.3 174.6 361.7 168.3 352.5 (x0.979); mc=168 kc=384 "
+            "nc=4096: 192.0 369.9 171.9 328.7 181.4 361.5 181.0 351.4 (x1.004); mc=126 kc=512 "
+            "nc=4096: 185.9 378.7 174.2 333.9 177.0 370.7 178.0 365.1 (x1.009); mc=336 kc=192 "
+            "nc=4096: 186.6 365.9 168.8 327.4 177.6 364.5 174.7 352.2 (x0.991); mc=504 kc=256 "
+            "nc=1024: 189.3 354.3 175.2 331.5 177.5 359.5 182.0 357.0 (x0.999)."
         ),
-        measured=False,
-    ),
 }
 
 
