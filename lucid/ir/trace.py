@@ -547,13 +547,7 @@ def _record(
         # but what follows may still fail; then the problems found so far explain why.
         if not tracer.problems:
             raise
-        tracer.problems.append(
-            TraceProblem(
-                f"tracing stopped: {type(exc).__name__}: {exc}",
-                tracer.scope_path(),
-                exception_location(exc),
-            )
-        )
+        note_stop(tracer, exc)
         raise _trace_error(module, tracer.problems) from exc
 
     outputs = list(result) if isinstance(result, (tuple, list)) else [result]
@@ -606,6 +600,17 @@ def decision_error(module: Any, guards: Sequence[Guard], remedy: str = _REMEDY) 
     return TraceError(
         f"cannot trace {name} with a dynamic batch: forward takes Python decisions on the "
         f"batch size N, and a graph for every N cannot keep them:\n{lines}\n{remedy}"
+    )
+
+
+def note_stop(tracer: Tracer, exc: BaseException) -> None:
+    """Record the exception that stopped a trace after its first problems (which explain it)."""
+    tracer.problems.append(
+        TraceProblem(
+            f"tracing stopped: {type(exc).__name__}: {exc}",
+            tracer.scope_path(),
+            exception_location(exc),
+        )
     )
 
 

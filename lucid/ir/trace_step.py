@@ -27,7 +27,7 @@ import lucid
 from lucid import _hooks
 from lucid.errors import SourceLoc, TraceError, format_diagnostic
 from lucid.ir.core import Builder, Graph, Value
-from lucid.ir.trace import TraceProblem, Tracer, as_tensor, exception_location, input_type
+from lucid.ir.trace import TraceProblem, Tracer, as_tensor, input_type, note_stop
 from lucid.ir.trace import user_location as _user_location
 from lucid.ir.types import DType, TensorType
 from lucid.nn.module import Module, Parameter
@@ -275,13 +275,7 @@ def trace_step(fn: Callable[..., Any], *example_inputs: Any, name: str = "step")
     except Exception as exc:
         if not tracer.problems:
             raise
-        tracer.problems.append(
-            TraceProblem(
-                f"tracing stopped: {type(exc).__name__}: {exc}",
-                tracer.scope_path(),
-                exception_location(exc),
-            )
-        )
+        note_stop(tracer, exc)
         raise _error(fn_name, tracer.problems) from exc
     finally:
         tracer.restore_grads()
