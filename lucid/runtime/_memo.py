@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import pickle
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,6 +83,7 @@ def memo_key(traced: Graph, names: Sequence[str], wrt: Sequence[bool] | None) ->
         "lucid": lucid.__version__,
         "code": code_fingerprint(),
         "pickle": pickle.HIGHEST_PROTOCOL,
+        "python": sys.implementation.cache_tag,  # how the classes pickle may differ by version
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
