@@ -49,14 +49,14 @@ def user_location() -> SourceLoc | None:
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not _in_lucid(filename):
+        if not in_lucid(filename):
             return SourceLoc(filename, frame.f_lineno, frame.f_code.co_name)
         frame = frame.f_back  # type: ignore[assignment]
     return None
 
 
 @functools.lru_cache(maxsize=1024)
-def _in_lucid(filename: str) -> bool:
+def in_lucid(filename: str) -> bool:
     """Whether code of `filename` is lucid's own (asked for every frame of every traced op)."""
     return os.path.abspath(filename).startswith(_LUCID_DIR)
 

@@ -56,6 +56,7 @@ from lucid.runtime._entry import (
     wrap,
 )
 from lucid.runtime._fastpath import make_fast
+from lucid.runtime._freevals import FreeValues, forwards
 from lucid.runtime.backends import BackendOptions, BuildInfo, Executable, get_backend
 from lucid.runtime.cache import cache_root
 from lucid.runtime.options import CompileOptions, Signature
@@ -245,6 +246,9 @@ class CompiledModule:
         # version at which that was last confirmed
         self._structure = module.structure()
         self._seen_version = structure_version()
+        # the plain values forward reads from globals and closures, as the entries were traced
+        # with them (None: nothing to guard); compared at every call
+        self._free: FreeValues | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle by source module and options: the copy compiles at its first call (loading
@@ -254,6 +258,9 @@ class CompiledModule:
     def __call__(self, *args: Any) -> Any:
         if STRUCTURE_VERSION[0] != self._seen_version:  # some Module attribute was assigned
             self._revalidate()
+        free = self._free
+        if free is not None and free.changed() is not None:
+            self._revalidate_free()
         fast = self._fast
         if fast is not None:
             out = fast(args)
@@ -357,14 +364,28 @@ class CompiledModule:
             self._structure, self._seen_version = now, version
             if change is None or not self._entries:
                 return
-            with self._install_lock:
-                self._entries.clear()
-                self._order.clear()
-                self._generation += 1  # builds still running in the background are stale
-                self._building.clear()
-            self._fast = None
-            self._last_key = None
-            self._recompiling(change, stacklevel=4)
+            self._drop_entries(change)
+
+    def _revalidate_free(self) -> None:
+        """A value forward read from a global or closure differs from its trace's: drop the
+        entries (under the lock, rechecked: another thread may have done it)."""
+        with self._lock:
+            free = self._free
+            change = free.changed() if free is not None else None
+            if change is not None:
+                self._drop_entries(change)
+
+    def _drop_entries(self, change: str) -> None:
+        """Drop every entry (the next call traces again) and warn, naming the change."""
+        with self._install_lock:
+            self._entries.clear()
+            self._order.clear()
+            self._generation += 1  # builds still running in the background are stale
+            self._building.clear()
+        self._fast = None
+        self._free = None  # the next trace snapshots the values it reads
+        self._last_key = None
+        self._recompiling(change, stacklevel=4)
 
     def _recompiling(self, reason: str, stacklevel: int = 5) -> None:
         """Warn (RecompileWarning) and log that a call needs a new entry, and why."""
@@ -422,6 +443,7 @@ class CompiledModule:
             self._last_key = key
             self._compiles += 1
             spied = spy(self.module)
+            self._free = FreeValues.of(forwards(self.module))  # the values this trace reads
             guards: list[Guard] = []
             state: list[str] = []  # buffers forward writes: the graph's last outputs
             try:

@@ -49,6 +49,7 @@ from lucid.ir.trace_step import StepTrace, trace_step
 from lucid.nn.module import STRUCTURE_VERSION
 from lucid.runtime import threads as _threads
 from lucid.runtime._entry import call_arrays, new_seed, optimize, wrap
+from lucid.runtime._freevals import FreeValues, forwards
 from lucid.runtime.backends import BackendOptions, Executable, get_backend
 from lucid.runtime.options import CompileOptions
 from lucid.tensor import Tensor
@@ -348,6 +349,9 @@ class CompiledStep:
         self._seen_version = STRUCTURE_VERSION[0]
         self._eager: set[tuple[Any, ...]] = set()  # signatures run eagerly (fallback="eager")
         self._dropped: str | None = None  # why _revalidate dropped entries, until a rebuild
+        # the plain values the step and its models' forwards read from globals and closures,
+        # as the entries were traced with them (None: nothing to guard)
+        self._free: FreeValues | None = None
 
     @property
     def _name(self) -> str:
@@ -360,6 +364,11 @@ class CompiledStep:
             return self.fn(*args)
         if STRUCTURE_VERSION[0] != self._seen_version:
             self._revalidate()
+        free = self._free
+        if free is not None and (change := free.changed()) is not None:
+            self._entries.clear()  # traced with the old value: the next call traces again
+            self._order.clear()
+            self._free, self._dropped = None, change
         entry = None
         reason = "a new input signature"
         for candidate in self._entries.get(key, ()):
@@ -427,6 +436,7 @@ class CompiledStep:
             warnings.warn(message, FallbackWarning, stacklevel=4)
             return None
         self._compiles += 1
+        self._free = FreeValues.of([self.fn, *(f for m in trace.modules for f in forwards(m))])
         updates, slots, scalar_sets = _updates(trace)
         n_kept = trace.n_returns + len(trace.written)
         step = build_step(trace.graph, n_kept, updates)
