@@ -118,7 +118,10 @@ def test_run_target_uses_the_models_own_weights(capsys) -> None:  # type: ignore
     np.testing.assert_allclose(got, want.ravel(), atol=1e-5)
 
 
-def test_cache_info_and_clear(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cache_info_and_clear(capsys, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # a cache of its own: clearing the run's shared one would take the cache entries that
+    # later tests of this worker read their C source from (CExecutable.source, lazily)
+    monkeypatch.setenv("LUCID_CACHE_DIR", str(tmp_path / "cache"))
     code, out, _ = run(capsys, "cache", "info")
     assert code == 0 and f"path: {os.environ['LUCID_CACHE_DIR']}" in out and "entries: " in out
     code, out, _ = run(capsys, "cache", "clear")
