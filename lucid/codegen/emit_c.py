@@ -143,6 +143,11 @@ class CodegenOptions:
     # The GEMM machinery as a second translation unit (`CProgram.shared_source`), so a build
     # can compile the two in parallel: lucid.compile's cold builds, on 2 cores, take ~2/3.
     split: bool = False
+    # Spread the kernels of a split program over up to this many translation units that a build
+    # compiles at once: the program's own and `CProgram.kernel_sources` (a unit per at least
+    # _UNIT_MIN_CHARS of kernel C). The machinery kernels share (thread pool, GEMM driver) must
+    # be in one place, the second unit: kernels that share some but have none stay in one unit.
+    kernel_units: int = 1
     # Each GEMM's blocking from this function (an autotuner) instead of the cost model.
     blocking_for: BlockingFor | None = None
 
@@ -158,6 +163,8 @@ class CodegenOptions:
         isa_option(self.isa)
         if self.threads not in THREADS_MODES:
             raise CompileError(f"threads must be pool or spawn, got {self.threads!r}")
+        if not isinstance(self.kernel_units, int) or self.kernel_units < 1:
+            raise CompileError(f"kernel_units must be an int >= 1, got {self.kernel_units!r}")
 
 
 @dataclass(frozen=True)
@@ -177,6 +184,7 @@ class CProgram:
     kernels: tuple[str, ...] = field(default=())
     shared_source: str | None = None  # the second translation unit (CodegenOptions.split)
     shared_blocks: tuple[SharedBlock, ...] = ()  # what shared_source lays out
+    kernel_sources: tuple[str, ...] = ()  # more units holding kernels (CodegenOptions.kernel_units)
 
     @property
     def run_symbol(self) -> str:
@@ -243,8 +251,18 @@ class Copy:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """A kernel and where it is defined: unit 0 (the program's own, file-local) or kernel unit
+    `unit` (1, 2, ...: external as `symbol`, hidden, with a prototype in the program's unit)."""
+
+    k: Kernel
+    unit: int
+    symbol: str
+
+
+@dataclass(frozen=True)
 class Program:
-    """Everything program.c.j2 lays out."""
+    """Everything program.c.j2 (and kernel_unit.c.j2, for one unit's kernels) lays out."""
 
     graph_name: str
     prefix: str
@@ -257,7 +275,7 @@ class Program:
     shared: tuple[str, ...]  # GEMM machinery and helpers used by several kernels, once each
     split: bool  # the machinery is in the second unit: `shared` holds its types and prototypes
     split_linkage: str  # the LUCID_SHARED_FN both units of a split program define first
-    kernels: tuple[Kernel, ...]
+    kernels: tuple[Placed, ...]
     n_inputs: int
     n_outputs: int
     symbolic: bool
@@ -296,9 +314,9 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
 
     kernels: list[Kernel] = []
     seen: dict[tuple[object, ...], Kernel] = {}  # _kernel_key -> the kernel emitted for it
-    calls: list[str] = []
+    calls: list[tuple[str, str]] = []  # (kernel name, arguments)
     constants: list[Constant] = []
-    packs: list[Prepack] = []
+    packs: list[tuple[str, Prepack]] = []  # (kernel name, a weight it takes prepacked)
     for index, node in enumerate(graph.nodes):
         ir_line = _ir_comment(lines, where, node)
         if node.op == "constant":
@@ -336,14 +354,29 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         args = [names[v] for v in (*node.inputs, *node.results)]
         for pack in kernel.prepacks:
             args.append(f"(const {pack.ctype} *)pk[{len(packs)}]")
-            packs.append(pack)
+            packs.append((kernel.name, pack))
         args += ["batch"] * kernel.uses_batch + ["nthreads"] * kernel.uses_threads
-        calls.append(f"{kernel.name}({', '.join(args)})")
+        calls.append((kernel.name, ", ".join(args)))
 
     shared_here, second = _split(_shared_blocks(kernels, options.threads), options.split)
     shared_source = second_unit(second) if second else None
-    size_rows, degree = _size_rows(graph, plan)
+    movable = shared_source is not None or not any(k.shared for k in kernels)
     n_in, n_out = len(graph.inputs) + len(graph.params), len(graph.outputs)
+    units = _assign_units(
+        kernels, options.kernel_units if options.split and movable else 1, n_in + n_out
+    )
+    placed = tuple(
+        Placed(k, u, k.name if u == 0 else f"{options.prefix}_{k.name}")
+        for k, u in zip(kernels, units, strict=True)
+    )
+    symbols = {p.k.name: p.symbol for p in placed}
+    moved = {p.k.name for p in placed if p.unit}
+    # a moved kernel's packing routine is called through its unit's exported wrapper
+    prepacked = tuple(
+        replace(pack, pack_fn=f"{options.prefix}_{pack.pack_fn}") if name in moved else pack
+        for name, pack in packs
+    )
+    size_rows, degree = _size_rows(graph, plan)
     all_args = [f"a{i}" for i in range(n_in + n_out)]
     program = Program(
         graph_name=c_comment("@" + graph.name),
@@ -357,7 +390,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         shared=shared_here,
         split=shared_source is not None,
         split_linkage=_SPLIT_LINKAGE,
-        kernels=tuple(kernels),
+        kernels=tuple(p for p in placed if p.unit == 0),
         n_inputs=n_in,
         n_outputs=n_out,
         symbolic=symbol is not None,
@@ -366,7 +399,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         n_slots=len(plan.slots),
         keep_arena=bool(plan.slots) and options.threads == "pool",
         decls=_decls(graph, plan, names, constants),
-        calls=tuple(calls),
+        calls=tuple(f"{symbols[name]}({args})" for name, args in calls),
         copies=_copies(graph, plan, names),
         call_params=", ".join(
             [*(f"intptr_t {a}" for a in all_args), "int64_t batch", "int nthreads"]
@@ -384,12 +417,17 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         out_len=max(1, n_out),
         call_inputs=", ".join(f"(const void *){a}" for a in all_args[:n_in]) or "NULL",
         call_outputs=", ".join(f"(void *){a}" for a in all_args[n_in:]) or "NULL",
-        packs=tuple(packs),
+        packs=prepacked,
     )
-    source = render("program.c.j2", p=program)
+    source = render("program.c.j2", p=program, unit=0, moved=[p for p in placed if p.unit])
+    kernel_sources = tuple(
+        render("kernel_unit.c.j2", p=replace(program, kernels=here), unit=unit, moved=())
+        for unit in range(1, max(units, default=0) + 1)
+        if (here := tuple(p for p in placed if p.unit == unit))
+    )
     return CProgram(
         source=source,
-        cdef=_cdef(options.prefix, n_in + n_out),
+        cdef=entry_cdef(options.prefix, n_in + n_out),
         prefix=options.prefix,
         batch_symbol=symbol,
         input_types=graph.input_types,
@@ -401,19 +439,56 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         kernels=tuple(k.name for k in kernels),
         shared_source=shared_source,
         shared_blocks=second,
+        kernel_sources=kernel_sources,
     )
 
 
+# A kernel unit is worth its compiler process and link step (~30 ms) from about this much C of
+# kernels. The program's own unit compiles as long as _MAIN_CHARS + _POINTER_CHARS per pointer
+# argument more of kernels would (measured with gcc 12 -O3: Python.h, the run function, and
+# cffi's wrappers of the shim's calls, which convert every pointer; MobileNetV3-Small's 212
+# pointers took 0.8 s, its kernels ~0.7 s per 100 KB).
+_UNIT_MIN_CHARS = 40_000
+_MAIN_CHARS = 20_000
+_POINTER_CHARS = 450
+
+
+def _assign_units(kernels: Sequence[Kernel], units: int, n_pointers: int) -> list[int]:
+    """The unit of each kernel: 0 (the program's) or 1, 2, ...: contiguous runs of about equal
+    compile time, at most `units` in all (fewer when the kernels are small)."""
+    sizes = [len(k.support) + len(k.body) for k in kernels]
+    main = _MAIN_CHARS + _POINTER_CHARS * n_pointers
+    units = max(1, min(units, sum(sizes) // _UNIT_MIN_CHARS + 1))
+    share, done, out = (sum(sizes) + main) / units, float(main), []
+    for size in sizes:
+        out.append(min(units - 1, int((done + size / 2) // share)))
+        done += size
+    return out
+
+
+# C's string and character literals (kept whole) and its comments, left to right: a "/*" in a
+# literal is not a comment, and an apostrophe in a comment does not start a literal.
+_C_TOKENS = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|/\*.*?\*/|//[^\n]*', re.DOTALL)
+
+
+def _code(text: str) -> str:
+    """C text without its comments (which quote the IR of the node it was made for), so equal
+    layers share a kernel."""
+    return _C_TOKENS.sub(lambda m: m[0] if m[0][0] in "\"'" else " ", text)
+
+
 def _kernel_key(kernel: Kernel) -> tuple[object, ...]:
-    """What a kernel's C is, its own name aside (its functions all start with that name)."""
+    """What a kernel's C is, its own name and comments aside (its functions all start with
+    that name)."""
     hole = "\0"
     return (
         kernel.params.replace(kernel.name, hole),
-        kernel.body.replace(kernel.name, hole),
-        kernel.support.replace(kernel.name, hole),
+        _code(kernel.body.replace(kernel.name, hole)),
+        _code(kernel.support.replace(kernel.name, hole)),
         kernel.uses_batch,
         kernel.uses_threads,
-        tuple(replace(k, pack_fn=k.pack_fn.replace(kernel.name, hole, 1)) for k in kernel.prepacks),
+        # which weight a call packs is the call's argument, not the kernel's C
+        tuple((k.pack_fn.replace(kernel.name, hole, 1), k.ctype, k.elems) for k in kernel.prepacks),
     )
 
 
@@ -428,14 +503,16 @@ def _same_as(kernel: Kernel, seen: dict[tuple[object, ...], Kernel]) -> Kernel |
     return None
 
 
-def _cdef(prefix: str, n_pointers: int) -> str:
-    """The cffi declarations of the entry points (see the module docstring)."""
+def entry_cdef(prefix: str, n_pointers: int, *, call: bool = True) -> str:
+    """The cffi declarations of the entry points (see the module docstring); `call=False`
+    leaves out `PREFIX_call`, whose cffi wrapper parses every pointer argument (a model with
+    200 weights: ~40 KB of C for gcc) and which lucid.compile's shim replaces."""
     flat = "".join(f"intptr_t a{i}, " for i in range(n_pointers))
     return (
         f"int {prefix}_run(const void *const *inputs, void *const *outputs, int64_t batch, "
         "int nthreads);\n"
-        f"int {prefix}_call({flat}int64_t batch, int nthreads);\n"
-        f"const char *{prefix}_strerror(int code);\n"
+        + (f"int {prefix}_call({flat}int64_t batch, int nthreads);\n" if call else "")
+        + f"const char *{prefix}_strerror(int code);\n"
         f"int64_t {prefix}_pack_slot(int s, int *param);\n"
         f"int {prefix}_pack(int s, const void *w, void *out);\n"
     )

@@ -10,12 +10,13 @@ runtime has checked every array's type, dtype, shape and contiguity before a cal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lucid.codegen._jinja import render
-from lucid.codegen.emit_c import CProgram
+from lucid.codegen.emit_c import CProgram, entry_cdef
 
-__all__ = ["cffi_module", "with_second_unit"]
+__all__ = ["cffi_module", "with_other_units"]
 
 
 @dataclass(frozen=True)
@@ -29,19 +30,23 @@ class _Shim:
 
 def cffi_module(program: CProgram) -> tuple[str, str]:
     """(C source, cdef) of the cffi module of `program`: the program followed by the shim's
-    `PREFIX_call_objects` and `PREFIX_call_objects_packed`, and the declarations of both."""
+    `PREFIX_call_objects` and `PREFIX_call_objects_packed`, and the declarations of both and of
+    the program's entry points but `PREFIX_call` (lucid.compile calls the shim's instead)."""
     arity = len(program.input_types) + len(program.param_types) + len(program.output_types)
     source = render("shim.c.j2", s=_Shim(program.prefix, arity, cdef=False))
     cdef = render("shim.c.j2", s=_Shim(program.prefix, arity, cdef=True))
-    return program.source + source, program.cdef + "\n" + cdef
+    entries = entry_cdef(program.prefix, arity, call=False)  # the shim's calls replace PREFIX_call
+    return program.source + source, entries + "\n" + cdef
 
 
 @dataclass(frozen=True)
-class _TwoUnits:
+class _Units:
     source: str  # without trailing whitespace
-    second: str
+    second: str | None
+    kernels: tuple[str, ...]
 
 
-def with_second_unit(source: str, second: str) -> str:
-    """A program's C followed by its second translation unit, for reading (`c_source`)."""
-    return render("two_units.c.j2", r=_TwoUnits(source.rstrip(), second))
+def with_other_units(source: str, second: str | None, kernels: Sequence[str] = ()) -> str:
+    """A program's C followed by its kernel units and its second translation unit (the GEMM
+    machinery), for reading (`c_source`)."""
+    return render("units.c.j2", r=_Units(source.rstrip(), second, tuple(kernels)))

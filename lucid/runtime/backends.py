@@ -23,7 +23,7 @@ from lucid.ir.printer import format as format_graph
 from lucid.ir.types import TensorType, concrete_shape, dim_parts
 from lucid.runtime import _index
 from lucid.runtime import threads as _threads
-from lucid.runtime.build import BuildOptions, build, load_cached
+from lucid.runtime.build import BuildOptions, build, load_cached, unit_file
 from lucid.runtime.cache import cache_root
 
 _log = logging.getLogger("lucid")
@@ -55,6 +55,10 @@ class BackendOptions:
     # The C backend compiles the GEMM machinery as a second unit on the other core; off when
     # another build already runs beside this one (a grad entry's forward and backward).
     split: bool = True
+    # The kernels of a split program spread over up to this many units compiled at once (the
+    # program's own and kernel units): 0 is one per available core, at most 4 (options
+    # "build_jobs").
+    kernel_units: int = 0
 
 
 @dataclass(frozen=True)
@@ -235,11 +239,16 @@ class CExecutable:
             entry = info.path.parent
             try:
                 text = (entry / "source.c").read_text(encoding="utf-8")
-                second = entry / f"_lucid_{info.key[:16]}_gemm.c"
-                if second.exists():
-                    from lucid.codegen.shim import with_second_unit  # for reading: imports Jinja
+                module = f"_lucid_{info.key[:16]}"
+                second = entry / f"{module}_gemm.c"
+                kernels: list[str] = []
+                while (unit := entry / unit_file(module, len(kernels))).exists():
+                    kernels.append(unit.read_text(encoding="utf-8"))
+                if second.exists() or kernels:
+                    from lucid.codegen.shim import with_other_units  # for reading: imports Jinja
 
-                    text = with_second_unit(text, second.read_text(encoding="utf-8"))
+                    gemm = second.read_text(encoding="utf-8") if second.exists() else None
+                    text = with_other_units(text, gemm, kernels)
             except OSError:
                 return None  # the entry was cleared since it was loaded
             self._source = text
@@ -400,6 +409,7 @@ class CBackend:
             prefix=options.prefix,
             blocking_for=tuner,
             split=options.split,
+            kernel_units=options.kernel_units or min(4, _threads.available_cores()),
         )
         program = emit_c(graph, codegen)
         source, cdef = cffi_module(program)
@@ -418,19 +428,23 @@ class CBackend:
     ) -> CExecutable:
         """Build generated C (or load it from the cache). `shared`: a second unit to link in
         place of the program's own (a union that holds it), when the program is split."""
-        from lucid.codegen.shim import with_second_unit
+        from lucid.codegen.shim import with_other_units
 
         second = gen.program.shared_source
         if second is not None and shared is not None:
             second = shared
+        kernels = gen.program.kernel_sources
         built = build(
             gen.source,
             gen.cdef,
             options=options.build,
             debug_dir=options.debug_dir,
             second_source=second,
+            unit_sources=kernels,
         )
-        source = gen.source if second is None else with_second_unit(gen.source, second)
+        source = gen.source
+        if second is not None or kernels:
+            source = with_other_units(gen.source, second, kernels)
         return CExecutable(
             gen.graph,
             gen.program.prefix,

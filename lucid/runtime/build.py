@@ -21,6 +21,7 @@ import sys
 import sysconfig
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -144,16 +145,20 @@ def build(
     cache_dir: Path | None = None,
     debug_dir: Path | None = None,
     second_source: str | None = None,
+    unit_sources: Sequence[str] = (),
 ) -> BuiltModule:
     """Compile C `source` exposing the declarations `cdef`, or load it from the cache.
 
     `second_source`: a second translation unit linked into the same module (emit_c's split
-    GEMM machinery); the two are compiled by two compiler processes at once, then linked."""
+    GEMM machinery), its object shared by every module that links the same text.
+    `unit_sources`: more units of this module alone (emit_c's kernel units). Every unit is
+    compiled by a compiler process of its own, all at once, then they are linked."""
     start = time.perf_counter()
     options = options if options is not None else BuildOptions()
     compiler = resolve_compiler(options.cc)
     version = _compiler_version(compiler)
     keyed = source if second_source is None else source + _SECOND_UNIT + second_source
+    keyed += "".join(_KERNEL_UNIT + text for text in unit_sources)
     key = _cache_key(keyed, cdef, compiler, version, options)
     module_name = f"_lucid_{key[:16]}"
     second = None
@@ -162,9 +167,12 @@ def build(
         # compiled second units are shared by every module that links one (_shared_object)
         objects = _cache.cache_root(cache_dir) / _cache.OBJECTS_DIR
         second = (second_source, objects / f"{okey}.o")
-    commands = _commands(compiler, options, module_name, second[1] if second else None)
+    commands = _commands(
+        compiler, options, module_name, second[1] if second else None, len(unit_sources)
+    )
+    units = (source, second_source, tuple(unit_sources))
     if debug_dir is not None:
-        _write_inputs(Path(debug_dir), source, cdef, module_name, commands, second_source)
+        _write_inputs(Path(debug_dir), units, cdef, module_name, commands)
 
     with _process_lock(key):
         loaded = _LOADED.get(key)
@@ -195,7 +203,7 @@ def build(
                             root,
                             key,
                             module_name,
-                            (source, second),
+                            (units, second),
                             cdef,
                             commands,
                             version,
@@ -344,36 +352,68 @@ def _so_name(module_name: str) -> str:
     return module_name + (EXT_SUFFIX or ".so")
 
 
-# Separates the two units in the text the cache key hashes (NUL: never inside C source).
+# Separate the units in the text the cache key hashes (NUL: never inside C source).
 _SECOND_UNIT = "\0second translation unit\0"
+_KERNEL_UNIT = "\0kernel unit\0"
+
+
+def unit_file(module_name: str, index: int) -> str:
+    """The file name of kernel unit `index` (0, 1, ...) of a module."""
+    return f"{module_name}_k{index}.c"
+
+
+@dataclass(frozen=True)
+class _Commands:
+    """The compiler commands of one module, run in its entry directory.
+
+    One unit alone: `compiles` is the one command that compiles and links it. Else `compiles`
+    are the module's own units (the program first, then its kernel units), each to an object
+    in the entry, `shared` the shared second unit's compile to its object (or None), all run
+    at once, and `link` links the objects."""
+
+    compiles: tuple[list[str], ...]
+    shared: list[str] | None = None
+    link: list[str] | None = None
+
+    @property
+    def listed(self) -> list[list[str]]:
+        """Every command, in an order a shell can run them one after another (build.sh)."""
+        first = [self.shared] if self.shared is not None else []
+        return [*first, *self.compiles, *([self.link] if self.link is not None else [])]
 
 
 def _commands(
-    compiler: tuple[str, ...], options: BuildOptions, module_name: str, second: Path | None
-) -> list[list[str]]:
-    """The compiler commands, run in the entry directory: one that compiles and links the
-    module; or, with a second unit compiled to the object `second`: its compile (from
-    <module>_gemm.c), the module's compile (the two run at once), then the link."""
-    if second is None:
-        return [_command(compiler, options, module_name)]
+    compiler: tuple[str, ...],
+    options: BuildOptions,
+    module_name: str,
+    second: Path | None,
+    n_units: int = 0,
+) -> _Commands:
+    """The commands that build `module_name` from its program (<module>.c), its shared second
+    unit (<module>_gemm.c, compiled to the object `second`) if any, and `n_units` kernel
+    units (<module>_k0.c, ...)."""
+    if second is None and n_units == 0:
+        return _Commands((_command(compiler, options, module_name),))
     base = [*compiler, "-fPIC", "-fvisibility=hidden", *options.flags]
     includes = [f"-I{d}" for d in _PY_INCLUDES]
     so = _so_name(module_name)
-    return [
-        [*base, "-c", f"{module_name}_gemm.c", "-o", str(second)],
-        [*base, *includes, "-c", f"{module_name}.c", "-o", f"{module_name}.o"],
-        [
-            *compiler,
-            *_BASE_ARGS,
-            *options.flags,
-            f"{module_name}.o",
-            str(second),
-            "-o",
-            so,
-            *options.extra_link,
-            *_PLATFORM_LINK,
-        ],
+    sources = [f"{module_name}.c", *(unit_file(module_name, i) for i in range(n_units))]
+    objects = [name[:-2] + ".o" for name in sources]
+    compiles = [[*base, *includes, "-c", sources[0], "-o", objects[0]]]
+    compiles += [[*base, "-c", c, "-o", o] for c, o in zip(sources[1:], objects[1:])]
+    link = [
+        *compiler,
+        *_BASE_ARGS,
+        *options.flags,
+        *objects,
+        *([str(second)] if second is not None else []),
+        "-o",
+        so,
+        *options.extra_link,
+        *_PLATFORM_LINK,
     ]
+    shared = None if second is None else [*base, "-c", f"{module_name}_gemm.c", "-o", str(second)]
+    return _Commands(tuple(compiles), shared, link)
 
 
 def _command(compiler: tuple[str, ...], options: BuildOptions, module_name: str) -> list[str]:
@@ -393,20 +433,22 @@ def _command(compiler: tuple[str, ...], options: BuildOptions, module_name: str)
 
 def _write_inputs(
     directory: Path,
-    source: str,
+    units: tuple[str, str | None, tuple[str, ...]],
     cdef: str,
     module_name: str,
-    commands: list[list[str]],
-    second_source: str | None = None,
+    commands: _Commands,
 ) -> None:
-    """Write source.c, cdef.h, cffi's full <module>.c, the second unit <module>_gemm.c (if any)
-    and build.sh (the commands) to directory."""
+    """Write source.c, cdef.h, cffi's full <module>.c, the second unit <module>_gemm.c (if any),
+    the kernel units <module>_k<i>.c and build.sh (the commands) to directory."""
+    source, second_source, kernel_units = units
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "source.c").write_text(source, encoding="utf-8")
     (directory / "cdef.h").write_text(cdef, encoding="utf-8")
     if second_source is not None:
         (directory / f"{module_name}_gemm.c").write_text(second_source, encoding="utf-8")
-    script = "".join(f"{shlex.join(c)}\n" for c in commands)
+    for i, text in enumerate(kernel_units):
+        (directory / unit_file(module_name, i)).write_text(text, encoding="utf-8")
+    script = "".join(f"{shlex.join(c)}\n" for c in commands.listed)
     (directory / "build.sh").write_text(f"#!/bin/sh\nset -e\n{script}", encoding="utf-8")
     import cffi
 
@@ -452,42 +494,50 @@ def _failed(command: list[str], code: int, stderr: str, what: str, where: str) -
     )
 
 
-def _compile_with_object(
-    commands: list[list[str]], work: Path, obj: Path, module_name: str, where: str
-) -> str:
-    """Compile the module's unit while the shared object is obtained (compiled here under its
-    lock, waited for while another build compiles it, or found), then link; returns the
-    compilers' stderr."""
-    unit, main, link = commands
+def _compile_units(commands: _Commands, work: Path, obj: Path | None, where: str) -> str:
+    """Compile the module's units, each by a compiler process of its own, while the shared
+    object `obj` (if any) is obtained (compiled here under its lock, waited for while another
+    build compiles it, or found), then link; returns the compilers' stderr."""
+    assert commands.link is not None
+    procs: list[tuple[list[str], subprocess.Popen[str]]] = []
     try:
-        proc = subprocess.Popen(
-            main,
-            cwd=work,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-        )
-    except OSError as exc:
-        raise _not_run(main, exc) from exc
-    try:
-        warnings, compiled = _shared_object(unit, work, obj, where)
-        err = proc.communicate(timeout=1800)[1]
+        for command in commands.compiles:
+            try:
+                proc = subprocess.Popen(
+                    command,
+                    cwd=work,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    errors="replace",
+                )
+            except OSError as exc:
+                raise _not_run(command, exc) from exc
+            procs.append((command, proc))
+        warnings, compiled = "", False
+        if commands.shared is not None and obj is not None:
+            warnings, compiled = _shared_object(commands.shared, work, obj, where)
+        for command, proc in procs:
+            err = proc.communicate(timeout=1800)[1]
+            if proc.returncode != 0:
+                raise _failed(command, proc.returncode, err, command[-1], where)
+            warnings += err
     except BaseException:
-        proc.kill()
-        proc.wait()
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         raise
-    if proc.returncode != 0:
-        raise _failed(main, proc.returncode, err, module_name, where)
+    link = commands.link
     try:
-        return warnings + err + run_compiler(link, work, what=module_name, where=where)
+        return warnings + run_compiler(link, work, what=link[link.index("-o") + 1], where=where)
     except BuildError:
-        if compiled:
+        if compiled or commands.shared is None or obj is None:
             raise
         # an object this build did not compile (removed by a cache clear since, or damaged
         # on disk): compile it again, once, and link again
-        warnings, _ = _shared_object(unit, work, obj, where, replace_existing=True)
-        return warnings + err + run_compiler(link, work, what=module_name, where=where)
+        again, _ = _shared_object(commands.shared, work, obj, where, replace_existing=True)
+        return warnings + again + run_compiler(link, work, what=obj.name, where=where)
 
 
 def _shared_object(
@@ -522,16 +572,17 @@ def _build_entry(
     root: Path,
     key: str,
     module_name: str,
-    sources: tuple[str, tuple[str, Path] | None],
+    sources: tuple[tuple[str, str | None, tuple[str, ...]], tuple[str, Path] | None],
     cdef: str,
-    commands: list[list[str]],
+    commands: _Commands,
     version: str,
     options: BuildOptions,
     debug_dir: Path | None,
 ) -> dict[str, Any]:
     """Compile into a temp dir in the cache, record meta.json, and move it into place."""
-    source, second = sources
-    command = commands[0] if second is None else commands[1]  # the module's own compile
+    units, second = sources
+    source = units[0]
+    command = commands.compiles[0]  # the module's own compile
     try:
         work = _cache.new_workdir(root, key)
     except OSError as exc:
@@ -539,13 +590,14 @@ def _build_entry(
     progress = _Progress(module_name)
     try:
         start = time.perf_counter()
-        _write_inputs(work, source, cdef, module_name, commands, second and second[0])
+        _write_inputs(work, units, cdef, module_name, commands)
         where = f"sources in {debug_dir}" if debug_dir else "pass debug_dir= to keep sources"
-        if second is None:
-            warnings = run_compiler(commands[0], work, what=module_name, where=where)
+        if commands.link is None:
+            warnings = run_compiler(command, work, what=module_name, where=where)
         else:
-            warnings = _compile_with_object(commands, work, second[1], module_name, where)
-            (work / f"{module_name}.o").unlink()  # linked into the module
+            warnings = _compile_units(commands, work, second and second[1], where)
+            for compile_ in commands.compiles:  # linked into the module
+                (work / compile_[-1]).unlink()
         so = work / _so_name(module_name)
         meta = {
             "format": _cache.FORMAT,
@@ -555,7 +607,7 @@ def _build_entry(
             "so_bytes": so.stat().st_size,
             "so_sha256": _cache.file_sha256(so),
             "command": command,
-            "commands": commands,
+            "commands": commands.listed,
             "compiler_version": version,
             "flags": list(options.flags),
             "extra_link": list(options.extra_link),

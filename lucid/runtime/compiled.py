@@ -658,6 +658,7 @@ class CompiledModule:
             autotune=self.options.autotune,
             tune_rows=rows,
             split=split,
+            kernel_units=self.options.build_jobs,
         )
 
     def _mismatch(self, arrays: tuple[np.ndarray, ...], exc: Exception) -> Exception:

@@ -29,6 +29,7 @@ _OPTION_KEYS = (
     "fullgraph",
     "sanitize",
     "background",
+    "build_jobs",
 )
 
 # options["sanitize"] = "address": every build instrumented with AddressSanitizer and
@@ -66,6 +67,9 @@ class CompileOptions:
     # build new signatures on a thread while their calls run eagerly (no call waits for the C
     # compiler); the compiled program takes over once it is built
     background: bool = False
+    # C compiler processes one build runs at once: the program's kernels are spread over this
+    # many translation units (0: one per core this process may use, at most 4)
+    build_jobs: int = 0
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> CompileOptions:
@@ -119,6 +123,12 @@ class CompileOptions:
                 "lucid.compile: options 'background' (eager calls while the C builds) and "
                 "'fullgraph' (no call may run eagerly) contradict each other"
             )
+        build_jobs = options.get("build_jobs", 0)
+        if isinstance(build_jobs, bool) or not isinstance(build_jobs, int) or build_jobs < 0:
+            raise ValueError(
+                "lucid.compile: 'build_jobs' must be a whole number >= 1 (or 0: one per core), "
+                f"not {build_jobs!r}"
+            )
         return cls(
             fusion=bool(options.get("fusion", True)),
             passes=passes,
@@ -129,6 +139,7 @@ class CompileOptions:
             max_entries=max_entries,
             fullgraph=fullgraph,
             background=background,
+            build_jobs=build_jobs,
         )
 
     def with_fallback(self, fallback: str) -> CompileOptions:

@@ -449,6 +449,7 @@ class CompiledStep:
                 debug_dir=self.options.debug_dir,
                 autotune=self.options.autotune,
                 tune_rows=next((a.shape[0] for a in arrays if a.ndim), None),
+                kernel_units=self.options.build_jobs,
             ),
         )
         entry = StepEntry(trace, step, stages, executable, slots, scalar_sets)

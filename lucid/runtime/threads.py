@@ -8,7 +8,7 @@ import os
 __all__ = ["get_num_threads", "set_num_threads"]
 
 
-def _available_cores() -> int:
+def available_cores() -> int:
     """Cores this process may run on (its affinity mask), not the machine's total."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -18,7 +18,7 @@ def _available_cores() -> int:
 
 # Read by the compiled call path as a module global (one dict lookup); never baked into a build,
 # so changing it takes effect at the next call of every compiled module.
-num_threads: int = _available_cores()
+num_threads: int = available_cores()
 
 
 def set_num_threads(n: int) -> None:

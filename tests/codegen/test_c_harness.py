@@ -136,9 +136,13 @@ def compile_graph(graph: Graph, **options: Any) -> Compiled:
     program = emit_c(graph, CodegenOptions(**{**FIXED, **options}))
     n_pointers = len(graph.inputs) + len(graph.params) + len(graph.outputs)
     cdef = program.cdef + packed_cdef(program.prefix, n_pointers)
-    return Compiled(
-        graph, program, build(program.source, cdef, second_source=program.shared_source)
+    module = build(
+        program.source,
+        cdef,
+        second_source=program.shared_source,
+        unit_sources=program.kernel_sources,
     )
+    return Compiled(graph, program, module)
 
 
 def test_error_mapping_covers_every_c_code() -> None:

@@ -21,7 +21,7 @@ def _restore_threads():
 def test_default_is_the_cores_available_to_the_process():
     from lucid.runtime import threads
 
-    assert threads._available_cores() == len(os.sched_getaffinity(0))
+    assert threads.available_cores() == len(os.sched_getaffinity(0))
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
