@@ -24,7 +24,7 @@ from lucid.ir.types import TensorType, concrete_shape, dim_parts
 from lucid.runtime import _index
 from lucid.runtime import threads as _threads
 from lucid.runtime.build import BuildOptions, build, load_cached, unit_file
-from lucid.runtime.cache import cache_root
+from lucid.runtime.cache import INDEX_DIR, cache_root
 
 _log = logging.getLogger("lucid")
 
@@ -394,6 +394,7 @@ class CBackend:
 
     def _codegen(self, graph: Graph, options: BackendOptions) -> _Generated:
         """Generate the C for `graph` with codegen."""
+        from lucid.codegen._jinja import keep_bytecode_in
         from lucid.codegen.emit_c import CodegenOptions, emit_c, isa_option
         from lucid.codegen.shim import cffi_module
 
@@ -403,6 +404,7 @@ class CBackend:
 
             tuner = Autotuner(options.build, rows=options.tune_rows)
         start = time.perf_counter()
+        keep_bytecode_in(cache_root() / INDEX_DIR)  # a new process need not compile templates
         # split: the GEMM machinery compiles on the other core while the program does
         codegen = CodegenOptions(
             isa=isa_option(options.isa),

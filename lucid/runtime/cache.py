@@ -460,8 +460,14 @@ def _clear_index(root: Path) -> None:
     for name in os.listdir(index):
         stem = name.removesuffix(".json").removesuffix(".pkl").removeprefix("passes-")
         # lowerings-KEY.json: written by earlier versions of lucid (a pipeline filter, removed);
-        # passes-KEY.pkl: the pass memo (_memo.py)
-        ours = _KEY_RE.fullmatch(stem.removeprefix("lowerings-")) or name.startswith(".tmp-")
+        # passes-KEY.pkl: the pass memo (_memo.py); jinja-SHA1.cache: compiled C templates
+        # (codegen._jinja)
+        template = re.fullmatch(r"jinja-[0-9a-f]{40}\.cache", name)
+        ours = (
+            _KEY_RE.fullmatch(stem.removeprefix("lowerings-"))
+            or name.startswith(".tmp-")
+            or template
+        )
         if ours:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(index / name)

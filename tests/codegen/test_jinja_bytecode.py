@@ -1,0 +1,78 @@
+"""The compiled C templates kept in the cache (codegen._jinja.keep_bytecode_in): a new process
+loads them instead of compiling every template from source; a damaged file is a miss that is
+written again, never run; `lucid-ir cache clear` removes them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from lucid.codegen import _jinja
+from lucid.runtime import cache as _cache
+
+CONTEXT = {"r": SimpleNamespace(source="int x;", second=None, kernels=())}
+
+
+@pytest.fixture
+def fresh_env() -> Iterator[None]:
+    """The shared Environment with no templates loaded, its bytecode cache restored after."""
+    saved = _jinja.env().bytecode_cache
+    _jinja.env().cache.clear()
+    yield
+    _jinja.env().cache.clear()
+    _jinja.env().bytecode_cache = saved
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(directory.glob(f"{_jinja.BYTECODE_PREFIX}*{_jinja.BYTECODE_SUFFIX}"))
+
+
+def test_templates_compile_once_and_load_from_the_directory(
+    tmp_path: Path, fresh_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _jinja.keep_bytecode_in(tmp_path)
+    want = _jinja.render("units.c.j2", **CONTEXT)
+    files = _files(tmp_path)
+    assert len(files) == 1 and files[0].read_bytes().split(b"\n", 1)[0].isalnum()
+    _jinja.env().cache.clear()  # as in a new process: the template is loaded again
+
+    def no_compile(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compiled from source although its bytecode was kept")
+
+    monkeypatch.setattr(_jinja.env(), "compile", no_compile)
+    assert _jinja.render("units.c.j2", **CONTEXT) == want
+
+
+def test_a_damaged_file_is_compiled_again_and_replaced(tmp_path: Path, fresh_env: None) -> None:
+    _jinja.keep_bytecode_in(tmp_path)
+    want = _jinja.render("units.c.j2", **CONTEXT)
+    (path,) = _files(tmp_path)
+    good = path.read_bytes()
+    for damage in (good[:-7], good[:70] + bytes([good[70] ^ 1]) + good[71:], b"", b"\n\n"):
+        path.write_bytes(damage)
+        _jinja.env().cache.clear()
+        assert _jinja.render("units.c.j2", **CONTEXT) == want
+        digest, _, payload = path.read_bytes().partition(b"\n")  # written again, whole
+        assert digest == hashlib.sha256(payload).hexdigest().encode() and len(payload) > 100
+
+
+def test_an_unwritable_directory_only_costs_the_compile(tmp_path: Path, fresh_env: None) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    _jinja.keep_bytecode_in(blocked / "sub")
+    assert "int x;" in _jinja.render("units.c.j2", **CONTEXT)
+
+
+def test_cache_clear_removes_the_kept_templates(tmp_path: Path, fresh_env: None) -> None:
+    root = _cache.cache_root(tmp_path / "cache")
+    index = root / _cache.INDEX_DIR
+    _jinja.keep_bytecode_in(index)
+    _jinja.render("units.c.j2", **CONTEXT)
+    assert _files(index)
+    (index / "notes.txt").write_text("not lucid's")
+    _cache.cache_clear(root)
+    assert not _files(index) and (index / "notes.txt").exists()
