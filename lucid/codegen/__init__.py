@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lucid.codegen._jinja import keep_bytecode_in
 from lucid.codegen._lower import Kernel, LowerCtx
 from lucid.codegen.emit_c import ERRORS, CodegenOptions, CProgram, emit_c, error_for
 
@@ -13,4 +14,5 @@ __all__ = [
     "LowerCtx",
     "emit_c",
     "error_for",
+    "keep_bytecode_in",
 ]

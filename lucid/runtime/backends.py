@@ -394,7 +394,7 @@ class CBackend:
 
     def _codegen(self, graph: Graph, options: BackendOptions) -> _Generated:
         """Generate the C for `graph` with codegen."""
-        from lucid.codegen._jinja import keep_bytecode_in
+        from lucid.codegen import keep_bytecode_in
         from lucid.codegen.emit_c import CodegenOptions, emit_c, isa_option
         from lucid.codegen.shim import cffi_module
 
