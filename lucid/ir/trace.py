@@ -458,8 +458,10 @@ def row_agnostic(forward: Any) -> Any:
     return forward
 
 
-# The forwards that record the same ops and attributes for an empty batch as for a full one: each reads no batch size and no data (Python control flow on neither), and creates no
-# constant shaped like its input; Flatten reshapes to (-1, prod(shape[1:])). Dropout qualifies
+# The forwards that record the same ops and attributes for an empty batch as for a full one: each
+# reads no batch size and no data (Python control flow on neither), and creates no constant
+# shaped like its input; Flatten reshapes to (-1, prod(shape[1:])). LayerNorm reduces over
+# trailing axes only, Embedding gathers rows for any index shape. Dropout qualifies
 # in training too: it records `dropout(x, seed)` with the seed a graph input, drawing nothing.
 # BatchNorm2d qualifies in eval mode; in training it refuses an empty batch (no statistics),
 # and the trace falls back to the full batch.
@@ -481,6 +483,9 @@ def _row_agnostic_forwards() -> frozenset[Any]:
         nn.Identity,
         nn.Flatten,
         nn.Dropout,
+        nn.LayerNorm,
+        nn.Embedding,
+        nn.GELU,
     )
     return frozenset(cls.forward for cls in classes)
 
@@ -503,6 +508,8 @@ def empty_batch_suffices(module: Any, inputs: Sequence[Tensor]) -> bool:
         cls = type(m)
         if cls.__call__ is not Module.__call__ or "forward" in vars(m):
             return False
+        if cls.forward is Module.forward:  # a container (ModuleList, ModuleDict): never run
+            continue
         if cls.forward not in agnostic and not getattr(cls.forward, ROW_AGNOSTIC, False):
             return False
     return True

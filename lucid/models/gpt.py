@@ -15,6 +15,7 @@ import numpy as np
 
 from lucid import nn
 from lucid import random as _random
+from lucid.ir.trace import row_agnostic
 from lucid.nn import functional as F
 from lucid.tensor import Tensor
 
@@ -50,14 +51,15 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
+    @row_agnostic  # the batch is never read: reshapes take -1 for it
     def forward(self, x: Tensor) -> Tensor:
         """[B, T, C] -> [B, T, C]."""
-        b, t, c = x.shape
+        _, t, c = x.shape
         h = self.n_head
         q, k, v = self.c_attn(x).split(c, dim=2)
-        q, k, v = (z.reshape(b, t, h, c // h).permute(0, 2, 1, 3) for z in (q, k, v))
+        q, k, v = (z.reshape(-1, t, h, c // h).permute(0, 2, 1, 3) for z in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        y = y.permute(0, 2, 1, 3).reshape(b, t, c)
+        y = y.permute(0, 2, 1, 3).reshape(-1, t, c)
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -71,6 +73,7 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
         self.dropout = nn.Dropout(cfg.dropout)
 
+    @row_agnostic
     def forward(self, x: Tensor) -> Tensor:
         """[B, T, C] -> [B, T, C]."""
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
@@ -86,6 +89,7 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd)
         self.mlp = MLP(cfg)
 
+    @row_agnostic
     def forward(self, x: Tensor) -> Tensor:
         """[B, T, C] -> [B, T, C]."""
         x = x + self.attn(self.ln_1(x))
@@ -112,6 +116,7 @@ class GPT(nn.Module):
         if cfg.tied:
             self.lm_head.weight = self._part("wte", nn.Embedding).weight
 
+    @row_agnostic  # reads the sequence length, never the batch
     def forward(self, idx: Tensor) -> Tensor:
         """Logits for every position of `idx`."""
         t = idx.shape[1]

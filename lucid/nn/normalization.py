@@ -39,9 +39,16 @@ __all__ = [
 
 
 def _moments(x: Tensor, axes: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """The mean and the biased variance over `axes`, kept as size-1 dims (one op)."""
+    """The mean and the biased variance over `axes`, kept as size-1 dims (one op).
+
+    Each is a slice of the [2, ...] result reshaped with -1 for the batch axis (when kept), not
+    `stats[0]`, whose reshape would name this batch's size: so a trace on an empty batch
+    records the graph of the full one (trace.empty_batch_suffices)."""
     stats = apply(_MOMENTS, (x,), {"axes": axes})
-    return stats[0], stats[1]
+    kept = tuple(stats.data.shape[1:])
+    batch_kept = 0 not in axes and math.prod(kept[1:]) > 0  # else -1 would be ambiguous
+    shape = ((-1,) + kept[1:]) if batch_kept else kept
+    return stats[0:1].reshape(shape), stats[1:2].reshape(shape)
 
 
 def _float(what: str, x: Any) -> Tensor:

@@ -277,3 +277,23 @@ def test_only_marked_forwards_are_row_agnostic():
     x = Tensor(np.ones((4, 3), np.float32))
     assert tracing.empty_batch_suffices(NotMarked(), [x])
     assert not tracing.empty_batch_suffices(Override(), [x])
+
+
+@pytest.mark.parametrize("dynamic_batch", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_gpt_traces_on_an_empty_batch(monkeypatch, dynamic_batch, training):
+    """The GPT (lucid's own: attention reshapes take -1 for the batch) records the graph of a
+    full-batch trace without eager arithmetic, in training (dropout) and eval mode."""
+    from lucid.models.gpt import GPT, GPTConfig
+
+    lucid.random.seed(0)
+    cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.1)
+    model = GPT(cfg).train(training)
+    idx = np.random.default_rng(0).integers(0, 11, (5, 6))
+    assert tracing.empty_batch_suffices(model, [Tensor(idx)])
+    rows = Rows(monkeypatch)
+    full, fast = _both(model, idx, dynamic_batch)
+    assert fast == full
+    half = len(rows.seen) // 2  # the second trace ran on no rows (weights' ops have their own)
+    assert 5 in rows.seen[:half] and 5 not in rows.seen[half:] and 0 in rows.seen[half:]
+    assert ("i64[N,6]" if dynamic_batch else "i64[5,6]") in fast
