@@ -25,6 +25,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+from core_latency import RoundTrip  # found through the path just set
+
 SLOW_OPENBLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 REEXEC_MARK = "LUCID_BENCH_REEXEC"
 
@@ -178,8 +180,12 @@ def update_check(before, after, ref_after, per_param: bool = False) -> dict[str,
     return {"max_abs_diff": diff, "rel_to_update": rel, "ok": rel <= 5e-2}
 
 
-def run_system(system, w, d, mode: str, reference, args) -> dict[str, object]:
-    """Build, check and time one (system, workload, mode); never raises."""
+def run_system(
+    system, w, d, mode: str, reference, args, cores: RoundTrip | None = None
+) -> dict[str, object]:
+    """Build, check and time one (system, workload, mode); never raises. `cores` measures
+    the round trip between the two cores just before and after the timing (see
+    core_latency.py: the host may have moved the vCPUs apart)."""
     from peers import Forward, Unavailable, build_row
 
     heavy = w.name != "seed"
@@ -202,7 +208,10 @@ def run_system(system, w, d, mode: str, reference, args) -> dict[str, object]:
             }
             fn, first = tr.step, tr.first_call_s
             flops = w.train_flops()
+        before = cores.ns() if cores else None
         rec.update(measure(fn, args.quick, heavy))
+        if cores and before is not None:
+            rec["core_roundtrip_ns"] = [before, cores.ns()]
     except Unavailable as exc:
         return {"status": f"not available: {exc}"}
     except Exception as exc:  # noqa: BLE001  one broken peer must not lose the other rows
@@ -226,6 +235,11 @@ def reference_for(w, d, mode: str):
         assert isinstance(fwd, Forward)
         return np.asarray(fwd.result(fwd.call()), np.float64)
     return reference_step(w, d)
+
+
+def _ns(value: object) -> str:
+    """A round trip for the header: '54 ns', or why there is none."""
+    return f"{value:.0f} ns" if isinstance(value, float) else "not measured (1 thread or 1 core)"
 
 
 def peak_gflops(threads: int) -> float | None:
@@ -311,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
 
     _limiter, pools = set_threads(args.threads)
     meta = header(args, notes, pools)
+    cores = RoundTrip.for_threads(args.threads)
+    meta["core_roundtrip_ns_before"] = cores.ns()
+    print(f"{'core roundtrip':>14}: {_ns(meta['core_roundtrip_ns_before'])}")
     # the peak only gives the MLP and GEMM rows their %peak: the model rows count no FLOPs
     needs_peak = any(w.kind != "model" for w in workloads.values())
     peak = peak_gflops(args.threads) if needs_peak else None
@@ -342,12 +359,13 @@ def main(argv: list[str] | None = None) -> int:
             ref = reference_for(w, d, mode)
             rows = results.setdefault(f"{name}/{mode}", {})
             for system in chosen:
-                rows[system.name] = run_system(system, w, d, mode, ref, args)
+                rows[system.name] = run_system(system, w, d, mode, ref, args, cores)
                 gc.collect()  # drop the last system's sessions and thread pools before the next
             for sname, why in skipped.items():
                 rows[sname] = {"status": f"not available: {why}"}
             print(f"  timed {name}/{mode}", file=sys.stderr, flush=True)
     meta["load_after"] = round(os.getloadavg()[0], 2)
+    meta["core_roundtrip_ns_after"] = cores.ns()
     if peak:  # other processes can only depress a peak measurement: keep the higher of two
         again = peak_gflops(args.threads) or 0.0
         print(f"{'peak again':>14}: {again:.1f} GFLOP/s (using {max(peak, again):.1f})")
@@ -357,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         print_results(workloads[name], mode, rows, peak)
     print(
         f"\nload average: {meta['load_before']:.2f} before, {meta['load_after']:.2f} after "
-        f"({os.cpu_count()} cores)"
+        f"({os.cpu_count()} cores); core round trip {_ns(meta['core_roundtrip_ns_before'])} "
+        f"before, {_ns(meta['core_roundtrip_ns_after'])} after"
     )
     print_first_calls(results, compile_s)
     models = {f"{w.name}/{m}" for w in workloads.values() if w.kind == "model" for m in w.modes}

@@ -12,6 +12,26 @@ STEP = "lucid step"  # the whole training step compiled (lucid.compile of a step
 Rows = dict[str, dict[str, object]]
 
 
+# Two timings whose core round trips (core_latency.py) differ by this factor ran in different
+# vCPU placements (cores sharing an L3, or on different dies): their ratio is not the systems'.
+PLACEMENT_RATIO = 2.0
+
+
+def roundtrip_ns(row: dict[str, object] | None) -> float | None:
+    """The slower of the round trips measured around a row's timing, None when not measured."""
+    found = (row or {}).get("core_roundtrip_ns")
+    return max(found) if isinstance(found, list) and found else None  # type: ignore[arg-type]
+
+
+def placement_note(rows: Rows, ours: str, theirs: str) -> str:
+    """'' when two systems' timings of a row ran in the same core placement (or it was not
+    measured), else a note with both round trips: a ratio to read with care."""
+    a, b = roundtrip_ns(rows.get(ours)), roundtrip_ns(rows.get(theirs))
+    if a is None or b is None or max(a, b) < PLACEMENT_RATIO * min(a, b):
+        return ""
+    return f" [cores apart differently: round trip {ours} {a:.0f} ns, {theirs} {b:.0f} ns]"
+
+
 def _ok(row: dict[str, object] | None) -> bool:
     """A row with a time (a mismatch still has one, flagged)."""
     return bool(row) and "median" in row
@@ -24,7 +44,7 @@ def print_results(w, mode: str, rows: Rows, peak: float | None) -> None:
     print(f"\n== {w.name} {mode}: {w.title}{per_call}")
     print(
         f"  {'system':<15} {'median':>9} {'p10':>9} {'p90':>9} {'GFLOP/s':>8} {'%peak':>6} "
-        f"{'lucid/this':>10}  check vs lucid eager"
+        f"{'lucid/this':>10} {'c2c ns':>9}  check vs lucid eager"
     )
     base = rows.get(LUCID, {}).get("median") if _ok(rows.get(LUCID)) else None
     for name, r in rows.items():
@@ -41,9 +61,11 @@ def print_results(w, mode: str, rows: Rows, peak: float | None) -> None:
         if "rel_to_update" in c:
             check += f" ({c['rel_to_update']:.1g} of the update)"
         flag = "" if r["status"] == "ok" else "  <-- MISMATCH: output differs"
+        trips = r.get("core_roundtrip_ns")
+        c2c = "/".join(f"{t:.0f}" for t in trips) if isinstance(trips, list) else "-"
         print(
             f"  {name:<15} {fmt_time(r['median']):>9} {fmt_time(r['p10']):>9} "
-            f"{fmt_time(r['p90']):>9} {gflops} {pct} {ratio}  {check}{flag}"
+            f"{fmt_time(r['p90']):>9} {gflops} {pct} {ratio} {c2c:>9}  {check}{flag}"
         )
 
 
@@ -98,6 +120,7 @@ def targets(
             detail = f"{best}/{system} = {1 / ratio:.2f}x (need >= {1 / limit:.3g})"
         else:
             detail = f"{system}/{best} = {ratio:.2f}x (need <= {limit:.3g})"
+        detail += placement_note(results[key], system, best)
         add(target, key, ratio, ratio <= limit, detail, system)
 
     peers = ["pytorch eager", "torch.compile", "onnxruntime", "jax jit"]
@@ -174,7 +197,8 @@ def gemm(rows: Rows, peak: float | None, add) -> None:
         "gemm/forward",
         gf / theirs[best],
         gf >= theirs[best],
-        f"lucid {gf:.1f} / {best} {theirs[best]:.1f} GFLOP/s = {gf / theirs[best]:.2f}",
+        f"lucid {gf:.1f} / {best} {theirs[best]:.1f} GFLOP/s = {gf / theirs[best]:.2f}"
+        + placement_note(rows, LUCID, best),
     )
 
 
