@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,33 @@ def test_index_key_follows_the_compiler_binary(tmp_path: Path) -> None:
     before = _index.index_key(ir, "auto", "lucid", BuildOptions(cc=str(cc)))
     cc.write_text("#!/bin/sh\nexit 0 # upgraded\n")  # size and mtime change, like an upgrade
     assert _index.index_key(ir, "auto", "lucid", BuildOptions(cc=str(cc))) != before
+
+
+def test_code_fingerprint_changes_with_any_write_to_lucids_code(tmp_path: Path) -> None:
+    """The fingerprint stats lucid's .py and .j2 files instead of hashing them: any write
+    (same size, same bytes, an mtime put back) must still change it; other files must not."""
+    (tmp_path / "pkg").mkdir()
+    code, template = tmp_path / "pkg" / "gen.py", tmp_path / "pkg" / "k.c.j2"
+    code.write_text("BLOCK = 512\n")
+    template.write_text("{{ body }}\n")
+    before = _index.tree_fingerprint(tmp_path)
+    assert _index.tree_fingerprint(tmp_path) == before  # stable while nothing changes
+    (tmp_path / "pkg" / "notes.txt").write_text("not code")
+    (tmp_path / "pkg" / "__pycache__").mkdir()
+    (tmp_path / "pkg" / "__pycache__" / "gen.cpython-311.pyc").write_bytes(b"\0")
+    assert _index.tree_fingerprint(tmp_path) == before
+    tick = 0.05  # file times come from a coarse clock (a jiffy): let it move between writes
+    time.sleep(tick)
+    st = code.stat()
+    code.write_text("BLOCK = 256\n")  # same size: a changed constant
+    os.utime(code, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with its mtime put back
+    edited = _index.tree_fingerprint(tmp_path)
+    assert edited != before
+    time.sleep(tick)
+    template.write_text("{{ body }}\n")  # the same bytes again: a reinstall counts too
+    assert _index.tree_fingerprint(tmp_path) not in {before, edited}
+    code.rename(tmp_path / "pkg" / "gen2.py")
+    assert _index.tree_fingerprint(tmp_path) not in {before, edited}
 
 
 def test_lookup_rejects_malformed_records(tmp_path: Path) -> None:
