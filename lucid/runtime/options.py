@@ -157,7 +157,7 @@ class CompileOptions:
 
     def pipeline(self) -> list[str]:
         """Pass names to run: the explicit list, else the default pipeline."""
-        from lucid.ir.passes import default_pipeline  # imports every pass: only when compiling
+        from lucid.ir.pipeline import default_pipeline  # names only: no pass is imported
 
         return (
             list(self.passes) if self.passes is not None else default_pipeline(fusion=self.fusion)
