@@ -17,6 +17,7 @@ import functools
 import inspect
 import os
 import sys
+import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -139,8 +140,11 @@ class Tracer:
     all of forward's activations at once: 800 MiB for MobileNetV3-Small at batch 32).
     """
 
-    def __init__(self, root: Module, builder: Builder) -> None:
+    def __init__(self, root: Module, builder: Builder, hints: dict[str, int] | None = None) -> None:
         self.builder = builder
+        # what each size symbol (N) is in this call: the hint of the SymInts `shape` hands out,
+        # which an empty-batch trace cannot read off its (empty) data
+        self.hints = dict(hints or {})
         self.values: dict[int, Value] = {}
         self._alive: dict[int, weakref.ref[Tensor]] = {}  # id -> the weak ref that forgets it
         self.problems: list[TraceProblem] = []
@@ -218,15 +222,25 @@ class Tracer:
         self.bind(output, value)
 
     def shape(self, tensor: Tensor) -> tuple[Any, ...]:
-        """`tensor.shape` in the trace: its graph type's symbolic dims become SymInts."""
+        """`tensor.shape` in the trace: its graph type's dims, the symbolic ones as SymInts.
+        The type's, not the data's: on an empty-batch trace (`trace`) the data has no rows,
+        while the type has the call's real sizes, which code such as BatchNorm's n / (n - 1)
+        must read (for a full batch the two agree)."""
         value = self.values.get(id(tensor))
-        concrete = tensor.data.shape
-        if value is None or value.type.is_static:
-            return concrete
+        if value is None:
+            return tensor.data.shape
         return tuple(
-            SymInt(_dim_expr(d), n) if isinstance(d, str) else n
-            for d, n in zip(value.type.shape, concrete)
+            self._sym(d, n) if isinstance(d, str) else d
+            for d, n in zip(value.type.shape, tensor.data.shape)
         )
+
+    def _sym(self, dim: str, fallback: int) -> SymInt:
+        """The SymInt of a symbolic dim, its hint from the call's symbols (else the data's)."""
+        expr = _dim_expr(dim)
+        try:
+            return SymInt(expr, _sym.evaluate(expr, self.hints))
+        except KeyError:  # a symbol this trace was given no value of
+            return SymInt(expr, fallback)
 
     def guard(self, test: Any, outcome: bool) -> None:
         self.guards.append(Guard(test, outcome, user_location()))
@@ -439,12 +453,19 @@ def trace(
     """
     inputs = [as_tensor(x) for x in example_inputs]
     types = [input_type(t, dynamic_batch) for t in inputs]
+    batched = [t for t in inputs if t.data.ndim] if dynamic_batch else []
+    hints = {BATCH: int(batched[0].data.shape[0])} if batched else {}
     if empty_batch_suffices(module, inputs):
         try:
-            return _record(module, [_no_rows(t) for t in inputs], types, name, guards, state)
+            # an empty batch computes nothing, but NumPy warns about what it did not compute
+            # (the mean of no rows): nobody reads those values
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                empty = [_no_rows(t) for t in inputs]
+                return _record(module, empty, types, name, guards, state, hints)
         except Exception:  # noqa: BLE001, S110  # the full-batch trace below fails as before
             pass
-    return _record(module, inputs, types, name, guards, state)
+    return _record(module, inputs, types, name, guards, state, hints)
 
 
 ROW_AGNOSTIC = "__lucid_row_agnostic__"
@@ -533,12 +554,14 @@ def _record(
     name: str,
     guards: list[Guard] | None,
     state: list[str] | None = None,
+    hints: dict[str, int] | None = None,
 ) -> Graph:
-    """Run `module` on `inputs` under the tracer; the graph's inputs have the given types."""
+    """Run `module` on `inputs` under the tracer; the graph's inputs have the given types and
+    their size symbols the values `hints` gives (see Tracer.shape)."""
     from lucid.tensor import Tensor
 
     builder = Builder(name)
-    tracer = Tracer(module, builder)
+    tracer = Tracer(module, builder, hints)
     for hint, tensor, itype in zip(_input_names(module, len(inputs)), inputs, types):
         tracer.bind(tensor, builder.input(itype, hint))
     for pname, param in module.named_parameters():
