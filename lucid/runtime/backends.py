@@ -59,6 +59,11 @@ class BackendOptions:
     # program's own and kernel units): 0 is one per available core, at most 4 (options
     # "build_jobs").
     kernel_units: int = 0
+    # What the warm-start index may key `graph` by instead of its printed IR: the pass memo's
+    # key and the graph's role in it. The memo's graph is a function of that key (it is served
+    # by it), and printing a MobileNetV3 training pair cost ~60 ms of every warm start. None:
+    # print the graph (no memo: a debug build, or a graph that did not come through one).
+    graph_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -369,7 +374,8 @@ class CBackend:
         if options.debug_dir is not None or options.autotune:
             return None, None
         root = cache_root()
-        ikey = _index.index_key(format_graph(graph), options.isa, options.prefix, options.build)
+        ir = f"memo {options.graph_key}" if options.graph_key else format_graph(graph)
+        ikey = _index.index_key(ir, options.isa, options.prefix, options.build)
         found = _index.lookup(root, ikey)
         if found is not None and found["prefix"] == options.prefix:
             built = load_cached(found["build_key"], cache_dir=root)

@@ -482,8 +482,8 @@ class CompiledModule:
             def build() -> Entry:
                 """Optimize, generate and build; then install the entry (under the lock)."""
                 if grad is None:
-                    stages, memo_hit = self._forward_stages(traced, names, debug_path)
-                    forward = self._prepare(stages, signature, debug_path, rows)
+                    stages, memo_hit, memo = self._forward_stages(traced, names, debug_path)
+                    forward = self._prepare(stages, signature, debug_path, rows, memo)
                     entry = Entry(self.module, signature, stages, forward, spied.kind, debug_path)
                     entry.memo_hit = memo_hit
                 else:
@@ -580,13 +580,17 @@ class CompiledModule:
             self._dumped(bstages, signature, bpath),
         )
         pair = getattr(self.backend, "prepare_pair", None)
+        fkey, bkey = (f"{key} forward", f"{key} backward") if key else (None, None)
         if pair is not None:  # one build of the GEMM machinery serves both (see CBackend)
-            opts = (self._backend_options(debug_path, rows), self._backend_options(bpath, rows))
+            opts = (
+                self._backend_options(debug_path, rows, graph_key=fkey),
+                self._backend_options(bpath, rows, graph_key=bkey),
+            )
             forward, backward = pair(graphs, opts)
         else:  # side by side: cc runs outside the GIL; each a single unit (both cores are busy)
             opts = (
-                self._backend_options(debug_path, rows, split=False),
-                self._backend_options(bpath, rows, split=False),
+                self._backend_options(debug_path, rows, split=False, graph_key=fkey),
+                self._backend_options(bpath, rows, split=False, graph_key=bkey),
             )
             with ThreadPoolExecutor(max_workers=1) as pool:
                 pending = pool.submit(self.backend.prepare, graphs[1], opts[1])
@@ -614,17 +618,18 @@ class CompiledModule:
 
     def _forward_stages(
         self, traced: Graph, names: list[str], debug_path: Path | None
-    ) -> tuple[dict[str, Graph], bool]:
-        """(`optimize(traced, names)`, False), or on a pass-memo hit (only 'traced' and
-        'optimized', True): the stages between are recomputed if `stages()` asks for them."""
+    ) -> tuple[dict[str, Graph], bool, str | None]:
+        """(`optimize(traced, names)`, False, the memo key), or on a pass-memo hit (only 'traced'
+        and 'optimized', True, the key): the stages between are recomputed if `stages()` asks
+        for them. The key is None when the memo is not used (see _memo_key)."""
         key = self._memo_key(traced, names, None, debug_path)
         hit = _memo.load(cache_root(), key, Graph) if key else None
         if hit is not None:
-            return {"traced": traced, "optimized": hit}, True
+            return {"traced": traced, "optimized": hit}, True, key
         stages = optimize(traced, names)
         if key:
             _memo.store(cache_root(), key, stages["optimized"])
-        return stages, False
+        return stages, False, key
 
     def _prepare(
         self,
@@ -632,11 +637,14 @@ class CompiledModule:
         signature: Signature,
         debug_path: Path | None,
         rows: int | None = None,
+        memo: str | None = None,
     ) -> Executable:
         """Dump the stages if asked, then let the backend prepare the optimized graph (`rows`:
-        the batch size this signature was traced with, which autotune times GEMMs at)."""
+        the batch size this signature was traced with, which autotune times GEMMs at; `memo`:
+        the pass memo key the optimized graph is a function of, or None)."""
         return self.backend.prepare(
-            self._dumped(stages, signature, debug_path), self._backend_options(debug_path, rows)
+            self._dumped(stages, signature, debug_path),
+            self._backend_options(debug_path, rows, graph_key=memo),
         )
 
     def _dumped(
@@ -648,7 +656,12 @@ class CompiledModule:
         return stages["optimized"]
 
     def _backend_options(
-        self, debug_path: Path | None, rows: int | None, *, split: bool = True
+        self,
+        debug_path: Path | None,
+        rows: int | None,
+        *,
+        split: bool = True,
+        graph_key: str | None = None,
     ) -> BackendOptions:
         """What the backend is told about one graph of this module (see BackendOptions)."""
         return BackendOptions(
@@ -659,6 +672,7 @@ class CompiledModule:
             tune_rows=rows,
             split=split,
             kernel_units=self.options.build_jobs,
+            graph_key=graph_key,
         )
 
     def _mismatch(self, arrays: tuple[np.ndarray, ...], exc: Exception) -> Exception:

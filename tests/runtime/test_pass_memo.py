@@ -102,6 +102,38 @@ def test_a_grad_entry_is_served_with_its_backward(cache: Path, passes: list[str]
     assert names[0] == "autodiff" and names[-1] == "optimized" and len(names) > 2
 
 
+@pytest.mark.filterwarnings("ignore::lucid.errors.RecompileWarning")  # train, then eval
+def test_a_memo_hit_finds_its_build_without_printing_the_graph(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-start index keys a memo's graphs by the memo key and their role: a compile
+    served by the memo does not print them for the index (a MobileNetV3 training pair: ~60 ms
+    of a warm start) and is still served the C built before, with no codegen."""
+    from lucid.runtime import backends
+
+    a, b = seed_pair()
+    first = lucid.compile(a)
+    first(lucid.Tensor(X)).sum().backward()
+    with lucid.no_grad():
+        want = first(X).data
+
+    def refuse(graph, *args, **kwargs):
+        raise AssertionError("the graph was printed for the warm-start index")
+
+    monkeypatch.setattr(backends, "format_graph", refuse)
+    served = lucid.compile(b)
+    served(lucid.Tensor(X)).sum().backward()
+    grad = served.entry()  # forward and backward of the training signature
+    assert grad.grad is not None
+    with lucid.no_grad():
+        got = served(X).data
+    infos = [served.build_info, grad.forward.build_info, grad.grad.executable.build_info]
+    assert all(i.from_cache and i.codegen_seconds == 0.0 for i in infos), infos
+    np.testing.assert_array_equal(got, want)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        np.testing.assert_array_equal(p.grad, q.grad)
+
+
 class Scaled(nn.Module):
     """y = x * c + 1: the constant's value is only in the traced graph's attrs."""
 
