@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +143,23 @@ def compile_graph(graph: Graph, **options: Any) -> Compiled:
         unit_sources=program.kernel_sources,
     )
     return Compiled(graph, program, module)
+
+
+def assert_same_results(
+    want: Compiled,
+    got: Compiled,
+    arrays_of: Callable[[int], list[np.ndarray]],
+    rows: Sequence[int] = (300, 3),
+) -> None:
+    """`got` computes exactly what `want` does (output 0) for `arrays_of(n)` at each row count
+    n, on 1 and 2 threads, called plain and with its weights prepacked."""
+    for n in rows:
+        arrays = arrays_of(n)
+        for threads in (1, 2):
+            expected = want.run(arrays, nthreads=threads)[0]
+            np.testing.assert_array_equal(got.run(arrays, nthreads=threads)[0], expected)
+            packed = got.pack_all(arrays)
+            np.testing.assert_array_equal(got.run_packed(arrays, packed, threads)[0], expected)
 
 
 def test_error_mapping_covers_every_c_code() -> None:

@@ -11,7 +11,7 @@ import pytest
 from lucid.codegen.gemm import CacheSizes
 from lucid.ir import Builder, Graph
 from lucid.ir.passes import default_pipeline, run_passes
-from tests.codegen.test_c_harness import aligned_empty, compile_graph
+from tests.codegen.test_c_harness import aligned_empty, assert_same_results, compile_graph
 from tests.ir.graphs import f32
 from tests.ir.test_fusion import random_arrays
 
@@ -134,10 +134,4 @@ def test_split_build_equals_one_unit(pipeline: str) -> None:
     assert one.program.shared_source is None and two.program.shared_source is not None
     assert "_ukernel_" not in two.program.source and "_ukernel_" in two.program.shared_source
     assert two.slots() == one.slots()
-    for rows in (300, 3):
-        arrays = random_arrays(g, rows, batch=rows)
-        for threads in (1, 2):
-            want = one.run(arrays, nthreads=threads)[0]
-            np.testing.assert_array_equal(two.run(arrays, nthreads=threads)[0], want)
-            packed = two.pack_all(arrays)
-            np.testing.assert_array_equal(two.run_packed(arrays, packed, threads)[0], want)
+    assert_same_results(one, two, lambda n: random_arrays(g, n, batch=n))

@@ -17,7 +17,7 @@ from lucid import nn
 from lucid.codegen._lower import Kernel, Prepack
 from lucid.ir import Builder, Graph
 from lucid.ir.passes import default_pipeline, run_passes
-from tests.codegen.test_c_harness import compile_graph
+from tests.codegen.test_c_harness import assert_same_results, compile_graph
 from tests.codegen.test_emit_prepack import mlp
 from tests.ir.graphs import f32
 from tests.ir.test_fusion import random_arrays
@@ -129,13 +129,7 @@ def test_kernel_units_equal_one_unit(pipeline: str, monkeypatch: pytest.MonkeyPa
     wrappers = [t for t in units if "_pack_b(const float *restrict w" in t]
     assert wrappers, "no GEMM with a weight slot moved: the test no longer covers the wrappers"
     assert three.slots() == one.slots()
-    for rows in (300, 3):
-        arrays = random_arrays(g, rows, batch=rows)
-        for threads in (1, 2):
-            want = one.run(arrays, nthreads=threads)[0]
-            np.testing.assert_array_equal(three.run(arrays, nthreads=threads)[0], want)
-            packed = three.pack_all(arrays)
-            np.testing.assert_array_equal(three.run_packed(arrays, packed, threads)[0], want)
+    assert_same_results(one, three, lambda n: random_arrays(g, n, batch=n))
 
 
 @pytest.mark.needs_cc
