@@ -230,11 +230,11 @@ class Tracer:
         if value is None:
             return tensor.data.shape
         return tuple(
-            self._sym(d, n) if isinstance(d, str) else d
+            self._symint(d, n) if isinstance(d, str) else d
             for d, n in zip(value.type.shape, tensor.data.shape)
         )
 
-    def _sym(self, dim: str, fallback: int) -> SymInt:
+    def _symint(self, dim: str, fallback: int) -> SymInt:
         """The SymInt of a symbolic dim, its hint from the call's symbols (else the data's)."""
         expr = _dim_expr(dim)
         try:
