@@ -252,7 +252,8 @@ class Entry:
         """The checked slow path: validate everything, then run the executable."""
         batch = self.check_inputs(arrays)
         arrays = tuple(
-            a if a.flags.c_contiguous and a.flags.aligned else np.ascontiguousarray(a)
+            # a copy (np.array, not ascontiguousarray, which keeps a misaligned C-order array)
+            a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
             for a in arrays
         )
         params = self.params()

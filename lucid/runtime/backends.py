@@ -193,6 +193,8 @@ class CExecutable:
     factor) whose size is factor times the batch (None when no input has the symbol). `pack_slots` lists the
     prepacked weight slots as (graph param index, elements), read from the module itself;
     `call_objects_packed(*ids, id(table), batch, nthreads)` runs with them (see _prepack.py).
+    `call_objects_back(*ids, id(plan), batch, nthreads)` runs, then copies outputs into other
+    arrays by the int64 `plan` (shim.c.j2; built by _faststep.py from validated arrays).
     """
 
     backend = "c"
@@ -217,6 +219,11 @@ class CExecutable:
         self.array_data: Callable[[int], int] = getattr(built.lib, f"{prefix}_array_data")
         self.call_objects_packed: Callable[..., int] = getattr(
             built.lib, f"{prefix}_call_objects_packed"
+        )
+        # the same, then copies outputs into other arrays (see shim.c.j2; a training step's
+        # new parameters into the parameters' arrays)
+        self.call_objects_back: Callable[..., int] = getattr(
+            built.lib, f"{prefix}_call_objects_back"
         )
         self.pack_slots = pack_slots(built.ffi, built.lib, prefix)
         self._pack = getattr(built.lib, f"{prefix}_pack")

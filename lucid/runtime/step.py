@@ -49,6 +49,7 @@ from lucid.ir.trace_step import StepTrace, trace_step
 from lucid.nn.module import STRUCTURE_VERSION
 from lucid.runtime import threads as _threads
 from lucid.runtime._entry import call_arrays, new_seed, optimize, wrap
+from lucid.runtime._faststep import MISS, make_step_fast
 from lucid.runtime._freevals import FreeValues, forwards
 from lucid.runtime.backends import BackendOptions, Executable, get_backend
 from lucid.runtime.options import CompileOptions
@@ -173,6 +174,12 @@ class StepEntry:
         self.structures = [m.structure() for m in trace.modules]
         self.unzeroed = [s.optimizer for s in trace.steps if id(s.optimizer) not in trace.zeroed]
         self.adams = [s.optimizer for s in trace.steps if hasattr(s.optimizer, "_m")]
+        # for the fast path (_faststep.py): the parameter and written-buffer arrays last
+        # validated (None: not usable as they are), and the plan of the C's copies into them
+        self.arrays: list[np.ndarray | None] = [None] * len(trace.tensors)
+        self.buffers: list[np.ndarray | None] = [None] * len(trace.written)
+        self.plan = np.zeros(1 + 3 * (len(trace.written) + len(slots)), np.int64)
+        self.fast: Callable[[tuple[Any, ...]], Any] | None = None
 
     def scalars(self) -> tuple[np.ndarray, ...]:
         """The run-time hyperparameters of this call, in the graph's input order."""
@@ -221,8 +228,11 @@ class StepEntry:
         given = (*arrays, *seeds, *self.scalars(), *params, *self.state_arrays())
         call = self._call
         if call is not None and all(a.size for a in given):
-            given = tuple(
-                [a if a.flags.c_contiguous and a.flags.aligned else np.array(a) for a in given]
+            given = tuple(  # order="C": np.array alone keeps a Fortran-ordered layout
+                [
+                    a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
+                    for a in given
+                ]
             )
             outs = tuple([np.empty(shape, dt) for shape, dt in self._outs])
             code = call(*map(id, given), *map(id, outs), 1, _threads.num_threads)
@@ -250,6 +260,8 @@ class StepEntry:
         for s in trace.steps:  # gradients are never stored (see the module docstring)
             for p in s.optimizer.params:
                 p.grad = None
+        if self.fast is not None:
+            self.rebind()
         returned = tuple(wrap(o) for o in outs[:n_ret])
         kind = trace.out_kind
         if kind is type(None):
@@ -257,6 +269,37 @@ class StepEntry:
         if kind is None:
             return returned[0]
         return returned if kind is tuple else kind(returned)
+
+    def rebind(self) -> None:
+        """Take the current arrays of the parameters and written buffers as the fast path's
+        (each that has its graph type, C-contiguous and aligned) and aim the plan of the C's
+        copies (destination address, argument index, bytes) at them."""
+        graph = self.executable.graph
+        for j, (t, v) in enumerate(zip(self.trace.tensors, graph.params)):
+            self.arrays[j] = t.data if _fits(t.data, v.type) else None
+        n_ret = self.trace.n_returns
+        for w, t in enumerate(self.trace.written):
+            self.buffers[w] = t.data if _fits(t.data, graph.output_types[n_ret + w]) else None
+        targets = [*self.buffers, *(self.arrays[s.update.param] for s in self.slots)]
+        first = len(graph.inputs) + len(graph.params) + n_ret  # the call's argument index
+        address = self.executable.array_data  # type: ignore[attr-defined]
+        plan = self.plan
+        plan[0] = len(targets)
+        for k, a in enumerate(targets):
+            plan[1 + 3 * k : 4 + 3 * k] = (
+                (address(id(a)), first + k, a.nbytes) if a is not None else (0, 0, 0)
+            )
+
+
+def _fits(a: Any, t: Any) -> bool:
+    """Whether the C can read or write `a` as an array of TensorType `t`."""
+    return (
+        type(a) is np.ndarray
+        and a.dtype == t.dtype.np
+        and a.shape == t.shape
+        and a.flags.c_contiguous
+        and a.flags.aligned
+    )
 
 
 def _state(slot: _Slot, name: str) -> np.ndarray:
@@ -352,12 +395,18 @@ class CompiledStep:
         # the plain values the step and its models' forwards read from globals and closures,
         # as the entries were traced with them (None: nothing to guard)
         self._free: FreeValues | None = None
+        self._fast: Callable[[tuple[Any, ...]], Any] | None = None  # see _faststep.py
 
     @property
     def _name(self) -> str:
         return getattr(self.fn, "__name__", type(self.fn).__name__)
 
     def __call__(self, *args: Any) -> Any:
+        fast = self._fast
+        if fast is not None:
+            out = fast(args)
+            if out is not MISS:
+                return out
         arrays = call_arrays(args)
         key = _inputs_key(arrays)
         if key in self._eager:
@@ -368,6 +417,7 @@ class CompiledStep:
         if free is not None and (change := free.changed()) is not None:
             self._entries.clear()  # traced with the old value: the next call traces again
             self._order.clear()
+            self._fast = None
             self._free, self._dropped = None, change
         entry = None
         reason = "a new input signature"
@@ -385,12 +435,14 @@ class CompiledStep:
             entry = self._compile(key, arrays, args)
             if entry is None:
                 return self.fn(*args)
+        self._fast = entry.fast  # the next call tries this entry's fast path first
         return entry.run(arrays)
 
     def _revalidate(self) -> None:
         """Some Module attribute was assigned: drop the entries of models whose structure
         changed since they were traced (the next call traces again)."""
         self._seen_version = STRUCTURE_VERSION[0]
+        self._fast = None  # its entry may be dropped: the general path picks the next one
         for key, entries in list(self._entries.items()):
             kept = []
             for e in entries:
@@ -453,6 +505,7 @@ class CompiledStep:
             ),
         )
         entry = StepEntry(trace, step, stages, executable, slots, scalar_sets)
+        entry.fast = make_step_fast(entry, self)
         self._entries.setdefault(key, []).append(entry)
         self._order.append(entry)
         return entry
