@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+from collections.abc import Mapping
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -47,10 +48,15 @@ MISS = object()  # what the fast path returns when the general path must serve t
 STATE_ATTR = {"momentum_buffer": "_velocity", "exp_avg": "_m", "exp_avg_sq": "_v"}
 
 
+def first_buffer(group: Mapping[str, Any]) -> bool:
+    """Whether SGD's first step may start from a zero momentum buffer: with dampening 0,
+    `momentum * 0 + 1 * d` is d exactly, the copy of d that eager's first step makes, so one
+    graph serves the first step and the later ones."""
+    return bool(group["momentum"]) and group["dampening"] == 0
+
+
 def _guard_lines(entry: StepEntry, ns: dict[str, Any]) -> list[str]:
     """The checks of `_snapshot`, unrolled (inside the function's try block)."""
-    from lucid.runtime.step import _first_buffer
-
     lines = []
     for k, m in enumerate(entry.modules):
         ns[f"m{k}"] = m
@@ -77,7 +83,7 @@ def _guard_lines(entry: StepEntry, ns: dict[str, Any]) -> list[str]:
                 lines += [f"    if H[k{s}_{g}_{h}] != c{s}_{g}_{h}:", "        return MISS"]
         velocity = getattr(opt, "_velocity", None)
         for i, v in enumerate(velocity or ()):  # the momentum buffers that must (not) exist
-            if not _first_buffer(opt.group(i)):
+            if not first_buffer(opt.group(i)):
                 lines += [
                     f"    if (o{s}._velocity[{i}] is None) is not {v is None!r}:",
                     "        return MISS",

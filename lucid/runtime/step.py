@@ -49,7 +49,7 @@ from lucid.ir.trace_step import StepTrace, trace_step
 from lucid.nn.module import STRUCTURE_VERSION
 from lucid.runtime import threads as _threads
 from lucid.runtime._entry import call_arrays, new_seed, optimize, wrap
-from lucid.runtime._faststep import MISS, make_step_fast
+from lucid.runtime._faststep import MISS, first_buffer, make_step_fast
 from lucid.runtime._freevals import FreeValues, forwards
 from lucid.runtime.backends import BackendOptions, Executable, get_backend
 from lucid.runtime.options import CompileOptions
@@ -80,9 +80,9 @@ def _snapshot(trace: StepTrace) -> dict[str, Any]:
                 if h not in ("params", "lr"):
                     seen[f"{name}.param_groups[{g}][{h!r}]"] = value
         velocity = getattr(opt, "_velocity", None)
-        if velocity is not None:  # see _first_buffer
+        if velocity is not None:  # see first_buffer
             seen[f"which momentum buffers of {name} exist"] = tuple(
-                v is not None or _first_buffer(opt.group(i)) for i, v in enumerate(velocity)
+                v is not None or first_buffer(opt.group(i)) for i, v in enumerate(velocity)
             )
     return seen
 
@@ -103,18 +103,9 @@ def _guard_values(modules: list[Any], steps: tuple[Any, ...]) -> tuple[Any, ...]
         velocity = getattr(opt, "_velocity", None)
         if velocity is not None:
             values.append(
-                tuple(
-                    [v is not None or _first_buffer(opt.group(i)) for i, v in enumerate(velocity)]
-                )
+                tuple([v is not None or first_buffer(opt.group(i)) for i, v in enumerate(velocity)])
             )
     return tuple(values)
-
-
-def _first_buffer(group: Mapping[str, Any]) -> bool:
-    """Whether SGD's first step may start from a zero momentum buffer: with dampening 0,
-    `momentum * 0 + 1 * d` is d exactly, the copy of d that eager's first step makes, so one
-    graph serves the first step and the later ones."""
-    return bool(group["momentum"]) and group["dampening"] == 0
 
 
 def _change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -351,7 +342,7 @@ def _updates(trace: StepTrace) -> tuple[list[ParamUpdate], list[_Slot], list[tup
                     ("dampening", float(group["dampening"])),
                     ("weight_decay", float(group["weight_decay"])),
                     ("nesterov", bool(group["nesterov"])),
-                    ("has_buffer", opt._velocity[i] is not None or _first_buffer(group)),
+                    ("has_buffer", opt._velocity[i] is not None or first_buffer(group)),
                 )
             else:
                 b1, b2 = group["betas"]
