@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lucid.codegen.gemm import (
+    SPAWN_MIN_WORK,
     Blocking,
     CacheSizes,
     CpuId,
@@ -27,6 +28,7 @@ from lucid.codegen.gemm import (
     GemmSpec,
     Isa,
     SharedBlock,
+    ThreadsMode,
     prepacked_b_elems,
 )
 from lucid.errors import CompileError
@@ -151,6 +153,7 @@ class LowerCtx:
     blocking_for: BlockingFor | None = None  # None: the cost model (see gemm_blocking)
     params: tuple[Value, ...] = ()  # the graph's params: weights a GEMM may take prepacked
     cpu: CpuId | None = None  # the CPU kind whose gemm.CPU_TABLE entry wins (None: cost model)
+    threads: ThreadsMode = "pool"  # how the program runs parallel tasks (CodegenOptions.threads)
 
     def gemm_blocking(
         self,
@@ -167,9 +170,12 @@ class LowerCtx:
         problem = GemmProblem(
             dtype, self.isa, trans_a, trans_b, m_dims, n, k, self.caches, self.cpu
         )
-        if self.blocking_for is None:
-            return problem.default_blocking()
-        return self.blocking_for(problem)
+        blocking = (
+            problem.default_blocking() if self.blocking_for is None else self.blocking_for(problem)
+        )
+        if self.threads == "spawn":  # a thread created for the call must pay for its start
+            blocking = replace(blocking, par_min_work=max(blocking.par_min_work, SPAWN_MIN_WORK))
+        return blocking
 
     @property
     def name(self) -> str:

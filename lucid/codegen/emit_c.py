@@ -334,6 +334,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
             options.blocking_for,
             tuple(graph.params),
             cpu,
+            options.threads,
         )
         kernel = _lower(graph, ctx)
         same = _same_as(kernel, seen)

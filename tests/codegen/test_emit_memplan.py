@@ -87,3 +87,22 @@ def test_only_pool_modules_keep_their_arena_between_calls() -> None:
     assert "lucid_arena_give(arena_head);" in pool
     assert "_Atomic" not in spawn and "lucid_kept_arena" not in spawn
     assert "free(arena_raw);" in spawn
+
+
+def test_threads_created_per_call_need_more_work_than_the_pool() -> None:
+    """A GEMM takes a second thread at SPAWN_MIN_WORK multiply-adds per thread when threads are
+    created for the call ("spawn", AOT), at the blocking's par_min_work with the pool."""
+    from lucid.codegen.emit_c import CodegenOptions, emit_c
+    from lucid.codegen.gemm import SPAWN_MIN_WORK, Blocking
+    from lucid.ir import Builder, DType, TensorType
+
+    b = Builder("forward")
+    x = b.input(TensorType(DType.F32, ("N", 64)), "x")
+    w = b.param(TensorType(DType.F32, (64, 96)), "w")
+    b.output(b.op("matmul", [x, w]))
+    graph = b.build()
+    pool_work = Blocking.__dataclass_fields__["par_min_work"].default
+    assert pool_work < SPAWN_MIN_WORK
+    for threads, work in (("pool", pool_work), ("spawn", SPAWN_MIN_WORK)):
+        source = emit_c(graph, CodegenOptions(threads=threads)).source
+        assert f".par_min_work = {work}," in source, threads

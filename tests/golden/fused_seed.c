@@ -206,10 +206,10 @@ static __attribute__((noinline)) int k0_fused_mlp(const float *restrict x0, cons
     const int64_t M = batch;
     if (M == 0)
         return 0;
-    /* threads: no more than the work pays for (about 8388608 multiply-adds each),
+    /* threads: no more than the work pays for (about 524288 multiply-adds each),
      * nor than there are 6-row micro-tiles */
     int64_t nt = nthreads;
-    const int64_t by_work = M / (8388608 / 25 + 1);
+    const int64_t by_work = M / (524288 / 25 + 1);
     if (nt > by_work)
         nt = by_work;
     if (nt > (M + 5) / 6)

@@ -74,6 +74,7 @@ is the Linear's own bias.
 from __future__ import annotations
 
 from lucid.codegen.gemm.blocking import (
+    SPAWN_MIN_WORK,
     Blocking,
     CacheSizes,
     DTypeName,
@@ -114,6 +115,7 @@ __all__ = [
     "CPU_TABLE",
     "PARALLEL_KEY",
     "ROW_PATH_ROWS",
+    "SPAWN_MIN_WORK",
     "THREADS_MODES",
     "Blocking",
     "Broadcast",

@@ -28,6 +28,12 @@ class CacheSizes:
     l3: int = 8 * 1024 * 1024
 
 
+# par_min_work for threads created per call (AOT export, threads "spawn"): creating and joining
+# one costs ~50 us on the 2-core KVM guest measured (up to ms when the other vCPU sleeps), about
+# 8M multiply-adds of single-core work.
+SPAWN_MIN_WORK = 1 << 23
+
+
 @dataclass(frozen=True)
 class Blocking:
     """Register tile (mr x nr) and cache blocks; invariants: mc % mr == 0, nc % nr == 0."""
@@ -37,9 +43,13 @@ class Blocking:
     mc: int
     kc: int
     nc: int
-    # M*N*K per thread before a thread pays for itself: creating and joining one costs ~50 us
-    # on the 2-core KVM guest measured, about 8M multiply-adds of single-core work.
-    par_min_work: int = 1 << 23
+    # M*N*K per thread before a thread pays for itself, with lucid.compile's persistent pool
+    # (a spinning worker takes a task within a few us): 512K multiply-adds, ~5-10 us of one
+    # core. MobileNetV3-Small at batch 1 (1x1 convolutions of 0.1-5M multiply-adds), AMD EPYC
+    # Zen 4, 2 threads: 2.68 -> 2.15 ms (best of 3) against 1 << 23; 1 << 17 to 1 << 20 were
+    # within the noise of each other. Threads created per call (AOT, "spawn") use
+    # SPAWN_MIN_WORK (LowerCtx.gemm_blocking).
+    par_min_work: int = 1 << 19
     # Jobs per thread, claimed dynamically: on a shared machine one core is often busy, and a
     # static half each then runs at the slower core's pace. Each extra job re-packs its A (or
     # B) block, ~1% of a 1024^3 GEMM.
