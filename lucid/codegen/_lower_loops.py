@@ -4,7 +4,8 @@ reductions, mse_loss, softmax and log_softmax."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from lucid.codegen import gemm
 from lucid.codegen._jinja import render
@@ -28,11 +29,12 @@ INDENT = "    "
 
 @dataclass(frozen=True)
 class Loop:
-    """`for (int64_t var = 0; var < extent; ++var) {` at `indent`."""
+    """`for (int64_t var = start; var < extent; ++var) {` at `indent`."""
 
     var: str
     extent: str
     indent: str
+    start: str = "0"
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,55 @@ def lower_elementwise(ctx: LowerCtx) -> Kernel:
     if exprs is None:
         raise CompileError(f"op {ctx.node.op!r} has no C lowering")
     nest = loop_nest(ctx.results[0].type.shape, ctx.inputs, exprs)
-    return ctx.kernel(render("loopnest.c.j2", n=nest))
+    return split_flat(ctx, nest) or ctx.kernel(render("loopnest.c.j2", n=nest))
+
+
+@dataclass(frozen=True)
+class FlatSplit:
+    """loop_split.c.j2 and loop_split_part.c.j2: a flat loop's range split across threads."""
+
+    name: str
+    n: str  # the extent (a C expression; may read `batch`)
+    body: str  # the loop over [begin, end), rendered
+    params: str  # the range function's array parameters
+    fields: tuple[str, ...]  # the job's array fields
+    args: str  # the arrays, as the kernel names them
+    job_args: str  # the arrays, read from a job
+    min_work: int  # elements per thread before one more thread pays for itself
+
+
+def split_flat(ctx: LowerCtx, nest: LoopNest, temps: tuple[Any, ...] = ()) -> Kernel | None:
+    """The kernel of a flat elementwise loop (one loop over `i`) whose range is split across
+    threads, or None when the loop is not flat or its static extent is too short to split.
+    `temps` are a fused loop's locals (fused_elementwise.c.j2)."""
+    if len(nest.loops) != 1 or nest.loops[0].var != "i":
+        return None
+    # a cheap op streams ~32K elements (256 KB in and out) in ~10 us, a few pool wake-ups; a
+    # thread created per call (AOT) costs ~50 us to start
+    min_work = ctx.threads_min_work or (1 << 15 if ctx.threads == "pool" else 1 << 21)
+    extent = nest.loops[0].extent
+    if extent.isdigit() and int(extent) < 2 * min_work:
+        return None
+    ranged = replace(nest, loops=(Loop("i", "end", INDENT, start="begin"),))
+    template = "fused_elementwise.c.j2" if temps else "loopnest.c.j2"
+    arrays = [(f"x{k}", f"const {v.type.dtype.c} *") for k, v in enumerate(ctx.inputs)]
+    arrays += [(f"y{k}", f"{v.type.dtype.c} *") for k, v in enumerate(ctx.results)]
+    split = FlatSplit(
+        name=ctx.name,
+        n=extent,
+        body=render(template, n=ranged, temps=temps).rstrip("\n"),
+        params=", ".join(f"{t}restrict {a}" for a, t in arrays),
+        fields=tuple(f"{t}{a}" for a, t in arrays),
+        args=", ".join(a for a, _ in arrays),
+        job_args=", ".join(f"job->{a}" for a, _ in arrays),
+        min_work=min_work,
+    )
+    return ctx.kernel(
+        render("loop_split.c.j2", s=split),
+        support=render("loop_split_part.c.j2", s=split),
+        shared=(gemm.parallel_block(),),
+        threads=True,
+    )
 
 
 def lower_copy(ctx: LowerCtx) -> Kernel:

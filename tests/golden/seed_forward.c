@@ -139,6 +139,8 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
 
 /* GEMM lucid_gemm_f32_common: see lucid/codegen/gemm/ */
 
+/* GEMM lucid_parallel: see lucid/codegen/gemm/ */
+
 /* Kernels are never inlined into the program body: each is optimised on its own (with its
  * restrict parameters), a profile names it, and the one large body compiles faster. */
 
@@ -152,13 +154,48 @@ static __attribute__((noinline)) int k0_linear(const float *restrict x0, const f
     return rc == 0 ? 0 : (rc == -1 ? LUCID_E_NOMEM : LUCID_E_INTERNAL);
 }
 
-/* %1 = hardswish %0 : f32[N,5] */
-static __attribute__((noinline)) int k1_hardswish(const float *restrict x0, float *restrict y0, int64_t batch)
+/* k1_hardswish on the elements [begin, end) (a thread's range of the kernel below) */
+static int k1_hardswish_range(const float *restrict x0, float *restrict y0, int64_t begin, int64_t end)
 {
-    for (int64_t i = 0; i < batch * 5; ++i) {
+    for (int64_t i = begin; i < end; ++i) {
         const float a0 = x0[i];
         y0[i] = a0 * lucid_clampf(a0 / (float)6 + (float)0.5, (float)0, (float)1);
     }
+    return 0;
+}
+
+typedef struct {
+    const float *x0;
+    float *y0;
+    int64_t begin, end;
+} k1_hardswish_job;
+
+static void k1_hardswish_task(void *arg)
+{
+    const k1_hardswish_job *job = (const k1_hardswish_job *)arg;
+    (void)k1_hardswish_range(job->x0, job->y0, job->begin, job->end);
+}
+
+/* %1 = hardswish %0 : f32[N,5] */
+static __attribute__((noinline)) int k1_hardswish(const float *restrict x0, float *restrict y0, int64_t batch, int nthreads)
+{
+    /* Threads: [0, n) split into nt contiguous ranges that start on a 64-byte line, one per
+     * thread (k1_hardswish_range); each element is computed as on one thread. */
+    const int64_t n = batch * 5;
+    int64_t nt = nthreads;
+    if (nt > n / 32768)
+        nt = n / 32768; /* about 32768 elements pay for a thread */
+    if (nt <= 1)
+        return k1_hardswish_range(x0, y0, 0, n);
+    k1_hardswish_job *jobs = (k1_hardswish_job *)calloc((size_t)nt, sizeof(k1_hardswish_job));
+    if (jobs == NULL)
+        return LUCID_E_NOMEM;
+    for (int64_t t = 0; t < nt; ++t) {
+        const int64_t begin = n * t / nt / 16 * 16, end = t == nt - 1 ? n : n * (t + 1) / nt / 16 * 16;
+        jobs[t] = (k1_hardswish_job){ x0, y0, begin, end };
+    }
+    lucid_parallel_run((int)nt, k1_hardswish_task, jobs, sizeof(k1_hardswish_job));
+    free(jobs);
     return 0;
 }
 
@@ -294,7 +331,7 @@ __attribute__((noinline)) int lucid_run_packed(const void *const *inputs, void *
     int rc = 0;
     if ((rc = k0_linear(v0, v1, v2, v5, batch, nthreads)) != 0)
         goto done;
-    if ((rc = k1_hardswish(v5, v6, batch)) != 0)
+    if ((rc = k1_hardswish(v5, v6, batch, nthreads)) != 0)
         goto done;
     if ((rc = k2_linear(v6, v3, v4, v7, batch, nthreads)) != 0)
         goto done;
