@@ -163,6 +163,7 @@ class StepEntry:
         # the SGD updates whose momentum buffer eager has not made yet (see state_arrays)
         self._buffered = [slot for slot in slots if slot.update.state_read == ("momentum_buffer",)]
         self.structures = [m.structure() for m in trace.modules]
+        self.tensors_held = _model_tensors(trace.modules)  # the graph read these very tensors
         self.unzeroed = [s.optimizer for s in trace.steps if id(s.optimizer) not in trace.zeroed]
         self.adams = [s.optimizer for s in trace.steps if hasattr(s.optimizer, "_m")]
         # for the fast path (_faststep.py): the parameter and written-buffer arrays last
@@ -280,6 +281,13 @@ class StepEntry:
             plan[1 + 3 * k : 4 + 3 * k] = (
                 (address(id(a)), first + k, a.nbytes) if a is not None else (0, 0, 0)
             )
+
+
+def _model_tensors(models: tuple[Any, ...]) -> list[Tensor]:
+    """Every parameter and buffer of `models`, in order. A Parameter assigned in place of
+    another of the same type leaves Module.structure() as it was (a compiled module looks its
+    parameters up at each call), but a step graph is bound to the tensors it traced."""
+    return [t for m in models for _, t in (*m.named_parameters(), *m.named_buffers())]
 
 
 def _fits(a: Any, t: Any) -> bool:
@@ -440,8 +448,14 @@ class CompiledStep:
                 changed = [
                     m for m, was in zip(e.trace.modules, e.structures) if m.structure() != was
                 ]
+                now = _model_tensors(e.trace.modules)
                 if changed:
                     self._dropped = f"the structure of {type(changed[0]).__name__} changed"
+                elif len(now) != len(e.tensors_held) or any(
+                    a is not b for a, b in zip(now, e.tensors_held)
+                ):
+                    name = type(e.trace.modules[0]).__name__
+                    self._dropped = f"a parameter or buffer of {name} was replaced"
                 else:
                     kept.append(e)
             if len(kept) != len(entries):

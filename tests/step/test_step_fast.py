@@ -176,3 +176,17 @@ def test_gradients_held_before_an_unzeroed_step_are_refused():
     model[0].bias.grad = np.ones(16)
     with pytest.raises(LucidError, match=r"parameter\(s\) \[1\] hold gradients"):
         compiled(x, y)
+
+
+def test_a_replaced_parameter_retraces_the_step():
+    """`layer.bias = Parameter(...)` of the same shape after the first calls: the step graph was
+    bound to the old tensor, so the step retraces (eager's forward reads the new bias, which the
+    optimizer does not hold: neither is stepped) instead of silently using the old one."""
+
+    def between(model, opt, k):
+        if k == 2:
+            model[2].bias = lucid.nn.Parameter(np.zeros(5))
+
+    with pytest.warns(RecompileWarning, match="a parameter or buffer of Sequential was replaced"):
+        fn = _twin(between)
+    assert fn.compiles == 2
