@@ -115,8 +115,7 @@ def _twin(between: Callable[[Any, Any, int], Any], steps: int = 5, opt: str = "s
 
 def test_replaced_arrays_odd_inputs_and_a_busy_scratch_stay_eagers():
     """What the fast path must hand to the general path (and take back afterwards): a
-    parameter given a new array, a changed lr, a Fortran-ordered and a strided input;
-    and a call while the entry's scratch is in use (it then allocates its own)."""
+    parameter given a new array, a changed lr, a Fortran-ordered and a strided input."""
     x_odd = np.asfortranarray(data(np.float64, 5)[3][0])
 
     def between(model, opt, k):
@@ -132,12 +131,43 @@ def test_replaced_arrays_odd_inputs_and_a_busy_scratch_stay_eagers():
 
     fn = _twin(between)
     assert fn.compiles == 1
-    entry = fn.entry()
-    lock = entry.fast.__globals__["lock"]
-    model_arrays = list(entry.arrays)
-    with lock:  # a concurrent call holds the scratch: this one allocates its own
-        fn(*data(np.float64, 1)[0])
-    assert entry.arrays == model_arrays
+
+
+def test_a_call_while_the_scratch_is_busy_allocates_its_own(monkeypatch):
+    """A call that finds the entry's scratch taken (a concurrent call of the same step) runs
+    the fast path on scratch of its own: bit for bit what a call with the scratch free gives."""
+    batches = data(np.float64, 3)
+    runs = []
+    general: list[int] = []
+    real_run = step_module.StepEntry.run
+
+    def counted(self, arrays):
+        general.append(1)
+        return real_run(self, arrays)
+
+    for busy in (False, True):
+        model = mlp()
+        opt = OPTIMIZERS["sgd-momentum"](model.parameters())
+        fn = lucid.compile(make_step(model, opt))
+        for x, y in batches[:2]:
+            fn(x, y)
+        general.clear()
+        monkeypatch.setattr(step_module.StepEntry, "run", counted)
+        lock = fn.entry().fast.__globals__["lock"]
+        if busy:
+            lock.acquire()
+        try:
+            loss = fn(*batches[2]).data.copy()
+        finally:
+            if busy:
+                lock.release()
+        monkeypatch.undo()
+        assert not general  # the fast path served the call
+        runs.append((loss, model.state_dict()))
+    (l0, s0), (l1, s1) = runs
+    np.testing.assert_array_equal(l1, l0)
+    for key in s0:
+        np.testing.assert_array_equal(s1[key], s0[key], err_msg=key)
 
 
 @pytest.mark.parametrize(
