@@ -294,6 +294,75 @@ class Depthwise:
     task_note: str
     taps: int  # kh * kw
     grad: str = ""  # "input" or "weight" for the gradient kernels
+    phases: Phases | None = None  # the forward's scratch layout and register blocks
+
+
+# The forward's register blocks: up to BLOCK_VECTORS[isa] vectors of VECTOR_BYTES each stay in
+# registers across every tap of a block: 8 of AVX-512's 32 registers (enough independent sums to
+# hide the add latency), 4 64-byte vectors = 8 of AVX2's 16 32-byte registers.
+VECTOR_BYTES = 64
+BLOCK_VECTORS = {"avx512": 8, "avx2": 4, "scalar": 4}
+
+
+@dataclass(frozen=True)
+class Phases:
+    """The depthwise forward's scratch: the zero-padded input plane split by the stride into
+    sh * sw phase planes of Hq x Wq (phase (a, b) holds padded rows a, a + sh, ... and columns
+    b, b + sw, ...), so that every tap reads one phase plane at unit stride: output (oy, ox)
+    of tap (i, j) is element (oy + i*dh // sh, ox + j*dw // sw) of phase (i*dh % sh, j*dw % sw).
+    The sums of a plane are computed OH * Wq wide (columns >= OW are never stored), in blocks
+    of `block` vectors of `lanes` elements held in registers over all taps, in tap order: each
+    output gets exactly the sum of the plain loop, whatever the blocking."""
+
+    Hq: int
+    Wq: int
+    count: int  # sh * sw phase planes
+    taps: tuple[int, ...]  # scratch offset of each tap (i, j), row-major
+    lanes: int  # elements per vector
+    block: int  # vectors per register block
+    full_blocks: int  # whole blocks of the OH * Wq sums
+    tail: int  # vectors of the last, partial block (0: none)
+    acc_len: int  # sums computed: whole vectors, >= OH * Wq
+    pad_len: int  # scratch elements: every vector read stays inside
+    # (first input column, how many) of each column phase: columns first, first + sw, ...
+    column_phases: tuple[tuple[int, int], ...]
+    # the epilogue reads no operand per element: it runs over all acc_len sums in place
+    inplace: bool = False
+
+
+def phases(g: Geometry, hp: int, wp: int, elem: int, isa: gemm.Isa) -> Phases:
+    """The phase-plane layout of `g`'s forward over a padded plane of hp x wp."""
+    hq, wq = -(-hp // g.sh), -(-wp // g.sw)
+    taps = tuple(
+        ((i * g.dh % g.sh) * g.sw + j * g.dw % g.sw) * hq * wq
+        + (i * g.dh // g.sh) * wq
+        + j * g.dw // g.sw
+        for i in range(g.kh)
+        for j in range(g.kw)
+    )
+    lanes = VECTOR_BYTES // elem
+    sums = g.OH * wq
+    block = BLOCK_VECTORS[isa]
+    full, rest = divmod(sums, block * lanes)
+    tail = -(-rest // lanes)
+    acc_len = (full * block + tail) * lanes
+    return Phases(
+        Hq=hq,
+        Wq=wq,
+        count=g.sh * g.sw,
+        taps=taps,
+        lanes=lanes,
+        block=block,
+        full_blocks=full,
+        tail=tail,
+        acc_len=acc_len,
+        pad_len=max(g.sh * g.sw * hq * wq, max(taps) + acc_len),
+        column_phases=tuple(
+            (first, -(-(g.W - first) // g.sw))
+            for first in ((b - g.pl) % g.sw for b in range(g.sw))
+            if first < g.W
+        ),
+    )
 
 
 def _direct_depthwise_grad(ctx: LowerCtx, g: Geometry, grad: str) -> Kernel:
@@ -499,11 +568,17 @@ def _lower_depthwise(
         f"w[c * {g.Og} + q, 0, i, j] * x_padded[n, c] shifted by (i * {g.dh}, j * {g.dw}), "
         f"stride ({g.sh}, {g.sw}))"
     )
+    base = _depthwise_data(ctx, g, srcs, what)
+    elem = 4 if g.T == "float" else 8
     data = replace(
-        _depthwise_data(ctx, g, srcs, what),
+        base,
         loads=tuple(loads),
         steps=tuple(codes),
         comment_steps=notes,
+        phases=replace(
+            phases(g, base.Hp, base.Wp, elem, ctx.isa),
+            inplace=all(s.kind != "full" for s in steps if s.operand is not None),
+        ),
     )
     support = render("conv_depthwise_task.c.j2", d=data)
     return ctx.kernel(

@@ -157,9 +157,64 @@ def test_depthwise_takes_the_direct_path_and_pointwise_reads_x_directly() -> Non
     source = emit_c(opt, CodegenOptions(isa="avx2", caches=CacheSizes())).source
     assert "static void k0_fused_conv_planes(void *arg)" in source  # direct, no GEMM
     assert "k0_fused_conv_gemm" not in source and "k0_fused_conv_im2col" not in source
-    assert "acc[q] += wv * s[q];" in source  # stride 1: one loop over the plane per tap
+    # stride 1: the padded plane is the scratch; register blocks sum every tap's run of it
+    assert "k0_fused_conv_taps[9] = { 0, 1, 2, 12, 13, 14, 24, 25, 26 }" in source
+    assert "sum[r] += wv * v;" in source
     assert "const float *b = xg;" in source  # 1x1: x is the column matrix
     assert "k1_fused_conv_im2col" not in source
+
+
+class DepthwiseResidual(nn.Module):
+    """A depthwise conv with a per-channel epilogue, then (when the shapes allow) one with a
+    whole-tensor residual operand: the in-place and the per-element epilogue."""
+
+    def __init__(self, conv: nn.Conv2d, residual: bool) -> None:
+        super().__init__()
+        self.conv, self.residual = conv, residual
+
+    def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+        h = self.conv(x).relu()
+        return h + x if self.residual else h
+
+
+@pytest.mark.parametrize(
+    ("c", "mult", "k", "stride", "padding", "dilation", "hw"),
+    [
+        (3, 1, 3, 1, 1, 1, (9, 10)),  # one partial register block
+        (2, 1, 5, 1, 2, 1, (30, 41)),  # several whole blocks and a tail
+        (4, 2, 3, 2, 1, 1, (17, 16)),  # stride 2 (four phase planes), channel multiplier
+        (2, 1, (3, 5), (3, 2), (0, 4), (2, 1), (23, 19)),  # stride 3 x 2, dilation, no rows pad
+        (3, 1, 4, (1, 3), (3, 0), 1, (5, 13)),  # even kernel, columns stride only
+        (2, 1, 3, 2, 0, 2, (6, 6)),  # one output row
+    ],
+)
+def test_depthwise_phase_planes_match_eager_in_float64(c, mult, k, stride, padding, dilation, hw):
+    """The forward's phase-plane scratch and register blocks (conv_depthwise_task.c.j2) at
+    tile edges and odd geometries, both epilogue forms, against eager within 1e-12."""
+    lucid.random.seed(6)
+    conv = nn.Conv2d(
+        c,
+        c * mult,
+        k,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=c,
+        dtype=np.float64,
+    )
+    x = np.random.default_rng(7).standard_normal((2, c, *hw))
+    with lucid.no_grad():
+        same = conv(lucid.Tensor(x)).shape == x.shape
+    model = DepthwiseResidual(conv, residual=same)
+    compiled = lucid.compile(model)
+    with lucid.no_grad():
+        got, want = compiled(lucid.Tensor(x)).data, model(lucid.Tensor(x)).data
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    graph = run_passes(trace(model, lucid.Tensor(x)), default_pipeline())
+    source = emit_c(graph, CodegenOptions(isa="avx512")).source
+    assert "_fused_conv_planes(void *arg)" in source
+    inplace = "the epilogue on every sum in place" in source
+    assert inplace != same  # a whole-tensor operand is read per element, in its own loop
 
 
 def test_per_channel_and_scalar_operands_fuse_and_match_eager() -> None:
