@@ -295,13 +295,17 @@ class Depthwise:
     taps: int  # kh * kw
     grad: str = ""  # "input" or "weight" for the gradient kernels
     phases: Phases | None = None  # the forward's scratch layout and register blocks
+    dense: bool = False  # the forward of an ungrouped conv (_dense_direct), not a depthwise one
 
 
 # The forward's register blocks: up to BLOCK_VECTORS[isa] vectors of VECTOR_BYTES each stay in
 # registers across every tap of a block: 8 of AVX-512's 32 registers (enough independent sums to
-# hide the add latency), 4 64-byte vectors = 8 of AVX2's 16 32-byte registers.
+# hide the add latency), 4 64-byte vectors = 8 of AVX2's 16 32-byte registers. A dense conv's
+# block holds DENSE_TILE[isa] = (outputs, vectors) sums, each loaded vector used by every
+# output: 4 x 6 (+ 6 loaded) of AVX-512's 32 registers, 2 x 2 64-byte vectors on AVX2.
 VECTOR_BYTES = 64
 BLOCK_VECTORS = {"avx512": 8, "avx2": 4, "scalar": 4}
+DENSE_TILE = {"avx512": (4, 6), "avx2": (2, 2), "scalar": (2, 2)}
 
 
 @dataclass(frozen=True)
@@ -317,7 +321,8 @@ class Phases:
     Hq: int
     Wq: int
     count: int  # sh * sw phase planes
-    taps: tuple[int, ...]  # scratch offset of each tap (i, j), row-major
+    channels: int  # input channels in the scratch, one set of phase planes each
+    taps: tuple[int, ...]  # scratch offset of each tap (input channel, i, j), row-major
     lanes: int  # elements per vector
     block: int  # vectors per register block
     full_blocks: int  # whole blocks of the OH * Wq sums
@@ -328,21 +333,27 @@ class Phases:
     column_phases: tuple[tuple[int, int], ...]
     # the epilogue reads no operand per element: it runs over all acc_len sums in place
     inplace: bool = False
+    group: int = 1  # dense: outputs per task, their sums kept side by side
+    outs: int = 1  # outputs per register block (depthwise: 1)
+    groups: int = 1  # dense: tasks per image
 
 
-def phases(g: Geometry, hp: int, wp: int, elem: int, isa: gemm.Isa) -> Phases:
-    """The phase-plane layout of `g`'s forward over a padded plane of hp x wp."""
+def phases(
+    g: Geometry, hp: int, wp: int, elem: int, isa: gemm.Isa, channels: int, dense: bool
+) -> Phases:
+    """The phase-plane layout of `g`'s forward over `channels` padded planes of hp x wp."""
     hq, wq = -(-hp // g.sh), -(-wp // g.sw)
     taps = tuple(
-        ((i * g.dh % g.sh) * g.sw + j * g.dw % g.sw) * hq * wq
+        (ci * g.sh * g.sw + (i * g.dh % g.sh) * g.sw + j * g.dw % g.sw) * hq * wq
         + (i * g.dh // g.sh) * wq
         + j * g.dw // g.sw
+        for ci in range(channels)
         for i in range(g.kh)
         for j in range(g.kw)
     )
     lanes = VECTOR_BYTES // elem
     sums = g.OH * wq
-    block = BLOCK_VECTORS[isa]
+    outs, block = DENSE_TILE[isa] if dense else (1, BLOCK_VECTORS[isa])
     full, rest = divmod(sums, block * lanes)
     tail = -(-rest // lanes)
     acc_len = (full * block + tail) * lanes
@@ -350,13 +361,15 @@ def phases(g: Geometry, hp: int, wp: int, elem: int, isa: gemm.Isa) -> Phases:
         Hq=hq,
         Wq=wq,
         count=g.sh * g.sw,
+        channels=channels,
         taps=taps,
         lanes=lanes,
         block=block,
+        outs=outs,
         full_blocks=full,
         tail=tail,
         acc_len=acc_len,
-        pad_len=max(g.sh * g.sw * hq * wq, max(taps) + acc_len),
+        pad_len=max(channels * g.sh * g.sw * hq * wq, max(taps) + acc_len),
         column_phases=tuple(
             (first, -(-(g.W - first) // g.sw))
             for first in ((b - g.pl) % g.sw for b in range(g.sw))
@@ -474,8 +487,8 @@ def _lower_forward(ctx: LowerCtx, conv: Node, srcs: list[int], steps: list[Step]
         c_comment(s.code + (f" [x = x{s.operand}, {s.kind}]" if s.operand is not None else ""))
         for s in steps
     )
-    if g.depthwise and g.K > 1:
-        return _lower_depthwise(ctx, g, srcs, steps, notes)
+    if (g.depthwise and g.K > 1) or _dense_direct(g):
+        return _lower_direct(ctx, g, srcs, steps, notes)
     if _one_column(g) and srcs[:2] == [0, 1]:
         return _lower_batch_gemm(ctx, conv, g, steps)
     ep_steps = []
@@ -546,9 +559,33 @@ def _lower_batch_gemm(ctx: LowerCtx, conv: Node, g: Geometry, steps: list[Step])
     return gemm_kernel(ctx, lead, g.O, g.K, True, ep, tuple(operands), what)
 
 
-def _lower_depthwise(
+def _dense_direct(g: Geometry) -> bool:
+    """Whether an ungrouped conv takes the direct path rather than im2col + GEMM: few taps
+    (C * kh * kw <= DENSE_DIRECT_TAPS) and few output channels (<= DENSE_DIRECT_OUT), as in a
+    network's first layer on an RGB image. There the GEMM is short and thin (M = O rows
+    barely fill its register tiles, K = the taps is one short block) and the unfolded columns
+    cost as much as the sums, while the direct path reads the input once per output channel
+    from a stride-split scratch (see conv_depthwise_task.c.j2)."""
+    return (
+        g.G == 1
+        and not g.direct
+        and g.K <= DENSE_DIRECT_TAPS
+        and g.O <= DENSE_DIRECT_OUT
+        and not _one_column(g)
+    )
+
+
+# MobileNetV3's stem (3 x 3 x 3 taps, 16 outputs, 224 x 224): 222 us on the GEMM path, 2 threads
+DENSE_DIRECT_TAPS = 64
+DENSE_DIRECT_OUT = 32
+
+
+def _lower_direct(
     ctx: LowerCtx, g: Geometry, srcs: list[int], steps: list[Step], notes: tuple[str, ...]
 ) -> Kernel:
+    """The direct forward of a depthwise conv (tasks: (image, channel) planes, each computing
+    its Og outputs) or of a dense one (`_dense_direct`; tasks: (image, output channel), each
+    reading every input channel of its image)."""
     loads: list[tuple[str, str]] = []
     codes: list[str] = []
     for s in steps:
@@ -563,22 +600,44 @@ def _lower_depthwise(
         }[s.kind]
         loads.append((var, expr))
         codes.append("{ const " + g.T + " x = " + var + "; " + s.code + " }")
-    what = (
-        f"depthwise: y[n, c * {g.Og} + q] = epilogue(sum over taps (i, j) of "
-        f"w[c * {g.Og} + q, 0, i, j] * x_padded[n, c] shifted by (i * {g.dh}, j * {g.dw}), "
-        f"stride ({g.sh}, {g.sw}))"
-    )
+    dense = not g.depthwise
+    if dense:
+        what = (
+            f"direct: y[n, o] = epilogue(sum over input channels c and taps (i, j) of "
+            f"w[o, c, i, j] * x_padded[n, c] shifted by (i * {g.dh}, j * {g.dw}), "
+            f"stride ({g.sh}, {g.sw}))"
+        )
+    else:
+        what = (
+            f"depthwise: y[n, c * {g.Og} + q] = epilogue(sum over taps (i, j) of "
+            f"w[c * {g.Og} + q, 0, i, j] * x_padded[n, c] shifted by (i * {g.dh}, j * {g.dw}), "
+            f"stride ({g.sh}, {g.sw}))"
+        )
     base = _depthwise_data(ctx, g, srcs, what)
     elem = 4 if g.T == "float" else 8
+    plan = replace(
+        phases(g, base.Hp, base.Wp, elem, ctx.isa, g.Cg, dense),
+        inplace=all(s.kind != "full" for s in steps if s.operand is not None),
+    )
+    if dense:
+        # a task's outputs: at most a quarter of them (tasks for the threads at batch 1), and
+        # sums that fit half of L2 beside the scratch
+        group = max(1, min(-(-g.O // 4), (ctx.caches.l2 // 2) // (plan.acc_len * elem)))
+        plan = replace(plan, group=group, groups=-(-g.O // group))
+        base = replace(
+            base,
+            work_per_plane=group * g.P * g.K,
+            tasks=f"{g.N} * {plan.groups}",
+            task_note=f"one per (image, group of {group} outputs), t = n * {plan.groups} + group",
+            taps=g.K,
+        )
     data = replace(
         base,
         loads=tuple(loads),
         steps=tuple(codes),
         comment_steps=notes,
-        phases=replace(
-            phases(g, base.Hp, base.Wp, elem, ctx.isa),
-            inplace=all(s.kind != "full" for s in steps if s.operand is not None),
-        ),
+        dense=dense,
+        phases=plan,
     )
     support = render("conv_depthwise_task.c.j2", d=data)
     return ctx.kernel(

@@ -127,3 +127,5 @@ def test_row_path_results_do_not_depend_on_threads_or_isa(isa: str) -> None:
     want = (hid * np.clip(hid + 3, 0, 6) / 6) @ w2a.T + b2a
     np.testing.assert_allclose(runs[0], want, rtol=1e-4, atol=1e-4)
     assert "Row path:" in mod.program.source
+    # with threads, each GEMM splits its columns in 16-column groups (257 -> 17, 31 -> 2)
+    assert mod.program.source.count("_cols_task, jobs, sizeof(") == 2

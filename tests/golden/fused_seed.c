@@ -245,7 +245,7 @@ static __attribute__((noinline)) int k0_fused_mlp(const float *restrict x0, cons
         jobs[t].tile = tile;
         jobs[t].rows = M;
         jobs[t].next = &next_tile;
-        jobs[t].gemm_threads = split_tiles ? 1 : (int)nt;
+        jobs[t].gemm_threads = split_tiles ? 1 : nthreads; /* else each GEMM sizes its own split */
     }
     lucid_parallel_run((int)njobs, k0_fused_mlp_rows, jobs, sizeof(k0_fused_mlp_job));
     int status = 0;

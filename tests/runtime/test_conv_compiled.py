@@ -118,8 +118,9 @@ def _optimised(model: nn.Module, shape: tuple[int, ...]):
 
 
 def test_conv_bias_hardswish_is_one_fused_kernel_in_ir_and_c() -> None:
-    model = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.HardSwish())
-    opt = _optimised(model, (1, 3, 16, 16))
+    # 8 * 3 * 3 = 72 taps: the GEMM path (at most lucid's DENSE_DIRECT_TAPS take the direct one)
+    model = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.HardSwish())
+    opt = _optimised(model, (1, 8, 16, 16))
     assert body_summary(opt) == [("fused_conv", ["conv2d", "hardswish"])]
     assert [n.op for n in opt.nodes] == ["fused_conv"]
     source = emit_c(opt, CodegenOptions(isa="avx2", caches=CacheSizes())).source
@@ -128,7 +129,7 @@ def test_conv_bias_hardswish_is_one_fused_kernel_in_ir_and_c() -> None:
     # one (image, group) task: the unfold, then the GEMM with the bias as a per-row operand
     assert "k0_fused_conv_im2col(xg, col);" in task
     assert re.search(
-        r"k0_fused_conv_gemm\(x1 \+ grp \* 432, b, .*, 16, 64, 27, x2 \+ grp \* 16,", task
+        r"k0_fused_conv_gemm\(x1 \+ grp \* 1152, b, .*, 16, 64, 72, x2 \+ grp \* 16,", task
     )
     kernel = source[source.index(" int k0_fused_conv(") :]
     kernel = kernel[: kernel.index("\n}\n")]
@@ -139,7 +140,7 @@ def test_conv_bias_hardswish_is_one_fused_kernel_in_ir_and_c() -> None:
     gemm = gemm[: gemm.index("/* end GEMM k0_fused_conv_gemm")]
     assert "v = v + x;" in gemm and "v = v * lucid_clampf(v / (float)6 + (float)0.5" in gemm
     # the optimised graph still computes what the unfused one does
-    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((2, 8, 16, 16)).astype(np.float32)
     unfused = trace(model, lucid.Tensor(x), dynamic_batch=True)
     params = [p.data for p in model.parameters()]
     np.testing.assert_array_equal(interpret(opt, x, *params)[0], interpret(unfused, x, *params)[0])
@@ -159,7 +160,7 @@ def test_depthwise_takes_the_direct_path_and_pointwise_reads_x_directly() -> Non
     assert "k0_fused_conv_gemm" not in source and "k0_fused_conv_im2col" not in source
     # stride 1: the padded plane is the scratch; register blocks sum every tap's run of it
     assert "k0_fused_conv_taps[9] = { 0, 1, 2, 12, 13, 14, 24, 25, 26 }" in source
-    assert "sum[r] += wv * v;" in source
+    assert "sum[o][r] += wv * v[r];" in source
     assert "const float *b = xg;" in source  # 1x1: x is the column matrix
     assert "k1_fused_conv_im2col" not in source
 
@@ -215,6 +216,35 @@ def test_depthwise_phase_planes_match_eager_in_float64(c, mult, k, stride, paddi
     assert "_fused_conv_planes(void *arg)" in source
     inplace = "the epilogue on every sum in place" in source
     assert inplace != same  # a whole-tensor operand is read per element, in its own loop
+
+
+@pytest.mark.parametrize(
+    ("c", "o", "k", "stride", "padding", "dilation", "hw"),
+    [
+        (3, 16, 3, 2, 1, 1, (37, 30)),  # an RGB stem: stride 2, four phase planes per channel
+        (2, 5, 5, 1, 2, 1, (12, 9)),  # stride 1: the padded planes themselves
+        (2, 32, (3, 2), (1, 3), (2, 0), (2, 1), (11, 20)),  # 32 outputs, dilation, odd kernel
+        (7, 3, 3, 1, 1, 1, (8, 8)),  # 63 taps, a residual the size of the output
+    ],
+)
+def test_dense_direct_conv_matches_eager_in_float64(c, o, k, stride, padding, dilation, hw):
+    """An ungrouped conv with few taps and outputs takes the direct path (the depthwise
+    forward's scratch with every input channel's planes in it) at any batch, equal to eager
+    within 1e-12; the tasks are (image, output channel), each filling its image's planes."""
+    lucid.random.seed(8)
+    conv = nn.Conv2d(c, o, k, stride=stride, padding=padding, dilation=dilation, dtype=np.float64)
+    model = nn.Sequential(conv, nn.HardSwish())
+    x = np.random.default_rng(9).standard_normal((3, c, *hw))
+    graph = run_passes(trace(model, lucid.Tensor(x), dynamic_batch=True), default_pipeline())
+    source = emit_c(graph, CodegenOptions(isa="avx512")).source
+    assert "direct: y[n, o] = epilogue(sum over input channels c and taps (i, j)" in source
+    assert "k0_fused_conv_gemm" not in source and "im2col" not in source
+    compiled = lucid.compile(model, dynamic_batch=True)
+    for n in (1, 3):
+        with lucid.no_grad():
+            got = compiled(lucid.Tensor(x[:n])).data
+            want = model(lucid.Tensor(x[:n])).data
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_per_channel_and_scalar_operands_fuse_and_match_eager() -> None:
