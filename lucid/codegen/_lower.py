@@ -29,6 +29,7 @@ from lucid.codegen.gemm import (
     Isa,
     SharedBlock,
     ThreadsMode,
+    prepacked_a_elems,
     prepacked_b_elems,
 )
 from lucid.errors import CompileError
@@ -203,6 +204,14 @@ class LowerCtx:
         if not elems or param is None:
             return None
         return Prepack(f"{spec.name}_pack_b", spec.dtype, elems, param)
+
+    def prepack_a(self, spec: GemmSpec, a: Value) -> Prepack | None:
+        """The kernel parameter for A (input `a`) of GEMM `spec` taken prepacked: when `a` is a
+        graph param and the spec has a prepacked A (`gemm.prepacked_a_elems`), else None."""
+        elems, param = prepacked_a_elems(spec), self.param_of(a)
+        if not elems or param is None:
+            return None
+        return Prepack(f"{spec.name}_pack_a", spec.dtype, elems, param)
 
     def uses_batch(self) -> bool:
         """True if a type of the node holds the batch symbol."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from lucid.codegen import gemm
 from lucid.codegen._jinja import render
-from lucid.codegen._lower import Kernel, LowerCtx, c_comment, dim_c, gemm_dtype
+from lucid.codegen._lower import Kernel, LowerCtx, Prepack, c_comment, dim_c, gemm_dtype
 from lucid.codegen._lower_special import gemm_kernel, gemm_support
 from lucid.codegen._scalar_c import scalar_exprs
 from lucid.errors import CompileError
@@ -230,11 +230,12 @@ class GemmConv:
     steps: tuple[str, ...]
     grad_input: bool
     col: bool  # a column scratch buffer is needed (not the 1x1 direct case)
-    params: str  # the task function's pointer parameters: the kernel's inputs and y0
+    params: str  # the task function's pointer parameters: the kernel's inputs, y0, packs
     args: str  # the kernel's own pointers, passed to it
     job_args: str  # the job's pointers, passed to it
     ninputs: int
     min_work: int  # multiply-adds that pay for one more thread
+    packs: tuple[str, ...] = ()  # C types of the prepacked weights p0, ... (the GEMM's Ap)
 
 
 def _images(
@@ -246,10 +247,13 @@ def _images(
     operands: tuple[str, ...] = (),
     steps: tuple[str, ...] = (),
     grad_input: bool = False,
+    packs: tuple[Prepack, ...] = (),
 ) -> GemmConv:
     n = len(ctx.inputs)
     t = g.T
     params = [f"const {t} *restrict x{i}" for i in range(n)] + [f"{t} *restrict y0"]
+    params += [f"const {p.ctype} *restrict p{j}" for j, p in enumerate(packs)]
+    pointers = [*(f"x{i}" for i in range(n)), "y0", *(f"p{j}" for j in range(len(packs)))]
     blk = spec.resolved_blocking()
     return GemmConv(
         name=ctx.name,
@@ -263,9 +267,10 @@ def _images(
         grad_input=grad_input,
         col=not g.direct,
         params=", ".join(params),
-        args=", ".join([*(f"x{i}" for i in range(n)), "y0"]),
-        job_args=", ".join([*(f"job->x{i}" for i in range(n)), "job->y0"]),
+        args=", ".join(pointers),
+        job_args=", ".join(f"job->{p}" for p in pointers),
         ninputs=n,
+        packs=tuple(p.ctype for p in packs),
         min_work=ctx.threads_min_work if ctx.threads_min_work > 0 else blk.par_min_work,
     )
 
@@ -504,6 +509,10 @@ def _lower_forward(ctx: LowerCtx, conv: Node, srcs: list[int], steps: list[Step]
             operands.append(_operand_ptr(s.kind, s.operand, g))
     ep = gemm.Epilogue(tuple(ep_steps)) if ep_steps else None
     spec = _gemm_spec(ctx, f"{ctx.name}_gemm", False, False, g.Og, g.P, g.K, ep)
+    # one group: A is the whole weight, packed once while it is unchanged, not per image
+    pack = ctx.prepack_a(replace(spec, prepack_a=True), ctx.inputs[srcs[1]]) if g.G == 1 else None
+    if pack is not None:
+        spec = replace(spec, prepack_a=True)
     shared, support = gemm_support(spec)
     if not g.direct:
         support = _unfold_text(ctx.name, g, True, False) + support
@@ -511,13 +520,15 @@ def _lower_forward(ctx: LowerCtx, conv: Node, srcs: list[int], steps: list[Step]
         f"conv2d as GEMMs, per image n and group grp: y[n, grp] ({g.Og} x {g.P}) = "
         f"epilogue(w[grp] ({g.Og} x {g.K}) @ col ({g.K} x {g.P}))"
     )
-    data = _images(ctx, g, spec, what, srcs, tuple(operands), notes)
+    packs = (pack,) if pack is not None else ()
+    data = _images(ctx, g, spec, what, srcs, tuple(operands), notes, packs=packs)
     support += render("conv_images.c.j2", c=data)
     return ctx.kernel(
         render("conv_gemm.c.j2", c=data),
         support=support,
         shared=(*shared, gemm.parallel_block()),
         threads=True,
+        prepacks=packs,
     )
 
 

@@ -134,7 +134,10 @@ def test_conv_bias_hardswish_is_one_fused_kernel_in_ir_and_c() -> None:
     kernel = source[source.index(" int k0_fused_conv(") :]
     kernel = kernel[: kernel.index("\n}\n")]
     assert "lucid_parallel_run((int)nt, k0_fused_conv_images, jobs" in kernel
-    assert "rc = k0_fused_conv_one(x0, x1, x2, y0, col, t / 1, t % 1, nthreads);" in kernel
+    assert "rc = k0_fused_conv_one(x0, x1, x2, y0, p0, col, t / 1, t % 1, nthreads);" in kernel
+    # one group: the GEMM takes the weight (its A) prepacked, p0, kept between calls
+    assert re.search(r"k0_fused_conv_gemm\(x1 \+ grp \* 1152, b, .*, p0, nthreads\);", task)
+    assert "static void k0_fused_conv_gemm_pack_a(const float *restrict A" in source
     # HardSwish's own C is a step of the GEMM's epilogue
     gemm = source[source.index("/* begin GEMM k0_fused_conv_gemm") :]
     gemm = gemm[: gemm.index("/* end GEMM k0_fused_conv_gemm")]

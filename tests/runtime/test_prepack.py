@@ -5,6 +5,7 @@ of the current weights (checked against eager lucid), and bitwise the unpacked c
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -135,3 +136,44 @@ def test_concurrent_calls_after_a_change(x: np.ndarray) -> None:
     assert len(results) == 15
     for r in results:
         np.testing.assert_allclose(r, want, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_weights_are_packed_as_a_and_repacked_when_changed(refreshes: list[int]) -> None:
+    """A conv's GEMM takes its weight as A (y = w @ col): packed once per change like a Linear's
+    B, for a 1x1 conv (x read in place) and a 3x3 one (im2col); bitwise the unpacked call."""
+    lucid.random.seed(4)
+    m = nn.Sequential(
+        nn.Conv2d(24, 40, 1), nn.HardSwish(), nn.Conv2d(40, 36, 3, padding=1, stride=2)
+    ).eval()
+    x = np.random.default_rng(1).standard_normal((3, 24, 15, 13)).astype(np.float32)
+    cm = lucid.compile(m)
+    check(cm, m, x)
+    e = cm.entry()
+    assert e.packed is not None and [p for p, _ in e.packed.slots] == [0, 2]  # both weights
+    assert "_gemm_pack_a(const float *restrict A" in cm.c_source
+    assert sum(refreshes) == 2
+    check(cm, m, x)
+    assert sum(refreshes) == 2, "an unchanged weight was packed again"
+    with lucid.no_grad():
+        m[2].weight[:, :3] = 0.25
+    check(cm, m, x)
+    assert sum(refreshes) == 3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prepacked_conv_weight_over_several_k_blocks_and_partial_panels(dtype: type) -> None:
+    """K = 300 x 3 x 3 = 2700 spans several K blocks of the packed A; 23 output channels leave
+    the last micro-panel of rows partial; both dtypes, bitwise the unpacked call."""
+    lucid.random.seed(5)
+    m = nn.Conv2d(300, 23, 3, padding=1, dtype=dtype).eval()
+    x = np.random.default_rng(2).standard_normal((2, 300, 9, 11)).astype(dtype)
+    cm = lucid.compile(m)
+    got = cm(x).data
+    tol = 1e-4 if dtype is np.float32 else 1e-11
+    np.testing.assert_allclose(got, eager(m, x), rtol=tol, atol=tol)
+    e = cm.entry()
+    assert e.packed is not None and e.packed.nbytes() > 0
+    (unpacked,) = e.forward.run(x, *e.params())
+    np.testing.assert_array_equal(got, unpacked)
+    kcs = [int(v) for v in re.findall(r"cache blocks mc=\d+ kc=(\d+)", cm.c_source)]
+    assert kcs and all(kc < 2700 for kc in kcs)  # more than one K block

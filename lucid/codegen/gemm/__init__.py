@@ -94,6 +94,7 @@ from lucid.codegen.gemm.emit import (
     gemm_parts,
     gemm_prototype,
     plan_paths,
+    prepacked_a_elems,
     prepacked_b_elems,
 )
 from lucid.codegen.gemm.shared import (
@@ -143,6 +144,7 @@ __all__ = [
     "parallel_block",
     "parse_cpuinfo",
     "plan_paths",
+    "prepacked_a_elems",
     "prepacked_b_elems",
     "table_blocks",
 ]

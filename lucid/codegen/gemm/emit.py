@@ -96,6 +96,8 @@ def gemm_params(spec: GemmSpec) -> list[tuple[str, str]]:
             params.append((f"{t} *", "colsum"))
     if prepacked_b_elems(spec):
         params.append((f"const {t} *", "Bp"))
+    if prepacked_a_elems(spec):
+        params.append((f"const {t} *", "Ap"))
     params.append(("int", "nthreads"))
     return params
 
@@ -113,6 +115,21 @@ def prepacked_b_elems(spec: GemmSpec) -> int:
         return 0
     nr = spec.resolved_blocking().nr
     return k * (-(-n // nr) * nr)
+
+
+def prepacked_a_elems(spec: GemmSpec) -> int:
+    """Elements of `NAME_pack_a`'s output (op(A) in the blocked path's packed layout), or 0 when
+    the spec has no prepacked A (not asked for, a runtime M or K, K == 0, or no blocked path).
+
+    The layout is the driver's (`_prepack_a` in gemm/driver.c.j2): K blocks one after another,
+    each of ceil(M / mr) zero-padded micro-panels of mr rows, so K * (M rounded up to mr)."""
+    m, k = spec.m, spec.k
+    if not spec.prepack_a or m is None or k is None or m == 0 or k == 0:
+        return 0
+    if not plan_paths(spec)[1]:
+        return 0
+    mr = spec.resolved_blocking().mr
+    return k * (-(-m // mr) * mr)
 
 
 def gemm_prototype(spec: GemmSpec) -> str:
@@ -186,6 +203,8 @@ class NodeTemplate:
     pack_a: str
     pack_b: str
     prepacked: int  # elements of NAME_pack_b's output; 0: no prepacked B
+    prepacked_a: int  # elements of NAME_pack_a's output; 0: no prepacked A
+    m: int | None  # the static M (for NAME_pack_a)
     n: int | None  # the static N and K (for NAME_pack_b)
     k: int | None
 
@@ -296,6 +315,8 @@ def _node_template(spec: GemmSpec) -> NodeTemplate:
         pack_a=pack_a,
         pack_b=pack_b,
         prepacked=prepacked_b_elems(spec),
+        prepacked_a=prepacked_a_elems(spec),
+        m=spec.m,
         n=spec.n,
         k=spec.k,
     )

@@ -314,6 +314,7 @@ def blocked_blocks(
     decl = (
         f"LUCID_SHARED_FN int {name}_run(const lucid_gemm_{s} *g, int nthreads);\n"
         f"LUCID_SHARED_FN void {name}_prepack(const lucid_gemm_{s} *g, {dtype} *restrict out);\n"
+        f"LUCID_SHARED_FN void {name}_prepack_a(const lucid_gemm_{s} *g, {dtype} *restrict out);\n"
     )
     text = render("gemm/driver.c.j2", k=k)
     blocks.append(_guard(name, "micro-kernels and blocked driver", text, decl))

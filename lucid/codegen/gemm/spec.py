@@ -55,6 +55,9 @@ class GemmSpec:
     # op(B) may come packed ahead of the call (a weight, packed once while it is unchanged):
     # adds `NAME_pack_b` and a `Bp` parameter when N and K are static and the blocked path exists
     prepack_b: bool = False
+    # op(A) likewise (a conv's weight: A of y = w @ col): `NAME_pack_a` and an `Ap` parameter
+    # when M and K are static and the blocked path exists
+    prepack_a: bool = False
 
     def resolved_blocking(self) -> Blocking:
         """The blocking actually used."""
