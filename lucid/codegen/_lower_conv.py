@@ -5,14 +5,18 @@ Two forward strategies, chosen here from the static shapes:
   buffer (`im2col`, K = C/groups * kh * kw rows of OH * OW) and one generated GEMM computes
   y[Og, OH*OW] = w_g[Og, K] @ col[K, OH*OW]; its epilogue adds the bias (a per-row operand)
   and applies the fused elementwise steps, exactly as Linear's GEMM does. A 1x1 kernel with
-  stride 1 and no padding reads x directly (no unfold). With enough tasks for the threads,
-  each thread runs whole tasks (own column buffer, single-threaded GEMM); otherwise each GEMM
-  splits its own work. The GEMM never splits K, so the results do not depend on the threads.
-- direct depthwise (groups == C, one input channel per group): the input plane is copied once
-  into a zero-bordered scratch plane, then the outputs accumulate `w[i, j] * shifted plane`
-  over the kernel taps: for stride 1 one unit-stride loop over the whole plane per tap
-  (computed as wide as the scratch's rows), else a loop over each output row; GCC vectorises
-  them. The epilogue runs on the finished sums. Planes are split over threads.
+  stride 1 and no padding reads x directly (no unfold). With one group the weight (the GEMM's
+  A) is packed once per change and kept (prepack_a), not per call and image. With enough
+  tasks for the threads, each thread runs whole tasks (own column buffer, single-threaded
+  GEMM); otherwise each GEMM splits its own work. The GEMM never splits K, so the results do
+  not depend on the threads.
+- direct (depthwise: groups == C, one input channel per group; or an ungrouped conv with few
+  taps and outputs, `_dense_direct`, as a network's RGB stem): the input planes are copied
+  once into a zeroed scratch, split by the stride into phase planes (`Phases`), so that every
+  tap reads one contiguous run of it; register blocks of sums accumulate `w * run` over the
+  taps in order (a multiply then an add each), several outputs per loaded run for a dense
+  conv; the epilogue runs on the finished sums. Planes (depthwise) or (image, group of
+  outputs) tasks are split over threads.
 The gradients reuse the unfold: grad_weight = sum over images of g_n,g @ col^T (a GEMM with B
 transposed, images added in order), grad_input = fold(w_g^T @ g_n,g) (a GEMM with A
 transposed, then `col2im`; tasks split over threads as in the forward); a depthwise conv's
@@ -315,8 +319,9 @@ DENSE_TILE = {"avx512": (4, 6), "avx2": (2, 2), "scalar": (2, 2)}
 
 @dataclass(frozen=True)
 class Phases:
-    """The depthwise forward's scratch: the zero-padded input plane split by the stride into
-    sh * sw phase planes of Hq x Wq (phase (a, b) holds padded rows a, a + sh, ... and columns
+    """The direct forward's scratch: each input channel's zero-padded plane (one for a
+    depthwise task, all C for a dense one) split by the stride into sh * sw phase planes of
+    Hq x Wq (phase (a, b) holds padded rows a, a + sh, ... and columns
     b, b + sw, ...), so that every tap reads one phase plane at unit stride: output (oy, ox)
     of tap (i, j) is element (oy + i*dh // sh, ox + j*dw // sw) of phase (i*dh % sh, j*dw % sw).
     The sums of a plane are computed OH * Wq wide (columns >= OW are never stored), in blocks
@@ -575,8 +580,8 @@ def _dense_direct(g: Geometry) -> bool:
     (C * kh * kw <= DENSE_DIRECT_TAPS) and few output channels (<= DENSE_DIRECT_OUT), as in a
     network's first layer on an RGB image. There the GEMM is short and thin (M = O rows
     barely fill its register tiles, K = the taps is one short block) and the unfolded columns
-    cost as much as the sums, while the direct path reads the input once per output channel
-    from a stride-split scratch (see conv_depthwise_task.c.j2)."""
+    cost as much as the sums, while the direct path reads each run of its stride-split scratch
+    once for DENSE_TILE outputs (see conv_depthwise_task.c.j2)."""
     return (
         g.G == 1
         and not g.direct
@@ -586,7 +591,8 @@ def _dense_direct(g: Geometry) -> bool:
     )
 
 
-# MobileNetV3's stem (3 x 3 x 3 taps, 16 outputs, 224 x 224): 222 us on the GEMM path, 2 threads
+# MobileNetV3's stem (3 x 3 x 3 taps, 16 outputs, 224 x 224, batch 1, 2 threads of the EPYC):
+# 214 us on the GEMM path (its unfold on one thread), 132 us direct
 DENSE_DIRECT_TAPS = 64
 DENSE_DIRECT_OUT = 32
 
@@ -595,7 +601,7 @@ def _lower_direct(
     ctx: LowerCtx, g: Geometry, srcs: list[int], steps: list[Step], notes: tuple[str, ...]
 ) -> Kernel:
     """The direct forward of a depthwise conv (tasks: (image, channel) planes, each computing
-    its Og outputs) or of a dense one (`_dense_direct`; tasks: (image, output channel), each
+    its Og outputs) or of a dense one (`_dense_direct`; tasks: (image, group of outputs), each
     reading every input channel of its image)."""
     loads: list[tuple[str, str]] = []
     codes: list[str] = []

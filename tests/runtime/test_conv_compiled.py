@@ -169,7 +169,7 @@ def test_depthwise_takes_the_direct_path_and_pointwise_reads_x_directly() -> Non
 
 
 class DepthwiseResidual(nn.Module):
-    """A depthwise conv with a per-channel epilogue, then (when the shapes allow) one with a
+    """A direct-path conv with a per-channel epilogue, then (when the shapes allow) one with a
     whole-tensor residual operand: the in-place and the per-element epilogue."""
 
     def __init__(self, conv: nn.Conv2d, residual: bool) -> None:
@@ -227,21 +227,24 @@ def test_depthwise_phase_planes_match_eager_in_float64(c, mult, k, stride, paddi
         (3, 16, 3, 2, 1, 1, (37, 30)),  # an RGB stem: stride 2, four phase planes per channel
         (2, 5, 5, 1, 2, 1, (12, 9)),  # stride 1: the padded planes themselves
         (2, 32, (3, 2), (1, 3), (2, 0), (2, 1), (11, 20)),  # 32 outputs, dilation, odd kernel
-        (7, 3, 3, 1, 1, 1, (8, 8)),  # 63 taps, a residual the size of the output
+        (7, 7, 3, 1, 1, 1, (8, 8)),  # 63 taps, a residual the size of the output
     ],
 )
 def test_dense_direct_conv_matches_eager_in_float64(c, o, k, stride, padding, dilation, hw):
     """An ungrouped conv with few taps and outputs takes the direct path (the depthwise
     forward's scratch with every input channel's planes in it) at any batch, equal to eager
-    within 1e-12; the tasks are (image, output channel), each filling its image's planes."""
+    within 1e-12; the tasks are (image, group of outputs), each filling its image's planes."""
     lucid.random.seed(8)
     conv = nn.Conv2d(c, o, k, stride=stride, padding=padding, dilation=dilation, dtype=np.float64)
-    model = nn.Sequential(conv, nn.HardSwish())
     x = np.random.default_rng(9).standard_normal((3, c, *hw))
+    with lucid.no_grad():
+        same = conv(lucid.Tensor(x)).shape == x.shape
+    model = DepthwiseResidual(conv, residual=same)
     graph = run_passes(trace(model, lucid.Tensor(x), dynamic_batch=True), default_pipeline())
     source = emit_c(graph, CodegenOptions(isa="avx512")).source
     assert "direct: y[n, o] = epilogue(sum over input channels c and taps (i, j)" in source
     assert "k0_fused_conv_gemm" not in source and "im2col" not in source
+    assert ("the epilogue on every sum in place" in source) != same
     compiled = lucid.compile(model, dynamic_batch=True)
     for n in (1, 3):
         with lucid.no_grad():

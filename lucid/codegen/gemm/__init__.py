@@ -14,7 +14,8 @@ headers; several fragments may share one translation unit) defining::
 
     static int NAME(const T *A, const T *B, T *C, int64_t M, int64_t N, int64_t K,
                     <one `const T *e_<operand>` per distinct epilogue operand, in step order>,
-                    <`T *colsum` when epilogue.colsum>, int nthreads);
+                    <`T *colsum` when epilogue.colsum>, <`const T *Bp` when prepack_b>,
+                    <`const T *Ap` when prepack_a>, int nthreads);
 
 ``gemm_prototype(spec)`` returns that declaration (for a cffi cdef or a forward declaration),
 ``gemm_params(spec)`` the parameter list as (C type, name) pairs. ``gemm_parts(spec)`` splits the
@@ -49,6 +50,13 @@ Small path (``plan_paths``): when static shapes make the GEMM tiny (N*K or M*N a
 K in order with one FMA per product (the blocked path's rounding while K fits one block), no
 packing, allocation or threads. Otherwise, with N static, a runtime check sends calls of at
 most ``Blocking.small_work`` multiply-adds to that loop and the rest to the blocked path.
+
+Row path (``ROW_PATH_ROWS``): a static M of a few rows with op(B) = B^T computes each element
+as a dot product of rows read in place; threads split its columns in 16-column groups.
+
+Prepacked operands: with ``prepack_b`` (a Linear's weight) or ``prepack_a`` (a conv's weight)
+and static dims, ``NAME_pack_b`` / ``NAME_pack_a`` write the operand in the driver's packed
+layout once, and a call given it (``Bp`` / ``Ap``, 64-byte aligned, or NULL) skips packing it.
 
 Kernel (BLIS/GotoBLAS): loops jc (nc columns) -> pc (kc of K) -> ic (mc rows) -> jr (NR) -> ir
 (MR); B panels (kc x nc) and A blocks (mc x kc) are packed per thread into 64-byte aligned
