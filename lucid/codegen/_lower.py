@@ -200,18 +200,18 @@ class LowerCtx:
     def prepack(self, spec: GemmSpec, b: Value) -> Prepack | None:
         """The kernel parameter for B (input `b`) of GEMM `spec` taken prepacked: when `b` is a
         graph param and the spec has a prepacked B (`gemm.prepacked_b_elems`), else None."""
-        elems, param = prepacked_b_elems(spec), self.param_of(b)
-        if not elems or param is None:
-            return None
-        return Prepack(f"{spec.name}_pack_b", spec.dtype, elems, param)
+        return self._prepack(spec, b, prepacked_b_elems(spec), "pack_b")
 
     def prepack_a(self, spec: GemmSpec, a: Value) -> Prepack | None:
         """The kernel parameter for A (input `a`) of GEMM `spec` taken prepacked: when `a` is a
         graph param and the spec has a prepacked A (`gemm.prepacked_a_elems`), else None."""
-        elems, param = prepacked_a_elems(spec), self.param_of(a)
+        return self._prepack(spec, a, prepacked_a_elems(spec), "pack_a")
+
+    def _prepack(self, spec: GemmSpec, v: Value, elems: int, fn: str) -> Prepack | None:
+        param = self.param_of(v)
         if not elems or param is None:
             return None
-        return Prepack(f"{spec.name}_pack_a", spec.dtype, elems, param)
+        return Prepack(f"{spec.name}_{fn}", spec.dtype, elems, param)
 
     def uses_batch(self) -> bool:
         """True if a type of the node holds the batch symbol."""

@@ -108,13 +108,7 @@ def prepacked_b_elems(spec: GemmSpec) -> int:
 
     The layout is the driver's (`_prepack` in gemm/driver.c.j2): K blocks one after another,
     each of ceil(N / nr) zero-padded micro-panels of nr columns, so K * (N rounded up to nr)."""
-    n, k = spec.n, spec.k
-    if not spec.prepack_b or n is None or k is None or n == 0 or k == 0:
-        return 0
-    if not plan_paths(spec)[1]:
-        return 0
-    nr = spec.resolved_blocking().nr
-    return k * (-(-n // nr) * nr)
+    return _prepacked_elems(spec, spec.prepack_b, spec.n, spec.resolved_blocking().nr)
 
 
 def prepacked_a_elems(spec: GemmSpec) -> int:
@@ -123,13 +117,17 @@ def prepacked_a_elems(spec: GemmSpec) -> int:
 
     The layout is the driver's (`_prepack_a` in gemm/driver.c.j2): K blocks one after another,
     each of ceil(M / mr) zero-padded micro-panels of mr rows, so K * (M rounded up to mr)."""
-    m, k = spec.m, spec.k
-    if not spec.prepack_a or m is None or k is None or m == 0 or k == 0:
+    return _prepacked_elems(spec, spec.prepack_a, spec.m, spec.resolved_blocking().mr)
+
+
+def _prepacked_elems(spec: GemmSpec, wanted: bool, dim: int | None, tile: int) -> int:
+    """K * (`dim` rounded up to `tile`) for a prepacked operand of static `dim` and K, else 0."""
+    k = spec.k
+    if not wanted or dim is None or k is None or dim == 0 or k == 0:
         return 0
     if not plan_paths(spec)[1]:
         return 0
-    mr = spec.resolved_blocking().mr
-    return k * (-(-m // mr) * mr)
+    return k * (-(-dim // tile) * tile)
 
 
 def gemm_prototype(spec: GemmSpec) -> str:
