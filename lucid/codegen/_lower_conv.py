@@ -331,7 +331,6 @@ class Phases:
     Hq: int
     Wq: int
     count: int  # sh * sw phase planes
-    channels: int  # input channels in the scratch, one set of phase planes each
     taps: tuple[int, ...]  # scratch offset of each tap (input channel, i, j), row-major
     lanes: int  # elements per vector
     block: int  # vectors per register block
@@ -371,7 +370,6 @@ def phases(
         Hq=hq,
         Wq=wq,
         count=g.sh * g.sw,
-        channels=channels,
         taps=taps,
         lanes=lanes,
         block=block,
