@@ -16,13 +16,14 @@ everything the forward fast path passes), and it hands an empty batch to the slo
 
 from __future__ import annotations
 
-import builtins
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lucid.runtime import threads as _threads
+from lucid.runtime._memo import compiled_code
+from lucid.runtime.cache import cache_root
 from lucid.tensor import Tensor
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def make_backward_one(plan: BackwardPlan, executable: Executable, slow: Any) -> 
     for k, (dt, _) in enumerate(plan.outs):
         ns[f"odt{k}"] = dt
     source = backward_one_source(plan)
-    code = builtins.compile(source, f"<lucid fast backward @{graph.name}>", "exec")
+    code = compiled_code(cache_root(), source, f"<lucid fast backward @{graph.name}>")
     exec(code, ns)  # noqa: S102  (text from backward_one_source: indices and fixed names only)
     return ns["backward"]
 
@@ -146,6 +147,6 @@ def make_attach_one(plan: BackwardPlan, backward: Any, name: str) -> Any:
         "out_kind": plan.out_kind,
     }
     source = attach_one_source(plan)
-    code = builtins.compile(source, f"<lucid fast attach @{name}>", "exec")
+    code = compiled_code(cache_root(), source, f"<lucid fast attach @{name}>")
     exec(code, ns)  # noqa: S102  (text from attach_one_source: indices and fixed names only)
     return ns["attach"]

@@ -22,9 +22,9 @@ one fails returns None, so the slow path finds (or traces) the entry whose guard
 
 from __future__ import annotations
 
-import builtins
 import sys
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +32,7 @@ import numpy as np
 from lucid.ir.types import TensorType, dim_parts
 from lucid.runtime import threads as _threads
 from lucid.runtime._entry import new_seed
+from lucid.runtime._memo import compiled_code
 from lucid.tensor import Tensor
 
 # the module, not `lucid.tensor` the factory function that shadows it as an attribute
@@ -179,10 +180,13 @@ def fast_source(entry: Entry) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_fast(entry: Entry, module: Any, late: Any, late_backward: Any) -> Any:
+def make_fast(
+    entry: Entry, module: Any, late: Any, late_backward: Any, code_root: Path | None = None
+) -> Any:
     """Compile `fast_source(entry)` with its constants bound; None if the entry has no C.
     `late(entry, args, outputs)` makes an eval-mode call's outputs differentiable, and
-    `late_backward(args, k, g)` is the backward of such an output k (inlined for one output)."""
+    `late_backward(args, k, g)` is the backward of such an output k (inlined for one output).
+    The compiled code is kept in the cache `code_root` (None: compiled in every process)."""
     g, forward = entry.graph, entry.forward
     call = getattr(forward, "call_objects", None)
     if entry.state_slots:  # buffer write-back (BatchNorm training) lives in the slow path only
@@ -225,7 +229,7 @@ def make_fast(entry: Entry, module: Any, late: Any, late_backward: Any) -> Any:
         ns[f"oshape{k}"] = t.shape[1:] if _lead_factor(t) is not None else t.shape
         if any(isinstance(d, str) for d in ns[f"oshape{k}"]):
             return None  # a symbol past axis 0: leave it to the generic path
-    code = builtins.compile(fast_source(entry), f"<lucid fast path @{g.name}>", "exec")
+    code = compiled_code(code_root, fast_source(entry), f"<lucid fast path @{g.name}>")
     exec(code, ns)  # noqa: S102  (text from fast_source: indices and fixed names only)
     return ns["fast"]
 

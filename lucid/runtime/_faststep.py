@@ -23,7 +23,6 @@ objects, group keys and values, shapes) is bound in the function's namespace.
 
 from __future__ import annotations
 
-import builtins
 import threading
 from collections.abc import Mapping
 from operator import attrgetter
@@ -34,6 +33,8 @@ import numpy as np
 from lucid.nn.module import STRUCTURE_VERSION
 from lucid.runtime import threads as _threads
 from lucid.runtime._entry import new_seed
+from lucid.runtime._memo import compiled_code
+from lucid.runtime.cache import cache_root
 from lucid.tensor import Tensor
 
 if TYPE_CHECKING:
@@ -278,7 +279,7 @@ def make_step_fast(entry: StepEntry, owner: CompiledStep) -> Callable[..., Any] 
     }
     source = step_fast_source(entry, ns)
     ns["plan"] = entry.plan
-    code = builtins.compile(source, f"<lucid step fast path @{graph.name}>", "exec")
+    code = compiled_code(cache_root(), source, f"<lucid step fast path @{graph.name}>")
     exec(code, ns)  # noqa: S102  (text from step_fast_source: indices and fixed names only)
     fast: Callable[..., Any] = ns["fast"]
     return fast

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -125,7 +124,7 @@ def index_key(ir_text: str, isa: str, prefix: str, build: Any) -> str:
         "code": code_fingerprint(),
         "cffi": _cffi_backend.__version__,
         "cache_tag": sys.implementation.cache_tag,
-        "ext_suffix": _build.EXT_SUFFIX,  # read at import: see build.py
+        "ext_suffix": _build.EXT_SUFFIX,
         "machine": os.uname().machine,
         # codegen reads the cpu for isa "auto" even without -march=native, so always included
         "cpu": _build.cpu_id(),
@@ -175,6 +174,8 @@ def record(root: Path, ikey: str, build_key: str, prefix: str, batch_symbol: str
 
 def _write_json(directory: Path, name: str, data: Any) -> None:
     """Write directory/name atomically (a reader sees the old file or the new, never half)."""
+    import tempfile  # here, not at the top: a warm start only reads the index
+
     try:
         os.mkdir(directory, 0o700)
     except FileExistsError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -351,6 +350,8 @@ class CBackend:
                 first or self._generate(graphs[0], options[0], fkey),
                 second or self._generate(graphs[1], options[1], skey),
             )
+        from concurrent.futures import ThreadPoolExecutor
+
         from lucid.codegen.emit_c import second_unit, union_blocks
 
         split = tuple(replace(o, split=True) for o in options)

@@ -4,6 +4,10 @@ cffi writes the wrapper C (`set_source` + `emit_c_code`); lucid compiles it itse
 flags of `BuildOptions` instead of cffi's `compile()`, which goes through setuptools/distutils:
 that would add the interpreter's own CFLAGS (-fwrapv, -g, whatever Python was configured with),
 its RUNPATH and linker choice, cost a setuptools import per build, and hide the exact command.
+
+What only a build needs (subprocess, shutil, sysconfig, cffi) is imported where it is used: a
+warm start loads through `load_cached` and never runs the compiler, and those imports were
+~10 ms of its ~50 (AMD EPYC, Python 3.11).
 """
 
 from __future__ import annotations
@@ -15,16 +19,14 @@ import logging
 import os
 import platform
 import shlex
-import shutil
-import subprocess
 import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -69,14 +71,22 @@ _PLATFORM_LINK: tuple[str, ...] = (
     ("-undefined", "dynamic_lookup") if sys.platform == "darwin" else ()
 )
 _NO_COMPILER_HELP = "install gcc or clang (e.g. `apt-get install gcc`), or set CC to a C compiler"
-# Read once, at import: sysconfig fills its config dict lazily and without a lock, so a thread
-# asking while another fills it gets None (a grad compile builds forward and backward on two
-# threads). A None in the keys made the backward's index and build keys differ between the
-# process that built it and every later one, so the first warm process missed the index.
-EXT_SUFFIX: str | None = sysconfig.get_config_var("EXT_SUFFIX")
-_PY_INCLUDES: tuple[str, ...] = tuple(
-    dict.fromkeys((sysconfig.get_paths()["include"], sysconfig.get_paths()["platinclude"]))
-)
+# The suffix an extension module of this interpreter is loaded by (sysconfig's EXT_SUFFIX, the
+# first of importlib's list), without importing sysconfig on a warm start.
+EXT_SUFFIX: str | None = EXTENSION_SUFFIXES[0] if EXTENSION_SUFFIXES else None
+_PY_INCLUDES_LOCK = threading.Lock()
+
+
+@cache
+def _py_includes() -> tuple[str, ...]:
+    """Python's include directories, once per process. Under a lock: sysconfig fills its config
+    dict lazily and without one, so a thread asking while another fills it can get None (a grad
+    compile builds forward and backward on two threads)."""
+    import sysconfig
+
+    with _PY_INCLUDES_LOCK:
+        paths = sysconfig.get_paths()
+    return tuple(dict.fromkeys((paths["include"], paths["platinclude"])))
 
 
 @dataclass(frozen=True)
@@ -273,7 +283,7 @@ def resolve_compiler(cc: str | None) -> tuple[str, ...]:
         words, origin = shlex.split(os.environ["CC"]), f"$CC={os.environ['CC']!r}"
     else:
         words, origin = ["cc"], "the default 'cc'"
-    exe = shutil.which(words[0])
+    exe = _which(words[0])
     if exe is None:
         raise CompilerNotFoundError(
             f"no C compiler found: {origin} is not an executable on PATH. lucid compiles "
@@ -282,8 +292,25 @@ def resolve_compiler(cc: str | None) -> tuple[str, ...]:
     return (os.path.abspath(exe), *words[1:])
 
 
+def _which(name: str) -> str | None:
+    """`name` if it is a path to an executable file, else the first executable file of that
+    name in a $PATH directory (shutil.which's answer on POSIX, without importing shutil and
+    the compression modules it pulls in: this runs at every warm start)."""
+    if os.sep in name or (os.altsep and os.altsep in name):
+        candidates = [name]
+    else:
+        dirs = os.environ.get("PATH", os.defpath).split(os.pathsep)
+        candidates = [os.path.join(d or os.curdir, name) for d in dirs]
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
 def _compiler_version(compiler: tuple[str, ...]) -> str:
     """`<compiler> --version`, once per process (and again if the binary changes)."""
+    import subprocess
+
     st = os.stat(compiler[0])
     memo = (compiler, st.st_ino, st.st_mtime_ns, st.st_size)
     if memo not in _VERSIONS:
@@ -395,7 +422,7 @@ def _commands(
     if second is None and n_units == 0:
         return _Commands((_command(compiler, options, module_name),))
     base = [*compiler, "-fPIC", "-fvisibility=hidden", *options.flags]
-    includes = [f"-I{d}" for d in _PY_INCLUDES]
+    includes = [f"-I{d}" for d in _py_includes()]
     so = _so_name(module_name)
     sources = [f"{module_name}.c", *(unit_file(module_name, i) for i in range(n_units))]
     objects = [name[:-2] + ".o" for name in sources]
@@ -422,7 +449,7 @@ def _command(compiler: tuple[str, ...], options: BuildOptions, module_name: str)
         *compiler,
         *_BASE_ARGS,
         *options.flags,
-        *(f"-I{d}" for d in _PY_INCLUDES),
+        *(f"-I{d}" for d in _py_includes()),
         f"{module_name}.c",
         "-o",
         _so_name(module_name),
@@ -466,6 +493,8 @@ def run_compiler(command: list[str], cwd: Path, *, what: str, where: str) -> str
 
     `what` names the artifact and `where` tells the user where the sources are kept.
     """
+    import subprocess
+
     try:
         run = subprocess.run(
             command,
@@ -498,6 +527,8 @@ def _compile_units(commands: _Commands, work: Path, obj: Path | None, where: str
     """Compile the module's units, each by a compiler process of its own, while the shared
     object `obj` (if any) is obtained (compiled here under its lock, waited for while another
     build compiles it, or found), then link; returns the compilers' stderr."""
+    import subprocess
+
     assert commands.link is not None
     procs: list[tuple[list[str], subprocess.Popen[str]]] = []
     try:
@@ -580,6 +611,8 @@ def _build_entry(
     debug_dir: Path | None,
 ) -> dict[str, Any]:
     """Compile into a temp dir in the cache, record meta.json, and move it into place."""
+    import shutil
+
     units, second = sources
     source = units[0]
     command = commands.compiles[0]  # the module's own compile

@@ -29,9 +29,7 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +124,8 @@ _fallback: tuple[int, Path] | None = None  # (pid, root) of this process's tempo
 
 def _private_fallback(wanted: Path, reason: CacheError) -> Path:
     """This process's private temporary cache, made at the first need and removed at exit."""
+    import tempfile
+
     global _fallback
     if _fallback is None or _fallback[0] != os.getpid():
         root = Path(tempfile.mkdtemp(prefix="lucid-cache-"))
@@ -142,7 +142,7 @@ def _private_fallback(wanted: Path, reason: CacheError) -> Path:
 
 def _remove_fallback(pid: int, root: Path) -> None:
     if os.getpid() == pid:  # not in a forked child, whose parent still uses it
-        shutil.rmtree(root, ignore_errors=True)
+        _rmtree(root)
 
 
 def environment_error(what: str, exc: OSError) -> CacheError:
@@ -300,7 +300,7 @@ def sweep_stale(root: Path, held: str | None = None) -> int:
                 continue
             path = directory / name
             if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
+                _rmtree(path)
             else:
                 with contextlib.suppress(OSError):
                     path.unlink()
@@ -345,6 +345,8 @@ def valid_meta(entry: Path, key: str) -> dict[str, Any] | None:
 def new_workdir(root: Path, key: str) -> Path:
     """A private (0700) temp dir in the cache root, on the same filesystem as the entries;
     the caller holds the key's lock. Leftovers of killed builds are removed first."""
+    import tempfile
+
     sweep_stale(root, held=key)
     return Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
 
@@ -364,9 +366,19 @@ def remove_entry(root: Path, key: str) -> None:
 
 def _discard(root: Path, key: str, path: Path) -> None:
     """Rename path out of the way, then delete it, so no reader ever sees it half-deleted."""
+    import tempfile
+
     trash = Path(tempfile.mkdtemp(prefix=f".trash-{key}-", dir=root))
     os.rename(path, trash / "old")
-    shutil.rmtree(trash, ignore_errors=True)
+    _rmtree(trash)
+
+
+def _rmtree(path: Path) -> None:
+    """Delete a directory tree, ignoring errors (shutil is imported only when something is
+    deleted: a warm start never does)."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def cache_info(cache_dir: Path | str | None = None) -> dict[str, Any]:
@@ -419,7 +431,7 @@ def cache_clear(cache_dir: Path | str | None = None) -> int:
             # leftovers of killed processes.
             for child in root.glob(f".*-{key}-*"):
                 if _WORK_RE.match(child.name):
-                    shutil.rmtree(child, ignore_errors=True)
+                    _rmtree(child)
             entry = root / key
             if entry.is_dir() and not entry.is_symlink():
                 _discard(root, key, entry)
@@ -460,11 +472,13 @@ def _clear_index(root: Path) -> None:
     for name in os.listdir(index):
         stem = name.removesuffix(".json").removesuffix(".pkl").removeprefix("passes-")
         # lowerings-KEY.json: written by earlier versions of lucid (a pipeline filter, removed);
-        # passes-KEY.pkl: the pass memo (_memo.py); jinja-SHA1.cache: compiled C templates
-        # (codegen._jinja)
+        # passes-KEY.pkl: the pass memo and code-KEY.marshal the code memo (_memo.py);
+        # jinja-SHA1.cache: compiled C templates (codegen._jinja)
         template = re.fullmatch(r"jinja-[0-9a-f]{40}\.cache", name)
+        code = name.startswith("code-") and _KEY_RE.fullmatch(name[5:].removesuffix(".marshal"))
         ours = (
             _KEY_RE.fullmatch(stem.removeprefix("lowerings-"))
+            or code
             or name.startswith(".tmp-")
             or template
         )

@@ -24,7 +24,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -493,7 +492,11 @@ class CompiledModule:
                 entry.guards = tuple(guards)
                 entry.set_state(self.module, state)
                 entry.fast = make_fast(
-                    entry, self.module, self._differentiable_later, self._late_backward
+                    entry,
+                    self.module,
+                    self._differentiable_later,
+                    self._late_backward,
+                    code_root=cache_root() if self.backend.name == "c" else None,
                 )
                 with self._install_lock:
                     if self._generation == generation:  # else the module changed meanwhile
@@ -592,6 +595,8 @@ class CompiledModule:
                 self._backend_options(debug_path, rows, split=False, graph_key=fkey),
                 self._backend_options(bpath, rows, split=False, graph_key=bkey),
             )
+            from concurrent.futures import ThreadPoolExecutor  # cold builds only
+
             with ThreadPoolExecutor(max_workers=1) as pool:
                 pending = pool.submit(self.backend.prepare, graphs[1], opts[1])
                 forward = self.backend.prepare(graphs[0], opts[0])

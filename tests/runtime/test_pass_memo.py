@@ -239,3 +239,68 @@ def test_the_key_sees_attrs_locations_and_names_but_nothing_else() -> None:
         _memo.memo_key(_graph(0.5, 3), ["cse"], (True,)),  # a grad entry
     ]
     assert len({key, *changed}) == 1 + len(changed)
+
+
+def test_a_memo_keeps_shared_values_shared_and_graphs_exact(cache: Path) -> None:
+    """Values, Nodes and types are pickled as their fields (_memo._Pickler): what loads is the
+    same graph, and a value both graphs of a payload hold is one object in both."""
+    from lucid.ir.verify import verify
+
+    graph = _graph(2.5, 7)
+    _memo.store(cache_root(), "a" * 64, (graph, graph, graph.inputs[0]))
+    first, second, x = _memo.load(cache_root(), "a" * 64, tuple)
+    assert first is second and x is first.inputs[0]
+    assert _memo.structure(first) == _memo.structure(graph)
+    verify(first)  # every input of a node is the very object an earlier node or input defined
+    assert first.nodes[1].inputs[0] is first.inputs[0]
+    assert first.nodes[1].attrs == graph.nodes[1].attrs
+
+
+def code_files(cache: Path) -> list[Path]:
+    return sorted((cache / "index").glob(f"{_memo.CODE_PREFIX}*{_memo.CODE_SUFFIX}"))
+
+
+SOURCE = "def f(x):\n    return x * 3 + 1\n"
+
+
+def run_code(code) -> int:
+    ns: dict = {}
+    exec(code, ns)  # noqa: S102 - the test's own source
+    return ns["f"](2)
+
+
+@pytest.mark.parametrize("damage", ["none", "flip", "not code", "empty"])
+def test_generated_code_is_kept_and_a_damaged_file_recompiled(cache: Path, damage: str) -> None:
+    import marshal
+
+    code = _memo.compiled_code(cache_root(), SOURCE, "<lucid test>")
+    (path,) = code_files(cache)
+    data = path.read_bytes()
+    if damage == "flip":
+        path.write_bytes(data[:-3] + bytes([data[-3] ^ 0x10]) + data[-2:])
+    elif damage == "not code":  # intact, but not a code object of that name
+        payload = marshal.dumps(compile("y = 1", "<other>", "exec"))
+        path.write_bytes(_memo.hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    again = _memo.compiled_code(cache_root(), SOURCE, "<lucid test>")
+    assert run_code(code) == run_code(again) == 7
+    assert again.co_filename == "<lucid test>"
+    digest, _, payload = path.read_bytes().partition(b"\n")  # a damaged file is written again
+    assert digest == _memo.hashlib.sha256(payload).hexdigest().encode()
+    assert marshal.loads(payload).co_filename == "<lucid test>"
+    other = _memo.compiled_code(cache_root(), SOURCE, "<another name>")
+    assert other.co_filename == "<another name>" and len(code_files(cache)) == 2
+    assert run_code(_memo.compiled_code(None, SOURCE, "<lucid test>")) == 7
+    assert len(code_files(cache)) == 2  # None: nothing kept
+
+
+def test_a_compiled_modules_fast_path_code_is_kept_and_cleared(cache: Path) -> None:
+    a, b = seed_pair()
+    with lucid.no_grad():
+        want = lucid.compile(a)(X).data
+        assert len(code_files(cache)) == 1
+        np.testing.assert_array_equal(lucid.compile(b)(X).data, want)  # from the file
+    assert len(code_files(cache)) == 1
+    cache_clear()
+    assert not code_files(cache)
