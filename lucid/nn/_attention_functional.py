@@ -9,6 +9,7 @@ like any other chain of ops, under a dynamic batch too.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Sequence
@@ -103,7 +104,7 @@ def attention(
     scores = apply(_BATCH_MATMUL, (query * s, key), {"trans_a": False, "trans_b": True})
     if is_causal:  # a constant mask: a symbolic length specializes the trace, as tril does
         rows, cols = (operator.index(d) for d in scores.shape[-2:])
-        masks = (("causal mask", Tensor(np.tril(np.ones((rows, cols), dtype=bool))), True),)
+        masks = (("causal mask", _causal_mask(rows, cols), True),)
     for name, mask, keep in masks:
         scores = _apply_mask(where, name, scores, mask, keep)
     weights = scores.softmax(-1)
@@ -120,6 +121,17 @@ def _seed() -> Tensor:
     if seed is None:
         seed = Tensor(np.array(_random.draw_seed(), dtype=np.int64))
     return seed
+
+
+@functools.lru_cache(maxsize=16)
+def _causal_mask(rows: int, cols: int) -> Tensor:
+    """The [rows, cols] causal mask (True on and below the diagonal), one read-only Tensor per
+    size shared by every layer and call: a trace then records one constant for it, where each
+    layer's own 64 x 64 mask was a constant node of 4096 elements to build, check and print
+    (4 layers: a third of the small GPT's trace time)."""
+    mask = Tensor(np.tril(np.ones((rows, cols), dtype=bool)))
+    mask.data.flags.writeable = False
+    return mask
 
 
 def _apply_mask(where: str, name: str, scores: Tensor, mask: Any, keep: bool) -> Tensor:

@@ -182,3 +182,36 @@ def test_dropout_in_training_draws_eagers_masks(dynamic: bool) -> None:
     assert not np.allclose(results[0][0], plain)  # dropout did act in training mode
     for got, want in zip(results[1], results[0]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_every_causal_layer_shares_one_mask_constant() -> None:
+    """is_causal's mask is one read-only Tensor per size, so a trace of several causal layers
+    records it once (each layer's own mask was a constant node of T*T elements to build, check
+    and print: a third of the small GPT's trace time), and compiled still matches eager."""
+    from lucid.ir.trace import trace
+
+    class Causal(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.ModuleList([nn.Linear(D, 3 * D) for _ in range(3)])
+
+        def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+            for p in self.proj:
+                q, k, v = p(x).split(D, dim=2)
+                x = x + F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return x
+
+    lucid.random.seed(1)
+    model = Causal().eval()
+    x = np.random.default_rng(0).standard_normal((2, T, D)).astype(np.float32)
+    graph = trace(model, x)
+    masks = [n for n in graph.nodes if n.op == "constant" and n.result.type.dtype.value == "bool"]
+    assert len(masks) == 1 and masks[0].result.type.shape == (T, T)
+    with lucid.no_grad():
+        want = model(lucid.Tensor(x)).data
+        got = lucid.compile(model)(x).data
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    from lucid.nn._attention_functional import _causal_mask
+
+    with pytest.raises(ValueError, match="read-only"):  # the shared mask cannot be written
+        _causal_mask(T, T).data[0, 1] = True
