@@ -444,21 +444,35 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
     )
 
 
+# Past this many arrays the shim's entry points (shim.c.j2) take their addresses as one array
+# (PREFIX_call_vector*, cffi converts a tuple) instead of one argument each
+# (PREFIX_call_objects*): cffi's wrappers of a function of n arguments are straight-line code
+# gcc compiles in superlinear time. The C of
+# MobileNetV3-Small's forward (250 arrays) spent ~1.3 s of its 2.3 s program unit in them, its
+# training forward (685) ~6 s of 9. A call costs ~3-6 us more at 250 arrays (9.6 us for cffi's
+# tuple conversion against 6.3 us of arguments, AMD EPYC), under 0.5% of such a model's call.
+VECTOR_ARITY = 64
+
+
 # A kernel unit is worth its compiler process and link step (~30 ms) from about this much C of
 # kernels. The program's own unit compiles as long as _MAIN_CHARS + _POINTER_CHARS per pointer
 # argument more of kernels would (measured with gcc 12 -O3: Python.h, the run function, and
 # cffi's wrappers of the shim's calls, which convert every pointer; MobileNetV3-Small's 212
-# pointers took 0.8 s, its kernels ~0.7 s per 100 KB).
+# pointers took 0.8 s, its kernels ~0.7 s per 100 KB). Past VECTOR_ARITY pointers the
+# shim's calls take them as one array and cffi's wrappers no longer grow with them:
+# _VECTOR_POINTER_CHARS each (the run function's locals; MobileNetV3-Small's 250: ~0.5 s).
 _UNIT_MIN_CHARS = 40_000
 _MAIN_CHARS = 20_000
 _POINTER_CHARS = 450
+_VECTOR_POINTER_CHARS = 150
 
 
 def _assign_units(kernels: Sequence[Kernel], units: int, n_pointers: int) -> list[int]:
     """The unit of each kernel: 0 (the program's) or 1, 2, ...: contiguous runs of about equal
     compile time, at most `units` in all (fewer when the kernels are small)."""
     sizes = [len(k.support) + len(k.body) for k in kernels]
-    main = _MAIN_CHARS + _POINTER_CHARS * n_pointers
+    per_pointer = _POINTER_CHARS if n_pointers <= VECTOR_ARITY else _VECTOR_POINTER_CHARS
+    main = _MAIN_CHARS + per_pointer * n_pointers
     units = max(1, min(units, sum(sizes) // _UNIT_MIN_CHARS + 1))
     share, done, out = (sum(sizes) + main) / units, float(main), []
     for size in sizes:

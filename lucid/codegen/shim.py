@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lucid.codegen._jinja import render
-from lucid.codegen.emit_c import CProgram, entry_cdef
+from lucid.codegen.emit_c import VECTOR_ARITY, CProgram, entry_cdef
 
 __all__ = ["cffi_module", "with_other_units"]
 
@@ -25,16 +25,25 @@ class _Shim:
 
     prefix: str
     arity: int  # inputs, params, outputs
+    n_in: int  # inputs and params: the arrays `PREFIX_run_packed` takes as `inputs`
     cdef: bool  # the declarations only
+
+    @property
+    def vector(self) -> bool:
+        """Whether the addresses come as one array (see VECTOR_ARITY)."""
+        return self.arity > VECTOR_ARITY
 
 
 def cffi_module(program: CProgram) -> tuple[str, str]:
     """(C source, cdef) of the cffi module of `program`: the program followed by the shim's
-    `PREFIX_call_objects` and `PREFIX_call_objects_packed`, and the declarations of both and of
-    the program's entry points but `PREFIX_call` (lucid.compile calls the shim's instead)."""
-    arity = len(program.input_types) + len(program.param_types) + len(program.output_types)
-    source = render("shim.c.j2", s=_Shim(program.prefix, arity, cdef=False))
-    cdef = render("shim.c.j2", s=_Shim(program.prefix, arity, cdef=True))
+    `PREFIX_call_objects`, `PREFIX_call_objects_packed` and `PREFIX_call_objects_back` (each
+    fills the arrays of `PREFIX_run_packed` and calls it; `PREFIX_call_vector*` instead past
+    VECTOR_ARITY arrays), and the declarations of those and of the program's entry points but
+    `PREFIX_call` (lucid.compile calls the shim's instead)."""
+    n_in = len(program.input_types) + len(program.param_types)
+    arity = n_in + len(program.output_types)
+    source = render("shim.c.j2", s=_Shim(program.prefix, arity, n_in, cdef=False))
+    cdef = render("shim.c.j2", s=_Shim(program.prefix, arity, n_in, cdef=True))
     entries = entry_cdef(program.prefix, arity, call=False)  # the shim's calls replace PREFIX_call
     return program.source + source, entries + "\n" + cdef
 

@@ -214,15 +214,11 @@ class CExecutable:
         self._source = source  # what was compiled (the program and the shim); None: read lazily
         self.lib = built.lib
         self.ffi = built.ffi
-        self.call_objects: Callable[..., int] = getattr(built.lib, f"{prefix}_call_objects")
         self.array_data: Callable[[int], int] = getattr(built.lib, f"{prefix}_array_data")
-        self.call_objects_packed: Callable[..., int] = getattr(
-            built.lib, f"{prefix}_call_objects_packed"
-        )
-        # the same, then copies outputs into other arrays (see shim.c.j2; a training step's
-        # new parameters into the parameters' arrays)
-        self.call_objects_back: Callable[..., int] = getattr(
-            built.lib, f"{prefix}_call_objects_back"
+        # call_objects_back: the same, then copies outputs into other arrays (see shim.c.j2; a
+        # training step's new parameters into the parameters' arrays)
+        self.call_objects, self.call_objects_packed, self.call_objects_back = _object_calls(
+            built.lib, prefix
         )
         self.pack_slots = pack_slots(built.ffi, built.lib, prefix)
         self._pack = getattr(built.lib, f"{prefix}_pack")
@@ -324,6 +320,28 @@ class CExecutable:
         info = self.build_info
         where = f"{'cache' if info and info.from_cache else 'built'} {info.path}" if info else ""
         return f"c: @{self.graph.name}, {len(self.graph.nodes)} nodes, {where}"
+
+
+def _object_calls(lib: Any, prefix: str) -> tuple[Callable[..., int], ...]:
+    """(call_objects, call_objects_packed, call_objects_back) of a module: its shim's entry
+    points, or past emit_c.VECTOR_ARITY arrays adapters of the same signatures that hand the
+    addresses to PREFIX_call_vector* as one tuple (with their count, which the C checks)."""
+    vector = getattr(lib, f"{prefix}_call_vector", None)
+    if vector is None:
+        return tuple(getattr(lib, f"{prefix}_call_objects{s}") for s in ("", "_packed", "_back"))
+    packed = getattr(lib, f"{prefix}_call_vector_packed")
+    back = getattr(lib, f"{prefix}_call_vector_back")
+
+    def call_objects(*a: int) -> int:
+        return int(vector(a[:-2], len(a) - 2, a[-2], a[-1]))
+
+    def call_objects_packed(*a: int) -> int:
+        return int(packed(a[:-3], len(a) - 3, a[-3], a[-2], a[-1]))
+
+    def call_objects_back(*a: int) -> int:
+        return int(back(a[:-3], len(a) - 3, a[-3], a[-2], a[-1]))
+
+    return call_objects, call_objects_packed, call_objects_back
 
 
 class CBackend:
