@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from lucid.codegen._jinja import keep_bytecode_in
+from lucid.codegen._jinja import PACKAGE_BYTECODE, keep_bytecode_in
 from lucid.codegen._lower import Kernel, LowerCtx
 from lucid.codegen.emit_c import ERRORS, CodegenOptions, CProgram, emit_c, error_for
 
 __all__ = [
     "ERRORS",
+    "PACKAGE_BYTECODE",
     "CProgram",
     "CodegenOptions",
     "Kernel",

@@ -426,7 +426,7 @@ class CBackend:
 
     def _codegen(self, graph: Graph, options: BackendOptions) -> _Generated:
         """Generate the C for `graph` with codegen."""
-        from lucid.codegen import keep_bytecode_in
+        from lucid.codegen import PACKAGE_BYTECODE, keep_bytecode_in
         from lucid.codegen.emit_c import CodegenOptions, emit_c, isa_option
         from lucid.codegen.shim import cffi_module
 
@@ -436,7 +436,8 @@ class CBackend:
 
             tuner = Autotuner(options.build, rows=options.tune_rows)
         start = time.perf_counter()
-        keep_bytecode_in(cache_root() / INDEX_DIR)  # a new process need not compile templates
+        # a new process need not compile templates: beside the package, else in the cache
+        keep_bytecode_in(PACKAGE_BYTECODE, cache_root() / INDEX_DIR)
         # split: the GEMM machinery compiles on the other core while the program does
         codegen = CodegenOptions(
             isa=isa_option(options.isa),

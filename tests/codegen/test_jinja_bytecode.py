@@ -76,3 +76,44 @@ def test_cache_clear_removes_the_kept_templates(tmp_path: Path, fresh_env: None)
     (index / "notes.txt").write_text("not lucid's")
     _cache.cache_clear(root)
     assert not _files(index) and (index / "notes.txt").exists()
+
+
+def test_the_first_directory_that_takes_a_template_keeps_it(
+    tmp_path: Path, fresh_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lucid.compile keeps templates beside the package (PACKAGE_BYTECODE, as Python's .pyc)
+    and in the cache only when the package directory cannot be written."""
+    beside, cache = tmp_path / "beside", tmp_path / "cache"
+    _jinja.keep_bytecode_in(beside, cache)
+    want = _jinja.render("units.c.j2", **CONTEXT)
+    assert len(_files(beside)) == 1 and not _files(cache)
+    _jinja.env().cache.clear()  # a new process, with another cache directory: still no compile
+    _jinja.keep_bytecode_in(beside, tmp_path / "other cache")
+    real = _jinja.env().compile
+    monkeypatch.setattr(_jinja.env(), "compile", lambda *a, **k: pytest.fail("compiled again"))
+    assert _jinja.render("units.c.j2", **CONTEXT) == want
+    monkeypatch.setattr(_jinja.env(), "compile", real)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    _jinja.env().cache.clear()
+    _jinja.keep_bytecode_in(blocked / "sub", cache)
+    assert _jinja.render("units.c.j2", **CONTEXT) == want
+    assert len(_files(cache)) == 1
+
+
+def test_a_copy_for_another_python_is_passed_over(
+    tmp_path: Path, fresh_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A good file whose bytecode Jinja rejects (another Python's magic, another template
+    source's checksum) is a miss in that directory, and the next one is asked."""
+    beside, cache = tmp_path / "beside", tmp_path / "cache"
+    _jinja.keep_bytecode_in(cache)
+    want = _jinja.render("units.c.j2", **CONTEXT)
+    (good,) = _files(cache)
+    payload = b"j2-not-this-python" + good.read_bytes().partition(b"\n")[2][18:]
+    beside.mkdir()
+    (beside / good.name).write_bytes(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    _jinja.env().cache.clear()
+    _jinja.keep_bytecode_in(beside, cache)
+    monkeypatch.setattr(_jinja.env(), "compile", lambda *a, **k: pytest.fail("not read"))
+    assert _jinja.render("units.c.j2", **CONTEXT) == want  # the cache's copy
