@@ -27,7 +27,6 @@ import copyreg
 import hashlib
 import io
 import json
-import logging
 import marshal
 import os
 import pickle
@@ -39,6 +38,7 @@ from types import CodeType, MappingProxyType
 from typing import Any
 
 import lucid
+from lucid._logging import log as _log
 from lucid.errors import SourceLoc
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.types import Dim, DType, TensorType
@@ -48,7 +48,6 @@ from lucid.runtime._index import code_fingerprint
 FORMAT = 2  # bump when the key's parts or the payload's layout change
 PREFIX = "passes-"
 SUFFIX = ".pkl"
-_log = logging.getLogger("lucid")
 
 
 def structure(graph: Graph) -> str:

@@ -7,7 +7,6 @@ module's `__call__` with its arrays passed as object addresses (see lucid/codege
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -16,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from lucid._logging import log as _log
 from lucid.errors import LucidError
 from lucid.ir.core import Graph
 from lucid.ir.printer import format as format_graph
@@ -24,8 +24,6 @@ from lucid.runtime import _index
 from lucid.runtime import threads as _threads
 from lucid.runtime.build import BuildOptions, build, load_cached, unit_file
 from lucid.runtime.cache import INDEX_DIR, cache_root
-
-_log = logging.getLogger("lucid")
 
 __all__ = [
     "Backend",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import platform
 import shlex
@@ -32,13 +31,13 @@ from types import ModuleType
 from typing import Any
 
 import lucid
+from lucid._logging import log as _log
 from lucid.errors import BuildError, CompilerNotFoundError
 from lucid.runtime import cache as _cache
 from lucid.runtime.cache import cache_clear, cache_info
 
 __all__ = ["BuildOptions", "BuiltModule", "build", "cache_clear", "cache_info", "load_cached"]
 
-_log = logging.getLogger("lucid")
 
 DEFAULT_FLAGS: tuple[str, ...] = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno")
 DEFAULT_LINK: tuple[str, ...] = ("-lm", "-lpthread")

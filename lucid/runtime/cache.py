@@ -26,7 +26,6 @@ import errno
 import fcntl
 import hashlib
 import json
-import logging
 import os
 import re
 import stat
@@ -35,9 +34,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lucid._logging import log as _log
 from lucid.errors import CacheError, CacheWarning
-
-_log = logging.getLogger("lucid")
 
 META = "meta.json"
 FORMAT = 1  # bump when the entry layout or meta.json schema changes; part of every key

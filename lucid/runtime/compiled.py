@@ -17,7 +17,6 @@ whose backward, if one ever runs, recomputes the call through the grad entry (`_
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from lucid._logging import log as _log
 from lucid.errors import (
     FallbackWarning,
     InputError,
@@ -69,9 +69,6 @@ if TYPE_CHECKING:
 _tensor = sys.modules["lucid.tensor"]
 
 __all__ = ["CompileOptions", "CompiledModule", "Signature", "compile"]
-
-
-_log = logging.getLogger("lucid")
 
 
 def _key(

@@ -35,7 +35,6 @@ whose optimizer is not zeroed before backward() runs only while those gradients 
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from lucid._logging import log as _log
 from lucid.errors import FallbackWarning, LucidError, RecompileWarning, TraceError
 from lucid.ir.step import ParamUpdate, StepGraph, build_step
 from lucid.ir.trace_step import StepTrace, trace_step
@@ -54,8 +54,6 @@ from lucid.runtime._freevals import FreeValues, forwards
 from lucid.runtime.backends import BackendOptions, Executable, get_backend
 from lucid.runtime.options import CompileOptions
 from lucid.tensor import Tensor
-
-_log = logging.getLogger("lucid")
 
 
 def _inputs_key(arrays: tuple[np.ndarray, ...]) -> tuple[Any, ...]:

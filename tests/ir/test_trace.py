@@ -360,3 +360,24 @@ def test_the_trace_frees_intermediates_and_reused_ids_stay_distinct() -> None:
     with lucid.no_grad():
         eager = model(x).data
     np.testing.assert_allclose(y, eager, rtol=1e-6)
+
+
+def test_each_scalar_is_one_constant_however_often_it_is_used() -> None:
+    """A Python number in an op is a new 0-d Tensor at every use (BatchNorm's eps in every
+    layer): the trace makes one constant per (dtype, value), -0.0 and 0.0 apart, and the graph
+    computes what eager does."""
+
+    class Scalars(nn.Module):
+        def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+            for _ in range(3):
+                x = (x + 1e-5) * 2.0 + 1e-5
+            return x * -0.0 + x * 0.0 + (x + 1e-5) / 2.0
+
+    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
+    graph = trace(Scalars(), x)
+    verify(graph)
+    constants = [n.attrs["value"] for n in graph.nodes if n.op == "constant"]
+    want = [float(np.float32(v)) for v in (1e-5, 2.0, -0.0, 0.0)]
+    assert sorted(map(repr, constants)) == sorted(map(repr, want))
+    (got,) = interpret(graph, x)
+    np.testing.assert_array_equal(got, Scalars()(lucid.Tensor(x)).data)

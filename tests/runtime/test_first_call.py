@@ -205,7 +205,8 @@ def test_the_runtime_imports_nothing_only_a_build_needs():
     must not import the build's modules (they were ~10 ms of a ~50 ms warm start)."""
     import subprocess
 
-    build_only = ("subprocess", "tempfile", "shutil", "sysconfig", "concurrent.futures")
+    # and logging: until something imports it, a DEBUG or INFO record could not be seen
+    build_only = ("subprocess", "tempfile", "shutil", "sysconfig", "concurrent.futures", "logging")
     code = (
         "import sys, lucid, lucid.nn, lucid.runtime.compiled\n"
         f"print([m for m in {build_only!r} if m in sys.modules])\n"
@@ -374,3 +375,24 @@ def test_gpt_traces_on_an_empty_batch(monkeypatch, dynamic_batch, training):
     assert fast == full
     assert rows.second_trace_had_no_rows(5)
     assert ("i64[N,6]" if dynamic_batch else "i64[5,6]") in fast
+
+
+def test_lucid_log_records_reach_logging_once_it_is_imported() -> None:
+    """lucid's log (lucid._logging.log) drops DEBUG and INFO records only while `logging` is
+    not imported (no handler could exist); a WARNING imports it and reaches Python's last-resort
+    handler on stderr, as from logging.getLogger("lucid") itself."""
+    import subprocess
+
+    code = (
+        "import sys, lucid\n"
+        "from lucid._logging import log\n"
+        "log.debug('dropped %s', 1)\n"
+        "assert 'logging' not in sys.modules\n"
+        "log.warning('seen %s', 2)\n"
+        "import logging\n"
+        "logging.basicConfig(level=logging.DEBUG, format='%(levelname)s %(message)s')\n"
+        "log.debug('debug %s', 3)\n"
+        "log.info('info %s', 4)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stderr.splitlines() == ["seen 2", "DEBUG debug 3", "INFO info 4"]

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from lucid._logging import log as _log
 from lucid.errors import VerifyError
 from lucid.ir.core import Graph
 from lucid.ir.passes.registry import PASSES, Pass, get_pass
 from lucid.ir.printer import format as format_graph
 from lucid.ir.verify import verify
-
-_log = logging.getLogger("lucid")
 
 
 @dataclass(frozen=True)
