@@ -222,7 +222,7 @@ CODE_PREFIX = "code-"
 CODE_SUFFIX = ".marshal"
 
 
-def code_path(root: Path, key: str) -> Path:
+def _code_path(root: Path, key: str) -> Path:
     """The file of the code memo `key`."""
     return root / _cache.INDEX_DIR / f"{CODE_PREFIX}{key}{CODE_SUFFIX}"
 
@@ -237,7 +237,7 @@ def compiled_code(root: Path | None, source: str, filename: str) -> CodeType:
     if root is None:
         return builtins.compile(source, filename, "exec")
     text = MAGIC_NUMBER + filename.encode() + b"\0" + source.encode()
-    path = code_path(root, hashlib.sha256(text).hexdigest())
+    path = _code_path(root, hashlib.sha256(text).hexdigest())
     payload = _read(path, "code memo")
     if payload is not None:
         try:

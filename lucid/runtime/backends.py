@@ -331,13 +331,13 @@ def _object_calls(lib: Any, prefix: str) -> tuple[Callable[..., int], ...]:
     back = getattr(lib, f"{prefix}_call_vector_back")
 
     def call_objects(*a: int) -> int:
-        return int(vector(a[:-2], len(a) - 2, a[-2], a[-1]))
+        return vector(a[:-2], len(a) - 2, a[-2], a[-1])
 
     def call_objects_packed(*a: int) -> int:
-        return int(packed(a[:-3], len(a) - 3, a[-3], a[-2], a[-1]))
+        return packed(a[:-3], len(a) - 3, a[-3], a[-2], a[-1])
 
     def call_objects_back(*a: int) -> int:
-        return int(back(a[:-3], len(a) - 3, a[-3], a[-2], a[-1]))
+        return back(a[:-3], len(a) - 3, a[-3], a[-2], a[-1])
 
     return call_objects, call_objects_packed, call_objects_back
 

@@ -4,6 +4,7 @@ a damaged or foreign memo file, a debug build or another backend never get a sta
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -280,14 +281,14 @@ def test_generated_code_is_kept_and_a_damaged_file_recompiled(cache: Path, damag
         path.write_bytes(data[:-3] + bytes([data[-3] ^ 0x10]) + data[-2:])
     elif damage == "not code":  # intact, but not a code object of that name
         payload = marshal.dumps(compile("y = 1", "<other>", "exec"))
-        path.write_bytes(_memo.hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+        path.write_bytes(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
     elif damage == "empty":
         path.write_bytes(b"")
     again = _memo.compiled_code(cache_root(), SOURCE, "<lucid test>")
     assert run_code(code) == run_code(again) == 7
     assert again.co_filename == "<lucid test>"
     digest, _, payload = path.read_bytes().partition(b"\n")  # a damaged file is written again
-    assert digest == _memo.hashlib.sha256(payload).hexdigest().encode()
+    assert digest == hashlib.sha256(payload).hexdigest().encode()
     assert marshal.loads(payload).co_filename == "<lucid test>"
     other = _memo.compiled_code(cache_root(), SOURCE, "<another name>")
     assert other.co_filename == "<another name>" and len(code_files(cache)) == 2
