@@ -8,8 +8,7 @@ functions (`_fastgrad`), which fix its indices in their text.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from lucid.ir.autodiff import GradResult
 from lucid.ir.core import Graph, Value
@@ -38,8 +37,7 @@ def dependencies(graph: Graph, wrt: Sequence[bool]) -> tuple[frozenset[int], ...
     return tuple(deps.get(v, empty) for v in graph.outputs)
 
 
-@dataclass(frozen=True)
-class BackwardPlan:
+class BackwardPlan(NamedTuple):
     """Where the arrays of one backward call come from and where its results go.
 
     Invariants: the backward graph's runtime inputs are `len(saved_at)` saved values (each

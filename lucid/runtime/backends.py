@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -38,13 +37,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class BackendOptions:
+class BackendOptions(NamedTuple):
     """How to prepare one graph: target ISA, compiler options, where to keep debug output, and
     whether GEMM blockings are tuned (`autotune`, timed with `tune_rows` for the batch)."""
 
     isa: str = "auto"
-    build: BuildOptions = field(default_factory=BuildOptions)
+    build: BuildOptions = BuildOptions()
     debug_dir: Path | None = None
     prefix: str = "lucid"
     autotune: bool = False
@@ -63,8 +61,7 @@ class BackendOptions:
     graph_key: str | None = None
 
 
-@dataclass(frozen=True)
-class BuildInfo:
+class BuildInfo(NamedTuple):
     """How the C of one graph was obtained: built (`from_cache=False`) or loaded from the cache."""
 
     path: Path
@@ -139,14 +136,20 @@ def _owned(outs: tuple[np.ndarray, ...], given: tuple[np.ndarray, ...]) -> tuple
 # ------------------------------------------------------------------------------ interpreter
 
 
-@dataclass
 class InterpreterExecutable:
     """Runs the graph with lucid.ir.interpret (the op table's NumPy references): the oracle."""
 
-    graph: Graph
-    backend: str = "interpreter"
-    source: str | None = None
-    build_info: BuildInfo | None = None
+    def __init__(
+        self,
+        graph: Graph,
+        backend: str = "interpreter",
+        source: str | None = None,
+        build_info: BuildInfo | None = None,
+    ) -> None:
+        self.graph = graph
+        self.backend = backend
+        self.source = source
+        self.build_info = build_info
 
     def run(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         """Interpret the graph on `arrays` (inputs then params)."""
@@ -370,7 +373,7 @@ class CBackend:
 
         from lucid.codegen.emit_c import second_unit, union_blocks
 
-        split = tuple(replace(o, split=True) for o in options)
+        split = tuple(o._replace(split=True) for o in options)
         generated = [self._codegen(g, o) for g, o in zip(graphs, split, strict=True)]
         union = union_blocks(*(gen.program for gen in generated))
         shared = second_unit(union) if union else None
@@ -489,8 +492,7 @@ class CBackend:
         )
 
 
-@dataclass(frozen=True)
-class _Generated:
+class _Generated(NamedTuple):
     """One graph's generated C, before the build."""
 
     graph: Graph

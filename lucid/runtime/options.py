@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lucid.errors import LucidError
 from lucid.ir.types import TensorType
@@ -181,8 +181,7 @@ def check_sanitizer_preloaded() -> None:
     )
 
 
-@dataclass(frozen=True)
-class Signature:
+class Signature(NamedTuple):
     """What a compiled graph was specialised for: input types (`N` = batch), train/eval, and
     grad mode: None for forward only, else which inputs get gradients (params always do)."""
 

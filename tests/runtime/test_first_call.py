@@ -215,6 +215,27 @@ def test_the_runtime_imports_nothing_only_a_build_needs():
     assert done.stdout.strip() == "[]"
 
 
+def test_the_runtime_defines_only_the_public_options_as_dataclasses():
+    """Creating a frozen dataclass compiles six generated methods (0.5-1.2 ms each class on
+    Python 3.11); the runtime's records are NamedTuples, so a warm start pays only for the two
+    option classes users construct."""
+    import subprocess
+
+    code = (
+        "import dataclasses, lucid, lucid.nn\n"
+        "made = []\n"
+        "process = dataclasses._process_class\n"
+        "def spy(cls, *args):\n"
+        "    made.append(cls.__qualname__)\n"
+        "    return process(cls, *args)\n"
+        "dataclasses._process_class = spy\n"
+        "import lucid.runtime.compiled\n"
+        "print(sorted(made))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['BuildOptions', 'CompileOptions']"
+
+
 @pytest.mark.needs_cc
 def test_keys_do_not_read_sysconfig_per_call(monkeypatch):
     """sysconfig fills its dict lazily without a lock: a thread asking mid-fill got None, so
