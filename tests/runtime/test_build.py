@@ -308,6 +308,38 @@ def test_a_second_unit_is_compiled_alongside_and_linked(tmp_path: Path) -> None:
 
 
 @pytest.mark.needs_cc
+@pytest.mark.parametrize(
+    ("flags", "program_level", "second_level"),
+    [(None, "-O3", "-O2"), (("-O0", "-g"), "-O0", "-O0"), (("-O1",), "-O1", "-O1")],
+)
+def test_the_second_unit_lowers_only_o3_to_o2(
+    tmp_path: Path, flags: tuple[str, ...] | None, program_level: str, second_level: str
+) -> None:
+    """The GEMM unit is intrinsics code: -O3 becomes -O2 for it (a quarter of its compile
+    time, the same speed); a level the user chose below that is kept, for the program too."""
+    from lucid.runtime.build import BuildOptions
+
+    tag = uuid.uuid4().hex[:8]
+    main = f"int two_{tag}(int x);\nint probe(int x) {{ return two_{tag}(x) + 1; }}"
+    second = f'__attribute__((visibility("hidden"))) int two_{tag}(int x) {{ return 2 * x; }}'
+    options = BuildOptions() if flags is None else BuildOptions(flags=flags)
+    dbg = tmp_path / "dbg"
+    m = build(
+        main, PROBE_CDEF, options=options, cache_dir=tmp_path, second_source=second, debug_dir=dbg
+    )
+    assert m.lib.probe(5) == 11
+    script = (dbg / "build.sh").read_text().splitlines()
+    compiles = [line.split() for line in script if " -c " in line]
+    levels = {
+        "second" if c[c.index("-c") + 1].endswith("_gemm.c") else "program": [
+            a for a in c if a.startswith("-O")
+        ]
+        for c in compiles
+    }
+    assert levels == {"program": [program_level], "second": [second_level]}
+
+
+@pytest.mark.needs_cc
 def test_an_error_in_the_second_unit_names_its_command(tmp_path: Path) -> None:
     main = "int probe(int x) { return x; }"
     with pytest.raises(BuildError, match=r"(?s)failed.*_gemm\.c.*oops"):
