@@ -133,12 +133,13 @@ def lower_elementwise(ctx: LowerCtx) -> Kernel:
     if exprs is None:
         raise CompileError(f"op {ctx.node.op!r} has no C lowering")
     nest = loop_nest(ctx.results[0].type.shape, ctx.inputs, exprs)
-    return split_flat(ctx, nest) or ctx.kernel(render("loopnest.c.j2", n=nest))
+    return split_across_threads(ctx, nest) or ctx.kernel(render("loopnest.c.j2", n=nest))
 
 
 @dataclass(frozen=True)
-class FlatSplit:
-    """loop_split.c.j2 and loop_split_part.c.j2: a flat loop's range split across threads."""
+class RangeSplit:
+    """loop_split.c.j2 and loop_split_part.c.j2: the range of a nest's outermost loop (a flat
+    loop's elements, or a nest's rows) split across threads."""
 
     name: str
     n: str  # the extent (a C expression; may read `batch`)
@@ -147,34 +148,57 @@ class FlatSplit:
     fields: tuple[str, ...]  # the job's array fields
     args: str  # the arrays, as the kernel names them
     job_args: str  # the arrays, read from a job
-    min_work: int  # elements per thread before one more thread pays for itself
+    min_work: int  # iterations per thread before one more thread pays for itself
+    align: int  # ranges start at multiples of this (16 floats: a 64-byte line), or 1
+    what: str  # what the iterations are, for the comments
 
 
-def split_flat(ctx: LowerCtx, nest: LoopNest, temps: tuple[Any, ...] = ()) -> Kernel | None:
-    """The kernel of a flat elementwise loop (one loop over `i`) whose range is split across
-    threads, or None when the loop is not flat or its static extent is too short to split.
+def split_across_threads(
+    ctx: LowerCtx, nest: LoopNest, temps: tuple[Any, ...] = ()
+) -> Kernel | None:
+    """The kernel of an elementwise loop nest whose outermost range is split across threads,
+    or None when the nest is too small to split. A flat loop (one loop over `i`) splits its
+    elements on 64-byte lines; a nest with broadcast or strided operands (one loop per output
+    axis) splits its outermost axis longer than 1, whose iterations each cover all the inner
+    ones (static inner extents only). Every element is computed as on one thread either way.
     `temps` are a fused loop's locals (fused_elementwise.c.j2)."""
-    if len(nest.loops) != 1 or nest.loops[0].var != "i":
-        return None
     # a cheap op streams ~32K elements (256 KB in and out) in ~10 us, a few pool wake-ups; a
     # thread created per call (AOT) costs ~50 us to start
-    min_work = ctx.threads_min_work or (1 << 15 if ctx.threads == "pool" else 1 << 21)
-    extent = nest.loops[0].extent
-    if extent.isdigit() and int(extent) < 2 * min_work:
+    min_elems = ctx.threads_min_work or (1 << 15 if ctx.threads == "pool" else 1 << 21)
+    loops = nest.loops
+    if len(loops) == 1 and loops[0].var == "i":
+        at, inner, align, what = 0, 1, 16, "elements"
+    else:
+        # the first axis longer than 1 (a batch of one image splits its channels)
+        at = next((k for k, lp in enumerate(loops) if lp.extent != "1"), len(loops))
+        if at == len(loops) or not all(lp.extent.isdigit() for lp in loops[at + 1 :]):
+            return None
+        inner = 1
+        for lp in loops[at + 1 :]:
+            inner *= int(lp.extent)
+        align, what = 1, f"rows of {inner} elements"
+    outer = loops[at]
+    if outer.extent.isdigit() and (
+        int(outer.extent) < 2 or int(outer.extent) * inner < 2 * min_elems
+    ):
         return None
-    ranged = replace(nest, loops=(Loop("i", "end", INDENT, start="begin"),))
+    ranged = replace(
+        nest, loops=(*loops[:at], replace(outer, extent="end", start="begin"), *loops[at + 1 :])
+    )
     template = "fused_elementwise.c.j2" if temps else "loopnest.c.j2"
     arrays = [(f"x{k}", f"const {v.type.dtype.c} *") for k, v in enumerate(ctx.inputs)]
     arrays += [(f"y{k}", f"{v.type.dtype.c} *") for k, v in enumerate(ctx.results)]
-    split = FlatSplit(
+    split = RangeSplit(
         name=ctx.name,
-        n=extent,
+        n=outer.extent,
         body=render(template, n=ranged, temps=temps).rstrip("\n"),
         params=", ".join(f"{t}restrict {a}" for a, t in arrays),
         fields=tuple(f"{t}{a}" for a, t in arrays),
         args=", ".join(a for a, _ in arrays),
         job_args=", ".join(f"job->{a}" for a, _ in arrays),
-        min_work=min_work,
+        min_work=-(-min_elems // inner),
+        align=align,
+        what=what,
     )
     return ctx.kernel(
         render("loop_split.c.j2", s=split),

@@ -26,7 +26,7 @@ from lucid.codegen._lower import (
     gemm_dtype,
     prod_c,
 )
-from lucid.codegen._lower_loops import loop_nest, split_flat
+from lucid.codegen._lower_loops import loop_nest, split_across_threads
 from lucid.codegen._lower_special import gemm_support
 from lucid.codegen._scalar_c import scalar_exprs
 from lucid.errors import CompileError
@@ -337,7 +337,7 @@ def lower_fused_elementwise(ctx: LowerCtx) -> Kernel:
         temps.append(Temp(node.result.type.dtype.c, f"t{j}", exprs[0]))
     shape = body.outputs[0].type.shape
     nest = loop_nest(shape, ctx.inputs, tuple(names[v] for v in body.outputs))
-    split = split_flat(ctx, nest, tuple(temps))
+    split = split_across_threads(ctx, nest, tuple(temps))
     return split or ctx.kernel(render("fused_elementwise.c.j2", n=nest, temps=temps))
 
 

@@ -88,10 +88,11 @@ def elementwise_graph() -> Graph:
 def test_elementwise_c_golden_one_loop(golden) -> None:
     src = program(elementwise_graph())
     assert kernel_functions(src) == ["k0_fused_elementwise"]
-    body = src[src.index("int k0_fused_elementwise(") :]
+    body = src[src.index("int k0_fused_elementwise_range(") :]
     body = body[: body.index("\n}\n")]
-    # one loop nest over [N, 4] (y broadcasts along N), every body op inside it
-    assert body.count("for (") == 2
+    # one loop nest over [N, 4] (y broadcasts along N), every body op inside it, its rows
+    # split across threads
+    assert body.count("for (") == 2 and "for (int64_t i0 = begin; i0 < end; ++i0)" in body
     assert all(f in body for f in ("-a0", "expf(", "tanhf(", "y0[", "y1["))
     golden("fused_elementwise.c", elide_gemms(src))
 
@@ -174,6 +175,39 @@ def test_random_mlps_compiled_fused_equals_unfused_and_interpreter(case, batch: 
     for f, u, r in zip(fused, unfused, interpret(g, *arrays), strict=True):
         np.testing.assert_array_equal(f, u)
         np.testing.assert_allclose(f, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pipeline", ["none", "default"])
+@pytest.mark.parametrize("lead", ["N", 37, 1])
+def test_broadcast_nests_split_their_outer_axis_bit_for_bit(pipeline: str, lead: str | int) -> None:
+    """An elementwise nest with broadcast operands (one loop per axis: LayerNorm's apply, a
+    masked `where`) splits its outermost axis longer than 1 across threads (the rows, or a
+    batch of one's channels): every thread count gives the one-thread result bit for bit, with
+    fewer rows than threads and uneven ranges; and NumPy's within rounding. A static nest too
+    small to pay for a thread stays on one."""
+    b = Builder("g")
+    x = b.input(f32(lead, 12, 5), "x")
+    mean, scale = b.input(f32(lead, 12, 1), "mean"), b.input(f32(5), "scale")
+    centred = b.op("sub", [x, mean])
+    b.output(b.op("mul", [b.op("tanh", [centred]), scale]), b.op("exp", [centred]))
+    graph = b.build()
+    passes = [] if pipeline == "none" else default_pipeline()
+    mod = compile_graph(run_passes(graph, passes), threads_min_work=16)
+    assert "the outermost loop longer than 1, [0, n), split" in mod.program.source
+    rng = np.random.default_rng(1)
+    for rows in (1, 5, 37, 300) if lead == "N" else (lead,):
+        arrays = [
+            rng.standard_normal(shape).astype(np.float32)
+            for shape in ((rows, 12, 5), (rows, 12, 1), (5,))
+        ]
+        want = mod.run(arrays, nthreads=1)
+        for threads in (2, 3, 8, 13):
+            for got, one in zip(mod.run(arrays, nthreads=threads), want):
+                np.testing.assert_array_equal(got, one)
+        for got, ref in zip(want, interpret(graph, *arrays)):
+            np.testing.assert_allclose(got, ref, rtol=1e-6, atol=3e-7)
+    small = compile_graph(run_passes(graph, passes))  # 37 * 60 elements: below the default
+    assert ("the outermost loop longer than 1" in small.program.source) == (lead == "N")
 
 
 @pytest.mark.parametrize("pipeline", ["none", "default"])

@@ -142,21 +142,15 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
     return 0;
 }
 
+/* GEMM lucid_parallel: see lucid/codegen/gemm/ */
+
 /* Kernels are never inlined into the program body: each is optimised on its own (with its
  * restrict parameters), a profile names it, and the one large body compiles faster. */
 
-/* %0, %1 = fused_elementwise %x, %y : f32[N,4], f32[N,4] {
- * ^(%2: f32[N,4], %3: f32[4]):
- * %4 = neg %2 : f32[N,4]
- * %5 = exp %4 : f32[N,4]
- * %6 = mul %5, %3 : f32[N,4]
- * %7 = add %5, %6 : f32[N,4]
- * %8 = tanh %7 : f32[N,4]
- * yield %6, %8
- * } */
-static __attribute__((noinline)) int k0_fused_elementwise(const float *restrict x0, const float *restrict x1, float *restrict y0, float *restrict y1, int64_t batch)
+/* k0_fused_elementwise on the rows of 4 elements [begin, end) (a thread's range of the kernel below) */
+static int k0_fused_elementwise_range(const float *restrict x0, const float *restrict x1, float *restrict y0, float *restrict y1, int64_t begin, int64_t end)
 {
-    for (int64_t i0 = 0; i0 < batch; ++i0) {
+    for (int64_t i0 = begin; i0 < end; ++i0) {
         for (int64_t i1 = 0; i1 < 4; ++i1) {
             const float a0 = x0[i0 * 4 + i1];
             const float a1 = x1[i1];
@@ -169,6 +163,51 @@ static __attribute__((noinline)) int k0_fused_elementwise(const float *restrict 
             y1[i0 * 4 + i1] = t4;
         }
     }
+    return 0;
+}
+
+typedef struct {
+    const float *x0;
+    const float *x1;
+    float *y0;
+    float *y1;
+    int64_t begin, end;
+} k0_fused_elementwise_job;
+
+static void k0_fused_elementwise_task(void *arg)
+{
+    const k0_fused_elementwise_job *job = (const k0_fused_elementwise_job *)arg;
+    (void)k0_fused_elementwise_range(job->x0, job->x1, job->y0, job->y1, job->begin, job->end);
+}
+
+/* %0, %1 = fused_elementwise %x, %y : f32[N,4], f32[N,4] {
+ * ^(%2: f32[N,4], %3: f32[4]):
+ * %4 = neg %2 : f32[N,4]
+ * %5 = exp %4 : f32[N,4]
+ * %6 = mul %5, %3 : f32[N,4]
+ * %7 = add %5, %6 : f32[N,4]
+ * %8 = tanh %7 : f32[N,4]
+ * yield %6, %8
+ * } */
+static __attribute__((noinline)) int k0_fused_elementwise(const float *restrict x0, const float *restrict x1, float *restrict y0, float *restrict y1, int64_t batch, int nthreads)
+{
+    /* Threads: the outermost loop longer than 1, [0, n), split into nt contiguous ranges, one
+     * per thread (k0_fused_elementwise_range); each element is computed as on one thread. */
+    const int64_t n = batch;
+    int64_t nt = nthreads;
+    if (nt > n / 8192)
+        nt = n / 8192; /* about 8192 rows of 4 elements pay for a thread */
+    if (nt <= 1)
+        return k0_fused_elementwise_range(x0, x1, y0, y1, 0, n);
+    k0_fused_elementwise_job *jobs = (k0_fused_elementwise_job *)calloc((size_t)nt, sizeof(k0_fused_elementwise_job));
+    if (jobs == NULL)
+        return LUCID_E_NOMEM;
+    for (int64_t t = 0; t < nt; ++t) {
+        const int64_t begin = n * t / nt, end = t == nt - 1 ? n : n * (t + 1) / nt;
+        jobs[t] = (k0_fused_elementwise_job){ x0, x1, y0, y1, begin, end };
+    }
+    lucid_parallel_run((int)nt, k0_fused_elementwise_task, jobs, sizeof(k0_fused_elementwise_job));
+    free(jobs);
     return 0;
 }
 
@@ -247,7 +286,7 @@ __attribute__((noinline)) int lucid_run_packed(const void *const *inputs, void *
     float *v2 = (float *)outputs[1]; /* output 1: f32[N,4] */
     float *v3 = (float *)outputs[0]; /* output 0: f32[N,4] */
     int rc = 0;
-    if ((rc = k0_fused_elementwise(v0, v1, v2, v3, batch)) != 0)
+    if ((rc = k0_fused_elementwise(v0, v1, v2, v3, batch, nthreads)) != 0)
         goto done;
 done:
     return rc;
