@@ -3,6 +3,7 @@ reductions, mse_loss, softmax and log_softmax."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -186,14 +187,17 @@ def split_across_threads(
         nest, loops=(*loops[:at], replace(outer, extent="end", start="begin"), *loops[at + 1 :])
     )
     template = "fused_elementwise.c.j2" if temps else "loopnest.c.j2"
-    arrays = [(f"x{k}", f"const {v.type.dtype.c} *") for k, v in enumerate(ctx.inputs)]
-    arrays += [(f"y{k}", f"{v.type.dtype.c} *") for k, v in enumerate(ctx.results)]
+    arrays = [(f"x{k}", f"const {v.type.dtype.c} *restrict ") for k, v in enumerate(ctx.inputs)]
+    arrays += [(f"y{k}", f"{v.type.dtype.c} *restrict ") for k, v in enumerate(ctx.results)]
+    body = render(template, n=ranged, temps=temps).rstrip("\n")
+    if re.search(r"\bbatch\b", body):  # a stride outside the range reads it ([1, N, 6])
+        arrays.append(("batch", "int64_t "))
     split = RangeSplit(
         name=ctx.name,
         n=outer.extent,
-        body=render(template, n=ranged, temps=temps).rstrip("\n"),
-        params=", ".join(f"{t}restrict {a}" for a, t in arrays),
-        fields=tuple(f"{t}{a}" for a, t in arrays),
+        body=body,
+        params=", ".join(f"{t}{a}" for a, t in arrays),
+        fields=tuple(f"{t.replace('restrict ', '')}{a}" for a, t in arrays),
         args=", ".join(a for a, _ in arrays),
         job_args=", ".join(f"job->{a}" for a, _ in arrays),
         min_work=-(-min_elems // inner),
@@ -250,7 +254,7 @@ def lower_broadcast(ctx: LowerCtx) -> Kernel:
     names = [f"i{k}" for k in range(len(out))]
     index = broadcast_index(ctx.inputs[0].type.shape, out, names)
     nest = loop_nest(out, ctx.inputs, ("a0",), index_of={0: index})
-    return ctx.kernel(render("loopnest.c.j2", n=nest))
+    return split_across_threads(ctx, nest) or ctx.kernel(render("loopnest.c.j2", n=nest))
 
 
 def lower_transpose(ctx: LowerCtx) -> Kernel:
@@ -261,7 +265,7 @@ def lower_transpose(ctx: LowerCtx) -> Kernel:
     in_strides = strides_c(ctx.inputs[0].type.shape)
     index = index_c([(names[k], in_strides[p]) for k, p in enumerate(perm)])
     nest = loop_nest(out, ctx.inputs, ("a0",), index_of={0: index})
-    return ctx.kernel(render("loopnest.c.j2", n=nest))
+    return split_across_threads(ctx, nest) or ctx.kernel(render("loopnest.c.j2", n=nest))
 
 
 def _slice_terms(
@@ -288,7 +292,7 @@ def lower_slice(ctx: LowerCtx) -> Kernel:
     names = [f"i{k}" for k in range(len(out))]
     index = index_c(_slice_terms(ctx.node.attrs, ctx.inputs[0].type.shape, names))
     nest = loop_nest(out, ctx.inputs, ("a0",), index_of={0: index})
-    return ctx.kernel(render("loopnest.c.j2", n=nest))
+    return split_across_threads(ctx, nest) or ctx.kernel(render("loopnest.c.j2", n=nest))
 
 
 def lower_slice_grad(ctx: LowerCtx) -> Kernel:

@@ -210,6 +210,50 @@ def test_broadcast_nests_split_their_outer_axis_bit_for_bit(pipeline: str, lead:
     assert ("the outermost loop longer than 1" in small.program.source) == (lead == "N")
 
 
+@pytest.mark.parametrize("lead", ["N", 1])
+def test_copy_nests_split_their_outer_axis(lead: str | int) -> None:
+    """Transposes, slices and broadcasts (strided copies, one loop per axis) split their rows
+    across threads too: every thread count copies exactly what NumPy does."""
+    b = Builder("g")
+    x = b.input(f32(lead, 12, 10), "x")
+    t = b.op("transpose", [x], {"perm": (0, 2, 1)})
+    s = b.op("slice", [x], {"axes": (1, 2), "starts": (1, 0), "stops": (12, 10), "steps": (2, 3)})
+    w = b.op(
+        "broadcast",
+        [b.op("slice", [x], {"axes": (2,), "starts": (0,), "stops": (1,), "steps": (1,)})],
+        {"shape": (lead, 12, 10)},
+    )
+    b.output(t, s, w)
+    graph = b.build()
+    mod = compile_graph(graph, threads_min_work=8)
+    assert mod.program.source.count("the outermost loop longer than 1, [0, n), split") >= 3
+    rng = np.random.default_rng(2)
+    for rows in (1, 3, 40) if lead == "N" else (1,):
+        arrays = [rng.standard_normal((rows, 12, 10)).astype(np.float32)]
+        want = interpret(graph, *arrays)
+        for threads in (1, 2, 3, 8):
+            for got, ref in zip(mod.run(arrays, nthreads=threads), want):
+                np.testing.assert_array_equal(got, ref)
+
+
+def test_a_split_nest_whose_strides_read_the_batch() -> None:
+    """A [1, N, 6] slice splits its N axis (the first longer than 1), and its strides outside
+    the range (axis 0's) read the batch: the range function is passed it."""
+    b = Builder("g")
+    x = b.input(f32(1, "N", 6), "x")
+    b.output(b.op("slice", [x], {"axes": (2,), "starts": (1,), "stops": (6,), "steps": (2,)}))
+    graph = b.build()
+    mod = compile_graph(graph, threads_min_work=4)
+    assert "_range(const float *restrict x0, float *restrict y0, int64_t batch," in (
+        mod.program.source
+    )
+    for rows in (1, 7, 50):
+        arrays = [np.arange(rows * 6, dtype=np.float32).reshape(1, rows, 6)]
+        for threads in (1, 2, 3):
+            (got,) = mod.run(arrays, nthreads=threads)
+            np.testing.assert_array_equal(got, arrays[0][:, :, 1:6:2])
+
+
 @pytest.mark.parametrize("pipeline", ["none", "default"])
 def test_flat_loops_split_across_threads_bit_for_bit(pipeline: str) -> None:
     """A flat elementwise loop, plain (no passes) or fused, splits its range across threads
