@@ -20,7 +20,6 @@ import sys
 import warnings
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -377,13 +376,11 @@ class Tracer:
         self.bind(seed, self.builder.input(TensorType(DType.I64, ()), SEED_HINT))
         return seed
 
-    @contextmanager
-    def module_scope(self, module: Module) -> Iterator[None]:
+    def enter_module(self, module: Module) -> None:
         self._scope.append(self._paths.get(id(module), type(module).__name__))
-        try:
-            yield
-        finally:
-            self._scope.pop()
+
+    def exit_module(self) -> None:
+        self._scope.pop()
 
 
 _SIZE_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "neg": "neg"}

@@ -18,8 +18,7 @@ reading a parameter's `.grad` after `backward()` (the compiled step never materi
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,12 +162,10 @@ class _StepTracer(Tracer):
         """The buffer tensors written, in the order of `writes` (the graph's outputs)."""
         return tuple(self._buffer_tensors[name] for name in self.writes)
 
-    @contextmanager
-    def module_scope(self, module: Module) -> Iterator[None]:
+    def enter_module(self, module: Module) -> None:
         if id(module) not in self._paths:
             self._adopt(module)
-        with super().module_scope(module):
-            yield
+        super().enter_module(module)
 
     # -- the step marks --------------------------------------------------------------------
     def backward(self, tensor: Tensor, grad: Any) -> None:

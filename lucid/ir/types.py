@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -254,6 +254,12 @@ Attr: TypeAlias = int | float | bool | str | DType | None | tuple["Attr", ...]
 
 def freeze_attr(value: object) -> Attr:
     """`value` as an immutable Attr: lists and arrays become tuples, NumPy scalars Python ones."""
+    # the common cases first, by exact type (bool, DType and NumPy's kinds take the long way)
+    kind = type(value)
+    if kind is int or kind is float or kind is str or value is None:
+        return cast(Attr, value)
+    if kind is tuple and all(type(v) is int for v in cast(tuple[object, ...], value)):
+        return cast(Attr, value)  # a shape, axes, a permutation: most ops' attrs
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "biuf":  # tolist() gives Python scalars: only nests to freeze
             return _frozen_nest(value.tolist(), value.ndim)

@@ -356,8 +356,11 @@ class Module:
         tracer = _hooks.active
         if tracer is None:
             return self.forward(*args, **kwargs)
-        with tracer.module_scope(self):
+        tracer.enter_module(self)  # a pair of calls, not a `with`: this runs per module call
+        try:
             return self.forward(*args, **kwargs)
+        finally:
+            tracer.exit_module()
 
     def extra_repr(self) -> str:
         """The text inside this module's parentheses in its repr."""

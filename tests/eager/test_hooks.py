@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -34,13 +32,11 @@ class FakeTracer:
         self.seeds.append(Tensor(np.array(0, np.int64)))
         return self.seeds[-1]
 
-    @contextmanager
-    def module_scope(self, module) -> Iterator[None]:
+    def enter_module(self, module) -> None:
         self.scope.append(type(module).__name__)
-        try:
-            yield
-        finally:
-            self.scope.pop()
+
+    def exit_module(self) -> None:
+        self.scope.pop()
 
     # the symbolic-size part of the seam: this tracer has no symbols
     def shape(self, tensor) -> tuple[int, ...]:

@@ -189,8 +189,11 @@ def _conv2d(
     groups: int = 1,
 ) -> Array:
     o, _, kh, kw = w.shape
-    cols = _columns(x, kh, kw, stride, padding, dilation, groups)
     n, oh = x.shape[0], out_size(x.shape[2], padding[0], padding[1], kh, stride[0], dilation[0])
+    if n == 0:  # an empty batch (the tracer runs models on one): only the shape to work out
+        ow = out_size(x.shape[3], padding[2], padding[3], kw, stride[1], dilation[1])
+        return np.zeros((0, o, oh, ow), np.result_type(x, w))
+    cols = _columns(x, kh, kw, stride, padding, dilation, groups)
     y: Array = np.matmul(w.reshape(groups, o // groups, -1), cols)  # [N, G, O/G, OH*OW]
     y = y.reshape(n, o, oh, y.shape[-1] // oh)  # not -1: an empty batch has no size to infer
     if b is not None:
