@@ -193,8 +193,8 @@ class Tracer:
         if data.ndim == 0:
             value = self._scalar(data)
         else:
-            value = self.builder.constant(
-                data.tolist(), DType.from_numpy(data.dtype), loc=user_location()
+            value = self.builder.constant(  # the array itself: the op freezes it once
+                data, DType.from_numpy(data.dtype), loc=user_location()
             )
         self.bind(tensor, value)
         return value

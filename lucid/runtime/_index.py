@@ -42,17 +42,26 @@ def code_fingerprint() -> str:
 
 
 def tree_fingerprint(top: Path) -> str:
-    """code_fingerprint of the .py and .j2 files under `top` (not cached)."""
-    digest = hashlib.sha256()
-    for dirpath, dirnames, files in os.walk(top):
-        dirnames.sort()  # a fixed walk order: the digest must not depend on the directory
-        for name in sorted(files):
-            if name.endswith((".py", ".j2")):
-                path = os.path.join(dirpath, name)
-                st = os.stat(path)
-                ident = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-                digest.update(f"{os.path.relpath(path, top)}\0{ident}\n".encode())
-    return digest.hexdigest()
+    """code_fingerprint of the .py and .j2 files under `top` (not cached): one line per file,
+    in a fixed order (sorted names, depth first), of its path below `top` and its stat."""
+    lines: list[str] = []
+    _fingerprint_lines(str(top), "", lines)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _fingerprint_lines(path: str, rel: str, lines: list[str]) -> None:
+    """Append tree_fingerprint's lines for the directory `path` (`rel` below the top)."""
+    with os.scandir(path) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        name = entry.name
+        if entry.is_dir(follow_symlinks=False):  # as os.walk: a linked dir is not entered
+            if name != "__pycache__":  # bytecode follows the sources it was compiled from
+                _fingerprint_lines(entry.path, f"{rel}{name}/", lines)
+        elif name.endswith((".py", ".j2")):
+            st = os.stat(entry.path)
+            ident = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+            lines.append(f"{rel}{name}\0{ident}\n")
 
 
 @cache

@@ -412,3 +412,58 @@ def test_number_reads_a_number_attr_and_names_a_bad_one() -> None:
     assert number({"p": 2}, "p") == 2.0 and isinstance(number({"p": 2}, "p"), float)
     with pytest.raises(IRTypeError, match=r"attribute 'p' must be a number, got None"):
         number({"p": None}, "p")
+
+
+class _Rank(int):
+    """An int subclass: a number to the attr checks, though not exactly an int."""
+
+
+@pytest.mark.parametrize(
+    "value, numbers",
+    [
+        (3, True),
+        (((1, 2.5), (True, 4)), True),
+        ((), True),
+        (((),), True),
+        ((1, (2, 3)), True),  # mixed depth: numbers at every leaf (the shape check refuses it)
+        ((_Rank(1), _Rank(2)), True),
+        (((1, "2"),), False),
+        ((1, None), False),
+        ("3", False),
+    ],
+)
+def test_numbers_attr_accepts_nests_of_numbers_only(value: Any, numbers: bool) -> None:
+    from lucid.ir.ops.base import NUMBERS
+
+    assert NUMBERS.check(value) is numbers
+
+
+@pytest.mark.parametrize(
+    "value, shape",
+    [
+        (2.0, ()),
+        ((), (0,)),
+        (((1, 2, 3), (4, 5, 6)), (2, 3)),
+        (tuple((i, i + 1) for i in range(4096)), (4096, 2)),
+        (((), ()), (2, 0)),
+    ],
+)
+def test_constant_shape_of_nests(value: Any, shape: tuple[int, ...]) -> None:
+    from lucid.ir.ops.graph import _const_shape
+
+    assert _const_shape(value) == shape
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (((1, 2), (3,)), "ragged"),
+        (((1, 2), 3), "mixes numbers and lists"),
+        ((1, (2, 3)), "mixes numbers and lists"),
+    ],
+)
+def test_constant_shape_refuses_ragged_and_mixed_nests(value: Any, message: str) -> None:
+    from lucid.ir.ops.graph import _const_shape
+
+    with pytest.raises(IRTypeError, match=message):
+        _const_shape(value)

@@ -71,8 +71,23 @@ def _to_tuple(v: Any) -> Any:
     return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
+_NUMBER_TYPES = frozenset((int, float, bool))
+
+
 def _is_nested_number(v: Attr) -> bool:
-    """A number, or a nest of tuples with numbers at the leaves (iterative walk)."""
+    """A number, or a nest of tuples with numbers at the leaves.
+
+    A level at a time while each level is all tuples or all plain numbers (a constant's
+    value, thousands of leaves: one type set per level, not an isinstance per leaf); a nest
+    of mixed depth or of subclasses takes the walk below."""
+    level: list[Attr] = [v]
+    while True:
+        kinds = set(map(type, level))
+        if kinds <= _NUMBER_TYPES:
+            return True
+        if kinds != {tuple}:
+            break
+        level = [x for t in level for x in t]  # type: ignore[union-attr]
     todo: list[Attr] = [v]
     while todo:
         x = todo.pop()

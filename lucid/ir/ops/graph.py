@@ -16,17 +16,22 @@ Attrs = Mapping[str, Attr]
 
 
 def _const_shape(value: Attr) -> tuple[int, ...]:
-    """The shape of a nest of tuples; IRTypeError if it is ragged (iterative walk)."""
+    """The shape of a nest of tuples; IRTypeError if it is ragged. A level at a time, each
+    judged by the set of its elements' types (a mask's thousands of leaves: one set, not an
+    isinstance per leaf)."""
     shape: list[int] = []
     level: list[Attr] = [value]
-    while level and all(isinstance(v, tuple) for v in level):
+    while level:
+        rows = [issubclass(kind, tuple) for kind in set(map(type, level))]
+        if not any(rows):
+            break  # numbers: the leaves
+        if not all(rows):
+            raise IRTypeError("constant: value mixes numbers and lists at one depth")
         lengths = {len(v) for v in level}  # type: ignore[arg-type]
         if len(lengths) != 1:
             raise IRTypeError("constant: value is ragged (rows of different lengths)")
         shape.append(lengths.pop())
         level = [x for v in level for x in v]  # type: ignore[union-attr]
-    if any(isinstance(v, tuple) for v in level):
-        raise IRTypeError("constant: value mixes numbers and lists at one depth")
     return tuple(shape)
 
 
