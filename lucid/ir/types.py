@@ -164,6 +164,9 @@ class TensorType:
     def __post_init__(self) -> None:
         if not isinstance(self.dtype, DType):
             raise IRError(f"TensorType dtype must be a DType, got {self.dtype!r}")
+        shape = self.shape
+        if type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape):
+            return  # already canonical: plain ints, what inference builds (every op, every trace)
         dims: list[Dim] = []
         for d in self.shape:
             if isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0:
@@ -234,6 +237,8 @@ def concrete_shape(shape: tuple[Dim, ...], bindings: Mapping[str, int] | None) -
 
 def broadcast_shapes(*shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:
     """NumPy broadcasting over shapes with symbols: a symbol broadcasts only with itself or 1."""
+    if shapes and all(s == shapes[0] for s in shapes):
+        return tuple(shapes[0])  # the same shape (most elementwise ops): itself
     rank = max((len(s) for s in shapes), default=0)
     out: list[Dim] = []
     for axis in range(rank):
