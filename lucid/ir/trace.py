@@ -45,14 +45,36 @@ SEED_HINT = "rng_seed"
 
 
 def user_location() -> SourceLoc | None:
-    """The first stack frame outside the lucid package: the user's line that caused an op."""
+    """The first stack frame outside the lucid package: the user's line that caused an op.
+
+    Asked for every traced op, whose stack passes through a dozen of lucid's frames (all of
+    them for lucid.models): each file's answer is kept in a dict, and each line's SourceLoc
+    is made once (they are immutable; the ops of one user line share it)."""
+    known = _FILE_IN_LUCID
     frame = sys._getframe(1)
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if not in_lucid(filename):
-            return SourceLoc(filename, frame.f_lineno, frame.f_code.co_name)
+        code = frame.f_code
+        filename = code.co_filename
+        inside = known.get(filename)
+        if inside is None:
+            if len(known) >= _MEMO_LIMIT:  # exec'd code may name a new file each time
+                known.clear()
+            inside = known[filename] = in_lucid(filename)
+        if not inside:
+            key = (filename, frame.f_lineno, code.co_name)
+            loc = _LOCATIONS.get(key)
+            if loc is None:
+                if len(_LOCATIONS) >= _MEMO_LIMIT:
+                    _LOCATIONS.clear()
+                loc = _LOCATIONS[key] = SourceLoc(*key)
+            return loc
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+_MEMO_LIMIT = 4096
+_FILE_IN_LUCID: dict[str, bool] = {}
+_LOCATIONS: dict[tuple[str, int, str], SourceLoc] = {}
 
 
 @functools.lru_cache(maxsize=1024)
