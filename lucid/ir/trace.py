@@ -13,7 +13,6 @@ seed per draw in the order forward made them, and whoever runs the graph passes 
 
 from __future__ import annotations
 
-import functools
 import inspect
 import os
 import sys
@@ -44,12 +43,19 @@ BATCH = "N"
 SEED_HINT = "rng_seed"
 
 
+# per-process memos of user_location, asked for every traced op (bounded: exec'd code may name
+# a new file each time)
+_MEMO_LIMIT = 4096
+_FILE_IN_LUCID: dict[str, bool] = {}
+_LOCATIONS: dict[tuple[str, int, str], SourceLoc] = {}
+
+
 def user_location() -> SourceLoc | None:
     """The first stack frame outside the lucid package: the user's line that caused an op.
 
-    Asked for every traced op, whose stack passes through a dozen of lucid's frames (all of
-    them for lucid.models): each file's answer is kept in a dict, and each line's SourceLoc
-    is made once (they are immutable; the ops of one user line share it)."""
+    A traced op's stack passes through a dozen of lucid's frames (all of them for
+    lucid.models): each file's answer is a dict lookup here, and each line's SourceLoc is made
+    once (they are immutable; the ops of one user line share it)."""
     known = _FILE_IN_LUCID
     frame = sys._getframe(1)
     while frame is not None:
@@ -57,9 +63,7 @@ def user_location() -> SourceLoc | None:
         filename = code.co_filename
         inside = known.get(filename)
         if inside is None:
-            if len(known) >= _MEMO_LIMIT:  # exec'd code may name a new file each time
-                known.clear()
-            inside = known[filename] = in_lucid(filename)
+            inside = in_lucid(filename)
         if not inside:
             key = (filename, frame.f_lineno, code.co_name)
             loc = _LOCATIONS.get(key)
@@ -72,15 +76,14 @@ def user_location() -> SourceLoc | None:
     return None
 
 
-_MEMO_LIMIT = 4096
-_FILE_IN_LUCID: dict[str, bool] = {}
-_LOCATIONS: dict[tuple[str, int, str], SourceLoc] = {}
-
-
-@functools.lru_cache(maxsize=1024)
 def in_lucid(filename: str) -> bool:
     """Whether code of `filename` is lucid's own (asked for every frame of every traced op)."""
-    return os.path.abspath(filename).startswith(_LUCID_DIR)
+    inside = _FILE_IN_LUCID.get(filename)
+    if inside is None:
+        if len(_FILE_IN_LUCID) >= _MEMO_LIMIT:
+            _FILE_IN_LUCID.clear()
+        inside = _FILE_IN_LUCID[filename] = os.path.abspath(filename).startswith(_LUCID_DIR)
+    return inside
 
 
 @dataclass(frozen=True)

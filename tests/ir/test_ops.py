@@ -467,3 +467,39 @@ def test_constant_shape_refuses_ragged_and_mixed_nests(value: Any, message: str)
 
     with pytest.raises(IRTypeError, match=message):
         _const_shape(value)
+
+
+@pytest.mark.parametrize(
+    "cin, cout, k, stride, padding, dilation, groups, hw, dtype",
+    [
+        (3, 4, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1, (7, 9), np.float32),
+        (6, 6, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 6, (9, 9), np.float32),  # depthwise
+        (4, 6, (3, 2), (2, 1), (1, 0, 2, 1), (1, 2), 2, (9, 8), np.float64),
+        (2, 3, (1, 4), (1, 3), (0, 0, 2, 2), (1, 1), 1, (1, 13), np.float64),
+    ],
+)
+def test_conv2d_kernel_on_an_empty_batch_gives_the_full_batchs_shape(
+    cin: int,
+    cout: int,
+    k: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    hw: tuple[int, int],
+    dtype: type[np.floating[Any]],
+) -> None:
+    """The tracer runs lucid's models on an empty batch; the kernel then only works out the
+    shape, which must be the full batch's with no rows (and its dtype)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, cin, *hw)).astype(dtype)
+    w = rng.standard_normal((cout, cin // groups, *k)).astype(dtype)
+    b = rng.standard_normal(cout).astype(dtype)
+    kernel = OPS["conv2d"].numpy
+    assert kernel is not None
+    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    full = kernel(x, w, b, **attrs)
+    empty = kernel(x[:0], w, b, **attrs)
+    assert (empty.shape, empty.dtype) == ((0, *full.shape[1:]), full.dtype)
+    types = (TensorType(DType.from_numpy(a.dtype), a.shape) for a in (x, w, b))
+    assert _infer("conv2d", *types, **attrs) == (TensorType(DType.from_numpy(dtype), full.shape),)
