@@ -302,7 +302,12 @@ class Program:
 
 
 def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
-    """Lower `graph` to one C translation unit (see the module docstring for the entry points)."""
+    """Lower `graph` to one C translation unit (see the module docstring for the entry points).
+    Composite ops a pipeline left (one without the `expand` pass) are expanded first: the
+    signature, and so every entry point, stays the graph's."""
+    from lucid.ir.passes.expand import expand  # the passes load only when C is generated
+
+    graph = expand(graph)
     options = options or CodegenOptions()
     isa = detect_isa() if options.isa == "auto" else options.isa
     caches = options.caches or detect_caches()

@@ -42,12 +42,12 @@ rule is an AutodiffError naming the op and the user's source line.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lucid.errors import AutodiffError, IRError, SourceLoc
-from lucid.ir.core import Builder, Graph, Node, Value
+from lucid.errors import AutodiffError, IRError
+from lucid.ir.core import Builder, Graph, LocBuilder, Node, Value
 from lucid.ir.ops import NOT_DIFFERENTIABLE, OPS
 from lucid.ir.printer import diagnose
 from lucid.ir.types import Dim, DType, TensorType
@@ -160,23 +160,6 @@ def _zeros(b: Builder, t: TensorType) -> Value:
     return zero if t.shape == () else b.op("broadcast", [zero], {"shape": t.shape})
 
 
-class _LocBuilder(Builder):
-    """A Builder that stamps the forward node's SourceLoc on the backward nodes made for it."""
-
-    loc: SourceLoc | None = None
-
-    def op_multi(
-        self,
-        name: str,
-        inputs: Sequence[Value],
-        attrs: Mapping[str, object] | None = None,
-        *,
-        loc: SourceLoc | None = None,
-        body: Graph | None = None,
-    ) -> tuple[Value, ...]:
-        return super().op_multi(name, inputs, attrs, loc=loc or self.loc, body=body)
-
-
 class IRGrad:
     """The VJP builder of the IR reverse pass: each op a rule applies becomes a node."""
 
@@ -228,7 +211,7 @@ class _Draft:
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.b = _LocBuilder("backward")
+        self.b = LocBuilder("backward")  # stamps the forward node's loc
         self.grad = IRGrad(self.b)
         self.ct: dict[Value, Value] = {}
         self.primal: dict[Value, Value] = {}

@@ -12,7 +12,16 @@ from lucid.ir.printer import format as format_graph
 from lucid.ir.printer import to_svg
 from lucid.ir.types import Attr, DType, TensorType, freeze_attr, freeze_attrs
 
-__all__ = ["Attr", "Builder", "Graph", "Node", "Value", "freeze_attr", "freeze_attrs"]
+__all__ = [
+    "Attr",
+    "Builder",
+    "Graph",
+    "LocBuilder",
+    "Node",
+    "Value",
+    "freeze_attr",
+    "freeze_attrs",
+]
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -303,3 +312,21 @@ def _body_types(
     if not body.outputs:
         raise IRError(f"{name}: the body graph has no outputs")
     return body.output_types
+
+
+class LocBuilder(Builder):
+    """A Builder that stamps `loc` on every node not given one: the backward nodes made for a
+    forward node (autodiff), the table ops a composite expands to (the `expand` pass)."""
+
+    loc: SourceLoc | None = None
+
+    def op_multi(
+        self,
+        name: str,
+        inputs: Sequence[Value],
+        attrs: Mapping[str, object] | None = None,
+        *,
+        loc: SourceLoc | None = None,
+        body: Graph | None = None,
+    ) -> tuple[Value, ...]:
+        return super().op_multi(name, inputs, attrs, loc=loc or self.loc, body=body)

@@ -7,14 +7,15 @@ pass. lucid.ir.passes re-exports all of these.
 
 from __future__ import annotations
 
-# Simplify first so that patterns are canonical (matmul + transposed weight + bias is already
+# Expand composites (one traced node each, see lucid/ir/passes/expand.py) into table ops, then
+# simplify so that patterns are canonical (matmul + transposed weight + bias is already
 # `linear`) and no dead or duplicated node reaches fusion; dce again after fusion removes the
 # nodes the fused ones replaced. fold_affine (eval-mode BatchNorm into the Linear before it) is
 # not in the default pipeline: parameters are read live, so a folded weight is recomputed at
 # every call and loses its prepacked copy, while unfolded, the per-channel scale and shift run
 # inside the GEMM or convolution epilogue for free (docs/DESIGN.md). Opt in with
 # options={"passes": [...]} or `lucid-ir opt -p fold_affine`.
-CLEANUP_PASSES: tuple[str, ...] = ("canonicalize", "constfold", "cse", "dce")
+CLEANUP_PASSES: tuple[str, ...] = ("expand", "canonicalize", "constfold", "cse", "dce")
 OPTIONAL_PASSES: tuple[str, ...] = ("fold_affine",)
 FUSION_PASSES: tuple[str, ...] = ("fuse_mlp", "fuse_epilogue", "fuse_elementwise")
 DEFAULT_PIPELINE: tuple[str, ...] = (*CLEANUP_PASSES, *FUSION_PASSES, "dce")

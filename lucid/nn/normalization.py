@@ -7,7 +7,8 @@ buffers are PyTorch's, so state dicts map one to one.
 
 BatchNorm applies the per-channel affine map `x * scale + shift` with `scale = weight / sqrt(var
 + eps)` and `shift = bias - mean * scale` (C values each), as PyTorch's CPU kernel does: two
-operations per element. In training it updates the running statistics through
+operations per element. The map is one composite op, `batch_norm` (lucid/ir/ops/norm.py): one
+traced node, which the compiler's first pass expands into those table ops. In training it updates the running statistics through
 `lucid._hooks.write_buffer`, which lucid.compile turns into graph outputs written back after
 each call; in eval mode with running statistics the map reads only parameters and buffers, so
 the `fold-affine` pass folds it into a preceding Linear.
@@ -26,6 +27,7 @@ from lucid.nn.module import Module, Parameter
 from lucid.tensor import Tensor, apply, no_grad
 
 _MOMENTS = OPS["moments"]
+_BATCH_NORM = OPS["batch_norm"]
 
 __all__ = [
     "BatchNorm1d",
@@ -135,17 +137,11 @@ def _batch_norm(
         if running_mean is None or running_var is None:
             raise ValueError(f"{what}: running_mean and running_var are required when not training")
         mean_c, var_c = running_mean, running_var
-    scale = 1.0 / (var_c + eps).sqrt()
-    if weight is not None:
-        scale = scale * weight
-    shift = -(mean_c * scale)
-    if bias is not None:
-        shift = bias + shift
-    if x.data.ndim > 2:  # [C] -> [C, 1, ...]: channels are axis 1, not the last
-        channel_shape = (c,) + (1,) * (x.data.ndim - 2)
-        scale = scale.reshape(channel_shape)
-        shift = shift.reshape(channel_shape)
-    return x * scale + shift
+    if weight is None and bias is not None:  # a shift alone (rare): normalize, then shift
+        y = apply(_BATCH_NORM, (x, mean_c, var_c), {"eps": eps})
+        return y + bias.reshape((c,) + (1,) * (x.data.ndim - 2))
+    affine = () if weight is None else (weight,) if bias is None else (weight, bias)
+    return apply(_BATCH_NORM, (x, mean_c, var_c, *affine), {"eps": eps})
 
 
 def _update(buffer: Tensor | None, batch: Tensor, momentum: float | Tensor) -> None:

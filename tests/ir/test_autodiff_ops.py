@@ -237,6 +237,30 @@ CASES: dict[str, Callable[..., Any]] = {
         (3, 4, 2),
         w=(2,),
     ),
+    # batch_norm with each affine arity: weight only (3-D), weight and bias (2-D), bias only
+    # (normalize, then shift); var kept positive, away from sqrt's kink
+    "batch_norm_weight": shaped(
+        lambda self, x: F.batch_norm(x, self.m, self.v * self.v + 0.5, self.w) * x,
+        (3, 2, 4),
+        m=(2,),
+        v=(2,),
+        w=(2,),
+    ),
+    "batch_norm_affine": shaped(
+        lambda self, x: F.batch_norm(x, self.m, self.v * self.v + 0.5, self.w, self.b, eps=0.1),
+        (3, 2),
+        m=(2,),
+        v=(2,),
+        w=(2,),
+        b=(2,),
+    ),
+    "batch_norm_shift": shaped(
+        lambda self, x: F.batch_norm(x, self.m, self.v * self.v + 0.5, None, self.b) * x,
+        (3, 2, 2),
+        m=(2,),
+        v=(2,),
+        b=(2,),
+    ),
 }
 
 
@@ -441,6 +465,7 @@ def test_random_mlp_steps_cover_every_op_with_a_rule() -> None:
     tensor_ops = {"cast", "sum_to", "slice", "slice_grad", "concat", "max", "min"}
     families = {
         "moments",  # normalization
+        "batch_norm",
         "conv2d",
         "conv2d_grad_input",
         "conv2d_grad_weight",

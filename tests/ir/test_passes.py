@@ -60,6 +60,7 @@ def test_the_pass_table_is_read_only_and_complete() -> None:
 
 def test_default_pipeline_runs_cleanup_then_fusion_then_dce() -> None:
     assert default_pipeline() == [
+        "expand",
         "canonicalize",
         "constfold",
         "cse",
@@ -70,6 +71,7 @@ def test_default_pipeline_runs_cleanup_then_fusion_then_dce() -> None:
         "dce",
     ]
     assert default_pipeline(fusion=False) == [
+        "expand",
         "canonicalize",
         "constfold",
         "cse",

@@ -181,6 +181,39 @@ def test_batch_of_one_in_training_is_refused_compiled_too() -> None:
     assert int(model[1].num_batches_tracked.data) == 1  # the refused call wrote nothing
 
 
+@pytest.mark.parametrize("affine", ["both", "weight", "bias", "none"])
+def test_batchnorm_traces_as_one_node_that_expands_before_fusion(affine: str) -> None:
+    # each affine form records one batch_norm node (bias alone: then an add); the compiled
+    # forward, whose pipeline expands it first, matches eager; eager's kernel is PyTorch's
+    # spelling, x * scale + shift, to the last bit
+    bn = nn.BatchNorm2d(4, affine=affine != "none", bias=affine in ("both", "bias"))
+    if affine == "bias":
+        bn.weight = None
+    _randomize(bn, 7)
+    bn.running_mean.data[...] = np.linspace(-1, 1, 4)
+    bn.running_var.data[...] = np.linspace(0.5, 2, 4)
+    bn.eval()
+    x = np.random.default_rng(8).standard_normal((3, 4, 2, 5)).astype(np.float32)
+    ops = [n.op for n in trace(bn, x).nodes]
+    assert ops.count("batch_norm") == 1 and "mul" not in ops
+    compiled = lucid.compile(bn)
+    with lucid.no_grad():
+        eager = bn(lucid.tensor(x)).data
+        np.testing.assert_allclose(compiled(lucid.tensor(x)).data, eager, rtol=RTOL, atol=ATOL)
+    assert "batch_norm" not in [n.op for n in compiled.stages()["expand"].nodes]
+    f32 = np.float32
+    scale = f32(1.0) / np.sqrt(bn.running_var.data + f32(bn.eps))
+    if bn.weight is not None:
+        scale = scale * bn.weight.data
+    shift = -(bn.running_mean.data * scale)
+    if affine == "both":
+        shift = bn.bias.data + shift
+    want = x * scale.reshape(4, 1, 1) + shift.reshape(4, 1, 1)
+    if affine == "bias":
+        want = want + bn.bias.data.reshape(4, 1, 1)
+    np.testing.assert_array_equal(eager, want)
+
+
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
 def test_eval_folds_batchnorm_into_the_linear(dynamic: bool, bias: bool) -> None:
@@ -190,7 +223,16 @@ def test_eval_folds_batchnorm_into_the_linear(dynamic: bool, bias: bool) -> None
     model[1].running_mean.data[...] = np.linspace(-1, 1, 5)
     model[1].running_var.data[...] = np.linspace(0.5, 2, 5)
     model.eval()
-    passes = ["canonicalize", "fold_affine", "constfold", "cse", "dce", *FUSION_PASSES, "dce"]
+    passes = [
+        "expand",
+        "canonicalize",
+        "fold_affine",
+        "constfold",
+        "cse",
+        "dce",
+        *FUSION_PASSES,
+        "dce",
+    ]
     compiled = lucid.compile(model, dynamic_batch=dynamic, options={"passes": passes})
     x = np.random.default_rng(5).standard_normal((7, 6)).astype(np.float32)
     with lucid.no_grad():

@@ -61,7 +61,7 @@ from lucid.ir.ops.base import (
     AttrKind,
     OpDef,
 )
-from lucid.ir.ops.grad import EagerGrad, GradBuilder
+from lucid.ir.ops.grad import EagerGrad, GradBuilder, bind_eager
 
 
 def _table(defs: Iterable[OpDef]) -> Mapping[str, OpDef]:
@@ -94,6 +94,7 @@ OPS: Mapping[str, OpDef] = _table(
     )
 )
 EAGER = EagerGrad({name: op.numpy for name, op in OPS.items()})
+bind_eager(EAGER)  # composite ops' kernels run their expansion with it
 
 __all__ = [
     "BOOL",

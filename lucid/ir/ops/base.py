@@ -176,6 +176,9 @@ VjpRule = Callable[..., tuple[Any, ...]]
 # The C of an elementwise op: a format string, a tuple of them (one per result), or a function of
 # the node returning one; lucid/codegen/_scalar_c.py says which fields the strings may use.
 ScalarC: TypeAlias = "str | tuple[str, ...] | Callable[[Node], str | tuple[str, ...]] | None"
+# A composite op's definition in table ops: expand(b, attrs, xs) -> its results, built through
+# the VJP builder interface (grad.py), so the IR `expand` pass and the eager kernel share it.
+ExpandFn = Callable[..., tuple[Any, ...]]
 # A test case: arrays (float64 unless the op needs another dtype) and attrs, from a generator.
 SampleFn = Callable[[np.random.Generator], tuple[tuple[Array, ...], dict[str, Any]]]
 
@@ -191,6 +194,11 @@ class OpDef:
     - `c` (elementwise ops): the one scalar C spelling, used by plain loops, fused loops and GEMM
       epilogues; `c_int` overrides it for int64/bool inputs; `lowering` (structured ops): the name
       of the C lowering in lucid/codegen/lowerings.py; `inputs` names the inputs (the C fields);
+    - `expand` (composite ops): the op's definition in table ops. The trace records one node
+      (one Python call where the spelled-out form would make a dozen), the `expand` pass
+      (lucid/ir/passes/expand.py) substitutes the definition before the other passes, so
+      fusion sees table ops, and codegen expands whatever a pipeline without it left; the
+      NumPy kernel runs the same definition eagerly (`expanded_kernel`);
     - `sample`: inputs and attrs for the op-table meta-test (tests/ir/test_op_table.py).
     `arity` is n or (min, max) with max None for "any number". A `region` op (a fused op) has a
     body graph whose outputs give its result types.
@@ -211,6 +219,7 @@ class OpDef:
     results: int = 1
     region: bool = False
     prepare: PrepareFn | None = field(default=None, repr=False)
+    expand: ExpandFn | None = field(default=None, repr=False)
     doc: str = ""
 
     # whether gradients flow through the op: it has a rule, and not NOT_DIFFERENTIABLE

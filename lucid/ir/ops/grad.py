@@ -80,6 +80,26 @@ class EagerGrad:
         raise AttributeError(f"no op {op!r} in the table (a VJP rule asked for it)")
 
 
+_TABLE_BUILDER: list[EagerGrad] = []  # the table's EAGER, bound by lucid.ir.ops (bind_eager)
+
+
+def bind_eager(builder: EagerGrad) -> None:
+    """Give composite kernels the table's eager builder. lucid.ir.ops calls this once its table
+    is complete: this module cannot import the table, whose families import this module."""
+    _TABLE_BUILDER[:] = [builder]
+
+
+def expanded_kernel(expand: Callable[..., tuple[Any, ...]]) -> Callable[..., Any]:
+    """The NumPy kernel of a one-result composite op: its expansion (OpDef.expand) run by the
+    eager builder, so eager lucid, the interpreter and the expanded graph compute alike."""
+
+    def kernel(*xs: Any, **attrs: Any) -> Any:
+        return expand(_TABLE_BUILDER[0], attrs, xs)[0]
+
+    kernel.__doc__ = expand.__doc__
+    return kernel
+
+
 # ---------------------------------------------------------------- helpers for the rules
 
 

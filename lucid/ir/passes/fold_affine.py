@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.passes._rewrite import Rewriter
+from lucid.ir.passes.expand import expand
 from lucid.ir.types import TensorType
 
 # producer op -> the per-channel operand's shape for C channels, as a function of C
@@ -34,6 +35,7 @@ _WEIGHT, _BIAS = 1, 2  # the producer's inputs: x, weight, optional bias
 
 def fold_affine(graph: Graph) -> Graph:
     """Fold `mul` by a per-channel scale (then `add` of a shift) into a preceding linear."""
+    graph = expand(graph)  # BatchNorm's map is one `batch_norm` node until expanded
     static = _parameter_only(graph)
     users: dict[Value, list[Node]] = {}
     for node in graph.nodes:
