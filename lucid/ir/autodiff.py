@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lucid.errors import AutodiffError, IRError
-from lucid.ir.core import Builder, Graph, LocBuilder, Node, Value
+from lucid.ir.core import Builder, Graph, Node, Value
 from lucid.ir.ops import NOT_DIFFERENTIABLE, OPS
 from lucid.ir.printer import diagnose
 from lucid.ir.types import Dim, DType, TensorType
@@ -211,7 +211,7 @@ class _Draft:
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.b = LocBuilder("backward")  # stamps the forward node's loc
+        self.b = Builder("backward")  # its `loc`: the forward node's, on its backward nodes
         self.grad = IRGrad(self.b)
         self.ct: dict[Value, Value] = {}
         self.primal: dict[Value, Value] = {}

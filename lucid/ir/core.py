@@ -16,7 +16,6 @@ __all__ = [
     "Attr",
     "Builder",
     "Graph",
-    "LocBuilder",
     "Node",
     "Value",
     "freeze_attr",
@@ -170,6 +169,9 @@ class Builder:
         self._nodes: list[Node] = []
         self._outputs: list[Value] = []
         self._defined: set[Value] = set()
+        # the SourceLoc of nodes added without one: autodiff stamps the forward node's on the
+        # backward nodes made for it, `expand` a composite's on the table ops it becomes
+        self.loc: SourceLoc | None = None
 
     def input(self, type: TensorType, hint: str | None = None) -> Value:
         """A new runtime input of the graph."""
@@ -226,7 +228,7 @@ class Builder:
                 raise IRError(f"{name} takes no body; only fused ops do")
             out_types = opdef.infer(in_types, frozen)
         results = tuple(Value(t) for t in out_types)
-        node = Node(name, inputs, frozen, results, loc, body)
+        node = Node(name, inputs, frozen, results, loc or self.loc, body)
         self._nodes.append(node)
         self._defined.update(results)
         return results
@@ -312,21 +314,3 @@ def _body_types(
     if not body.outputs:
         raise IRError(f"{name}: the body graph has no outputs")
     return body.output_types
-
-
-class LocBuilder(Builder):
-    """A Builder that stamps `loc` on every node not given one: the backward nodes made for a
-    forward node (autodiff), the table ops a composite expands to (the `expand` pass)."""
-
-    loc: SourceLoc | None = None
-
-    def op_multi(
-        self,
-        name: str,
-        inputs: Sequence[Value],
-        attrs: Mapping[str, object] | None = None,
-        *,
-        loc: SourceLoc | None = None,
-        body: Graph | None = None,
-    ) -> tuple[Value, ...]:
-        return super().op_multi(name, inputs, attrs, loc=loc or self.loc, body=body)

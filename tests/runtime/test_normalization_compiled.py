@@ -200,7 +200,11 @@ def test_batchnorm_traces_as_one_node_that_expands_before_fusion(affine: str) ->
     with lucid.no_grad():
         eager = bn(lucid.tensor(x)).data
         np.testing.assert_allclose(compiled(lucid.tensor(x)).data, eager, rtol=RTOL, atol=ATOL)
-    assert "batch_norm" not in [n.op for n in compiled.stages()["expand"].nodes]
+    stages = compiled.stages()
+    (node,) = [n for n in stages["traced"].nodes if n.op == "batch_norm"]
+    expanded = stages["expand"].nodes
+    assert "batch_norm" not in [n.op for n in expanded]
+    assert node.loc is not None and all(n.loc == node.loc for n in expanded)  # the user's line
     f32 = np.float32
     scale = f32(1.0) / np.sqrt(bn.running_var.data + f32(bn.eps))
     if bn.weight is not None:

@@ -28,9 +28,9 @@ class Rewriter:
     of the same type; `defs` records the op that made each new node result.
     """
 
-    def __init__(self, graph: Graph, builder: type[Builder] = Builder) -> None:
+    def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.builder = builder(graph.name)
+        self.builder = Builder(graph.name)
         self.map: dict[Value, Value] = {}
         self.defs: dict[Value, Def] = {}
         for v in graph.inputs:

@@ -15,7 +15,7 @@ expands what a pipeline without it leaves (lucid/codegen/emit_c.py).
 from __future__ import annotations
 
 from lucid.ir.autodiff import IRGrad
-from lucid.ir.core import Graph, LocBuilder
+from lucid.ir.core import Graph
 from lucid.ir.ops import OPS
 from lucid.ir.passes._rewrite import Rewriter
 
@@ -32,16 +32,15 @@ def expand(graph: Graph) -> Graph:
     """Replace each composite op (an OpDef with `expand`) by its definition in table ops."""
     if not has_composites(graph):
         return graph
-    rw = Rewriter(graph, LocBuilder)
+    rw = Rewriter(graph)
     builder = rw.builder
-    assert isinstance(builder, LocBuilder)
     b = IRGrad(builder)
     for node in graph.nodes:
         opdef = OPS.get(node.op)
         if opdef is None or opdef.expand is None:
             rw.copy(node)
             continue
-        builder.loc = node.loc
+        builder.loc = node.loc  # on every node of the expansion
         results = opdef.expand(b, node.attrs, tuple(rw.get(v) for v in node.inputs))
         builder.loc = None
         for old, new in zip(node.results, results, strict=True):
