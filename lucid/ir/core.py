@@ -12,15 +12,7 @@ from lucid.ir.printer import format as format_graph
 from lucid.ir.printer import to_svg
 from lucid.ir.types import Attr, DType, TensorType, freeze_attr, freeze_attrs
 
-__all__ = [
-    "Attr",
-    "Builder",
-    "Graph",
-    "Node",
-    "Value",
-    "freeze_attr",
-    "freeze_attrs",
-]
+__all__ = ["Attr", "Builder", "Graph", "Node", "Value", "freeze_attr", "freeze_attrs"]
 
 
 @dataclass(frozen=True, eq=False, slots=True)

@@ -8,10 +8,10 @@ buffers are PyTorch's, so state dicts map one to one.
 BatchNorm applies the per-channel affine map `x * scale + shift` with `scale = weight / sqrt(var
 + eps)` and `shift = bias - mean * scale` (C values each), as PyTorch's CPU kernel does: two
 operations per element. The map is one composite op, `batch_norm` (lucid/ir/ops/norm.py): one
-traced node, which the compiler's first pass expands into those table ops. In training it updates the running statistics through
-`lucid._hooks.write_buffer`, which lucid.compile turns into graph outputs written back after
-each call; in eval mode with running statistics the map reads only parameters and buffers, so
-the `fold-affine` pass folds it into a preceding Linear.
+traced node, which the compiler's first pass expands into those table ops. In training it
+updates the running statistics through `lucid._hooks.write_buffer`, which lucid.compile turns
+into graph outputs written back after each call; in eval mode with running statistics the map
+reads only parameters and buffers, so the `fold-affine` pass folds it into a preceding Linear.
 """
 
 from __future__ import annotations

@@ -36,12 +36,13 @@ def expand(graph: Graph) -> Graph:
     builder = rw.builder
     b = IRGrad(builder)
     for node in graph.nodes:
-        opdef = OPS.get(node.op)
-        if opdef is None or opdef.expand is None:
+        if node.op not in COMPOSITES:
             rw.copy(node)
             continue
+        expansion = OPS[node.op].expand
+        assert expansion is not None  # what COMPOSITES holds
         builder.loc = node.loc  # on every node of the expansion
-        results = opdef.expand(b, node.attrs, tuple(rw.get(v) for v in node.inputs))
+        results = expansion(b, node.attrs, tuple(rw.get(v) for v in node.inputs))
         builder.loc = None
         for old, new in zip(node.results, results, strict=True):
             rw.alias(old, new)
