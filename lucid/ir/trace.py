@@ -18,7 +18,7 @@ import os
 import sys
 import warnings
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -181,7 +181,7 @@ class Tracer:
         # number), and the values made so far, per (expression, dtype)
         self._size_source: dict[str, tuple[Value, int]] = {}
         self._sizes: dict[tuple[Any, DType], Value] = {}
-        self._paths = {id(m): (p or type(root).__name__) for p, m in root.named_modules()}
+        self._paths = {id(m): (p or type(root).__name__) for p, m in _walk(root)}
         # Tensor attributes of the modules: a graph param when forward reads one (below)
         self._buffers = {id(t): name for name, t in _named_buffers(root)}
         self._scope: list[str] = [type(root).__name__]
@@ -409,6 +409,16 @@ class Tracer:
 
 
 _SIZE_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "neg": "neg"}
+
+
+def _walk(root: Any) -> Iterable[tuple[str, Module]]:
+    """`root.named_modules()`, through lucid.nn.module.module_walk's cache when root is a
+    Module or the compile spy of one (a stand-in that forwards to the model it wraps)."""
+    from lucid.nn import Module
+    from lucid.nn.module import module_walk
+
+    module = getattr(root, "__wrapped__", root)
+    return module_walk(module) if isinstance(module, Module) else root.named_modules()
 
 
 def _named_buffers(root: Any) -> Iterator[tuple[str, Tensor]]:

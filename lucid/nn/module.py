@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -20,6 +22,77 @@ STRUCTURE_VERSION = [0]
 def structure_version() -> int:
     """A number that changes whenever any Module's attributes are assigned or deleted."""
     return STRUCTURE_VERSION[0]
+
+
+Walk = tuple[tuple[str, "Module"], ...]  # (dotted name, module) pairs, as named_modules gives
+
+# The walks `module_walk` made inside `cached_walks()`: id(root) -> (STRUCTURE_VERSION, root,
+# walk); None outside it. A context variable, so a build on another thread keeps its own.
+_WALKS: ContextVar[dict[int, tuple[int, Module, Walk]] | None] = ContextVar(
+    "lucid_module_walks", default=None
+)
+
+
+@contextmanager
+def cached_walks() -> Iterator[None]:
+    """Within the block, `module_walk` walks each root once while no Module attribute changes.
+    A warm compile of MobileNetV3-Small (210 modules) walks its tree 8 times, 0.18 ms each:
+    trace scopes, parameters, buffers, empty-batch check, guards, forwards and parameter slots.
+    Nothing is kept after the block, so a module taken out of the tree is never held here."""
+    if _WALKS.get() is not None:  # nested: the outer block's walks serve
+        yield
+        return
+    token = _WALKS.set({})
+    try:
+        yield
+    finally:
+        _WALKS.reset(token)
+
+
+def module_walk(root: Module) -> Walk:
+    """`root.named_modules()` as a tuple, reused inside `cached_walks()` until some Module
+    attribute is assigned or deleted (STRUCTURE_VERSION moves)."""
+    walks = _WALKS.get()
+    if walks is None:
+        return tuple(root.named_modules())
+    known = walks.get(id(root))
+    if known is not None and known[0] == STRUCTURE_VERSION[0] and known[1] is root:
+        return known[2]
+    walk = tuple(root.named_modules())
+    walks[id(root)] = (STRUCTURE_VERSION[0], root, walk)
+    return walk
+
+
+def _tree(root: Module, prefix: str) -> Iterable[tuple[str, Module]]:
+    """`root.named_modules(prefix)`: the cached walk inside `cached_walks()`, else the
+    generator itself (which sees the tree as it is at each step of the iteration)."""
+    if prefix or _WALKS.get() is None:
+        return root.named_modules(prefix)
+    return module_walk(root)
+
+
+def parameters_in(walk: Iterable[tuple[str, Module]]) -> Iterator[tuple[str, Parameter]]:
+    """(dotted path, parameter) of the modules of `walk`, each parameter once (see
+    Module.named_parameters)."""
+    seen: set[int] = set()
+    for mod_name, module in walk:
+        for name, p in module._parameters.items():
+            if p is None or id(p) in seen:
+                continue
+            seen.add(id(p))
+            yield (f"{mod_name}.{name}" if mod_name else name), p
+
+
+def buffers_in(walk: Iterable[tuple[str, Module]]) -> Iterator[tuple[str, Tensor]]:
+    """(dotted path, tensor) of the buffers of the modules of `walk`, each once (see
+    Module.named_buffers)."""
+    seen: set[int] = set()
+    for mod_name, module in walk:
+        for name, value in module.__dict__.items():
+            if type(value) is not Tensor or id(value) in seen:
+                continue
+            seen.add(id(value))
+            yield (f"{mod_name}.{name}" if mod_name else name), value
 
 
 class Parameter(Tensor):
@@ -107,7 +180,7 @@ class Module:
         (numbers, strings, bools, None and tuples of them; anything else, a constant tensor
         included, by identity)."""
         out: dict[str, Any] = {}
-        for path, module in self.named_modules():
+        for path, module in module_walk(self):
             prefix = f"{path}." if path else ""
             out[path or "."] = (type(module), id(module))
             for name, value in module.__dict__.items():
@@ -162,7 +235,7 @@ class Module:
 
     def modules(self) -> Iterator[Module]:
         """This module and every descendant."""
-        for _, module in self.named_modules():
+        for _, module in _tree(self, ""):
             yield module
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -190,25 +263,13 @@ class Module:
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """(dotted path such as 'fc1.weight', parameter) for every parameter, each once."""
-        seen: set[int] = set()
-        for mod_name, module in self.named_modules(prefix):
-            for name, p in module._parameters.items():
-                if p is None or id(p) in seen:
-                    continue
-                seen.add(id(p))
-                yield (f"{mod_name}.{name}" if mod_name else name), p
+        return parameters_in(_tree(self, prefix))
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
         """(dotted path, tensor) for every Tensor attribute that is not a Parameter, each once:
         state that forward reads but no optimizer trains (a mask, a constant table). A
         compiled model reads them at every call, like parameters, so in-place changes count."""
-        seen: set[int] = set()
-        for mod_name, module in self.named_modules(prefix):
-            for name, value in module.__dict__.items():
-                if type(value) is not Tensor or id(value) in seen:
-                    continue
-                seen.add(id(value))
-                yield (f"{mod_name}.{name}" if mod_name else name), value
+        return buffers_in(_tree(self, prefix))
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """Set the buffer `name` (a plain Tensor attribute, see named_buffers); a persistent one

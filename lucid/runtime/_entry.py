@@ -15,7 +15,7 @@ from lucid._symbolic import python
 from lucid.errors import InputError, LucidError
 from lucid.ir.core import Graph
 from lucid.ir.types import DType, bind_dim
-from lucid.nn.module import Parameter
+from lucid.nn.module import Parameter, module_walk
 from lucid.random import draw_seed
 from lucid.runtime._gradplan import dependencies
 from lucid.runtime._prepack import PackedWeights
@@ -107,7 +107,7 @@ class Entry:
         graph = forward.graph
         self.graph = graph
         self.n_seeds = len(graph.inputs) - len(signature.inputs)
-        owners = {name: m for name, m in module.named_modules()}
+        owners = dict(module_walk(module))
         self.param_slots: list[tuple[dict[str, Any], str, str]] = []
         for p in graph.params:
             hint = p.hint or ""
@@ -148,7 +148,7 @@ class Entry:
     def set_state(self, module: Any, names: list[str]) -> None:
         """Bind the buffer paths the trace wrote (lucid.ir.trace: the last outputs) to the
         module's buffers."""
-        owners = {name: m for name, m in module.named_modules()}
+        owners = dict(module_walk(module))
         slots = []
         for hint in names:
             owner_path, _, leaf = hint.rpartition(".")

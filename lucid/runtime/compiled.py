@@ -41,7 +41,7 @@ from lucid.errors import (
 from lucid.ir.autodiff import GradResult
 from lucid.ir.core import Graph
 from lucid.ir.trace import BATCH, Guard
-from lucid.nn.module import STRUCTURE_VERSION, structure_version
+from lucid.nn.module import STRUCTURE_VERSION, cached_walks, structure_version
 from lucid.runtime import _memo
 from lucid.runtime._entry import (
     Entry,
@@ -427,7 +427,8 @@ class CompiledModule:
         runs now: the rest runs on a thread and None is returned (the caller runs eagerly)."""
         from lucid.ir.trace import trace
 
-        with self._lock:
+        # one walk of the module tree serves the trace, the guards and the entry
+        with self._lock, cached_walks():
             candidates = self._entries.get(key, [])
             entry = _admitting(candidates, arrays)
             if entry is not None:

@@ -67,6 +67,33 @@ def test_reassignment_and_deletion_update_the_registry() -> None:
     assert list(net.parameters()) == []
 
 
+def test_cached_walks_reuse_one_walk_until_a_module_attribute_changes() -> None:
+    from lucid.nn.module import cached_walks, module_walk
+
+    net = Net()
+    assert module_walk(net) is not module_walk(net)  # outside the block: a fresh walk each time
+    with cached_walks():
+        walk = module_walk(net)
+        assert module_walk(net) is walk
+        assert walk == tuple(net.named_modules())
+        assert [n for n, _ in net.named_parameters()] == [
+            "block.fc.weight",
+            "block.fc.bias",
+            "head.weight",
+        ]
+        net.head = nn.Linear(4, 2)  # any assignment invalidates: the new module is walked
+        assert module_walk(net) is not walk
+        assert [n for n, _ in net.named_parameters()][-2:] == ["head.weight", "head.bias"]
+        del net.block
+        assert [n for n, _ in net.named_modules()] == [n for n, _ in module_walk(net)]
+        assert [n for n, _ in module_walk(net)] == ["", "drop", "head"]
+        other = Net()  # each root has its own walk
+        assert [n for n, _ in module_walk(other)][:2] == ["", "block"]
+        with cached_walks():  # nested: the outer block's walks serve
+            assert module_walk(other) is module_walk(other)
+    assert module_walk(other) is not module_walk(other)
+
+
 def test_shared_parameters_and_modules_are_listed_once() -> None:
     lin = nn.Linear(2, 2)
     seq = nn.Sequential(lin, nn.ReLU(), lin)
