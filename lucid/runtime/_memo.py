@@ -6,8 +6,9 @@ pipeline (two thirds of a warm MobileNetV3 first call, 120 ms). This memo keys o
 stages read instead: the traced graph's text with its source locations, the pipeline's pass
 names, which inputs are differentiated (None for a forward-only entry) and a fingerprint of
 lucid's own code (a changed pass must not be served its old output). It stores what they
-produce: the optimized graph, or for a grad entry the autodiff result with both optimized
-graphs, pickled in one piece so that values shared between them stay shared.
+produce: the optimized graph, or for a grad entry both optimized graphs with the conventions
+that join them (_gradplan.GradJoin: not the autodiff graphs themselves, which `stages()`
+recomputes when asked), pickled in one piece so that values shared between them stay shared.
 
 Files live in the index dir as `passes-<key>.pkl`: a line with the sha256 of the pickle, then
 the pickle. A file whose digest does not match, that does not unpickle, or that holds
@@ -45,7 +46,7 @@ from lucid.ir.types import Dim, DType, TensorType
 from lucid.runtime import cache as _cache
 from lucid.runtime._index import code_fingerprint
 
-FORMAT = 2  # bump when the key's parts or the payload's layout change
+FORMAT = 3  # bump when the key's parts or the payload's layout change
 PREFIX = "passes-"
 SUFFIX = ".pkl"
 

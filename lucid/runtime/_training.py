@@ -43,11 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from lucid.ir.autodiff import GradResult
 from lucid.ir.core import Graph
 from lucid.runtime import _fastgrad
 from lucid.runtime import threads as _threads
-from lucid.runtime._gradplan import out_shape, plan_backward
+from lucid.runtime._gradplan import GradJoin, out_shape, plan_backward
 from lucid.runtime.backends import Executable
 from lucid.tensor import Tensor
 
@@ -107,7 +106,7 @@ class GradProgram:
 
     def __init__(
         self,
-        result: GradResult,
+        result: GradJoin,
         stages: dict[str, Graph],
         executable: Executable,
         forward_params: Sequence[str | None],
@@ -115,9 +114,10 @@ class GradProgram:
         wrt: Sequence[bool],
     ) -> None:
         self.stages = stages
+        self.wrt = tuple(wrt)  # the traced graph's inputs that get gradients (for _restage)
         self.executable = executable
         self.graph = executable.graph
-        self.plan = plan = plan_backward(result, executable, forward_params, out_kind, wrt)
+        self.plan = plan = plan_backward(result, executable, forward_params, out_kind)
         # The lean C call of `run` (a per-step cost at small sizes): the object-address entry.
         self._call = getattr(executable, "call_objects", None)
         self._fast_one = _fastgrad.make_backward_one(plan, executable, self._backward_one)

@@ -38,7 +38,6 @@ from lucid.errors import (
     RecompileWarning,
     TraceError,
 )
-from lucid.ir.autodiff import GradResult
 from lucid.ir.core import Graph
 from lucid.ir.trace import BATCH, Guard
 from lucid.nn.module import STRUCTURE_VERSION, cached_walks, structure_version
@@ -56,6 +55,7 @@ from lucid.runtime._entry import (
 )
 from lucid.runtime._fastpath import make_fast
 from lucid.runtime._freevals import FreeValues, forwards
+from lucid.runtime._gradplan import GradJoin
 from lucid.runtime.backends import BackendOptions, BuildInfo, Executable, get_backend
 from lucid.runtime.cache import cache_root
 from lucid.runtime.options import CompileOptions, Signature
@@ -120,11 +120,11 @@ def _shown(entry: Any) -> str:
 
 
 def _grad_payload(hit: Any) -> bool:
-    """Whether a pass-memo payload is what a grad entry stores: (GradResult, forward, backward)."""
+    """Whether a pass-memo payload is what a grad entry stores: (GradJoin, forward, backward)."""
     return (
         isinstance(hit, tuple)
         and len(hit) == 3
-        and isinstance(hit[0], GradResult)
+        and isinstance(hit[0], GradJoin)
         and all(isinstance(g, Graph) for g in hit[1:])
     )
 
@@ -565,16 +565,17 @@ class CompiledModule:
         key = self._memo_key(traced, names, wrt, debug_path)
         hit = _memo.load(cache_root(), key, tuple) if key else None
         memo_hit = _grad_payload(hit)
-        if memo_hit:
-            result, fopt, bopt = hit  # type: ignore[misc]
-            fstages = {"traced": traced, "autodiff": result.forward, "optimized": fopt}
-            bstages = {"autodiff": result.backward, "optimized": bopt}
+        if memo_hit:  # the stages between are recomputed if `stages()` asks (_restage)
+            join, fopt, bopt = hit  # type: ignore[misc]
+            fstages = {"traced": traced, "optimized": fopt}
+            bstages = {"optimized": bopt}
         else:
             result = differentiate(traced, wrt_inputs=wrt)
+            join = GradJoin.of(result, wrt)
             fstages = {"traced": traced, **optimize(result.forward, names, first="autodiff")}
             bstages = optimize(result.backward, names, first="autodiff")
             if key:
-                _memo.store(cache_root(), key, (result, fstages["optimized"], bstages["optimized"]))
+                _memo.store(cache_root(), key, (join, fstages["optimized"], bstages["optimized"]))
         bpath = debug_path / "backward" if debug_path is not None else None
         graphs = (
             self._dumped(fstages, signature, debug_path),
@@ -602,7 +603,7 @@ class CompiledModule:
         entry = Entry(self.module, signature, fstages, forward, out_kind, debug_path)
         entry.memo_hit = memo_hit
         hints = [p.hint for p in forward.graph.params]
-        entry.grad = GradProgram(result, bstages, backward, hints, out_kind, wrt)
+        entry.grad = GradProgram(join, bstages, backward, hints, out_kind, wrt)
         return entry
 
     def _memo_key(
@@ -760,9 +761,13 @@ class CompiledModule:
         if grad is None:
             entry.stages = {**optimize(entry.stages["traced"], names), "optimized": entry.graph}
             return
-        forward = optimize(entry.stages["autodiff"], names, first="autodiff")
-        entry.stages = {"traced": entry.stages["traced"], **forward, "optimized": entry.graph}
-        backward = optimize(grad.stages["autodiff"], names, first="autodiff")
+        from lucid.ir.autodiff import grad as differentiate
+
+        traced = entry.stages["traced"]
+        result = differentiate(traced, wrt_inputs=grad.wrt)
+        forward = optimize(result.forward, names, first="autodiff")
+        entry.stages = {"traced": traced, **forward, "optimized": entry.graph}
+        backward = optimize(result.backward, names, first="autodiff")
         grad.stages = {**backward, "optimized": grad.graph}
 
     def graph(self, signature: Signature | None = None) -> Graph:

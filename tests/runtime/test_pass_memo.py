@@ -88,11 +88,12 @@ def test_stages_after_a_hit_are_those_of_a_full_run(cache: Path, passes: list[st
 
 def test_a_grad_entry_is_served_with_its_backward(cache: Path, passes: list[str]) -> None:
     a, b = seed_pair()
-    grads = []
+    grads, compiled = [], []
     for model in (a, b):
         cm = lucid.compile(model)
         cm(lucid.Tensor(X)).sum().backward()
         grads.append([p.grad.copy() for p in model.parameters()])
+        compiled.append(cm)
     assert passes == ["autodiff", "autodiff"]  # forward and backward, once
     for g1, g2 in zip(*grads, strict=True):
         np.testing.assert_array_equal(g1, g2)
@@ -101,6 +102,14 @@ def test_a_grad_entry_is_served_with_its_backward(cache: Path, passes: list[str]
     assert passes == ["autodiff", "autodiff"]
     names = list(cm.stages(which="backward"))
     assert names[0] == "autodiff" and names[-1] == "optimized" and len(names) > 2
+    # the memo holds no autodiff graph: `stages()` runs autodiff and the passes again, and
+    # gets every stage of the full run; the graphs that run stay the memo's
+    full, served = compiled
+    for which in ("forward", "backward"):
+        want = {k: format_graph(g) for k, g in full.stages(which=which).items()}
+        got = {k: format_graph(g) for k, g in served.stages(which=which).items()}
+        assert list(got) == list(want) and got == want
+    assert served.stages(which="backward")["optimized"] is served.entry().grad.graph
 
 
 @pytest.mark.filterwarnings("ignore::lucid.errors.RecompileWarning")  # train, then eval
