@@ -30,6 +30,11 @@ w = Workload(**{fields!r})
 d = make_data(w)
 run = build_row(LucidCompiled(), w, d, {mode!r})
 again = run.call if {mode!r} == "forward" else run.first_again  # what the first call timed
+# A trace that runs on the full batch (a GEMM's `a @ b`) calls NumPy's BLAS, whose OpenBLAS
+# threads then spin for ~0.1 s on the cores the compiled code needs: the GEMM row's later calls
+# took 15-22 ms right after the first, 10-11 ms once they slept. The pause keeps that out of
+# `call`, so that `warm_overhead` (first - call) is all the first call's own extra cost.
+time.sleep(0.3)
 times = []
 for _ in range(3):  # what a call costs once compiled: the first call's share that is not compiling
     start = time.perf_counter()
@@ -64,7 +69,8 @@ def compile_times(
 ) -> dict[str, dict[str, float | str]]:
     """'workload/mode' -> {"cold": s, "warm": s, "call": s, "warm_overhead": s} (or {"error":
     text}) for each (workload, mode): `call` is a compiled call's own time (the warm child's
-    median of 3 later calls) and `warm_overhead` = warm - call, the wait a warm start adds.
+    median of 3 later calls, after a pause) and `warm_overhead` = warm - call, the wait a warm
+    start adds.
 
     Each job gets its own empty directory under `cache_dir`: models share cache content (the
     compiled GEMM machinery objects), so a directory an earlier job filled is not cold.
