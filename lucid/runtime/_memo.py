@@ -57,11 +57,19 @@ def structure(graph: Graph) -> str:
     source location (file, line, function), bodies nested. The printer's text holds the same
     but costs ~3x as much (it quotes names and prints the graph twice)."""
     number: dict[Value, int] = {}
+    # each distinct type's text once: a graph has a few dozen types among ~a thousand values
+    texts: dict[TensorType, str] = {}
+
+    def text(t: TensorType) -> str:
+        known = texts.get(t)
+        if known is None:
+            known = texts[t] = repr(t)
+        return known
 
     def define(values: tuple[Value, ...]) -> list[tuple[str, str | None]]:
         for v in values:
             number[v] = len(number)
-        return [(repr(v.type), v.hint) for v in values]
+        return [(text(v.type), v.hint) for v in values]
 
     parts: list[Any] = [graph.name, define(graph.inputs), define(graph.params)]
     for node in graph.nodes:
