@@ -1,6 +1,6 @@
 """The plan of a compiled grad call's backward: which arrays go in, where the gradients go.
 
-Computed once per grad entry from the autodiff result and the backward's executable, and read
+Computed once per grad entry from its GradJoin and the backward's executable, and read
 by the generic glue to the tape (`_training.GradProgram`) and by the generated single-output
 functions (`_fastgrad`), which fix its indices in their text.
 """
@@ -91,37 +91,37 @@ class BackwardPlan(NamedTuple):
 
 
 def plan_backward(
-    result: GradJoin,
+    join: GradJoin,
     executable: Executable,
     forward_params: Sequence[str | None],
     out_kind: type | None,
 ) -> BackwardPlan:
-    """The plan of the backward `executable` of `result` (`forward_params`: the hints of the
+    """The plan of the backward `executable` of `join` (`forward_params`: the hints of the
     forward graph's params)."""
     graph = executable.graph
     # Map by hint: a pass may drop a param the optimised backward no longer reads.
     where = {hint: i for i, hint in enumerate(forward_params)}
-    n_saved = len(result.saved)
-    n_in = n_saved + result.num_outputs
+    n_saved = len(join.saved)
+    n_in = n_saved + join.num_outputs
     if len(graph.inputs) != n_in:
         raise AssertionError(f"backward has {len(graph.inputs)} inputs, want {n_in}")
-    deps = result.deps
+    deps = join.deps
     reached = sorted(frozenset().union(*deps))  # sources any output reaches
-    first = len(result.grad_inputs)  # backward output of param 0
+    first = len(join.grad_inputs)  # backward output of param 0
     input_grads = tuple(i for i in reached if i < first)
     symbol = getattr(executable, "batch_symbol", None)
     has_call = getattr(executable, "call_objects", None) is not None
     return BackwardPlan(
-        num_outputs=result.num_outputs,
-        grad_inputs=tuple(result.grad_inputs),
-        saved_at=tuple((s.source == "input", s.index) for s in result.saved),
+        num_outputs=join.num_outputs,
+        grad_inputs=join.grad_inputs,
+        saved_at=tuple((s.source == "input", s.index) for s in join.saved),
         bw_params=tuple(where[p.hint] for p in graph.params),
         out_dtypes=tuple(t.dtype.np for t in graph.input_types[n_saved:]),
         deps=deps,
         hooked=tuple(k for k, d in enumerate(deps) if d),
         first_param=first,
         input_grads=input_grads,
-        input_args=tuple(result.grad_inputs[i] for i in input_grads),
+        input_args=tuple(join.grad_inputs[i] for i in input_grads),
         param_grads=tuple(i for i in reached if i >= first),
         outs=tuple(
             (t.dtype.np, tuple(None if d == symbol else d for d in t.shape))

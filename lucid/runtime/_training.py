@@ -106,7 +106,7 @@ class GradProgram:
 
     def __init__(
         self,
-        result: GradJoin,
+        join: GradJoin,
         stages: dict[str, Graph],
         executable: Executable,
         forward_params: Sequence[str | None],
@@ -117,7 +117,7 @@ class GradProgram:
         self.wrt = tuple(wrt)  # the traced graph's inputs that get gradients (for _restage)
         self.executable = executable
         self.graph = executable.graph
-        self.plan = plan = plan_backward(result, executable, forward_params, out_kind)
+        self.plan = plan = plan_backward(join, executable, forward_params, out_kind)
         # The lean C call of `run` (a per-step cost at small sizes): the object-address entry.
         self._call = getattr(executable, "call_objects", None)
         self._fast_one = _fastgrad.make_backward_one(plan, executable, self._backward_one)

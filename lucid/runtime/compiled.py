@@ -38,6 +38,7 @@ from lucid.errors import (
     RecompileWarning,
     TraceError,
 )
+from lucid.ir.autodiff import grad as differentiate
 from lucid.ir.core import Graph
 from lucid.ir.trace import BATCH, Guard
 from lucid.nn.module import STRUCTURE_VERSION, cached_walks, structure_version
@@ -557,7 +558,6 @@ class CompiledModule:
     ) -> Entry:
         """The entry of a grad signature: augmented forward and backward, optimised by the same
         pipeline and built by the same backend (the two builds run concurrently)."""
-        from lucid.ir.autodiff import grad as differentiate
         from lucid.runtime._training import GradProgram
 
         assert signature.grad is not None
@@ -761,8 +761,6 @@ class CompiledModule:
         if grad is None:
             entry.stages = {**optimize(entry.stages["traced"], names), "optimized": entry.graph}
             return
-        from lucid.ir.autodiff import grad as differentiate
-
         traced = entry.stages["traced"]
         result = differentiate(traced, wrt_inputs=grad.wrt)
         forward = optimize(result.forward, names, first="autodiff")
