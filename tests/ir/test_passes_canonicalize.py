@@ -219,3 +219,98 @@ def test_no_linear_when_the_matmul_is_read_twice_through_an_alias() -> None:
     p = b.op("mul", [b.op("matmul", [x, b.op("transpose", [w])]), b.constant(1.0)])
     b.output(b.op("add", [p, b.param(f32(5), "b")]), b.op("relu", [p]))
     check(b.build(), ["transpose", "matmul", "add", "relu"])
+
+
+# ---------------------------------------------------------------- the backward of a split: joined
+
+
+def split_backward(ranges, width: int = 6, order=None, dtype: DType = DType.F32) -> Graph:  # type: ignore[no-untyped-def]
+    """One input g_k [N, stop - start] per range, slice_grad into [N, width] at the range,
+    summed in `order` (default: the ranges' order), as autodiff writes the backward of
+    x[:, a:b], x[:, b:c], ... all used."""
+    b = Builder()
+    grads = []
+    for k, (start, stop) in enumerate(ranges):
+        g = b.input(TensorType(dtype, ("N", stop - start)), f"g{k}")
+        attrs = {
+            "shape": ("N", width),
+            "axes": (1,),
+            "starts": (start,),
+            "stops": (stop,),
+            "steps": (1,),
+        }
+        grads.append(b.op("slice_grad", [g], attrs))
+    order = range(len(grads)) if order is None else order
+    total = None
+    for k in order:
+        total = grads[k] if total is None else b.op("add", [total, grads[k]])
+    b.output(total)
+    return b.build()
+
+
+def test_the_backward_of_a_split_becomes_one_concat_of_the_parts() -> None:
+    # q, k, v = x[:, 0:2], x[:, 2:5], x[:, 5:6]; their grads summed v + k + q, as autodiff does
+    g = split_backward([(0, 2), (2, 5), (5, 6)], order=[2, 1, 0])
+    out = check(g, ["constant", "add", "constant", "add", "constant", "add", "concat"])
+    (concat,) = [n for n in out.nodes if n.op == "concat"]
+    # the parts in axis order (q's first), each + 0.0, the + 0.0 reading the graph's input
+    assert [out.inputs.index(n.inputs[0]) for n in out.nodes if n.op == "add"] == [1, 2, 0]
+    assert concat.result is out.outputs[0] and concat.attrs["axis"] == 1
+    plus_zero = {n.result: out.inputs.index(n.inputs[0]) for n in out.nodes if n.op == "add"}
+    assert [plus_zero[v] for v in concat.inputs] == [0, 1, 2]
+
+
+def test_the_joined_split_keeps_the_sign_of_zero_and_non_finite_values_of_the_sum() -> None:
+    # slice_grad(g) + (the other part's zeros) turns -0.0 into +0.0: the join must as well
+    g = split_backward([(0, 3), (3, 6)])
+    parts = (
+        np.array([[-0.0, np.nan, np.inf]] * 2, np.float32),
+        np.array([[-np.inf, -0.0, 1.5]] * 2, np.float32),
+    )
+    want, got = interpret(g, *parts)[0], interpret(canonicalize(g), *parts)[0]
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want)) and not np.signbit(got[0, 0])
+
+
+def test_a_split_that_covers_part_of_the_axis_keeps_one_slice_grad_of_the_concat() -> None:
+    g = split_backward([(1, 3), (3, 4)], width=6)
+    check(g, ["constant", "add", "constant", "add", "concat", "slice_grad"])
+
+
+def test_integer_parts_are_joined_without_the_plus_zero() -> None:
+    check(split_backward([(0, 2), (2, 6)], dtype=DType.I64), ["concat"])
+
+
+@pytest.mark.parametrize("ranges", [[(0, 2), (3, 6)], [(0, 4), (2, 6)]], ids=["gap", "overlap"])
+def test_parts_that_are_not_adjacent_are_not_joined(ranges) -> None:  # type: ignore[no-untyped-def]
+    check(split_backward(ranges), ["slice_grad", "slice_grad", "add"])
+
+
+def test_a_part_read_twice_is_not_joined() -> None:
+    # the slice_grad also goes out: joining would keep it and add a concat
+    g = split_backward([(0, 2), (2, 6)])
+    b = Builder()
+    x0, x1 = b.input(f32("N", 2), "g0"), b.input(f32("N", 4), "g1")
+    common = {"shape": ("N", 6), "axes": (1,), "steps": (1,)}
+    s0 = b.op("slice_grad", [x0], {**common, "starts": (0,), "stops": (2,)})
+    s1 = b.op("slice_grad", [x1], {**common, "starts": (2,), "stops": (6,)})
+    b.output(b.op("add", [s0, s1]), s0)
+    assert ops(canonicalize(g)) != ops(g)  # the same sum without the second reader joins
+    check(b.build(), ["slice_grad", "slice_grad", "add"])
+
+
+def test_parts_on_different_axes_are_not_joined() -> None:
+    b = Builder()
+    x0, x1 = b.input(f32(2, 6), "g0"), b.input(f32(4, 2), "g1")
+    s0 = b.op(
+        "slice_grad",
+        [x0],
+        {"shape": (4, 6), "axes": (0,), "starts": (0,), "stops": (2,), "steps": (1,)},
+    )
+    s1 = b.op(
+        "slice_grad",
+        [x1],
+        {"shape": (4, 6), "axes": (1,), "starts": (2,), "stops": (4,), "steps": (1,)},
+    )
+    b.output(b.op("add", [s0, s1]))
+    check(b.build(), ["slice_grad", "slice_grad", "add"])

@@ -9,6 +9,13 @@ Rules (each exact in IEEE arithmetic, for every input including NaN, inf and -0.
   reshape(reshape(x, s), t)                 -> reshape(x, t);  reshape to x's own type -> x
   cast to x's dtype, broadcast to x's shape -> x
   matmul(x, transpose(w)) + b, b [out]      -> linear(x, w, b)  (the GEMM read only by the add)
+  slice_grad(a, [i, j)) + slice_grad(b, [j, k)) on one axis, each read only by the add
+                                            -> slice_grad(concat(a + 0.0, b + 0.0), [i, k));
+                                               one covering the whole axis -> its concat
+     (the backward of x split into parts that are all used, e.g. attention's q, k, v: no
+     zero-filled full-size buffers and no sum of them. `+ 0.0` is what adding the other
+     part's zeros did: -0.0 becomes +0.0, all else is unchanged; it is left out for integers
+     and for a part already made that way, e.g. the concat of an earlier join)
 Never rewritten: x * 0 (NaN * 0 is NaN, inf * 0 is NaN), x + 0.0 for floats.
 A rule fires only when the replacement has exactly the old value's type.
 """
@@ -22,8 +29,9 @@ import numpy as np
 from lucid.errors import IRTypeError
 from lucid.ir.core import Graph, Node, Value
 from lucid.ir.ops import OPS
+from lucid.ir.ops.base import dims
 from lucid.ir.ops.reduce import ints
-from lucid.ir.passes._rewrite import Rewriter, use_counts
+from lucid.ir.passes._rewrite import Def, Rewriter, use_counts
 from lucid.ir.passes.dce import eliminate_dead_code
 
 MAX_ROUNDS = 8  # each round applies every rule once; chains of rewrites converge in a few
@@ -148,7 +156,11 @@ def _add(s: _Sweep, node: Node, ins: list[Value]) -> Value | None:
     if _all_equal(s.const(a), 0, negative_zero=sign):
         return _same(node, b)
     old_a, old_b = node.inputs
-    return _linear(s, node, old_a, a, b) or _linear(s, node, old_b, b, a)
+    return (
+        _linear(s, node, old_a, a, b)
+        or _linear(s, node, old_b, b, a)
+        or _joined_slice_grads(s, node, ins)
+    )
 
 
 def _sub(s: _Sweep, node: Node, ins: list[Value]) -> Value | None:
@@ -171,6 +183,71 @@ def _linear(s: _Sweep, node: Node, old_m: Value, m: Value, bias: Value) -> Value
     if bias.type.shape != (w.type.shape[0],):
         return None
     return s.make("linear", [x, w, bias], {}, node)
+
+
+def _slice_grad_part(s: _Sweep, old: Value, new: Value) -> tuple[Def, int, int, int] | None:
+    """(its slice_grad, axis, start, stop) if `new` is a slice_grad of one step-1 range on
+    one axis that only the node being rewritten reads."""
+    d = s.rw.producer(new)
+    if d is None or d.op != "slice_grad" or not s.single_use(old, new):
+        return None
+    axes, starts, stops = (ints(d.attrs, k) for k in ("axes", "starts", "stops"))
+    if len(axes) != 1 or ints(d.attrs, "steps") != (1,):
+        return None
+    return d, axes[0], starts[0], stops[0]
+
+
+def _joined_slice_grads(s: _Sweep, node: Node, ins: list[Value]) -> Value | None:
+    """slice_grad(a, [i, j)) + slice_grad(b, [j, k)) -> slice_grad(concat(a', b'), [i, k)),
+    a' = a + 0.0 (see the module doc); the whole axis -> the concat itself."""
+    first, second = (_slice_grad_part(s, old, new) for old, new in zip(node.inputs, ins))
+    if first is None or second is None:
+        return None
+    (da, axis, a0, a1), (db, axis_b, b0, b1) = first, second
+    shape = dims(da.attrs, "shape")
+    if axis_b != axis or dims(db.attrs, "shape") != shape:
+        return None
+    if a1 == b0:
+        low, high, pieces = a0, b1, (da.inputs[0], db.inputs[0])
+    elif b1 == a0:
+        low, high, pieces = b0, a1, (db.inputs[0], da.inputs[0])
+    else:
+        return None  # overlapping, or a gap of zeros between them
+    flat = [p for piece in pieces for p in _concat_parts(s, piece, axis)]
+    joined = s.rw.emit("concat", flat, {"axis": axis}, loc=node.loc)
+    if (low, high) == (0, shape[axis]):
+        return _same(node, joined)
+    whole: dict[str, object] = {
+        "shape": shape,
+        "axes": (axis,),
+        "starts": (low,),
+        "stops": (high,),
+        "steps": (1,),
+    }
+    return s.make("slice_grad", [joined], whole, node)
+
+
+def _plus_zero(s: _Sweep, v: Value) -> bool:
+    """Whether `v` is already x + 0.0 (no -0.0 in it): an add of a +0.0 constant, or a concat
+    of such values."""
+    d = s.rw.producer(v)
+    if d is None:
+        return False
+    if d.op == "add":
+        return any(_all_equal(s.const(x), 0, negative_zero=False) for x in d.inputs)
+    return d.op == "concat" and all(_plus_zero(s, x) for x in d.inputs)
+
+
+def _concat_parts(s: _Sweep, v: Value, axis: int) -> list[Value]:
+    """What a concat along `axis` takes for the part `v`: the parts of `v` itself when it is
+    such a concat already made + 0.0, else [v + 0.0] (just [v] for integers)."""
+    d = s.rw.producer(v)
+    if d is not None and d.op == "concat" and d.attrs["axis"] == axis and _plus_zero(s, v):
+        return list(d.inputs)
+    if not v.type.dtype.is_float or _plus_zero(s, v):
+        return [v]
+    zero = s.rw.emit("constant", [], {"value": 0.0, "dtype": v.type.dtype})
+    return [s.rw.emit("add", [v, zero])]
 
 
 def _neg(s: _Sweep, node: Node, ins: list[Value]) -> Value | None:
