@@ -194,7 +194,9 @@ class DepthwiseResidual(nn.Module):
 )
 def test_depthwise_phase_planes_match_eager_in_float64(c, mult, k, stride, padding, dilation, hw):
     """The forward's phase-plane scratch and register blocks (conv_depthwise_task.c.j2) at
-    tile edges and odd geometries, both epilogue forms, against eager within 1e-12."""
+    tile edges and odd geometries, both epilogue forms, against eager within 1e-12. Built for
+    AVX2, whose depthwise convs all take the phase planes (AVX-512 takes the channel-blocked
+    path for some of these: test_channel_blocked_depthwise_*)."""
     lucid.random.seed(6)
     conv = nn.Conv2d(
         c,
@@ -210,15 +212,91 @@ def test_depthwise_phase_planes_match_eager_in_float64(c, mult, k, stride, paddi
     with lucid.no_grad():
         same = conv(lucid.Tensor(x)).shape == x.shape
     model = DepthwiseResidual(conv, residual=same)
-    compiled = lucid.compile(model)
+    compiled = lucid.compile(model, options={"isa": "avx2"})
     with lucid.no_grad():
         got, want = compiled(lucid.Tensor(x)).data, model(lucid.Tensor(x)).data
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     graph = run_passes(trace(model, lucid.Tensor(x)), default_pipeline())
-    source = emit_c(graph, CodegenOptions(isa="avx512")).source
-    assert "_fused_conv_planes(void *arg)" in source
+    source = emit_c(graph, CodegenOptions(isa="avx2")).source
+    assert "_fused_conv_planes(void *arg)" in source and "channel-blocked" not in source
     inplace = "the epilogue on every sum in place" in source
     assert inplace != same  # a whole-tensor operand is read per element, in its own loop
+
+
+# (channels, kernel, stride, padding, dilation, (H, W)) that take the channel-blocked path
+BLOCKED_CASES = [
+    (20, 5, 1, 2, 1, (14, 14)),  # a second group of 4 (float32: 16 lanes) or 4 (float64: 8)
+    (16, 5, 2, 2, 1, (17, 16)),  # stride 2; 8 x 9 outputs: a row of one block and a tail
+    (11, 3, 1, 1, 1, (7, 7)),  # a small kernel on a small plane; 49 pixels, not whole vectors
+    (9, 5, (2, 1), (2, 0), (1, 2), (23, 19)),  # mixed stride, dilation, no columns pad
+    (3, 7, 1, 3, 1, (5, 30)),  # 7x7: one group short of its lanes; rows of 30 in 4 blocks
+]
+
+
+class DepthwiseChain(nn.Module):
+    """A depthwise conv, its bias and ReLU (in place), and optionally + x (read per element)."""
+
+    def __init__(self, conv: nn.Conv2d, residual: bool) -> None:
+        super().__init__()
+        self.conv, self.residual = conv, residual
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        h = self.conv(x).relu()
+        return h + x if self.residual else h
+
+
+def _blocked_model(case, dtype: type) -> tuple[DepthwiseChain, np.ndarray]:  # type: ignore[no-untyped-def]
+    c, k, stride, padding, dilation, hw = case
+    lucid.random.seed(8)
+    conv = nn.Conv2d(
+        c, c, k, stride=stride, padding=padding, dilation=dilation, groups=c, dtype=dtype
+    )
+    x = np.random.default_rng(9).standard_normal((3, c, *hw)).astype(dtype)
+    with lucid.no_grad():
+        same = conv(lucid.Tensor(x)).shape == x.shape
+    return DepthwiseChain(conv, residual=same), x
+
+
+@pytest.mark.parametrize("case", BLOCKED_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_channel_blocked_depthwise_matches_eager_and_the_phase_planes(case, dtype) -> None:  # type: ignore[no-untyped-def]
+    """conv_depthwise_blocked.c.j2 at its edges (a last group short of its lanes, pixels and
+    outputs that are not whole vectors or blocks, strides, dilation, both epilogue forms,
+    a dynamic batch): against eager within 1e-12 in float64, and equal, bit for bit, to the
+    phase planes (an AVX2 build), which sum the same products in the same order."""
+    model, x = _blocked_model(case, dtype)
+    graph = run_passes(trace(model, lucid.Tensor(x)), default_pipeline())
+    source = emit_c(graph, CodegenOptions(isa="avx512")).source
+    assert "channel-blocked" in source and "_fused_conv_planes(void *arg)" in source
+    assert "channel-blocked" not in emit_c(graph, CodegenOptions(isa="avx2")).source
+    blocked = lucid.compile(model, dynamic_batch=True)  # the machine's isa: AVX-512 in CI
+    planes = lucid.compile(model, dynamic_batch=True, options={"isa": "avx2"})
+    for n in (3, 1):
+        with lucid.no_grad():
+            got = blocked(lucid.Tensor(x[:n])).data
+            want = model(lucid.Tensor(x[:n])).data
+            other = planes(lucid.Tensor(x[:n])).data
+        tol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        np.testing.assert_array_equal(got, other)
+
+
+def test_channel_blocked_depthwise_is_kept_for_many_taps_or_small_planes() -> None:
+    """Where the blocked path replaces the phase planes (BLOCKED_MIN_TAPS, BLOCKED_MAX_OW,
+    BLOCKED_SCRATCH_BYTES, measured; see _lower_conv.py): 5x5 kernels, any kernel on outputs
+    at most 7 wide; not 3x3 on wider ones, a channel multiplier, or a plane too big for L2."""
+
+    def takes(c: int, o: int, k: int, stride: int, hw: int, isa: str = "avx512") -> bool:
+        conv = nn.Conv2d(c, o, k, stride=stride, padding=k // 2, groups=c)
+        graph = run_passes(trace(conv, lucid.Tensor(np.zeros((1, c, hw, hw), np.float32))), [])
+        return "channel-blocked" in emit_c(graph, CodegenOptions(isa=isa)).source
+
+    assert takes(8, 8, 5, 1, 14) and takes(8, 8, 5, 2, 56) and takes(8, 8, 3, 1, 7)
+    assert takes(8, 8, 3, 2, 14)  # 7 outputs wide
+    assert not takes(8, 8, 3, 1, 28) and not takes(8, 8, 3, 2, 28)
+    assert not takes(8, 16, 5, 1, 14)  # two outputs per channel
+    assert not takes(8, 8, 5, 1, 112)  # 116 x 116 vectors of 64 bytes: over 256 KB
+    assert not takes(8, 8, 5, 1, 14, isa="avx2")
 
 
 @pytest.mark.parametrize(
@@ -320,17 +398,22 @@ def test_exported_library_runs_the_convolutions(tmp_path: Path) -> None:
 
 
 def test_results_do_not_depend_on_the_thread_count() -> None:
-    """Big enough that 2 threads split the (image, group) tasks of the GEMM convs and the
-    depthwise planes, while 3 threads (8 tasks, not a multiple) let each GEMM split instead."""
+    """Big enough that 2 threads split the (image, group) tasks of the GEMM convs, the
+    depthwise planes and the channel-blocked (image, group of channels) tasks, while 3 threads
+    (8 tasks, not a multiple) let each GEMM split instead."""
     lucid.random.seed(7)
     model = nn.Sequential(
         nn.Conv2d(3, 32, 3, stride=2, padding=1),
         nn.HardSwish(),
         nn.Conv2d(32, 32, 3, padding=1, groups=32),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 5, padding=2, groups=32),  # 32 x 32 planes: channel-blocked
         nn.Conv2d(32, 64, 1),
     )
     compiled = lucid.compile(model, dynamic_batch=True)
     x = np.random.default_rng(0).standard_normal((8, 3, 128, 128)).astype(np.float32)
+    graph = run_passes(trace(model, lucid.Tensor(x)), default_pipeline())
+    assert "channel-blocked" in emit_c(graph, CodegenOptions(isa="avx512")).source
     before = lucid.get_num_threads()
     try:
         outs, grads = [], []
