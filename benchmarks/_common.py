@@ -40,9 +40,10 @@ def per_call_samples(
 
 
 def fmt_time(seconds: float) -> str:
-    """`1.23 us`, `4.56 ms` or `1.2 s`."""
+    """`1.23 us`, `4.56 ms` or `1.2 s`; a negative difference in its own unit (`-38.8 ms`)."""
+    size = abs(seconds)
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
-        if seconds >= scale or unit == "ns":
+        if size >= scale or unit == "ns":
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds} s"
 

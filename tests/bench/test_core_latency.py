@@ -81,3 +81,16 @@ def test_a_target_names_different_core_placements(bench_imports) -> None:
     assert "lucid compiled 64 ns" in note and "jax jit 320 ns" in note
     assert placement_note(rows, "lucid compiled", "onnxruntime") == ""
     assert placement_note(rows, "lucid compiled", "pytorch eager") == ""  # not measured
+
+
+def test_times_print_in_their_unit_and_a_negative_difference_in_its_own(bench_imports) -> None:  # type: ignore[no-untyped-def]
+    from _common import fmt_time
+
+    assert [fmt_time(t) for t in (1.5, 2.5e-3, 9.19e-6, 5e-10)] == [
+        "1.5 s",
+        "2.5 ms",
+        "9.19 us",
+        "0.5 ns",
+    ]
+    # a warm start's first call minus a later call that the host slowed down
+    assert fmt_time(0.108 - 0.147) == "-39 ms"
