@@ -154,6 +154,41 @@ class RangeSplit:
     what: str  # what the iterations are, for the comments
 
 
+def min_split_elements(ctx: LowerCtx) -> int:
+    """Elements a cheap loop streams per thread before one more thread pays for itself."""
+    # a cheap op streams ~32K elements (256 KB in and out) in ~10 us, a few pool wake-ups; a
+    # thread created per call (AOT) costs ~50 us to start
+    return ctx.threads_min_work or (1 << 15 if ctx.threads == "pool" else 1 << 21)
+
+
+def split_rows(ctx: LowerCtx, n: str, body: str, inner: int, what: str) -> Kernel:
+    """The kernel of `body`, a loop over the rows [begin, end) of `n` (a C expression) that
+    returns 0, each row `inner` elements of x0 in and one result out, the rows split across
+    threads when there are enough (loop_split.c.j2: ranges decided at run time)."""
+    arrays = [(f"x{k}", f"const {v.type.dtype.c} *restrict ") for k, v in enumerate(ctx.inputs)]
+    arrays += [(f"y{k}", f"{v.type.dtype.c} *restrict ") for k, v in enumerate(ctx.results)]
+    if re.search(r"\bbatch\b", n + body):
+        arrays.append(("batch", "int64_t "))
+    split = RangeSplit(
+        name=ctx.name,
+        n=n,
+        body=body.rstrip("\n"),
+        params=", ".join(f"{t}{a}" for a, t in arrays),
+        fields=tuple(f"{t.replace('restrict ', '')}{a}" for a, t in arrays),
+        args=", ".join(a for a, _ in arrays),
+        job_args=", ".join(f"job->{a}" for a, _ in arrays),
+        min_work=-(-min_split_elements(ctx) // inner),
+        align=1,
+        what=what,
+    )
+    return ctx.kernel(
+        render("loop_split.c.j2", s=split),
+        support=render("loop_split_part.c.j2", s=split),
+        shared=(gemm.parallel_block(),),
+        threads=True,
+    )
+
+
 def split_across_threads(
     ctx: LowerCtx, nest: LoopNest, temps: tuple[Any, ...] = ()
 ) -> Kernel | None:
@@ -163,9 +198,7 @@ def split_across_threads(
     axis) splits its outermost axis longer than 1, whose iterations each cover all the inner
     ones (static inner extents only). Every element is computed as on one thread either way.
     `temps` are a fused loop's locals (fused_elementwise.c.j2)."""
-    # a cheap op streams ~32K elements (256 KB in and out) in ~10 us, a few pool wake-ups; a
-    # thread created per call (AOT) costs ~50 us to start
-    min_elems = ctx.threads_min_work or (1 << 15 if ctx.threads == "pool" else 1 << 21)
+    min_elems = min_split_elements(ctx)
     loops = nest.loops
     if len(loops) == 1 and loops[0].var == "i":
         at, inner, align, what = 0, 1, 16, "elements"

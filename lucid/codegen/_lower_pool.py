@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from lucid.codegen._jinja import render
 from lucid.codegen._lower import Kernel, LowerCtx, prod_c
+from lucid.codegen._lower_loops import split_rows
 from lucid.codegen._scalar_c import SUFFIX
 from lucid.ir.ops.pool import adaptive_bins, avg_divisors
 from lucid.ir.ops.reduce import ints
@@ -180,8 +181,13 @@ def _adaptive(ctx: LowerCtx, x_shape: tuple[Dim, ...], y_shape: tuple[Dim, ...])
 
 
 def lower_adaptive_avg_pool2d(ctx: LowerCtx) -> Kernel:
-    """Bin means; output size 1 x 1 is a contiguous mean per plane (the global fast path)."""
+    """Bin means; output size 1 x 1 is a contiguous mean per plane (the global fast path, its
+    planes split across threads when there are enough: each plane's mean is computed as on
+    one thread)."""
     a = _adaptive(ctx, ctx.inputs[0].type.shape, ctx.results[0].type.shape)
+    if a.is_global:
+        body = render("adaptive_avg_pool2d.c.j2", a=a)
+        return split_rows(ctx, a.planes, body, a.hw, f"planes of {a.hw} elements")
     return ctx.kernel(render("adaptive_avg_pool2d.c.j2", a=a))
 
 

@@ -129,6 +129,29 @@ def test_c_global_pool_lane_sum_covers_every_element() -> None:
         np.testing.assert_allclose(g, x.mean(axis=(2, 3), keepdims=True), rtol=1e-14, atol=1e-15)
 
 
+def test_a_big_global_pool_splits_its_planes_across_threads_with_the_same_means() -> None:
+    """4 x 600 planes of 7 x 7 (117600 elements: several threads' worth): each plane's mean
+    is computed as on one thread, so 1, 2 and 3 threads give the same bits, and eager's means."""
+    model = nn.AdaptiveAvgPool2d(1)
+    compiled = lucid.compile(model, dynamic_batch=True)
+    x = np.random.default_rng(2).standard_normal((4, 600, 7, 7)).astype(np.float32)
+    before = lucid.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            lucid.set_num_threads(threads)
+            with lucid.no_grad():
+                outs.append(compiled(lucid.Tensor(x)).data)
+    finally:
+        lucid.set_num_threads(before)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    with lucid.no_grad():
+        want = model(lucid.Tensor(x)).data
+    np.testing.assert_allclose(outs[0], want, rtol=1e-6, atol=1e-7)
+    assert "on the planes of 49 elements [begin, end)" in (compiled.c_source or "")
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_c_pad_kernels_match_numpy(dtype: type) -> None:
     rng = np.random.default_rng(2)
