@@ -161,13 +161,13 @@ def min_split_elements(ctx: LowerCtx) -> int:
     return ctx.threads_min_work or (1 << 15 if ctx.threads == "pool" else 1 << 21)
 
 
-def split_rows(ctx: LowerCtx, n: str, body: str, inner: int, what: str) -> Kernel:
+def split_rows(ctx: LowerCtx, n: str, body: str, inner: int, what: str, align: int = 1) -> Kernel:
     """The kernel of `body`, a loop over the rows [begin, end) of `n` (a C expression) that
-    returns 0, each row `inner` elements of x0 in and one result out, the rows split across
-    threads when there are enough (loop_split.c.j2: ranges decided at run time)."""
+    returns 0, each row about `inner` elements of work, the rows split across threads when
+    there are enough (loop_split.c.j2, at run time; ranges start at multiples of `align`)."""
     arrays = [(f"x{k}", f"const {v.type.dtype.c} *restrict ") for k, v in enumerate(ctx.inputs)]
     arrays += [(f"y{k}", f"{v.type.dtype.c} *restrict ") for k, v in enumerate(ctx.results)]
-    if re.search(r"\bbatch\b", n + body):
+    if re.search(r"\bbatch\b", body):  # a stride outside the range reads it ([1, N, 6])
         arrays.append(("batch", "int64_t "))
     split = RangeSplit(
         name=ctx.name,
@@ -178,7 +178,7 @@ def split_rows(ctx: LowerCtx, n: str, body: str, inner: int, what: str) -> Kerne
         args=", ".join(a for a, _ in arrays),
         job_args=", ".join(f"job->{a}" for a, _ in arrays),
         min_work=-(-min_split_elements(ctx) // inner),
-        align=1,
+        align=align,
         what=what,
     )
     return ctx.kernel(
@@ -220,29 +220,8 @@ def split_across_threads(
         nest, loops=(*loops[:at], replace(outer, extent="end", start="begin"), *loops[at + 1 :])
     )
     template = "fused_elementwise.c.j2" if temps else "loopnest.c.j2"
-    arrays = [(f"x{k}", f"const {v.type.dtype.c} *restrict ") for k, v in enumerate(ctx.inputs)]
-    arrays += [(f"y{k}", f"{v.type.dtype.c} *restrict ") for k, v in enumerate(ctx.results)]
-    body = render(template, n=ranged, temps=temps).rstrip("\n")
-    if re.search(r"\bbatch\b", body):  # a stride outside the range reads it ([1, N, 6])
-        arrays.append(("batch", "int64_t "))
-    split = RangeSplit(
-        name=ctx.name,
-        n=outer.extent,
-        body=body,
-        params=", ".join(f"{t}{a}" for a, t in arrays),
-        fields=tuple(f"{t.replace('restrict ', '')}{a}" for a, t in arrays),
-        args=", ".join(a for a, _ in arrays),
-        job_args=", ".join(f"job->{a}" for a, _ in arrays),
-        min_work=-(-min_elems // inner),
-        align=align,
-        what=what,
-    )
-    return ctx.kernel(
-        render("loop_split.c.j2", s=split),
-        support=render("loop_split_part.c.j2", s=split),
-        shared=(gemm.parallel_block(),),
-        threads=True,
-    )
+    body = render(template, n=ranged, temps=temps)
+    return split_rows(ctx, outer.extent, body, inner, what, align)
 
 
 def lower_copy(ctx: LowerCtx) -> Kernel:
