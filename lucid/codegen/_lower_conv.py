@@ -419,7 +419,9 @@ BLOCKED_SCRATCH_BYTES = 256 * 1024
 BLOCKED_OUTS = 8  # at most this many register sums along a row (of AVX-512's 32 registers)
 
 
-def blocked(g: Geometry, hp: int, wp: int, isa: gemm.Isa, elem: int) -> Blocked | None:
+def blocked(
+    g: Geometry, hp: int, wp: int, isa: gemm.Isa, elem: int, inplace: bool
+) -> Blocked | None:
     """The channel-blocked plan of a depthwise forward with one output per channel, or None
     (another isa, a channel multiplier, a small kernel on wide outputs, or a padded plane
     whose vectors would not fit BLOCKED_SCRATCH_BYTES: the phase planes then)."""
@@ -441,7 +443,7 @@ def blocked(g: Geometry, hp: int, wp: int, isa: gemm.Isa, elem: int) -> Blocked 
         full=full,
         tail=tail,
         rounds=transpose_rounds(lanes),
-        inplace=True,
+        inplace=inplace,
     )
 
 
@@ -714,7 +716,7 @@ def _lower_direct(
     base = _depthwise_data(ctx, g, srcs, what)
     elem = 4 if g.T == "float" else 8
     inplace = all(s.kind != "full" for s in steps if s.operand is not None)
-    plan_blocked = None if dense else blocked(g, base.Hp, base.Wp, ctx.isa, elem)
+    plan_blocked = None if dense else blocked(g, base.Hp, base.Wp, ctx.isa, elem, inplace)
     if plan_blocked is not None:
         lanes = plan_blocked.lanes
         data = replace(
@@ -722,7 +724,7 @@ def _lower_direct(
             loads=tuple(loads),
             steps=tuple(codes),
             comment_steps=notes,
-            blocked=replace(plan_blocked, inplace=inplace),
+            blocked=plan_blocked,
             work_per_plane=lanes * g.P * g.K,
             tasks=f"{g.N} * {plan_blocked.groups}",
             task_note=(
