@@ -488,12 +488,7 @@ def _direct_depthwise_grad(ctx: LowerCtx, g: Geometry, grad: str) -> Kernel:
             f"ox * {g.sw} + j * {g.dw}]"
         )
         data = replace(_depthwise_data(ctx, g, [0, 1], what, per_channel=True), grad=grad)
-    return ctx.kernel(
-        render("conv_depthwise.c.j2", d=data),
-        support=render("conv_depthwise_grad_task.c.j2", d=data),
-        shared=(gemm.parallel_block(),),
-        threads=True,
-    )
+    return _direct_kernel(ctx, data, "conv_depthwise_grad_task.c.j2")
 
 
 def _depthwise_data(
@@ -713,30 +708,25 @@ def _lower_direct(
             f"w[c * {g.Og} + q, 0, i, j] * x_padded[n, c] shifted by (i * {g.dh}, j * {g.dw}), "
             f"stride ({g.sh}, {g.sw}))"
         )
-    base = _depthwise_data(ctx, g, srcs, what)
+    base = replace(
+        _depthwise_data(ctx, g, srcs, what),
+        loads=tuple(loads),
+        steps=tuple(codes),
+        comment_steps=notes,
+    )
     elem = 4 if g.T == "float" else 8
     inplace = all(s.kind != "full" for s in steps if s.operand is not None)
     plan_blocked = None if dense else blocked(g, base.Hp, base.Wp, ctx.isa, elem, inplace)
     if plan_blocked is not None:
-        lanes = plan_blocked.lanes
+        lanes, groups = plan_blocked.lanes, plan_blocked.groups
         data = replace(
             base,
-            loads=tuple(loads),
-            steps=tuple(codes),
-            comment_steps=notes,
             blocked=plan_blocked,
             work_per_plane=lanes * g.P * g.K,
-            tasks=f"{g.N} * {plan_blocked.groups}",
-            task_note=(
-                f"one per (image, group of {lanes} channels), t = n * {plan_blocked.groups} + group"
-            ),
+            tasks=f"{g.N} * {groups}",
+            task_note=f"one per (image, group of {lanes} channels), t = n * {groups} + group",
         )
-        return ctx.kernel(
-            render("conv_depthwise.c.j2", d=data),
-            support=render("conv_depthwise_blocked.c.j2", d=data),
-            shared=(gemm.parallel_block(),),
-            threads=True,
-        )
+        return _direct_kernel(ctx, data, "conv_depthwise_blocked.c.j2")
     plan = replace(phases(g, base.Hp, base.Wp, elem, ctx.isa, g.Cg, dense), inplace=inplace)
     if dense:
         # a task's outputs: at most a quarter of them (tasks for the threads at batch 1), and
@@ -750,18 +740,15 @@ def _lower_direct(
             task_note=f"one per (image, group of {group} outputs), t = n * {plan.groups} + group",
             taps=g.K,
         )
-    data = replace(
-        base,
-        loads=tuple(loads),
-        steps=tuple(codes),
-        comment_steps=notes,
-        dense=dense,
-        phases=plan,
-    )
-    support = render("conv_depthwise_task.c.j2", d=data)
+    return _direct_kernel(ctx, replace(base, dense=dense, phases=plan), "conv_depthwise_task.c.j2")
+
+
+def _direct_kernel(ctx: LowerCtx, data: Depthwise, task_template: str) -> Kernel:
+    """A direct conv's kernel: conv_depthwise.c.j2 splits the tasks over threads, each job
+    running `task_template`'s NAME_planes."""
     return ctx.kernel(
         render("conv_depthwise.c.j2", d=data),
-        support=support,
+        support=render(task_template, d=data),
         shared=(gemm.parallel_block(),),
         threads=True,
     )
