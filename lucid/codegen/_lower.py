@@ -48,6 +48,17 @@ def c_comment(text: str) -> str:
     return safe
 
 
+def c_string(text: str) -> str:
+    """`text` as a C string literal: printable ASCII kept, everything else octal-escaped."""
+    body = "".join(
+        ch
+        if (" " <= ch <= "~" and ch not in '"\\?')
+        else "".join(f"\\{b:03o}" for b in ch.encode())
+        for ch in text
+    )
+    return f'"{body}"'
+
+
 def c_ident(text: str) -> str:
     """A C identifier fragment from an internal name (op names are registry keys, not user
     strings, but a stray character must still never reach the C text)."""

@@ -17,7 +17,7 @@ import numpy as np
 import lucid
 from lucid.codegen import aot_abi as abi
 from lucid.codegen._jinja import render
-from lucid.codegen._lower import c_comment
+from lucid.codegen._lower import c_comment, c_string
 from lucid.codegen.emit_c import ERROR_LIST, CProgram
 from lucid.errors import LucidError
 from lucid.ir.core import Graph
@@ -103,17 +103,6 @@ def _errors(p: str) -> list[_Error]:
         for i, (n, m) in enumerate(_OWN_ERRORS)
     ]
     return out
-
-
-def _c_string(text: str) -> str:
-    """`text` as a C string literal: printable ASCII kept, everything else octal-escaped."""
-    body = "".join(
-        ch
-        if (" " <= ch <= "~" and ch not in '"\\?')
-        else "".join(f"\\{b:03o}" for b in ch.encode())
-        for ch in text
-    )
-    return f'"{body}"'
 
 
 def _asm_path(path: str) -> str:
@@ -211,8 +200,8 @@ def _wrapper_data(
         "n_outputs": n_out,
         "n_params": len(graph.params),
         "blob_bytes": lay.total,
-        "input_names": [_c_string(v.hint or f"input{i}") for i, v in enumerate(graph.inputs)],
-        "output_names": [_c_string(f"output{i}") for i in range(n_out)],
+        "input_names": [c_string(v.hint or f"input{i}") for i, v in enumerate(graph.inputs)],
+        "output_names": [c_string(f"output{i}") for i in range(n_out)],
         "input_dtypes": [abi.DTYPE_CODES[t.dtype] for t in graph.input_types],
         "output_dtypes": [abi.DTYPE_CODES[t.dtype] for t in graph.output_types],
         "input_ranks": [t.rank for t in graph.input_types],

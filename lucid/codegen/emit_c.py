@@ -42,6 +42,7 @@ from lucid.codegen._lower import (
     LowerCtx,
     Prepack,
     c_comment,
+    c_string,
     dim_c,
     prod_c,
 )
@@ -150,6 +151,9 @@ class CodegenOptions:
     kernel_units: int = 1
     # Each GEMM's blocking from this function (an autotuner) instead of the cost model.
     blocking_for: BlockingFor | None = None
+    # Time every kernel call: the program keeps each call's count and nanoseconds, which
+    # PREFIX_profile reads (profile_cdef); lucid.compile's options["profile"].
+    profile: bool = False
 
     def __post_init__(self) -> None:
         if (
@@ -185,6 +189,7 @@ class CProgram:
     shared_source: str | None = None  # the second translation unit (CodegenOptions.split)
     shared_blocks: tuple[SharedBlock, ...] = ()  # what shared_source lays out
     kernel_sources: tuple[str, ...] = ()  # more units holding kernels (CodegenOptions.kernel_units)
+    profiled: bool = False  # CodegenOptions.profile: PREFIX_profile and PREFIX_profile_label exist
 
     @property
     def run_symbol(self) -> str:
@@ -287,6 +292,8 @@ class Program:
     keep_arena: bool
     decls: tuple[Decl, ...]
     calls: tuple[str, ...]
+    profile: bool  # CodegenOptions.profile
+    labels: tuple[str, ...]  # each call's kernel and IR as a C string literal (profile)
     copies: tuple[Copy, ...]
     call_params: str
     call_params_packed: str
@@ -320,6 +327,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
     kernels: list[Kernel] = []
     seen: dict[tuple[object, ...], Kernel] = {}  # _kernel_key -> the kernel emitted for it
     calls: list[tuple[str, str]] = []  # (kernel name, arguments)
+    labels: list[str] = []  # each call's kernel and IR, for the profile
     constants: list[Constant] = []
     packs: list[tuple[str, Prepack]] = []  # (kernel name, a weight it takes prepacked)
     for index, node in enumerate(graph.nodes):
@@ -363,6 +371,8 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
             packs.append((kernel.name, pack))
         args += ["batch"] * kernel.uses_batch + ["nthreads"] * kernel.uses_threads
         calls.append((kernel.name, ", ".join(args)))
+        if options.profile:
+            labels.append(c_string(f"{kernel.name}: {_profile_ir(lines, where, node)}"))
 
     shared_here, second = _split(_shared_blocks(kernels, options.threads), options.split)
     shared_source = second_unit(second) if second else None
@@ -406,6 +416,8 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         keep_arena=bool(plan.slots) and options.threads == "pool",
         decls=_decls(graph, plan, names, constants),
         calls=tuple(f"{symbols[name]}({args})" for name, args in calls),
+        profile=options.profile,
+        labels=tuple(labels),
         copies=_copies(graph, plan, names),
         call_params=", ".join(
             [*(f"intptr_t {a}" for a in all_args), "int64_t batch", "int nthreads"]
@@ -446,6 +458,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         shared_source=shared_source,
         shared_blocks=second,
         kernel_sources=kernel_sources,
+        profiled=options.profile,
     )
 
 
@@ -535,6 +548,16 @@ def entry_cdef(prefix: str, n_pointers: int, *, call: bool = True) -> str:
         + f"const char *{prefix}_strerror(int code);\n"
         f"int64_t {prefix}_pack_slot(int s, int *param);\n"
         f"int {prefix}_pack(int s, const void *w, void *out);\n"
+    )
+
+
+def profile_cdef(prefix: str) -> str:
+    """cffi declarations of a profiled program's table (CodegenOptions.profile): PREFIX_profile
+    copies up to `n` call sites' counts and nanoseconds and returns how many call sites the
+    program has; PREFIX_profile_label(i) names call site i's kernel and IR."""
+    return (
+        f"int {prefix}_profile(int64_t *calls, int64_t *ns, int n);\n"
+        f"const char *{prefix}_profile_label(int i);\n"
     )
 
 
@@ -662,6 +685,15 @@ def _ir_comment(lines: list[str], where: dict[Node, int], node: Node) -> str:
             if line == indent + "}":
                 break
     return "\n * ".join(_cut(c_comment(t)) for t in text)
+
+
+def _profile_ir(lines: list[str], where: dict[Node, int], node: Node) -> str:
+    """The node's IR line for the profile table, and for a fused node its region's ops."""
+    start = where[node]
+    text = lines[start].strip()
+    if node.body is not None:  # the region's lines follow: `{` ... `}`
+        text = f"{text.removesuffix('{').rstrip()} {{ {' '.join(n.op for n in node.body.nodes)} }}"
+    return _cut(text)
 
 
 def _cut(text: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lucid.codegen._jinja import render
-from lucid.codegen.emit_c import VECTOR_ARITY, CProgram, entry_cdef
+from lucid.codegen.emit_c import VECTOR_ARITY, CProgram, entry_cdef, profile_cdef
 
 __all__ = ["cffi_module", "with_other_units"]
 
@@ -45,6 +45,8 @@ def cffi_module(program: CProgram) -> tuple[str, str]:
     source = render("shim.c.j2", s=_Shim(program.prefix, arity, n_in, cdef=False))
     cdef = render("shim.c.j2", s=_Shim(program.prefix, arity, n_in, cdef=True))
     entries = entry_cdef(program.prefix, arity, call=False)  # the shim's calls replace PREFIX_call
+    if program.profiled:
+        entries += profile_cdef(program.prefix)
     return program.source + source, entries + "\n" + cdef
 
 

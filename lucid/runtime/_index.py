@@ -116,8 +116,9 @@ def _compiler_identity(cc: str | None) -> list[Any]:
     return [list(compiler), real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def index_key(ir_text: str, isa: str, prefix: str, build: Any) -> str:
-    """sha256 over everything that decides the build key of the C generated for `ir_text`."""
+def index_key(ir_text: str, isa: str, prefix: str, build: Any, profile: bool = False) -> str:
+    """sha256 over everything that decides the build key of the C generated for `ir_text`
+    (`profile`: the C times its kernel calls)."""
     import _cffi_backend  # what every cffi module loads anyway; cffi checks it matches cffi
 
     parts = {
@@ -126,6 +127,7 @@ def index_key(ir_text: str, isa: str, prefix: str, build: Any) -> str:
         "ir": ir_text,
         "isa": isa,
         "prefix": prefix,
+        "profile": profile,
         "compiler": _compiler_identity(build.cc),
         "flags": list(build.flags),
         "extra_link": list(build.extra_link),

@@ -59,6 +59,8 @@ class BackendOptions(NamedTuple):
     # by it), and printing a MobileNetV3 training pair cost ~60 ms of every warm start. None:
     # print the graph (no memo: a debug build, or a graph that did not come through one).
     graph_key: str | None = None
+    # the C times every kernel call (CExecutable.profile); lucid.compile's options["profile"]
+    profile: bool = False
 
 
 class BuildInfo(NamedTuple):
@@ -316,6 +318,24 @@ class CExecutable:
             raise self.error(code)
         return outs
 
+    def profile(self) -> list[tuple[str, int, int]]:
+        """(kernel and IR, calls, nanoseconds) of each kernel call site of the program, summed
+        over every run since it was loaded. Only a program built with BackendOptions.profile
+        keeps them: others raise a LucidError."""
+        read = getattr(self.lib, f"{self.prefix}_profile", None)
+        if read is None:
+            raise LucidError(
+                "this program does not time its kernels: compile with options={'profile': True}"
+            )
+        n = read(self.ffi.NULL, self.ffi.NULL, 0)
+        calls, ns = self.ffi.new("int64_t[]", max(n, 1)), self.ffi.new("int64_t[]", max(n, 1))
+        read(calls, ns, n)
+        label = getattr(self.lib, f"{self.prefix}_profile_label")
+        return [
+            (self.ffi.string(label(i)).decode("utf-8", "replace"), int(calls[i]), int(ns[i]))
+            for i in range(n)
+        ]
+
     def describe(self) -> str:
         """One line: backend, graph size, where the module came from."""
         info = self.build_info
@@ -402,7 +422,7 @@ class CBackend:
             return None, None
         root = cache_root()
         ir = f"memo {options.graph_key}" if options.graph_key else format_graph(graph)
-        ikey = _index.index_key(ir, options.isa, options.prefix, options.build)
+        ikey = _index.index_key(ir, options.isa, options.prefix, options.build, options.profile)
         found = _index.lookup(root, ikey)
         if found is not None and found["prefix"] == options.prefix:
             built = load_cached(found["build_key"], cache_dir=root)
@@ -446,6 +466,7 @@ class CBackend:
             blocking_for=tuner,
             split=options.split,
             kernel_units=options.kernel_units or min(4, _threads.available_cores()),
+            profile=options.profile,
         )
         program = emit_c(graph, codegen)
         source, cdef = cffi_module(program)

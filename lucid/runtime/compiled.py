@@ -64,7 +64,17 @@ from lucid.tensor import Tensor
 
 if TYPE_CHECKING:
     from lucid.nn import Module
+    from lucid.runtime.profile import Counters, Profile
     from lucid.runtime.step import CompiledStep
+
+
+def _programs(entry: Entry) -> list[tuple[str, Executable]]:
+    """("forward", its executable), then ("backward", ...) for a grad entry."""
+    programs = [("forward", entry.forward)]
+    if entry.grad is not None:
+        programs.append(("backward", entry.grad.executable))
+    return programs
+
 
 # the module, not `lucid.tensor` the factory function that shadows it as an attribute
 _tensor = sys.modules["lucid.tensor"]
@@ -246,6 +256,7 @@ class CompiledModule:
         # the plain values forward reads from globals and closures, as the entries were traced
         # with them (None: nothing to guard); compared at every call
         self._free: FreeValues | None = None
+        self._counters: Counters | None = None  # options["profile"]: what profile() reads
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle by source module and options: the copy compiles at its first call (loading
@@ -497,6 +508,9 @@ class CompiledModule:
                     self._late_backward,
                     code_root=cache_root() if self.backend.name == "c" else None,
                 )
+                if self.options.profile:
+                    for _, executable in _programs(entry):
+                        self._counting().start(executable)
                 with self._install_lock:
                     if self._generation == generation:  # else the module changed meanwhile
                         self._entries.setdefault(key, []).append(entry)
@@ -677,6 +691,7 @@ class CompiledModule:
             split=split,
             kernel_units=self.options.build_jobs,
             graph_key=graph_key,
+            profile=self.options.profile,
         )
 
     def _mismatch(self, arrays: tuple[np.ndarray, ...], exc: Exception) -> Exception:
@@ -789,6 +804,22 @@ class CompiledModule:
     def build_info(self) -> BuildInfo | None:
         """Path, cache hit, seconds and command of the most recent build (None: no C)."""
         return self.entry().forward.build_info
+
+    def profile(self, reset: bool = False) -> Profile:
+        """Each kernel call site's count and wall time, summed over every call of every
+        compiled signature (forward and backward) since it was compiled or since a `reset`,
+        which starts counting again. Needs options={"profile": True}; see
+        lucid.runtime.profile."""
+        parts = [(str(e.signature), g, x) for e in self._order for g, x in _programs(e)]
+        return self._counting().profile(parts, reset, self.options.profile)
+
+    def _counting(self) -> Counters:
+        """The kernel counters profile() reads (created at first use)."""
+        if self._counters is None:
+            from lucid.runtime.profile import Counters
+
+            self._counters = Counters()
+        return self._counters
 
     def describe(self) -> str:
         """One line per compiled signature."""

@@ -30,6 +30,7 @@ _OPTION_KEYS = (
     "sanitize",
     "background",
     "build_jobs",
+    "profile",
 )
 
 # options["sanitize"] = "address": every build instrumented with AddressSanitizer and
@@ -70,6 +71,8 @@ class CompileOptions:
     # C compiler processes one build runs at once: the program's kernels are spread over this
     # many translation units (0: one per core this process may use, at most 4)
     build_jobs: int = 0
+    # time every kernel call of the compiled programs (CompiledModule.profile reads the table)
+    profile: bool = False
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> CompileOptions:
@@ -102,21 +105,13 @@ class CompileOptions:
             check_sanitizer_preloaded()
             cflags = [f for f in cflags if not f.startswith("-O")] + list(SANITIZE_FLAGS[sanitize])
         debug_dir = options.get("debug_dir")
-        autotune = options.get("autotune", False)
-        if not isinstance(autotune, bool):
-            raise TypeError(f"lucid.compile: 'autotune' must be True or False, not {autotune!r}")
+        autotune, fullgraph, background, profile = (
+            _flag(options, name) for name in ("autotune", "fullgraph", "background", "profile")
+        )
         max_entries = options.get("max_entries", 8)
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ValueError(
                 f"lucid.compile: 'max_entries' must be a whole number >= 1, not {max_entries!r}"
-            )
-        fullgraph = options.get("fullgraph", False)
-        if not isinstance(fullgraph, bool):
-            raise TypeError(f"lucid.compile: 'fullgraph' must be True or False, not {fullgraph!r}")
-        background = options.get("background", False)
-        if not isinstance(background, bool):
-            raise TypeError(
-                f"lucid.compile: 'background' must be True or False, not {background!r}"
             )
         if background and fullgraph:
             raise ValueError(
@@ -140,6 +135,7 @@ class CompileOptions:
             fullgraph=fullgraph,
             background=background,
             build_jobs=build_jobs,
+            profile=profile,
         )
 
     def with_fallback(self, fallback: str) -> CompileOptions:
@@ -162,6 +158,14 @@ class CompileOptions:
         return (
             list(self.passes) if self.passes is not None else default_pipeline(fusion=self.fusion)
         )
+
+
+def _flag(options: Mapping[str, Any], name: str) -> bool:
+    """options[name] (default False), which must be a bool."""
+    value = options.get(name, False)
+    if not isinstance(value, bool):
+        raise TypeError(f"lucid.compile: {name!r} must be True or False, not {value!r}")
+    return value
 
 
 def check_sanitizer_preloaded() -> None:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,6 +54,9 @@ from lucid.runtime._freevals import FreeValues, forwards
 from lucid.runtime.backends import BackendOptions, Executable, get_backend
 from lucid.runtime.options import CompileOptions
 from lucid.tensor import Tensor
+
+if TYPE_CHECKING:
+    from lucid.runtime.profile import Counters, Profile
 
 
 def _inputs_key(arrays: tuple[np.ndarray, ...]) -> tuple[Any, ...]:
@@ -385,6 +388,7 @@ class CompiledStep:
         self.options = options
         self._entries: dict[tuple[Any, ...], list[StepEntry]] = {}
         self._order: list[StepEntry] = []
+        self._counters: Counters | None = None  # options["profile"]: what profile() reads
         self._compiles = 0
         self._seen_version = STRUCTURE_VERSION[0]
         self._eager: set[tuple[Any, ...]] = set()  # signatures run eagerly (fallback="eager")
@@ -505,12 +509,15 @@ class CompiledStep:
                 autotune=self.options.autotune,
                 tune_rows=next((a.shape[0] for a in arrays if a.ndim), None),
                 kernel_units=self.options.build_jobs,
+                profile=self.options.profile,
             ),
         )
         entry = StepEntry(trace, step, stages, executable, slots, scalar_sets)
         entry.fast = make_step_fast(entry, self)
         self._entries.setdefault(key, []).append(entry)
         self._order.append(entry)
+        if self.options.profile:
+            self._counting().start(executable)
         return entry
 
     # -- inspection ---------------------------------------------------------------------
@@ -538,6 +545,21 @@ class CompiledStep:
     def c_source(self) -> str | None:
         """The generated C of the newest entry (None for the interpreter)."""
         return self.entry().executable.source
+
+    def profile(self, reset: bool = False) -> Profile:
+        """Each kernel call site's count and wall time over every call of every entry since
+        it was compiled or since a `reset`, which starts counting again. Needs
+        options={"profile": True}; see lucid.runtime.profile."""
+        parts = [(f"entry {i}", "step", e.executable) for i, e in enumerate(self._order)]
+        return self._counting().profile(parts, reset, self.options.profile)
+
+    def _counting(self) -> Counters:
+        """The kernel counters profile() reads (created at first use)."""
+        if self._counters is None:
+            from lucid.runtime.profile import Counters
+
+            self._counters = Counters()
+        return self._counters
 
     def __repr__(self) -> str:
         return (

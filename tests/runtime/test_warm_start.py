@@ -142,6 +142,7 @@ def test_index_key_changes_with_graph_options_and_flags() -> None:
         _index.index_key(ir, "auto", "other", BuildOptions()),
         _index.index_key(ir, "auto", "lucid", BuildOptions(flags=("-O2",))),
         _index.index_key(ir, "auto", "lucid", BuildOptions(extra_link=("-lm",))),
+        _index.index_key(ir, "auto", "lucid", BuildOptions(), profile=True),
     ]
     assert len({base, *variants}) == 1 + len(variants)
 
