@@ -5,7 +5,15 @@ array (`a.ctypes.data`, `__array_interface__`, `int(ffi.cast("intptr_t", ffi.fro
 while `id(a)` costs 30 ns. So Python passes the address of each ndarray object and the shim
 (`shim.c.j2`) reads its data pointer, which NumPy's ABI keeps right after PyObject_HEAD
 (PyArrayObject_fields.data). The cffi module includes Python.h before the shim's text; the
-runtime has checked every array's type, dtype, shape and contiguity before a call.
+runtime has checked every array's type, dtype and contiguity before a call.
+
+The parameters' arrays are the ones the runtime validated when it cached them, but an array
+keeps its identity through an in-place `a.shape = ...`: rather than read every parameter's
+shape in Python at every call (a tuple built per array: ~100 us of MobileNetV3's ~250), the
+shim compares each one's dims and layout flags (the fields after `data` in the same struct)
+with the program's and returns -1 (lucid.runtime.backends.SHIM_CHANGED; no PREFIX_run code is
+negative), before anything runs, when one differs; the fast path then takes the slow path,
+which validates everything again.
 """
 
 from __future__ import annotations
@@ -27,6 +35,15 @@ class _Shim:
     arity: int  # inputs, params, outputs
     n_in: int  # inputs and params: the arrays `PREFIX_run_packed` takes as `inputs`
     cdef: bool  # the declarations only
+    # the parameters' arrays: the index of the first, and each one's static shape
+    first_param: int = 0
+    param_shapes: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def param_dims(self) -> str:
+        """Every parameter's dims, in order, as a C initializer (one 0 when there are none)."""
+        dims = [d for shape in self.param_shapes for d in shape]
+        return ", ".join(map(str, dims or [0]))
 
     @property
     def vector(self) -> bool:
@@ -42,7 +59,12 @@ def cffi_module(program: CProgram) -> tuple[str, str]:
     `PREFIX_call` (lucid.compile calls the shim's instead)."""
     n_in = len(program.input_types) + len(program.param_types)
     arity = n_in + len(program.output_types)
-    source = render("shim.c.j2", s=_Shim(program.prefix, arity, n_in, cdef=False))
+    shapes = tuple(t.shape for t in program.param_types)
+    if not all(isinstance(d, int) for shape in shapes for d in shape):  # params are static
+        raise ValueError(f"a parameter of a symbolic shape: {program.param_types}")
+    first = len(program.input_types)
+    shim = _Shim(program.prefix, arity, n_in, False, first, shapes)  # type: ignore[arg-type]
+    source = render("shim.c.j2", s=shim)
     cdef = render("shim.c.j2", s=_Shim(program.prefix, arity, n_in, cdef=True))
     entries = entry_cdef(program.prefix, arity, call=False)  # the shim's calls replace PREFIX_call
     if program.profiled:

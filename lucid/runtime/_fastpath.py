@@ -22,6 +22,7 @@ one fails returns None, so the slow path finds (or traces) the entry whose guard
 
 from __future__ import annotations
 
+import operator
 import sys
 from functools import partial
 from pathlib import Path
@@ -33,6 +34,7 @@ from lucid.ir.types import TensorType, dim_parts
 from lucid.runtime import threads as _threads
 from lucid.runtime._entry import new_seed
 from lucid.runtime._memo import compiled_code
+from lucid.runtime.backends import SHIM_CHANGED
 from lucid.tensor import Tensor
 
 # the module, not `lucid.tensor` the factory function that shadows it as an attribute
@@ -110,20 +112,26 @@ def fast_source(entry: Entry) -> str:
         ]
     lines.append("    cached = entry.pcache")
     if n_par:
-        lines += ["    if cached is None:", "        return None", "    arrays, ids = cached"]
-        for j in range(n_par):  # identity and shape: `a.shape = ...` keeps the identity
-            lines += [
-                f"    P{j} = slot{j}[leaf{j}]",
-                f"    p{j} = P{j}.data",
-                f"    if p{j} is not arrays[{j}] or p{j}.shape != pshape{j}:",
-                "        return None",
-            ]
+        # Each parameter's array must be the one validated into the cache: one identity
+        # comparison of all of them, iterated in C (map). Their shapes and layout are checked
+        # by the C shim, which returns CHANGED before running if one was changed in place.
+        lines += [
+            "    if cached is None:",
+            "        return None",
+            "    PS = tuple(map(getitem, slots, leaves))",
+            "    if tuple(map(id, map(data_of, PS))) != cached[1]:",
+            "        return None",
+            "    ids = cached[1]",
+        ]
     packed = entry.packed is not None and wrt is None
     if packed:  # a weight changed since it was packed: the slow path repacks it
         for s, (j, _) in enumerate(entry.packed.slots):  # type: ignore[union-attr]
-            lines += [f"    if getattr(P{j}, '_version', None) != pkv[{s}]:", "        return None"]
+            lines += [
+                f"    if getattr(PS[{j}], '_version', None) != pkv[{s}]:",
+                "        return None",
+            ]
     if training and n_par:
-        any_param = " or ".join(f"P{j}.requires_grad" for j in range(n_par))
+        any_param = " or ".join(f"PS[{j}].requires_grad" for j in range(n_par))
         if wrt is None:  # train mode + a param requiring grad: the grad entry serves the call
             lines += [f"    if grad_on and ({any_param}):", "        return None"]
         elif not any(wrt):  # only the params make this a grad call
@@ -149,19 +157,21 @@ def fast_source(entry: Entry) -> str:
     lines += [
         f"    code = {'call_packed' if packed else 'call'}({', '.join(args)})",
         "    if code:",
+        "        if code == CHANGED:  # a parameter array reshaped in place: nothing ran",
+        "            return None",
         "        raise forward.error(code)",
     ]
     if wrt is not None:
         xs = "".join([*(f"x{i}, " for i in range(n_in)), *(f"{r}, " for r in seeds)])
-        ps = "".join(f"P{j}, " for j in range(n_par))
+        ps = "PS" if n_par else "()"
         ys = "".join(f"y{k}, " for k in range(n_out))
-        lines.append(f"    return attach(args, ({xs}), ({ps}), ({ys}))")
+        lines.append(f"    return attach(args, ({xs}), {ps}, ({ys}))")
         return "\n".join(lines) + "\n"
     for k in range(n_out):
         lines.append(f"    t{k} = make(y{k})")
     outs = ", ".join(f"t{k}" for k in range(n_out))
     if not training and entry.late:  # eval mode: differentiable, as in eager, if grad is on
-        any_param = " or ".join(f"P{j}.requires_grad" for j in range(n_par))
+        any_param = " or ".join(f"PS[{j}].requires_grad" for j in range(n_par))
         lines.append(f"    if grad_on and ({any_param}):")
         # the backward reruns the call with this call's seeds: the same Dropout masks
         again = f", seeds=({''.join(f'{r}, ' for r in seeds)})" if seeds else ""
@@ -214,6 +224,9 @@ def make_fast(
         "late_backward": late_backward,
         "partial": partial,
         "seed": new_seed,  # one fresh seed per seed input (fast_source: r0 = seed() ...)
+        "getitem": operator.getitem,
+        "data_of": operator.attrgetter("data"),
+        "CHANGED": SHIM_CHANGED,
     }
     for i, t in enumerate(g.input_types):
         dt = t.dtype.np
@@ -221,9 +234,8 @@ def make_fast(
         ns[f"dt{i}"] = np.empty(0, dt).dtype  # the dtype instance arrays carry, for `is`
         ns[f"st{i}"] = np.empty(static, dt).strides
         ns[f"shape{i}"] = t.shape[1:] if not t.is_static else t.shape
-    for j, (slots, leaf, _) in enumerate(entry.param_slots):
-        ns[f"slot{j}"], ns[f"leaf{j}"] = slots, leaf
-        ns[f"pshape{j}"] = g.params[j].type.shape
+    ns["slots"] = tuple(slots for slots, _, _ in entry.param_slots)
+    ns["leaves"] = tuple(leaf for _, leaf, _ in entry.param_slots)
     for k, t in enumerate(g.output_types):
         ns[f"odt{k}"] = t.dtype.np
         ns[f"oshape{k}"] = t.shape[1:] if _lead_factor(t) is not None else t.shape

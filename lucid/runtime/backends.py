@@ -37,6 +37,12 @@ __all__ = [
 ]
 
 
+# What the shim's entry points (lucid/codegen/shim.py) return, before running anything, when a
+# parameter array was reshaped in place since the runtime validated it: the fast path then
+# takes the slow path. No PREFIX_run code is negative.
+SHIM_CHANGED = -1
+
+
 class BackendOptions(NamedTuple):
     """How to prepare one graph: target ISA, compiler options, where to keep debug output, and
     whether GEMM blockings are tuned (`autotune`, timed with `tune_rows` for the batch)."""
@@ -268,6 +274,11 @@ class CExecutable:
         """The exception for C return code `code` (codegen's mapping), naming the graph."""
         from lucid.codegen.emit_c import error_for
 
+        if code == SHIM_CHANGED:
+            return ValueError(
+                f"compiled @{self.graph.name}: a parameter array's shape or layout changed in "
+                "place since it was checked (nothing ran); call the model again"
+            )
         exc = error_for(code)
         return type(exc)(f"compiled @{self.graph.name} failed (code {code}): {exc}")
 

@@ -13,6 +13,8 @@ import lucid
 import lucid.nn.functional as F
 from lucid import nn, optim
 from lucid.codegen.emit_c import VECTOR_ARITY
+from lucid.errors import InputError
+from lucid.runtime.backends import SHIM_CHANGED
 
 pytestmark = pytest.mark.needs_cc
 
@@ -116,3 +118,32 @@ def test_a_wrong_count_of_addresses_is_refused_by_the_c() -> None:
     out = np.empty_like(y)
     assert ex.call_objects(*ids[:-1], id(out), 5, 1) == 0
     np.testing.assert_array_equal(out, y)
+
+
+@pytest.mark.parametrize("layers", [1, LAYERS], ids=["objects", "vector"])
+def test_a_parameter_reshaped_in_place_is_refused_by_the_shim_before_anything_runs(layers):
+    lucid.random.seed(7)
+    model = nn.Sequential(*(nn.Linear(6, 6, dtype=np.float64) for _ in range(layers))).eval()
+    x = data()
+    cm = lucid.compile(model)
+    with lucid.no_grad():
+        want = cm(x).data
+        cm(x)  # the fast path, from here on
+    ex = executable(cm)
+    assert hasattr(ex.lib, f"{ex.prefix}_call_vector") == (layers == LAYERS)
+    (entry,) = cm._order
+    assert entry.pcache is not None
+    ids = entry.pcache[1]
+    w = model[0].weight.data
+    w.shape = (3, 12)  # the same array object: only its shape says it changed
+    y = np.full((5, 6), 7.0)
+    table = 0 if entry.packed is None else id(entry.packed.table)
+    # the C refuses before running (the output is untouched) ...
+    assert ex.call_objects_packed(id(x), *ids, id(y), table, 5, 1) == SHIM_CHANGED
+    assert (y == 7.0).all()
+    # ... and the model call, after the fast path hands it to the checked path, says why
+    with lucid.no_grad(), pytest.raises(InputError, match=r"expected f64\[6,6\], got f64\[3,12\]"):
+        cm(x)
+    w.shape = (6, 6)
+    with lucid.no_grad():
+        np.testing.assert_array_equal(cm(x).data, want)
