@@ -82,10 +82,11 @@ class Profile:
 
 
 def _time(seconds: float) -> str:
-    """`seconds` in ms or us, three significant digits."""
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds * 1e6:.3g} us"
+    """`seconds` in s, ms, us or ns, three significant digits."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
 
 
 class Counters:
