@@ -42,3 +42,16 @@ def seed_graph() -> Graph:
     from lucid.ir.trace import trace
 
     return trace(SeedModel(), np.zeros((1, 3), np.float32), dynamic_batch=True)
+
+
+def hardswish_mlp(sizes: tuple[int, int, int], seed: int) -> nn.Sequential:
+    """Linear(in, hidden) -> HardSwish -> Linear(hidden, out) of `sizes`, initialised from
+    lucid.random.seed(seed)."""
+    lucid.random.seed(seed)
+    fin, hidden, fout = sizes
+    return nn.Sequential(nn.Linear(fin, hidden), nn.HardSwish(), nn.Linear(hidden, fout))
+
+
+def normal_rows(rows: int, features: int, seed: int) -> np.ndarray:
+    """A float32 batch [rows, features] of standard normal draws from NumPy's `seed`."""
+    return np.random.default_rng(seed).standard_normal((rows, features)).astype(np.float32)

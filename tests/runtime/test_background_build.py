@@ -18,17 +18,17 @@ import pytest
 import lucid
 from lucid import nn
 from lucid.errors import BuildError
+from tests.models import hardswish_mlp, normal_rows
 
 pytestmark = pytest.mark.needs_cc
 
 
 def _model() -> nn.Module:
-    lucid.random.seed(4)
-    return nn.Sequential(nn.Linear(8, 32), nn.HardSwish(), nn.Linear(32, 3))
+    return hardswish_mlp((8, 32, 3), seed=4)
 
 
 def _x(rows: int = 6) -> np.ndarray:
-    return np.random.default_rng(4).standard_normal((rows, 8)).astype(np.float32)
+    return normal_rows(rows, 8, seed=4)
 
 
 def test_calls_run_eagerly_until_the_build_is_done_then_compiled() -> None:

@@ -13,17 +13,17 @@ import lucid
 from lucid import nn, optim
 from lucid.errors import LucidError
 from lucid.ir.printer import format as format_graph
+from tests.models import hardswish_mlp, normal_rows
 
 pytestmark = pytest.mark.needs_cc
 
 
 def mlp() -> nn.Module:
-    lucid.random.seed(3)
-    return nn.Sequential(nn.Linear(12, 40), nn.HardSwish(), nn.Linear(40, 5))
+    return hardswish_mlp((12, 40, 5), seed=3)
 
 
 def x_of(rows: int = 9) -> np.ndarray:
-    return np.random.default_rng(0).standard_normal((rows, 12)).astype(np.float32)
+    return normal_rows(rows, 12, seed=0)
 
 
 def call_sites(source: str | None) -> int:
