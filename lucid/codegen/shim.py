@@ -9,8 +9,8 @@ runtime has checked every array's type, dtype and contiguity before a call.
 
 The parameters' arrays are the ones the runtime validated when it cached them, but an array
 keeps its identity through an in-place `a.shape = ...`: rather than read every parameter's
-shape in Python at every call (a tuple built per array: ~100 us of MobileNetV3's ~250), the
-shim compares each one's dims and layout flags (the fields after `data` in the same struct)
+shape in Python at every call (a tuple built and compared per array, most of the fast path's
+38 us per call for MobileNetV3-Small's 210 parameters, AMD EPYC), the shim compares each one's dims and layout flags (the fields after `data` in the same struct)
 with the program's and returns -1 (lucid.runtime.backends.SHIM_CHANGED; no PREFIX_run code is
 negative), before anything runs, when one differs; the fast path then takes the slow path,
 which validates everything again.
@@ -59,11 +59,10 @@ def cffi_module(program: CProgram) -> tuple[str, str]:
     `PREFIX_call` (lucid.compile calls the shim's instead)."""
     n_in = len(program.input_types) + len(program.param_types)
     arity = n_in + len(program.output_types)
-    shapes = tuple(t.shape for t in program.param_types)
-    if not all(isinstance(d, int) for shape in shapes for d in shape):  # params are static
+    shapes = tuple(tuple(d for d in t.shape if isinstance(d, int)) for t in program.param_types)
+    if any(len(s) != t.rank for s, t in zip(shapes, program.param_types)):  # params are static
         raise ValueError(f"a parameter of a symbolic shape: {program.param_types}")
-    first = len(program.input_types)
-    shim = _Shim(program.prefix, arity, n_in, False, first, shapes)  # type: ignore[arg-type]
+    shim = _Shim(program.prefix, arity, n_in, False, len(program.input_types), shapes)
     source = render("shim.c.j2", s=shim)
     cdef = render("shim.c.j2", s=_Shim(program.prefix, arity, n_in, cdef=True))
     entries = entry_cdef(program.prefix, arity, call=False)  # the shim's calls replace PREFIX_call

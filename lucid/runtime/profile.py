@@ -6,8 +6,8 @@ work waits for the last thread before the clock is read). `CompiledModule.profil
 `CompiledStep.profile()` return those sums as a `Profile`, whose text is a table with the most
 expensive kernel first, each named with the IR it implements:
 
-    share      total  calls   per call  graph     kernel: IR
-    41.2%    12.3 ms    100   123.0 us  forward   k3_fused_conv_gemm: %5 = fused ... { conv2d hardswish }
+ share      total  calls   per call  graph     kernel: IR
+  10.5%    38.7 ms    200     193 us  forward   k5_fused_conv: %19 = fused_conv %x, ... { conv2d mul add hardswish }
 
 The counters belong to the loaded program: a model compiled twice, or two models with equal
 graphs, share one library from the compile cache, and each `profile()` counts every run of it
