@@ -845,10 +845,7 @@ class CompiledModule:
         rows = []
         for e in self._order:
             guards = "<br>".join(html.escape(str(g)) for g in getattr(e, "guards", ())) or "-"
-            parts = [("forward", e.forward)]
-            if e.grad is not None:
-                parts.append(("backward", e.grad.executable))
-            for which, executable in parts:
+            for which, executable in _programs(e):
                 info = getattr(executable, "build_info", None)
                 if info is None:
                     built, where = "-", html.escape(executable.describe())
