@@ -27,6 +27,7 @@ whenever its weight changes: the packed copy is what the call reads.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -190,6 +191,9 @@ class CProgram:
     shared_blocks: tuple[SharedBlock, ...] = ()  # what shared_source lays out
     kernel_sources: tuple[str, ...] = ()  # more units holding kernels (CodegenOptions.kernel_units)
     profiled: bool = False  # CodegenOptions.profile: PREFIX_profile and PREFIX_profile_label exist
+    # a hash of the thread pool's C when the program has one (threads "pool" and a parallel
+    # kernel), else 0: modules with equal hashes can share one pool (shim.c.j2)
+    pool_code: int = 0
 
     @property
     def run_symbol(self) -> str:
@@ -374,7 +378,13 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         if options.profile:
             labels.append(c_string(f"{kernel.name}: {_profile_ir(lines, where, node)}"))
 
-    shared_here, second = _split(_shared_blocks(kernels, options.threads), options.split)
+    blocks = _shared_blocks(kernels, options.threads)
+    shared_here, second = _split(blocks, options.split)
+    pool = (
+        next((b for b in blocks if b.key == PARALLEL_KEY), None)
+        if options.threads == "pool"
+        else None
+    )
     shared_source = second_unit(second) if second else None
     movable = shared_source is not None or not any(k.shared for k in kernels)
     n_in, n_out = len(graph.inputs) + len(graph.params), len(graph.outputs)
@@ -459,7 +469,13 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
         shared_blocks=second,
         kernel_sources=kernel_sources,
         profiled=options.profile,
+        pool_code=_code_hash(pool.text) if pool is not None else 0,
     )
+
+
+def _code_hash(text: str) -> int:
+    """A positive int64 hash of C text: equal texts, equal hashes."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
 
 
 # Past this many arrays the shim's entry points (shim.c.j2) take their addresses as one array

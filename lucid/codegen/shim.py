@@ -38,6 +38,7 @@ class _Shim:
     # the parameters' arrays: the index of the first, and each one's static shape
     first_param: int = 0
     param_shapes: tuple[tuple[int, ...], ...] = ()
+    pool_code: int = 0  # CProgram.pool_code: the program's thread pool can be shared
 
     @property
     def param_dims(self) -> str:
@@ -62,7 +63,9 @@ def cffi_module(program: CProgram) -> tuple[str, str]:
     shapes = tuple(tuple(d for d in t.shape if isinstance(d, int)) for t in program.param_types)
     if any(len(s) != t.rank for s, t in zip(shapes, program.param_types)):  # params are static
         raise ValueError(f"a parameter of a symbolic shape: {program.param_types}")
-    shim = _Shim(program.prefix, arity, n_in, False, len(program.input_types), shapes)
+    shim = _Shim(
+        program.prefix, arity, n_in, False, len(program.input_types), shapes, program.pool_code
+    )
     source = render("shim.c.j2", s=shim)
     cdef = render("shim.c.j2", s=_Shim(program.prefix, arity, n_in, cdef=True))
     entries = entry_cdef(program.prefix, arity, call=False)  # the shim's calls replace PREFIX_call

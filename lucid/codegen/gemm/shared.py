@@ -250,6 +250,8 @@ def parallel_block(threads: ThreadsMode = "pool") -> SharedBlock:
         "LUCID_SHARED_FN void lucid_parallel_run(int n, lucid_task_fn fn, void *args, "
         "size_t stride);\n"
     )
+    if threads == "pool":
+        decl += "LUCID_SHARED_FN void *lucid_parallel_share(void *state);\n"
     return _guard(
         PARALLEL_KEY, "threads", render("gemm/parallel.c.j2", pool=threads == "pool"), decl
     )
