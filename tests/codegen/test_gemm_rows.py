@@ -2,7 +2,8 @@
 static handful of rows computes each output as a dot product of the input row and a weight
 row, in 16 (f32) or 8 (f64) partial sums, with no packing and no packed copy of the weight
 kept between calls. Checked against float64 NumPy at the edges: K not a multiple of the lanes,
-one output column, every M up to the limit, with and without an epilogue, alone and fused."""
+one output column, every M up to the limit, with and without an epilogue, alone and fused.
+A GEMM of at most NARROW_N columns takes the same path for any M, 5 rows at a time."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import pytest
 import lucid
 from lucid import nn
 from lucid.codegen import gemm
+from lucid.codegen.gemm import Epilogue, EpilogueStep, GemmSpec, detect_isa, emit_gemm
+from lucid.errors import RecompileWarning
+from lucid.ir.ops import OPS
+from tests.codegen.gemm_harness import RELU, Built, build, run
 
 pytestmark = pytest.mark.needs_cc
 
@@ -36,7 +41,8 @@ def _reference(model: nn.Module, x: np.ndarray) -> np.ndarray:
 
 
 # (M, K, N, HardSwish epilogue): every M up to the limit; K a multiple of both lane counts,
-# one past it, and tails of several sizes; a single output column
+# one past it, and tails of several sizes; a single output column; N in whole 4-column register
+# blocks and with 1, 2 and 3 columns left over
 CASES = [
     (1, 64, 1, False),
     (2, 65, 7, True),
@@ -44,6 +50,8 @@ CASES = [
     (gemm.ROW_PATH_ROWS, 1031, 19, True),
     (1, 1031, 19, True),
     (gemm.ROW_PATH_ROWS, 64, 1, False),
+    (2, 200, 10, True),
+    (gemm.ROW_PATH_ROWS, 80, 16, False),
 ]
 
 
@@ -128,4 +136,122 @@ def test_row_path_results_do_not_depend_on_threads_or_isa(isa: str) -> None:
     np.testing.assert_allclose(runs[0], want, rtol=1e-4, atol=1e-4)
     assert "Row path:" in mod.program.source
     # with threads, each GEMM splits its columns in 16-column groups (257 -> 17, 31 -> 2)
-    assert mod.program.source.count("_cols_task, jobs, sizeof(") == 2
+    assert mod.program.source.count("_part_task, jobs, sizeof(") == 2
+
+
+# ---------------------------------------------------------------- the row path over every row
+
+# (N, K): columns in uneven blocks (11 -> 4, 4, 3) with a K tail of 4, and the widest N in
+# blocks of 4 with K exactly the lanes' multiple
+NARROW = [(11, 100), (gemm.NARROW_N, 64)]
+# every remainder of the 5-row blocks, a runtime M that is several blocks, and one row
+NARROW_M = [1, 2, 3, 4, 5, 6, 9, 10, 37]
+MIXED = Epilogue(
+    (
+        RELU,
+        EpilogueStep("v = v + x;", "res", "full"),
+        EpilogueStep("v = v * x;", "rowscale", "row"),
+        EpilogueStep("v = v - x;", "shift", "scalar"),
+        EpilogueStep("v = v + x;", "bias", "col"),
+    )
+)
+
+
+def _narrow_specs(dtype: str) -> list[GemmSpec]:
+    isa = detect_isa()
+    specs = []
+    for n, k in NARROW:
+        specs.append(GemmSpec(f"rows_{dtype}_{n}", dtype, False, True, None, n, k, None, isa))
+        specs.append(GemmSpec(f"rowsep_{dtype}_{n}", dtype, False, True, None, n, k, MIXED, isa))
+    return specs
+
+
+@pytest.fixture(scope="module")
+def narrow_mods(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
+    specs = _narrow_specs("float") + _narrow_specs("double")
+    for spec in specs:  # the path under test, not the blocked one
+        assert "row path: every row of C, 5 at a time" in emit_gemm(spec), spec.name
+    built = build(specs, tmp_path_factory.mktemp("narrow"))
+    return {s.name: built for s in specs}
+
+
+@pytest.mark.parametrize("dtype", ["float", "double"])
+@pytest.mark.parametrize(("n", "k"), NARROW)
+def test_narrow_row_path_matches_a_wide_reference(narrow_mods, dtype: str, n: int, k: int) -> None:
+    """A GEMM with few columns (a classifier head) takes the row path for any M: each element
+    within the dot product's error bound of a float64 (long double) reference, the same bits
+    on 1, 2 and 3 threads, and the epilogue applied exactly to those sums."""
+    dt = np.float32 if dtype == "float" else np.float64
+    wide = np.float64 if dtype == "float" else np.longdouble
+    eps = np.finfo(dt).eps
+    plain = next(s for s in _narrow_specs(dtype) if s.name == f"rows_{dtype}_{n}")
+    fused = next(s for s in _narrow_specs(dtype) if s.name == f"rowsep_{dtype}_{n}")
+    rng = np.random.default_rng(n * 100 + k)
+    b = rng.standard_normal((n, k)).astype(dt)
+    for m in NARROW_M:
+        a = rng.standard_normal((m, k)).astype(dt)
+        runs = [run(narrow_mods[plain.name], plain, a, b, nthreads=t) for t in (1, 2, 3)]
+        assert all(status == 0 for status, _, _ in runs)
+        got = runs[0][1]
+        for _, other, _ in runs[1:]:
+            np.testing.assert_array_equal(other, got)
+        want = a.astype(wide) @ b.astype(wide).T
+        bound = np.abs(a.astype(wide)) @ np.abs(b.astype(wide)).T
+        assert np.all(np.abs(got - want) <= 2 * k * eps * bound + eps), (m, n, k)
+        ops = {
+            "res": rng.standard_normal((m, n)).astype(dt),
+            "rowscale": rng.standard_normal(m).astype(dt),
+            "shift": np.array([0.25], dtype=dt),
+            "bias": rng.standard_normal(n).astype(dt),
+        }
+        status, c, _ = run(narrow_mods[fused.name], fused, a, b, ops, nthreads=2)
+        assert status == 0
+        expect = (OPS["relu"].numpy(got) + ops["res"]) * ops["rowscale"][:, None]
+        assert np.array_equal(c, expect - ops["shift"][0] + ops["bias"]), (m, n, k)
+
+
+def test_narrow_row_path_empty_and_non_finite(narrow_mods) -> None:
+    """M = 0 writes nothing; NaN and inf in a row reach exactly that row's outputs (0 * inf is
+    NaN: no product is skipped)."""
+    n, k = NARROW[0]
+    spec = next(s for s in _narrow_specs("float") if s.name == f"rows_float_{n}")
+    rng = np.random.default_rng(3)
+    b = rng.standard_normal((n, k)).astype(np.float32)
+    status, c, _ = run(narrow_mods[spec.name], spec, np.zeros((0, k), np.float32), b, nthreads=2)
+    assert status == 0 and c.shape == (0, n)
+    a = rng.standard_normal((12, k)).astype(np.float32)
+    a[3, 10] = np.nan
+    a[7, :] = 0.0
+    b[2, 5] = np.inf
+    status, c, _ = run(narrow_mods[spec.name], spec, a, b, nthreads=2)
+    assert status == 0
+    assert np.isnan(c[3]).all() and np.isnan(c[7, 2]) and np.isfinite(np.delete(c[7], 2)).all()
+    others = np.delete(np.arange(12), [3, 7])
+    assert np.isfinite(np.delete(c[others], 2, axis=1)).all()
+    assert np.isinf(c[others, 2]).all()  # x * inf for nonzero x: the column is infinite
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_a_classifier_head_trains_through_the_narrow_row_path(dynamic: bool) -> None:
+    """Linear(300, 10) at batch 37 (static and dynamic batch): forward and gradients match eager
+    lucid in float64 to 1e-12, and the forward's GEMM is the row path, with no packed weight."""
+    lucid.random.seed(9)
+    model = nn.Sequential(nn.Linear(300, 10))
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    x = np.random.default_rng(9).standard_normal((37, 300))
+    cm = lucid.compile(model, dynamic_batch=dynamic)
+    out = cm(lucid.Tensor(x))
+    (out * out).sum().backward()
+    grads = [p.grad.copy() for p in model.parameters()]
+    assert "row path: every row of C" in cm.c_source
+    model.zero_grad()
+    ref = model(lucid.Tensor(x))
+    (ref * ref).sum().backward()
+    np.testing.assert_allclose(out.data, ref.data, rtol=1e-12, atol=1e-12)
+    for g, p in zip(grads, model.parameters()):
+        np.testing.assert_allclose(g, p.grad, rtol=1e-12, atol=1e-12)
+    with lucid.no_grad(), pytest.warns(RecompileWarning, match="grad mode changed"):
+        cm(x)  # an inference entry: it would hold a packed weight, if its GEMM had one
+    packed = cm.entry().packed
+    assert packed is None or packed.nbytes() == 0

@@ -52,7 +52,9 @@ packing, allocation or threads. Otherwise, with N static, a runtime check sends 
 most ``Blocking.small_work`` multiply-adds to that loop and the rest to the blocked path.
 
 Row path (``ROW_PATH_ROWS``): a static M of a few rows with op(B) = B^T computes each element
-as a dot product of rows read in place; threads split its columns in 16-column groups.
+as a dot product of rows read in place; threads split its columns in 16-column groups. A static
+N of at most ``NARROW_N`` columns (a classifier head) takes it for any M, 5 rows at a time,
+threads splitting the rows.
 
 Prepacked operands: with ``prepack_b`` (a Linear's weight) or ``prepack_a`` (a conv's weight)
 and static dims, ``NAME_pack_b`` / ``NAME_pack_a`` write the operand in the driver's packed
@@ -96,6 +98,7 @@ from lucid.codegen.gemm.blocking import (
 from lucid.codegen.gemm.cpus import TABLE as CPU_TABLE
 from lucid.codegen.gemm.cpus import CpuEntry, CpuId, detect_cpu, parse_cpuinfo, table_blocks
 from lucid.codegen.gemm.emit import (
+    NARROW_N,
     ROW_PATH_ROWS,
     emit_gemm,
     gemm_params,
@@ -122,6 +125,7 @@ from lucid.codegen.gemm.spec import (
 
 __all__ = [
     "CPU_TABLE",
+    "NARROW_N",
     "PARALLEL_KEY",
     "ROW_PATH_ROWS",
     "SPAWN_MIN_WORK",

@@ -147,6 +147,11 @@ class SmallPath:
     # > 0: the row path (see ROW_PATH_ROWS): each element of C a dot product of a row of A and
     # a row of B (op(B) = B^T), in this many partial sums that vectorize
     lanes: int = 0
+    # the row path over every row of C, `mb` at a time, threads splitting the rows (NARROW_N);
+    # else over the static M = mb rows, threads splitting the columns in 16-column groups
+    rows: bool = False
+    # the row path's columns per register block (mb x nb vectors of sums)
+    nb: int = 4
 
 
 # A GEMM whose M is static and at most this (a Linear at batch 1, ...) with op(B) = B^T and
@@ -161,6 +166,21 @@ ROW_PATH_MIN_K = 64
 # a batch-1 Linear 4096 -> 4096 (64 MB from memory) 2.68 ms on one thread, 1.55 ms on two;
 # MobileNetV3-Small's head (1 x 576 -> 1024 -> 1000, warm) 86-88 us -> 48-50 us.
 ROW_PATH_WORK_DIVISOR = 4
+# A GEMM with op(B) = B^T, a static N of at most this and a static K >= ROW_PATH_MIN_K takes the
+# row path for any M (a classifier head: Linear(2048, 10) at batch 512), NARROW_ROWS rows of C
+# at a time, threads splitting the rows. The blocked path packs all of A for these few columns
+# and computes a whole register tile of nr (32) columns for each. 512 x 2048 -> N on 2 threads
+# of the Zen 4 EPYC, the Linear's kernel (benchmarks/bench_narrow.py), blocked / row path:
+# N = 4: 4.6x inference, 6.5x training; N = 10: 3.3x, 4.0x; N = 16: 1.4x, 1.9x; N = 24 is about
+# where the two meet (blocked 527 us, the row path ~23 us a column).
+NARROW_N = 16
+# Rows per register block of that path, in blocks of up to 5 columns: 5 x 5 vectors of sums are
+# 25 of AVX-512's 32 registers. One thread, 512 x 2048 -> N f32 in a C harness of the loop,
+# GFLOP/s by rows x columns: N = 10: 4x4 54, 4x5 78, 5x4 76, 3x5 85, 5x5 97; N = 16: 4x4 53,
+# 5x4 82, 3x5 83, 5x5 92; N = 7: 4x4 53, 5x5 87.
+NARROW_ROWS = 5
+# the row path's partial sums: a 64-byte vector of them
+_ROW_LANES = {"float": 16, "double": 8}
 
 
 @dataclass(frozen=True)
@@ -210,6 +230,8 @@ class NodeTemplate:
 def plan_paths(spec: GemmSpec) -> tuple[SmallPath | None, bool]:
     """(small path or None, whether the blocked path is emitted), decided from static shapes.
 
+    The row path alone for op(B) = B^T with static N and K >= ROW_PATH_MIN_K when M is static
+    and at most ROW_PATH_ROWS, or for any M when N is at most NARROW_N.
     The small path alone when a static N*K or M*N is at most `small_elems` (B, or the block of
     C summed over all of K, is tiny whatever the runtime dim) or a static M*N*K at most
     `small_work`; both behind a runtime check of M*N*K otherwise (N static and at most 1024:
@@ -218,18 +240,20 @@ def plan_paths(spec: GemmSpec) -> tuple[SmallPath | None, bool]:
     m, n, k = spec.m, spec.n, spec.k
     a_index = "p * M + (i0 + i)" if spec.trans_a else "(i0 + i) * K + p"
     b_index = "j * K + p" if spec.trans_b else f"p * {n} + j"
-    if (
-        m is not None
-        and 1 <= m <= ROW_PATH_ROWS
-        and n is not None
+    dots = (  # each element of C a dot product of a row of A and a row of B, read in place
+        n is not None
         and k is not None
         and k >= ROW_PATH_MIN_K
         and spec.trans_b
         and not spec.trans_a
         and not (spec.epilogue and spec.epilogue.colsum)
-    ):
-        lanes = 64 // (4 if spec.dtype == "float" else 8)  # a 64-byte vector of partial sums
-        return SmallPath(m, n, a_index, b_index, lanes), False
+    )
+    if dots and n is not None and m is not None and 1 <= m <= ROW_PATH_ROWS:
+        return SmallPath(m, n, a_index, b_index, _ROW_LANES[spec.dtype]), False
+    if dots and n is not None and n <= NARROW_N:
+        nb = -(-n // -(-n // NARROW_ROWS))  # blocks of at most 5 columns, as equal as can be
+        path = SmallPath(NARROW_ROWS, n, a_index, b_index, _ROW_LANES[spec.dtype], True, nb)
+        return path, False
     if n is None or n > 1024 or blk.small_work <= 0:
         return None, True
     whole_c = m is not None and m * n <= blk.small_elems
@@ -262,7 +286,12 @@ def _node_template(spec: GemmSpec) -> NodeTemplate:
     small_args = ["A", "B", "C", "M", "N", "K", *(op.param for op in operands)]
     small_args += ["colsum"] if ep.colsum else []
     notes = []
-    if small is not None and small.lanes:
+    if small is not None and small.rows:
+        notes.append(
+            f"row path: every row of C, {small.mb} at a time, from dot products with the "
+            f"{small.nn} rows of B, in {small.lanes} partial sums"
+        )
+    elif small is not None and small.lanes:
         notes.append(
             f"row path: each of the {small.mb} row(s) of C from dot products with the rows of B, "
             f"in {small.lanes} partial sums"
