@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,22 +26,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run_all import cpu_name
 
 import lucid
 import lucid.codegen.gemm.emit as gemm_emit
 from lucid import nn
 
 ROW_PATH = "row path: every row of C"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _step(compiled: Any, x: np.ndarray, train: bool) -> None:
@@ -99,7 +91,7 @@ def main() -> None:
     lucid.set_num_threads(args.threads)
     x = np.random.default_rng(0).standard_normal((args.batch, args.k)).astype(np.float32)
     print(
-        f"CPU: {_cpu()}; {args.threads} thread(s); lucid's default C flags; NARROW_N = "
+        f"CPU: {cpu_name()}; {args.threads} thread(s); lucid's default C flags; NARROW_N = "
         f"{gemm_emit.NARROW_N}; batch {args.batch}, K {args.k}; medians of {args.rounds} "
         f"rounds of {args.calls} calls"
     )

@@ -4,31 +4,19 @@ script itself checks that the two builds differ where they should)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "bench_narrow.py"
 
 pytestmark = pytest.mark.needs_cc
 
 
-def test_bench_narrow_prints_both_paths(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--threads", "1", "--batch", "40", "--k", "128"]
-        + ["--n", "3,20", "--rounds", "1", "--calls", "2"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "LUCID_CACHE_DIR": str(tmp_path)},
+def test_bench_narrow_prints_both_paths(run_bench) -> None:
+    proc = run_bench(
+        "bench_narrow.py",
+        *("--threads", "1", "--batch", "40", "--k", "128", "--n", "3,20"),
+        *("--rounds", "1", "--calls", "2"),
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = proc.stdout
     assert out.startswith("CPU: ") and "1 thread(s)" in out
     rows = re.findall(

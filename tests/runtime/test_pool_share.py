@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 import lucid
 from lucid import nn
 from lucid.runtime import backends
+from tests.runtime.test_fork import _wait as wait_child
 
 pytestmark = pytest.mark.needs_cc
 
@@ -30,36 +30,46 @@ def _mlp(seed: int, width: int) -> nn.Module:
     return nn.Sequential(nn.Linear(256, width), nn.HardSwish(), nn.Linear(width, 256))
 
 
-def test_forward_backward_and_another_model_use_one_pool() -> None:
+@pytest.fixture
+def two_threads():
+    """Compiled calls split their GEMMs over two threads (the pool's workers) during the test."""
     before = lucid.get_num_threads()
     lucid.set_num_threads(2)
-    try:
-        a, b = _mlp(1, 384), _mlp(2, 320).eval()
-        x = lucid.randn(128, 256)
-        ca, cb = lucid.compile(a), lucid.compile(b)
-        out = ca(x)
-        (out * out).mean().backward()
-        grads = [p.grad.copy() for p in a.parameters()]
-        with lucid.no_grad():
-            got_b = cb(x).data
-        entry = ca.entry()
-        assert entry.grad is not None
-        programs = [entry.forward, entry.grad.executable, cb.entry().forward]
-        pools = {_pool_of(e) for e in programs}
-        assert len(pools) == 1 and 0 not in pools, pools
-        code = getattr(programs[0].lib, f"{programs[0].prefix}_pool_code")()
-        assert backends._POOLS[code] in pools
-        # what each module computes through the shared pool is what eager lucid computes
-        a.zero_grad()
-        ref = a(x)
-        (ref * ref).mean().backward()
-        np.testing.assert_allclose(out.data, ref.data, rtol=1e-5, atol=1e-5)
-        for g, p in zip(grads, a.parameters()):
-            np.testing.assert_allclose(g, p.grad, rtol=1e-4, atol=1e-6)
-        with lucid.no_grad():
-            np.testing.assert_allclose(got_b, b(x).data, rtol=1e-5, atol=1e-5)
-    finally:
-        lucid.set_num_threads(before)
+    yield
+    lucid.set_num_threads(before)
+
+
+def _two_models(seeds: tuple[int, int], widths: tuple[int, int], rows: int):
+    """Two eval-mode MLPs of other widths, compiled, and an input batch of `rows`."""
+    a, b = (_mlp(s, w).eval() for s, w in zip(seeds, widths))
+    return a, b, lucid.compile(a), lucid.compile(b), lucid.randn(rows, 256)
+
+
+def test_forward_backward_and_another_model_use_one_pool(two_threads) -> None:
+    a, b = _mlp(1, 384), _mlp(2, 320).eval()
+    x = lucid.randn(128, 256)
+    ca, cb = lucid.compile(a), lucid.compile(b)
+    out = ca(x)
+    (out * out).mean().backward()
+    grads = [p.grad.copy() for p in a.parameters()]
+    with lucid.no_grad():
+        got_b = cb(x).data
+    entry = ca.entry()
+    assert entry.grad is not None
+    programs = [entry.forward, entry.grad.executable, cb.entry().forward]
+    pools = {_pool_of(e) for e in programs}
+    assert len(pools) == 1 and 0 not in pools, pools
+    code = getattr(programs[0].lib, f"{programs[0].prefix}_pool_code")()
+    assert backends._POOLS[code] in pools
+    # what each module computes through the shared pool is what eager lucid computes
+    a.zero_grad()
+    ref = a(x)
+    (ref * ref).mean().backward()
+    np.testing.assert_allclose(out.data, ref.data, rtol=1e-5, atol=1e-5)
+    for g, p in zip(grads, a.parameters()):
+        np.testing.assert_allclose(g, p.grad, rtol=1e-4, atol=1e-6)
+    with lucid.no_grad():
+        np.testing.assert_allclose(got_b, b(x).data, rtol=1e-5, atol=1e-5)
 
 
 def test_share_pool_hands_later_modules_the_first_pool(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,72 +94,47 @@ def test_share_pool_hands_later_modules_the_first_pool(monkeypatch: pytest.Monke
     assert backends._POOLS == {7: 1000, 9: 3000}
 
 
-def test_fork_after_two_modules_shared_the_pool() -> None:
+def test_fork_after_two_modules_shared_the_pool(two_threads) -> None:
     """A child forked after two modules ran on the shared pool re-initialises that one pool
     (its workers do not exist in the child) and computes the parent's results with both."""
-    before = lucid.get_num_threads()
-    lucid.set_num_threads(2)
-    try:
-        a, b = _mlp(3, 512).eval(), _mlp(4, 448).eval()
-        x = lucid.randn(256, 256)
-        ca, cb = lucid.compile(a), lucid.compile(b)
-        with lucid.no_grad():
-            want = (ca(x).data.copy(), cb(x).data.copy())
-        assert _pool_of(ca.entry().forward) == _pool_of(cb.entry().forward) != 0
-        pid = os.fork()
-        if pid == 0:  # the child must never return into pytest
-            code = 1
-            try:
-                with lucid.no_grad():
-                    ok = all(
-                        np.array_equal(ca(x).data, want[0]) and np.array_equal(cb(x).data, want[1])
-                        for _ in range(3)
-                    )
-                code = 0 if ok else 2
-            finally:
-                os._exit(code)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                assert os.waitstatus_to_exitcode(status) == 0, "the child's results differ"
-                break
-            time.sleep(0.02)
-        else:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("forked child did not finish within 60 s: a threaded kernel hung")
-    finally:
-        lucid.set_num_threads(before)
+    _, _, ca, cb, x = _two_models((3, 4), (512, 448), 256)
+    with lucid.no_grad():
+        want = (ca(x).data.copy(), cb(x).data.copy())
+    assert _pool_of(ca.entry().forward) == _pool_of(cb.entry().forward) != 0
+    pid = os.fork()
+    if pid == 0:  # the child must never return into pytest
+        code = 1
+        try:
+            with lucid.no_grad():
+                ok = all(
+                    np.array_equal(ca(x).data, want[0]) and np.array_equal(cb(x).data, want[1])
+                    for _ in range(3)
+                )
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    assert wait_child(pid, 60) == 0, "the child computed other results than its parent"
 
 
-def test_two_threads_running_two_models_on_one_pool() -> None:
+def test_two_threads_running_two_models_on_one_pool(two_threads) -> None:
     """Two Python threads calling two models at once: one owns the shared pool for a call, the
     other runs that call on threads of its own (never waits), and both keep eager's results."""
-    before = lucid.get_num_threads()
-    lucid.set_num_threads(2)
-    try:
-        a, b = _mlp(5, 384).eval(), _mlp(6, 384).eval()
-        x = lucid.randn(256, 256)
-        ca, cb = lucid.compile(a), lucid.compile(b)
-        with lucid.no_grad():
-            want = {id(ca): a(x).data, id(cb): b(x).data}
-            ca(x), cb(x)
-        failures: list[str] = []
+    a, b, ca, cb, x = _two_models((5, 6), (384, 384), 256)
+    with lucid.no_grad():
+        want = {id(ca): a(x).data, id(cb): b(x).data}
+    failures: list[str] = []
 
-        def hammer(model) -> None:
-            for _ in range(30):
-                got = model(x.data)
-                if not np.allclose(got.data, want[id(model)], rtol=1e-5, atol=1e-5):
-                    failures.append("a result differs from eager")
+    def hammer(model) -> None:
+        for _ in range(30):
+            got = model(x.data)
+            if not np.allclose(got.data, want[id(model)], rtol=1e-5, atol=1e-5):
+                failures.append("a result differs from eager")
 
-        with lucid.no_grad():
-            threads = [threading.Thread(target=hammer, args=(m,)) for m in (ca, cb)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=120)
-        assert not any(t.is_alive() for t in threads), "a call hung"
-        assert not failures
-    finally:
-        lucid.set_num_threads(before)
+    with lucid.no_grad():
+        threads = [threading.Thread(target=hammer, args=(m,)) for m in (ca, cb)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a call hung"
+    assert not failures
