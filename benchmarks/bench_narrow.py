@@ -1,14 +1,16 @@
-"""Narrow GEMMs (a classifier head): the row path against the blocked path, in one process.
+"""Narrow layers (a classifier head): the row and stream paths against the blocked path.
 
 A Linear(K, N) with N at most `gemm.NARROW_N` takes the row path for any batch (every row of C
-from dot products, 5 rows at a time, no packing). This script compiles each shape twice, once
-as lucid does and once with that path switched off (then the blocked path, packing A and
-computing 32-column tiles; the plain-loop small path for tiny shapes), and times the Linear's
-kernel in both, in interleaved rounds: an inference entry (whose blocked path keeps a
-prepacked weight) and a training entry (forward + backward; its forward packs the weight in the
-call). Kernel times come from the programs' own profile (`options={"profile": True}`); medians
-of the rounds. Each variant builds in a cache directory of its own: both have the same optimized
-IR, and the warm-start index (keyed on it) would otherwise serve the second the first's build.
+from dot products, 5 rows at a time, no packing), and its weight gradient dW = dY^T @ X (N rows)
+the stream path (X's rows streamed past once, no packing). This script compiles each shape
+twice, once as lucid does and once with both paths switched off (then the blocked path,
+packing A or B and computing whole register tiles; the plain-loop small path for tiny shapes),
+and times, in interleaved rounds, the forward's Linear kernel of an inference entry (whose
+blocked path keeps a prepacked weight) and of a training entry (which packs in the call), and
+the training entry's weight-gradient kernel. Kernel times come from the programs' own profile
+(`options={"profile": True}`); medians of the rounds. Each variant builds in a cache directory
+of its own: both have the same optimized IR, and the warm-start index (keyed on it) would
+otherwise serve the second the first's build; the script checks which path each build took.
 
     python benchmarks/bench_narrow.py [--threads 2] [--batch 512] [--k 2048] [--n 4,10,16,24]
 """
@@ -35,6 +37,7 @@ import lucid.codegen.gemm.emit as gemm_emit
 from lucid import nn
 
 ROW_PATH = "row path: every row of C"
+STREAM_PATH = "stream path: the"
 
 
 def _step(compiled: Any, x: np.ndarray, train: bool) -> None:
@@ -46,11 +49,12 @@ def _step(compiled: Any, x: np.ndarray, train: bool) -> None:
             compiled(x)
 
 
-def _compiled(k: int, n: int, row_path: bool, train: bool, x: np.ndarray, cache: Path) -> Any:
-    """Linear(k, n) compiled (and built by its first call) with or without the narrow row
-    path, in `cache`; codegen reads NARROW_N when it lowers."""
-    saved, saved_cache = gemm_emit.NARROW_N, os.environ.get("LUCID_CACHE_DIR")
-    gemm_emit.NARROW_N = saved if row_path else 0
+def _compiled(k: int, n: int, narrow: bool, train: bool, x: np.ndarray, cache: Path) -> Any:
+    """Linear(k, n) compiled (and built by its first call) with or without the narrow paths,
+    in `cache`; codegen reads NARROW_N and STREAM_ROWS when it lowers."""
+    saved = gemm_emit.NARROW_N, gemm_emit.STREAM_ROWS
+    saved_cache = os.environ.get("LUCID_CACHE_DIR")
+    gemm_emit.NARROW_N, gemm_emit.STREAM_ROWS = saved if narrow else (0, 0)
     os.environ["LUCID_CACHE_DIR"] = str(cache)
     try:
         lucid.random.seed(n)
@@ -60,23 +64,29 @@ def _compiled(k: int, n: int, row_path: bool, train: bool, x: np.ndarray, cache:
         compiled = lucid.compile(model, options={"profile": True})
         _step(compiled, x, train)
     finally:
-        gemm_emit.NARROW_N = saved
+        gemm_emit.NARROW_N, gemm_emit.STREAM_ROWS = saved
         if saved_cache is None:
             os.environ.pop("LUCID_CACHE_DIR", None)
         else:
             os.environ["LUCID_CACHE_DIR"] = saved_cache
-    narrow = n <= saved and k >= gemm_emit.ROW_PATH_MIN_K
-    if (ROW_PATH in compiled.c_source) != (row_path and narrow):
-        raise SystemExit(
-            f"N={n}: the {'row path' if row_path else 'other'} build is not what it should be"
-        )
+    entry = compiled.entry()
+    took = [ROW_PATH in entry.forward.source]
+    expect = [n <= saved[0] and k >= gemm_emit.ROW_PATH_MIN_K]
+    if train and entry.grad is not None:
+        took.append(STREAM_PATH in entry.grad.executable.source)
+        expect.append(n <= saved[1] and k >= gemm_emit._ROW_LANES["float"])
+    if took != [narrow and e for e in expect]:
+        raise SystemExit(f"N={n}: the {'narrow' if narrow else 'other'} build took {took}")
     return compiled
 
 
-def _linear_seconds(compiled: Any) -> float:
-    """Seconds per call of the forward's Linear kernel since the last reset."""
-    rows = [r for r in compiled.profile().rows if r.graph == "forward" and "linear" in r.kernel]
-    return sum(r.seconds for r in rows) / max(1, rows[0].calls)
+def _kernel_seconds(compiled: Any) -> list[float]:
+    """Seconds per call since the last reset of the forward's Linear kernel and, for a
+    training entry, of the backward's weight-gradient GEMM."""
+    rows = compiled.profile().rows
+    picked = [[r for r in rows if r.graph == "forward" and "linear" in r.kernel]]
+    picked.append([r for r in rows if r.graph == "backward" and "transpose matmul" in r.kernel])
+    return [sum(r.seconds for r in rs) / rs[0].calls for rs in picked if rs]
 
 
 def main() -> None:
@@ -92,10 +102,10 @@ def main() -> None:
     x = np.random.default_rng(0).standard_normal((args.batch, args.k)).astype(np.float32)
     print(
         f"CPU: {cpu_name()}; {args.threads} thread(s); lucid's default C flags; NARROW_N = "
-        f"{gemm_emit.NARROW_N}; batch {args.batch}, K {args.k}; medians of {args.rounds} "
+        f"{gemm_emit.NARROW_N}, STREAM_ROWS = {gemm_emit.STREAM_ROWS}; batch {args.batch}, K {args.k}; medians of {args.rounds} "
         f"rounds of {args.calls} calls"
     )
-    print(f"{'N':>4} {'mode':9} {'row path':>10} {'other':>10} {'other/row':>10}")
+    print(f"{'N':>4} {'kernel':16} {'narrow':>10} {'blocked':>10} {'blocked/narrow':>15}")
     with tempfile.TemporaryDirectory(prefix="bench-narrow-") as tmp:
         for n in (int(v) for v in args.n.split(",")):
             for train in (False, True):
@@ -103,7 +113,7 @@ def main() -> None:
                     path: _compiled(args.k, n, path, train, x, Path(tmp) / f"{n}-{train}-{path}")
                     for path in (True, False)
                 }
-                times: dict[bool, list[float]] = {True: [], False: []}
+                times: dict[bool, list[list[float]]] = {True: [], False: []}
                 for _ in range(args.rounds):
                     for path, compiled in systems.items():
                         for _ in range(3):
@@ -111,13 +121,16 @@ def main() -> None:
                         compiled.profile(reset=True)
                         for _ in range(args.calls):
                             _step(compiled, x, train)
-                        times[path].append(_linear_seconds(compiled))
-                row, other = (statistics.median(times[p]) for p in (True, False))
-                mode = "training" if train else "inference"
-                print(
-                    f"{n:>4} {mode:9} {row * 1e6:>7.1f} us {other * 1e6:>7.1f} us "
-                    f"{other / row:>9.2f}x"
-                )
+                        times[path].append(_kernel_seconds(compiled))
+                kinds = ["training forward", "training dW"] if train else ["inference"]
+                for i, kind in enumerate(kinds):
+                    narrow, other = (
+                        statistics.median(t[i] for t in times[p]) for p in (True, False)
+                    )
+                    print(
+                        f"{n:>4} {kind:16} {narrow * 1e6:>7.1f} us {other * 1e6:>7.1f} us "
+                        f"{other / narrow:>14.2f}x"
+                    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """benchmarks/bench_narrow.py keeps working: on small shapes it prints the CPU and, for each N,
-an inference and a training row timing the Linear's kernel on the row path and without it (the
-script itself checks that the two builds differ where they should)."""
+the inference and training forward's Linear kernel and the weight gradient's, with the narrow
+paths and without them (the script itself checks which path each build took)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,15 @@ def test_bench_narrow_prints_both_paths(run_bench) -> None:
     out = proc.stdout
     assert out.startswith("CPU: ") and "1 thread(s)" in out
     rows = re.findall(
-        r"^\s*(\d+) (inference|training) +(\S+) us +(\S+) us +(\S+)x$", out, re.MULTILINE
+        r"^\s*(\d+) (inference|training forward|training dW) +(\S+) us +(\S+) us +(\S+)x$",
+        out,
+        re.MULTILINE,
     )
-    assert [(n, mode) for n, mode, *_ in rows] == [
-        ("3", "inference"),
-        ("3", "training"),
-        ("20", "inference"),  # wider than NARROW_N: both builds are the blocked path
-        ("20", "training"),
+    assert [(n, kind) for n, kind, *_ in rows] == [
+        (n, kind)
+        for n in ("3", "20")  # 20 is wider than NARROW_N: both builds' forward is blocked
+        for kind in ("inference", "training forward", "training dW")
     ]
-    for *_, row, other, ratio in rows:
-        assert float(row) > 0 and float(other) > 0
-        assert float(ratio) == pytest.approx(float(other) / float(row), rel=0.2, abs=0.02)
+    for *_, narrow, other, ratio in rows:
+        assert float(narrow) > 0 and float(other) > 0
+        assert float(ratio) == pytest.approx(float(other) / float(narrow), rel=0.2, abs=0.02)

@@ -29,6 +29,7 @@ from lucid.codegen.gemm import (
     gemm_params,
     gemm_prototype,
 )
+from lucid.ir.ops import OPS
 
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno")
 
@@ -217,3 +218,80 @@ def build_all(workdir: Path, chunk: int = 4) -> dict[str, Built]:
 def spec_named(isa: Isa, name: str) -> GemmSpec:
     """The catalogue spec called name."""
     return next(s for s in catalogue(isa) if s.name == name)
+
+
+# ------------------------------------------------------------ the unpacked paths (rows, stream)
+
+# an epilogue of every operand broadcast, without column sums (the row and stream paths' kind)
+MIXED_EPILOGUE = Epilogue(
+    (
+        RELU,
+        EpilogueStep("v = v + x;", "res", "full"),
+        EpilogueStep("v = v * x;", "rowscale", "row"),
+        EpilogueStep("v = v - x;", "shift", "scalar"),
+        EpilogueStep("v = v + x;", "bias", "col"),
+    )
+)
+
+
+def spec_pair(
+    name: str,
+    dtype: DTypeName,
+    trans_a: bool,
+    trans_b: bool,
+    m: int | None,
+    n: int | None,
+    k: int | None,
+) -> list[GemmSpec]:
+    """A plain GEMM of the best isa here and the same GEMM with MIXED_EPILOGUE."""
+    isa = detect_isa()
+    return [
+        GemmSpec(f"{name}_{dtype}", dtype, trans_a, trans_b, m, n, k, None, isa),
+        GemmSpec(f"{name}_ep_{dtype}", dtype, trans_a, trans_b, m, n, k, MIXED_EPILOGUE, isa),
+    ]
+
+
+def build_on_path(groups: Sequence[tuple[Sequence[GemmSpec], str]], workdir: Path) -> Built:
+    """Build the specs of every (specs, note) group into one module, after checking that each
+    spec's C takes the path whose header note starts with its group's note (the path under
+    test, not another)."""
+    for specs, note in groups:
+        for spec in specs:
+            assert f" * {note}" in emit_gemm(spec), spec.name
+    return build([s for specs, _ in groups for s in specs], workdir)
+
+
+def check_against_wide(
+    built: Built, pair: Sequence[GemmSpec], a: np.ndarray, b: np.ndarray, rng: np.random.Generator
+) -> None:
+    """The plain spec of `pair` on a, b: the same bits on 1, 2 and 3 threads, each element
+    within the dot product's error bound of a wider reference (float64, long double for
+    float64); the epilogue spec applies MIXED_EPILOGUE exactly to those sums."""
+    plain, fused = pair
+    runs = [run(built, plain, a, b, nthreads=t) for t in (1, 2, 3)]
+    assert all(status == 0 for status, _, _ in runs)
+    got = runs[0][1]
+    for _, other, _ in runs[1:]:
+        np.testing.assert_array_equal(other, got)
+    wide = np.float64 if a.dtype == np.float32 else np.longdouble
+    opa, opb = (a.T if plain.trans_a else a), (b.T if plain.trans_b else b)
+    m, k = opa.shape
+    want = opa.astype(wide) @ opb.astype(wide)
+    bound = np.abs(opa.astype(wide)) @ np.abs(opb.astype(wide))
+    eps = np.finfo(a.dtype).eps
+    assert np.all(np.abs(got - want) <= 2 * k * eps * bound + eps), (plain.name, a.shape, b.shape)
+    n = got.shape[1]
+    ops = {
+        "res": rng.standard_normal((m, n)).astype(a.dtype),
+        "rowscale": rng.standard_normal(m).astype(a.dtype),
+        "shift": np.array([0.25], dtype=a.dtype),
+        "bias": rng.standard_normal(n).astype(a.dtype),
+    }
+    status, c, _ = run(built, fused, a, b, ops, nthreads=2)
+    assert status == 0
+    expect = (
+        (OPS["relu"].numpy(got) + ops["res"]) * ops["rowscale"][:, None]
+        - ops["shift"][0]
+        + ops["bias"]
+    )
+    assert np.array_equal(c, expect), (fused.name, a.shape, b.shape)

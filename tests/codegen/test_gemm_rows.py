@@ -13,10 +13,7 @@ import pytest
 import lucid
 from lucid import nn
 from lucid.codegen import gemm
-from lucid.codegen.gemm import Epilogue, EpilogueStep, GemmSpec, detect_isa, emit_gemm
 from lucid.errors import RecompileWarning
-from lucid.ir.ops import OPS
-from tests.codegen.gemm_harness import RELU, Built, build, run
 
 pytestmark = pytest.mark.needs_cc
 
@@ -137,98 +134,6 @@ def test_row_path_results_do_not_depend_on_threads_or_isa(isa: str) -> None:
     assert "Row path:" in mod.program.source
     # with threads, each GEMM splits its columns in 16-column groups (257 -> 17, 31 -> 2)
     assert mod.program.source.count("_part_task, jobs, sizeof(") == 2
-
-
-# ---------------------------------------------------------------- the row path over every row
-
-# (N, K): columns in uneven blocks (11 -> 4, 4, 3) with a K tail of 4, and the widest N in
-# blocks of 4 with K exactly the lanes' multiple
-NARROW = [(11, 100), (gemm.NARROW_N, 64)]
-# every remainder of the 5-row blocks, a runtime M that is several blocks, and one row
-NARROW_M = [1, 2, 3, 4, 5, 6, 9, 10, 37]
-MIXED = Epilogue(
-    (
-        RELU,
-        EpilogueStep("v = v + x;", "res", "full"),
-        EpilogueStep("v = v * x;", "rowscale", "row"),
-        EpilogueStep("v = v - x;", "shift", "scalar"),
-        EpilogueStep("v = v + x;", "bias", "col"),
-    )
-)
-
-
-def _narrow_specs(dtype: str) -> list[GemmSpec]:
-    isa = detect_isa()
-    specs = []
-    for n, k in NARROW:
-        specs.append(GemmSpec(f"rows_{dtype}_{n}", dtype, False, True, None, n, k, None, isa))
-        specs.append(GemmSpec(f"rowsep_{dtype}_{n}", dtype, False, True, None, n, k, MIXED, isa))
-    return specs
-
-
-@pytest.fixture(scope="module")
-def narrow_mods(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
-    specs = _narrow_specs("float") + _narrow_specs("double")
-    for spec in specs:  # the path under test, not the blocked one
-        assert "row path: every row of C, 5 at a time" in emit_gemm(spec), spec.name
-    built = build(specs, tmp_path_factory.mktemp("narrow"))
-    return {s.name: built for s in specs}
-
-
-@pytest.mark.parametrize("dtype", ["float", "double"])
-@pytest.mark.parametrize(("n", "k"), NARROW)
-def test_narrow_row_path_matches_a_wide_reference(narrow_mods, dtype: str, n: int, k: int) -> None:
-    """A GEMM with few columns (a classifier head) takes the row path for any M: each element
-    within the dot product's error bound of a float64 (long double) reference, the same bits
-    on 1, 2 and 3 threads, and the epilogue applied exactly to those sums."""
-    dt = np.float32 if dtype == "float" else np.float64
-    wide = np.float64 if dtype == "float" else np.longdouble
-    eps = np.finfo(dt).eps
-    plain = next(s for s in _narrow_specs(dtype) if s.name == f"rows_{dtype}_{n}")
-    fused = next(s for s in _narrow_specs(dtype) if s.name == f"rowsep_{dtype}_{n}")
-    rng = np.random.default_rng(n * 100 + k)
-    b = rng.standard_normal((n, k)).astype(dt)
-    for m in NARROW_M:
-        a = rng.standard_normal((m, k)).astype(dt)
-        runs = [run(narrow_mods[plain.name], plain, a, b, nthreads=t) for t in (1, 2, 3)]
-        assert all(status == 0 for status, _, _ in runs)
-        got = runs[0][1]
-        for _, other, _ in runs[1:]:
-            np.testing.assert_array_equal(other, got)
-        want = a.astype(wide) @ b.astype(wide).T
-        bound = np.abs(a.astype(wide)) @ np.abs(b.astype(wide)).T
-        assert np.all(np.abs(got - want) <= 2 * k * eps * bound + eps), (m, n, k)
-        ops = {
-            "res": rng.standard_normal((m, n)).astype(dt),
-            "rowscale": rng.standard_normal(m).astype(dt),
-            "shift": np.array([0.25], dtype=dt),
-            "bias": rng.standard_normal(n).astype(dt),
-        }
-        status, c, _ = run(narrow_mods[fused.name], fused, a, b, ops, nthreads=2)
-        assert status == 0
-        expect = (OPS["relu"].numpy(got) + ops["res"]) * ops["rowscale"][:, None]
-        assert np.array_equal(c, expect - ops["shift"][0] + ops["bias"]), (m, n, k)
-
-
-def test_narrow_row_path_empty_and_non_finite(narrow_mods) -> None:
-    """M = 0 writes nothing; NaN and inf in a row reach exactly that row's outputs (0 * inf is
-    NaN: no product is skipped)."""
-    n, k = NARROW[0]
-    spec = next(s for s in _narrow_specs("float") if s.name == f"rows_float_{n}")
-    rng = np.random.default_rng(3)
-    b = rng.standard_normal((n, k)).astype(np.float32)
-    status, c, _ = run(narrow_mods[spec.name], spec, np.zeros((0, k), np.float32), b, nthreads=2)
-    assert status == 0 and c.shape == (0, n)
-    a = rng.standard_normal((12, k)).astype(np.float32)
-    a[3, 10] = np.nan
-    a[7, :] = 0.0
-    b[2, 5] = np.inf
-    status, c, _ = run(narrow_mods[spec.name], spec, a, b, nthreads=2)
-    assert status == 0
-    assert np.isnan(c[3]).all() and np.isnan(c[7, 2]) and np.isfinite(np.delete(c[7], 2)).all()
-    others = np.delete(np.arange(12), [3, 7])
-    assert np.isfinite(np.delete(c[others], 2, axis=1)).all()
-    assert np.isinf(c[others, 2]).all()  # x * inf for nonzero x: the column is infinite
 
 
 @pytest.mark.parametrize("dynamic", [False, True])

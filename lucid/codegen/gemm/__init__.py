@@ -56,6 +56,10 @@ as a dot product of rows read in place; threads split its columns in 16-column g
 N of at most ``NARROW_N`` columns (a classifier head) takes it for any M, 5 rows at a time,
 threads splitting the rows.
 
+Stream path (``STREAM_ROWS``): C = A^T @ B with a static M of a few rows (a narrow layer's
+weight gradient) streams B's rows past once, blocks of columns keeping every row's sums in
+registers; threads split the column blocks.
+
 Prepacked operands: with ``prepack_b`` (a Linear's weight) or ``prepack_a`` (a conv's weight)
 and static dims, ``NAME_pack_b`` / ``NAME_pack_a`` write the operand in the driver's packed
 layout once, and a call given it (``Bp`` / ``Ap``, 64-byte aligned, or NULL) skips packing it.
@@ -100,6 +104,7 @@ from lucid.codegen.gemm.cpus import CpuEntry, CpuId, detect_cpu, parse_cpuinfo, 
 from lucid.codegen.gemm.emit import (
     NARROW_N,
     ROW_PATH_ROWS,
+    STREAM_ROWS,
     emit_gemm,
     gemm_params,
     gemm_parts,
@@ -129,6 +134,7 @@ __all__ = [
     "PARALLEL_KEY",
     "ROW_PATH_ROWS",
     "SPAWN_MIN_WORK",
+    "STREAM_ROWS",
     "THREADS_MODES",
     "Blocking",
     "Broadcast",

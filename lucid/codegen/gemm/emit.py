@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from lucid.codegen._jinja import render
-from lucid.codegen.gemm.blocking import vec_of
+from lucid.codegen.gemm.blocking import Vec, vec_of
 from lucid.codegen.gemm.shared import (
     THREADS_MODES,
     SharedBlock,
@@ -152,6 +152,8 @@ class SmallPath:
     rows: bool = False
     # the row path's columns per register block (mb x nb vectors of sums)
     nb: int = 4
+    # > 0: the stream path instead (STREAM_ROWS): blocks of this many vectors of columns
+    stream: int = 0
 
 
 # A GEMM whose M is static and at most this (a Linear at batch 1, ...) with op(B) = B^T and
@@ -170,9 +172,10 @@ ROW_PATH_WORK_DIVISOR = 4
 # row path for any M (a classifier head: Linear(2048, 10) at batch 512), NARROW_ROWS rows of C
 # at a time, threads splitting the rows. The blocked path packs all of A for these few columns
 # and computes a whole register tile of nr (32) columns for each. 512 x 2048 -> N on 2 threads
-# of the Zen 4 EPYC, the Linear's kernel (benchmarks/bench_narrow.py), blocked / row path:
-# N = 4: 4.6x inference, 6.5x training; N = 10: 3.3x, 4.0x; N = 16: 1.4x, 1.9x; N = 24 is about
-# where the two meet (blocked 527 us, the row path ~23 us a column).
+# of the Zen 4 EPYC, the Linear's kernel (benchmarks/bench_narrow.py, two runs), blocked / row
+# path: N = 4: 4.6-5.9x inference, 4.9-6.5x training; N = 10: 3.3-3.8x, 2.3-4.0x; N = 16:
+# 1.4-1.5x, 1.9-2.0x; N = 24 is about where the two meet (blocked 527 us, the row path ~23 us
+# a column).
 NARROW_N = 16
 # Rows per register block of that path, in blocks of up to 5 columns: 5 x 5 vectors of sums are
 # 25 of AVX-512's 32 registers. One thread, 512 x 2048 -> N f32 in a C harness of the loop,
@@ -181,6 +184,15 @@ NARROW_N = 16
 NARROW_ROWS = 5
 # the row path's partial sums: a 64-byte vector of them
 _ROW_LANES = {"float": 16, "double": 8}
+# A GEMM C = A^T @ B with a static M of at most this, a static N of at least a vector, op(B) = B
+# and vector FMA (avx2, avx512) (a narrow layer's weight gradient: dW[10, 2048] = dY^T @ X over
+# the batch) takes the stream path: B's rows stream past once while blocks of columns keep all
+# M rows' sums in registers (at most STREAM_SUMS vectors of them), one FMA per product in k
+# order as the blocked path's micro-kernels. The blocked path packs all of B (the batch's
+# activations) for these few rows, and computes whole 14-row tiles: dW of 512 x 2048 -> N on 2
+# threads (bench_narrow.py), blocked / stream: N = 4 2.0x, N = 10 2.4x, N = 16 2.0x.
+STREAM_ROWS = 16
+STREAM_SUMS = 24
 
 
 @dataclass(frozen=True)
@@ -206,6 +218,7 @@ class NodeTemplate:
     colsum: bool
     plain: bool  # no epilogue steps and no column sums: full tiles never need the tile buffer
     fma: str
+    vec: Vec | None  # the isa's intrinsics (the stream path's vectors), None on "scalar"
     small: SmallPath | None
     small_work: int
     blocked: bool
@@ -231,7 +244,8 @@ def plan_paths(spec: GemmSpec) -> tuple[SmallPath | None, bool]:
     """(small path or None, whether the blocked path is emitted), decided from static shapes.
 
     The row path alone for op(B) = B^T with static N and K >= ROW_PATH_MIN_K when M is static
-    and at most ROW_PATH_ROWS, or for any M when N is at most NARROW_N.
+    and at most ROW_PATH_ROWS, or for any M when N is at most NARROW_N; the stream path alone
+    for op(A) = A^T, op(B) = B with a static M of at most STREAM_ROWS.
     The small path alone when a static N*K or M*N is at most `small_elems` (B, or the block of
     C summed over all of K, is tiny whatever the runtime dim) or a static M*N*K at most
     `small_work`; both behind a runtime check of M*N*K otherwise (N static and at most 1024:
@@ -254,6 +268,20 @@ def plan_paths(spec: GemmSpec) -> tuple[SmallPath | None, bool]:
         nb = -(-n // -(-n // NARROW_ROWS))  # blocks of at most 5 columns, as equal as can be
         path = SmallPath(NARROW_ROWS, n, a_index, b_index, _ROW_LANES[spec.dtype], True, nb)
         return path, False
+    vec = vec_of(spec.isa, spec.dtype)
+    lanes = vec.lanes if vec is not None else 0
+    if (
+        vec is not None
+        and spec.trans_a
+        and not spec.trans_b
+        and m is not None
+        and 1 <= m <= STREAM_ROWS
+        and n is not None
+        and n >= lanes
+        and not (spec.epilogue and spec.epilogue.colsum)
+    ):
+        vectors = max(1, min(4, STREAM_SUMS // m, n // lanes))
+        return SmallPath(m, n, a_index, b_index, lanes, stream=vectors), False
     if n is None or n > 1024 or blk.small_work <= 0:
         return None, True
     whole_c = m is not None and m * n <= blk.small_elems
@@ -286,7 +314,12 @@ def _node_template(spec: GemmSpec) -> NodeTemplate:
     small_args = ["A", "B", "C", "M", "N", "K", *(op.param for op in operands)]
     small_args += ["colsum"] if ep.colsum else []
     notes = []
-    if small is not None and small.rows:
+    if small is not None and small.stream:
+        notes.append(
+            f"stream path: the {small.mb} row(s) of C in blocks of {small.stream * small.lanes} "
+            "columns, B's rows streaming past once"
+        )
+    elif small is not None and small.rows:
         notes.append(
             f"row path: every row of C, {small.mb} at a time, from dot products with the "
             f"{small.nn} rows of B, in {small.lanes} partial sums"
@@ -327,6 +360,7 @@ def _node_template(spec: GemmSpec) -> NodeTemplate:
         colsum=ep.colsum,
         plain=not steps and not ep.colsum,
         fma="LUCID_GEMM_FMAF" if t == "float" else "LUCID_GEMM_FMAD",
+        vec=vec_of(spec.isa, t),
         small=small,
         small_work=blk.small_work,
         blocked=blocked,
