@@ -242,12 +242,13 @@ def spec_pair(
     m: int | None,
     n: int | None,
     k: int | None,
+    isa: Isa | None = None,
 ) -> list[GemmSpec]:
-    """A plain GEMM of the best isa here and the same GEMM with MIXED_EPILOGUE."""
-    isa = detect_isa()
+    """A plain GEMM (of the best isa here unless given) and the same GEMM with MIXED_EPILOGUE."""
+    isa = isa or detect_isa()
     return [
-        GemmSpec(f"{name}_{dtype}", dtype, trans_a, trans_b, m, n, k, None, isa),
-        GemmSpec(f"{name}_ep_{dtype}", dtype, trans_a, trans_b, m, n, k, MIXED_EPILOGUE, isa),
+        GemmSpec(f"{name}_{dtype}_{isa}", dtype, trans_a, trans_b, m, n, k, None, isa),
+        GemmSpec(f"{name}_ep_{dtype}_{isa}", dtype, trans_a, trans_b, m, n, k, MIXED_EPILOGUE, isa),
     ]
 
 

@@ -14,9 +14,11 @@ import pytest
 import lucid
 from lucid import nn
 from lucid.codegen import gemm
-from lucid.codegen.gemm import GemmSpec, emit_gemm
+from lucid.codegen.gemm import GemmSpec, Isa, detect_isa, emit_gemm
+from lucid.codegen.gemm.emit import STREAM_SUMS
 from tests.codegen.gemm_harness import (
     Built,
+    available_isas,
     build,
     build_on_path,
     check_against_wide,
@@ -28,7 +30,8 @@ pytestmark = pytest.mark.needs_cc
 
 # the stream path: (M, N), one row; a remainder of rows of every size up to the limit; N one
 # vector, whole blocks of two vectors, and blocks with a tail of 5 (f32) or 13 (f64) columns
-SHAPES = [(1, 16), (3, 37), (10, 64), (gemm.STREAM_ROWS, 100)]
+MOST = min(gemm.STREAM_ROWS, STREAM_SUMS[detect_isa()])  # the most rows this isa streams
+SHAPES = [(1, 16), (3, 37), (10, 64), (MOST, 100)]
 KS = [0, 1, 7, 300]
 
 
@@ -39,12 +42,12 @@ NARROW = [(11, 100), (gemm.NARROW_N, 64)]
 NARROW_M = [1, 2, 3, 4, 5, 6, 9, 10, 37]
 
 
-def _row_pair(dtype: str, n: int, k: int) -> list[GemmSpec]:
-    return spec_pair(f"rows{n}", dtype, False, True, None, n, k)
+def _row_pair(dtype: str, n: int, k: int, isa: Isa | None = None) -> list[GemmSpec]:
+    return spec_pair(f"rows{n}", dtype, False, True, None, n, k, isa)
 
 
-def _stream_pair(dtype: str, m: int, n: int) -> list[GemmSpec]:
-    return spec_pair(f"st{m}x{n}", dtype, True, False, m, n, None)
+def _stream_pair(dtype: str, m: int, n: int, isa: Isa | None = None) -> list[GemmSpec]:
+    return spec_pair(f"st{m}x{n}", dtype, True, False, m, n, None, isa)
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +169,26 @@ def test_narrow_row_path_empty_and_non_finite(mods) -> None:
     others = np.delete(np.arange(12), [3, 7])
     assert np.isfinite(np.delete(c[others], 2, axis=1)).all()
     assert np.isinf(c[others, 2]).all()  # x * inf for nonzero x: the column is infinite
+
+
+@pytest.mark.parametrize("isa", [isa for isa in available_isas() if isa != detect_isa()])
+def test_unpacked_paths_on_the_other_isas(isa: str, tmp_path) -> None:
+    """The narrow row path and the stream path with another isa's register budget (smaller
+    blocks on avx2; no stream path without vector FMA): the same checks on a few shapes."""
+    rows = _row_pair("float", 11, 100, isa) + _row_pair("double", 16, 64, isa)
+    stream = _stream_pair("float", 10, 64, isa) if isa != "scalar" else []
+    groups = [(rows, "row path: every row of C"), (stream, "stream path: the")]
+    built = build_on_path(groups, tmp_path)
+    rng = np.random.default_rng(21)
+    for pair in (rows[:2], rows[2:]):
+        dt = np.float32 if pair[0].dtype == "float" else np.float64
+        n, k = pair[0].n, pair[0].k
+        assert n is not None and k is not None
+        b = rng.standard_normal((n, k)).astype(dt)
+        for m in (1, 3, 7, 12):
+            check_against_wide(built, pair, rng.standard_normal((m, k)).astype(dt), b, rng)
+    if stream:
+        for k in (0, 5, 130):
+            a = rng.standard_normal((k, 10)).astype(np.float32)
+            b = rng.standard_normal((k, 64)).astype(np.float32)
+            check_against_wide(built, stream, a, b, rng)

@@ -184,6 +184,11 @@ NARROW_N = 16
 NARROW_ROWS = 5
 # the row path's partial sums: a 64-byte vector of them
 _ROW_LANES = {"float": 16, "double": 8}
+# Vectors of sums a register block may hold: AVX-512 has 32 registers of 64 bytes; AVX2 16 of
+# 32 bytes, so a 64-byte vector of partial sums takes two (the row path) and an 8-lane vector one
+# (the stream path). The AVX2 budgets keep the same share of the registers free; they were not
+# measured on an AVX2-only CPU (this project's machines both have AVX-512).
+_ROW_SUMS = {"avx512": 25, "avx2": 6, "scalar": 6}
 # A GEMM C = A^T @ B with a static M of at most this, a static N of at least a vector, op(B) = B
 # and vector FMA (avx2, avx512) (a narrow layer's weight gradient: dW[10, 2048] = dY^T @ X over
 # the batch) takes the stream path: B's rows stream past once while blocks of columns keep all
@@ -192,7 +197,7 @@ _ROW_LANES = {"float": 16, "double": 8}
 # activations) for these few rows, and computes whole 14-row tiles: dW of 512 x 2048 -> N on 2
 # threads (bench_narrow.py), blocked / stream: N = 4 2.0x, N = 10 2.4x, N = 16 2.0x.
 STREAM_ROWS = 16
-STREAM_SUMS = 24
+STREAM_SUMS = {"avx512": 24, "avx2": 12}
 
 
 @dataclass(frozen=True)
@@ -245,7 +250,7 @@ def plan_paths(spec: GemmSpec) -> tuple[SmallPath | None, bool]:
 
     The row path alone for op(B) = B^T with static N and K >= ROW_PATH_MIN_K when M is static
     and at most ROW_PATH_ROWS, or for any M when N is at most NARROW_N; the stream path alone
-    for op(A) = A^T, op(B) = B with a static M of at most STREAM_ROWS.
+    for op(A) = A^T, op(B) = B with a static M of at most STREAM_ROWS (12 on avx2).
     The small path alone when a static N*K or M*N is at most `small_elems` (B, or the block of
     C summed over all of K, is tiny whatever the runtime dim) or a static M*N*K at most
     `small_work`; both behind a runtime check of M*N*K otherwise (N static and at most 1024:
@@ -262,11 +267,14 @@ def plan_paths(spec: GemmSpec) -> tuple[SmallPath | None, bool]:
         and not spec.trans_a
         and not (spec.epilogue and spec.epilogue.colsum)
     )
+    sums = _ROW_SUMS[spec.isa]
     if dots and n is not None and m is not None and 1 <= m <= ROW_PATH_ROWS:
-        return SmallPath(m, n, a_index, b_index, _ROW_LANES[spec.dtype]), False
+        nb = max(1, min(4, sums // m))
+        return SmallPath(m, n, a_index, b_index, _ROW_LANES[spec.dtype], nb=nb), False
     if dots and n is not None and n <= NARROW_N:
-        nb = -(-n // -(-n // NARROW_ROWS))  # blocks of at most 5 columns, as equal as can be
-        path = SmallPath(NARROW_ROWS, n, a_index, b_index, _ROW_LANES[spec.dtype], True, nb)
+        rows = NARROW_ROWS if spec.isa == "avx512" else 2
+        nb = -(-n // -(-n // (sums // rows)))  # blocks of at most sums // rows, as equal as can be
+        path = SmallPath(rows, n, a_index, b_index, _ROW_LANES[spec.dtype], True, nb)
         return path, False
     vec = vec_of(spec.isa, spec.dtype)
     lanes = vec.lanes if vec is not None else 0
@@ -275,12 +283,12 @@ def plan_paths(spec: GemmSpec) -> tuple[SmallPath | None, bool]:
         and spec.trans_a
         and not spec.trans_b
         and m is not None
-        and 1 <= m <= STREAM_ROWS
+        and 1 <= m <= min(STREAM_ROWS, STREAM_SUMS[spec.isa])  # a vector of sums per row
         and n is not None
         and n >= lanes
         and not (spec.epilogue and spec.epilogue.colsum)
     ):
-        vectors = max(1, min(4, STREAM_SUMS // m, n // lanes))
+        vectors = max(1, min(4, STREAM_SUMS[spec.isa] // m, n // lanes))
         return SmallPath(m, n, a_index, b_index, lanes, stream=vectors), False
     if n is None or n > 1024 or blk.small_work <= 0:
         return None, True
