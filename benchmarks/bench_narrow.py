@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import fmt_time
 from run_all import cpu_name
 
 import lucid
@@ -128,7 +129,7 @@ def main() -> None:
                         statistics.median(t[i] for t in times[p]) for p in (True, False)
                     )
                     print(
-                        f"{n:>4} {kind:16} {narrow * 1e6:>7.1f} us {other * 1e6:>7.1f} us "
+                        f"{n:>4} {kind:16} {fmt_time(narrow):>10} {fmt_time(other):>10} "
                         f"{other / narrow:>14.2f}x"
                     )
 

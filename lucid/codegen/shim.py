@@ -10,8 +10,9 @@ runtime has checked every array's type, dtype and contiguity before a call.
 The parameters' arrays are the ones the runtime validated when it cached them, but an array
 keeps its identity through an in-place `a.shape = ...`: rather than read every parameter's
 shape in Python at every call (a tuple built and compared per array, most of the fast path's
-38 us per call for MobileNetV3-Small's 210 parameters, AMD EPYC), the shim compares each one's dims and layout flags (the fields after `data` in the same struct)
-with the program's and returns -1 (lucid.runtime.backends.SHIM_CHANGED; no PREFIX_run code is
+38 us per call for MobileNetV3-Small's 210 parameters, AMD EPYC), the shim compares each
+one's dims and layout flags (the fields after `data` in the same struct) with the program's
+and returns -1 (lucid.runtime.backends.SHIM_CHANGED; no PREFIX_run code is
 negative), before anything runs, when one differs; the fast path then takes the slow path,
 which validates everything again.
 """
