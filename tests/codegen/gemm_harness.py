@@ -8,7 +8,7 @@ import importlib.util
 import subprocess
 import sysconfig
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -244,11 +244,15 @@ def spec_pair(
     k: int | None,
     isa: Isa | None = None,
 ) -> list[GemmSpec]:
-    """A plain GEMM (of the best isa here unless given) and the same GEMM with MIXED_EPILOGUE."""
+    """A plain GEMM (of the best isa here unless given) and the same GEMM with MIXED_EPILOGUE,
+    both splitting over threads from a few multiply-adds on (so small test shapes do split)."""
     isa = isa or detect_isa()
+    blk = replace(choose_blocking(dtype, isa, n=n), par_min_work=4)
     return [
-        GemmSpec(f"{name}_{dtype}_{isa}", dtype, trans_a, trans_b, m, n, k, None, isa),
-        GemmSpec(f"{name}_ep_{dtype}_{isa}", dtype, trans_a, trans_b, m, n, k, MIXED_EPILOGUE, isa),
+        GemmSpec(f"{name}_{dtype}_{isa}", dtype, trans_a, trans_b, m, n, k, None, isa, blk),
+        GemmSpec(
+            f"{name}_ep_{dtype}_{isa}", dtype, trans_a, trans_b, m, n, k, MIXED_EPILOGUE, isa, blk
+        ),
     ]
 
 

@@ -192,3 +192,28 @@ def test_unpacked_paths_on_the_other_isas(isa: str, tmp_path) -> None:
             a = rng.standard_normal((k, 10)).astype(np.float32)
             b = rng.standard_normal((k, 64)).astype(np.float32)
             check_against_wide(built, stream, a, b, rng)
+
+
+@pytest.mark.parametrize("isa", available_isas())
+def test_row_path_static_shapes_on_every_isa(isa: str, tmp_path) -> None:
+    """A static M emits only the short blocks it can meet (N % nb columns at the end of the
+    last thread's columns, M % mb rows at the end of the last thread's rows), whatever the
+    isa's block sizes (avx2's 3 columns per block for 2 rows do not divide 16: its threads
+    split the columns in groups of 18). Every M of the batch-style path with N = 38 (a short
+    block of 2 columns for 4 per block, 2 for 3, none for 2), and the narrow path with static
+    M = 12 and 13 rows: the same checks, threads splitting."""
+    cols = [s for m in range(1, gemm.ROW_PATH_ROWS + 1) for s in _static_pair(m, 38, isa)]
+    rows = [s for m in (12, 13) for s in _static_pair(m, 11, isa)]
+    groups = [(cols, "row path: each of the"), (rows, "row path: every row of C")]
+    built = build_on_path(groups, tmp_path)
+    rng = np.random.default_rng(5)
+    for i in range(0, len(cols + rows), 2):
+        pair = (cols + rows)[i : i + 2]
+        m, n, k = pair[0].m, pair[0].n, pair[0].k
+        assert m is not None and n is not None and k is not None
+        b = rng.standard_normal((n, k)).astype(np.float32)
+        check_against_wide(built, pair, rng.standard_normal((m, k)).astype(np.float32), b, rng)
+
+
+def _static_pair(m: int, n: int, isa: Isa) -> list[GemmSpec]:
+    return spec_pair(f"rows{m}x{n}", "float", False, True, m, n, 100, isa)

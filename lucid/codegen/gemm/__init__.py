@@ -52,9 +52,9 @@ packing, allocation or threads. Otherwise, with N static, a runtime check sends 
 most ``Blocking.small_work`` multiply-adds to that loop and the rest to the blocked path.
 
 Row path (``ROW_PATH_ROWS``): a static M of a few rows with op(B) = B^T computes each element
-as a dot product of rows read in place; threads split its columns in 16-column groups. A static
-N of at most ``NARROW_N`` columns (a classifier head) takes it for any M, 5 rows at a time,
-threads splitting the rows.
+as a dot product of rows read in place; threads split its columns in groups of 16 (rounded up
+to a multiple of its register block's columns). A static N of at most ``NARROW_N`` columns (a
+classifier head) takes it for any M, 5 rows at a time, threads splitting the rows.
 
 Stream path (``STREAM_ROWS``): C = A^T @ B with a static M of a few rows (a narrow layer's
 weight gradient) streams B's rows past once, blocks of columns keeping every row's sums in

@@ -148,7 +148,8 @@ class SmallPath:
     # a row of B (op(B) = B^T), in this many partial sums that vectorize
     lanes: int = 0
     # the row path over every row of C, `mb` at a time, threads splitting the rows (NARROW_N);
-    # else over the static M = mb rows, threads splitting the columns in 16-column groups
+    # else over the static M = mb rows, threads splitting the columns in groups of 16 rounded up
+    # to a multiple of nb (so only the last column block can be short)
     rows: bool = False
     # the row path's columns per register block (mb x nb vectors of sums)
     nb: int = 4
