@@ -224,7 +224,8 @@ def test_shared_machinery_is_emitted_once_per_file(tmp_path: Path) -> None:
 
 def test_emit_c_lays_out_shared_blocks_once() -> None:
     """A program with three blocked GEMMs (two transpositions) of one register tile holds one
-    set of micro-kernels, and each node its own finish."""
+    set of micro-kernels, and one tile epilogue: the three apply the same (none), so they name
+    one function, whose later copies its guard drops."""
     from lucid.codegen import CodegenOptions, emit_c
     from lucid.codegen.gemm import CacheSizes
     from lucid.ir import Builder
@@ -239,9 +240,37 @@ def test_emit_c_lays_out_shared_blocks_once() -> None:
     src = emit_c(b.build(), CodegenOptions(isa="avx2", caches=CacheSizes())).source
     ukernels = re.findall(r"^static inline void (lucid_gemm_\w+_ukernel_\d+)\(", src, re.MULTILINE)
     assert ukernels == ["lucid_gemm_f32_avx2_6x16_ukernel_" + h for h in ("6", "4", "2", "1")]
-    finishes = re.findall(r"^static void (k\d+_\w+)_finish\(", src, re.MULTILINE)
-    assert len(finishes) == 3
+    finishes = set(re.findall(r"^static void (lucid_finish_f32_[0-9a-f]{16})\(", src, re.M))
+    assert len(finishes) == 1
+    assert re.findall(r"\.finish = (\w+),", src) == [*finishes] * 3
+    assert src.count(f"#ifndef {next(iter(finishes)).upper()}\n") == 3
     assert (
         len(re.findall(r"^LUCID_SHARED_FN int lucid_gemm_f32_avx2_6x16_run\(", src, re.MULTILINE))
         == 1
     )
+
+
+def test_gemm_nodes_share_a_tile_epilogue_by_what_it_computes() -> None:
+    """The blocked path's tile epilogue is named by a hash of its C: nodes of other shapes and
+    transpositions with the same epilogue and tile name the same function (this file's `built`
+    module compiles the bl_ and rt_ nodes' numerics through one copy); another epilogue, dtype
+    or tile names another."""
+
+    def finish(spec: GemmSpec) -> str:
+        found = re.search(r"\.finish = (lucid_finish_f(?:32|64)_[0-9a-f]{16}),", emit_gemm(spec))
+        assert found is not None, spec.name
+        return found[1]
+
+    same = [
+        _spec("a", False, True, None, 64, 96, _hsw("float"), small_work=0),
+        _spec("b", True, False, 300, 48, None, _hsw("float"), small_work=0),
+        SPECS["bl_11"],
+    ]
+    assert len({finish(s) for s in same}) == 1
+    others = [
+        _spec("relu", False, True, None, 64, 96, Epilogue((bias_add("bias"), H.RELU))),
+        _spec("plain", False, True, None, 64, 96, small_work=0),
+        _spec("f64", False, True, None, 64, 96, _hsw("double"), dtype="double", small_work=0),
+        _spec("nr16", False, True, None, 64, 96, _hsw("float"), nr=16, small_work=0),
+    ]
+    assert len({finish(s) for s in [same[0], *others]}) == 1 + len(others)
