@@ -13,6 +13,8 @@
     int PREFIX_call_packed(intptr_t a0, ..., intptr_t a{n-1}, intptr_t packed, int64_t batch,
                            int nthreads);
 
+(PREFIX_call and PREFIX_call_packed only with `CodegenOptions.int_calls`, the default.)
+
 `inputs` are the runtime inputs then the params in graph order, `outputs` the graph outputs,
 all C-contiguous; `PREFIX_call` takes the same pointers (inputs, then outputs) as integers.
 Return codes and their Python exceptions are in `ERRORS` (see `error_for`).
@@ -155,6 +157,10 @@ class CodegenOptions:
     # Time every kernel call: the program keeps each call's count and nanoseconds, which
     # PREFIX_profile reads (profile_cdef); lucid.compile's options["profile"].
     profile: bool = False
+    # Define PREFIX_call and PREFIX_call_packed (one argument per array). lucid.compile's shim
+    # and AOT wrappers call PREFIX_run_packed themselves and leave them out: MobileNetV3-Small's
+    # training backward passes 583 arrays, and those two functions cost gcc 0.5-1 s.
+    int_calls: bool = True
 
     def __post_init__(self) -> None:
         if (
@@ -302,6 +308,7 @@ class Program:
     call_params: str
     call_params_packed: str
     call_args: str  # call_params' names, for forwarding
+    int_calls: bool  # define PREFIX_call and PREFIX_call_packed (CodegenOptions.int_calls)
     in_len: int
     out_len: int
     call_inputs: str
@@ -441,6 +448,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
             ]
         ),
         call_args=", ".join(all_args) or "",
+        int_calls=options.int_calls,
         in_len=max(1, n_in),
         out_len=max(1, n_out),
         call_inputs=", ".join(f"(const void *){a}" for a in all_args[:n_in]) or "NULL",
@@ -455,7 +463,7 @@ def emit_c(graph: Graph, options: CodegenOptions | None = None) -> CProgram:
     )
     return CProgram(
         source=source,
-        cdef=entry_cdef(options.prefix, n_in + n_out),
+        cdef=entry_cdef(options.prefix, n_in + n_out, call=options.int_calls),
         prefix=options.prefix,
         batch_symbol=symbol,
         input_types=graph.input_types,

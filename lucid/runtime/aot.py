@@ -112,7 +112,9 @@ def export(
     graph = _optimised_graph(model, inputs, dynamic_batch, passes, specialize)
     arrays = param_arrays(model, graph)
     # per-call threads: the library promises no global mutable state (NAME_run is reentrant)
-    codegen = CodegenOptions(isa=_isa(march), prefix=f"{name}_impl", threads="spawn")
+    codegen = CodegenOptions(
+        isa=_isa(march), prefix=f"{name}_impl", threads="spawn", int_calls=False
+    )  # the wrapper calls NAME_impl_run_packed
     program = emit_c(graph, codegen)
     lay = abi.layout(graph)
     embedded = weights == "embedded"

@@ -506,6 +506,7 @@ class CBackend:
             split=options.split,
             kernel_units=options.kernel_units or min(4, _threads.available_cores()),
             profile=options.profile,
+            int_calls=False,  # the shim's entry points call PREFIX_run_packed
         )
         program = emit_c(graph, codegen)
         source, cdef = cffi_module(program)

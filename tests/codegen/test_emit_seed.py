@@ -159,3 +159,23 @@ def test_loading_and_calling_keeps_the_fp_mode() -> None:
     tiny = np.array([1e-40], np.float32)
     assert (tiny * np.float32(1.0))[0] == tiny[0] != 0
     assert "-ffast-math" not in c.module.command and "-Ofast" not in c.module.command
+
+
+def test_int_calls_are_left_out_when_asked() -> None:
+    """PREFIX_call and PREFIX_call_packed (one argument per array) by default; lucid.compile's
+    and the AOT builds call PREFIX_run_packed and leave them out (CodegenOptions.int_calls)."""
+    import lucid
+    from lucid import nn
+
+    with_calls = emit_c(seed_graph())
+    without = emit_c(seed_graph(), CodegenOptions(int_calls=False))
+    for name in ("lucid_call", "lucid_call_packed"):
+        assert f"\nint {name}(" in with_calls.source
+        assert f"\nint {name}(" not in without.source
+    assert "lucid_call(" in with_calls.cdef and "lucid_call(" not in without.cdef
+    assert "lucid_run_packed(" in without.source
+    model = nn.Sequential(nn.Linear(3, 5), nn.HardSwish(), nn.Linear(5, 2))
+    compiled = lucid.compile(model)
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_allclose(compiled(x).data, model(lucid.Tensor(x)).data, rtol=1e-6)
+    assert "_call_packed(" not in compiled.c_source
