@@ -147,8 +147,9 @@ static inline int lucid_place(int64_t *total, int64_t bytes, int64_t *offset)
 /* Kernels are never inlined into the program body: each is optimised on its own (with its
  * restrict parameters), a profile names it, and the one large body compiles faster. */
 
-/* k0_fused_elementwise on the rows of 4 elements [begin, end) (a thread's range of the kernel below) */
-static int k0_fused_elementwise_range(const float *restrict x0, const float *restrict x1, float *restrict y0, float *restrict y1, int64_t begin, int64_t end)
+/* k0_fused_elementwise on the rows of 4 elements [begin, end) (a thread's range of the kernel below); one copy
+ * for gcc to compile, not inlined into (nor cloned for) the kernel's single-thread call */
+static __attribute__((noinline, noclone)) int k0_fused_elementwise_range(const float *restrict x0, const float *restrict x1, float *restrict y0, float *restrict y1, int64_t begin, int64_t end)
 {
     for (int64_t i0 = begin; i0 < end; ++i0) {
         for (int64_t i1 = 0; i1 < 4; ++i1) {

@@ -154,8 +154,9 @@ static __attribute__((noinline)) int k0_linear(const float *restrict x0, const f
     return rc == 0 ? 0 : (rc == -1 ? LUCID_E_NOMEM : LUCID_E_INTERNAL);
 }
 
-/* k1_hardswish on the elements [begin, end) (a thread's range of the kernel below) */
-static int k1_hardswish_range(const float *restrict x0, float *restrict y0, int64_t begin, int64_t end)
+/* k1_hardswish on the elements [begin, end) (a thread's range of the kernel below); one copy
+ * for gcc to compile, not inlined into (nor cloned for) the kernel's single-thread call */
+static __attribute__((noinline, noclone)) int k1_hardswish_range(const float *restrict x0, float *restrict y0, int64_t begin, int64_t end)
 {
     for (int64_t i = begin; i < end; ++i) {
         const float a0 = x0[i];
