@@ -98,3 +98,35 @@ def test_moments_groups_split_between_threads_equal_one_thread(axes: tuple[int, 
         d = xs.astype(np.float64)
         want = np.stack([d.mean(axis=axes, keepdims=True), d.var(axis=axes, keepdims=True)])
         np.testing.assert_allclose(one, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("op", "attrs"),
+    [
+        ("sum_to", {"shape": (6, 1, 1)}),  # BatchNorm's per-channel sums over N, H, W
+        ("mean", {"axes": (2, 3)}),  # global average pooling
+        ("max", {"axes": (1,)}),
+        ("argmax", {"axis": 3}),
+    ],
+)
+def test_reductions_split_kept_axes_between_threads_equal_one_thread(op: str, attrs) -> None:  # type: ignore[no-untyped-def]
+    """A reduction's first kept axis longer than 1 splits over threads (loop_split.c.j2); each
+    output is accumulated by one thread in one order, so any thread count gives the same bits."""
+    b = Builder("forward")
+    x = b.input(TensorType(DType.F32, ("N", 6, 5, 7)), "x")
+    b.output(b.op(op, [x], attrs))
+    mod = compile_graph(b.build(), threads_min_work=1)
+    assert "_range(" in mod.program.source
+    for n in (4, 1):
+        xs = np.random.default_rng(n).standard_normal((n, 6, 5, 7)).astype(np.float32)
+        one = mod.run([xs], nthreads=1)[0]
+        for threads in (2, 3):
+            np.testing.assert_array_equal(mod.run([xs], nthreads=threads)[0], one)
+        d = xs.astype(np.float64)
+        want = {
+            "sum_to": lambda: d.sum(axis=(0, 2, 3), keepdims=True)[0],
+            "mean": lambda: d.mean(axis=(2, 3)),
+            "max": lambda: d.max(axis=1),
+            "argmax": lambda: d.argmax(axis=3),
+        }[op]()
+        np.testing.assert_allclose(one, want, rtol=1e-6, atol=1e-6)
