@@ -240,7 +240,7 @@ def test_emit_c_lays_out_shared_blocks_once() -> None:
     src = emit_c(b.build(), CodegenOptions(isa="avx2", caches=CacheSizes())).source
     ukernels = re.findall(r"^static inline void (lucid_gemm_\w+_ukernel_\d+)\(", src, re.MULTILINE)
     assert ukernels == ["lucid_gemm_f32_avx2_6x16_ukernel_" + h for h in ("6", "4", "2", "1")]
-    finishes = set(re.findall(r"^static void (lucid_finish_f32_[0-9a-f]{16})\(", src, re.M))
+    finishes = set(re.findall(r"^static void (lucid_finish_f32_[0-9a-f]{16})\(", src, re.MULTILINE))
     assert len(finishes) == 1
     assert re.findall(r"\.finish = (\w+),", src) == [*finishes] * 3
     assert src.count(f"#ifndef {next(iter(finishes)).upper()}\n") == 3
