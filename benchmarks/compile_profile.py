@@ -54,14 +54,16 @@ def function_times(command: list[str], cwd: Path) -> tuple[float, float, list[tu
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=cwd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     assert proc.stderr is not None
-    text, events, assembling = "", [], None
+    text, events, phase = "", [], "parsing"  # then "assembling", then "report" (ignored)
     while chunk := proc.stderr.read1(4096):  # type: ignore[attr-defined]
         now = time.perf_counter() - start
         text += chunk.decode(errors="replace")
-        if assembling is None and ASSEMBLING in text:
-            assembling, text = now, text.split(ASSEMBLING, 1)[1]
-        if assembling is not None:
-            *done, text = re.split(r"\s+", text.split(REPORT, 1)[0])
+        if phase == "parsing" and ASSEMBLING in text:
+            phase, text = "assembling", text.split(ASSEMBLING, 1)[1]
+        if phase == "assembling":
+            if REPORT in text:  # the last names, then the time report's words are not functions
+                phase, text = "report", text.split(REPORT, 1)[0] + " "
+            *done, text = re.split(r"\s+", text)
             events += [(word, now) for word in done if FUNCTION.match(word)]
     if proc.wait() != 0:
         raise SystemExit(f"gcc failed: {shlex.join(command)}")
