@@ -56,11 +56,21 @@ static inline int64_t lucid_to_i64(double x)
 }
 /* exp and tanh. double calls libm. float has its own branch-free versions, because glibc's
  * expf/tanhf are scalar calls that keep every loop around them (softmax, GELU, sigmoid, a GEMM
- * epilogue) from vectorizing: tanhf was 40% of a small GPT's forward. Both are within 1.4 ulp
- * of the correctly rounded result for every float (checked exhaustively; sampled in
- * tests/codegen/test_vector_math.py), like libm's, and never read memory. NaN stays NaN. */
+ * epilogue) from vectorizing: tanhf was 40% of a small GPT's forward. They never read memory,
+ * NaN stays NaN, and over every float (an exhaustive run: tools/vector_math_ulps.py) they are
+ * within 0.94 ulp (exp) and 1.38 ulp (tanh) of the correctly rounded result where the target
+ * has FMA, 1.23 and 1.35 ulp where it has not, like libm's (sampled in
+ * tests/codegen/test_vector_math.py). */
 static inline double lucid_exp(double x) { return exp(x); }
 static inline double lucid_tanh(double x) { return tanh(x); }
+
+/* a * b + c: one rounding (the FMA instruction) where the target has it, else two; never a
+ * libm fmaf call, which would keep the loop scalar */
+#if defined(__FMA__)
+#define LUCID_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
+#else
+#define LUCID_FMAF(a, b, c) ((a) * (b) + (c))
+#endif
 
 /* exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 with ln 2 split Cody-Waite style
  * (the high part has 16 bits, so k * hi is exact); |r| <= ln 2 / 2, where the Taylor polynomial
@@ -71,20 +81,20 @@ static inline float lucid_expf(float x)
 {
     const float xc = x > 89.0f ? 89.0f : (x < -104.0f ? -104.0f : x); /* NaN passes */
     /* t = 1.5 * 2^23 + k: adding the shifter rounds to an integer whose bits t's mantissa holds */
-    const float t = xc * 1.44269502f + 12582912.0f;
+    const float t = LUCID_FMAF(xc, 1.44269502f, 12582912.0f);
     const float kf = t - 12582912.0f;
     int32_t tbits;
     memcpy(&tbits, &t, sizeof tbits);
     const int32_t k = tbits - 0x4B400000;
-    const float r = (xc - kf * 0.693145751953125f) - kf * 1.42860677e-06f;
+    const float r = LUCID_FMAF(-kf, 1.42860677e-06f, LUCID_FMAF(-kf, 0.693145751953125f, xc));
     float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    p = LUCID_FMAF(p, r, 1.0f / 720.0f);
+    p = LUCID_FMAF(p, r, 1.0f / 120.0f);
+    p = LUCID_FMAF(p, r, 1.0f / 24.0f);
+    p = LUCID_FMAF(p, r, 1.0f / 6.0f);
+    p = LUCID_FMAF(p, r, 0.5f);
+    p = LUCID_FMAF(p, r, 1.0f);
+    p = LUCID_FMAF(p, r, 1.0f);
     /* for NaN, k is garbage but the unsigned shifts below stay defined and p is NaN anyway */
     const int32_t k1 = k / 2, k2 = k - k1;
     const uint32_t b1 = (uint32_t)(k1 + 127) << 23, b2 = (uint32_t)(k2 + 127) << 23;
@@ -96,18 +106,39 @@ static inline float lucid_expf(float x)
 
 /* tanh(x) = x + x^3 q(x^2) for |x| < 0.625 (q: a weighted least-squares fit of degree 4 in
  * x^2, relative error < 9e-9 before rounding), and 1 - 2 / (exp(2|x|) + 1) beyond, where the
- * subtraction loses at most one bit; the sign of x is put back last (tanh(-0) = -0). */
+ * subtraction loses at most one bit; the sign of x is put back last (tanh(-0) = -0).
+ * The exp is lucid_expf's, specialised to 2|x| in [0, 20]: |x| is clamped to 10 (tanh rounds
+ * to 1 from 9.02 on), so 2^k is one normal power of two and exp's own clamp, which made gcc
+ * duplicate the arithmetic under masks, is not needed. 1.6x faster than calling lucid_expf
+ * (GELU-tanh over 512K floats, AVX-512, Zen 4). */
 static inline float lucid_tanhf(float x)
 {
     const float a = fabsf(x);
-    const float big = 1.0f - 2.0f / (lucid_expf(2.0f * a) + 1.0f);
+    const float y = 2.0f * (10.0f < a ? 10.0f : a); /* NaN passes */
+    const float t = LUCID_FMAF(y, 1.44269502f, 12582912.0f);
+    const float kf = t - 12582912.0f;
+    int32_t tbits;
+    memcpy(&tbits, &t, sizeof tbits);
+    const float r = LUCID_FMAF(-kf, 1.42860677e-06f, LUCID_FMAF(-kf, 0.693145751953125f, y));
+    float p = 1.0f / 5040.0f;
+    p = LUCID_FMAF(p, r, 1.0f / 720.0f);
+    p = LUCID_FMAF(p, r, 1.0f / 120.0f);
+    p = LUCID_FMAF(p, r, 1.0f / 24.0f);
+    p = LUCID_FMAF(p, r, 1.0f / 6.0f);
+    p = LUCID_FMAF(p, r, 0.5f);
+    p = LUCID_FMAF(p, r, 1.0f);
+    p = LUCID_FMAF(p, r, 1.0f);
+    const uint32_t b = (uint32_t)(tbits - 0x4B400000 + 127) << 23; /* 2^k, 0 <= k <= 29 */
+    float s;
+    memcpy(&s, &b, sizeof s);
+    const float big = 1.0f - 2.0f / LUCID_FMAF(p, s, 1.0f); /* p * s is exact: one rounding */
     const float z = x * x;
     float q = -0.005705001764f;
-    q = q * z + 0.020639101044f;
-    q = q * z + -0.053739719093f;
-    q = q * z + 0.133314415812f;
-    q = q * z + -0.333332806826f;
-    const float small = x + x * z * q;
+    q = LUCID_FMAF(q, z, 0.020639101044f);
+    q = LUCID_FMAF(q, z, -0.053739719093f);
+    q = LUCID_FMAF(q, z, 0.133314415812f);
+    q = LUCID_FMAF(q, z, -0.333332806826f);
+    const float small = LUCID_FMAF(x * z, q, x);
     return copysignf(a < 0.625f ? small : big, x);
 }
 
