@@ -1,18 +1,18 @@
-"""Exhaustive accuracy of lucid's float exp and tanh: every one of the 2^32 float bit patterns.
+"""Exhaustive accuracy of lucid's float exp, tanh and erf: all 2^32 float bit patterns.
 
 Run: python tools/vector_math_ulps.py [--cc cc] [--no-fma]
 
-It takes `lucid_expf` and `lucid_tanhf` from lucid/codegen/templates/helpers.c.j2 as they are
+It takes `lucid_expf`, `lucid_tanhf` and `lucid_erff` from lucid/codegen/templates/helpers.c.j2 as they are
 (the text between two markers of that file, which holds no template syntax), compiles them into
 a small C checker with the flags lucid builds with (`-O3 -march=native -ffp-contract=off
 -fno-math-errno`; `--no-fma` adds `-mno-fma`, the path of a target without the FMA
 instruction) and runs every float through both, in vectorized loops as a kernel does. Each
-result is compared with libm's double exp/tanh rounded: the error in units of the float ulp at
+result is compared with libm's double exp/tanh/erf rounded: the error in units of the float ulp at
 that value (the smallest subnormal's below 2^-126). A NaN must give a NaN, an overflow must give
-the float the double rounds to (inf), tanh must keep x's sign. It prints the worst error, where
+the float the double rounds to (inf), tanh and erf must keep x's sign. It prints the worst error, where
 it occurs and how many inputs are over 1 ulp; the exit status is 1 if any result is over 2 ulp
 (the bound tests/codegen/test_vector_math.py holds on a sample) or a NaN or sign is wrong.
-About a minute on 2 cores (OpenMP, when the compiler has it).
+About 1.5 minutes on 2 cores (OpenMP, when the compiler has it).
 """
 
 from __future__ import annotations
@@ -109,18 +109,24 @@ static void tanh_batch(const float *restrict x, float *restrict y)
     for (int i = 0; i < CHUNK; ++i)
         y[i] = lucid_tanhf(x[i]);
 }
+static void erf_batch(const float *restrict x, float *restrict y)
+{
+    for (int i = 0; i < CHUNK; ++i)
+        y[i] = lucid_erff(x[i]);
+}
 
 int main(void)
 {
     check("exp", lucid_expf, exp, 0, exp_batch);
     check("tanh", lucid_tanhf, tanh, 1, tanh_batch);
+    check("erf", lucid_erff, erf, 1, erf_batch);
     return 0;
 }
 """
 
 
 def functions() -> str:
-    """The float exp and tanh of helpers.c.j2 (with the FMA macro they use)."""
+    """The float exp, tanh and erf of helpers.c.j2 (with the FMA macro they use)."""
     text = HELPERS.read_text(encoding="utf-8")
     begin, end = text.find(BEGIN), text.find(END)
     if begin < 0 or end < begin:

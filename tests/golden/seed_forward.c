@@ -54,15 +54,16 @@ static inline int64_t lucid_to_i64(double x)
     return (x != x || x >= (double)9223372036854775807.0 || x < (double)-9223372036854775807.0)
         ? INT64_MIN : (int64_t)x;
 }
-/* exp and tanh. double calls libm. float has its own branch-free versions, because glibc's
- * expf/tanhf are scalar calls that keep every loop around them (softmax, GELU, sigmoid, a GEMM
- * epilogue) from vectorizing: tanhf was 40% of a small GPT's forward. They never read memory,
- * NaN stays NaN, and over every float (an exhaustive run: tools/vector_math_ulps.py) they are
- * within 0.94 ulp (exp) and 1.38 ulp (tanh) of the correctly rounded result where the target
- * has FMA, 1.23 and 1.35 ulp where it has not, like libm's (sampled in
+/* exp, tanh and erf. double calls libm. float has its own branch-free versions, because glibc's
+ * expf/tanhf/erff are scalar calls that keep every loop around them (softmax, GELU, sigmoid, a
+ * GEMM epilogue) from vectorizing: tanhf was 40% of a small GPT's forward. They never read
+ * memory, NaN stays NaN, and over every float (an exhaustive run: tools/vector_math_ulps.py)
+ * they are within 0.94 (exp), 1.38 (tanh) and 1.30 ulp (erf) of the correctly rounded result
+ * where the target has FMA, 1.23, 1.35 and 1.39 ulp where it has not, like libm's (sampled in
  * tests/codegen/test_vector_math.py). */
 static inline double lucid_exp(double x) { return exp(x); }
 static inline double lucid_tanh(double x) { return tanh(x); }
+static inline double lucid_erf(double x) { return erf(x); }
 
 /* a * b + c: one rounding (the FMA instruction) where the target has it, else two; never a
  * libm fmaf call, which would keep the loop scalar */
@@ -104,17 +105,11 @@ static inline float lucid_expf(float x)
     return p * s1 * s2;
 }
 
-/* tanh(x) = x + x^3 q(x^2) for |x| < 0.625 (q: a weighted least-squares fit of degree 4 in
- * x^2, relative error < 9e-9 before rounding), and 1 - 2 / (exp(2|x|) + 1) beyond, where the
- * subtraction loses at most one bit; the sign of x is put back last (tanh(-0) = -0).
- * The exp is lucid_expf's, specialised to 2|x| in [0, 20]: |x| is clamped to 10 (tanh rounds
- * to 1 from 9.02 on), so 2^k is one normal power of two and exp's own clamp, which made gcc
- * duplicate the arithmetic under masks, is not needed. 1.6x faster than calling lucid_expf
- * (GELU-tanh over 512K floats, AVX-512, Zen 4). */
-static inline float lucid_tanhf(float x)
+/* exp(y) for y in [-80, 80] (or NaN), where 2^k is one normal power of two: lucid_expf's
+ * arithmetic without its clamp, which made gcc duplicate the arithmetic under masks. For the
+ * functions below, which bound y themselves. */
+static inline float lucid_exp_narrowf(float y)
 {
-    const float a = fabsf(x);
-    const float y = 2.0f * (10.0f < a ? 10.0f : a); /* NaN passes */
     const float t = LUCID_FMAF(y, 1.44269502f, 12582912.0f);
     const float kf = t - 12582912.0f;
     int32_t tbits;
@@ -128,10 +123,22 @@ static inline float lucid_tanhf(float x)
     p = LUCID_FMAF(p, r, 0.5f);
     p = LUCID_FMAF(p, r, 1.0f);
     p = LUCID_FMAF(p, r, 1.0f);
-    const uint32_t b = (uint32_t)(tbits - 0x4B400000 + 127) << 23; /* 2^k, 0 <= k <= 29 */
+    const uint32_t b = (uint32_t)(tbits - 0x4B400000 + 127) << 23; /* 2^k, |k| <= 116 */
     float s;
     memcpy(&s, &b, sizeof s);
-    const float big = 1.0f - 2.0f / LUCID_FMAF(p, s, 1.0f); /* p * s is exact: one rounding */
+    return p * s; /* exact: s is a power of two */
+}
+
+/* tanh(x) = x + x^3 q(x^2) for |x| < 0.625 (q: a weighted least-squares fit of degree 4 in
+ * x^2, relative error < 9e-9 before rounding), and 1 - 2 / (exp(2|x|) + 1) beyond, where the
+ * subtraction loses at most one bit; the sign of x is put back last (tanh(-0) = -0). |x| is
+ * clamped to 10 first (tanh rounds to 1 from 9.02 on). Calling lucid_expf instead made a
+ * GELU-tanh loop 1.66x slower (512K floats, AVX-512, Zen 4). */
+static inline float lucid_tanhf(float x)
+{
+    const float a = fabsf(x);
+    const float e = lucid_exp_narrowf(2.0f * (10.0f < a ? 10.0f : a)); /* NaN passes */
+    const float big = 1.0f - 2.0f / (e + 1.0f);
     const float z = x * x;
     float q = -0.005705001764f;
     q = LUCID_FMAF(q, z, 0.020639101044f);
@@ -140,6 +147,41 @@ static inline float lucid_tanhf(float x)
     q = LUCID_FMAF(q, z, -0.333332806826f);
     const float small = LUCID_FMAF(x * z, q, x);
     return copysignf(a < 0.625f ? small : big, x);
+}
+
+/* erf(x) = x + x (c - 1 + x^2 r(x^2)) for |x| < 0.921875, c = 2 / sqrt(pi), r of degree 6:
+ * the term added to x is at most 0.13 x, so its rounding costs little even without FMA. Beyond,
+ * 1 - exp(-x^2) q(t) with t = 1 / (1 + |x|) and q of degree 8 (erfc(a) exp(a^2) varies like
+ * 1 / a, which a polynomial in a fits badly), |x| clamped to 4 (erf rounds to 1 from 3.92 on).
+ * Each fit's float coefficients were fitted one at a time (weighted relative least squares,
+ * each rounded and the rest refitted): relative error < 2e-9 before rounding. The sign of x is
+ * put back last. The exact GELU calls it: glibc's erff is a scalar call, and it made
+ * GELU(Linear(128, 512)) at batch 1024 take 3x the Linear's time. */
+static inline float lucid_erff(float x)
+{
+    const float a = fabsf(x);
+    const float z = x * x;
+    float r = -7.565969553979812e-06f;
+    r = LUCID_FMAF(r, z, 0.00010586710413917899f);
+    r = LUCID_FMAF(r, z, -0.0008395490003749728f);
+    r = LUCID_FMAF(r, z, 0.005215083714574575f);
+    r = LUCID_FMAF(r, z, -0.026863262057304382f);
+    r = LUCID_FMAF(r, z, 0.11283741146326065f);
+    r = LUCID_FMAF(r, z, -0.37612634897232056f);
+    const float small = LUCID_FMAF(x, LUCID_FMAF(z, r, 0.12837917f), x); /* x + x (erf(x)/x - 1) */
+    const float am = 4.0f < a ? 4.0f : a; /* NaN passes */
+    const float t = 1.0f / (1.0f + am);
+    float q = 1.01079261302948f;
+    q = LUCID_FMAF(q, t, -3.4342427253723145f);
+    q = LUCID_FMAF(q, t, 4.725572109222412f);
+    q = LUCID_FMAF(q, t, -2.948932647705078f);
+    q = LUCID_FMAF(q, t, 0.34769299626350403f);
+    q = LUCID_FMAF(q, t, 0.16874924302101135f);
+    q = LUCID_FMAF(q, t, 0.5770284533500671f);
+    q = LUCID_FMAF(q, t, 0.5633535981178284f);
+    q = LUCID_FMAF(q, t, 2.3889588192105293e-05f);
+    const float big = 1.0f - lucid_exp_narrowf(-(am * am)) * q;
+    return copysignf(a < 0.921875f ? small : big, x);
 }
 
 /* (float)x for a double x, through a volatile: GCC 12's SLP vectorizer folds the round trip

@@ -213,11 +213,11 @@ def _gelu_grad(x: Array, g: Array, *, approximate: str = "none") -> Array:
 
 _TANH_INNER = "lucid_tanh{s}(({T})0.7978845608028654 * ({x} + ({T})0.044715 * {x} * {x} * {x}))"
 _GELU_C = {
-    "none": "{x} * ({T})0.5 * (({T})1 + erf{s}({x} * ({T})0.7071067811865476))",
+    "none": "{x} * ({T})0.5 * (({T})1 + lucid_erf{s}({x} * ({T})0.7071067811865476))",
     "tanh": "({T})0.5 * {x} * (({T})1 + " + _TANH_INNER + ")",
 }
 _GELU_GRAD_C = {
-    "none": "{g} * (({T})0.5 * (({T})1 + erf{s}({x} * ({T})0.7071067811865476))"
+    "none": "{g} * (({T})0.5 * (({T})1 + lucid_erf{s}({x} * ({T})0.7071067811865476))"
     " + {x} * (({T})0.3989422804014327 * lucid_exp{s}({x} * {x} * ({T})-0.5)))",
     "tanh": "{g} * (({T})0.5 * (({T})1 + " + _TANH_INNER + ")"
     " + ({T})0.5 * {x} * (({T})1 - " + _TANH_INNER + " * " + _TANH_INNER + ")"
