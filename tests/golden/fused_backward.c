@@ -84,47 +84,19 @@ static inline double lucid_erf(double x) { return erf(x); }
 #define LUCID_FMAF(a, b, c) ((a) * (b) + (c))
 #endif
 
-/* exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 with ln 2 split Cody-Waite style
+/* exp(y) = 2^k exp(r), k = round(y / ln 2), r = y - k ln 2 with ln 2 split Cody-Waite style
  * (the high part has 16 bits, so k * hi is exact); |r| <= ln 2 / 2, where the Taylor polynomial
- * to r^7 is off by less than r^8 / 8! < 6e-9 relative (a tenth of an ulp). 2^k is applied as
- * two powers of two, so results in the subnormals are rounded once. x is clamped first to
- * [-104, 89], where exp already rounds to 0 and overflows to inf: the arithmetic gives those. */
-static inline float lucid_expf(float x)
+ * to r^7 is off by less than r^8 / 8! < 6e-9 relative (a tenth of an ulp). Returns exp(r) and
+ * sets *k; y must be NaN or within [-104, 89], where k + 127 cannot overflow an int32 (for NaN,
+ * k is garbage and exp(r) is NaN). */
+static inline float lucid_exp_reducef(float y, int32_t *k)
 {
-    const float xc = x > 89.0f ? 89.0f : (x < -104.0f ? -104.0f : x); /* NaN passes */
     /* t = 1.5 * 2^23 + k: adding the shifter rounds to an integer whose bits t's mantissa holds */
-    const float t = LUCID_FMAF(xc, 1.44269502f, 12582912.0f);
-    const float kf = t - 12582912.0f;
-    int32_t tbits;
-    memcpy(&tbits, &t, sizeof tbits);
-    const int32_t k = tbits - 0x4B400000;
-    const float r = LUCID_FMAF(-kf, 1.42860677e-06f, LUCID_FMAF(-kf, 0.693145751953125f, xc));
-    float p = 1.0f / 5040.0f;
-    p = LUCID_FMAF(p, r, 1.0f / 720.0f);
-    p = LUCID_FMAF(p, r, 1.0f / 120.0f);
-    p = LUCID_FMAF(p, r, 1.0f / 24.0f);
-    p = LUCID_FMAF(p, r, 1.0f / 6.0f);
-    p = LUCID_FMAF(p, r, 0.5f);
-    p = LUCID_FMAF(p, r, 1.0f);
-    p = LUCID_FMAF(p, r, 1.0f);
-    /* for NaN, k is garbage but the unsigned shifts below stay defined and p is NaN anyway */
-    const int32_t k1 = k / 2, k2 = k - k1;
-    const uint32_t b1 = (uint32_t)(k1 + 127) << 23, b2 = (uint32_t)(k2 + 127) << 23;
-    float s1, s2;
-    memcpy(&s1, &b1, sizeof s1);
-    memcpy(&s2, &b2, sizeof s2);
-    return p * s1 * s2;
-}
-
-/* exp(y) for y in [-80, 80] (or NaN), where 2^k is one normal power of two: lucid_expf's
- * arithmetic without its clamp, which made gcc duplicate the arithmetic under masks. For the
- * functions below, which bound y themselves. */
-static inline float lucid_exp_narrowf(float y)
-{
     const float t = LUCID_FMAF(y, 1.44269502f, 12582912.0f);
     const float kf = t - 12582912.0f;
     int32_t tbits;
     memcpy(&tbits, &t, sizeof tbits);
+    *k = tbits - 0x4B400000;
     const float r = LUCID_FMAF(-kf, 1.42860677e-06f, LUCID_FMAF(-kf, 0.693145751953125f, y));
     float p = 1.0f / 5040.0f;
     p = LUCID_FMAF(p, r, 1.0f / 720.0f);
@@ -133,11 +105,38 @@ static inline float lucid_exp_narrowf(float y)
     p = LUCID_FMAF(p, r, 1.0f / 6.0f);
     p = LUCID_FMAF(p, r, 0.5f);
     p = LUCID_FMAF(p, r, 1.0f);
-    p = LUCID_FMAF(p, r, 1.0f);
-    const uint32_t b = (uint32_t)(tbits - 0x4B400000 + 127) << 23; /* 2^k, |k| <= 116 */
+    return LUCID_FMAF(p, r, 1.0f);
+}
+
+/* 2^k as a float, for -126 <= k <= 127 (unsigned shift: defined for a garbage k too) */
+static inline float lucid_pow2f(int32_t k)
+{
+    const uint32_t b = (uint32_t)(k + 127) << 23;
     float s;
     memcpy(&s, &b, sizeof s);
-    return p * s; /* exact: s is a power of two */
+    return s;
+}
+
+/* exp(x): x is clamped first to [-104, 89], where exp already rounds to 0 and overflows to
+ * inf: the arithmetic gives those. 2^k is applied as two powers of two, so results in the
+ * subnormals are rounded once. */
+static inline float lucid_expf(float x)
+{
+    const float xc = x > 89.0f ? 89.0f : (x < -104.0f ? -104.0f : x); /* NaN passes */
+    int32_t k;
+    const float p = lucid_exp_reducef(xc, &k);
+    const int32_t k1 = k / 2;
+    return p * lucid_pow2f(k1) * lucid_pow2f(k - k1);
+}
+
+/* exp(y) for y in [-80, 80] (or NaN), where 2^k is one normal power of two: lucid_expf without
+ * its clamp, which made gcc duplicate the arithmetic under masks. For the functions below,
+ * which bound y themselves. */
+static inline float lucid_exp_narrowf(float y)
+{
+    int32_t k;
+    const float p = lucid_exp_reducef(y, &k);
+    return p * lucid_pow2f(k); /* exact: a power of two, |k| <= 116 */
 }
 
 /* tanh(x) = x + x^3 q(x^2) for |x| < 0.625 (q: a weighted least-squares fit of degree 4 in
