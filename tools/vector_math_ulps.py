@@ -2,8 +2,8 @@
 
 Run: python tools/vector_math_ulps.py [--cc cc] [--no-fma]
 
-It takes `lucid_expf`, `lucid_tanhf` and `lucid_erff` from lucid/codegen/templates/helpers.c.j2 as they are
-(the text between two markers of that file, which holds no template syntax), compiles them into
+It takes `lucid_expf`, `lucid_tanhf` and `lucid_erff` from lucid/codegen/templates/helpers.c.j2
+as they are (lucid.codegen._scalar_c.float_math_source: the installed lucid's), compiles them into
 a small C checker with the flags lucid builds with (`-O3 -march=native -ffp-contract=off
 -fno-math-errno`; `--no-fma` adds `-mno-fma`, the path of a target without the FMA
 instruction) and runs every float through both, in vectorized loops as a kernel does. Each
@@ -23,9 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-HELPERS = Path(__file__).resolve().parent.parent / "lucid/codegen/templates/helpers.c.j2"
-BEGIN = "/* a * b + c: one rounding"
-END = "/* (float)x for a double x"
+from lucid.codegen._scalar_c import float_math_source
 
 CHECKER = r"""
 #include <math.h>
@@ -125,15 +123,6 @@ int main(void)
 """
 
 
-def functions() -> str:
-    """The float exp, tanh and erf of helpers.c.j2 (with the FMA macro they use)."""
-    text = HELPERS.read_text(encoding="utf-8")
-    begin, end = text.find(BEGIN), text.find(END)
-    if begin < 0 or end < begin:
-        raise SystemExit(f"{HELPERS}: the markers {BEGIN!r} ... {END!r} are gone; update this tool")
-    return text[begin:end]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cc", default="cc")
@@ -143,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     flags += ["-mno-fma"] if args.no_fma else []
     with tempfile.TemporaryDirectory() as tmp:
         source, exe = Path(tmp) / "ulps.c", Path(tmp) / "ulps"
-        source.write_text(CHECKER % {"functions": functions()}, encoding="utf-8")
+        source.write_text(CHECKER % {"functions": float_math_source()}, encoding="utf-8")
         for openmp in (["-fopenmp"], []):  # without OpenMP it runs on one core
             build = subprocess.run(
                 [args.cc, *flags, *openmp, str(source), "-o", str(exe), "-lm"],

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +24,12 @@ from lucid.ir.ops import OPS
 from lucid.ir.types import DType
 
 SUFFIX = {DType.F32: "f", DType.F64: ""}
+
+HELPERS = Path(__file__).resolve().parent / "templates" / "helpers.c.j2"
+# the float exp, tanh and erf of HELPERS (with the FMA macro they use) lie between these two
+# lines, a stretch that holds no template syntax: plain C that compiles on its own
+_FLOAT_MATH_BEGIN = "/* a * b + c: one rounding"
+_FLOAT_MATH_END = "/* (float)x for a double x"
 
 
 def c_literal(value: float | bool, dtype: DType) -> str:
@@ -72,3 +79,15 @@ def _attr_literals(attrs: Mapping[str, Attr], dtype: DType) -> dict[str, str]:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out[k] = c_literal(v, dtype if dtype.is_float else DType.F64)
     return out
+
+
+def float_math_source() -> str:
+    """The C of lucid's own float exp, tanh and erf (lucid_expf, lucid_tanhf, lucid_erff, their
+    helpers and LUCID_FMAF), as the helpers template has it: what tools/vector_math_ulps.py
+    checks over every float and tests/codegen/test_vector_math.py on a sample. It needs
+    <math.h>, <stdint.h> and <string.h>."""
+    text = HELPERS.read_text(encoding="utf-8")
+    begin, end = text.find(_FLOAT_MATH_BEGIN), text.find(_FLOAT_MATH_END)
+    if begin < 0 or end < begin:
+        raise RuntimeError(f"{HELPERS}: the float math's markers are gone")
+    return text[begin:end]

@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import cffi
 import numpy as np
 import pytest
 
+from lucid.codegen._scalar_c import float_math_source
 from lucid.ir import Builder, DType, TensorType
 from tests.codegen.test_c_harness import compile_graph
 
@@ -62,7 +62,6 @@ def test_float_exp_and_tanh_within_two_ulp(op: str) -> None:
     assert np.array_equal(np.signbit(got[x == 0]), np.signbit(want[x == 0]))  # tanh(-0) = -0
 
 
-ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = {
     "exp": ("lucid_expf", np.exp),
     "tanh": ("lucid_tanhf", np.tanh),
@@ -73,11 +72,6 @@ FUNCTIONS = {
 def _helpers_library(tmp: Path, fma: bool) -> tuple[cffi.FFI, object]:
     """The helpers' float functions (the text tools/vector_math_ulps.py checks exhaustively)
     compiled with lucid's flags, plus or minus FMA, behind one batch call each."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import vector_math_ulps
-    finally:
-        sys.path.pop(0)
     batches = "".join(
         f"void {op}_batch(const float *restrict x, float *restrict y, int64_t n)"
         f" {{ for (int64_t i = 0; i < n; ++i) y[i] = {fn}(x[i]); }}\n"
@@ -86,7 +80,7 @@ def _helpers_library(tmp: Path, fma: bool) -> tuple[cffi.FFI, object]:
     source = tmp / "helpers.c"
     source.write_text(
         "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n"
-        + vector_math_ulps.functions()
+        + float_math_source()
         + batches
     )
     flags = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno"]
