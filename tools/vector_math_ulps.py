@@ -3,15 +3,15 @@
 Run: python tools/vector_math_ulps.py [--cc cc] [--no-fma]
 
 It takes `lucid_expf`, `lucid_tanhf` and `lucid_erff` from lucid/codegen/templates/helpers.c.j2
-as they are (lucid.codegen._scalar_c.float_math_source: the installed lucid's), compiles them into
-a small C checker with the flags lucid builds with (`-O3 -march=native -ffp-contract=off
--fno-math-errno`; `--no-fma` adds `-mno-fma`, the path of a target without the FMA
-instruction) and runs every float through each, in vectorized loops as a kernel does. Each
-result is compared with libm's double exp/tanh/erf rounded: the error in units of the float ulp at
-that value (the smallest subnormal's below 2^-126). A NaN must give a NaN, an overflow must give
-the float the double rounds to (inf), tanh and erf must keep x's sign. It prints the worst error, where
-it occurs and how many inputs are over 1 ulp; the exit status is 1 if any result is over 2 ulp
-(the bound tests/codegen/test_vector_math.py holds on a sample) or a NaN or sign is wrong.
+as they are (lucid.codegen._scalar_c.float_math_source: the installed lucid's), compiles them
+into a small C checker with the flags lucid builds with (lucid.runtime.build.DEFAULT_FLAGS;
+`--no-fma` adds `-mno-fma`, the path of a target without the FMA instruction) and runs every
+float through each, in vectorized loops as a kernel does. Each result is compared with libm's
+double exp/tanh/erf rounded: the error in units of the float ulp at that value (the smallest
+subnormal's below 2^-126). A NaN must give a NaN, an overflow must give the float the double
+rounds to (inf), tanh and erf must keep x's sign. It prints the worst error, where it occurs and
+how many inputs are over 1 ulp; the exit status is 1 if any result is over 2 ulp (the bound
+tests/codegen/test_vector_math.py holds on a sample) or a NaN or sign is wrong.
 About 1.5 minutes on 2 cores (OpenMP, when the compiler has it).
 """
 
@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from lucid.codegen._scalar_c import float_math_source
+from lucid.runtime.build import DEFAULT_FLAGS
 
 CHECKER = r"""
 #include <math.h>
@@ -127,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cc", default="cc")
     parser.add_argument("--no-fma", action="store_true", help="build with -mno-fma")
     args = parser.parse_args(argv)
-    flags = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno"]
-    flags += ["-mno-fma"] if args.no_fma else []
+    flags = [*DEFAULT_FLAGS, *(["-mno-fma"] if args.no_fma else [])]
     with tempfile.TemporaryDirectory() as tmp:
         source, exe = Path(tmp) / "ulps.c", Path(tmp) / "ulps"
         source.write_text(CHECKER % {"functions": float_math_source()}, encoding="utf-8")

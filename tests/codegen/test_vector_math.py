@@ -7,7 +7,6 @@ at most 0.94, 1.38 and 1.30 ulp with FMA, 1.23, 1.35 and 1.39 without."""
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,9 @@ import pytest
 
 from lucid.codegen._scalar_c import float_math_source
 from lucid.ir import Builder, DType, TensorType
+from lucid.runtime.build import DEFAULT_FLAGS
 from tests.codegen.test_c_harness import compile_graph
+from tests.conftest import c_compiler
 
 pytestmark = pytest.mark.needs_cc
 
@@ -83,18 +84,16 @@ def _helpers_library(tmp: Path, fma: bool) -> tuple[cffi.FFI, object]:
         + float_math_source()
         + batches
     )
-    flags = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno"]
-    flags += [] if fma else ["-mno-fma"]
+    flags = [*DEFAULT_FLAGS, *([] if fma else ["-mno-fma"])]
     so = tmp / ("fma.so" if fma else "nofma.so")
-    subprocess.run(
-        ["cc", *flags, "-shared", "-fPIC", str(source), "-o", str(so), "-lm"], check=True
-    )
+    cc = c_compiler()
+    assert cc is not None  # needs_cc skips this module without one
+    subprocess.run([cc, *flags, "-shared", "-fPIC", str(source), "-o", str(so), "-lm"], check=True)
     ffi = cffi.FFI()
     ffi.cdef("".join(f"void {op}_batch(const float *, float *, int64_t);" for op in FUNCTIONS))
     return ffi, ffi.dlopen(str(so))
 
 
-@pytest.mark.skipif(shutil.which("cc") is None, reason="needs cc")
 @pytest.mark.parametrize("fma", [True, False], ids=["fma", "no-fma"])
 def test_float_functions_within_two_ulp_with_and_without_fma(tmp_path: Path, fma: bool) -> None:
     """The no-FMA spelling of LUCID_FMAF is what a target without the instruction compiles;
