@@ -14,9 +14,9 @@ Two forward strategies, chosen here from the static shapes:
   taps and outputs, `_dense_direct`, as a network's RGB stem): the input planes are copied
   once into a zeroed scratch, split by the stride into phase planes (`Phases`), so that every
   tap reads one contiguous run of it; register blocks of sums accumulate `w * run` over the
-  taps in order (a multiply then an add each), several outputs per loaded run for a dense
-  conv; the epilogue runs on the finished sums. Planes (depthwise) or (image, group of
-  outputs) tasks are split over threads.
+  taps in order (an FMA each where the target has AVX-512, templates/_vec_fma.c.j2), several
+  outputs per loaded run for a dense conv; the epilogue runs on the finished sums. Planes
+  (depthwise) or (image, group of outputs) tasks are split over threads.
 The gradients reuse the unfold: grad_weight = sum over images of g_n,g @ col^T (a GEMM with B
 transposed, images added in order), grad_input = fold(w_g^T @ g_n,g) (a GEMM with A
 transposed, then `col2im`; tasks split over threads as in the forward); a depthwise conv's
@@ -392,7 +392,7 @@ class Blocked:
     """conv_depthwise_blocked.c.j2: a depthwise forward on vectors of `lanes` channels. A
     task is (image, group of `lanes` channels); its input planes are transposed into a scratch
     of Hp x Wp vectors (one per padded pixel), so each tap of `lanes` outputs is one aligned
-    load and a multiply and an add of whole vectors, with no sum computed and then dropped."""
+    load and an FMA of whole vectors, with no sum computed and then dropped."""
 
     lanes: int  # channels per vector
     groups: int  # ceil(C / lanes) tasks per image
