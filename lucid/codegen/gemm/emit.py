@@ -164,12 +164,16 @@ class SmallPath:
 # and pack B (or keep a packed copy of the weight, as big as the weight, between calls).
 ROW_PATH_ROWS = 4
 ROW_PATH_MIN_K = 64
-# The row path splits its columns (rows of B) over threads at a quarter of the blocked path's
-# work per thread: it streams each weight row once, and a second core brings the bandwidth of
-# its own caches and memory requests. On the 2-vCPU AMD EPYC (Zen 4), pool threads, min of 300:
-# a batch-1 Linear 4096 -> 4096 (64 MB from memory) 2.68 ms on one thread, 1.55 ms on two;
-# MobileNetV3-Small's head (1 x 576 -> 1024 -> 1000, warm) 86-88 us -> 48-50 us.
-ROW_PATH_WORK_DIVISOR = 4
+# The row path splits its columns (rows of B) over threads at a sixteenth of the blocked path's
+# work per thread (32K multiply-adds of the default 512K): it streams each weight row once, and a
+# second core brings the bandwidth of its own caches and memory requests. On the 2-vCPU AMD
+# EPYC (Zen 4), pool threads, min of 300: a batch-1 Linear 4096 -> 4096 (64 MB from memory)
+# 2.68 ms on one thread, 1.55 ms on two; MobileNetV3-Small's head (1 x 576 -> 1024 -> 1000,
+# warm) 86-88 us -> 48-50 us. A quarter (128K) kept its squeeze-excite convs (576 <-> 144 on
+# a 1x1 input, 83K) on one thread: in the model, where their 330 KB weights come from L3,
+# 45 and 27 us on one, 20-32 and 13-22 us on two (benchmarks/profile_kernels.py, median of 300
+# calls, two runs); warm alone (1x1 conv 144 -> 576 + HardSigmoid, the whole call) 8.5 -> 6.0 us.
+ROW_PATH_WORK_DIVISOR = 16
 # A GEMM with op(B) = B^T, a static N of at most this and a static K >= ROW_PATH_MIN_K takes the
 # row path for any M (a classifier head: Linear(2048, 10) at batch 512), NARROW_ROWS rows of C
 # at a time, threads splitting the rows. The blocked path packs all of A for these few columns
@@ -428,7 +432,7 @@ def _node_template(spec: GemmSpec) -> NodeTemplate:
 def _row_min_work(spec: GemmSpec, par_min_work: int) -> int:
     """Multiply-adds per thread of the row path's column split (0: one thread). Threads made
     for the call ("spawn", AOT) cost tens of microseconds each: they need the blocked path's
-    whole threshold; the pool's a quarter of it (ROW_PATH_WORK_DIVISOR)."""
+    whole threshold; the pool's a sixteenth of it (ROW_PATH_WORK_DIVISOR)."""
     if par_min_work <= 0:
         return 0
     return (
