@@ -644,6 +644,7 @@ class Softmax:
     acc_why: str
     min_work: int  # elements that pay for one more thread
     lanes: int = 16  # partial maxima and sums of a contiguous row: a 64-byte vector of T
+    rows: int = 4  # rows computed side by side (softmax_part.c.j2's NAME_rows)
 
 
 def lower_softmax(ctx: LowerCtx) -> Kernel:

@@ -125,3 +125,46 @@ def test_softmax_over_a_middle_axis_with_dynamic_batch() -> None:
     rng = np.random.default_rng(2)
     for batch in (3, 1, 5):
         _check(model, dynamic, rng.standard_normal((batch, 6)), {"rtol": 1e-11, "atol": 1e-13})
+
+
+class Softmaxes(nn.Module):
+    """softmax along `dim`, and log_softmax along it, side by side."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: lucid.Tensor) -> lucid.Tensor:
+        return lucid.stack([x.softmax(self.dim), x.log_softmax(self.dim)])
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize(
+    ("shape", "dim"),
+    [
+        ((5, 3, 70), -1),  # 15 contiguous rows of 70: vector folds and a tail; 3 groups + 3
+        ((2, 3, 32), 2),  # 6 rows of exactly two vectors: one group of 4, then 2 alone
+        ((5, 37, 7), 1),  # rows strided by 7: a group of 4 interleaved rows, then 3 alone
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_rows_side_by_side_match_eager_and_each_row_alone(shape, dim, dtype) -> None:  # type: ignore[no-untyped-def]
+    """softmax_part.c.j2 computes several rows at once: against eager (float32 tolerance,
+    1e-12 in float64), and each image's rows equal, bit for bit, what a batch of that image
+    alone gives (other rows beside it, or none). A NaN poisons its own row only."""
+    model = Softmaxes(dim)
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    x[1].flat[4] = np.nan  # image 1: one row (softmax's row of that element) all NaN
+    full = lucid.compile(model, dynamic_batch=True)
+    with lucid.no_grad():
+        got = full(lucid.Tensor(x)).data
+        want = model(lucid.Tensor(x)).data
+        tol = 1e-12 if dtype == np.float64 else 2e-6
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        for i in range(shape[0]):
+            alone = full(lucid.Tensor(x[i : i + 1])).data
+            np.testing.assert_array_equal(alone[:, 0], got[:, i])
+    nan_rows = np.isnan(got[0]).all(axis=dim)
+    assert nan_rows.sum() == 1 and nan_rows[1].any(), nan_rows
+    assert not np.isnan(got[0][~np.isnan(x).any(axis=dim, keepdims=True).repeat(shape[dim], dim)]).any()
