@@ -152,6 +152,29 @@ def test_a_big_global_pool_splits_its_planes_across_threads_with_the_same_means(
     assert "on the planes of 49 elements [begin, end)" in (compiled.c_source or "")
 
 
+@pytest.mark.parametrize("hw", [(7, 7), (3, 5), (8, 8), (2, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_global_pool_planes_four_at_a_time_equal_each_plane_alone(hw, dtype) -> None:  # type: ignore[no-untyped-def]
+    """Planes of at most 64 elements are summed four at a time (adaptive_avg_pool2d.c.j2):
+    a batch of 5 images of 3 planes (three groups of four, then three alone) gives each image
+    the bits that image alone gives (its 3 planes all alone), special values included, and
+    eager's means."""
+    model = nn.AdaptiveAvgPool2d(1)
+    compiled = lucid.compile(model, dynamic_batch=True)
+    x = np.random.default_rng(5).standard_normal((5, 3, *hw)).astype(dtype)
+    x[0, 1, 0, 0] = np.inf
+    x[2, 0, -1, -1] = np.nan
+    x[3, 2] = -0.0
+    with lucid.no_grad():
+        full = compiled(lucid.Tensor(x)).data
+        for i in range(5):
+            np.testing.assert_array_equal(compiled(lucid.Tensor(x[i : i + 1])).data[0], full[i])
+        want = model(lucid.Tensor(x)).data
+    assert full[0, 1, 0, 0] == np.inf and np.isnan(full[2, 0, 0, 0])
+    tol = 1e-14 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(full, want, rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_c_pad_kernels_match_numpy(dtype: type) -> None:
     rng = np.random.default_rng(2)
