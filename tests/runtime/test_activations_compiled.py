@@ -167,4 +167,6 @@ def test_softmax_rows_side_by_side_match_eager_and_each_row_alone(shape, dim, dt
             np.testing.assert_array_equal(alone[:, 0], got[:, i])
     nan_rows = np.isnan(got[0]).all(axis=dim)
     assert nan_rows.sum() == 1 and nan_rows[1].any(), nan_rows
-    assert not np.isnan(got[0][~np.isnan(x).any(axis=dim, keepdims=True).repeat(shape[dim], dim)]).any()
+    assert not np.isnan(
+        got[0][~np.isnan(x).any(axis=dim, keepdims=True).repeat(shape[dim], dim)]
+    ).any()

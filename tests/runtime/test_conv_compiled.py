@@ -163,7 +163,9 @@ def test_depthwise_takes_the_direct_path_and_pointwise_reads_x_directly() -> Non
     assert "k0_fused_conv_gemm" not in source and "k0_fused_conv_im2col" not in source
     # stride 1: the padded plane is the scratch; register blocks sum every tap's run of it
     assert "k0_fused_conv_taps[9] = { 0, 1, 2, 12, 13, 14, 24, 25, 26 }" in source
-    assert "sum[o][r] = k0_fused_conv_fma((k0_fused_conv_vec){ 0 } + wv, v[r], sum[o][r]);" in source
+    assert (
+        "sum[o][r] = k0_fused_conv_fma((k0_fused_conv_vec){ 0 } + wv, v[r], sum[o][r]);" in source
+    )
     assert "const float *b = xg;" in source  # 1x1: x is the column matrix
     assert "k1_fused_conv_im2col" not in source
 
