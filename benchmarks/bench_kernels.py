@@ -12,8 +12,9 @@ Each row is one op or a small block of MobileNetV3-Small or the GPT, alone:
   softmax  softmax over the last axis of 16 x 4 x 64 x 64 (the GPT's attention)
 
 Every system gets the same weights and input, and the script checks that they agree before it
-times them. Systems are timed in alternating rounds (a round of calls each, eight rounds), and
-each cell is the median over all calls. `--evict MB` touches that many megabytes of other data
+times them. Systems are timed in alternating rounds (a round of calls each, eight rounds, each
+after a pause that lets the other systems' thread pools go idle), and each cell is the median
+over all calls. `--evict MB` touches that many megabytes of other data
 before every timed call, so a call's weights and input come from L3 or memory, as in a model,
 rather than from the caches of the call before (0: warm). ONNX Runtime's graphs are built
 with onnx.helper, so no exporter is involved; a column whose package is absent shows `-`.
@@ -211,15 +212,22 @@ def _check(calls: dict[str, Callable[[], np.ndarray]]) -> None:
 
 
 def _time(
-    calls: dict[str, Callable[[], object]], rounds: int, per_round: int, evict: np.ndarray | None
+    calls: dict[str, Callable[[], object]],
+    rounds: int,
+    per_round: int,
+    evict: np.ndarray | None,
+    pause: float,
 ) -> dict[str, float]:
-    """Median seconds per call of each system over alternating rounds."""
+    """Median seconds per call of each system over alternating rounds. Each system's round
+    starts after `pause` seconds and ten untimed calls: the thread pools of the system before
+    (ONNX Runtime's, PyTorch's OpenMP) spin on both cores for a while after their last call,
+    which had made lucid's two-thread calls up to 2x slower when the rounds followed at once."""
     samples: dict[str, list[float]] = {name: [] for name in calls}
-    for call in calls.values():
-        for _ in range(3):
-            call()
     for _ in range(rounds):
         for name, call in calls.items():
+            time.sleep(pause)
+            for _ in range(10):
+                call()
             for _ in range(per_round):
                 if evict is not None:
                     evict += 1.0  # other data through the caches, untimed
@@ -256,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median per call, {warmth}; ratios: lucid's time / the peer's")
     head = "".join(f" {s:>12}" for s in SYSTEMS)
     print(f"  {'row':<28}{head} {'/ onnxruntime':>14} {'/ pytorch':>10}")
-    rounds, per_round = (2, 3) if args.tiny else (8, 40)
+    rounds, per_round, pause = (2, 3, 0.0) if args.tiny else (8, 40, 0.2)
     for row in rows:
         calls, what = _systems(row, args.threads, args.tiny)
         try:
@@ -264,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"  {what}: {exc}")
             return 1
-        med = _time(calls, rounds, per_round, evict)
+        med = _time(calls, rounds, per_round, evict, pause)
         cells = "".join(f" {fmt_time(med[s]) if s in med else '-':>12}" for s in SYSTEMS)
         ratios = [f"{med['lucid'] / med[s]:.2f}x" if s in med else "-" for s in SYSTEMS[1:]]
         print(f"  {what:<28}{cells} {ratios[0]:>14} {ratios[1]:>10}")
